@@ -1,0 +1,86 @@
+//! Writing spectrograms for people and for Python: float32 `.npy` and greyscale PNG.
+
+use std::io::Write;
+use std::path::Path;
+
+use crate::{AudioError, LogMel, Result, Tiles};
+
+fn write_err(path: &Path, e: impl std::fmt::Display) -> AudioError {
+    AudioError::Write { path: path.to_path_buf(), reason: e.to_string() }
+}
+
+/// Writes `bytes` to `path` atomically: a temporary file in the same folder, then a rename.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let name = path.file_name().ok_or_else(|| write_err(path, "no file name"))?;
+    let tmp = dir.join(format!(".{}.{}.tmp", name.to_string_lossy(), std::process::id()));
+    let res = (|| -> std::io::Result<()> {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if res.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    res.map_err(|e| write_err(path, e))
+}
+
+/// Encodes a row-major float32 array as NumPy `.npy` (format 1.0, little endian).
+pub fn npy_bytes(shape: &[usize], data: &[f32]) -> Vec<u8> {
+    let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
+    let shape_s = if dims.len() == 1 { format!("({},)", dims[0]) } else { format!("({})", dims.join(", ")) };
+    let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {shape_s}, }}");
+    let total = 10 + header.len() + 1;
+    header.push_str(&" ".repeat((64 - total % 64) % 64));
+    header.push('\n');
+    let mut out = Vec::with_capacity(10 + header.len() + data.len() * 4);
+    out.extend_from_slice(b"\x93NUMPY\x01\x00");
+    out.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    out.extend_from_slice(header.as_bytes());
+    for v in data {
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+    out
+}
+
+/// Writes the spectrogram as float32 `.npy` of shape `[n_mels, n_frames]`.
+pub fn write_npy(path: &Path, mel: &LogMel) -> Result<()> {
+    write_atomic(path, &npy_bytes(&[mel.n_mels, mel.n_frames], &mel.data))
+}
+
+/// Greyscale image of a `[rows, cols]` matrix, low frequencies at the bottom, black = quietest.
+fn grey(rows: usize, cols: usize, data: &[f32]) -> image::GrayImage {
+    let (lo, hi) = data.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(l, h), &v| (l.min(v), h.max(v)));
+    let span = if hi > lo { hi - lo } else { 1.0 };
+    image::GrayImage::from_fn(cols as u32, rows as u32, |x, y| {
+        let v = data[(rows - 1 - y as usize) * cols + x as usize];
+        image::Luma([(((v - lo) / span) * 255.0).round().clamp(0.0, 255.0) as u8])
+    })
+}
+
+fn save_png(path: &Path, img: &image::GrayImage) -> Result<()> {
+    let mut bytes = Vec::new();
+    img.write_to(&mut std::io::Cursor::new(&mut bytes), image::ImageFormat::Png).map_err(|e| write_err(path, e))?;
+    write_atomic(path, &bytes)
+}
+
+/// Writes the whole spectrogram as a greyscale PNG (width = frames, height = mel bands).
+pub fn write_png(path: &Path, mel: &LogMel) -> Result<()> {
+    if mel.n_frames == 0 || mel.n_mels == 0 {
+        return Err(write_err(path, "empty spectrogram"));
+    }
+    save_png(path, &grey(mel.n_mels, mel.n_frames, &mel.data))
+}
+
+/// Writes one PNG per tile into `dir` (`tile_0000.png`, ...), like the 2017 blog's slices. Returns the paths.
+pub fn write_tile_pngs(dir: &Path, tiles: &Tiles) -> Result<Vec<std::path::PathBuf>> {
+    std::fs::create_dir_all(dir).map_err(|e| write_err(dir, e))?;
+    (0..tiles.n_tiles)
+        .map(|i| {
+            let p = dir.join(format!("tile_{i:04}.png"));
+            save_png(&p, &grey(tiles.n_mels, tiles.tile_frames, tiles.tile(i)))?;
+            Ok(p)
+        })
+        .collect()
+}

@@ -1,1 +1,52 @@
-pub fn placeholder(){}
+//! The soundalike model: a burn CNN over log-mel tiles whose 128-d penultimate layer is the song
+//! embedding. The only crate of the workspace that depends on burn.
+//!
+//! Layout follows burn's examples: [`model`] (network), [`data`] (tiles -> tensors), [`train`] (loop,
+//! checkpoints), [`eval`] (honest metrics), [`infer`] (embeddings), [`bundle`] (model directory I/O).
+#![warn(missing_docs)]
+
+pub mod bundle;
+pub mod data;
+pub mod eval;
+pub mod infer;
+pub mod model;
+pub mod train;
+
+pub use bundle::{load_config, load_model, save_model, LoadedModel, ModelConfig, MODEL_FORMAT_VERSION};
+pub use eval::{evaluate, EvalReport};
+pub use infer::{l2_normalise, SongEmbedding};
+pub use model::{ArchConfig, SoundNet};
+pub use train::{train, LabelledSong, Progress, TrainOptions, TrainSummary};
+
+pub use burn::prelude::Device;
+
+/// Errors of the model crate.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    /// Reading or writing model files failed.
+    #[error("{0}")]
+    Io(String),
+    /// A model or checkpoint that does not match what is asked of it.
+    #[error("{0}")]
+    Incompatible(String),
+    /// Bad arguments.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Result alias.
+pub type Result<T, E = ModelError> = std::result::Result<T, E>;
+
+/// Picks the compute device by name: `cpu` (burn's flex backend, the default) or, when built with the
+/// `wgpu` feature, `wgpu` (any GPU through Vulkan/Metal/DX12).
+pub fn device_from_name(name: &str) -> Result<Device> {
+    match name {
+        "cpu" | "flex" => Ok(Device::flex()),
+        #[cfg(feature = "wgpu")]
+        "wgpu" | "gpu" => Ok(Device::wgpu(Default::default())),
+        other => Err(ModelError::Invalid(format!(
+            "unknown device {other:?}; available: cpu{}",
+            if cfg!(feature = "wgpu") { ", wgpu" } else { " (rebuild with --features wgpu for a GPU)" }
+        ))),
+    }
+}

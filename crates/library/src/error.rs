@@ -1,0 +1,47 @@
+use std::path::PathBuf;
+
+/// Errors of library handling; each names the file concerned.
+#[derive(Debug, thiserror::Error)]
+pub enum LibraryError {
+    /// Reading a file or folder failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A labels CSV is malformed or lacks a column.
+    #[error("{path}: {reason}")]
+    Csv {
+        /// The CSV.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A file written by an incompatible version or settings.
+    #[error("{path}: {reason}")]
+    Incompatible {
+        /// The file.
+        path: PathBuf,
+        /// What does not match.
+        reason: String,
+    },
+    /// Bad options.
+    #[error("{0}")]
+    Invalid(String),
+    /// Writing failed.
+    #[error("{0}")]
+    Write(String),
+    /// Audio front-end error.
+    #[error(transparent)]
+    Audio(#[from] soundalike_audio::AudioError),
+}
+
+/// Result alias.
+pub type Result<T, E = LibraryError> = std::result::Result<T, E>;
+
+pub(crate) fn io(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> LibraryError + '_ {
+    move |source| LibraryError::Io { path: path.to_path_buf(), source }
+}

@@ -1,0 +1,140 @@
+//! Labels and song metadata: from a CSV the user names, the folder-per-genre layout, or the file's tags.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use crate::{LibraryError, Result, SongFile};
+
+/// Where a song's label comes from.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum LabelSource {
+    /// A column of a CSV.
+    Csv,
+    /// The first folder under the library root (`<root>/<genre>/song.mp3`).
+    Folder,
+    /// The file's genre tag (ID3 TCON, Vorbis GENRE).
+    Tag,
+}
+
+/// How to read labels and metadata.
+#[derive(Clone, Debug, Default)]
+pub struct LabelOptions {
+    /// CSV with one row per song.
+    pub csv: Option<PathBuf>,
+    /// Column holding the label (default `label`).
+    pub label_column: Option<String>,
+    /// Column naming a group to hold out (e.g. `source`, `artist`).
+    pub group_column: Option<String>,
+    /// Column(s) that key rows to files: tried in order, matched as relative paths (suffix match).
+    pub key_columns: Vec<String>,
+}
+
+/// What is known about one song before decoding it.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct CatalogEntry {
+    /// Relative path (the song id).
+    pub rel_path: String,
+    /// Label, if known now (CSV or folder); tag labels are filled in after decoding.
+    pub label: Option<String>,
+    /// Where the label came from.
+    pub label_source: Option<LabelSource>,
+    /// Group for hold-out splits.
+    pub group: Option<String>,
+    /// Title (CSV; tags and file name fill it later).
+    pub title: Option<String>,
+    /// Artist.
+    pub artist: Option<String>,
+    /// Album.
+    pub album: Option<String>,
+    /// Genre from the CSV (`genre` or `teacher_genre` column) for filters.
+    pub genre: Option<String>,
+}
+
+fn norm(p: &str) -> String {
+    p.replace('\\', "/").trim_start_matches("./").to_string()
+}
+
+/// Builds a catalog entry per file. Label precedence: CSV column > folder layout > (later) the genre tag.
+pub fn load_catalog(files: &[SongFile], opts: &LabelOptions) -> Result<Vec<CatalogEntry>> {
+    let mut entries: Vec<CatalogEntry> = files
+        .iter()
+        .map(|f| {
+            let parts: Vec<&str> = f.rel_path.split('/').collect();
+            let folder = (parts.len() >= 2).then(|| parts[0].to_string());
+            CatalogEntry {
+                rel_path: f.rel_path.clone(),
+                label_source: folder.as_ref().map(|_| LabelSource::Folder),
+                label: folder,
+                ..Default::default()
+            }
+        })
+        .collect();
+    let Some(csv_path) = &opts.csv else { return Ok(entries) };
+    let bad = |reason: String| LibraryError::Csv { path: csv_path.clone(), reason };
+    let mut rdr = csv::Reader::from_path(csv_path).map_err(|e| bad(e.to_string()))?;
+    let headers: Vec<String> = rdr.headers().map_err(|e| bad(e.to_string()))?.iter().map(String::from).collect();
+    let col = |name: &str| headers.iter().position(|h| h == name);
+    let label_col = opts.label_column.as_deref().unwrap_or("label");
+    let li = col(label_col).ok_or_else(|| bad(format!("no column {label_col:?} (columns: {})", headers.join(", "))))?;
+    let gi = match &opts.group_column {
+        Some(g) => Some(col(g).ok_or_else(|| bad(format!("no group column {g:?}")))?),
+        None => None,
+    };
+    let keys: Vec<&str> = if opts.key_columns.is_empty() {
+        vec!["file", "path", "id"]
+    } else {
+        opts.key_columns.iter().map(String::as_str).collect()
+    };
+    let key_idx: Vec<usize> = keys.iter().filter_map(|k| col(k)).collect();
+    if key_idx.is_empty() {
+        return Err(bad(format!("no key column among {keys:?}")));
+    }
+    let (ti, ai, bi) = (col("title"), col("artist"), col("album"));
+    let geni = col("genre").or_else(|| col("teacher_genre"));
+    // Index files by every suffix of their relative path, so CSV paths rooted higher or lower still match.
+    let mut by_suffix: HashMap<String, Vec<usize>> = HashMap::new();
+    for (i, e) in entries.iter().enumerate() {
+        let parts: Vec<&str> = e.rel_path.split('/').collect();
+        for s in 0..parts.len() {
+            by_suffix.entry(parts[s..].join("/")).or_default().push(i);
+        }
+        // `id` columns often omit the extension.
+        if let Some((stem, _)) = e.rel_path.rsplit_once('.') {
+            by_suffix.entry(stem.to_string()).or_default().push(i);
+        }
+    }
+    for rec in rdr.records() {
+        let rec = rec.map_err(|e| bad(e.to_string()))?;
+        let get = |i: Option<usize>| i.and_then(|i| rec.get(i)).map(str::trim).filter(|s| !s.is_empty()).map(String::from);
+        let mut target = None;
+        'keys: for &k in &key_idx {
+            let key = norm(rec.get(k).unwrap_or(""));
+            let kparts: Vec<&str> = key.split('/').collect();
+            for s in 0..kparts.len() {
+                if let Some(v) = by_suffix.get(&kparts[s..].join("/")) {
+                    if v.len() == 1 {
+                        target = Some(v[0]);
+                        break 'keys;
+                    }
+                }
+            }
+        }
+        let Some(i) = target else { continue };
+        let e = &mut entries[i];
+        if let Some(l) = get(Some(li)) {
+            e.label = Some(l);
+            e.label_source = Some(LabelSource::Csv);
+        }
+        e.group = get(gi).or(e.group.take());
+        e.title = get(ti).or(e.title.take());
+        e.artist = get(ai).or(e.artist.take());
+        e.album = get(bi).or(e.album.take());
+        e.genre = get(geni).or(e.genre.take());
+    }
+    Ok(entries)
+}
+
+/// Helper for callers: the file name without extension, as a last-resort title.
+pub fn title_from_path(rel_path: &str) -> String {
+    Path::new(rel_path).file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()
+}

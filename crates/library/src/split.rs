@@ -1,0 +1,106 @@
+//! Song-level, stratified, seeded splits, with whole groups held out on request.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::{LibraryError, Result, SplitMix64};
+
+/// Version of the split file format.
+pub const SPLIT_FORMAT_VERSION: u32 = 1;
+
+/// Which part a song belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SplitAssignment {
+    /// Used to fit weights.
+    Train,
+    /// Early stopping and model selection.
+    Val,
+    /// Reported once, at the end.
+    Test,
+    /// Songs of held-out groups: never seen in training.
+    Holdout,
+}
+
+/// Split settings.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct SplitOptions {
+    /// Seed of the shuffle.
+    pub seed: u64,
+    /// Fraction of each label's songs for validation.
+    pub val_fraction: f64,
+    /// Fraction of each label's songs for test.
+    pub test_fraction: f64,
+    /// Groups whose songs all go to `Holdout`.
+    pub holdout_groups: Vec<String>,
+}
+
+impl Default for SplitOptions {
+    fn default() -> Self {
+        SplitOptions { seed: 42, val_fraction: 0.15, test_fraction: 0.15, holdout_groups: vec![] }
+    }
+}
+
+/// The split of a data set: song id -> part. Serialised to JSON and read by training and evaluation.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Splits {
+    /// [`SPLIT_FORMAT_VERSION`].
+    pub format_version: u32,
+    /// Settings used.
+    pub seed: u64,
+    /// Held-out groups.
+    pub holdout_groups: Vec<String>,
+    /// Song id -> part, sorted by id.
+    pub assignment: BTreeMap<String, SplitAssignment>,
+}
+
+impl Splits {
+    /// Ids in `part`, sorted.
+    pub fn ids(&self, part: SplitAssignment) -> Vec<&str> {
+        self.assignment.iter().filter(|(_, &p)| p == part).map(|(k, _)| k.as_str()).collect()
+    }
+}
+
+/// Splits songs `(id, label, group)` by song, stratified by label: in each label the songs are sorted by
+/// id, shuffled with the seed, and the first `round(n * test)` go to test, the next `round(n * val)` to
+/// validation (each at least 1 when the label has 3+ songs), the rest to train. Songs of a held-out group go
+/// to `Holdout` whatever their label.
+pub fn split_songs(songs: &[(String, String, Option<String>)], opts: &SplitOptions) -> Result<Splits> {
+    if !(0.0..1.0).contains(&(opts.val_fraction + opts.test_fraction)) || opts.val_fraction < 0.0 || opts.test_fraction < 0.0 {
+        return Err(LibraryError::Invalid("val + test fractions must be in [0, 1)".into()));
+    }
+    let holdout: BTreeSet<&str> = opts.holdout_groups.iter().map(String::as_str).collect();
+    let mut seen = BTreeSet::new();
+    let mut by_label: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    let mut assignment = BTreeMap::new();
+    for (id, label, group) in songs {
+        if !seen.insert(id.as_str()) {
+            return Err(LibraryError::Invalid(format!("duplicate song id {id}")));
+        }
+        if group.as_deref().is_some_and(|g| holdout.contains(g)) {
+            assignment.insert(id.clone(), SplitAssignment::Holdout);
+        } else {
+            by_label.entry(label.as_str()).or_default().push(id.as_str());
+        }
+    }
+    for (label, mut ids) in by_label {
+        ids.sort_unstable();
+        // Seed per label so adding a label does not reshuffle the others.
+        let mut rng = SplitMix64(opts.seed ^ blake3::hash(label.as_bytes()).as_bytes()[..8].iter().fold(0u64, |a, &b| a << 8 | b as u64));
+        rng.shuffle(&mut ids);
+        let n = ids.len();
+        let at_least = |x: f64| if n >= 3 && x > 0.0 { ((n as f64 * x).round() as usize).max(1) } else { (n as f64 * x).round() as usize };
+        let n_test = at_least(opts.test_fraction);
+        let n_val = at_least(opts.val_fraction).min(n - n_test.min(n));
+        for (i, id) in ids.into_iter().enumerate() {
+            let part = if i < n_test {
+                SplitAssignment::Test
+            } else if i < n_test + n_val {
+                SplitAssignment::Val
+            } else {
+                SplitAssignment::Train
+            };
+            assignment.insert(id.to_string(), part);
+        }
+    }
+    Ok(Splits { format_version: SPLIT_FORMAT_VERSION, seed: opts.seed, holdout_groups: opts.holdout_groups.clone(), assignment })
+}

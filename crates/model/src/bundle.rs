@@ -1,0 +1,117 @@
+//! The model directory: `config.json` (front end + architecture + labels + fingerprint), `model.bpk`
+//! (burnpack weights), `metrics.json`. Loading checks the format version and the weights' fingerprint.
+
+use std::path::{Path, PathBuf};
+
+use burn::prelude::*;
+use serde::{Deserialize, Serialize};
+use soundalike_audio::FrontendConfig;
+
+use crate::{ArchConfig, ModelError, Result, SoundNet};
+
+/// Version of the model directory format.
+pub const MODEL_FORMAT_VERSION: u32 = 1;
+
+/// Everything needed to rebuild the network and feed it exactly what it was trained on.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ModelConfig {
+    /// [`MODEL_FORMAT_VERSION`].
+    pub format_version: u32,
+    /// Model name.
+    pub name: String,
+    /// Spectrogram and tiling settings used in training (and therefore in embedding).
+    pub frontend: FrontendConfig,
+    /// Network shape.
+    pub arch: ArchConfig,
+    /// Class names, in output order.
+    pub labels: Vec<String>,
+    /// What the labels are (e.g. `source`, `teacher_genre (musicnn tagger guess, not ground truth)`).
+    pub label_description: String,
+    /// BLAKE3 of the weights file (first 16 hex digits); stamped into every store made with the model.
+    pub fingerprint: String,
+}
+
+impl ModelConfig {
+    /// A config for a new model; the fingerprint is set on save.
+    pub fn new(name: &str, frontend: FrontendConfig, arch: ArchConfig, labels: Vec<String>, label_description: &str) -> Self {
+        ModelConfig {
+            format_version: MODEL_FORMAT_VERSION,
+            name: name.into(),
+            frontend,
+            arch,
+            labels,
+            label_description: label_description.into(),
+            fingerprint: String::new(),
+        }
+    }
+}
+
+/// A loaded model, ready for inference.
+pub struct LoadedModel {
+    /// Its config.
+    pub config: ModelConfig,
+    /// The network, in inference mode.
+    pub net: SoundNet,
+    /// Where it was loaded from.
+    pub dir: PathBuf,
+}
+
+fn fingerprint_bytes(b: &[u8]) -> String {
+    blake3::hash(b).to_hex()[..16].to_string()
+}
+
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    soundalike_audio::output::write_atomic(path, bytes).map_err(|e| ModelError::Io(e.to_string()))
+}
+
+/// Saves `net` and `config` into `dir` (weights first, config last: a model dir is valid once its config
+/// exists). Returns the config with its fingerprint set.
+pub fn save_model(dir: &Path, net: &SoundNet, config: &ModelConfig) -> Result<ModelConfig> {
+    std::fs::create_dir_all(dir).map_err(|e| ModelError::Io(format!("{}: {e}", dir.display())))?;
+    let tmp = dir.join(format!(".model.{}.bpk.tmp", std::process::id()));
+    net.clone().save_file(&tmp).map_err(|e| ModelError::Io(format!("{}: {e}", tmp.display())))?;
+    // burn may append its own extension; find what it wrote.
+    let written = if tmp.exists() { tmp.clone() } else { tmp.with_extension("bpk") };
+    let bytes = std::fs::read(&written).map_err(|e| ModelError::Io(format!("{}: {e}", written.display())))?;
+    let final_path = dir.join("model.bpk");
+    std::fs::rename(&written, &final_path).map_err(|e| ModelError::Io(format!("{}: {e}", final_path.display())))?;
+    let mut cfg = config.clone();
+    cfg.fingerprint = fingerprint_bytes(&bytes);
+    write_atomic(&dir.join("config.json"), &serde_json::to_vec_pretty(&cfg).map_err(|e| ModelError::Io(e.to_string()))?)?;
+    Ok(cfg)
+}
+
+/// Reads `config.json` only (cheap: for checking stores against a model).
+pub fn load_config(dir: &Path) -> Result<ModelConfig> {
+    let p = dir.join("config.json");
+    let b = std::fs::read(&p).map_err(|e| ModelError::Incompatible(format!("{}: cannot read model config: {e}", p.display())))?;
+    let cfg: ModelConfig = serde_json::from_slice(&b).map_err(|e| ModelError::Incompatible(format!("{}: not a soundalike model config: {e}", p.display())))?;
+    if cfg.format_version != MODEL_FORMAT_VERSION {
+        return Err(ModelError::Incompatible(format!(
+            "{}: model format version {} but this soundalike reads version {MODEL_FORMAT_VERSION}",
+            p.display(),
+            cfg.format_version
+        )));
+    }
+    cfg.frontend.validate().map_err(|e| ModelError::Incompatible(format!("{}: {e}", p.display())))?;
+    Ok(cfg)
+}
+
+/// Loads a model directory onto `device`, refusing weights whose fingerprint does not match the config.
+pub fn load_model(dir: &Path, device: &Device) -> Result<LoadedModel> {
+    let config = load_config(dir)?;
+    let wp = dir.join("model.bpk");
+    let bytes = std::fs::read(&wp).map_err(|e| ModelError::Incompatible(format!("{}: {e}", wp.display())))?;
+    let fp = fingerprint_bytes(&bytes);
+    if fp != config.fingerprint {
+        return Err(ModelError::Incompatible(format!(
+            "{}: weights fingerprint {fp} does not match config.json ({}); the model directory is mixed up",
+            wp.display(),
+            config.fingerprint
+        )));
+    }
+    let net = SoundNet::new(&config.arch, config.labels.len(), device)
+        .try_load_file(&wp)
+        .map_err(|e| ModelError::Incompatible(format!("{}: {e}", wp.display())))?;
+    Ok(LoadedModel { config, net: net.valid(), dir: dir.to_path_buf() })
+}

@@ -1,0 +1,52 @@
+//! Tiles as network input: normalisation, random crops, SpecAugment masks, batching into tensors.
+
+use burn::prelude::*;
+use soundalike_audio::LogMel;
+
+/// dB range that maps to the input's [0, 1]: the front end's `top_db`.
+pub const INPUT_RANGE_DB: f32 = 80.0;
+
+/// Copies frames `[start, start + width)` of `mel` into `out` (`[n_mels, width]`), normalised per tile:
+/// `1 + (dB - tile max) / 80`, clamped to `[0, 1]`. Subtracting the tile's own maximum makes the input
+/// invariant to playback gain, so loud and quiet masters of one song look alike. Frames past the end are 0.
+pub fn write_tile(mel: &LogMel, start: usize, width: usize, out: &mut [f32]) {
+    let mut max = f32::NEG_INFINITY;
+    for m in 0..mel.n_mels {
+        for t in start..(start + width).min(mel.n_frames) {
+            max = max.max(mel.at(m, t));
+        }
+    }
+    for m in 0..mel.n_mels {
+        for f in 0..width {
+            let t = start + f;
+            out[m * width + f] = if t < mel.n_frames { (1.0 + (mel.at(m, t) - max) / INPUT_RANGE_DB).clamp(0.0, 1.0) } else { 0.0 };
+        }
+    }
+}
+
+/// Start frames of the evaluation/embedding tiles of a spectrogram: every `hop` frames while a tile fits,
+/// or one (padded) tile when it is shorter than one tile.
+pub fn tile_starts(n_frames: usize, width: usize, hop: usize) -> Vec<usize> {
+    let n = soundalike_audio::tile_count(n_frames, width, hop);
+    (0..n).map(|i| i * hop).collect()
+}
+
+/// SpecAugment-style masking in place on one normalised tile: one band of up to `max_f` mel rows and one
+/// span of up to `max_t` frames set to 0 (silence). `r` yields uniform numbers in `[0, 1)`.
+pub fn spec_augment(tile: &mut [f32], n_mels: usize, width: usize, max_f: usize, max_t: usize, r: &mut impl FnMut() -> f32) {
+    let f = (r() * (max_f + 1) as f32) as usize;
+    let f0 = (r() * (n_mels.saturating_sub(f) + 1) as f32) as usize;
+    for m in f0..(f0 + f).min(n_mels) {
+        tile[m * width..(m + 1) * width].iter_mut().for_each(|v| *v = 0.0);
+    }
+    let t = (r() * (max_t + 1) as f32) as usize;
+    let t0 = (r() * (width.saturating_sub(t) + 1) as f32) as usize;
+    for m in 0..n_mels {
+        tile[m * width + t0..m * width + (t0 + t).min(width)].iter_mut().for_each(|v| *v = 0.0);
+    }
+}
+
+/// `[batch, 1, n_mels, width]` tensor from concatenated tiles.
+pub fn batch_tensor(data: Vec<f32>, batch: usize, n_mels: usize, width: usize, device: &Device) -> Tensor<4> {
+    Tensor::from_data(TensorData::new(data, [batch, 1, n_mels, width]), device)
+}

@@ -1,0 +1,325 @@
+//! The training loop: Adam, cosine learning-rate decay, class-weighted cross-entropy, random crops +
+//! SpecAugment, early stopping on validation loss, a checkpoint every epoch and exact resume.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use burn::optim::{AdamConfig, GradientsParams};
+use burn::prelude::*;
+use burn::tensor::activation::log_softmax;
+use serde::{Deserialize, Serialize};
+use soundalike_audio::LogMel;
+
+use crate::data::{batch_tensor, spec_augment, write_tile};
+use crate::eval::{evaluate, EvalReport};
+use crate::{save_model, ModelConfig, ModelError, Result, SoundNet};
+
+/// A song with its label index and spectrogram.
+#[derive(Clone, Debug)]
+pub struct LabelledSong {
+    /// Song id (relative path).
+    pub id: String,
+    /// Index into the model's labels.
+    pub label: usize,
+    /// Log-mel spectrogram.
+    pub mel: LogMel,
+}
+
+/// Training settings (saved with the checkpoint; a resume must use the same).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TrainOptions {
+    /// Maximum epochs.
+    pub epochs: usize,
+    /// Tiles per step.
+    pub batch_size: usize,
+    /// Peak learning rate (Adam), decayed by a cosine over `epochs`.
+    pub learning_rate: f64,
+    /// L2 weight decay.
+    pub weight_decay: f32,
+    /// Random crops drawn from each training song per epoch.
+    pub crops_per_song: usize,
+    /// Stop after this many epochs without a better validation loss.
+    pub patience: usize,
+    /// Seed of initialisation, crops, masks and batch order.
+    pub seed: u64,
+    /// SpecAugment masks on training tiles.
+    pub spec_augment: bool,
+}
+
+impl Default for TrainOptions {
+    fn default() -> Self {
+        TrainOptions { epochs: 30, batch_size: 32, learning_rate: 2e-3, weight_decay: 1e-4, crops_per_song: 8, patience: 6, seed: 42, spec_augment: true }
+    }
+}
+
+/// One line of the training history.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EpochRecord {
+    /// 1-based epoch.
+    pub epoch: usize,
+    /// Learning rate used.
+    pub learning_rate: f64,
+    /// Mean training loss (class-weighted).
+    pub train_loss: f64,
+    /// Training tile accuracy (on augmented crops).
+    pub train_accuracy: f64,
+    /// Validation loss per tile.
+    pub val_loss: f64,
+    /// Validation tile accuracy.
+    pub val_tile_accuracy: f64,
+    /// Validation song accuracy.
+    pub val_song_accuracy: f64,
+    /// Wall-clock seconds of the epoch.
+    pub seconds: f64,
+    /// Training tiles per second.
+    pub tiles_per_second: f64,
+}
+
+/// Saved after every epoch: with the checkpoint's weights and optimizer state it resumes exactly.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TrainState {
+    /// Epochs finished.
+    pub epochs_done: usize,
+    /// Best validation loss so far.
+    pub best_val_loss: f64,
+    /// Epoch of the best validation loss.
+    pub best_epoch: usize,
+    /// History.
+    pub history: Vec<EpochRecord>,
+    /// Options (a resume with other options is refused).
+    pub options: TrainOptions,
+    /// Folder under `checkpoint/` holding this epoch's weights and optimizer.
+    pub checkpoint: String,
+}
+
+/// Progress events for the caller's progress bar.
+pub enum Progress<'a> {
+    /// A training step finished.
+    Step {
+        /// Epoch (1-based).
+        epoch: usize,
+        /// Step within the epoch (1-based).
+        step: usize,
+        /// Steps in the epoch.
+        steps: usize,
+        /// Running mean loss.
+        loss: f64,
+        /// Running accuracy.
+        accuracy: f64,
+    },
+    /// An epoch finished.
+    Epoch(&'a EpochRecord),
+}
+
+/// What training produced.
+pub struct TrainSummary {
+    /// The final state (history, best epoch).
+    pub state: TrainState,
+    /// The config of the best model written to the output folder.
+    pub config: ModelConfig,
+    /// Validation report of the best model.
+    pub best_val: EvalReport,
+    /// Whether early stopping ended the run.
+    pub stopped_early: bool,
+}
+
+fn rng_for(seed: u64, epoch: usize) -> soundalike_library_rng::Rng {
+    soundalike_library_rng::Rng::new(seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15))
+}
+
+/// Tiny local SplitMix64 (the library crate's twin) so this crate stays free of data-handling deps.
+mod soundalike_library_rng {
+    pub struct Rng(u64);
+    impl Rng {
+        pub fn new(s: u64) -> Self {
+            Rng(s)
+        }
+        pub fn next(&mut self) -> u64 {
+            self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = self.0;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^ (z >> 31)
+        }
+        pub fn unit(&mut self) -> f32 {
+            (self.next() >> 40) as f32 / (1u64 << 24) as f32
+        }
+        pub fn below(&mut self, n: usize) -> usize {
+            if n == 0 { 0 } else { (self.next() % n as u64) as usize }
+        }
+    }
+}
+
+/// Class weights `sqrt(N / (K * n_c))` normalised to mean 1 over training songs: rare soundtracks count
+/// more without letting a 2-song class dominate.
+pub fn class_weights(songs: &[LabelledSong], k: usize) -> Vec<f32> {
+    let mut counts = vec![0usize; k];
+    songs.iter().for_each(|s| counts[s.label] += 1);
+    let n = songs.len().max(1) as f32;
+    let w: Vec<f32> = counts.iter().map(|&c| if c == 0 { 0.0 } else { (n / (k as f32 * c as f32)).sqrt() }).collect();
+    let mean = songs.iter().map(|s| w[s.label]).sum::<f32>() / n;
+    w.iter().map(|x| x / mean.max(1e-6)).collect()
+}
+
+fn io_err(p: &Path, e: impl std::fmt::Display) -> ModelError {
+    ModelError::Io(format!("{}: {e}", p.display()))
+}
+
+/// Trains a model into `out_dir` (best weights + config, `checkpoint/`, `history.json`).
+///
+/// With `resume`, continues from `out_dir/checkpoint/state.json`: same options required; the result is the
+/// same as an uninterrupted run with the same seed (epoch-level determinism: every epoch's crops, masks
+/// and order derive from `(seed, epoch)`).
+pub fn train(
+    out_dir: &Path,
+    config: &ModelConfig,
+    train_songs: &[LabelledSong],
+    val_songs: &[LabelledSong],
+    opts: &TrainOptions,
+    resume: bool,
+    device: &Device,
+    on: &mut dyn FnMut(Progress),
+) -> Result<TrainSummary> {
+    if train_songs.is_empty() {
+        return Err(ModelError::Invalid("no training songs".into()));
+    }
+    if opts.batch_size == 0 || opts.crops_per_song == 0 || opts.epochs == 0 {
+        return Err(ModelError::Invalid("epochs, batch size and crops per song must be > 0".into()));
+    }
+    let k = config.labels.len();
+    let (h, w) = (config.frontend.n_mels, config.frontend.tile_frames);
+    let ad = device.clone().autodiff();
+    ad.seed(opts.seed);
+    let ckpt_root = out_dir.join("checkpoint");
+    std::fs::create_dir_all(&ckpt_root).map_err(|e| io_err(&ckpt_root, e))?;
+    let state_path = ckpt_root.join("state.json");
+
+    let mut model = SoundNet::new(&config.arch, k, &ad);
+    let mut optim = AdamConfig::new()
+        .with_weight_decay(Some(burn::optim::decay::WeightDecayConfig::new(opts.weight_decay)))
+        .init();
+    let mut state = TrainState { epochs_done: 0, best_val_loss: f64::INFINITY, best_epoch: 0, history: vec![], options: opts.clone(), checkpoint: String::new() };
+    if resume && state_path.exists() {
+        let b = std::fs::read(&state_path).map_err(|e| io_err(&state_path, e))?;
+        state = serde_json::from_slice(&b).map_err(|e| io_err(&state_path, e))?;
+        if state.options != *opts {
+            return Err(ModelError::Invalid(format!(
+                "{}: checkpoint was made with other training options; rerun without --resume or with the same options",
+                state_path.display()
+            )));
+        }
+        let dir = ckpt_root.join(&state.checkpoint);
+        model = model.try_load_file(dir.join("model.bpk")).map_err(|e| io_err(&dir, e))?;
+        optim = optim.load(dir.join("optim.bpk")).map_err(|e| io_err(&dir, e))?;
+    }
+    let weights = class_weights(train_songs, k);
+    let mut best_cfg = if state.best_epoch > 0 { crate::load_config(out_dir).ok() } else { None };
+    let mut stopped_early = false;
+
+    for epoch in state.epochs_done + 1..=opts.epochs {
+        if state.epochs_done >= state.best_epoch + opts.patience && state.best_epoch > 0 {
+            stopped_early = true;
+            break;
+        }
+        let t0 = Instant::now();
+        let lr = opts.learning_rate * 0.5 * (1.0 + (std::f64::consts::PI * (epoch - 1) as f64 / opts.epochs as f64).cos());
+        let mut rng = rng_for(opts.seed, epoch);
+        // (song, crop start) pairs, shuffled.
+        let mut items: Vec<(usize, usize)> = Vec::with_capacity(train_songs.len() * opts.crops_per_song);
+        for (si, s) in train_songs.iter().enumerate() {
+            for _ in 0..opts.crops_per_song {
+                items.push((si, rng.below(s.mel.n_frames.saturating_sub(w) + 1)));
+            }
+        }
+        for i in (1..items.len()).rev() {
+            items.swap(i, rng.below(i + 1));
+        }
+        let steps = items.len().div_ceil(opts.batch_size);
+        let (mut loss_sum, mut hits, mut seen) = (0f64, 0usize, 0usize);
+        for (step, batch) in items.chunks(opts.batch_size).enumerate() {
+            let b = batch.len();
+            let mut data = vec![0f32; b * h * w];
+            let mut target = vec![0f32; b * k];
+            let mut wsum = 0f32;
+            for (i, &(si, start)) in batch.iter().enumerate() {
+                let tile = &mut data[i * h * w..(i + 1) * h * w];
+                write_tile(&train_songs[si].mel, start, w, tile);
+                if opts.spec_augment {
+                    spec_augment(tile, h, w, h / 8, w / 8, &mut || rng.unit());
+                }
+                let lw = weights[train_songs[si].label];
+                target[i * k + train_songs[si].label] = lw;
+                wsum += lw;
+            }
+            let x = batch_tensor(data, b, h, w, &ad);
+            let t = Tensor::<2>::from_data(TensorData::new(target.clone(), [b, k]), &ad);
+            let logits = model.forward(x);
+            let logp = log_softmax(logits.clone(), 1);
+            let loss = logp.mul(t).sum().neg().div_scalar(wsum.max(1e-6));
+            let loss_v = loss.clone().into_data().try_into_vec::<f32>().unwrap_or_default().first().copied().unwrap_or(f32::NAN);
+            if !loss_v.is_finite() {
+                return Err(ModelError::Invalid(format!("training diverged at epoch {epoch} step {} (loss {loss_v})", step + 1)));
+            }
+            let grads = GradientsParams::from_grads(loss.backward(), &model);
+            model = optim.step(lr, model, grads);
+            let lv = logits.into_data().try_into_vec::<f32>().unwrap_or_default();
+            for (i, row) in lv.chunks_exact(k).enumerate() {
+                let pred = row.iter().enumerate().fold((0, f32::NEG_INFINITY), |(bi, bv), (j, &x)| if x > bv { (j, x) } else { (bi, bv) }).0;
+                if target[i * k + pred] > 0.0 {
+                    hits += 1;
+                }
+            }
+            seen += b;
+            loss_sum += loss_v as f64 * b as f64;
+            on(Progress::Step { epoch, step: step + 1, steps, loss: loss_sum / seen as f64, accuracy: hits as f64 / seen as f64 });
+        }
+        let train_secs = t0.elapsed().as_secs_f64();
+        let valid = model.valid();
+        let val = if val_songs.is_empty() { EvalReport::default() } else { evaluate(&valid, val_songs, &config.labels, w, w, device) };
+        let rec = EpochRecord {
+            epoch,
+            learning_rate: lr,
+            train_loss: loss_sum / seen.max(1) as f64,
+            train_accuracy: hits as f64 / seen.max(1) as f64,
+            val_loss: val.loss,
+            val_tile_accuracy: val.tile_accuracy,
+            val_song_accuracy: val.song_accuracy,
+            seconds: t0.elapsed().as_secs_f64(),
+            tiles_per_second: seen as f64 / train_secs.max(1e-9),
+        };
+        on(Progress::Epoch(&rec));
+        // With no validation set, the last epoch is the best.
+        let improved = val_songs.is_empty() || val.loss < state.best_val_loss;
+        if improved {
+            state.best_val_loss = val.loss;
+            state.best_epoch = epoch;
+            best_cfg = Some(save_model(out_dir, &valid, config)?);
+        }
+        state.history.push(rec);
+        state.epochs_done = epoch;
+        // Checkpoint: a fresh folder, then the state file that points at it (the commit), then cleanup.
+        let name = format!("epoch-{epoch:04}");
+        let dir = ckpt_root.join(&name);
+        std::fs::create_dir_all(&dir).map_err(|e| io_err(&dir, e))?;
+        model.clone().save_file(dir.join("model.bpk")).map_err(|e| io_err(&dir, e))?;
+        optim.save(dir.join("optim.bpk")).map_err(|e| io_err(&dir, e))?;
+        let old = std::mem::replace(&mut state.checkpoint, name);
+        soundalike_audio::output::write_atomic(&state_path, &serde_json::to_vec_pretty(&state).map_err(|e| io_err(&state_path, e))?)
+            .map_err(|e| io_err(&state_path, e))?;
+        if !old.is_empty() && old != state.checkpoint {
+            let _ = std::fs::remove_dir_all(ckpt_root.join(old));
+        }
+    }
+    let config = match best_cfg {
+        Some(c) => c,
+        None => save_model(out_dir, &model.valid(), config)?,
+    };
+    let best = crate::load_model(out_dir, device)?;
+    let best_val = if val_songs.is_empty() { EvalReport::default() } else { evaluate(&best.net, val_songs, &config.labels, w, w, device) };
+    Ok(TrainSummary { state, config, best_val, stopped_early })
+}
+
+/// Path of the checkpoint state file inside a model output folder.
+pub fn checkpoint_state_path(out_dir: &Path) -> PathBuf {
+    out_dir.join("checkpoint").join("state.json")
+}

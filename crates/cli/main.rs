@@ -1,1 +1,35 @@
-fn main(){}
+//! `soundalike`: what sounds like this song? One binary, subcommands for each job.
+
+mod args;
+mod embed;
+mod query;
+mod train;
+mod util;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = args::Cli::parse();
+    let result = match cli.command {
+        args::Command::Spectrogram(a) => util::spectrogram(a),
+        args::Command::Cache(a) => train::cache(a),
+        args::Command::Split(a) => train::split(a),
+        args::Command::Train(a) => train::train(a),
+        args::Command::Evaluate(a) => train::evaluate(a),
+        args::Command::Embed(a) => embed::embed(a),
+        args::Command::Merge(a) => embed::merge(a),
+        args::Command::Export(a) => embed::export(a),
+        args::Command::Index(a) => query::index(a),
+        args::Command::Query(a) => query::query(a),
+        args::Command::Demo(a) => query::demo(a),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("soundalike: error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

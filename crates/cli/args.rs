@@ -1,0 +1,326 @@
+//! Command-line flags (clap). Validation into config structs happens in each command module.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// What sounds like this song? Log-mel CNN embeddings and HNSW search over your music library.
+#[derive(Parser, Debug)]
+#[command(name = "soundalike", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Compute a file's log-mel spectrogram (librosa defaults) and write it as .npy and/or PNG.
+    Spectrogram(SpectrogramArgs),
+    /// Precompute the spectrogram cache of a library (parallel, resumable).
+    Cache(CacheArgs),
+    /// Write a song-level, stratified, seeded train/val/test split of a library.
+    Split(SplitArgs),
+    /// Train the CNN classifier on a labelled library and write a model folder.
+    Train(TrainArgs),
+    /// Evaluate a model on a labelled library's test split (and held-out groups).
+    Evaluate(EvaluateArgs),
+    /// Embed every song of a library into a store (incremental, resumable, shardable).
+    Embed(EmbedArgs),
+    /// Merge shard stores made by `embed --shard` into one store.
+    Merge(MergeArgs),
+    /// Export a store as CSV, JSON lines or .npy for Python or a database.
+    Export(ExportArgs),
+    /// Build (or rebuild) the HNSW index of a store.
+    Index(IndexArgs),
+    /// Recommend songs that sound like a song, a new file, or a playlist.
+    Query(QueryArgs),
+    /// The quickstart: embed the bundled tiny set with the shipped model, index it and print recommendations.
+    Demo(DemoArgs),
+}
+
+#[derive(Copy, Clone, Debug, ValueEnum)]
+pub enum Preset {
+    /// 128 mel bands, 128-frame tiles (about 3 s), hop 64.
+    Default,
+    /// The 2017 original: 256 bands, 256-frame tiles (about 5.9 s), no overlap.
+    Original2017,
+}
+
+#[derive(Args, Debug)]
+pub struct SpectrogramArgs {
+    /// Audio file (mp3, ogg, flac, wav, m4a...).
+    pub file: PathBuf,
+    /// Write the log-mel matrix as float32 .npy, shape [n_mels, frames].
+    #[arg(long)]
+    pub npy: Option<PathBuf>,
+    /// Write the whole spectrogram as a greyscale PNG.
+    #[arg(long)]
+    pub png: Option<PathBuf>,
+    /// Write one PNG per tile into this folder.
+    #[arg(long)]
+    pub tiles_png: Option<PathBuf>,
+    /// Front-end preset.
+    #[arg(long, value_enum, default_value = "default")]
+    pub preset: Preset,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct LabelArgs {
+    /// CSV with one row per song (keyed by relative path or id).
+    #[arg(long)]
+    pub labels: Option<PathBuf>,
+    /// Column of the CSV holding the label.
+    #[arg(long, default_value = "label")]
+    pub label_column: String,
+    /// Column naming a group (soundtrack, artist) for hold-out splits and `--exclude-same-group`.
+    #[arg(long)]
+    pub group_column: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct CacheArgs {
+    /// Library folder.
+    pub library: PathBuf,
+    /// Cache folder.
+    #[arg(long, default_value = ".soundalike-cache")]
+    pub cache: PathBuf,
+    /// Front-end preset.
+    #[arg(long, value_enum, default_value = "default")]
+    pub preset: Preset,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct SplitOpts {
+    /// Seed of the split (and of training).
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Fraction of each label's songs for validation.
+    #[arg(long, default_value_t = 0.15)]
+    pub val_fraction: f64,
+    /// Fraction of each label's songs for test.
+    #[arg(long, default_value_t = 0.15)]
+    pub test_fraction: f64,
+    /// Hold out every song of this group (repeatable): evaluated as never-seen music.
+    #[arg(long = "holdout-group")]
+    pub holdout_groups: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct SplitArgs {
+    /// Library folder.
+    pub library: PathBuf,
+    #[command(flatten)]
+    pub labels: LabelArgs,
+    #[command(flatten)]
+    pub split: SplitOpts,
+    /// Output JSON.
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+#[derive(Args, Debug)]
+pub struct TrainArgs {
+    /// Library folder.
+    pub library: PathBuf,
+    #[command(flatten)]
+    pub labels: LabelArgs,
+    #[command(flatten)]
+    pub split: SplitOpts,
+    /// Output model folder (e.g. models/mine).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Cache folder for spectrograms.
+    #[arg(long, default_value = ".soundalike-cache")]
+    pub cache: PathBuf,
+    /// Front-end and architecture preset.
+    #[arg(long, value_enum, default_value = "default")]
+    pub preset: Preset,
+    /// Maximum epochs.
+    #[arg(long, default_value_t = 30)]
+    pub epochs: usize,
+    /// Tiles per step.
+    #[arg(long, default_value_t = 32)]
+    pub batch_size: usize,
+    /// Peak learning rate.
+    #[arg(long, default_value_t = 2e-3)]
+    pub lr: f64,
+    /// Random crops per song per epoch.
+    #[arg(long, default_value_t = 8)]
+    pub crops_per_song: usize,
+    /// Early-stopping patience in epochs.
+    #[arg(long, default_value_t = 6)]
+    pub patience: usize,
+    /// Conv channels per block, comma separated (overrides the preset).
+    #[arg(long, value_delimiter = ',')]
+    pub channels: Option<Vec<usize>>,
+    /// Continue an interrupted run from its last checkpoint.
+    #[arg(long)]
+    pub resume: bool,
+    /// Compute device: cpu (default) or wgpu (build with --features wgpu).
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// Model name written to its config (default: the output folder's name).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Free text describing the labels (e.g. that they are a tagger's guesses).
+    #[arg(long)]
+    pub label_description: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct EvaluateArgs {
+    /// Model folder.
+    pub model: PathBuf,
+    /// Library folder.
+    pub library: PathBuf,
+    #[command(flatten)]
+    pub labels: LabelArgs,
+    /// Split file (default: the model's split.json).
+    #[arg(long)]
+    pub split: Option<PathBuf>,
+    /// Cache folder.
+    #[arg(long, default_value = ".soundalike-cache")]
+    pub cache: PathBuf,
+    /// Compute device.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct EmbedArgs {
+    /// Library folder.
+    pub library: PathBuf,
+    /// Model folder.
+    #[arg(long, default_value = "models/default")]
+    pub model: PathBuf,
+    /// Store folder.
+    #[arg(long)]
+    pub out: PathBuf,
+    #[command(flatten)]
+    pub labels: LabelArgs,
+    /// Embed only shard K of N (`K/N`, K from 0), for N machines; join with `soundalike merge`.
+    #[arg(long)]
+    pub shard: Option<String>,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Compute device.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// Also build the HNSW index afterwards.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub index: bool,
+    /// Songs decoded per batch (memory is bounded by this times the longest song).
+    #[arg(long, default_value_t = 16)]
+    pub batch: usize,
+}
+
+#[derive(Args, Debug)]
+pub struct MergeArgs {
+    /// Output store.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Shard stores.
+    #[arg(required = true)]
+    pub stores: Vec<PathBuf>,
+}
+
+#[derive(Copy, Clone, Debug, ValueEnum)]
+pub enum ExportFormat {
+    Csv,
+    Jsonl,
+    Npy,
+}
+
+#[derive(Args, Debug)]
+pub struct ExportArgs {
+    /// Store folder.
+    pub store: PathBuf,
+    /// Format.
+    #[arg(long, value_enum)]
+    pub format: ExportFormat,
+    /// Output file (for npy, ids go to OUT.ids.txt beside it).
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+#[derive(Args, Debug)]
+pub struct AnnArgs {
+    /// HNSW links per node.
+    #[arg(long, default_value_t = 24)]
+    pub m: usize,
+    /// HNSW build candidate list.
+    #[arg(long, default_value_t = 200)]
+    pub ef_construction: usize,
+    /// HNSW search candidate list.
+    #[arg(long, default_value_t = 64)]
+    pub ef_search: usize,
+}
+
+#[derive(Args, Debug)]
+pub struct IndexArgs {
+    /// Store folder.
+    pub store: PathBuf,
+    #[command(flatten)]
+    pub ann: AnnArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct QueryArgs {
+    /// Store folder.
+    pub store: PathBuf,
+    /// Query song: id, path, or text matched against title/artist/path. Repeat for a playlist.
+    #[arg(long = "song")]
+    pub songs: Vec<String>,
+    /// Query with an audio file that is not in the library.
+    #[arg(long)]
+    pub file: Option<PathBuf>,
+    /// Model folder (needed with --file; default: the store's model from models/).
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Number of recommendations.
+    #[arg(short, long, default_value_t = 10)]
+    pub k: usize,
+    /// Only recommend songs of this genre.
+    #[arg(long)]
+    pub genre: Option<String>,
+    /// Only recommend songs sharing the query's genre.
+    #[arg(long)]
+    pub same_genre: bool,
+    /// Leave out songs by the query's artist.
+    #[arg(long)]
+    pub exclude_same_artist: bool,
+    /// Leave out songs of the query's group (soundtrack, label...).
+    #[arg(long)]
+    pub exclude_same_group: bool,
+    /// At most this many songs per album (and per group when albums are unknown).
+    #[arg(long)]
+    pub max_per_album: Option<usize>,
+    /// Brute-force search instead of the HNSW index.
+    #[arg(long)]
+    pub exact: bool,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub ann: AnnArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct DemoArgs {
+    /// Library to embed (default: the bundled tiny set).
+    #[arg(long, default_value = "datasets/tiny")]
+    pub library: PathBuf,
+    /// Model folder.
+    #[arg(long, default_value = "models/default")]
+    pub model: PathBuf,
+    /// Store folder.
+    #[arg(long, default_value = "target/demo-store")]
+    pub out: PathBuf,
+    /// Recommendations per query.
+    #[arg(short, long, default_value_t = 5)]
+    pub k: usize,
+}

@@ -1,0 +1,238 @@
+//! `embed`, `merge`, `export`: library-scale extraction of song vectors into a store.
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use rayon::prelude::*;
+use serde_json::json;
+use soundalike_audio::analyze_file;
+use soundalike_index::{Store, StoreHeader, STORE_FORMAT_VERSION};
+use soundalike_library::{fingerprint_file, title_from_path, CatalogEntry, SongFile};
+use soundalike_model::LoadedModel;
+
+use crate::args::{EmbedArgs, ExportArgs, ExportFormat, MergeArgs};
+use crate::util::{bar, catalog, parse_shard};
+
+/// The header a store made by `model` carries.
+pub fn header_for(model: &LoadedModel, library_root: &Path) -> Result<StoreHeader> {
+    Ok(StoreHeader {
+        format_version: STORE_FORMAT_VERSION,
+        model_fingerprint: model.config.fingerprint.clone(),
+        model_name: model.config.name.clone(),
+        frontend: serde_json::to_value(&model.config.frontend)?,
+        labels: model.config.labels.clone(),
+        dim: model.config.arch.embedding_dim,
+        library_root: std::fs::canonicalize(library_root).unwrap_or_else(|_| library_root.to_path_buf()),
+    })
+}
+
+fn shard_of(id: &str, n: usize) -> usize {
+    let h = blake3::hash(id.as_bytes());
+    (u64::from_le_bytes(h.as_bytes()[..8].try_into().unwrap_or([0; 8])) % n as u64) as usize
+}
+
+/// Embeds one file: decode, log-mel, tiles, network, mean, L2-normalise.
+pub fn embed_one(model: &LoadedModel, device: &soundalike_model::Device, f: &SongFile, e: &CatalogEntry) -> Result<soundalike_index::SongRecord, (String, String)> {
+    let fp = fingerprint_file(&f.path).map_err(|err| ("io".to_string(), err.to_string()))?;
+    let a = analyze_file(&f.path, &model.config.frontend).map_err(|err| (err.kind().to_string(), err.to_string()))?;
+    let emb = model.embed_mel(&a.mel, device);
+    let tags = &a.info.tags;
+    Ok(soundalike_index::SongRecord {
+        id: f.rel_path.clone(),
+        title: tags.title.clone().or(e.title.clone()).unwrap_or_else(|| title_from_path(&f.rel_path)),
+        artist: tags.artist.clone().or(e.artist.clone()),
+        album: tags.album.clone().or(e.album.clone()),
+        genre: e.genre.clone().or(tags.genre.clone()).or(e.label.clone()),
+        group: e.group.clone(),
+        duration_s: a.info.duration_s,
+        fingerprint: fp,
+        size: f.size,
+        mtime: f.mtime,
+        probs: emb.probs,
+        vector: emb.vector,
+    })
+}
+
+pub fn embed(a: EmbedArgs) -> Result<ExitCode> {
+    let t0 = Instant::now();
+    let device = soundalike_model::device_from_name(&a.device)?;
+    let model = soundalike_model::load_model(&a.model, &device).with_context(|| format!("cannot load model {}", a.model.display()))?;
+    let (files, entries) = catalog(&a.library, &a.labels)?;
+    let shard = a.shard.as_deref().map(parse_shard).transpose()?;
+    let mine: Vec<usize> = (0..files.len()).filter(|&i| shard.is_none_or(|(k, n)| shard_of(&files[i].rel_path, n) == k)).collect();
+    let mut store = Store::open_or_create(&a.out, header_for(&model, &a.library)?)?;
+
+    // Unchanged (same size and mtime) songs are skipped without reading them.
+    let present: HashSet<&str> = mine.iter().map(|&i| files[i].rel_path.as_str()).collect();
+    let vanished: Vec<String> = store.songs().filter(|s| !present.contains(s.id.as_str())).map(|s| s.id.clone()).collect();
+    for id in &vanished {
+        store.remove(id)?;
+    }
+    let todo: Vec<usize> = mine
+        .iter()
+        .copied()
+        .filter(|&i| store.get(&files[i].rel_path).is_none_or(|s| s.size != files[i].size || s.mtime != files[i].mtime))
+        .collect();
+    let unchanged = mine.len() - todo.len();
+    let pb = bar(todo.len() as u64, "embedding");
+    let mut failed: Vec<(String, String, String)> = Vec::new();
+    let mut embedded = 0usize;
+    let mut audio_seconds = 0f64;
+    for chunk in todo.chunks(a.batch.max(1)) {
+        let results: Vec<_> = chunk
+            .par_iter()
+            .map(|&i| {
+                let r = embed_one(&model, &device, &files[i], &entries[i]);
+                pb.inc(1);
+                (i, r)
+            })
+            .collect();
+        for (i, r) in results {
+            match r {
+                Ok(rec) => {
+                    audio_seconds += rec.duration_s;
+                    store.put(rec)?;
+                    embedded += 1;
+                }
+                Err((kind, why)) => {
+                    // A file that used to embed but is now broken leaves the store.
+                    store.remove(&files[i].rel_path)?;
+                    failed.push((files[i].rel_path.clone(), kind, why));
+                }
+            }
+        }
+        store.sync()?;
+    }
+    pb.finish_and_clear();
+    store.compact()?;
+    let secs = t0.elapsed().as_secs_f64();
+    if a.index && !store.is_empty() {
+        crate::query::build_index(&store, &soundalike_index::AnnParams::default())?;
+    }
+    failed.sort();
+    let report = json!({
+        "store": a.out,
+        "model": model.config.name,
+        "model_fingerprint": model.config.fingerprint,
+        "shard": a.shard,
+        "songs_in_store": store.len(),
+        "embedded": embedded,
+        "unchanged": unchanged,
+        "removed": vanished.len(),
+        "failed": failed.iter().map(|(p, k, w)| json!({"path": p, "kind": k, "reason": w})).collect::<Vec<_>>(),
+        "seconds": secs,
+        "audio_seconds": audio_seconds,
+        "x_realtime": if secs > 0.0 { audio_seconds / secs } else { 0.0 },
+    });
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!(
+            "{}: {} songs ({} embedded, {} unchanged, {} removed, {} failed) in {:.1} s ({:.0}x realtime)",
+            a.out.display(),
+            store.len(),
+            embedded,
+            unchanged,
+            vanished.len(),
+            failed.len(),
+            secs,
+            if secs > 0.0 { audio_seconds / secs } else { 0.0 }
+        );
+        for (p, _, why) in &failed {
+            println!("  failed {p}: {why}");
+        }
+    }
+    Ok(if failed.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+pub fn merge(a: MergeArgs) -> Result<ExitCode> {
+    let shards: Vec<Store> = a.stores.iter().map(|p| Store::open(p).with_context(|| format!("cannot open {}", p.display()))).collect::<Result<_>>()?;
+    let first = &shards[0].header;
+    for (s, p) in shards.iter().zip(&a.stores) {
+        if s.header.model_fingerprint != first.model_fingerprint || s.header.frontend != first.frontend || s.header.dim != first.dim {
+            bail!(
+                "{}: made by model {} ({}), but {} was made by {} ({}); stores of different models cannot be merged",
+                p.display(),
+                s.header.model_name,
+                s.header.model_fingerprint,
+                a.stores[0].display(),
+                first.model_name,
+                first.model_fingerprint
+            );
+        }
+    }
+    let mut out = Store::open_or_create(&a.out, first.clone())?;
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for (si, s) in shards.iter().enumerate() {
+        for song in s.songs() {
+            if let Some(prev) = seen.insert(song.id.clone(), si) {
+                eprintln!("warning: {} is in {} and {}; keeping the later", song.id, a.stores[prev].display(), a.stores[si].display());
+            }
+            out.put(song.clone())?;
+        }
+    }
+    out.compact()?;
+    crate::query::build_index(&out, &soundalike_index::AnnParams::default())?;
+    println!("merged {} stores into {} ({} songs)", shards.len(), a.out.display(), out.len());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+pub fn export(a: ExportArgs) -> Result<ExitCode> {
+    let store = Store::open(&a.store)?;
+    let labels = &store.header.labels;
+    let mut out = String::new();
+    match a.format {
+        ExportFormat::Csv => {
+            out.push_str("id,title,artist,album,genre,group,duration_s,predicted");
+            (0..store.header.dim).for_each(|i| out.push_str(&format!(",v{i}")));
+            out.push('\n');
+            for s in store.songs() {
+                let o = |v: &Option<String>| csv_field(v.as_deref().unwrap_or(""));
+                out.push_str(&format!(
+                    "{},{},{},{},{},{},{:.3},{}",
+                    csv_field(&s.id),
+                    csv_field(&s.title),
+                    o(&s.artist),
+                    o(&s.album),
+                    o(&s.genre),
+                    o(&s.group),
+                    s.duration_s,
+                    csv_field(&s.predicted(labels).unwrap_or_default())
+                ));
+                s.vector.iter().for_each(|v| out.push_str(&format!(",{v}")));
+                out.push('\n');
+            }
+            soundalike_library::write_atomic(&a.out, out.as_bytes())?;
+        }
+        ExportFormat::Jsonl => {
+            for s in store.songs() {
+                let mut v = serde_json::to_value(s)?;
+                v["predicted"] = json!(s.predicted(labels));
+                out.push_str(&serde_json::to_string(&v)?);
+                out.push('\n');
+            }
+            soundalike_library::write_atomic(&a.out, out.as_bytes())?;
+        }
+        ExportFormat::Npy => {
+            let (m, rows) = store.matrix();
+            soundalike_library::write_atomic(&a.out, &soundalike_audio::output::npy_bytes(&[rows.len(), store.header.dim], &m))?;
+            let ids: String = rows.iter().map(|s| format!("{}\n", s.id)).collect();
+            let ids_path = a.out.with_extension("ids.txt");
+            soundalike_library::write_atomic(&ids_path, ids.as_bytes())?;
+            println!("ids in {}", ids_path.display());
+        }
+    }
+    println!("exported {} songs to {}", store.len(), a.out.display());
+    Ok(ExitCode::SUCCESS)
+}

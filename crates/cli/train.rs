@@ -1,0 +1,231 @@
+//! `cache`, `split`, `train`, `evaluate`: from a labelled library to a model folder with honest metrics.
+
+use std::collections::BTreeSet;
+
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use serde_json::json;
+use soundalike_library::{split_songs, write_atomic, CatalogEntry, SongFile, SplitAssignment, SplitOptions, Splits, TileCache};
+use soundalike_model::{eval::confusion_csv, ArchConfig, EvalReport, LabelledSong, ModelConfig, Progress, TrainOptions};
+
+use crate::args::{CacheArgs, EvaluateArgs, Preset, SplitArgs, SplitOpts, TrainArgs};
+use crate::util::{bar, catalog, frontend};
+
+/// Builds the cache for `files` with a progress bar; returns fingerprints (None = failed) and prints failures.
+fn build_cache(cache: &TileCache, files: &[SongFile]) -> Vec<Option<String>> {
+    let pb = bar(files.len() as u64, "spectrograms");
+    let (fps, report) = cache.build(files, &|_| pb.inc(1));
+    pb.finish_and_clear();
+    eprintln!("spectrograms: {} computed, {} from cache, {} failed", report.computed, report.reused, report.failed.len());
+    for (f, why) in &report.failed {
+        eprintln!("  skipped {f}: {why}");
+    }
+    fps
+}
+
+pub fn cache(a: CacheArgs) -> Result<ExitCode> {
+    let files = soundalike_library::scan_library(&a.library)?;
+    let cache = TileCache::open(&a.cache, &frontend(a.preset))?;
+    let fps = build_cache(&cache, &files);
+    Ok(if fps.iter().any(Option::is_none) { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}
+
+fn make_splits(entries: &[CatalogEntry], s: &SplitOpts) -> Result<Splits> {
+    let songs: Vec<(String, String, Option<String>)> =
+        entries.iter().filter_map(|e| Some((e.rel_path.clone(), e.label.clone()?, e.group.clone()))).collect();
+    if songs.is_empty() {
+        bail!("no labelled songs: name a CSV with --labels/--label-column, or lay the library out as <label>/<song>");
+    }
+    Ok(split_songs(
+        &songs,
+        &SplitOptions { seed: s.seed, val_fraction: s.val_fraction, test_fraction: s.test_fraction, holdout_groups: s.holdout_groups.clone() },
+    )?)
+}
+
+fn counts(splits: &Splits) -> serde_json::Value {
+    json!({
+        "train": splits.ids(SplitAssignment::Train).len(),
+        "val": splits.ids(SplitAssignment::Val).len(),
+        "test": splits.ids(SplitAssignment::Test).len(),
+        "holdout": splits.ids(SplitAssignment::Holdout).len(),
+    })
+}
+
+pub fn split(a: SplitArgs) -> Result<ExitCode> {
+    let (_, entries) = catalog(&a.library, &a.labels)?;
+    let splits = make_splits(&entries, &a.split)?;
+    write_atomic(&a.out, &serde_json::to_vec_pretty(&splits)?)?;
+    println!("wrote {} ({})", a.out.display(), counts(&splits));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Loads the cached spectrograms of the songs in `part`, labelled by index into `labels`.
+fn songs_for(
+    part: SplitAssignment,
+    splits: &Splits,
+    files: &[SongFile],
+    entries: &[CatalogEntry],
+    fps: &[Option<String>],
+    cache: &TileCache,
+    labels: &[String],
+) -> Result<Vec<LabelledSong>> {
+    let mut out = Vec::new();
+    for (i, e) in entries.iter().enumerate() {
+        if splits.assignment.get(&e.rel_path) != Some(&part) {
+            continue;
+        }
+        let (Some(fp), Some(label)) = (&fps[i], &e.label) else { continue };
+        let Some(li) = labels.iter().position(|l| l == label) else { continue };
+        let c = cache.load(fp).with_context(|| format!("cache entry of {}", files[i].rel_path))?;
+        out.push(LabelledSong { id: e.rel_path.clone(), label: li, mel: c.mel });
+    }
+    Ok(out)
+}
+
+fn print_report(name: &str, r: &EvalReport) {
+    if r.n_songs == 0 {
+        println!("{name}: no songs");
+        return;
+    }
+    println!(
+        "{name}: {} songs / {} tiles | song acc {:.1}% | tile acc {:.1}% | macro-F1 {:.3} | chance: majority {:.1}%, uniform {:.1}%",
+        r.n_songs,
+        r.n_tiles,
+        100.0 * r.song_accuracy,
+        100.0 * r.tile_accuracy,
+        r.song_macro_f1,
+        100.0 * r.chance_majority,
+        100.0 * r.chance_uniform
+    );
+    for (c, acc) in &r.per_class_accuracy {
+        if let Some(acc) = acc {
+            println!("    {c:<28} {:5.1}%", 100.0 * acc);
+        }
+    }
+}
+
+pub fn train(a: TrainArgs) -> Result<ExitCode> {
+    let t_start = Instant::now();
+    let fe = frontend(a.preset);
+    let mut arch = match a.preset {
+        Preset::Default => ArchConfig::default(),
+        Preset::Original2017 => ArchConfig::original_2017(),
+    };
+    if let Some(ch) = &a.channels {
+        anyhow::ensure!(!ch.is_empty() && ch.iter().all(|&c| c > 0), "--channels needs positive numbers");
+        arch.channels = ch.clone();
+    }
+    let device = soundalike_model::device_from_name(&a.device)?;
+    let (files, entries) = catalog(&a.library, &a.labels)?;
+    let splits = make_splits(&entries, &a.split)?;
+    std::fs::create_dir_all(&a.out).with_context(|| format!("cannot create {}", a.out.display()))?;
+    write_atomic(&a.out.join("split.json"), &serde_json::to_vec_pretty(&splits)?)?;
+    eprintln!("split by song: {}", counts(&splits));
+
+    let cache = TileCache::open(&a.cache, &fe)?;
+    let fps = build_cache(&cache, &files);
+    let labels: Vec<String> = entries
+        .iter()
+        .filter(|e| splits.assignment.get(&e.rel_path) == Some(&SplitAssignment::Train))
+        .filter_map(|e| e.label.clone())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let load = |p| songs_for(p, &splits, &files, &entries, &fps, &cache, &labels);
+    let (train_set, val_set) = (load(SplitAssignment::Train)?, load(SplitAssignment::Val)?);
+    eprintln!("{} classes, {} train songs, {} validation songs", labels.len(), train_set.len(), val_set.len());
+    anyhow::ensure!(labels.len() >= 2, "need at least two labels to train a classifier, found {labels:?}");
+
+    let name = a.name.clone().unwrap_or_else(|| a.out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or("model".into()));
+    let desc = a.label_description.clone().unwrap_or_else(|| a.labels.label_column.clone());
+    let cfg = ModelConfig::new(&name, fe.clone(), arch, labels.clone(), &desc);
+    let opts = TrainOptions {
+        epochs: a.epochs,
+        batch_size: a.batch_size,
+        learning_rate: a.lr,
+        crops_per_song: a.crops_per_song,
+        patience: a.patience,
+        seed: a.split.seed,
+        ..Default::default()
+    };
+    let steps_total = (train_set.len() * opts.crops_per_song).div_ceil(opts.batch_size) as u64;
+    let pb = bar(steps_total, "epoch 1");
+    let summary = soundalike_model::train(&a.out, &cfg, &train_set, &val_set, &opts, a.resume, &device, &mut |p| match p {
+        Progress::Step { epoch, step, loss, accuracy, .. } => {
+            pb.set_prefix(format!("epoch {epoch}/{}", opts.epochs));
+            pb.set_position(step as u64);
+            pb.set_message(format!("loss {loss:.3} acc {:.1}%", 100.0 * accuracy));
+        }
+        Progress::Epoch(r) => {
+            pb.println(format!(
+                "epoch {:>3}: train loss {:.3} acc {:5.1}% | val loss {:.3} tile acc {:5.1}% song acc {:5.1}% | {:.0} tiles/s, {:.0} s",
+                r.epoch, r.train_loss, 100.0 * r.train_accuracy, r.val_loss, 100.0 * r.val_tile_accuracy, 100.0 * r.val_song_accuracy, r.tiles_per_second, r.seconds
+            ));
+            pb.reset();
+        }
+    })?;
+    pb.finish_and_clear();
+    let model = soundalike_model::load_model(&a.out, &device)?;
+    let w = fe.tile_frames;
+    let test = soundalike_model::evaluate(&model.net, &load(SplitAssignment::Test)?, &labels, w, w, &device);
+    let holdout = soundalike_model::evaluate(&model.net, &load(SplitAssignment::Holdout)?, &labels, w, w, &device);
+    let metrics = json!({
+        "model": name,
+        "fingerprint": summary.config.fingerprint,
+        "labels": labels,
+        "label_description": desc,
+        "label_column": a.labels.label_column,
+        "split": counts(&splits),
+        "split_seed": a.split.seed,
+        "holdout_groups": a.split.holdout_groups,
+        "best_epoch": summary.state.best_epoch,
+        "epochs_run": summary.state.epochs_done,
+        "stopped_early": summary.stopped_early,
+        "options": opts,
+        "validation": summary.best_val,
+        "test": test,
+        "holdout": holdout,
+        "history": summary.state.history,
+        "wall_seconds": t_start.elapsed().as_secs_f64(),
+        "command": std::env::args().collect::<Vec<_>>().join(" "),
+        "machine": format!("{} threads, {}", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1), a.device),
+    });
+    write_atomic(&a.out.join("metrics.json"), &serde_json::to_vec_pretty(&metrics)?)?;
+    write_atomic(&a.out.join("confusion.csv"), confusion_csv(&test, &labels).as_bytes())?;
+    println!("model written to {} (best epoch {}, fingerprint {})", a.out.display(), summary.state.best_epoch, summary.config.fingerprint);
+    print_report("validation", &summary.best_val);
+    print_report("test", &test);
+    if holdout.n_songs > 0 {
+        print_report("held-out groups", &holdout);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn evaluate(a: EvaluateArgs) -> Result<ExitCode> {
+    let device = soundalike_model::device_from_name(&a.device)?;
+    let model = soundalike_model::load_model(&a.model, &device)?;
+    let split_path = a.split.clone().unwrap_or_else(|| a.model.join("split.json"));
+    let splits: Splits = serde_json::from_slice(&std::fs::read(&split_path).with_context(|| format!("cannot read split {}", split_path.display()))?)
+        .with_context(|| format!("{}: not a split file", split_path.display()))?;
+    let (files, entries) = catalog(&a.library, &a.labels)?;
+    let cache = TileCache::open(&a.cache, &model.config.frontend)?;
+    let fps = build_cache(&cache, &files);
+    let labels = &model.config.labels;
+    let w = model.config.frontend.tile_frames;
+    let mut out = serde_json::Map::new();
+    for (name, part) in [("test", SplitAssignment::Test), ("holdout", SplitAssignment::Holdout)] {
+        let songs = songs_for(part, &splits, &files, &entries, &fps, &cache, labels)?;
+        let r = soundalike_model::evaluate(&model.net, &songs, labels, w, w, &device);
+        if !a.json {
+            print_report(name, &r);
+        }
+        out.insert(name.into(), serde_json::to_value(&r)?);
+    }
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+

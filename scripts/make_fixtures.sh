@@ -24,3 +24,6 @@ ff -i "$src" -t 5 -ac 1 -ar 22050 -c:a pcm_s16le "$out/ref_a_22k.wav"
 ff -i "$src2" -ss 4 -t 5 -ac 1 -ar 22050 -c:a pcm_s16le "$out/ref_b_22k.wav"
 ff -i "$src2" -t 5 -ac 2 -ar 44100 -c:a pcm_s16le "$out/ref_c_44k_stereo.wav"
 ls -la "$out"
+# Tagged files for metadata tests (ID3v2 in mp3, Vorbis comments in ogg).
+ff -i "$src" -t 2 -c:a libmp3lame -b:a 64k -id3v2_version 3 -metadata title="Tagged Title" -metadata artist="Tag Artist" -metadata album="Tag Album" -metadata genre="Chiptune" "$out/tagged.mp3"
+ff -i "$src" -t 2 -c:a libvorbis -q:a 1 -metadata title="Vorbis Title" -metadata artist="Vorbis Artist" -metadata genre="Ambient" "$out/tagged.ogg"

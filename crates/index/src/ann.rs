@@ -64,9 +64,20 @@ pub fn ids_hash<'a>(ids: impl Iterator<Item = &'a str>) -> String {
     h.finalize().to_hex()[..16].to_string()
 }
 
-/// An HNSW graph over L2-normalised vectors (dot-product distance = 1 - cosine).
+/// `1 - cosine` for L2-normalised vectors, clamped at 0. (anndists' `DistDot` asserts `1 - dot >= 0`,
+/// which rounding breaks for a vector and itself: a panic on valid input.)
+#[derive(Default, Clone, Copy, Debug)]
+pub struct CosineDistance;
+
+impl Distance<f32> for CosineDistance {
+    fn eval(&self, va: &[f32], vb: &[f32]) -> f32 {
+        (1.0 - crate::dot(va, vb)).max(0.0)
+    }
+}
+
+/// An HNSW graph over L2-normalised vectors (distance = 1 - cosine).
 pub struct AnnIndex {
-    hnsw: Hnsw<'static, f32, DistDot>,
+    hnsw: Hnsw<'static, f32, CosineDistance>,
     dim: usize,
     n: usize,
     /// Parameters.
@@ -81,8 +92,8 @@ impl AnnIndex {
             return Err(IndexError::Invalid(format!("{} values do not make rows of {dim}", vectors.len())));
         }
         let n = vectors.len() / dim;
-        let layers = 16.min(((n.max(2) as f64).ln() / (params.m as f64).ln()).ceil() as usize + 2);
-        let hnsw = Hnsw::<f32, DistDot>::new(params.m, n.max(1), layers.max(1), params.ef_construction, DistDot {});
+        // hnsw_rs only dumps graphs made with its maximum layer count (16); layers are used as needed.
+        let hnsw = Hnsw::<f32, CosineDistance>::new(params.m, n.max(1), 16, params.ef_construction, CosineDistance);
         let data: Vec<(&[f32], usize)> = vectors.chunks_exact(dim).enumerate().map(|(i, v)| (v, i)).collect();
         hnsw.parallel_insert_slice(&data);
         let mut hnsw = hnsw;
@@ -175,7 +186,8 @@ impl AnnIndex {
         // The reloaded graph borrows from its loader for its whole life: the loader (paths and options
         // only; the data is copied in) is given the index's lifetime by leaking it, once per load.
         let io: &'static mut HnswIo = Box::leak(Box::new(HnswIo::new(&idx, "graph")));
-        let mut hnsw: Hnsw<'static, f32, DistDot> = io.load_hnsw::<f32, DistDot>().map_err(|e| io_err(&idx, e))?;
+        let mut hnsw: Hnsw<'static, f32, CosineDistance> =
+            io.load_hnsw_with_dist::<f32, CosineDistance>(CosineDistance).map_err(|e| io_err(&idx, e))?;
         hnsw.set_searching_mode(true);
         Ok(Some(AnnIndex { hnsw, dim, n: meta.n, params: meta.params }))
     }

@@ -1,0 +1,171 @@
+//! Library handling on real files: scanning, label precedence, tags, splits, cache resume.
+
+use std::path::{Path, PathBuf};
+
+use proptest::prelude::*;
+use soundalike_audio::FrontendConfig;
+use soundalike_library::*;
+
+fn data(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/data").join(name)
+}
+
+fn tiny() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../datasets/tiny")
+}
+
+/// A small library: two genre folders of real clips plus damaged files.
+fn small_library() -> tempfile::TempDir {
+    let d = tempfile::tempdir().unwrap();
+    for (dir, src) in [("ambient", "hedgewars-data/Art.mp3"), ("ambient", "hedgewars-data/Beach.mp3"), ("rock", "nexuiz-music/desert3.mp3")] {
+        std::fs::create_dir_all(d.path().join(dir)).unwrap();
+        std::fs::copy(tiny().join(src), d.path().join(dir).join(Path::new(src).file_name().unwrap())).unwrap();
+    }
+    std::fs::write(d.path().join("rock/broken.mp3"), b"definitely not audio").unwrap();
+    std::fs::write(d.path().join("rock/empty.mp3"), b"").unwrap();
+    std::fs::write(d.path().join("rock/readme.txt"), b"ignored: not an audio extension").unwrap();
+    d
+}
+
+#[test]
+fn scan_finds_audio_recursively_sorted() {
+    let lib = small_library();
+    let files = scan_library(lib.path()).unwrap();
+    let ids: Vec<&str> = files.iter().map(|f| f.rel_path.as_str()).collect();
+    assert_eq!(ids, ["ambient/Art.mp3", "ambient/Beach.mp3", "rock/broken.mp3", "rock/desert3.mp3", "rock/empty.mp3"]);
+    assert!(scan_library(&lib.path().join("nope")).unwrap_err().to_string().contains("nope"));
+}
+
+#[test]
+fn csv_label_beats_folder_label() {
+    let lib = small_library();
+    let files = scan_library(lib.path()).unwrap();
+    let csv = lib.path().join("labels.csv");
+    // Keyed by a path rooted one level higher than the library, like a data set's manifest.
+    std::fs::write(&csv, "file,genre_label,title,artist,source\nmusic/ambient/Art.mp3,jazz,Art Piece,Some Artist,hedgewars\n").unwrap();
+    let opts = LabelOptions { csv: Some(csv), label_column: Some("genre_label".into()), group_column: Some("source".into()), key_columns: vec![] };
+    let cat = load_catalog(&files, &opts).unwrap();
+    let art = cat.iter().find(|e| e.rel_path == "ambient/Art.mp3").unwrap();
+    assert_eq!(art.label.as_deref(), Some("jazz"));
+    assert_eq!(art.label_source, Some(LabelSource::Csv));
+    assert_eq!(art.title.as_deref(), Some("Art Piece"));
+    assert_eq!(art.group.as_deref(), Some("hedgewars"));
+    let beach = cat.iter().find(|e| e.rel_path == "ambient/Beach.mp3").unwrap();
+    assert_eq!(beach.label.as_deref(), Some("ambient"));
+    assert_eq!(beach.label_source, Some(LabelSource::Folder));
+    // A missing label column is a clear error naming the CSV.
+    let bad = LabelOptions { label_column: Some("nope".into()), ..opts };
+    let e = load_catalog(&files, &bad).unwrap_err().to_string();
+    assert!(e.contains("labels.csv") && e.contains("nope"), "{e}");
+}
+
+#[test]
+fn tags_are_read_from_real_files() {
+    let cfg = FrontendConfig::default();
+    let a = soundalike_audio::analyze_file(&data("tagged.mp3"), &cfg).unwrap();
+    assert_eq!(a.info.tags.title.as_deref(), Some("Tagged Title"));
+    assert_eq!(a.info.tags.artist.as_deref(), Some("Tag Artist"));
+    assert_eq!(a.info.tags.album.as_deref(), Some("Tag Album"));
+    assert_eq!(a.info.tags.genre.as_deref(), Some("Chiptune"));
+    let o = soundalike_audio::analyze_file(&data("tagged.ogg"), &cfg).unwrap();
+    assert_eq!(o.info.tags.title.as_deref(), Some("Vorbis Title"));
+    assert_eq!(o.info.tags.genre.as_deref(), Some("Ambient"));
+}
+
+#[test]
+fn cache_lists_bad_files_and_resumes() {
+    let lib = small_library();
+    let cache_dir = tempfile::tempdir().unwrap();
+    let cfg = FrontendConfig::default();
+    let cache = TileCache::open(cache_dir.path(), &cfg).unwrap();
+    let files = scan_library(lib.path()).unwrap();
+    let (fps, r) = cache.build(&files, &|_| {});
+    assert_eq!(r.computed, 3);
+    assert_eq!(r.reused, 0);
+    let failed: Vec<&str> = r.failed.iter().map(|(p, _)| p.as_str()).collect();
+    assert_eq!(failed, ["rock/broken.mp3", "rock/empty.mp3"]);
+    assert!(r.failed.iter().all(|(p, why)| why.contains(p.rsplit('/').next().unwrap())));
+    assert_eq!(fps.iter().filter(|f| f.is_some()).count(), 3);
+    // Simulate a run killed after two files: one entry is missing. The re-run redoes only that one.
+    let victim = fps[0].as_ref().unwrap();
+    let entry = cache_dir.path().join(frontend_fingerprint(&cfg)).join(format!("{victim}.mel"));
+    std::fs::remove_file(&entry).unwrap();
+    let (_, r2) = cache.build(&files, &|_| {});
+    assert_eq!((r2.computed, r2.reused), (1, 2));
+    // The cached spectrogram is within the quantisation step of the direct computation.
+    let direct = soundalike_audio::analyze_file(&files[0].path, &cfg).unwrap().mel;
+    let cached = cache.load(victim).unwrap().mel;
+    assert_eq!((cached.n_mels, cached.n_frames), (direct.n_mels, direct.n_frames));
+    let step = (direct.max() - direct.min()) / 255.0;
+    let worst = cached.data.iter().zip(&direct.data).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+    assert!(worst <= step / 2.0 + 1e-3, "worst {worst} step {step}");
+    // Other settings => another cache folder, never a mix.
+    let other = TileCache::open(cache_dir.path(), &FrontendConfig { n_mels: 64, ..cfg }).unwrap();
+    assert!(!other.contains(victim));
+}
+
+#[test]
+fn tiny_manifest_labels_every_clip() {
+    let files = scan_library(&tiny()).unwrap();
+    assert_eq!(files.len(), 30);
+    let opts = LabelOptions { csv: Some(tiny().join("tracks.csv")), label_column: Some("teacher_genre".into()), group_column: Some("source".into()), key_columns: vec![] };
+    let cat = load_catalog(&files, &opts).unwrap();
+    assert!(cat.iter().all(|e| e.label_source == Some(LabelSource::Csv) && e.group.is_some()), "{cat:?}");
+}
+
+fn songs(labels: &[(usize, usize)]) -> Vec<(String, String, Option<String>)> {
+    // (label, count) -> songs with groups g0..g2 cycling.
+    let mut v = Vec::new();
+    for &(l, n) in labels {
+        for i in 0..n {
+            v.push((format!("l{l}/song{i:03}.mp3"), format!("label{l}"), Some(format!("g{}", i % 3))));
+        }
+    }
+    v
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    #[test]
+    fn split_invariants(counts in prop::collection::vec(1usize..40, 1..6), seed in any::<u64>(), hold in any::<bool>()) {
+        let s = songs(&counts.iter().copied().enumerate().collect::<Vec<_>>());
+        let opts = SplitOptions { seed, holdout_groups: if hold { vec!["g2".into()] } else { vec![] }, ..Default::default() };
+        let sp = split_songs(&s, &opts).unwrap();
+        // Every song in exactly one part.
+        prop_assert_eq!(sp.assignment.len(), s.len());
+        for (id, _, g) in &s {
+            let part = sp.assignment[id];
+            // Group hold-out holds.
+            prop_assert_eq!(part == SplitAssignment::Holdout, hold && g.as_deref() == Some("g2"));
+        }
+        // Stratified: per label, test and val sizes follow the fractions.
+        for (l, _) in counts.iter().enumerate() {
+            let ids: Vec<&String> = s.iter().filter(|x| x.1 == format!("label{l}") && sp.assignment[&x.0] != SplitAssignment::Holdout).map(|x| &x.0).collect();
+            let n = ids.len();
+            let test = ids.iter().filter(|i| sp.assignment[**i] == SplitAssignment::Test).count();
+            let want = if n >= 3 { ((n as f64 * 0.15).round() as usize).max(1) } else { (n as f64 * 0.15).round() as usize };
+            prop_assert_eq!(test, want);
+            prop_assert!(ids.iter().filter(|i| sp.assignment[**i] == SplitAssignment::Train).count() >= n.saturating_sub(2 * want + 1));
+        }
+        // Deterministic from the seed.
+        prop_assert_eq!(&split_songs(&s, &opts).unwrap(), &sp);
+    }
+}
+
+#[test]
+fn split_refuses_duplicates_and_bad_fractions() {
+    let mut s = songs(&[(0, 5)]);
+    s.push(s[0].clone());
+    assert!(split_songs(&s, &SplitOptions::default()).unwrap_err().to_string().contains("duplicate"));
+    let bad = SplitOptions { val_fraction: 0.6, test_fraction: 0.5, ..Default::default() };
+    assert!(split_songs(&songs(&[(0, 5)]), &bad).is_err());
+}
+
+#[test]
+fn different_seeds_give_different_splits() {
+    let s = songs(&[(0, 30), (1, 30)]);
+    let a = split_songs(&s, &SplitOptions { seed: 1, ..Default::default() }).unwrap();
+    let b = split_songs(&s, &SplitOptions { seed: 2, ..Default::default() }).unwrap();
+    assert_ne!(a.assignment, b.assignment);
+}

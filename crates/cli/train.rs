@@ -159,13 +159,19 @@ pub fn train(a: TrainArgs) -> Result<ExitCode> {
             pb.set_message(format!("loss {loss:.3} acc {:.1}%", 100.0 * accuracy));
         }
         Progress::Epoch(r) => {
-            pb.println(format!(
+            let line = format!(
                 "epoch {:>3}: train loss {:.3} acc {:5.1}% | val loss {:.3} tile acc {:5.1}% song acc {:5.1}% | {:.0} tiles/s, {:.0} s",
                 r.epoch, r.train_loss, 100.0 * r.train_accuracy, r.val_loss, 100.0 * r.val_tile_accuracy, 100.0 * r.val_song_accuracy, r.tiles_per_second, r.seconds
-            ));
+            );
+            // indicatif draws nothing when stderr is not a terminal: log the epoch there anyway.
+            if pb.is_hidden() {
+                eprintln!("{line}");
+            } else {
+                pb.println(line);
+            }
             pb.reset();
         }
-    })?;
+    }, &|_| false)?;
     pb.finish_and_clear();
     let model = soundalike_model::load_model(&a.out, &device)?;
     let w = fe.tile_frames;

@@ -167,6 +167,8 @@ fn io_err(p: &Path, e: impl std::fmt::Display) -> ModelError {
 
 /// Trains a model into `out_dir` (best weights + config, `checkpoint/`, `history.json`).
 ///
+/// `stop(epoch)` is asked after each epoch's checkpoint; `true` ends the run there (interruptions, tests).
+///
 /// With `resume`, continues from `out_dir/checkpoint/state.json`: same options required; the result is the
 /// same as an uninterrupted run with the same seed (epoch-level determinism: every epoch's crops, masks
 /// and order derive from `(seed, epoch)`).
@@ -179,6 +181,7 @@ pub fn train(
     resume: bool,
     device: &Device,
     on: &mut dyn FnMut(Progress),
+    stop: &dyn Fn(usize) -> bool,
 ) -> Result<TrainSummary> {
     if train_songs.is_empty() {
         return Err(ModelError::Invalid("no training songs".into()));
@@ -222,6 +225,9 @@ pub fn train(
             break;
         }
         let t0 = Instant::now();
+        // Dropout masks come from the device RNG: seed it per epoch so a resumed run draws what an
+        // uninterrupted one would.
+        ad.seed(opts.seed ^ (epoch as u64).wrapping_mul(0xD1B5_4A32_D192_ED03));
         let lr = opts.learning_rate * 0.5 * (1.0 + (std::f64::consts::PI * (epoch - 1) as f64 / opts.epochs as f64).cos());
         let mut rng = rng_for(opts.seed, epoch);
         // (song, crop start) pairs, shuffled.
@@ -308,6 +314,9 @@ pub fn train(
             .map_err(|e| io_err(&state_path, e))?;
         if !old.is_empty() && old != state.checkpoint {
             let _ = std::fs::remove_dir_all(ckpt_root.join(old));
+        }
+        if stop(epoch) {
+            break;
         }
     }
     let config = match best_cfg {

@@ -1,0 +1,158 @@
+//! The CNN on small synthetic spectrograms: it learns, one forward path, exact resume, model-dir checks.
+
+use soundalike_audio::{FrontendConfig, LogMel};
+use soundalike_model::*;
+
+/// Small front end so tests run in seconds: 32 mel bands, 32-frame tiles.
+fn small_frontend() -> FrontendConfig {
+    FrontendConfig { n_mels: 32, tile_frames: 32, tile_hop: 16, ..Default::default() }
+}
+
+fn small_arch() -> ArchConfig {
+    ArchConfig { channels: vec![4, 8], embedding_dim: 16, dropout: 0.2 }
+}
+
+/// Class 0: energy in the low bands; class 1: in the high bands; plus noise.
+fn song(id: usize, label: usize) -> LabelledSong {
+    let (n_mels, n_frames) = (32, 96);
+    let mut x = (id as u64 + 1) * 0x9E37_79B9;
+    let mut data = vec![0f32; n_mels * n_frames];
+    for m in 0..n_mels {
+        for t in 0..n_frames {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let noise = (x % 1000) as f32 / 1000.0 * 20.0;
+            let loud = if (label == 0) == (m < n_mels / 2) { 40.0 } else { 0.0 };
+            data[m * n_frames + t] = -80.0 + loud + noise;
+        }
+    }
+    LabelledSong { id: format!("s{id}"), label, mel: LogMel { n_mels, n_frames, data } }
+}
+
+fn sets() -> (Vec<LabelledSong>, Vec<LabelledSong>) {
+    let train = (0..24).map(|i| song(i, i % 2)).collect();
+    let val = (100..110).map(|i| song(i, i % 2)).collect();
+    (train, val)
+}
+
+fn config() -> ModelConfig {
+    ModelConfig::new("test", small_frontend(), small_arch(), vec!["low".into(), "high".into()], "synthetic")
+}
+
+fn opts(epochs: usize) -> TrainOptions {
+    TrainOptions { epochs, batch_size: 8, crops_per_song: 2, patience: 50, learning_rate: 5e-3, ..Default::default() }
+}
+
+#[test]
+fn it_learns_a_separable_task_and_reports_honestly() {
+    let dir = tempfile::tempdir().unwrap();
+    let (train_set, val) = sets();
+    let dev = Device::flex();
+    let s = train(dir.path(), &config(), &train_set, &val, &opts(4), false, &dev, &mut |_| {}, &|_| false).unwrap();
+    assert_eq!(s.state.history.len(), 4);
+    assert!(s.best_val.song_accuracy >= 0.9, "val song accuracy {}", s.best_val.song_accuracy);
+    assert_eq!(s.best_val.n_songs, 10);
+    assert_eq!(s.best_val.chance_uniform, 0.5);
+    assert_eq!(s.best_val.confusion.iter().flatten().sum::<usize>(), 10);
+    for f in ["config.json", "model.bpk", "checkpoint/state.json"] {
+        assert!(dir.path().join(f).exists(), "{f} missing");
+    }
+    // Embeddings: one per song, unit length, same song -> same vector.
+    let m = load_model(dir.path(), &dev).unwrap();
+    let e1 = m.embed_mel(&val[0].mel, &dev);
+    let e2 = m.embed_mel(&val[0].mel, &dev);
+    assert_eq!(e1, e2);
+    assert_eq!(e1.vector.len(), 16);
+    let norm: f32 = e1.vector.iter().map(|x| x * x).sum::<f32>().sqrt();
+    assert!((norm - 1.0).abs() < 1e-4 || norm == 0.0, "norm {norm}");
+    assert!((e1.probs.iter().sum::<f32>() - 1.0).abs() < 1e-4);
+    // Same-class songs are closer than different-class songs on average.
+    let v: Vec<Vec<f32>> = val.iter().map(|s| m.embed_mel(&s.mel, &dev).vector).collect();
+    let dot = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f32>();
+    let (mut same, mut diff, mut ns, mut nd) = (0f32, 0f32, 0, 0);
+    for i in 0..v.len() {
+        for j in i + 1..v.len() {
+            if val[i].label == val[j].label { same += dot(&v[i], &v[j]); ns += 1 } else { diff += dot(&v[i], &v[j]); nd += 1 }
+        }
+    }
+    assert!(same / ns as f32 > diff / nd as f32, "same {} diff {}", same / ns as f32, diff / nd as f32);
+}
+
+#[test]
+fn forward_is_embedding_then_head() {
+    let dev = Device::flex();
+    let net = SoundNet::new(&small_arch(), 3, &dev);
+    use burn::module::Module;
+    let net = net.valid();
+    let x = burn::tensor::Tensor::<4>::random([2, 1, 32, 32], burn::tensor::Distribution::Default, &dev);
+    let a = net.forward(x.clone()).into_data().try_to_vec::<f32>().unwrap();
+    let b = net.head_logits(net.forward_embedding(x)).into_data().try_to_vec::<f32>().unwrap();
+    assert_eq!(a.len(), 6);
+    assert_eq!(a, b);
+}
+
+#[test]
+fn interrupted_then_resumed_equals_uninterrupted() {
+    let (train_set, val) = sets();
+    let dev = Device::flex();
+    let full = tempfile::tempdir().unwrap();
+    train(full.path(), &config(), &train_set, &val, &opts(3), false, &dev, &mut |_| {}, &|_| false).unwrap();
+    let cut = tempfile::tempdir().unwrap();
+    train(cut.path(), &config(), &train_set, &val, &opts(3), false, &dev, &mut |_| {}, &|e| e == 1).unwrap();
+    let st: serde_json::Value = serde_json::from_slice(&std::fs::read(cut.path().join("checkpoint/state.json")).unwrap()).unwrap();
+    assert_eq!(st["epochs_done"], 1);
+    let resumed = train(cut.path(), &config(), &train_set, &val, &opts(3), true, &dev, &mut |_| {}, &|_| false).unwrap();
+    assert_eq!(resumed.state.epochs_done, 3);
+    let h = |d: &std::path::Path| -> serde_json::Value {
+        let v: serde_json::Value = serde_json::from_slice(&std::fs::read(d.join("checkpoint/state.json")).unwrap()).unwrap();
+        v["history"].as_array().unwrap().iter().map(|e| serde_json::json!([e["train_loss"], e["val_loss"]])).collect::<Vec<_>>().into()
+    };
+    assert_eq!(h(full.path()), h(cut.path()));
+    // Same weights (the files differ in burn's random parameter ids, so compare what the models compute).
+    let (a, b) = (load_model(full.path(), &dev).unwrap(), load_model(cut.path(), &dev).unwrap());
+    let (ea, eb) = (a.embed_mel(&val[3].mel, &dev), b.embed_mel(&val[3].mel, &dev));
+    assert!(ea == eb, "resumed model computes something else");
+    // Resuming with other options is refused.
+    let e = train(cut.path(), &config(), &train_set, &val, &opts(5), true, &dev, &mut |_| {}, &|_| false).err().unwrap();
+    assert!(e.to_string().contains("other training options"), "{e}");
+}
+
+#[test]
+fn mixed_up_model_dir_is_refused() {
+    let (train_set, val) = sets();
+    let dev = Device::flex();
+    let d = tempfile::tempdir().unwrap();
+    train(d.path(), &config(), &train_set, &val, &opts(1), false, &dev, &mut |_| {}, &|_| false).unwrap();
+    let cp = d.path().join("config.json");
+    let mut cfg: serde_json::Value = serde_json::from_slice(&std::fs::read(&cp).unwrap()).unwrap();
+    cfg["fingerprint"] = "0000000000000000".into();
+    std::fs::write(&cp, serde_json::to_vec(&cfg).unwrap()).unwrap();
+    let e = load_model(d.path(), &dev).err().unwrap().to_string();
+    assert!(e.contains("fingerprint") && e.contains("model.bpk"), "{e}");
+    cfg["format_version"] = 99.into();
+    std::fs::write(&cp, serde_json::to_vec(&cfg).unwrap()).unwrap();
+    assert!(load_model(d.path(), &dev).err().unwrap().to_string().contains("version 99"));
+    assert!(load_model(&d.path().join("nope"), &dev).is_err());
+}
+
+#[test]
+fn class_weights_favour_rare_classes_with_mean_one() {
+    let songs: Vec<LabelledSong> = (0..10).map(|i| song(i, usize::from(i >= 8))).collect();
+    let w = soundalike_model::train::class_weights(&songs, 2);
+    assert!(w[1] > w[0]);
+    let mean: f32 = songs.iter().map(|s| w[s.label]).sum::<f32>() / 10.0;
+    assert!((mean - 1.0).abs() < 1e-5);
+}
+
+#[test]
+fn shipped_default_model_loads_and_matches_its_front_end() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/default");
+    if !dir.join("config.json").exists() {
+        panic!("models/default is missing: the repository must ship a default model");
+    }
+    let m = load_model(&dir, &Device::flex()).unwrap();
+    assert_eq!(m.config.arch.embedding_dim, 128);
+    assert_eq!(m.config.frontend, FrontendConfig::default());
+    assert!(m.config.labels.len() >= 2);
+}

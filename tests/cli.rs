@@ -1,0 +1,253 @@
+//! End-to-end tests of the `soundalike` binary on real audio and the shipped model.
+
+mod util;
+
+use std::path::Path;
+
+use util::*;
+
+fn data(name: &str) -> String {
+    root().join("tests/data").join(name).to_string_lossy().into_owned()
+}
+
+#[test]
+fn spectrogram_writes_npy_png_and_tiles() {
+    let d = tempfile::tempdir().unwrap();
+    let (npy, png, tiles) = (d.path().join("m.npy"), d.path().join("m.png"), d.path().join("tiles"));
+    let o = run(&["spectrogram", &data("clip.mp3"), "--npy", s(&npy), "--png", s(&png), "--tiles-png", s(&tiles)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let b = std::fs::read(&npy).unwrap();
+    let header = String::from_utf8_lossy(&b[10..128]);
+    assert!(header.contains("'shape': (128, 646)"), "{header}");
+    assert_eq!(b.len(), 128 + 128 * 646 * 4);
+    assert_eq!(&std::fs::read(&png).unwrap()[1..4], b"PNG");
+    assert_eq!(std::fs::read_dir(&tiles).unwrap().count(), 9);
+    let o = run(&["spectrogram", &data("clip.mp3"), "--preset", "original2017"]);
+    assert!(stdout(&o).contains("256 mels"), "{}", stdout(&o));
+}
+
+#[test]
+fn bad_input_is_one_clear_line_and_nonzero_exit() {
+    let d = tempfile::tempdir().unwrap();
+    let text = d.path().join("shopping.mp3");
+    std::fs::write(&text, "eggs, milk, bread\n").unwrap();
+    for (file, why) in [
+        (s(&text).to_string(), "not a supported audio file"),
+        (data("half_second.mp3"), "too short"),
+        (data("silence.mp3"), "digital silence"),
+        (s(&d.path().join("missing.mp3")).to_string(), "cannot read"),
+    ] {
+        let o = run(&["spectrogram", &file]);
+        assert_eq!(o.status.code(), Some(2), "{file}");
+        let err = stderr(&o);
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+        assert!(err.contains(Path::new(&file).file_name().unwrap().to_str().unwrap()) && err.contains(why), "{err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
+}
+
+/// A library of `n` real clips plus one file of each bad class.
+fn mixed_library(dir: &Path, n: usize) -> Vec<String> {
+    let ids = library(dir, n);
+    let bad = dir.join("bad");
+    std::fs::create_dir_all(&bad).unwrap();
+    std::fs::write(bad.join("empty.mp3"), b"").unwrap();
+    std::fs::write(bad.join("notes.mp3"), "not music at all\n".repeat(20)).unwrap();
+    std::fs::write(bad.join("random.mp3"), (0..20_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect::<Vec<u8>>()).unwrap();
+    std::fs::copy(data("half_second.mp3"), bad.join("half_second.mp3")).unwrap();
+    std::fs::copy(data("silence.mp3"), bad.join("silence.mp3")).unwrap();
+    ids
+}
+
+#[test]
+fn embed_reports_bad_files_and_keeps_the_rest_then_is_incremental() {
+    let d = tempfile::tempdir().unwrap();
+    let lib = d.path().join("lib");
+    let store = d.path().join("store");
+    let ids = mixed_library(&lib, 5);
+    let o = run(&["embed", s(&lib), "--out", s(&store), "--json"]);
+    assert_eq!(o.status.code(), Some(1), "a failed file makes the exit code say so: {}", stderr(&o));
+    let r = json(&o);
+    assert_eq!(r["songs_in_store"], 5);
+    assert_eq!(r["embedded"], 5);
+    let failed: Vec<&str> = r["failed"].as_array().unwrap().iter().map(|f| f["path"].as_str().unwrap()).collect();
+    assert_eq!(failed, ["bad/empty.mp3", "bad/half_second.mp3", "bad/notes.mp3", "bad/random.mp3", "bad/silence.mp3"]);
+    let kinds: Vec<&str> = r["failed"].as_array().unwrap().iter().map(|f| f["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["empty", "too_short", "unsupported", "unsupported", "silent"]);
+    let journal = std::fs::read(store.join("songs.jsonl")).unwrap();
+
+    // Unchanged library: nothing re-embedded, store byte-identical.
+    let r2 = json(&run(&["embed", s(&lib), "--out", s(&store), "--json"]));
+    assert_eq!((r2["embedded"].as_u64(), r2["unchanged"].as_u64()), (Some(0), Some(5)));
+    assert_eq!(std::fs::read(store.join("songs.jsonl")).unwrap(), journal);
+
+    // A changed file is re-embedded; a vanished one is dropped.
+    let changed = lib.join(&ids[0]);
+    std::fs::copy(data("vbr_44k.mp3"), &changed).unwrap();
+    std::fs::remove_file(lib.join(&ids[1])).unwrap();
+    let r3 = json(&run(&["embed", s(&lib), "--out", s(&store), "--json"]));
+    assert_eq!((r3["embedded"].as_u64(), r3["removed"].as_u64(), r3["songs_in_store"].as_u64()), (Some(1), Some(1), Some(4)));
+    let text = std::fs::read_to_string(store.join("songs.jsonl")).unwrap();
+    assert!(!text.contains(&ids[1]));
+    let rec: serde_json::Value = text.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()).find(|v| v["song"]["id"] == ids[0].as_str()).unwrap();
+    assert!((rec["song"]["duration_s"].as_f64().unwrap() - 3.0).abs() < 0.1);
+}
+
+#[test]
+fn kill_and_resume_equals_uninterrupted_and_shards_merge_to_the_same() {
+    let d = tempfile::tempdir().unwrap();
+    let lib = d.path().join("lib");
+    library(&lib, 12);
+    let whole = d.path().join("whole");
+    assert!(run(&["embed", s(&lib), "--out", s(&whole), "--batch", "2"]).status.success());
+    let want = std::fs::read(whole.join("songs.jsonl")).unwrap();
+    assert_eq!(want.iter().filter(|&&b| b == b'\n').count(), 12);
+
+    // kill -9 partway (wherever it is), then run again.
+    let killed = d.path().join("killed");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_soundalike"))
+        .args(["embed", s(&lib), "--out", s(&killed), "--batch", "2"])
+        .current_dir(root())
+        .stderr(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let t = std::time::Instant::now();
+    while t.elapsed().as_secs_f64() < 20.0 {
+        let lines = std::fs::read(killed.join("songs.jsonl")).map(|b| b.iter().filter(|&&c| c == b'\n').count()).unwrap_or(0);
+        if lines >= 2 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // Also tear the journal's last line, as a crash mid-write would.
+    if let Ok(mut j) = std::fs::read(killed.join("songs.jsonl")) {
+        if j.len() > 40 {
+            j.truncate(j.len() - 37);
+            std::fs::write(killed.join("songs.jsonl"), &j).unwrap();
+        }
+    }
+    let o = run(&["embed", s(&lib), "--out", s(&killed), "--batch", "2"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(std::fs::read(killed.join("songs.jsonl")).unwrap() == want, "resumed store differs from an uninterrupted one");
+
+    // Two shards merged = one run.
+    let (a, b, merged) = (d.path().join("a"), d.path().join("b"), d.path().join("merged"));
+    assert!(run(&["embed", s(&lib), "--out", s(&a), "--shard", "0/2"]).status.success());
+    assert!(run(&["embed", s(&lib), "--out", s(&b), "--shard", "1/2"]).status.success());
+    let na = std::fs::read_to_string(a.join("songs.jsonl")).unwrap().lines().count();
+    assert!(na > 0 && na < 12, "shard 0 holds {na} of 12");
+    let o = run(&["merge", "--out", s(&merged), s(&a), s(&b)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(std::fs::read(merged.join("songs.jsonl")).unwrap() == want, "merged shards differ from a single run");
+
+    // A store of another model is refused, by embed and by merge.
+    let hp = b.join("store.json");
+    let mut h: serde_json::Value = serde_json::from_slice(&std::fs::read(&hp).unwrap()).unwrap();
+    h["model_fingerprint"] = "feedfacefeedface".into();
+    std::fs::write(&hp, serde_json::to_vec(&h).unwrap()).unwrap();
+    let o = run(&["embed", s(&lib), "--out", s(&b)]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("feedfacefeedface"), "{}", stderr(&o));
+    let o = run(&["merge", "--out", s(&d.path().join("m2")), s(&a), s(&b)]);
+    assert!(!o.status.success() && stderr(&o).contains("different models"), "{}", stderr(&o));
+    let o = run(&["embed", s(&lib), "--out", s(&d.path().join("x")), "--shard", "3/2"]);
+    assert!(stderr(&o).contains("0 <= K < N"), "{}", stderr(&o));
+}
+
+#[test]
+fn query_by_song_text_file_playlist_and_filters() {
+    let d = tempfile::tempdir().unwrap();
+    let store = d.path().join("store");
+    let tiny = root().join("datasets/tiny");
+    let csv = tiny.join("tracks.csv");
+    let o = run(&["embed", s(&tiny), "--out", s(&store), "--labels", s(&csv), "--label-column", "source", "--group-column", "source"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let q = |args: &[&str]| {
+        let mut a = vec!["query", s(&store), "--json"];
+        a.extend_from_slice(args);
+        run(&a)
+    };
+    // By id: k results, best first, never the query itself.
+    let r = json(&q(&["--song", "hedgewars-data/Art.mp3", "-k", "5"]));
+    let res = r["results"].as_array().unwrap();
+    assert_eq!(res.len(), 5);
+    assert!(res.iter().all(|x| x["id"] != "hedgewars-data/Art.mp3"));
+    let scores: Vec<f64> = res.iter().map(|x| x["score"].as_f64().unwrap()).collect();
+    assert!(scores.windows(2).all(|w| w[0] >= w[1]), "{scores:?}");
+    // By text, exact and --exact agree with the default path.
+    let r2 = json(&q(&["--song", "Art", "-k", "5", "--exact"]));
+    assert_eq!(r2["results"], r["results"]);
+    // Target genre (teacher_genre column of the CSV): k results, all of that genre.
+    let r = json(&q(&["--song", "hedgewars-data/Art.mp3", "-k", "2", "--genre", "ambient"]));
+    let res = r["results"].as_array().unwrap();
+    assert_eq!(res.len(), 2);
+    assert!(res.iter().all(|x| x["genre"] == "ambient"), "{res:?}");
+    // Exclude the query's soundtrack; cap one per group.
+    let r = json(&q(&["--song", "hedgewars-data/Art.mp3", "-k", "4", "--exclude-same-group", "--max-per-album", "1"]));
+    let groups: Vec<&str> = r["results"].as_array().unwrap().iter().map(|x| x["group"].as_str().unwrap()).collect();
+    assert_eq!(groups.len(), 4);
+    assert!(!groups.contains(&"hedgewars-data"));
+    let uniq: std::collections::BTreeSet<_> = groups.iter().collect();
+    assert_eq!(uniq.len(), 4, "{groups:?}");
+    // Playlist of two songs: neither is returned.
+    let r = json(&q(&["--song", "hedgewars-data/Art.mp3", "--song", "nexuiz-music/desert3.mp3", "-k", "28"]));
+    let res = r["results"].as_array().unwrap();
+    assert_eq!(res.len(), 28);
+    assert!(res.iter().all(|x| x["id"] != "hedgewars-data/Art.mp3" && x["id"] != "nexuiz-music/desert3.mp3"));
+    // A new file (the DJ case): its own library copy ranks first.
+    let r = json(&q(&["--file", s(&tiny.join("wesnoth-1.16-music/battle.mp3")), "--model", "models/default", "-k", "3"]));
+    let first = &r["results"].as_array().unwrap()[0];
+    assert_eq!(first["id"], "wesnoth-1.16-music/battle.mp3");
+    assert!(first["score"].as_f64().unwrap() > 0.999);
+    // Errors: unknown song, ambiguous text, k = 0, empty query.
+    let o = q(&["--song", "no such song anywhere"]);
+    assert!(!o.status.success() && stderr(&o).contains("no song matches"), "{}", stderr(&o));
+    let o = q(&["--song", "music"]);
+    assert!(stderr(&o).contains("matches") && stderr(&o).contains("name one by id"), "{}", stderr(&o));
+    let o = q(&["--song", "Art", "-k", "0"]);
+    assert!(stderr(&o).contains("-k must be at least 1"), "{}", stderr(&o));
+    // Huge k: every other song, no error.
+    let r = json(&q(&["--song", "Art", "-k", "100000"]));
+    assert_eq!(r["results"].as_array().unwrap().len(), 29);
+    // Human-readable table.
+    let o = run(&["query", s(&store), "--song", "Art", "-k", "3"]);
+    assert!(stdout(&o).contains("rank") && stdout(&o).lines().count() == 5, "{}", stdout(&o));
+}
+
+#[test]
+fn export_writes_csv_jsonl_and_npy() {
+    let d = tempfile::tempdir().unwrap();
+    let lib = d.path().join("lib");
+    library(&lib, 3);
+    let store = d.path().join("store");
+    assert!(run(&["embed", s(&lib), "--out", s(&store)]).status.success());
+    let csv = d.path().join("x.csv");
+    assert!(run(&["export", s(&store), "--format", "csv", "--out", s(&csv)]).status.success());
+    let text = std::fs::read_to_string(&csv).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 4);
+    assert_eq!(lines[0].split(',').count(), 8 + 128);
+    let v: Vec<f64> = lines[1].split(',').skip(8).map(|x| x.parse().unwrap()).collect();
+    assert!((v.iter().map(|x| x * x).sum::<f64>() - 1.0).abs() < 1e-3);
+    let jl = d.path().join("x.jsonl");
+    assert!(run(&["export", s(&store), "--format", "jsonl", "--out", s(&jl)]).status.success());
+    assert_eq!(std::fs::read_to_string(&jl).unwrap().lines().count(), 3);
+    let npy = d.path().join("x.npy");
+    assert!(run(&["export", s(&store), "--format", "npy", "--out", s(&npy)]).status.success());
+    let b = std::fs::read(&npy).unwrap();
+    assert!(String::from_utf8_lossy(&b[..128]).contains("(3, 128)"));
+    assert_eq!(std::fs::read_to_string(d.path().join("x.ids.txt")).unwrap().lines().count(), 3);
+}
+
+#[test]
+fn demo_runs_end_to_end() {
+    let d = tempfile::tempdir().unwrap();
+    let o = run(&["demo", "--out", s(&d.path().join("store"))]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.contains("30 songs (30 embedded"), "{out}");
+    assert!(out.matches("songs that sound like").count() >= 3, "{out}");
+}

@@ -1,0 +1,59 @@
+//! Helpers for the end-to-end tests: run the binary, build small libraries from the committed clips.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn model() -> PathBuf {
+    root().join("models/default")
+}
+
+/// Runs `soundalike ARGS` from the repository root.
+pub fn run(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_soundalike")).args(args).current_dir(root()).output().expect("binary runs")
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Copies `n` tiny-set clips (round-robin over soundtracks) into `dir/<soundtrack>/`.
+pub fn library(dir: &Path, n: usize) -> Vec<String> {
+    let tiny = root().join("datasets/tiny");
+    let mut sources: Vec<PathBuf> = std::fs::read_dir(&tiny).unwrap().map(|e| e.unwrap().path()).filter(|p| p.is_dir() && !p.ends_with("licenses")).collect();
+    sources.sort();
+    let mut ids = Vec::new();
+    'outer: for round in 0..3 {
+        for s in &sources {
+            let mut clips: Vec<PathBuf> = std::fs::read_dir(s).unwrap().map(|e| e.unwrap().path()).collect();
+            clips.sort();
+            if let Some(c) = clips.get(round) {
+                let name = s.file_name().unwrap().to_string_lossy().into_owned();
+                std::fs::create_dir_all(dir.join(&name)).unwrap();
+                std::fs::copy(c, dir.join(&name).join(c.file_name().unwrap())).unwrap();
+                ids.push(format!("{name}/{}", c.file_name().unwrap().to_string_lossy()));
+                if ids.len() == n {
+                    break 'outer;
+                }
+            }
+        }
+    }
+    ids
+}
+
+pub fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+pub fn json(o: &Output) -> serde_json::Value {
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}\nstderr: {}", stdout(o), stderr(o)))
+}

@@ -9,6 +9,7 @@ use burn::prelude::*;
 use burn::tensor::activation::log_softmax;
 use serde::{Deserialize, Serialize};
 use soundalike_audio::LogMel;
+use soundalike_library::SplitMix64;
 
 use crate::data::{batch_tensor, spec_augment, write_tile};
 use crate::eval::{evaluate, EvalReport};
@@ -123,31 +124,8 @@ pub struct TrainSummary {
     pub stopped_early: bool,
 }
 
-fn rng_for(seed: u64, epoch: usize) -> soundalike_library_rng::Rng {
-    soundalike_library_rng::Rng::new(seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15))
-}
-
-/// Tiny local SplitMix64 (the library crate's twin) so this crate stays free of data-handling deps.
-mod soundalike_library_rng {
-    pub struct Rng(u64);
-    impl Rng {
-        pub fn new(s: u64) -> Self {
-            Rng(s)
-        }
-        pub fn next(&mut self) -> u64 {
-            self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            let mut z = self.0;
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            z ^ (z >> 31)
-        }
-        pub fn unit(&mut self) -> f32 {
-            (self.next() >> 40) as f32 / (1u64 << 24) as f32
-        }
-        pub fn below(&mut self, n: usize) -> usize {
-            if n == 0 { 0 } else { (self.next() % n as u64) as usize }
-        }
-    }
+fn rng_for(seed: u64, epoch: usize) -> SplitMix64 {
+    SplitMix64(seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15))
 }
 
 /// Class weights `sqrt(N / (K * n_c))` normalised to mean 1 over training songs: rare soundtracks count

@@ -1,0 +1,59 @@
+//! ANN benchmark on synthetic unit vectors (or a .npy matrix): build time, memory, and for several ef:
+//! recall@10 against exact search and single-thread queries/s. Prints JSON. Driven by scripts/bench_ann.sh.
+//!
+//! cargo run --release -p soundalike-index --example bench_ann -- N DIM QUERIES [vectors.f32]
+
+use std::time::Instant;
+
+use soundalike_index::{exact_search, normalise, AnnIndex, AnnParams};
+
+fn rss_kb() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
+        .unwrap_or(0)
+}
+
+fn main() {
+    let a: Vec<String> = std::env::args().skip(1).collect();
+    let n: usize = a.first().and_then(|s| s.parse().ok()).unwrap_or(100_000);
+    let dim: usize = a.get(1).and_then(|s| s.parse().ok()).unwrap_or(128);
+    let nq: usize = a.get(2).and_then(|s| s.parse().ok()).unwrap_or(1000);
+    // Vectors: raw little-endian f32 file (from the Python driver, so every library sees the same data).
+    let v: Vec<f32> = match a.get(3) {
+        Some(p) => std::fs::read(p).expect("vectors file").chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
+        None => {
+            let mut x = 0x2545_F491_4F6C_DD1Du64;
+            let mut v: Vec<f32> = (0..n * dim).map(|_| { x ^= x << 13; x ^= x >> 7; x ^= x << 17; (x >> 40) as f32 / (1u64 << 24) as f32 - 0.5 }).collect();
+            v.chunks_exact_mut(dim).for_each(normalise);
+            v
+        }
+    };
+    let n = v.len() / dim;
+    let (base, queries) = v.split_at((n - nq) * dim);
+    let nb = n - nq;
+    let rss0 = rss_kb();
+    let t = Instant::now();
+    let params = AnnParams { m: 16, ef_construction: 200, ef_search: 10 };
+    let mut idx = AnnIndex::build(base, dim, &params).expect("build");
+    let build_s = t.elapsed().as_secs_f64();
+    let mem_mb = (rss_kb().saturating_sub(rss0)) as f64 / 1024.0;
+    let truth: Vec<Vec<usize>> = queries.chunks_exact(dim).map(|q| exact_search(base, dim, q, 10, &|_| true).into_iter().map(|h| h.row).collect()).collect();
+    let mut rows = Vec::new();
+    for ef in [10, 20, 40, 80, 160, 320] {
+        idx.params.ef_search = ef;
+        let t = Instant::now();
+        let mut hits = 0usize;
+        for (q, tr) in queries.chunks_exact(dim).zip(&truth) {
+            let r = idx.search(base, q, 10, &|_| true).expect("search");
+            hits += r.iter().filter(|h| tr.contains(&h.row)).count();
+        }
+        let s = t.elapsed().as_secs_f64();
+        rows.push(format!("{{\"ef\": {ef}, \"recall_at_10\": {:.4}, \"qps\": {:.0}}}", hits as f64 / (10 * nq) as f64, nq as f64 / s));
+    }
+    println!(
+        "{{\"tool\": \"soundalike (hnsw_rs)\", \"n\": {nb}, \"dim\": {dim}, \"m\": 16, \"ef_construction\": 200, \"build_seconds\": {build_s:.2}, \"index_mem_mb\": {mem_mb:.1}, \"raw_vectors_mb\": {:.1}, \"results\": [{}]}}",
+        (nb * dim * 4) as f64 / 1e6,
+        rows.join(", ")
+    );
+}

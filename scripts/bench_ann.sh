@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# ANN benchmark: the same unit vectors through soundalike's index (hnsw_rs), hnswlib and faiss (HNSW, flat
+# for truth), side by side in one run: build time (2 threads), single-thread queries/s and recall@10 at
+# several ef, memory over the raw vectors.
+#   bash scripts/bench_ann.sh [N=100000] [OUT=target/bench_ann.json]
+# Needs: pip install numpy hnswlib faiss-cpu
+set -euo pipefail
+cd "$(dirname "$0")/.."
+n="${1:-100000}"; out="${2:-target/bench_ann.json}"; dim=128; nq=1000
+tmp="$(mktemp -d)"
+python3 - "$n" "$dim" "$tmp/v.f32" <<'PY'
+import sys, numpy as np
+n, d, p = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+rng = np.random.default_rng(0)
+v = rng.standard_normal((n, d)).astype(np.float32)
+v /= np.linalg.norm(v, axis=1, keepdims=True)
+v.tofile(p)
+PY
+cargo build --release -q -p soundalike-index --example bench_ann
+ours=$(RAYON_NUM_THREADS=2 target/release/examples/bench_ann "$n" "$dim" "$nq" "$tmp/v.f32")
+theirs=$(python3 - "$n" "$dim" "$nq" "$tmp/v.f32" <<'PY'
+import json, resource, sys, time
+import numpy as np
+n, d, nq, p = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+v = np.fromfile(p, dtype=np.float32).reshape(n, d)
+base, q = v[:-nq], v[-nq:]
+truth = np.argsort(-(q @ base.T), axis=1)[:, :10]
+def recall(I): return float(np.mean([len(set(a) & set(b)) / 10 for a, b in zip(I, truth)]))
+out = []
+import hnswlib
+def rss(): return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+r0 = rss(); t = time.perf_counter()
+ix = hnswlib.Index(space="ip", dim=d); ix.init_index(max_elements=len(base), M=16, ef_construction=200)
+ix.set_num_threads(2); ix.add_items(base); b = time.perf_counter() - t
+ix.set_num_threads(1); rows = []
+for ef in [10, 20, 40, 80, 160, 320]:
+    ix.set_ef(max(ef, 10)); t = time.perf_counter(); I = np.array([ix.knn_query(x, k=10)[0][0] for x in q]); s = time.perf_counter() - t
+    rows.append({"ef": ef, "recall_at_10": round(recall(I), 4), "qps": round(nq / s)})
+out.append({"tool": "hnswlib", "build_seconds": round(b, 2), "index_mem_mb": round(rss() - r0, 1), "results": rows})
+import faiss
+faiss.omp_set_num_threads(2); r0 = rss(); t = time.perf_counter()
+fx = faiss.IndexHNSWFlat(d, 16, faiss.METRIC_INNER_PRODUCT); fx.hnsw.efConstruction = 200; fx.add(base); b = time.perf_counter() - t
+faiss.omp_set_num_threads(1); rows = []
+for ef in [10, 20, 40, 80, 160, 320]:
+    fx.hnsw.efSearch = ef; t = time.perf_counter(); I = np.vstack([fx.search(x[None, :], 10)[1] for x in q]); s = time.perf_counter() - t
+    rows.append({"ef": ef, "recall_at_10": round(recall(I), 4), "qps": round(nq / s)})
+out.append({"tool": "faiss IndexHNSWFlat", "build_seconds": round(b, 2), "index_mem_mb": round(rss() - r0, 1), "results": rows})
+print(json.dumps(out))
+PY
+)
+mkdir -p "$(dirname "$out")"
+python3 - "$out" "$ours" "$theirs" <<'PY'
+import json, sys
+ours = json.loads(sys.argv[2]); theirs = json.loads(sys.argv[3])
+doc = {"n": ours["n"], "dim": ours["dim"], "m": 16, "ef_construction": 200, "raw_vectors_mb": ours["raw_vectors_mb"], "tools": [ours] + theirs}
+json.dump(doc, open(sys.argv[1], "w"), indent=1)
+print(f"{doc['n']} x {doc['dim']} unit vectors, raw {doc['raw_vectors_mb']} MB; M=16, efC=200; build 2 threads, queries 1 thread")
+for t in doc["tools"]:
+    print(f"\n{t['tool']}: build {t['build_seconds']} s, index memory ~{t['index_mem_mb']} MB (RSS growth)")
+    for r in t["results"]:
+        print(f"  ef {r['ef']:>4}: recall@10 {r['recall_at_10']:.4f}  {r['qps']:>7} q/s")
+PY
+rm -rf "$tmp"

@@ -36,16 +36,25 @@ fn sets() -> (Vec<LabelledSong>, Vec<LabelledSong>) {
     (train, val)
 }
 
+/// burn's device RNG is per device, shared by threads: training tests run one at a time so each sees only
+/// its own seeding (one training per process is the real-world case).
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn config() -> ModelConfig {
     ModelConfig::new("test", small_frontend(), small_arch(), vec!["low".into(), "high".into()], "synthetic")
 }
 
 fn opts(epochs: usize) -> TrainOptions {
-    TrainOptions { epochs, batch_size: 8, crops_per_song: 2, patience: 50, learning_rate: 5e-3, ..Default::default() }
+    TrainOptions { epochs, batch_size: 8, crops_per_song: 4, patience: 50, learning_rate: 5e-3, ..Default::default() }
 }
 
 #[test]
 fn it_learns_a_separable_task_and_reports_honestly() {
+    let _g = serial();
     let dir = tempfile::tempdir().unwrap();
     let (train_set, val) = sets();
     let dev = Device::flex();
@@ -81,6 +90,7 @@ fn it_learns_a_separable_task_and_reports_honestly() {
 
 #[test]
 fn forward_is_embedding_then_head() {
+    let _g = serial();
     let dev = Device::flex();
     let net = SoundNet::new(&small_arch(), 3, &dev);
     use burn::module::Module;
@@ -94,6 +104,7 @@ fn forward_is_embedding_then_head() {
 
 #[test]
 fn interrupted_then_resumed_equals_uninterrupted() {
+    let _g = serial();
     let (train_set, val) = sets();
     let dev = Device::flex();
     let full = tempfile::tempdir().unwrap();
@@ -120,6 +131,7 @@ fn interrupted_then_resumed_equals_uninterrupted() {
 
 #[test]
 fn mixed_up_model_dir_is_refused() {
+    let _g = serial();
     let (train_set, val) = sets();
     let dev = Device::flex();
     let d = tempfile::tempdir().unwrap();

@@ -180,6 +180,19 @@ fn query_by_song_text_file_playlist_and_filters() {
     // By text, exact and --exact agree with the default path.
     let r2 = json(&q(&["--song", "Art", "-k", "5", "--exact"]));
     assert_eq!(r2["results"], r["results"]);
+    // The HNSW index on real embeddings: for every song, its top 5 equal exact search's.
+    let songs: Vec<String> = std::fs::read_to_string(store.join("songs.jsonl")).unwrap().lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["song"]["id"].as_str().unwrap().to_string()).collect();
+    assert_eq!(songs.len(), 30);
+    let (mut agree, mut total) = (0, 0);
+    for id in &songs {
+        let ids = |o: serde_json::Value| o["results"].as_array().unwrap().iter().map(|x| x["id"].as_str().unwrap().to_string()).collect::<Vec<_>>();
+        let a = ids(json(&q(&["--song", id, "-k", "5", "--ann"])));
+        let e = ids(json(&q(&["--song", id, "-k", "5", "--exact"])));
+        agree += a.iter().filter(|x| e.contains(x)).count();
+        total += 5;
+    }
+    assert!(agree as f64 / total as f64 >= 0.99, "recall@5 of the index on real embeddings: {agree}/{total}");
     // Target genre (teacher_genre column of the CSV): k results, all of that genre.
     let r = json(&q(&["--song", "hedgewars-data/Art.mp3", "-k", "2", "--genre", "ambient"]));
     let res = r["results"].as_array().unwrap();

@@ -300,8 +300,11 @@ pub struct QueryArgs {
     #[arg(long)]
     pub max_per_album: Option<usize>,
     /// Brute-force search instead of the HNSW index.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "ann_index")]
     pub exact: bool,
+    /// Use the HNSW index even for a small library (by default under 2,000 songs are searched exactly).
+    #[arg(long = "ann")]
+    pub ann_index: bool,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,

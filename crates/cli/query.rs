@@ -97,8 +97,19 @@ fn eq(a: Option<&str>, b: &str) -> bool {
     a.is_some_and(|a| a.eq_ignore_ascii_case(b))
 }
 
+/// How to search.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    /// Exact under [`EXACT_BELOW`] songs, HNSW above.
+    Auto,
+    /// Always brute force.
+    Exact,
+    /// Always the HNSW index.
+    Ann,
+}
+
 /// Runs the search: filtered in the index (not search-then-filter), then the per-album cap.
-pub fn recommend<'a>(store: &'a Store, query: &[f32], k: usize, f: &Filters, exact: bool, ann: &AnnParams) -> Result<Vec<Recommendation<'a>>> {
+pub fn recommend<'a>(store: &'a Store, query: &[f32], k: usize, f: &Filters, method: Method, ann: &AnnParams) -> Result<Vec<Recommendation<'a>>> {
     if store.is_empty() {
         bail!("{}: the store is empty", store.dir().display());
     }
@@ -114,7 +125,7 @@ pub fn recommend<'a>(store: &'a Store, query: &[f32], k: usize, f: &Filters, exa
             && !f.exclude_artists.iter().any(|a| eq(s.artist.as_deref(), a))
             && !f.exclude_groups.iter().any(|g| eq(s.group.as_deref(), g))
     };
-    let use_exact = exact || rows.len() < EXACT_BELOW;
+    let use_exact = method == Method::Exact || (method == Method::Auto && rows.len() < EXACT_BELOW);
     let index = if use_exact {
         None
     } else {
@@ -225,7 +236,8 @@ pub fn query(a: QueryArgs) -> Result<ExitCode> {
     if a.same_genre && filters.same_genres.as_ref().is_some_and(|g| g.is_empty()) {
         bail!("--same-genre: the query songs have no genre in the store (embed with --labels CSV that has a genre column)");
     }
-    let recs = recommend(&store, &query, a.k, &filters, a.exact, &params(&a.ann))?;
+    let method = if a.exact { Method::Exact } else if a.ann_index { Method::Ann } else { Method::Auto };
+    let recs = recommend(&store, &query, a.k, &filters, method, &params(&a.ann))?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&json!({"query": describe, "results": recs}))?);
     } else {
@@ -267,14 +279,14 @@ pub fn demo(a: DemoArgs) -> Result<ExitCode> {
         let s = store.get(id).context("song vanished")?;
         println!("\nsongs that sound like {} [{}] ({}):", s.title, s.genre.as_deref().unwrap_or("-"), s.id);
         let f = Filters { exclude: vec![id], genre: None, same_genres: None, exclude_artists: vec![], exclude_groups: vec![], max_per_album: None };
-        print_table(&recommend(&store, &s.vector, a.k, &f, false, &none)?);
+        print_table(&recommend(&store, &s.vector, a.k, &f, Method::Auto, &none)?);
     }
     if let Some(s) = first_ids.first().and_then(|id| store.get(id)) {
         let target = store.songs().filter_map(|x| x.genre.clone()).find(|g| Some(g) != s.genre.as_ref());
         if let Some(g) = target {
             println!("\n{} {g} songs that sound like {} [{}]:", a.k.min(3), s.title, s.genre.as_deref().unwrap_or("-"));
             let f = Filters { exclude: vec![&s.id], genre: Some(g), same_genres: None, exclude_artists: vec![], exclude_groups: vec![], max_per_album: None };
-            print_table(&recommend(&store, &s.vector, a.k.min(3), &f, false, &none)?);
+            print_table(&recommend(&store, &s.vector, a.k.min(3), &f, Method::Auto, &none)?);
         }
     }
     println!("\nnext: soundalike query {} --song \"<title or id>\" -k 10", a.out.display());

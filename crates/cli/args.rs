@@ -24,6 +24,8 @@ pub enum Command {
     Train(TrainArgs),
     /// Evaluate a model on a labelled library's test split (and held-out groups).
     Evaluate(EvaluateArgs),
+    /// Redraw a model's training.png and confusion.png from its metrics.json.
+    Plot(PlotArgs),
     /// Embed every song of a library into a store (incremental, resumable, shardable).
     Embed(EmbedArgs),
     /// Merge shard stores made by `embed --shard` into one store.
@@ -187,6 +189,12 @@ pub struct EvaluateArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct PlotArgs {
+    /// Model folder.
+    pub model: PathBuf,
 }
 
 #[derive(Args, Debug)]

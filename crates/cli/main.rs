@@ -2,6 +2,7 @@
 
 mod args;
 mod embed;
+mod plots;
 mod query;
 mod train;
 mod util;
@@ -18,6 +19,7 @@ fn main() -> ExitCode {
         args::Command::Split(a) => train::split(a),
         args::Command::Train(a) => train::train(a),
         args::Command::Evaluate(a) => train::evaluate(a),
+        args::Command::Plot(a) => train::plot(a),
         args::Command::Embed(a) => embed::embed(a),
         args::Command::Merge(a) => embed::merge(a),
         args::Command::Export(a) => embed::export(a),

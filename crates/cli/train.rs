@@ -10,7 +10,7 @@ use serde_json::json;
 use soundalike_library::{split_songs, write_atomic, CatalogEntry, SongFile, SplitAssignment, SplitOptions, Splits, TileCache};
 use soundalike_model::{eval::confusion_csv, ArchConfig, EvalReport, LabelledSong, ModelConfig, Progress, TrainOptions};
 
-use crate::args::{CacheArgs, EvaluateArgs, Preset, SplitArgs, SplitOpts, TrainArgs};
+use crate::args::{CacheArgs, EvaluateArgs, PlotArgs, Preset, SplitArgs, SplitOpts, TrainArgs};
 use crate::util::{bar, catalog, frontend};
 
 /// Builds the cache for `files` with a progress bar; returns fingerprints (None = failed) and prints failures.
@@ -200,6 +200,7 @@ pub fn train(a: TrainArgs) -> Result<ExitCode> {
     });
     write_atomic(&a.out.join("metrics.json"), &serde_json::to_vec_pretty(&metrics)?)?;
     write_atomic(&a.out.join("confusion.csv"), confusion_csv(&test, &labels).as_bytes())?;
+    draw_plots(&a.out)?;
     println!("model written to {} (best epoch {}, fingerprint {})", a.out.display(), summary.state.best_epoch, summary.config.fingerprint);
     print_report("validation", &summary.best_val);
     print_report("test", &test);
@@ -235,3 +236,21 @@ pub fn evaluate(a: EvaluateArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+
+/// Draws training.png and confusion.png from the model's metrics.json.
+fn draw_plots(dir: &std::path::Path) -> Result<()> {
+    let p = dir.join("metrics.json");
+    let m: serde_json::Value = serde_json::from_slice(&std::fs::read(&p).with_context(|| format!("cannot read {}", p.display()))?)?;
+    let history: Vec<soundalike_model::train::EpochRecord> = serde_json::from_value(m["history"].clone())?;
+    let test: EvalReport = serde_json::from_value(m["test"].clone())?;
+    let labels: Vec<String> = serde_json::from_value(m["labels"].clone())?;
+    crate::plots::training_png(&dir.join("training.png"), &history)?;
+    let title = format!("test songs: {:.1}% correct (chance {:.1}%)", 100.0 * test.song_accuracy, 100.0 * test.chance_majority);
+    crate::plots::confusion_png(&dir.join("confusion.png"), &test, &labels, &title)
+}
+
+pub fn plot(a: PlotArgs) -> Result<ExitCode> {
+    draw_plots(&a.model)?;
+    println!("wrote {} and {}", a.model.join("training.png").display(), a.model.join("confusion.png").display());
+    Ok(ExitCode::SUCCESS)
+}

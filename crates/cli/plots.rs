@@ -1,0 +1,121 @@
+//! `training.png` (loss and accuracy curves) and `confusion.png` (song-level confusion matrix) with plotters.
+
+use std::path::Path;
+
+use anyhow::{anyhow, Result};
+use plotters::prelude::*;
+use soundalike_model::train::EpochRecord;
+use soundalike_model::EvalReport;
+
+const FONT: &[u8] = include_bytes!("assets/DejaVuSansMono.ttf");
+
+fn font() {
+    use std::sync::Once;
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let _ = plotters::style::register_font("sans-serif", FontStyle::Normal, FONT);
+    });
+}
+
+fn e<E: std::fmt::Debug>(err: E) -> anyhow::Error {
+    anyhow!("plot: {err:?}")
+}
+
+/// Draws into an in-memory RGB buffer and writes the PNG atomically.
+fn save(path: &Path, w: u32, h: u32, draw: impl FnOnce(DrawingArea<BitMapBackend, plotters::coord::Shift>) -> Result<()>) -> Result<()> {
+    font();
+    let mut buf = vec![0u8; (w * h * 3) as usize];
+    {
+        let root = BitMapBackend::with_buffer(&mut buf, (w, h)).into_drawing_area();
+        root.fill(&WHITE).map_err(e)?;
+        draw(root.clone())?;
+        root.present().map_err(e)?;
+    }
+    let img = image::RgbImage::from_raw(w, h, buf).ok_or_else(|| anyhow!("plot buffer"))?;
+    let mut bytes = Vec::new();
+    img.write_to(&mut std::io::Cursor::new(&mut bytes), image::ImageFormat::Png)?;
+    soundalike_library::write_atomic(path, &bytes)?;
+    Ok(())
+}
+
+/// Loss (left) and accuracy (right) per epoch.
+pub fn training_png(path: &Path, history: &[EpochRecord]) -> Result<()> {
+    if history.is_empty() {
+        return Ok(());
+    }
+    let n = history.len() as f64;
+    save(path, 1100, 420, |root| {
+        let (l, r) = root.split_horizontally(550);
+        let max_loss = history.iter().flat_map(|h| [h.train_loss, h.val_loss]).filter(|v| v.is_finite()).fold(0.1, f64::max);
+        let mut c = ChartBuilder::on(&l)
+            .caption("loss", ("sans-serif", 20))
+            .margin(12)
+            .x_label_area_size(32)
+            .y_label_area_size(44)
+            .build_cartesian_2d(1f64..n.max(2.0), 0f64..max_loss * 1.05)
+            .map_err(e)?;
+        c.configure_mesh().x_desc("epoch").draw().map_err(e)?;
+        for (name, color, f) in [("train", BLUE, (|h: &EpochRecord| h.train_loss) as fn(&EpochRecord) -> f64), ("validation", RED, |h| h.val_loss)] {
+            c.draw_series(LineSeries::new(history.iter().map(|h| (h.epoch as f64, f(h))), color.stroke_width(2)))
+                .map_err(e)?
+                .label(name)
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2)));
+        }
+        c.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).draw().map_err(e)?;
+        let mut c = ChartBuilder::on(&r)
+            .caption("accuracy", ("sans-serif", 20))
+            .margin(12)
+            .x_label_area_size(32)
+            .y_label_area_size(44)
+            .build_cartesian_2d(1f64..n.max(2.0), 0f64..1f64)
+            .map_err(e)?;
+        c.configure_mesh().x_desc("epoch").draw().map_err(e)?;
+        for (name, color, f) in [
+            ("train tiles", BLUE, (|h: &EpochRecord| h.train_accuracy) as fn(&EpochRecord) -> f64),
+            ("val tiles", RED, |h| h.val_tile_accuracy),
+            ("val songs", GREEN, |h| h.val_song_accuracy),
+        ] {
+            c.draw_series(LineSeries::new(history.iter().map(|h| (h.epoch as f64, f(h))), color.stroke_width(2)))
+                .map_err(e)?
+                .label(name)
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2)));
+        }
+        c.configure_series_labels().position(SeriesLabelPosition::LowerRight).background_style(WHITE.mix(0.8)).border_style(BLACK).draw().map_err(e)?;
+        Ok(())
+    })
+}
+
+/// Song-level confusion matrix, rows = true label, columns = predicted, each cell with its count.
+pub fn confusion_png(path: &Path, report: &EvalReport, labels: &[String], title: &str) -> Result<()> {
+    let k = labels.len();
+    if k == 0 || report.confusion.len() != k {
+        return Ok(());
+    }
+    let cell = 46u32;
+    let left = 230u32;
+    let (w, h) = (left + cell * k as u32 + 20, 84 + cell * k as u32 + 20);
+    save(path, w, h, |root| {
+        root.draw(&Text::new(title.to_string(), (10, 10), ("sans-serif", 18).into_font())).map_err(e)?;
+        root.draw(&Text::new("rows: true, columns: predicted (songs)".to_string(), (10, 36), ("sans-serif", 13).into_font())).map_err(e)?;
+        for j in 0..k {
+            let x = left as i32 + cell as i32 * j as i32 + 14;
+            root.draw(&Text::new(format!("{}", j + 1), (x, 60), ("sans-serif", 13).into_font())).map_err(e)?;
+        }
+        for (i, row) in report.confusion.iter().enumerate() {
+            let total = row.iter().sum::<usize>().max(1) as f64;
+            let y = 80 + cell as i32 * i as i32;
+            let name: String = format!("{:>2} {}", i + 1, labels[i]).chars().take(28).collect();
+            root.draw(&Text::new(name, (8, y + cell as i32 / 2 - 7), ("sans-serif", 13).into_font())).map_err(e)?;
+            for (j, &v) in row.iter().enumerate() {
+                let x = left as i32 + cell as i32 * j as i32;
+                let shade = 1.0 - 0.85 * (v as f64 / total);
+                let color = if i == j { RGBColor((255.0 * shade) as u8, 255, (255.0 * shade) as u8) } else { RGBColor(255, (255.0 * shade) as u8, (255.0 * shade) as u8) };
+                root.draw(&Rectangle::new([(x, y), (x + cell as i32 - 2, y + cell as i32 - 2)], color.filled())).map_err(e)?;
+                if v > 0 {
+                    root.draw(&Text::new(v.to_string(), (x + 12, y + 14), ("sans-serif", 15).into_font())).map_err(e)?;
+                }
+            }
+        }
+        Ok(())
+    })
+}

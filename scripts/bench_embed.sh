@@ -8,9 +8,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dir="${1:-../shared/datasets/soundtracks/previews}"; nm="${2:-40}"; out="${3:-target/bench_embed.json}"
-cargo build -q --release
+cargo build -q   # the dev profile compiles dependencies and hot crates at opt-level 3 (Cargo.toml)
 tmp="$(mktemp -d)"
-/usr/bin/time -v target/release/soundalike embed "$dir" --out "$tmp/store" --json --index false > "$tmp/ours.json" 2> "$tmp/time.txt" || true
+/usr/bin/time -v target/debug/soundalike embed "$dir" --out "$tmp/store" --json --index false > "$tmp/ours.json" 2> "$tmp/time.txt" || true
 rss=$(awk -F: '/Maximum resident/ {gsub(/ /,"",$2); print $2}' "$tmp/time.txt")
 mapfile -t files < <(find "$dir" -name '*.mp3' | sort | head -n "$nm")
 TF_USE_LEGACY_KERAS=1 TF_CPP_MIN_LOG_LEVEL=3 python3 - "${files[@]}" > "$tmp/musicnn.json" <<'PY'

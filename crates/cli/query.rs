@@ -176,7 +176,7 @@ pub fn recommend<'a>(store: &'a Store, query: &[f32], k: usize, f: &Filters, met
 }
 
 pub fn print_table(recs: &[Recommendation]) {
-    println!("{:>4}  {:>6}  {:<28} {:<16} {:<14} {}", "rank", "score", "title", "artist", "genre", "path");
+    println!("{:>4}  {:>6}  {:<28} {:<16} {:<14} path", "rank", "score", "title", "artist", "genre");
     for r in recs {
         let cut = |s: &str, n: usize| if s.chars().count() > n { format!("{}…", s.chars().take(n - 1).collect::<String>()) } else { s.to_string() };
         println!(

@@ -76,6 +76,8 @@ impl FrontendConfig {
     }
 
     /// Rejects settings that would make later stages panic or produce nonsense.
+    // `!(x >= 0.0)` on purpose: it also rejects NaN.
+    #[allow(clippy::neg_cmp_op_on_partial_ord)]
     pub fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(AudioError::Config(m));
         if !(1000..=384_000).contains(&self.sample_rate) {

@@ -88,7 +88,7 @@ impl AnnIndex {
     /// Builds the graph over `vectors` (row-major, `dim` wide) with parallel insertion.
     pub fn build(vectors: &[f32], dim: usize, params: &AnnParams) -> Result<Self> {
         params.validate()?;
-        if dim == 0 || vectors.len() % dim != 0 {
+        if dim == 0 || !vectors.len().is_multiple_of(dim) {
             return Err(IndexError::Invalid(format!("{} values do not make rows of {dim}", vectors.len())));
         }
         let n = vectors.len() / dim;

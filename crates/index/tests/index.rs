@@ -101,7 +101,7 @@ fn filtered_search_returns_k_when_k_exist() {
     let dim = 16;
     let v = rng_vectors(2000, dim, 7);
     let idx = AnnIndex::build(&v, dim, &AnnParams::default()).unwrap();
-    let keep = |i: usize| i % 100 == 0;
+    let keep = |i: usize| i.is_multiple_of(100);
     let q = &v[5 * dim..6 * dim];
     let hits = idx.search(&v, q, 10, &keep).unwrap();
     assert_eq!(hits.len(), 10);

@@ -150,6 +150,7 @@ fn io_err(p: &Path, e: impl std::fmt::Display) -> ModelError {
 /// With `resume`, continues from `out_dir/checkpoint/state.json`: same options required; the result is the
 /// same as an uninterrupted run with the same seed (epoch-level determinism: every epoch's crops, masks
 /// and order derive from `(seed, epoch)`).
+#[allow(clippy::too_many_arguments)] // each is a distinct input; a builder would only rename them
 pub fn train(
     out_dir: &Path,
     config: &ModelConfig,

@@ -168,3 +168,20 @@ fn shipped_default_model_loads_and_matches_its_front_end() {
     assert_eq!(m.config.frontend, FrontendConfig::default());
     assert!(m.config.labels.len() >= 2);
 }
+
+#[test]
+fn inference_does_not_depend_on_the_rest_of_the_batch() {
+    let _g = serial();
+    let dev = Device::flex();
+    let d = tempfile::tempdir().unwrap();
+    let (train_set, val) = sets();
+    train(d.path(), &config(), &train_set, &val, &opts(1), false, &dev, &mut |_| {}, &|_| false).unwrap();
+    let m = load_model(d.path(), &dev).unwrap();
+    let a = burn::tensor::Tensor::<4>::random([1, 1, 32, 32], burn::tensor::Distribution::Default, &dev);
+    let b = burn::tensor::Tensor::<4>::random([3, 1, 32, 32], burn::tensor::Distribution::Normal(5.0, 3.0), &dev);
+    let alone = m.net.forward(a.clone()).into_data().try_to_vec::<f32>().unwrap();
+    let batch = m.net.forward(burn::tensor::Tensor::cat(vec![a, b], 0)).into_data().try_to_vec::<f32>().unwrap();
+    for (x, y) in alone.iter().zip(&batch[..alone.len()]) {
+        assert!((x - y).abs() < 1e-4, "batch norm used batch statistics at inference: {alone:?} vs {:?}", &batch[..alone.len()]);
+    }
+}

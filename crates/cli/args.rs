@@ -42,7 +42,7 @@ pub enum Command {
 
 #[derive(Copy, Clone, Debug, ValueEnum)]
 pub enum Preset {
-    /// 128 mel bands, 128-frame tiles (about 3 s), hop 64.
+    /// 128 mel bands, 128-frame tiles (about 3 s), no overlap.
     Default,
     /// The 2017 original: 256 bands, 256-frame tiles (about 5.9 s), no overlap.
     Original2017,

@@ -52,7 +52,7 @@ impl Default for FrontendConfig {
             amin: 1e-10,
             top_db: Some(80.0),
             tile_frames: 128,
-            tile_hop: 64,
+            tile_hop: 128,
             min_duration_s: 1.0,
             max_duration_s: None,
         }

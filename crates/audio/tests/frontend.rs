@@ -85,7 +85,7 @@ fn real_mp3_gives_expected_shape_and_tiles() {
     assert!((a.info.duration_s - 15.0).abs() < 0.2, "{}", a.info.duration_s);
     assert_eq!(a.mel.n_mels, 128);
     let t = a.tiles(&cfg);
-    assert_eq!(t.n_tiles, tile_count(a.mel.n_frames, 128, 64));
+    assert_eq!(t.n_tiles, tile_count(a.mel.n_frames, 128, 128));
     assert!(t.n_tiles >= 4);
     assert_eq!(t.data.len(), t.n_tiles * 128 * 128);
     assert_eq!(a.info.skipped_packets, 0);

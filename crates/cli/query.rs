@@ -138,8 +138,16 @@ pub fn recommend<'a>(store: &'a Store, query: &[f32], k: usize, f: &Filters, met
     // With a per-album cap, fetch more and cap greedily; grow until k are kept or the library is exhausted.
     let mut want = if f.max_per_album.is_some() { k * 4 } else { k };
     loop {
+        let only_excludes = f.genre.is_none() && f.same_genres.is_none() && f.exclude_artists.is_empty() && f.exclude_groups.is_empty();
         let hits: Vec<Hit> = match &index {
             None => exact_search(&m, store.header.dim, query, want, &keep),
+            // No real filter: the plain graph search (faster), asking for as many extra as are excluded.
+            Some(ix) if only_excludes => {
+                let mut h = ix.search_all(&m, query, want + f.exclude.len())?;
+                h.retain(|x| keep(x.row));
+                h.truncate(want);
+                h
+            }
             Some(ix) => ix.search(&m, query, want, &keep)?,
         };
         let exhausted = hits.len() < want;

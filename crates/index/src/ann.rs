@@ -111,10 +111,20 @@ impl AnnIndex {
         self.n == 0
     }
 
+    /// Approximate top-k by cosine over all rows (no filter: hnsw_rs's plain, faster search).
+    pub fn search_all(&self, vectors: &[f32], query: &[f32], k: usize) -> Result<Vec<Hit>> {
+        self.search_inner(vectors, query, k, None)
+    }
+
     /// Approximate top-k by cosine among rows `keep` accepts. When the filtered graph search cannot fill
     /// k (a very selective filter), it falls back to exact search over the accepted rows, so a filter
     /// always returns k results when k exist. `vectors` are the rows the index was built from.
     pub fn search(&self, vectors: &[f32], query: &[f32], k: usize, keep: &(dyn Fn(usize) -> bool + Sync)) -> Result<Vec<Hit>> {
+        self.search_inner(vectors, query, k, Some(keep))
+    }
+
+    fn search_inner(&self, vectors: &[f32], query: &[f32], k: usize, keep_opt: Option<&(dyn Fn(usize) -> bool + Sync)>) -> Result<Vec<Hit>> {
+        let keep = keep_opt.unwrap_or(&|_| true);
         if query.len() != self.dim {
             return Err(IndexError::Invalid(format!("query has {} values, index dim {}", query.len(), self.dim)));
         }
@@ -123,7 +133,10 @@ impl AnnIndex {
         }
         let ef = self.params.ef_search.max(k);
         let filter = |id: &usize| keep(*id);
-        let found = self.hnsw.search_filter(query, k.min(self.n), ef, Some(&filter));
+        let found = match keep_opt {
+            Some(_) => self.hnsw.search_filter(query, k.min(self.n), ef, Some(&filter)),
+            None => self.hnsw.search(query, k.min(self.n), ef),
+        };
         let mut hits: Vec<Hit> =
             found.into_iter().filter(|nb| keep(nb.d_id)).map(|nb| Hit { row: nb.d_id, score: 1.0 - nb.distance }).collect();
         hits.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.row.cmp(&b.row)));

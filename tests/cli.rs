@@ -56,6 +56,15 @@ fn mixed_library(dir: &Path, n: usize) -> Vec<String> {
     std::fs::write(bad.join("random.mp3"), (0..20_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect::<Vec<u8>>()).unwrap();
     std::fs::copy(data("half_second.mp3"), bad.join("half_second.mp3")).unwrap();
     std::fs::copy(data("silence.mp3"), bad.join("silence.mp3")).unwrap();
+    let mut tag = b"ID3\x03\x00\x00\x00\x00\x00\x64".to_vec();
+    tag.extend(std::iter::repeat_n(0u8, 100));
+    std::fs::write(bad.join("tag_only.mp3"), &tag).unwrap();
+    // Damaged but usable: an Ogg file named .mp3 and an mp3 cut off at a third.
+    let odd = dir.join("odd");
+    std::fs::create_dir_all(&odd).unwrap();
+    std::fs::copy(data("ogg_named.mp3"), odd.join("ogg_named.mp3")).unwrap();
+    let clip = std::fs::read(data("clip.mp3")).unwrap();
+    std::fs::write(odd.join("truncated.mp3"), &clip[..clip.len() / 3]).unwrap();
     ids
 }
 
@@ -68,17 +77,17 @@ fn embed_reports_bad_files_and_keeps_the_rest_then_is_incremental() {
     let o = run(&["embed", s(&lib), "--out", s(&store), "--json"]);
     assert_eq!(o.status.code(), Some(1), "a failed file makes the exit code say so: {}", stderr(&o));
     let r = json(&o);
-    assert_eq!(r["songs_in_store"], 5);
-    assert_eq!(r["embedded"], 5);
+    assert_eq!(r["songs_in_store"], 7);
+    assert_eq!(r["embedded"], 7);
     let failed: Vec<&str> = r["failed"].as_array().unwrap().iter().map(|f| f["path"].as_str().unwrap()).collect();
-    assert_eq!(failed, ["bad/empty.mp3", "bad/half_second.mp3", "bad/notes.mp3", "bad/random.mp3", "bad/silence.mp3"]);
+    assert_eq!(failed, ["bad/empty.mp3", "bad/half_second.mp3", "bad/notes.mp3", "bad/random.mp3", "bad/silence.mp3", "bad/tag_only.mp3"]);
     let kinds: Vec<&str> = r["failed"].as_array().unwrap().iter().map(|f| f["kind"].as_str().unwrap()).collect();
-    assert_eq!(kinds, ["empty", "too_short", "unsupported", "unsupported", "silent"]);
+    assert_eq!(&kinds[..5], ["empty", "too_short", "unsupported", "unsupported", "silent"]);
     let journal = std::fs::read(store.join("songs.jsonl")).unwrap();
 
     // Unchanged library: nothing re-embedded, store byte-identical.
     let r2 = json(&run(&["embed", s(&lib), "--out", s(&store), "--json"]));
-    assert_eq!((r2["embedded"].as_u64(), r2["unchanged"].as_u64()), (Some(0), Some(5)));
+    assert_eq!((r2["embedded"].as_u64(), r2["unchanged"].as_u64()), (Some(0), Some(7)));
     assert_eq!(std::fs::read(store.join("songs.jsonl")).unwrap(), journal);
 
     // A changed file is re-embedded; a vanished one is dropped.
@@ -86,7 +95,7 @@ fn embed_reports_bad_files_and_keeps_the_rest_then_is_incremental() {
     std::fs::copy(data("vbr_44k.mp3"), &changed).unwrap();
     std::fs::remove_file(lib.join(&ids[1])).unwrap();
     let r3 = json(&run(&["embed", s(&lib), "--out", s(&store), "--json"]));
-    assert_eq!((r3["embedded"].as_u64(), r3["removed"].as_u64(), r3["songs_in_store"].as_u64()), (Some(1), Some(1), Some(4)));
+    assert_eq!((r3["embedded"].as_u64(), r3["removed"].as_u64(), r3["songs_in_store"].as_u64()), (Some(1), Some(1), Some(6)));
     let text = std::fs::read_to_string(store.join("songs.jsonl")).unwrap();
     assert!(!text.contains(&ids[1]));
     let rec: serde_json::Value = text.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()).find(|v| v["song"]["id"] == ids[0].as_str()).unwrap();

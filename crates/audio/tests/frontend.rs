@@ -146,6 +146,23 @@ fn truncated_mp3_keeps_what_decodes() {
 }
 
 #[test]
+fn garbage_in_the_middle_is_skipped_not_fatal() {
+    let dir = tempfile_dir();
+    let mut b = std::fs::read(data("clip.mp3")).unwrap();
+    let mid = b.len() * 2 / 5;
+    let mut x: u32 = 12345;
+    for v in &mut b[mid..mid + 3000] {
+        x = x.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+        *v = (x >> 16) as u8;
+    }
+    let p = dir.join("damaged.mp3");
+    std::fs::write(&p, &b).unwrap();
+    let a = analyze_file(&p, &FrontendConfig::default()).unwrap();
+    // About 0.4 s of frames are lost at most; everything after the damage still decodes.
+    assert!(a.info.duration_s > 14.0, "{} s decoded, {} packets skipped", a.info.duration_s, a.info.skipped_packets);
+}
+
+#[test]
 fn every_supported_format_decodes_to_the_target_rate() {
     let cfg = FrontendConfig::default();
     for (name, rate, channels, secs) in [

@@ -63,7 +63,7 @@ impl MonoDecoder {
     /// Opens `path`, probes its container by content (the extension is only a hint, so an Ogg file named
     /// `.mp3` still decodes) and picks the default audio track.
     pub fn open(path: &Path) -> Result<Self> {
-        let io = |source| AudioError::Io { path: path.to_path_buf(), source };
+        let io = |cause| AudioError::Io { path: path.to_path_buf(), cause };
         let file = File::open(path).map_err(io)?;
         let len = file.metadata().map_err(io)?.len();
         if len == 0 {
@@ -140,8 +140,8 @@ impl MonoDecoder {
                     self.info.skipped_packets += 1;
                     continue;
                 }
-                Err(SymError::IoError(source)) => {
-                    return Err(AudioError::Io { path: self.path.clone(), source });
+                Err(SymError::IoError(cause)) => {
+                    return Err(AudioError::Io { path: self.path.clone(), cause });
                 }
                 Err(e) => return Err(AudioError::Corrupt { path: self.path.clone(), reason: e.to_string() }),
             };

@@ -6,13 +6,12 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum AudioError {
     /// The file could not be opened or read.
-    #[error("{path}: cannot read file: {source}")]
+    #[error("{path}: cannot read file: {cause}")]
     Io {
         /// The file.
         path: PathBuf,
-        /// The operating system's reason.
-        #[source]
-        source: std::io::Error,
+        /// The operating system's reason (part of the message, not a separate `source`).
+        cause: std::io::Error,
     },
     /// The file holds no bytes at all.
     #[error("{path}: file is empty")]

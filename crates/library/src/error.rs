@@ -4,13 +4,12 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum LibraryError {
     /// Reading a file or folder failed.
-    #[error("{path}: {source}")]
+    #[error("{path}: {cause}")]
     Io {
         /// The path.
         path: PathBuf,
-        /// Why.
-        #[source]
-        source: std::io::Error,
+        /// Why (part of the message, not a separate `source`).
+        cause: std::io::Error,
     },
     /// A labels CSV is malformed or lacks a column.
     #[error("{path}: {reason}")]
@@ -43,5 +42,5 @@ pub enum LibraryError {
 pub type Result<T, E = LibraryError> = std::result::Result<T, E>;
 
 pub(crate) fn io(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> LibraryError + '_ {
-    move |source| LibraryError::Io { path: path.to_path_buf(), source }
+    move |cause| LibraryError::Io { path: path.to_path_buf(), cause }
 }

@@ -11,6 +11,9 @@ use crate::search::{exact_search, Hit};
 use crate::store::write_atomic;
 use crate::{IndexError, Result};
 
+/// Below this many vectors the graph is built on one thread, deterministically.
+pub const PARALLEL_BUILD_ABOVE: usize = 20_000;
+
 /// Version of the saved index format.
 pub const INDEX_FORMAT_VERSION: u32 = 1;
 
@@ -95,7 +98,13 @@ impl AnnIndex {
         // hnsw_rs only dumps graphs made with its maximum layer count (16); layers are used as needed.
         let hnsw = Hnsw::<f32, CosineDistance>::new(params.m, n.max(1), 16, params.ef_construction, CosineDistance);
         let data: Vec<(&[f32], usize)> = vectors.chunks_exact(dim).enumerate().map(|(i, v)| (v, i)).collect();
-        hnsw.parallel_insert_slice(&data);
+        // Small libraries: insert in order, so the graph is the same on every run (parallel insertion
+        // depends on thread timing, and once in CI it left a 139-point graph where a vector missed itself).
+        if n < PARALLEL_BUILD_ABOVE {
+            data.iter().for_each(|&(v, i)| hnsw.insert_slice((v, i)));
+        } else {
+            hnsw.parallel_insert_slice(&data);
+        }
         let mut hnsw = hnsw;
         hnsw.set_searching_mode(true);
         Ok(AnnIndex { hnsw, dim, n, params: params.clone() })

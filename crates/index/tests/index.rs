@@ -139,6 +139,22 @@ fn index_save_load_roundtrip_and_model_check() {
     assert!(AnnIndex::load(d.path(), "m2", "rows1", dim).is_err());
 }
 
+#[test]
+fn small_graphs_are_deterministic_and_find_every_point() {
+    // The case that failed once in CI with parallel insertion.
+    let (dim, n) = (12, 139);
+    let v = rng_vectors(n, dim, 1_624_954_827_799_433_338);
+    let a = AnnIndex::build(&v, dim, &AnnParams::default()).unwrap();
+    let b = AnnIndex::build(&v, dim, &AnnParams::default()).unwrap();
+    for qi in 0..n {
+        let q = &v[qi * dim..(qi + 1) * dim];
+        let ha = a.search(&v, q, 5, &|_| true).unwrap();
+        assert_eq!(ha[0].row, qi);
+        assert_eq!(ha, b.search(&v, q, 5, &|_| true).unwrap());
+        assert_eq!(a.search_all(&v, q, 1).unwrap()[0].row, qi);
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
 

@@ -46,6 +46,16 @@ pub fn spec_augment(tile: &mut [f32], n_mels: usize, width: usize, max_f: usize,
     }
 }
 
+/// The normalised tiles of `mel` starting at `starts`, as one `[starts.len(), 1, n_mels, width]` batch.
+pub fn tile_batch(mel: &LogMel, starts: &[usize], width: usize, device: &Device) -> Tensor<4> {
+    let h = mel.n_mels;
+    let mut data = vec![0f32; starts.len() * h * width];
+    for (i, &s) in starts.iter().enumerate() {
+        write_tile(mel, s, width, &mut data[i * h * width..(i + 1) * h * width]);
+    }
+    batch_tensor(data, starts.len(), h, width, device)
+}
+
 /// `[batch, 1, n_mels, width]` tensor from concatenated tiles.
 pub fn batch_tensor(data: Vec<f32>, batch: usize, n_mels: usize, width: usize, device: &Device) -> Tensor<4> {
     Tensor::from_data(TensorData::new(data, [batch, 1, n_mels, width]), device)

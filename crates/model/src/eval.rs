@@ -5,7 +5,7 @@ use burn::prelude::*;
 use burn::tensor::activation::softmax;
 use serde::{Deserialize, Serialize};
 
-use crate::data::{batch_tensor, tile_starts, write_tile};
+use crate::data::{tile_batch, tile_starts};
 use crate::{LabelledSong, SoundNet};
 
 /// Evaluation results on one set of songs.
@@ -39,15 +39,10 @@ pub fn evaluate(net: &SoundNet, songs: &[LabelledSong], labels: &[String], width
     let mut confusion = vec![vec![0usize; k]; k];
     let (mut tiles, mut tile_hits, mut loss_sum) = (0usize, 0usize, 0f64);
     for s in songs {
-        let h = s.mel.n_mels;
         let starts = tile_starts(s.mel.n_frames, width, hop);
         let mut mean = vec![0f64; k];
         for chunk in starts.chunks(crate::infer::INFER_BATCH) {
-            let mut data = vec![0f32; chunk.len() * h * width];
-            for (i, &st) in chunk.iter().enumerate() {
-                write_tile(&s.mel, st, width, &mut data[i * h * width..(i + 1) * h * width]);
-            }
-            let p = softmax(net.forward(batch_tensor(data, chunk.len(), h, width, device)), 1)
+            let p = softmax(net.forward(tile_batch(&s.mel, chunk, width, device)), 1)
                 .into_data()
                 .try_into_vec::<f32>()
                 .unwrap_or_default();
@@ -66,7 +61,8 @@ pub fn evaluate(net: &SoundNet, songs: &[LabelledSong], labels: &[String], width
     report_from_confusion(confusion, labels, tiles, tile_hits, loss_sum)
 }
 
-fn argmax(v: &[f32]) -> usize {
+/// Index of the largest value (the first on ties).
+pub(crate) fn argmax(v: &[f32]) -> usize {
     v.iter().enumerate().fold((0, f32::NEG_INFINITY), |(bi, bv), (i, &x)| if x > bv { (i, x) } else { (bi, bv) }).0
 }
 

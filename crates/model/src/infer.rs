@@ -4,7 +4,7 @@ use burn::prelude::*;
 use burn::tensor::activation::softmax;
 use soundalike_audio::LogMel;
 
-use crate::data::{batch_tensor, tile_starts, write_tile};
+use crate::data::{tile_batch, tile_starts};
 use crate::LoadedModel;
 
 /// Tiles per forward pass at inference.
@@ -43,17 +43,12 @@ impl LoadedModel {
     /// Runs every tile of `mel` (the config's tiling) through the network in batches.
     pub fn infer_tiles(&self, mel: &LogMel, device: &Device) -> TileOutputs {
         let fe = &self.config.frontend;
-        let (h, w) = (mel.n_mels, fe.tile_frames);
+        let w = fe.tile_frames;
         let starts = tile_starts(mel.n_frames, w, fe.tile_hop);
         let mut embeddings = Vec::with_capacity(starts.len() * self.config.arch.embedding_dim);
         let mut probs = Vec::with_capacity(starts.len() * self.config.labels.len());
         for chunk in starts.chunks(INFER_BATCH) {
-            let mut data = vec![0f32; chunk.len() * h * w];
-            for (i, &s) in chunk.iter().enumerate() {
-                write_tile(mel, s, w, &mut data[i * h * w..(i + 1) * h * w]);
-            }
-            let x = batch_tensor(data, chunk.len(), h, w, device);
-            let emb = self.net.forward_embedding(x);
+            let emb = self.net.forward_embedding(tile_batch(mel, chunk, w, device));
             let logits = self.net.head_logits(emb.clone());
             embeddings.extend(emb.into_data().try_into_vec::<f32>().unwrap_or_default());
             probs.extend(softmax(logits, 1).into_data().try_into_vec::<f32>().unwrap_or_default());

@@ -249,8 +249,7 @@ pub fn train(
             model = optim.step(lr, model, grads);
             let lv = logits.into_data().try_into_vec::<f32>().unwrap_or_default();
             for (i, row) in lv.chunks_exact(k).enumerate() {
-                let pred = row.iter().enumerate().fold((0, f32::NEG_INFINITY), |(bi, bv), (j, &x)| if x > bv { (j, x) } else { (bi, bv) }).0;
-                if target[i * k + pred] > 0.0 {
+                if target[i * k + crate::eval::argmax(row)] > 0.0 {
                     hits += 1;
                 }
             }

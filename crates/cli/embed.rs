@@ -110,7 +110,8 @@ pub fn embed(a: EmbedArgs) -> Result<ExitCode> {
     store.compact()?;
     let secs = t0.elapsed().as_secs_f64();
     if a.index && !store.is_empty() {
-        crate::query::build_index(&store, &soundalike_index::AnnParams::default())?;
+        // Rebuilt only when the songs changed: an unchanged library keeps its index.
+        crate::query::ensure_index(&store, &soundalike_index::AnnParams::default())?;
     }
     failed.sort();
     let report = json!({

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use serde_json::json;
-use soundalike_index::{exact_search, ids_hash, normalise, AnnIndex, AnnParams, Hit, SongRecord, Store};
+use soundalike_index::{exact_search, normalise, rows_hash, AnnIndex, AnnParams, Hit, SongRecord, Store};
 
 use crate::args::{AnnArgs, DemoArgs, EmbedArgs, IndexArgs, LabelArgs, QueryArgs};
 
@@ -21,8 +21,17 @@ fn params(a: &AnnArgs) -> AnnParams {
 pub fn build_index(store: &Store, p: &AnnParams) -> Result<AnnIndex> {
     let (m, rows) = store.matrix();
     let idx = AnnIndex::build(&m, store.header.dim, p)?;
-    idx.save(store.dir(), &store.header.model_fingerprint, &ids_hash(rows.iter().map(|s| s.id.as_str())))?;
+    idx.save(store.dir(), &store.header.model_fingerprint, &rows_hash(&rows))?;
     Ok(idx)
+}
+
+/// The store's saved index if it still matches the store's songs, else a freshly built (and saved) one.
+pub fn ensure_index(store: &Store, p: &AnnParams) -> Result<AnnIndex> {
+    let rows: Vec<&SongRecord> = store.songs().collect();
+    match AnnIndex::load(store.dir(), &store.header.model_fingerprint, &rows_hash(&rows), store.header.dim)? {
+        Some(i) => Ok(i),
+        None => build_index(store, p),
+    }
 }
 
 pub fn index(a: IndexArgs) -> Result<ExitCode> {
@@ -126,15 +135,7 @@ pub fn recommend<'a>(store: &'a Store, query: &[f32], k: usize, f: &Filters, met
             && !f.exclude_groups.iter().any(|g| eq(s.group.as_deref(), g))
     };
     let use_exact = method == Method::Exact || (method == Method::Auto && rows.len() < EXACT_BELOW);
-    let index = if use_exact {
-        None
-    } else {
-        let hash = ids_hash(rows.iter().map(|s| s.id.as_str()));
-        match AnnIndex::load(store.dir(), &store.header.model_fingerprint, &hash, store.header.dim)? {
-            Some(i) => Some(i),
-            None => Some(build_index(store, ann)?),
-        }
-    };
+    let index = if use_exact { None } else { Some(ensure_index(store, ann)?) };
     // With a per-album cap, fetch more and cap greedily; grow until k are kept or the library is exhausted.
     let mut want = if f.max_per_album.is_some() { k * 4 } else { k };
     loop {

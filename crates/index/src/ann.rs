@@ -15,7 +15,7 @@ use crate::{IndexError, Result};
 pub const PARALLEL_BUILD_ABOVE: usize = 20_000;
 
 /// Version of the saved index format.
-pub const INDEX_FORMAT_VERSION: u32 = 1;
+pub const INDEX_FORMAT_VERSION: u32 = 2;
 
 /// HNSW parameters.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -53,15 +53,18 @@ struct IndexMeta {
     dim: usize,
     n: usize,
     params: AnnParams,
-    /// Ids in row order: the index is only valid for exactly these songs.
+    /// [`rows_hash`] of the rows: the index is only valid for exactly these songs.
     ids_hash: String,
 }
 
-/// Hash of the row order, tying a saved index to the store contents it was built from.
-pub fn ids_hash<'a>(ids: impl Iterator<Item = &'a str>) -> String {
+/// Hash of the rows in order (song id and content fingerprint), tying a saved index to the exact store
+/// contents it was built from: a re-embedded (changed) file makes the index stale too.
+pub fn rows_hash(rows: &[&crate::SongRecord]) -> String {
     let mut h = blake3::Hasher::new();
-    for id in ids {
-        h.update(id.as_bytes());
+    for s in rows {
+        h.update(s.id.as_bytes());
+        h.update(b"\t");
+        h.update(s.fingerprint.as_bytes());
         h.update(b"\n");
     }
     h.finalize().to_hex()[..16].to_string()
@@ -161,7 +164,7 @@ impl AnnIndex {
     }
 
     /// Saves the graph into `dir/index/` (written to a temp folder, then renamed) with a meta file tying
-    /// it to `model_fingerprint` and the exact row order (`ids_hash`).
+    /// it to `model_fingerprint` and the exact rows (`ids_hash`, from [`rows_hash`]).
     pub fn save(&self, dir: &Path, model_fingerprint: &str, ids_hash: &str) -> Result<()> {
         let final_dir = dir.join("index");
         let tmp = dir.join(format!(".index.tmp-{}", std::process::id()));

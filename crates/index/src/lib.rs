@@ -8,7 +8,7 @@ mod error;
 mod search;
 mod store;
 
-pub use ann::{ids_hash, index_dir, AnnIndex, AnnParams, INDEX_FORMAT_VERSION};
+pub use ann::{rows_hash, index_dir, AnnIndex, AnnParams, INDEX_FORMAT_VERSION};
 pub use error::{IndexError, Result};
 pub use search::{exact_search, Hit};
 pub use store::{SongRecord, Store, StoreHeader, STORE_FORMAT_VERSION};

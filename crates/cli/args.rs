@@ -32,7 +32,7 @@ pub enum Command {
     Merge(MergeArgs),
     /// Export a store as CSV, JSON lines or .npy for Python or a database.
     Export(ExportArgs),
-    /// Build (or rebuild) the HNSW index of a store.
+    /// Build or update the HNSW index of a store.
     Index(IndexArgs),
     /// Recommend songs that sound like a song, a new file, or a playlist.
     Query(QueryArgs),
@@ -272,6 +272,10 @@ pub struct AnnArgs {
 pub struct IndexArgs {
     /// Store folder.
     pub store: PathBuf,
+    /// Build the graph from scratch instead of updating the saved one (inserts new songs, tombstones
+    /// removed ones; rebuilt anyway once a quarter of it is tombstones).
+    #[arg(long)]
+    pub rebuild: bool,
     #[command(flatten)]
     pub ann: AnnArgs,
 }

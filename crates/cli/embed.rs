@@ -109,9 +109,11 @@ pub fn embed(a: EmbedArgs) -> Result<ExitCode> {
     pb.finish_and_clear();
     store.compact()?;
     let secs = t0.elapsed().as_secs_f64();
+    let mut index_note = None;
     if a.index && !store.is_empty() {
-        // Rebuilt only when the songs changed: an unchanged library keeps its index.
-        crate::query::ensure_index(&store, &soundalike_index::AnnParams::default())?;
+        // Updated in place (inserts and tombstones) when songs changed; untouched when none did.
+        let (_, up) = soundalike_index::sync_index(&store, &soundalike_index::AnnParams::default())?;
+        index_note = Some(crate::query::describe_update(&up));
     }
     failed.sort();
     let report = json!({
@@ -127,6 +129,7 @@ pub fn embed(a: EmbedArgs) -> Result<ExitCode> {
         "seconds": secs,
         "audio_seconds": audio_seconds,
         "x_realtime": if secs > 0.0 { audio_seconds / secs } else { 0.0 },
+        "index": index_note,
     });
     if a.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -142,6 +145,9 @@ pub fn embed(a: EmbedArgs) -> Result<ExitCode> {
             secs,
             if secs > 0.0 { audio_seconds / secs } else { 0.0 }
         );
+        if let Some(n) = &index_note {
+            println!("  index: {n}");
+        }
         for (p, _, why) in &failed {
             println!("  failed {p}: {why}");
         }
@@ -176,7 +182,7 @@ pub fn merge(a: MergeArgs) -> Result<ExitCode> {
         }
     }
     out.compact()?;
-    crate::query::build_index(&out, &soundalike_index::AnnParams::default())?;
+    soundalike_index::sync_index(&out, &soundalike_index::AnnParams::default())?;
     println!("merged {} stores into {} ({} songs)", shards.len(), a.out.display(), out.len());
     Ok(ExitCode::SUCCESS)
 }

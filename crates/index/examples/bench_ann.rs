@@ -45,7 +45,7 @@ fn main() {
         let t = Instant::now();
         let mut hits = 0usize;
         for (q, tr) in queries.chunks_exact(dim).zip(&truth) {
-            let r = idx.search_all(base, q, 10).expect("search");
+            let r = idx.search_all(q, 10).expect("search");
             hits += r.iter().filter(|h| tr.contains(&h.row)).count();
         }
         let s = t.elapsed().as_secs_f64();

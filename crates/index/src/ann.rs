@@ -7,7 +7,7 @@ use hnsw_rs::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::error::io_err;
-use crate::search::{exact_search, Hit};
+use crate::search::Hit;
 use crate::store::write_atomic;
 use crate::{IndexError, Result};
 
@@ -15,7 +15,7 @@ use crate::{IndexError, Result};
 pub const PARALLEL_BUILD_ABOVE: usize = 20_000;
 
 /// Version of the saved index format.
-pub const INDEX_FORMAT_VERSION: u32 = 2;
+pub const INDEX_FORMAT_VERSION: u32 = 3;
 
 /// HNSW parameters.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -51,23 +51,11 @@ struct IndexMeta {
     format_version: u32,
     model_fingerprint: String,
     dim: usize,
-    n: usize,
     params: AnnParams,
-    /// [`rows_hash`] of the rows: the index is only valid for exactly these songs.
-    ids_hash: String,
-}
-
-/// Hash of the rows in order (song id and content fingerprint), tying a saved index to the exact store
-/// contents it was built from: a re-embedded (changed) file makes the index stale too.
-pub fn rows_hash(rows: &[&crate::SongRecord]) -> String {
-    let mut h = blake3::Hasher::new();
-    for s in rows {
-        h.update(s.id.as_bytes());
-        h.update(b"\t");
-        h.update(s.fingerprint.as_bytes());
-        h.update(b"\n");
-    }
-    h.finalize().to_hex()[..16].to_string()
+    /// One caller-defined key per graph slot (insertion order).
+    keys: Vec<String>,
+    /// Slots removed since the graph was built (tombstones).
+    dead: Vec<usize>,
 }
 
 /// `1 - cosine` for L2-normalised vectors, clamped at 0. (anndists' `DistDot` asserts `1 - dot >= 0`,
@@ -81,23 +69,38 @@ impl Distance<f32> for CosineDistance {
     }
 }
 
-/// An HNSW graph over L2-normalised vectors (distance = 1 - cosine).
+/// An HNSW graph over L2-normalised vectors (distance = 1 - cosine). Each vector sits in a *slot*
+/// (0, 1, 2, ... in insertion order) with an optional caller-defined key. Vectors can be added after the
+/// build; removed ones become tombstones that every search skips (hnsw_rs cannot unlink a node), and the
+/// owner rebuilds when [`AnnIndex::dead_fraction`] grows large.
 pub struct AnnIndex {
     hnsw: Hnsw<'static, f32, CosineDistance>,
     dim: usize,
-    n: usize,
+    keys: Vec<String>,
+    dead: Vec<bool>,
+    n_dead: usize,
     /// Parameters.
     pub params: AnnParams,
 }
 
 impl AnnIndex {
-    /// Builds the graph over `vectors` (row-major, `dim` wide) with parallel insertion.
+    /// Builds the graph over `vectors` (row-major, `dim` wide); row i goes to slot i, with key `keys[i]`
+    /// (`keys` empty: no keys).
     pub fn build(vectors: &[f32], dim: usize, params: &AnnParams) -> Result<Self> {
+        Self::build_keyed(vectors, dim, params, Vec::new())
+    }
+
+    /// [`AnnIndex::build`] with one key per row.
+    pub fn build_keyed(vectors: &[f32], dim: usize, params: &AnnParams, keys: Vec<String>) -> Result<Self> {
         params.validate()?;
         if dim == 0 || !vectors.len().is_multiple_of(dim) {
             return Err(IndexError::Invalid(format!("{} values do not make rows of {dim}", vectors.len())));
         }
         let n = vectors.len() / dim;
+        let keys = if keys.is_empty() { vec![String::new(); n] } else { keys };
+        if keys.len() != n {
+            return Err(IndexError::Invalid(format!("{} keys for {n} vectors", keys.len())));
+        }
         // hnsw_rs only dumps graphs made with its maximum layer count (16); layers are used as needed.
         let hnsw = Hnsw::<f32, CosineDistance>::new(params.m, n.max(1), 16, params.ef_construction, CosineDistance);
         let data: Vec<(&[f32], usize)> = vectors.chunks_exact(dim).enumerate().map(|(i, v)| (v, i)).collect();
@@ -110,63 +113,103 @@ impl AnnIndex {
         }
         let mut hnsw = hnsw;
         hnsw.set_searching_mode(true);
-        Ok(AnnIndex { hnsw, dim, n, params: params.clone() })
+        Ok(AnnIndex { hnsw, dim, dead: vec![false; n], n_dead: 0, keys, params: params.clone() })
     }
 
-    /// Number of vectors.
+    /// Adds one vector with its key; returns its slot.
+    pub fn insert(&mut self, vector: &[f32], key: String) -> Result<usize> {
+        if vector.len() != self.dim {
+            return Err(IndexError::Invalid(format!("vector has {} values, index dim {}", vector.len(), self.dim)));
+        }
+        let slot = self.keys.len();
+        self.hnsw.insert_slice((vector, slot));
+        self.keys.push(key);
+        self.dead.push(false);
+        Ok(slot)
+    }
+
+    /// Tombstones a slot: searches skip it from now on. Returns whether it was live.
+    pub fn remove(&mut self, slot: usize) -> bool {
+        match self.dead.get_mut(slot) {
+            Some(d) if !*d => {
+                *d = true;
+                self.n_dead += 1;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Live vectors.
     pub fn len(&self) -> usize {
-        self.n
+        self.keys.len() - self.n_dead
     }
 
-    /// Whether empty.
+    /// Whether no vector is live.
     pub fn is_empty(&self) -> bool {
-        self.n == 0
+        self.len() == 0
     }
 
-    /// Approximate top-k by cosine over all rows (no filter: hnsw_rs's plain, faster search).
-    pub fn search_all(&self, vectors: &[f32], query: &[f32], k: usize) -> Result<Vec<Hit>> {
-        self.search_inner(vectors, query, k, None)
+    /// Slots in the graph, live or dead.
+    pub fn slots(&self) -> usize {
+        self.keys.len()
     }
 
-    /// Approximate top-k by cosine among rows `keep` accepts. When the filtered graph search cannot fill
-    /// k (a very selective filter), it falls back to exact search over the accepted rows, so a filter
-    /// always returns k results when k exist. `vectors` are the rows the index was built from.
-    pub fn search(&self, vectors: &[f32], query: &[f32], k: usize, keep: &(dyn Fn(usize) -> bool + Sync)) -> Result<Vec<Hit>> {
-        self.search_inner(vectors, query, k, Some(keep))
+    /// Share of the graph's slots that are tombstones.
+    pub fn dead_fraction(&self) -> f64 {
+        if self.keys.is_empty() { 0.0 } else { self.n_dead as f64 / self.keys.len() as f64 }
     }
 
-    fn search_inner(&self, vectors: &[f32], query: &[f32], k: usize, keep_opt: Option<&(dyn Fn(usize) -> bool + Sync)>) -> Result<Vec<Hit>> {
-        let keep = keep_opt.unwrap_or(&|_| true);
+    /// Live slots with their keys.
+    pub fn live(&self) -> impl Iterator<Item = (usize, &str)> {
+        self.keys.iter().enumerate().filter(|(i, _)| !self.dead[*i]).map(|(i, k)| (i, k.as_str()))
+    }
+
+    /// Vector width.
+    pub fn dim(&self) -> usize {
+        self.dim
+    }
+
+    /// Approximate top-k live slots by cosine (no filter: hnsw_rs's plain, faster search unless there are
+    /// tombstones to skip).
+    pub fn search_all(&self, query: &[f32], k: usize) -> Result<Vec<Hit>> {
+        self.search_inner(query, k, None)
+    }
+
+    /// Approximate top-k among live slots that `keep` accepts, searched *in* the graph (not
+    /// search-then-filter). A very selective filter may find fewer than k; the caller falls back to
+    /// exact search then (see `Catalog::recommend`).
+    pub fn search(&self, query: &[f32], k: usize, keep: &(dyn Fn(usize) -> bool + Sync)) -> Result<Vec<Hit>> {
+        self.search_inner(query, k, Some(keep))
+    }
+
+    fn search_inner(&self, query: &[f32], k: usize, keep_opt: Option<&(dyn Fn(usize) -> bool + Sync)>) -> Result<Vec<Hit>> {
         if query.len() != self.dim {
             return Err(IndexError::Invalid(format!("query has {} values, index dim {}", query.len(), self.dim)));
         }
-        if k == 0 || self.n == 0 {
+        if k == 0 || self.is_empty() {
             return Ok(vec![]);
         }
+        let keep = |id: usize| !self.dead[id] && keep_opt.is_none_or(|f| f(id));
         let ef = self.params.ef_search.max(k);
         let filter = |id: &usize| keep(*id);
-        let found = match keep_opt {
-            Some(_) => self.hnsw.search_filter(query, k.min(self.n), ef, Some(&filter)),
-            None => self.hnsw.search(query, k.min(self.n), ef),
+        let found = if keep_opt.is_some() || self.n_dead > 0 {
+            self.hnsw.search_filter(query, k.min(self.slots()), ef, Some(&filter))
+        } else {
+            self.hnsw.search(query, k.min(self.slots()), ef)
         };
         let mut hits: Vec<Hit> =
             found.into_iter().filter(|nb| keep(nb.d_id)).map(|nb| Hit { row: nb.d_id, score: 1.0 - nb.distance }).collect();
         hits.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.row.cmp(&b.row)));
         hits.dedup_by_key(|h| h.row);
-        if hits.len() < k {
-            let exact = exact_search(vectors, self.dim, query, k, keep);
-            if exact.len() > hits.len() {
-                return Ok(exact);
-            }
-        }
         hits.truncate(k);
         Ok(hits)
     }
 
-    /// Saves the graph into `dir/index/` (written to a temp folder, then renamed) with a meta file tying
-    /// it to `model_fingerprint` and the exact rows (`ids_hash`, from [`rows_hash`]).
-    pub fn save(&self, dir: &Path, model_fingerprint: &str, ids_hash: &str) -> Result<()> {
-        let final_dir = dir.join("index");
+    /// Saves the graph into `dir/index/` (written to a temp folder, then renamed) with a meta file holding
+    /// the model fingerprint, keys and tombstones.
+    pub fn save(&self, dir: &Path, model_fingerprint: &str) -> Result<()> {
+        let final_dir = index_dir(dir);
         let tmp = dir.join(format!(".index.tmp-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&tmp);
         std::fs::create_dir_all(&tmp).map_err(|e| io_err(&tmp, e))?;
@@ -175,11 +218,11 @@ impl AnnIndex {
             format_version: INDEX_FORMAT_VERSION,
             model_fingerprint: model_fingerprint.into(),
             dim: self.dim,
-            n: self.n,
             params: self.params.clone(),
-            ids_hash: ids_hash.into(),
+            keys: self.keys.clone(),
+            dead: (0..self.keys.len()).filter(|&i| self.dead[i]).collect(),
         };
-        write_atomic(&tmp.join("index.json"), &serde_json::to_vec_pretty(&meta).map_err(|e| io_err(&tmp, e))?)?;
+        write_atomic(&tmp.join("index.json"), &serde_json::to_vec(&meta).map_err(|e| io_err(&tmp, e))?)?;
         let old = dir.join(format!(".index.old-{}", std::process::id()));
         if final_dir.exists() {
             std::fs::rename(&final_dir, &old).map_err(|e| io_err(&final_dir, e))?;
@@ -189,23 +232,28 @@ impl AnnIndex {
         Ok(())
     }
 
-    /// Loads `dir/index/` if it exists and matches the model and rows; `Ok(None)` when absent or stale
-    /// (the caller rebuilds), an error when it belongs to another model.
-    pub fn load(dir: &Path, model_fingerprint: &str, ids_hash: &str, dim: usize) -> Result<Option<Self>> {
-        let idx = dir.join("index");
+    /// Loads `dir/index/` if it exists and is of this format and width; `Ok(None)` when absent or of an
+    /// older format (the caller rebuilds), an error when it belongs to another model.
+    pub fn load(dir: &Path, model_fingerprint: &str, dim: usize) -> Result<Option<Self>> {
+        let idx = index_dir(dir);
         let mp = idx.join("index.json");
         let Ok(b) = std::fs::read(&mp) else { return Ok(None) };
-        let meta: IndexMeta = serde_json::from_slice(&b).map_err(|e| IndexError::Incompatible { path: mp.clone(), reason: e.to_string() })?;
-        if meta.format_version != INDEX_FORMAT_VERSION {
+        #[derive(Deserialize)]
+        struct Version {
+            format_version: u32,
+        }
+        let v: Version = serde_json::from_slice(&b).map_err(|e| IndexError::Incompatible { path: mp.clone(), reason: e.to_string() })?;
+        if v.format_version != INDEX_FORMAT_VERSION {
             return Ok(None);
         }
+        let meta: IndexMeta = serde_json::from_slice(&b).map_err(|e| IndexError::Incompatible { path: mp.clone(), reason: e.to_string() })?;
         if meta.model_fingerprint != model_fingerprint {
             return Err(IndexError::Incompatible {
                 path: mp,
                 reason: format!("index built for model {}, store is model {model_fingerprint}", meta.model_fingerprint),
             });
         }
-        if meta.ids_hash != ids_hash || meta.dim != dim {
+        if meta.dim != dim {
             return Ok(None);
         }
         // The reloaded graph borrows from its loader for its whole life: the loader (paths and options
@@ -213,8 +261,21 @@ impl AnnIndex {
         let io: &'static mut HnswIo = Box::leak(Box::new(HnswIo::new(&idx, "graph")));
         let mut hnsw: Hnsw<'static, f32, CosineDistance> =
             io.load_hnsw_with_dist::<f32, CosineDistance>(CosineDistance).map_err(|e| io_err(&idx, e))?;
+        if hnsw.get_nb_point() != meta.keys.len() {
+            return Err(IndexError::Incompatible {
+                path: mp,
+                reason: format!("graph has {} points but the meta file names {}", hnsw.get_nb_point(), meta.keys.len()),
+            });
+        }
         hnsw.set_searching_mode(true);
-        Ok(Some(AnnIndex { hnsw, dim, n: meta.n, params: meta.params }))
+        let mut dead = vec![false; meta.keys.len()];
+        for &d in &meta.dead {
+            if let Some(x) = dead.get_mut(d) {
+                *x = true;
+            }
+        }
+        let n_dead = dead.iter().filter(|&&d| d).count();
+        Ok(Some(AnnIndex { hnsw, dim, keys: meta.keys, dead, n_dead, params: meta.params }))
     }
 }
 

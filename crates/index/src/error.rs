@@ -22,6 +22,9 @@ pub enum IndexError {
     /// A bad query or parameter.
     #[error("{0}")]
     Invalid(String),
+    /// No such song.
+    #[error("{0}")]
+    NotFound(String),
 }
 
 /// Result alias.

@@ -4,11 +4,13 @@
 #![warn(missing_docs)]
 
 mod ann;
+mod catalog;
 mod error;
 mod search;
 mod store;
 
-pub use ann::{rows_hash, index_dir, AnnIndex, AnnParams, INDEX_FORMAT_VERSION};
+pub use ann::{index_dir, AnnIndex, AnnParams, INDEX_FORMAT_VERSION};
+pub use catalog::{sync_index, Catalog, Filters, IndexUpdate, Method, Recommendation, EXACT_BELOW, REBUILD_DEAD_FRACTION};
 pub use error::{IndexError, Result};
 pub use search::{exact_search, Hit};
 pub use store::{SongRecord, Store, StoreHeader, STORE_FORMAT_VERSION};

@@ -249,6 +249,11 @@ impl Store {
         Ok(())
     }
 
+    /// The header and the songs sorted by id.
+    pub fn into_parts(self) -> (StoreHeader, Vec<SongRecord>) {
+        (self.header, self.songs.into_values().collect())
+    }
+
     /// All vectors, row-major in id order, and the ids.
     pub fn matrix(&self) -> (Vec<f32>, Vec<&SongRecord>) {
         let rows: Vec<&SongRecord> = self.songs.values().collect();

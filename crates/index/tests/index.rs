@@ -95,25 +95,119 @@ fn wrong_dimension_is_refused() {
     assert!(s.put(bad).is_err());
 }
 
+/// A store of `n` random songs (dim 16), every 100th one "classical".
+fn random_store(dir: &std::path::Path, n: usize, seed: u64) -> Store {
+    let dim = 16;
+    let v = rng_vectors(n, dim, seed);
+    let mut h = header(dir, "m1");
+    h.dim = dim;
+    let mut s = Store::open_or_create(dir, h).unwrap();
+    for (i, x) in v.chunks_exact(dim).enumerate() {
+        let mut r = song(&format!("s{i:05}.mp3"), [0.0; 4], if i % 100 == 0 { "classical" } else { "pop" });
+        r.vector = x.to_vec();
+        r.fingerprint = format!("fp{i}");
+        s.put(r).unwrap();
+    }
+    s.compact().unwrap();
+    s
+}
+
 #[test]
 fn filtered_search_returns_k_when_k_exist() {
-    // 2,000 vectors, 1% of them "classical": a selective filter on the graph.
-    let dim = 16;
-    let v = rng_vectors(2000, dim, 7);
-    let idx = AnnIndex::build(&v, dim, &AnnParams::default()).unwrap();
-    let keep = |i: usize| i.is_multiple_of(100);
-    let q = &v[5 * dim..6 * dim];
-    let hits = idx.search(&v, q, 10, &keep).unwrap();
+    // 2,000 songs, 1% of them "classical": a selective filter on the graph.
+    let d = tempfile::tempdir().unwrap();
+    drop(random_store(d.path(), 2000, 7));
+    let cat = Catalog::open(d.path(), Method::Ann, &AnnParams::default()).unwrap();
+    assert!(cat.uses_index());
+    let exact = Catalog::open(d.path(), Method::Exact, &AnnParams::default()).unwrap();
+    assert!(!exact.uses_index());
+    let q = cat.vector(5).to_vec();
+    let f = Filters { genre: Some("Classical".into()), ..Default::default() };
+    let hits = cat.recommend(&q, 10, &f).unwrap();
     assert_eq!(hits.len(), 10);
-    assert!(hits.iter().all(|h| keep(h.row)));
-    let exact = exact_search(&v, dim, q, 10, &keep);
-    assert_eq!(hits.iter().map(|h| h.row).collect::<Vec<_>>(), exact.iter().map(|h| h.row).collect::<Vec<_>>());
+    assert!(hits.iter().all(|h| h.genre == Some("classical")));
+    let want: Vec<&str> = exact.recommend(&q, 10, &f).unwrap().iter().map(|h| h.id).collect();
+    assert_eq!(hits.iter().map(|h| h.id).collect::<Vec<_>>(), want);
     // Fewer than k exist: all of them, no padding.
-    let rare = |i: usize| i < 3;
-    assert_eq!(idx.search(&v, q, 10, &rare).unwrap().len(), 3);
-    // k = 0 and a wrong query length.
-    assert!(idx.search(&v, q, 0, &|_| true).unwrap().is_empty());
-    assert!(idx.search(&v, &q[..3], 5, &|_| true).is_err());
+    let f = Filters { genre: Some("classical".into()), exclude_artists: (3..20).map(|i| format!("artist of s{:05}.mp3", i * 100)).collect(), ..Default::default() };
+    assert_eq!(cat.recommend(&q, 10, &f).unwrap().len(), 3);
+    // k = 0, a wrong query length, an unknown genre.
+    assert!(cat.recommend(&q, 0, &Filters::default()).is_err());
+    assert!(cat.recommend(&q[..3], 5, &Filters::default()).is_err());
+    assert!(cat.recommend(&q, 5, &Filters { genre: Some("polka".into()), ..Default::default() }).unwrap().is_empty());
+    // Huge k: every song but the excluded one.
+    let all = cat.recommend(&q, 1_000_000, &Filters { exclude: vec!["s00005.mp3".into()], ..Default::default() }).unwrap();
+    assert_eq!(all.len(), 1999);
+    assert!(all.iter().all(|h| h.id != "s00005.mp3"));
+}
+
+#[test]
+fn index_follows_store_changes_with_inserts_and_tombstones() {
+    let d = tempfile::tempdir().unwrap();
+    let mut store = random_store(d.path(), 400, 11);
+    let p = AnnParams::default();
+    let (_, up) = sync_index(&store, &p).unwrap();
+    assert!(up.rebuilt);
+    // Unchanged store: nothing to do, nothing rewritten.
+    let graph = index_dir(d.path()).join("graph.hnsw.graph");
+    let before = std::fs::metadata(&graph).unwrap().modified().unwrap();
+    let (_, up) = sync_index(&store, &p).unwrap();
+    assert!(!up.changed(), "{up:?}");
+    assert_eq!(std::fs::metadata(&graph).unwrap().modified().unwrap(), before);
+    // Remove 20 songs, change one file, add 30: an update, not a rebuild.
+    for i in 0..20 {
+        store.remove(&format!("s{i:05}.mp3")).unwrap();
+    }
+    let mut changed = store.get("s00100.mp3").unwrap().clone();
+    changed.fingerprint = "new content".into();
+    changed.vector = rng_vectors(1, 16, 99);
+    store.put(changed.clone()).unwrap();
+    let extra = rng_vectors(30, 16, 12);
+    for (i, x) in extra.chunks_exact(16).enumerate() {
+        let mut r = song(&format!("new{i:03}.mp3"), [0.0; 4], "pop");
+        r.vector = x.to_vec();
+        store.put(r).unwrap();
+    }
+    store.compact().unwrap();
+    let (ix, up) = sync_index(&store, &p).unwrap();
+    assert_eq!(up, IndexUpdate { rebuilt: false, added: 31, removed: 21 });
+    assert_eq!(ix.len(), store.len());
+    assert_eq!(ix.slots(), 400 + 31);
+    drop(store);
+    // The updated graph, saved and reloaded, finds every live song as its own nearest neighbour and
+    // never returns a removed one.
+    let cat = Catalog::open(d.path(), Method::Ann, &p).unwrap();
+    assert_eq!(cat.index_update, Some(IndexUpdate::default()));
+    for r in 0..cat.len() {
+        let hits = cat.recommend(cat.vector(r), 3, &Filters::default()).unwrap();
+        assert_eq!(hits[0].id, cat.songs()[r].id);
+        assert!(hits.iter().all(|h| !h.id.starts_with("s0000") && !h.id.starts_with("s0001")));
+    }
+    let r = cat.row("s00100.mp3").unwrap();
+    assert_eq!(cat.vector(r), changed.vector.as_slice());
+    // Removing most songs: tombstones pass the threshold, so the graph is rebuilt.
+    let mut store = Store::open_or_create(d.path(), { let mut h = header(d.path(), "m1"); h.dim = 16; h }).unwrap();
+    let ids: Vec<String> = store.songs().map(|s| s.id.clone()).take(300).collect();
+    for id in ids {
+        store.remove(&id).unwrap();
+    }
+    let (ix, up) = sync_index(&store, &p).unwrap();
+    assert!(up.rebuilt);
+    assert_eq!((ix.len(), ix.slots()), (store.len(), store.len()));
+}
+
+#[test]
+fn text_search_and_resolve() {
+    let d = tempfile::tempdir().unwrap();
+    drop(random_store(d.path(), 30, 5));
+    let cat = Catalog::open(d.path(), Method::Auto, &AnnParams::default()).unwrap();
+    assert_eq!(cat.resolve("s00007.mp3").unwrap(), 7);
+    assert!(matches!(cat.resolve("nothing like it"), Err(IndexError::NotFound(_))));
+    let e = cat.resolve("s0000").unwrap_err().to_string();
+    assert!(e.contains("matches 10 songs"), "{e}");
+    assert_eq!(cat.search_text("ARTIST s00012", 5), vec![12]);
+    assert_eq!(cat.search_text("s000", 4).len(), 4);
+    assert!(cat.search_text("   ", 4).is_empty());
 }
 
 #[test]
@@ -130,13 +224,13 @@ fn index_save_load_roundtrip_and_model_check() {
     let dim = 8;
     let v = rng_vectors(300, dim, 3);
     let idx = AnnIndex::build(&v, dim, &AnnParams::default()).unwrap();
-    idx.save(d.path(), "m1", "rows1").unwrap();
-    let back = AnnIndex::load(d.path(), "m1", "rows1", dim).unwrap().expect("index present");
+    idx.save(d.path(), "m1").unwrap();
+    let back = AnnIndex::load(d.path(), "m1", dim).unwrap().expect("index present");
     let q = &v[..dim];
-    assert_eq!(back.search(&v, q, 5, &|_| true).unwrap(), idx.search(&v, q, 5, &|_| true).unwrap());
-    // Other rows: stale, rebuilt by the caller. Other model: refused.
-    assert!(AnnIndex::load(d.path(), "m1", "rows2", dim).unwrap().is_none());
-    assert!(AnnIndex::load(d.path(), "m2", "rows1", dim).is_err());
+    assert_eq!(back.search(q, 5, &|_| true).unwrap(), idx.search(q, 5, &|_| true).unwrap());
+    // Another width: stale, rebuilt by the caller. Other model: refused.
+    assert!(AnnIndex::load(d.path(), "m1", dim + 1).unwrap().is_none());
+    assert!(AnnIndex::load(d.path(), "m2", dim).is_err());
 }
 
 #[test]
@@ -148,10 +242,10 @@ fn small_graphs_are_deterministic_and_find_every_point() {
     let b = AnnIndex::build(&v, dim, &AnnParams::default()).unwrap();
     for qi in 0..n {
         let q = &v[qi * dim..(qi + 1) * dim];
-        let ha = a.search(&v, q, 5, &|_| true).unwrap();
+        let ha = a.search(q, 5, &|_| true).unwrap();
         assert_eq!(ha[0].row, qi);
-        assert_eq!(ha, b.search(&v, q, 5, &|_| true).unwrap());
-        assert_eq!(a.search_all(&v, q, 1).unwrap()[0].row, qi);
+        assert_eq!(ha, b.search(q, 5, &|_| true).unwrap());
+        assert_eq!(a.search_all(q, 1).unwrap()[0].row, qi);
     }
 }
 
@@ -165,7 +259,7 @@ proptest! {
         let idx = AnnIndex::build(&v, dim, &AnnParams::default()).unwrap();
         for qi in [0, n / 2, n - 1] {
             let q = &v[qi * dim..(qi + 1) * dim];
-            let a = idx.search(&v, q, 1, &|_| true).unwrap();
+            let a = idx.search(q, 1, &|_| true).unwrap();
             let e = exact_search(&v, dim, q, 1, &|_| true);
             prop_assert_eq!(a[0].row, e[0].row);
         }

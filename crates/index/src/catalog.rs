@@ -1,0 +1,387 @@
+//! A store opened for searching: songs, their vectors as one matrix, and (for large libraries) the HNSW
+//! index kept in step with the store incrementally. What `query`, `demo` and `serve` share.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use crate::search::{exact_search, Hit};
+use crate::{AnnIndex, AnnParams, IndexError, Result, SongRecord, Store, StoreHeader};
+
+/// Below this many songs, exact search is as fast as the graph and always exact.
+pub const EXACT_BELOW: usize = 2000;
+
+/// Rebuild the graph instead of updating it once this share of its slots are tombstones.
+pub const REBUILD_DEAD_FRACTION: f64 = 0.25;
+
+/// How to search.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Method {
+    /// Exact under [`EXACT_BELOW`] songs, HNSW above.
+    Auto,
+    /// Always brute force.
+    Exact,
+    /// Always the HNSW index.
+    Ann,
+}
+
+/// What [`sync_index`] did to bring the saved index in step with the store.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct IndexUpdate {
+    /// Built from scratch (none saved, another format, or too many tombstones).
+    pub rebuilt: bool,
+    /// Songs inserted into an existing graph.
+    pub added: usize,
+    /// Songs tombstoned (removed or changed).
+    pub removed: usize,
+}
+
+impl IndexUpdate {
+    /// Whether anything changed.
+    pub fn changed(&self) -> bool {
+        self.rebuilt || self.added > 0 || self.removed > 0
+    }
+}
+
+/// The key a song has in the index: id and content fingerprint (a changed file is a new key).
+fn song_key(s: &SongRecord) -> String {
+    format!("{}\u{0}{}", s.id, s.fingerprint)
+}
+
+/// Brings the store's saved index in step with its songs: new and changed songs are inserted, vanished
+/// and changed ones tombstoned, and the graph is rebuilt when tombstones pass [`REBUILD_DEAD_FRACTION`]
+/// (or none is saved). Saved again (atomically) only when something changed.
+pub fn sync_index(store: &Store, params: &AnnParams) -> Result<(AnnIndex, IndexUpdate)> {
+    let h = &store.header;
+    let songs: Vec<&SongRecord> = store.songs().collect();
+    let existing = AnnIndex::load(store.dir(), &h.model_fingerprint, h.dim)?;
+    let mut update = IndexUpdate::default();
+    let index = match existing {
+        Some(mut ix) => {
+            let want: HashMap<String, &SongRecord> = songs.iter().map(|s| (song_key(s), *s)).collect();
+            let mut have: HashMap<String, usize> = HashMap::new();
+            let mut stale = Vec::new();
+            for (slot, key) in ix.live() {
+                if want.contains_key(key) && !have.contains_key(key) {
+                    have.insert(key.to_string(), slot);
+                } else {
+                    stale.push(slot);
+                }
+            }
+            let fresh: Vec<&SongRecord> = songs.iter().copied().filter(|s| !have.contains_key(&song_key(s))).collect();
+            let dead_after = (ix.slots() - ix.len() + stale.len()) as f64;
+            if dead_after / (ix.slots() + fresh.len()).max(1) as f64 > REBUILD_DEAD_FRACTION {
+                None
+            } else {
+                for slot in stale {
+                    ix.remove(slot);
+                    update.removed += 1;
+                }
+                for s in fresh {
+                    ix.insert(&s.vector, song_key(s))?;
+                    update.added += 1;
+                }
+                Some(ix)
+            }
+        }
+        None => None,
+    };
+    let index = match index {
+        Some(ix) => ix,
+        None => {
+            update.rebuilt = true;
+            let mut m = Vec::with_capacity(songs.len() * h.dim);
+            songs.iter().for_each(|s| m.extend_from_slice(&s.vector));
+            AnnIndex::build_keyed(&m, h.dim, params, songs.iter().map(|s| song_key(s)).collect())?
+        }
+    };
+    if update.changed() {
+        index.save(store.dir(), &h.model_fingerprint)?;
+    }
+    Ok((index, update))
+}
+
+/// A recommendation with what the table shows.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Recommendation<'a> {
+    /// 1-based.
+    pub rank: usize,
+    /// Cosine similarity to the query.
+    pub score: f32,
+    /// Song id (path relative to the library).
+    pub id: &'a str,
+    /// Title.
+    pub title: &'a str,
+    /// Artist.
+    pub artist: Option<&'a str>,
+    /// Album.
+    pub album: Option<&'a str>,
+    /// Genre.
+    pub genre: Option<&'a str>,
+    /// Group (e.g. soundtrack).
+    pub group: Option<&'a str>,
+}
+
+/// Filters and diversity settings.
+#[derive(Clone, Debug, Default)]
+pub struct Filters {
+    /// Song ids never returned (the query songs).
+    pub exclude: Vec<String>,
+    /// Only songs of this genre (filtered search in the graph).
+    pub genre: Option<String>,
+    /// Only songs sharing one of these genres.
+    pub same_genres: Option<Vec<String>>,
+    /// Drop songs by these artists.
+    pub exclude_artists: Vec<String>,
+    /// Drop songs of these groups.
+    pub exclude_groups: Vec<String>,
+    /// At most this many songs per album (or group when there is no album).
+    pub max_per_album: Option<usize>,
+}
+
+fn eq(a: Option<&str>, b: &str) -> bool {
+    a.is_some_and(|a| a.eq_ignore_ascii_case(b))
+}
+
+/// A store opened for searching. Song vectors live once, in the row-major matrix (the records'
+/// `vector` fields are emptied): row `i` is `songs()[i]`, sorted by id.
+pub struct Catalog {
+    /// The store's header.
+    pub header: StoreHeader,
+    dir: PathBuf,
+    songs: Vec<SongRecord>,
+    matrix: Vec<f32>,
+    index: Option<AnnIndex>,
+    /// Per index slot: its row (None for tombstones).
+    slot_row: Vec<Option<usize>>,
+    /// What opening did to the index, if one is used.
+    pub index_update: Option<IndexUpdate>,
+}
+
+impl Catalog {
+    /// Opens the store at `dir`; with `Method::Ann`, or `Auto` and at least [`EXACT_BELOW`] songs, also
+    /// its index (loaded and updated, or built).
+    pub fn open(dir: &Path, method: Method, params: &AnnParams) -> Result<Catalog> {
+        Self::from_store(Store::open(dir)?, method, params)
+    }
+
+    /// [`Catalog::open`] over an already opened store.
+    pub fn from_store(store: Store, method: Method, params: &AnnParams) -> Result<Catalog> {
+        let use_index = method == Method::Ann || (method == Method::Auto && store.len() >= EXACT_BELOW);
+        let synced = if use_index && !store.is_empty() { Some(sync_index(&store, params)?) } else { None };
+        let dir = store.dir().to_path_buf();
+        let (header, mut songs) = store.into_parts();
+        let mut matrix = Vec::with_capacity(songs.len() * header.dim);
+        for s in &mut songs {
+            matrix.extend_from_slice(&s.vector);
+            s.vector = Vec::new();
+        }
+        let (mut slot_row, mut index, mut index_update) = (Vec::new(), None, None);
+        if let Some((ix, up)) = synced {
+            let row_of: HashMap<String, usize> = songs.iter().enumerate().map(|(i, s)| (song_key(s), i)).collect();
+            slot_row = vec![None; ix.slots()];
+            for (slot, key) in ix.live() {
+                if let Some(&r) = row_of.get(key) {
+                    slot_row[slot] = Some(r);
+                }
+            }
+            index = Some(ix);
+            index_update = Some(up);
+        }
+        Ok(Catalog { header, dir, songs, matrix, index, slot_row, index_update })
+    }
+
+    /// The store folder.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Songs sorted by id (their `vector` is empty: see [`Catalog::vector`]).
+    pub fn songs(&self) -> &[SongRecord] {
+        &self.songs
+    }
+
+    /// Number of songs.
+    pub fn len(&self) -> usize {
+        self.songs.len()
+    }
+
+    /// Whether there are no songs.
+    pub fn is_empty(&self) -> bool {
+        self.songs.is_empty()
+    }
+
+    /// Whether searches go through the HNSW index.
+    pub fn uses_index(&self) -> bool {
+        self.index.is_some()
+    }
+
+    /// The row of a song id.
+    pub fn row(&self, id: &str) -> Option<usize> {
+        self.songs.binary_search_by(|s| s.id.as_str().cmp(id)).ok()
+    }
+
+    /// A song by id.
+    pub fn get(&self, id: &str) -> Option<&SongRecord> {
+        self.row(id).map(|r| &self.songs[r])
+    }
+
+    /// The vector of row `row`.
+    pub fn vector(&self, row: usize) -> &[f32] {
+        &self.matrix[row * self.header.dim..(row + 1) * self.header.dim]
+    }
+
+    /// Songs whose title, artist, album or id contain every word of `text` (case-insensitive), titles
+    /// starting with the text first.
+    pub fn search_text(&self, text: &str, limit: usize) -> Vec<usize> {
+        let words: Vec<String> = text.to_lowercase().split_whitespace().map(str::to_string).collect();
+        if words.is_empty() {
+            return vec![];
+        }
+        let needle = text.trim().to_lowercase();
+        let mut hits: Vec<(bool, usize)> = self
+            .songs
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| {
+                let hay = format!("{} {} {} {}", s.title, s.artist.as_deref().unwrap_or(""), s.album.as_deref().unwrap_or(""), s.id).to_lowercase();
+                words.iter().all(|w| hay.contains(w.as_str())).then(|| (!s.title.to_lowercase().starts_with(&needle), i))
+            })
+            .collect();
+        hits.sort();
+        hits.into_iter().take(limit).map(|(_, i)| i).collect()
+    }
+
+    /// Finds the song a user means: exact id, a path inside the library, or text in title/artist/id
+    /// (ambiguous text is an error listing the candidates). Returns its row.
+    pub fn resolve(&self, q: &str) -> Result<usize> {
+        if let Some(r) = self.row(q) {
+            return Ok(r);
+        }
+        let p = Path::new(q);
+        if p.exists() {
+            if let (Ok(abs), Ok(root)) = (std::fs::canonicalize(p), std::fs::canonicalize(&self.header.library_root)) {
+                if let Ok(rel) = abs.strip_prefix(&root) {
+                    let id = rel.components().map(|c| c.as_os_str().to_string_lossy()).collect::<Vec<_>>().join("/");
+                    if let Some(r) = self.row(&id) {
+                        return Ok(r);
+                    }
+                }
+            }
+        }
+        let needle = q.to_lowercase();
+        let hits: Vec<usize> = (0..self.songs.len())
+            .filter(|&i| {
+                let s = &self.songs[i];
+                format!("{} {} {}", s.title, s.artist.as_deref().unwrap_or(""), s.id).to_lowercase().contains(&needle)
+            })
+            .collect();
+        match hits.len() {
+            0 => Err(IndexError::NotFound(format!("no song matches {q:?} (try an id from `soundalike export`, a path, or part of a title)"))),
+            1 => Ok(hits[0]),
+            _ => {
+                let exact: Vec<usize> = hits.iter().copied().filter(|&i| self.songs[i].title.to_lowercase() == needle).collect();
+                if exact.len() == 1 {
+                    return Ok(exact[0]);
+                }
+                let list: Vec<String> = hits.iter().take(10).map(|&i| format!("  {}  ({})", self.songs[i].id, self.songs[i].title)).collect();
+                Err(IndexError::Invalid(format!(
+                    "{q:?} matches {} songs; name one by id:\n{}{}",
+                    hits.len(),
+                    list.join("\n"),
+                    if hits.len() > 10 { "\n  ..." } else { "" }
+                )))
+            }
+        }
+    }
+
+    /// The L2-normalised centroid of some rows plus extra vectors (a playlist, or a new file).
+    pub fn centroid(&self, rows: &[usize], extra: &[&[f32]]) -> Vec<f32> {
+        let mut q = vec![0f32; self.header.dim];
+        for v in rows.iter().map(|&r| self.vector(r)).chain(extra.iter().copied()) {
+            q.iter_mut().zip(v).for_each(|(a, b)| *a += b);
+        }
+        crate::normalise(&mut q);
+        q
+    }
+
+    /// The `k` songs most similar to `query` that pass `f`: filtered in the index (not
+    /// search-then-filter, with an exact fallback, so k come back whenever k pass), then the per-album cap.
+    pub fn recommend(&self, query: &[f32], k: usize, f: &Filters) -> Result<Vec<Recommendation<'_>>> {
+        if self.songs.is_empty() {
+            return Err(IndexError::Invalid(format!("{}: the store is empty", self.dir.display())));
+        }
+        if k == 0 {
+            return Err(IndexError::Invalid("k must be at least 1".into()));
+        }
+        if query.len() != self.header.dim {
+            return Err(IndexError::Invalid(format!("query has {} values, store dim {}", query.len(), self.header.dim)));
+        }
+        let keep = |i: usize| {
+            let s = &self.songs[i];
+            !f.exclude.iter().any(|e| *e == s.id)
+                && f.genre.as_deref().is_none_or(|g| eq(s.genre.as_deref(), g))
+                && f.same_genres.as_ref().is_none_or(|gs| gs.iter().any(|g| eq(s.genre.as_deref(), g)))
+                && !f.exclude_artists.iter().any(|a| eq(s.artist.as_deref(), a))
+                && !f.exclude_groups.iter().any(|g| eq(s.group.as_deref(), g))
+        };
+        let n = self.songs.len();
+        let only_excludes = f.genre.is_none() && f.same_genres.is_none() && f.exclude_artists.is_empty() && f.exclude_groups.is_empty();
+        // With a per-album cap, fetch more and cap greedily; grow until k are kept or the library is exhausted.
+        let mut want = if f.max_per_album.is_some() { k * 4 } else { k }.min(n);
+        loop {
+            let hits: Vec<Hit> = match &self.index {
+                None => exact_search(&self.matrix, self.header.dim, query, want, &keep),
+                Some(ix) => {
+                    let to_row = |h: Hit| self.slot_row.get(h.row).copied().flatten().map(|row| Hit { row, score: h.score });
+                    let mut h: Vec<Hit> = if only_excludes {
+                        // No real filter: the plain graph search (faster), asking for as many extra as are excluded.
+                        ix.search_all(query, want + f.exclude.len())?.into_iter().filter_map(to_row).filter(|h| keep(h.row)).collect()
+                    } else {
+                        let keep_slot = |slot: usize| self.slot_row.get(slot).copied().flatten().is_some_and(keep);
+                        ix.search(query, want, &keep_slot)?.into_iter().filter_map(to_row).collect()
+                    };
+                    h.truncate(want);
+                    if h.len() < want {
+                        // A selective filter the graph could not fill: exact over the rows that pass.
+                        let e = exact_search(&self.matrix, self.header.dim, query, want, &keep);
+                        if e.len() > h.len() {
+                            h = e;
+                        }
+                    }
+                    h
+                }
+            };
+            let exhausted = hits.len() < want;
+            let mut per_album: HashMap<&str, usize> = HashMap::new();
+            let mut out = Vec::new();
+            for h in hits {
+                let s = &self.songs[h.row];
+                if let Some(cap) = f.max_per_album {
+                    let key = s.album.as_deref().or(s.group.as_deref()).unwrap_or(&s.id);
+                    let c = per_album.entry(key).or_default();
+                    if *c >= cap {
+                        continue;
+                    }
+                    *c += 1;
+                }
+                out.push(Recommendation {
+                    rank: out.len() + 1,
+                    score: h.score,
+                    id: &s.id,
+                    title: &s.title,
+                    artist: s.artist.as_deref(),
+                    album: s.album.as_deref(),
+                    genre: s.genre.as_deref(),
+                    group: s.group.as_deref(),
+                });
+                if out.len() == k {
+                    break;
+                }
+            }
+            if out.len() == k || exhausted || want >= n {
+                return Ok(out);
+            }
+            want = (want * 4).min(n);
+        }
+    }
+}

@@ -38,6 +38,8 @@ pub enum Command {
     Query(QueryArgs),
     /// The quickstart: embed the bundled tiny set with the shipped model, index it and print recommendations.
     Demo(DemoArgs),
+    /// Web page and JSON API over a store: search, recommendations with previews, graph and map.
+    Serve(ServeArgs),
 }
 
 #[derive(Copy, Clone, Debug, ValueEnum)]
@@ -338,4 +340,28 @@ pub struct DemoArgs {
     /// Recommendations per query.
     #[arg(short, long, default_value_t = 5)]
     pub k: usize,
+}
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Store folder (from `soundalike embed`).
+    pub store: PathBuf,
+    /// Model for uploads (default: models/<the store's model name>); without it uploads are off.
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Address to listen on. The default serves this machine only; 0.0.0.0 opens it to the network.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+    /// Port (0: any free port; the address is printed).
+    #[arg(long, default_value_t = 8080)]
+    pub port: u16,
+    /// Largest upload, in MB.
+    #[arg(long, default_value_t = 50)]
+    pub max_upload_mb: usize,
+    /// Seconds a request may take.
+    #[arg(long, default_value_t = 60)]
+    pub timeout: u64,
+    /// Always brute-force search (default: exact under 2,000 songs, HNSW above).
+    #[arg(long)]
+    pub exact: bool,
 }

@@ -4,6 +4,7 @@ mod args;
 mod embed;
 mod plots;
 mod query;
+mod serve;
 mod train;
 mod util;
 
@@ -26,6 +27,7 @@ fn main() -> ExitCode {
         args::Command::Index(a) => query::index(a),
         args::Command::Query(a) => query::query(a),
         args::Command::Demo(a) => query::demo(a),
+        args::Command::Serve(a) => serve::serve(a),
     };
     match result {
         Ok(code) => code,

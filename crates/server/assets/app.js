@@ -1,0 +1,293 @@
+// soundalike web page: search, recommendations with previews, a force graph of the neighbourhood and a
+// PCA map of the library. Plain JavaScript, no external files: it must work offline.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const PALETTE = ["#f0a830", "#4cc9f0", "#f72585", "#80ed99", "#b5179e", "#ffd166", "#06d6a0", "#ef476f",
+  "#118ab2", "#c77dff", "#ff9f1c", "#2ec4b6", "#e76f51", "#a7c957", "#8d99ae"];
+const genreColour = new Map();
+function colour(genre) {
+  const g = genre || "-";
+  if (!genreColour.has(g)) genreColour.set(g, PALETTE[genreColour.size % PALETTE.length]);
+  return genreColour.get(g);
+}
+const audioUrl = (id) => "/api/audio?id=" + encodeURIComponent(id);
+
+let current = null; // { kind: "song", id } or { kind: "upload", file }
+let mapData = null;
+let highlighted = new Set();
+let queryId = null;
+
+function status(msg, isError) {
+  $("status").textContent = msg || "";
+  $("status").className = isError ? "error" : "";
+}
+
+async function getJson(url, opts) {
+  const r = await fetch(url, opts);
+  const body = await r.json().catch(() => ({ error: r.statusText }));
+  if (!r.ok) throw new Error(body.error || r.statusText);
+  return body;
+}
+
+function play(id, title) {
+  const p = $("player");
+  p.src = audioUrl(id);
+  p.play().catch((e) => status("cannot play: " + e.message, true));
+  $("now-playing").textContent = "playing: " + (title || id);
+}
+
+function options() {
+  const q = new URLSearchParams();
+  q.set("k", $("k").value || "10");
+  if ($("genre").value) q.set("genre", $("genre").value);
+  if ($("same-genre").checked) q.set("same_genre", "true");
+  if ($("exclude-artist").checked) q.set("exclude_same_artist", "true");
+  if ($("exclude-group").checked) q.set("exclude_same_group", "true");
+  return q;
+}
+
+async function showSimilar(id) {
+  current = { kind: "song", id };
+  const q = options();
+  q.set("id", id);
+  status("searching…");
+  try {
+    render(await getJson("/api/similar?" + q));
+    status("");
+  } catch (e) {
+    status(e.message, true);
+  }
+}
+
+async function uploadFile(file) {
+  current = { kind: "upload", file };
+  const q = options();
+  q.set("name", file.name);
+  status("listening to " + file.name + "…");
+  try {
+    render(await getJson("/api/similar/upload?" + q, { method: "POST", body: file }));
+    status("");
+  } catch (e) {
+    status(e.message, true);
+  }
+}
+
+function rerun() {
+  if (!current) return;
+  if (current.kind === "song") showSimilar(current.id);
+  else uploadFile(current.file);
+}
+
+function render(res) {
+  const query = res.query[0] || {};
+  const genre = $("genre").value;
+  $("query-title").textContent = (genre ? genre + " songs" : "Songs") + " that sound like " + (query.title || "this");
+  const ol = $("results");
+  ol.innerHTML = "";
+  for (const r of res.results) {
+    const li = document.createElement("li");
+    li.className = "result";
+    li.dataset.id = r.id;
+    const btn = document.createElement("button");
+    btn.className = "play";
+    btn.title = "play";
+    btn.textContent = "▶";
+    btn.onclick = () => play(r.id, r.title);
+    const score = document.createElement("span");
+    score.className = "score";
+    score.textContent = r.score.toFixed(3);
+    const a = document.createElement("a");
+    a.href = "#";
+    a.textContent = r.title;
+    a.title = "songs like this one";
+    a.onclick = (e) => { e.preventDefault(); showSimilar(r.id); };
+    const meta = document.createElement("span");
+    meta.className = "muted";
+    meta.textContent = " " + [r.artist, r.genre, r.group].filter(Boolean).join(" · ");
+    li.append(btn, score, a, meta);
+    ol.append(li);
+  }
+  if (!res.results.length) ol.innerHTML = "<li class='muted'>no song passes these filters</li>";
+  drawGraph(query, res.results);
+  highlighted = new Set(res.results.map((r) => r.id).concat(query.id ? [query.id] : []));
+  queryId = query.id || null;
+  drawMap();
+}
+
+// Force graph: the query fixed at the centre, each match on a spring whose rest length grows with its
+// cosine distance, all nodes repelling each other. Deterministic: same input, same picture.
+function drawGraph(query, results) {
+  const svg = $("graph");
+  const NS = "http://www.w3.org/2000/svg";
+  svg.innerHTML = "";
+  const dists = results.map((r) => 1 - r.score);
+  const dmax = Math.max(1e-6, ...dists);
+  const nodes = results.map((r, i) => {
+    const a = (2 * Math.PI * i) / Math.max(1, results.length);
+    const len = 60 + 140 * (dists[i] / dmax);
+    return { r, len, x: Math.cos(a) * len, y: Math.sin(a) * len };
+  });
+  for (let it = 0; it < 300; it++) {
+    for (const n of nodes) {
+      const d = Math.hypot(n.x, n.y) || 1e-3;
+      const f = (n.len - d) * 0.1;
+      n.vx = (n.x / d) * f;
+      n.vy = (n.y / d) * f;
+    }
+    for (let i = 0; i < nodes.length; i++) {
+      for (let j = i + 1; j < nodes.length; j++) {
+        const a = nodes[i], b = nodes[j];
+        let dx = a.x - b.x, dy = a.y - b.y;
+        const d2 = Math.max(dx * dx + dy * dy, 1);
+        const f = 400 / d2;
+        const d = Math.sqrt(d2);
+        dx /= d; dy /= d;
+        a.vx += dx * f; a.vy += dy * f; b.vx -= dx * f; b.vy -= dy * f;
+      }
+    }
+    for (const n of nodes) { n.x += n.vx; n.y += n.vy; }
+  }
+  for (const n of nodes) {
+    const l = document.createElementNS(NS, "line");
+    l.setAttribute("x1", 0); l.setAttribute("y1", 0);
+    l.setAttribute("x2", n.x.toFixed(1)); l.setAttribute("y2", n.y.toFixed(1));
+    svg.append(l);
+  }
+  const node = (x, y, rad, fill, label, onclick, cls) => {
+    const c = document.createElementNS(NS, "circle");
+    c.setAttribute("cx", x.toFixed(1)); c.setAttribute("cy", y.toFixed(1)); c.setAttribute("r", rad);
+    c.setAttribute("fill", fill);
+    c.setAttribute("class", cls);
+    const t = document.createElementNS(NS, "title");
+    t.textContent = label;
+    c.append(t);
+    if (onclick) c.addEventListener("click", onclick);
+    const tx = document.createElementNS(NS, "text");
+    tx.setAttribute("x", (x + rad + 2).toFixed(1)); tx.setAttribute("y", (y + 4).toFixed(1));
+    tx.textContent = label.length > 22 ? label.slice(0, 21) + "…" : label;
+    svg.append(c, tx);
+  };
+  node(0, 0, 12, "#ffffff", query.title || "query", null, "node query");
+  nodes.forEach((n, i) => node(n.x, n.y, 9 - Math.min(5, i / 3), colour(n.r.genre),
+    n.r.title + " (" + n.r.score.toFixed(3) + ")", () => play(n.r.id, n.r.title), "node match"));
+  svg.dataset.nodes = String(nodes.length + 1);
+}
+
+function drawMap() {
+  const cv = $("map");
+  if (!mapData) return;
+  const ctx = cv.getContext("2d");
+  const W = cv.width, H = cv.height, pad = 14;
+  ctx.clearRect(0, 0, W, H);
+  const toX = (x) => pad + ((x + 1) / 2) * (W - 2 * pad);
+  const toY = (y) => pad + ((1 - y) / 2) * (H - 2 * pad);
+  for (const p of mapData.points) {
+    ctx.globalAlpha = highlighted.size && !highlighted.has(p.id) ? 0.35 : 1;
+    ctx.fillStyle = colour(p.genre);
+    ctx.beginPath();
+    ctx.arc(toX(p.x), toY(p.y), p.id === queryId ? 8 : highlighted.has(p.id) ? 5 : 3, 0, 2 * Math.PI);
+    ctx.fill();
+    if (highlighted.has(p.id)) { ctx.strokeStyle = "#fff"; ctx.lineWidth = p.id === queryId ? 3 : 1; ctx.stroke(); }
+  }
+  ctx.globalAlpha = 1;
+  cv.dataset.points = String(mapData.points.length);
+  const legend = $("legend");
+  legend.innerHTML = "";
+  for (const [g, c] of genreColour) {
+    const s = document.createElement("span");
+    const i = document.createElement("i");
+    i.style.background = c;
+    s.append(i, document.createTextNode(g));
+    legend.append(s);
+  }
+}
+
+$("map").addEventListener("click", (e) => {
+  if (!mapData) return;
+  const cv = $("map");
+  const rect = cv.getBoundingClientRect();
+  const mx = ((e.clientX - rect.left) / rect.width) * cv.width;
+  const my = ((e.clientY - rect.top) / rect.height) * cv.height;
+  const pad = 14;
+  let best = null, bd = 1e9;
+  for (const p of mapData.points) {
+    const x = pad + ((p.x + 1) / 2) * (cv.width - 2 * pad);
+    const y = pad + ((1 - p.y) / 2) * (cv.height - 2 * pad);
+    const d = Math.hypot(x - mx, y - my);
+    if (d < bd) { bd = d; best = p; }
+  }
+  if (best && bd < 12) { play(best.id, best.title); showSimilar(best.id); }
+});
+
+// Search box with suggestions (debounced), keyboard and mouse.
+let timer = null, suggestions = [], active = -1;
+function showSuggestions() {
+  const ul = $("suggestions");
+  ul.innerHTML = "";
+  suggestions.forEach((s, i) => {
+    const li = document.createElement("li");
+    li.textContent = s.title + (s.artist ? " — " + s.artist : "") + (s.genre ? " [" + s.genre + "]" : "");
+    li.dataset.id = s.id;
+    if (i === active) li.className = "active";
+    li.addEventListener("mousedown", (e) => { e.preventDefault(); pick(s); });
+    ul.append(li);
+  });
+  ul.hidden = suggestions.length === 0;
+}
+function pick(s) {
+  $("search").value = s.title;
+  suggestions = []; active = -1; showSuggestions();
+  showSimilar(s.id);
+}
+$("search").addEventListener("input", () => {
+  clearTimeout(timer);
+  const q = $("search").value.trim();
+  if (!q) { suggestions = []; showSuggestions(); return; }
+  timer = setTimeout(async () => {
+    try {
+      suggestions = (await getJson("/api/search?limit=10&q=" + encodeURIComponent(q))).results;
+      active = -1;
+      showSuggestions();
+    } catch (e) { status(e.message, true); }
+  }, 120);
+});
+$("search").addEventListener("keydown", (e) => {
+  if (e.key === "ArrowDown") { active = Math.min(active + 1, suggestions.length - 1); showSuggestions(); e.preventDefault(); }
+  else if (e.key === "ArrowUp") { active = Math.max(active - 1, 0); showSuggestions(); e.preventDefault(); }
+  else if (e.key === "Enter" && suggestions.length) pick(suggestions[Math.max(active, 0)]);
+  else if (e.key === "Escape") { suggestions = []; showSuggestions(); }
+});
+$("search").addEventListener("blur", () => setTimeout(() => { suggestions = []; showSuggestions(); }, 100));
+for (const id of ["genre", "same-genre", "exclude-artist", "exclude-group", "k"]) $(id).addEventListener("change", rerun);
+
+// Drag and drop (or click) a file.
+const drop = $("drop");
+drop.addEventListener("click", () => $("file").click());
+$("file").addEventListener("change", () => { if ($("file").files[0]) uploadFile($("file").files[0]); });
+drop.addEventListener("dragover", (e) => { e.preventDefault(); drop.classList.add("over"); });
+drop.addEventListener("dragleave", () => drop.classList.remove("over"));
+drop.addEventListener("drop", (e) => {
+  e.preventDefault();
+  drop.classList.remove("over");
+  if (e.dataTransfer.files[0]) uploadFile(e.dataTransfer.files[0]);
+});
+
+(async function init() {
+  try {
+    const st = await getJson("/api/stats");
+    $("stats").textContent = st.songs + " songs · " + st.hours.toFixed(1) + " h · model " + st.model + " · " + st.search + " search";
+    for (const g of st.genres) {
+      const o = document.createElement("option");
+      o.value = g.name; o.textContent = g.name + " (" + g.songs + ")";
+      $("genre").append(o);
+      colour(g.name);
+    }
+    if (!st.upload) { drop.textContent = "Uploads are off (start serve with --model)"; drop.style.cursor = "default"; }
+    mapData = await getJson("/api/map");
+    drawMap();
+    document.body.dataset.ready = "true";
+  } catch (e) {
+    status("cannot load the library: " + e.message, true);
+  }
+})();

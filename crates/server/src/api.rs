@@ -1,0 +1,366 @@
+//! Routes and handlers.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum::body::{Body, Bytes};
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{DefaultBodyLimit, Query, Request, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use soundalike_index::{Catalog, Filters, IndexError, SongRecord};
+use tower::ServiceExt;
+use tower_http::services::ServeFile;
+use tower_http::timeout::TimeoutLayer;
+
+use crate::AppState;
+
+type St = State<Arc<AppState>>;
+
+/// An error answer: status and a JSON `{"error": message}`.
+pub struct ApiError(StatusCode, String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, Json(json!({"error": self.1}))).into_response()
+    }
+}
+
+impl From<IndexError> for ApiError {
+    fn from(e: IndexError) -> Self {
+        let status = match e {
+            IndexError::NotFound(_) => StatusCode::NOT_FOUND,
+            IndexError::Invalid(_) => StatusCode::BAD_REQUEST,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        ApiError(status, e.to_string())
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(e: QueryRejection) -> Self {
+        ApiError(StatusCode::BAD_REQUEST, e.body_text())
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(e: JsonRejection) -> Self {
+        ApiError(e.status(), e.body_text())
+    }
+}
+
+fn bad(msg: impl Into<String>) -> ApiError {
+    ApiError(StatusCode::BAD_REQUEST, msg.into())
+}
+
+type ApiResult<T = Response> = Result<T, ApiError>;
+
+/// The router: the page, the API, and the limits (request time, upload size).
+pub fn router(state: Arc<AppState>) -> Router {
+    let timeout = state.cfg.request_timeout;
+    let upload_limit = state.cfg.max_upload_bytes;
+    Router::new()
+        .route("/", get(|| async { page("text/html; charset=utf-8", include_str!("../assets/index.html")) }))
+        .route("/app.js", get(|| async { page("text/javascript; charset=utf-8", include_str!("../assets/app.js")) }))
+        .route("/app.css", get(|| async { page("text/css; charset=utf-8", include_str!("../assets/app.css")) }))
+        .route("/api/health", get(health))
+        .route("/api/stats", get(stats))
+        .route("/api/search", get(search))
+        .route("/api/song", get(song))
+        .route("/api/similar", get(similar_get).post(similar_post))
+        .route("/api/similar/upload", post(similar_upload).layer(DefaultBodyLimit::max(upload_limit)))
+        .route("/api/map", get(map))
+        .route("/api/audio", get(audio))
+        .fallback(|| async { ApiError(StatusCode::NOT_FOUND, "no such page".into()) })
+        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, timeout))
+        .with_state(state)
+}
+
+fn page(content_type: &'static str, body: &'static str) -> Response {
+    ([(header::CONTENT_TYPE, content_type), (header::CACHE_CONTROL, "no-cache")], body).into_response()
+}
+
+/// What lists and details show of a song.
+fn summary(cat: &Catalog, s: &SongRecord) -> Value {
+    json!({
+        "id": s.id,
+        "title": s.title,
+        "artist": s.artist,
+        "album": s.album,
+        "genre": s.genre,
+        "group": s.group,
+        "duration_s": s.duration_s,
+        "predicted": s.predicted(&cat.header.labels),
+    })
+}
+
+async fn health(State(st): St) -> Json<Value> {
+    Json(json!({"status": "ok", "songs": st.cat.len()}))
+}
+
+async fn stats(State(st): St) -> Json<Value> {
+    let cat = &st.cat;
+    let mut genres: std::collections::BTreeMap<&str, usize> = Default::default();
+    let mut groups: std::collections::BTreeMap<&str, usize> = Default::default();
+    let mut seconds = 0.0;
+    for s in cat.songs() {
+        if let Some(g) = &s.genre {
+            *genres.entry(g).or_default() += 1;
+        }
+        if let Some(g) = &s.group {
+            *groups.entry(g).or_default() += 1;
+        }
+        seconds += s.duration_s;
+    }
+    let count = |m: std::collections::BTreeMap<&str, usize>| m.into_iter().map(|(k, v)| json!({"name": k, "songs": v})).collect::<Vec<_>>();
+    Json(json!({
+        "songs": cat.len(),
+        "hours": seconds / 3600.0,
+        "model": cat.header.model_name,
+        "model_fingerprint": cat.header.model_fingerprint,
+        "dim": cat.header.dim,
+        "labels": cat.header.labels,
+        "search": if cat.uses_index() { "hnsw" } else { "exact" },
+        "genres": count(genres),
+        "groups": count(groups),
+        "upload": st.embedder.is_some(),
+        "max_upload_bytes": st.cfg.max_upload_bytes,
+        "max_k": st.cfg.max_k,
+    }))
+}
+
+#[derive(Deserialize)]
+struct SearchQ {
+    q: String,
+    limit: Option<usize>,
+}
+
+async fn search(State(st): St, q: Result<Query<SearchQ>, QueryRejection>) -> ApiResult<Json<Value>> {
+    let Query(q) = q?;
+    let limit = q.limit.unwrap_or(10).clamp(1, 100);
+    let rows = st.cat.search_text(&q.q, limit);
+    Ok(Json(json!({"results": rows.iter().map(|&r| summary(&st.cat, &st.cat.songs()[r])).collect::<Vec<_>>()})))
+}
+
+#[derive(Deserialize)]
+struct IdQ {
+    id: String,
+}
+
+fn row_of(cat: &Catalog, id: &str) -> ApiResult<usize> {
+    cat.row(id).ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no song with id {id:?} in this library")))
+}
+
+async fn song(State(st): St, q: Result<Query<IdQ>, QueryRejection>) -> ApiResult<Json<Value>> {
+    let Query(q) = q?;
+    let cat = &st.cat;
+    let s = &cat.songs()[row_of(cat, &q.id)?];
+    let mut v = summary(cat, s);
+    let mut probs: Vec<(&String, f32)> = cat.header.labels.iter().zip(s.probs.iter().copied()).collect();
+    probs.sort_by(|a, b| b.1.total_cmp(&a.1));
+    v["probabilities"] = json!(probs.iter().take(5).map(|(l, p)| json!({"label": l, "p": p})).collect::<Vec<_>>());
+    v["fingerprint"] = json!(s.fingerprint);
+    v["audio"] = json!(format!("/api/audio?id={}", urlencode(&s.id)));
+    Ok(Json(v))
+}
+
+/// Filters and `k` as a request names them (query string or JSON).
+#[derive(Deserialize, Default)]
+struct SimilarOpts {
+    k: Option<usize>,
+    genre: Option<String>,
+    #[serde(default)]
+    same_genre: bool,
+    #[serde(default)]
+    exclude_same_artist: bool,
+    #[serde(default)]
+    exclude_same_group: bool,
+    max_per_album: Option<usize>,
+}
+
+#[derive(Deserialize)]
+struct SimilarPost {
+    ids: Vec<String>,
+    #[serde(flatten)]
+    opts: SimilarOpts,
+}
+
+/// Recommendations for the centroid of `rows` plus `extra` vectors, with the request's filters.
+fn recommend(st: &AppState, rows: &[usize], extra: Option<&[f32]>, o: SimilarOpts) -> ApiResult<Value> {
+    let cat = &st.cat;
+    let k = o.k.unwrap_or(10);
+    if k == 0 || k > st.cfg.max_k {
+        return Err(bad(format!("k must be between 1 and {}", st.cfg.max_k)));
+    }
+    if o.max_per_album == Some(0) {
+        return Err(bad("max_per_album must be at least 1"));
+    }
+    let genre = o.genre.filter(|g| !g.trim().is_empty());
+    if let Some(g) = &genre {
+        if !cat.songs().iter().any(|s| s.genre.as_deref().is_some_and(|x| x.eq_ignore_ascii_case(g))) {
+            return Err(bad(format!("no song in this library has genre {g:?} (see /api/stats)")));
+        }
+    }
+    let seeds: Vec<&SongRecord> = rows.iter().map(|&r| &cat.songs()[r]).collect();
+    let filters = Filters {
+        exclude: seeds.iter().map(|s| s.id.clone()).collect(),
+        genre,
+        same_genres: o.same_genre.then(|| seeds.iter().filter_map(|s| s.genre.clone()).collect()),
+        exclude_artists: if o.exclude_same_artist { seeds.iter().filter_map(|s| s.artist.clone()).collect() } else { vec![] },
+        exclude_groups: if o.exclude_same_group { seeds.iter().filter_map(|s| s.group.clone()).collect() } else { vec![] },
+        max_per_album: o.max_per_album,
+    };
+    if filters.same_genres.as_ref().is_some_and(|g| g.is_empty()) {
+        return Err(bad("same_genre: the query songs have no genre in this library"));
+    }
+    let extra: Vec<&[f32]> = extra.into_iter().collect();
+    let query = cat.centroid(rows, &extra);
+    let recs = cat.recommend(&query, k, &filters)?;
+    Ok(json!({
+        "query": seeds.iter().map(|s| summary(cat, s)).collect::<Vec<_>>(),
+        "results": recs.iter().map(|r| {
+            let mut v = serde_json::to_value(r).unwrap_or(Value::Null);
+            v["audio"] = json!(format!("/api/audio?id={}", urlencode(r.id)));
+            v
+        }).collect::<Vec<_>>(),
+    }))
+}
+
+// The query string is read twice (id, then the options): `serde(flatten)` would turn numbers into strings.
+async fn similar_get(State(st): St, q: Result<Query<IdQ>, QueryRejection>, o: Result<Query<SimilarOpts>, QueryRejection>) -> ApiResult<Json<Value>> {
+    let (Query(q), Query(o)) = (q?, o?);
+    let row = row_of(&st.cat, &q.id)?;
+    Ok(Json(recommend(&st, &[row], None, o)?))
+}
+
+async fn similar_post(State(st): St, body: Result<Json<SimilarPost>, JsonRejection>) -> ApiResult<Json<Value>> {
+    let Json(b) = body?;
+    if b.ids.is_empty() {
+        return Err(bad("ids: name at least one song"));
+    }
+    let rows = b.ids.iter().map(|id| row_of(&st.cat, id)).collect::<ApiResult<Vec<_>>>()?;
+    Ok(Json(recommend(&st, &rows, None, b.opts)?))
+}
+
+#[derive(Deserialize)]
+struct UploadQ {
+    /// The file's name (its extension helps pick the decoder).
+    name: Option<String>,
+}
+
+/// A safe file name for the upload: the last path component, only plain characters.
+fn upload_name(name: Option<&str>) -> String {
+    let base = name.and_then(|n| n.rsplit(['/', '\\']).next()).unwrap_or("upload");
+    let clean: String = base.chars().map(|c| if c.is_alphanumeric() || matches!(c, '.' | '-' | '_' | ' ') { c } else { '_' }).take(100).collect();
+    let clean = clean.trim_start_matches('.').trim().to_string();
+    if clean.is_empty() { "upload".into() } else { clean }
+}
+
+async fn similar_upload(
+    State(st): St,
+    q: Result<Query<UploadQ>, QueryRejection>,
+    o: Result<Query<SimilarOpts>, QueryRejection>,
+    body: Bytes,
+) -> ApiResult<Json<Value>> {
+    let (Query(q), Query(o)) = (q?, o?);
+    let Some(embedder) = st.embedder.clone() else {
+        return Err(ApiError(StatusCode::SERVICE_UNAVAILABLE, "uploads need the store's model: start serve with --model".into()));
+    };
+    if body.is_empty() {
+        return Err(bad("the upload is empty"));
+    }
+    let name = upload_name(q.name.as_deref());
+    // The permit moves into the blocking task: a request that times out does not free its slot before
+    // the decoding it started has finished.
+    let permit = st.uploads.clone().acquire_owned().await.map_err(|_| ApiError(StatusCode::SERVICE_UNAVAILABLE, "shutting down".into()))?;
+    let shown = name.clone();
+    let vector = tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<f32>> {
+        let _permit = permit;
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join(&name);
+        std::fs::write(&path, &body)?;
+        embedder.embed_file(&path)
+    })
+    .await
+    .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, format!("embedding failed: {e}")))?
+    .map_err(|e| {
+        // The message names the temp file; show the user's file name instead.
+        let msg = format!("{e:#}");
+        let reason = msg.rsplit_once(&format!("{shown}: ")).map(|(_, r)| r.to_string()).unwrap_or(msg);
+        ApiError(StatusCode::UNPROCESSABLE_ENTITY, format!("{shown}: {reason}"))
+    })?;
+    if vector.len() != st.cat.header.dim {
+        return Err(ApiError(StatusCode::INTERNAL_SERVER_ERROR, "the model's vectors do not match the store".into()));
+    }
+    let mut out = recommend(&st, &[], Some(&vector), o)?;
+    out["query"] = json!([{"title": shown, "upload": true}]);
+    Ok(Json(out))
+}
+
+async fn map(State(st): St) -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], st.map_json.clone()).into_response()
+}
+
+/// Precomputes the map's JSON: PCA of the song vectors, evenly sampled down to `max_points`.
+pub(crate) fn map_json(cat: &Catalog, max_points: usize) -> anyhow::Result<Vec<u8>> {
+    let n = cat.len();
+    let step = n.div_ceil(max_points.max(1)).max(1);
+    let rows: Vec<usize> = (0..n).step_by(step).collect();
+    let mut m = Vec::with_capacity(rows.len() * cat.header.dim);
+    rows.iter().for_each(|&r| m.extend_from_slice(cat.vector(r)));
+    let pts = crate::pca_2d(&m, cat.header.dim);
+    let points: Vec<Value> = rows
+        .iter()
+        .zip(&pts)
+        .map(|(&r, p)| {
+            let s = &cat.songs()[r];
+            json!({"id": s.id, "title": s.title, "genre": s.genre, "x": p[0], "y": p[1]})
+        })
+        .collect();
+    Ok(serde_json::to_vec(&json!({"songs": n, "sampled": rows.len() < n, "points": points}))?)
+}
+
+/// The song's file, if it is in the store and really inside the library folder.
+fn audio_path(st: &AppState, id: &str) -> Option<PathBuf> {
+    st.cat.row(id)?;
+    let p = std::fs::canonicalize(st.root.join(id)).ok()?;
+    (p.starts_with(&st.root) && p.is_file()).then_some(p)
+}
+
+async fn audio(State(st): St, q: Result<Query<IdQ>, QueryRejection>, req: Request) -> ApiResult {
+    let Query(q) = q?;
+    // One answer for "not in the store", "outside the library" and "gone": nothing to learn by probing.
+    let Some(path) = audio_path(&st, &q.id) else {
+        return Err(ApiError(StatusCode::NOT_FOUND, "no such song".into()));
+    };
+    let res = ServeFile::new(path).oneshot(req).await.map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    Ok(res.map(Body::new))
+}
+
+/// Percent-encodes a query-string value.
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upload_names_are_plain_file_names() {
+        assert_eq!(upload_name(Some("../../etc/passwd")), "passwd");
+        assert_eq!(upload_name(Some("C:\\music\\Song (live).mp3")), "Song _live_.mp3");
+        assert_eq!(upload_name(Some("..")), "upload");
+        assert_eq!(upload_name(None), "upload");
+        assert_eq!(urlencode("a b/ç.mp3"), "a%20b/%C3%A7.mp3");
+    }
+}

@@ -1,0 +1,94 @@
+//! `soundalike serve`: a JSON API and a self-contained web page over a song-vector store.
+//!
+//! No machine-learning dependencies: embedding an uploaded file goes through the [`Embedder`] trait,
+//! which the binary implements with the store's model. Everything the page needs (HTML, JS, CSS) is
+//! compiled in; nothing is fetched from a CDN.
+//!
+//! Safety rules: binds to 127.0.0.1 unless told otherwise; audio is served only for songs in the store,
+//! only from inside the library folder (symlinks resolved first); uploads and request time are bounded;
+//! bad parameters get a 4xx with a JSON `{"error": ...}`, never a panic.
+#![warn(missing_docs)]
+
+mod api;
+mod pca;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use soundalike_index::Catalog;
+
+pub use api::router;
+pub use pca::pca_2d;
+
+/// Turns an audio file that is not in the library into a song vector comparable with the store's.
+pub trait Embedder: Send + Sync + 'static {
+    /// The file's L2-normalised song vector, or why it cannot be read.
+    fn embed_file(&self, path: &Path) -> Result<Vec<f32>>;
+}
+
+/// Limits and sizes.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// Largest accepted upload.
+    pub max_upload_bytes: usize,
+    /// Time limit for producing a response.
+    pub request_timeout: Duration,
+    /// Largest `k` a request may ask for.
+    pub max_k: usize,
+    /// Uploads embedded at once (each holds a decoded song in memory).
+    pub upload_concurrency: usize,
+    /// Most points in the library map (a large library is sampled evenly).
+    pub map_points: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            max_upload_bytes: 50 << 20,
+            request_timeout: Duration::from_secs(60),
+            max_k: 200,
+            upload_concurrency: 2,
+            map_points: 20_000,
+        }
+    }
+}
+
+/// What the handlers share.
+pub struct AppState {
+    pub(crate) cat: Catalog,
+    /// Library folder, canonical.
+    pub(crate) root: PathBuf,
+    pub(crate) embedder: Option<Arc<dyn Embedder>>,
+    pub(crate) cfg: ServerConfig,
+    pub(crate) map_json: Vec<u8>,
+    pub(crate) uploads: Arc<tokio::sync::Semaphore>,
+}
+
+impl AppState {
+    /// Prepares the state: resolves the library folder and computes the 2-D map.
+    pub fn new(cat: Catalog, embedder: Option<Arc<dyn Embedder>>, cfg: ServerConfig) -> Result<AppState> {
+        let root = std::fs::canonicalize(&cat.header.library_root)
+            .with_context(|| format!("library folder {} of the store is not readable", cat.header.library_root.display()))?;
+        let map_json = api::map_json(&cat, cfg.map_points)?;
+        let uploads = Arc::new(tokio::sync::Semaphore::new(cfg.upload_concurrency.max(1)));
+        Ok(AppState { cat, root, embedder, cfg, map_json, uploads })
+    }
+}
+
+/// Serves `state` on `host:port` (port 0: any free port) until Ctrl-C; `on_ready` gets the bound address.
+pub fn run(state: AppState, host: &str, port: u16, on_ready: impl FnOnce(SocketAddr)) -> Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")?;
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind((host, port)).await.with_context(|| format!("cannot listen on {host}:{port}"))?;
+        on_ready(listener.local_addr()?);
+        axum::serve(listener, router(Arc::new(state)))
+            .with_graceful_shutdown(async {
+                let _ = tokio::signal::ctrl_c().await;
+            })
+            .await
+            .context("server stopped")
+    })
+}

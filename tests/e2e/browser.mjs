@@ -1,0 +1,88 @@
+// Drives the `soundalike serve` page in headless Debian Chromium: search with suggestions, results,
+// force graph, a preview that really plays, the target-genre selector, the library map, and an upload.
+// Usage: node browser.mjs URL AUDIO_FILE [SCREENSHOT.png]. Prints one JSON line; exit code 1 on failure.
+import { chromium } from "playwright-core";
+
+const [url, audioFile, shot] = process.argv.slice(2);
+const checks = {};
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--autoplay-policy=no-user-gesture-required"],
+});
+let failed = null;
+try {
+  const page = await browser.newPage({ viewport: { width: 1200, height: 1100 } });
+  const errors = [];
+  page.on("pageerror", (e) => errors.push(e.message));
+  const outside = [];
+  page.on("request", (r) => { if (!r.url().startsWith(url)) outside.push(r.url()); });
+  await page.goto(url);
+  await page.waitForSelector("body[data-ready=true]", { timeout: 15000 });
+  const stats = await (await page.request.get(url + "api/stats")).json();
+  checks.map_points = Number(await page.getAttribute("#map", "data-points"));
+  if (checks.map_points !== stats.songs) throw new Error(`map has ${checks.map_points} points, library ${stats.songs}`);
+
+  // Search with suggestions, pick the first one.
+  await page.fill("#search", "battle");
+  await page.waitForSelector("#suggestions li", { timeout: 10000 });
+  checks.suggestions = await page.locator("#suggestions li").count();
+  await page.locator("#suggestions li").first().dispatchEvent("mousedown");
+  await page.waitForSelector("#results li.result", { timeout: 10000 });
+  checks.results = await page.locator("#results li.result").count();
+  if (checks.results !== 10) throw new Error(`expected 10 results, got ${checks.results}`);
+
+  // The force graph: the query plus one node per match, each linked to the centre.
+  checks.graph_nodes = await page.locator("#graph circle").count();
+  checks.graph_links = await page.locator("#graph line").count();
+  if (checks.graph_nodes !== 11 || checks.graph_links !== 10) throw new Error(`graph has ${checks.graph_nodes} nodes, ${checks.graph_links} links`);
+
+  // Play the first match: the audio element must really advance.
+  await page.locator("#results li.result button.play").first().click();
+  await page.waitForFunction(() => document.getElementById("player").currentTime > 0, null, { timeout: 20000 });
+  checks.played_seconds = await page.evaluate(() => document.getElementById("player").currentTime);
+  checks.played = await page.evaluate(() => decodeURIComponent(document.getElementById("player").src.split("id=")[1]));
+
+  // Target genre: every result carries it.
+  const genre = stats.genres.find((g) => g.songs >= 3).name;
+  await page.selectOption("#genre", genre);
+  await page.waitForFunction((g) => {
+    const li = [...document.querySelectorAll("#results li.result")];
+    return li.length > 0 && li.every((x) => x.textContent.includes(g)) && document.getElementById("query-title").textContent.startsWith(g);
+  }, genre, { timeout: 10000 });
+  checks.genre = genre;
+  checks.genre_results = await page.locator("#results li.result").count();
+  await page.selectOption("#genre", "");
+
+  // Upload a file (the drag-and-drop zone's file input): its own library copy comes first.
+  if (audioFile && stats.upload) {
+    await page.setInputFiles("#file", audioFile);
+    await page.waitForFunction(() => document.getElementById("query-title").textContent.includes(".mp3"), null, { timeout: 30000 });
+    await page.waitForSelector("#results li.result", { timeout: 10000 });
+    checks.upload_top = await page.locator("#results li.result").first().getAttribute("data-id");
+  }
+
+  // Clicking a point of the map plays it and shows its neighbours.
+  const before = await page.evaluate(() => document.getElementById("player").src);
+  const pt = await page.evaluate(async () => {
+    const m = await (await fetch("/api/map")).json();
+    const cv = document.getElementById("map");
+    const r = cv.getBoundingClientRect();
+    const p = m.points[0];
+    return { id: p.id, x: r.left + ((14 + ((p.x + 1) / 2) * (cv.width - 28)) / cv.width) * r.width, y: r.top + ((14 + ((1 - p.y) / 2) * (cv.height - 28)) / cv.height) * r.height };
+  });
+  await page.mouse.click(pt.x, pt.y);
+  await page.waitForFunction((b) => document.getElementById("player").src !== b, before, { timeout: 10000 });
+  checks.map_click_played = await page.evaluate(() => decodeURIComponent(document.getElementById("player").src.split("id=")[1]));
+
+  if (shot) await page.screenshot({ path: shot, fullPage: true });
+  if (errors.length) throw new Error("page errors: " + errors.join("; "));
+  if (outside.length) throw new Error("requests outside the server: " + outside.join(", "));
+} catch (e) {
+  failed = e.message;
+} finally {
+  await browser.close();
+}
+console.log(JSON.stringify({ ok: !failed, error: failed, ...checks }));
+process.exit(failed ? 1 : 0);

@@ -1,0 +1,104 @@
+//! `soundalike serve` for real: the binary on a loopback port with the shipped model, over raw HTTP and
+//! in headless Chromium (tests/e2e/browser.mjs, playwright-core driving Debian's /usr/bin/chromium).
+//! The browser part needs `node`, `/usr/bin/chromium` and `npm ci --prefix tests/e2e`; without them it
+//! is skipped with a message, unless SOUNDALIKE_E2E=require (set by .ci/run), when it fails.
+
+mod util;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+
+use util::*;
+
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// One HTTP/1.1 request over a fresh connection; returns (status line, body).
+fn http(addr: &str, method: &str, path: &str, body: &[u8]) -> (String, Vec<u8>) {
+    let mut c = TcpStream::connect(addr).unwrap();
+    let head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\nContent-Type: application/octet-stream\r\nConnection: close\r\n\r\n", body.len());
+    c.write_all(head.as_bytes()).unwrap();
+    c.write_all(body).unwrap();
+    let mut out = Vec::new();
+    c.read_to_end(&mut out).unwrap();
+    let split = out.windows(4).position(|w| w == b"\r\n\r\n").expect("HTTP response");
+    let head = String::from_utf8_lossy(&out[..split]).into_owned();
+    (head.lines().next().unwrap_or("").to_string(), out[split + 4..].to_vec())
+}
+
+fn body_json(b: &[u8]) -> serde_json::Value {
+    // Responses may be chunked: take the JSON object between the first '{' and the last '}'.
+    let (a, z) = (b.iter().position(|&c| c == b'{').unwrap(), b.iter().rposition(|&c| c == b'}').unwrap());
+    serde_json::from_slice(&b[a..=z]).unwrap()
+}
+
+#[test]
+fn serve_answers_over_http_and_in_a_real_browser() {
+    let d = tempfile::tempdir().unwrap();
+    let store = d.path().join("store");
+    let o = run(&["embed", "datasets/tiny", "--out", s(&store), "--labels", "datasets/tiny/tracks.csv", "--label-column", "source", "--group-column", "source"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_soundalike"))
+        .args(["serve", s(&store), "--model", "models/default", "--port", "0"])
+        .current_dir(root())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let server = Server(child);
+    // Loopback only by default.
+    let url = line.split_whitespace().find(|w| w.starts_with("http://")).unwrap_or_else(|| panic!("no address in {line:?}")).to_string();
+    assert!(url.starts_with("http://127.0.0.1:"), "{url}");
+    let addr = url.trim_start_matches("http://").trim_end_matches('/').to_string();
+
+    let (status, b) = http(&addr, "GET", "/api/health", b"");
+    assert!(status.contains("200"), "{status}");
+    assert_eq!(body_json(&b)["songs"], 30);
+    // Upload through the real model: the library's own copy of the file is the best match.
+    let clip = std::fs::read(root().join("datasets/tiny/wesnoth-1.16-music/battle.mp3")).unwrap();
+    let (status, b) = http(&addr, "POST", "/api/similar/upload?name=battle.mp3&k=3", &clip);
+    assert!(status.contains("200"), "{status} {}", String::from_utf8_lossy(&b));
+    let v = body_json(&b);
+    assert_eq!(v["results"][0]["id"], "wesnoth-1.16-music/battle.mp3");
+    assert!(v["results"][0]["score"].as_f64().unwrap() > 0.999);
+    // A truncated upload is named and refused, and the server keeps serving.
+    let (status, b) = http(&addr, "POST", "/api/similar/upload?name=broken.mp3", &clip[..300]);
+    assert!(status.contains("422"), "{status} {}", String::from_utf8_lossy(&b));
+    assert!(body_json(&b)["error"].as_str().unwrap().starts_with("broken.mp3: "));
+    assert!(http(&addr, "GET", "/api/health", b"").0.contains("200"));
+
+    let e2e = root().join("tests/e2e");
+    let have_browser = std::path::Path::new("/usr/bin/chromium").exists()
+        && e2e.join("node_modules/playwright-core").exists()
+        && Command::new("node").arg("--version").output().is_ok_and(|o| o.status.success());
+    if !have_browser {
+        let msg = "browser test skipped: needs node, /usr/bin/chromium (apt-get install chromium) and `npm ci --prefix tests/e2e`";
+        assert!(std::env::var("SOUNDALIKE_E2E").as_deref() != Ok("require"), "{msg}");
+        eprintln!("{msg}");
+        return;
+    }
+    let shot = d.path().join("page.png");
+    let o = Command::new("node")
+        .arg(e2e.join("browser.mjs"))
+        .args([&url, s(&root().join("datasets/tiny/wesnoth-1.16-music/battle.mp3")), s(&shot)])
+        .output()
+        .unwrap();
+    let out = stdout(&o);
+    assert!(o.status.success(), "browser test failed: {out}\n{}", stderr(&o));
+    let r: serde_json::Value = serde_json::from_str(out.trim().lines().last().unwrap()).unwrap();
+    assert_eq!(r["map_points"], 30);
+    assert_eq!((r["results"].as_u64(), r["graph_nodes"].as_u64()), (Some(10), Some(11)));
+    assert!(r["played_seconds"].as_f64().unwrap() > 0.0);
+    assert_eq!(r["upload_top"], "wesnoth-1.16-music/battle.mp3");
+    assert!(std::fs::metadata(&shot).unwrap().len() > 10_000);
+    drop(server);
+}

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Load check of `soundalike serve` on loopback: similar-song queries (k=10) for every song of a store in
+# turn, with wrk (apt-get install wrk), for a bounded time. Writes requests/s and latency percentiles.
+#   bash scripts/bench_serve.sh [STORE=target/demo-store] [SECONDS=10] [CONNECTIONS=16] [OUT=target/bench_serve.json]
+# The server and wrk share this machine's cores; the binary is the dev profile (dependencies and the
+# index crate at opt-level 3), as `cargo run` builds it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+store="${1:-target/demo-store}"; secs="${2:-10}"; conns="${3:-16}"; out="${4:-target/bench_serve.json}"
+command -v wrk >/dev/null || { echo "needs wrk: apt-get install wrk" >&2; exit 1; }
+cargo build -q
+[ -f "$store/store.json" ] || target/debug/soundalike demo --out "$store" >/dev/null
+tmp="$(mktemp -d)"
+target/debug/soundalike serve "$store" --port 0 >"$tmp/log" 2>&1 &
+pid=$!
+trap 'kill $pid 2>/dev/null; rm -rf "$tmp"' EXIT
+for _ in $(seq 100); do grep -q http "$tmp/log" && break; sleep 0.1; done
+url=$(grep -o 'http://[^ ]*' "$tmp/log" | head -1)
+python3 - "$url" "$tmp/ids.lua" <<'PY'
+import json, sys, urllib.parse, urllib.request
+url, lua = sys.argv[1], sys.argv[2]
+ids = [p["id"] for p in json.load(urllib.request.urlopen(url + "api/map"))["points"]]
+with open(lua, "w") as f:
+    f.write("local ids = {" + ",".join(json.dumps(urllib.parse.quote(i, safe="/")) for i in ids) + "}\n")
+    f.write('local i = 0\nrequest = function()\n  i = i % #ids + 1\n  return wrk.format("GET", "/api/similar?k=10&id=" .. ids[i])\nend\n')
+    f.write('done = function(summary, latency, requests)\n  io.write(string.format("JSON {\\"requests\\": %d, \\"errors\\": %d, \\"p50_ms\\": %.3f, \\"p90_ms\\": %.3f, \\"p99_ms\\": %.3f, \\"max_ms\\": %.3f}\\n", summary.requests, summary.errors.status + summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout, latency:percentile(50) / 1000, latency:percentile(90) / 1000, latency:percentile(99) / 1000, latency.max / 1000))\nend\n')
+PY
+wrk -t1 -c"$conns" -d"${secs}s" --latency -s "$tmp/ids.lua" "$url" | tee "$tmp/wrk.txt"
+songs=$(python3 -c "import json,urllib.request; print(json.load(urllib.request.urlopen('${url}api/health'))['songs'])")
+python3 - "$tmp/wrk.txt" "$out" "$secs" "$conns" "$songs" <<'PY'
+import json, re, sys
+txt = open(sys.argv[1]).read()
+r = json.loads(re.search(r"^JSON (.*)$", txt, re.M).group(1))
+r.update(requests_per_s=r["requests"] / float(sys.argv[3]), connections=int(sys.argv[4]), songs=int(sys.argv[5]), endpoint="GET /api/similar?k=10", tool="wrk -t1")
+open(sys.argv[2], "w").write(json.dumps(r, indent=1) + "\n")
+print(json.dumps(r))
+PY

@@ -9,7 +9,7 @@ use anyhow::{bail, Context, Result};
 use rayon::prelude::*;
 use serde_json::json;
 use soundalike_audio::analyze_file;
-use soundalike_index::{Store, StoreHeader, STORE_FORMAT_VERSION};
+use soundalike_index::{Store, StoreHeader, StoreWriter, STORE_FORMAT_VERSION};
 use soundalike_library::{fingerprint_file, title_from_path, CatalogEntry, SongFile};
 use soundalike_model::LoadedModel;
 
@@ -63,11 +63,12 @@ pub fn embed(a: EmbedArgs) -> Result<ExitCode> {
     let (files, entries) = catalog(&a.library, &a.labels)?;
     let shard = a.shard.as_deref().map(parse_shard).transpose()?;
     let mine: Vec<usize> = (0..files.len()).filter(|&i| shard.is_none_or(|(k, n)| shard_of(&files[i].rel_path, n) == k)).collect();
-    let mut store = Store::open_or_create(&a.out, header_for(&model, &a.library)?)?;
+    // Only id -> (size, mtime, offset) per song is held while embedding; vectors stay on disk.
+    let mut store = StoreWriter::open_or_create(&a.out, header_for(&model, &a.library)?)?;
 
     // Unchanged (same size and mtime) songs are skipped without reading them.
     let present: HashSet<&str> = mine.iter().map(|&i| files[i].rel_path.as_str()).collect();
-    let vanished: Vec<String> = store.songs().filter(|s| !present.contains(s.id.as_str())).map(|s| s.id.clone()).collect();
+    let vanished: Vec<String> = store.ids().filter(|id| !present.contains(id)).map(str::to_string).collect();
     for id in &vanished {
         store.remove(id)?;
     }
@@ -112,7 +113,7 @@ pub fn embed(a: EmbedArgs) -> Result<ExitCode> {
     let mut index_note = None;
     if a.index && !store.is_empty() {
         // Updated in place (inserts and tombstones) when songs changed; untouched when none did.
-        let (_, up) = soundalike_index::sync_index(&store, &soundalike_index::AnnParams::default())?;
+        let (_, up) = soundalike_index::sync_index(&Store::open(&a.out)?, &soundalike_index::AnnParams::default())?;
         index_note = Some(crate::query::describe_update(&up));
     }
     failed.sort();

@@ -7,12 +7,8 @@ use std::time::Instant;
 
 use soundalike_index::{exact_search, normalise, AnnIndex, AnnParams};
 
-fn rss_kb() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
-        .unwrap_or(0)
-}
+mod common;
+use common::rss_kb;
 
 fn main() {
     let a: Vec<String> = std::env::args().skip(1).collect();

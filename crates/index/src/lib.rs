@@ -13,7 +13,7 @@ pub use ann::{index_dir, AnnIndex, AnnParams, INDEX_FORMAT_VERSION};
 pub use catalog::{sync_index, Catalog, Filters, IndexUpdate, Method, Recommendation, EXACT_BELOW, REBUILD_DEAD_FRACTION};
 pub use error::{IndexError, Result};
 pub use search::{exact_search, Hit};
-pub use store::{SongRecord, Store, StoreHeader, STORE_FORMAT_VERSION};
+pub use store::{SongMeta, SongRecord, Store, StoreHeader, StoreWriter, STORE_FORMAT_VERSION};
 
 /// Cosine similarity of two L2-normalised vectors (their dot product). Eight independent accumulators let
 /// the compiler use SIMD lanes (a plain `sum()` must keep the sequential order of float additions).

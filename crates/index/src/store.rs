@@ -84,7 +84,7 @@ pub struct Store {
     /// Header.
     pub header: StoreHeader,
     songs: BTreeMap<String, SongRecord>,
-    journal: Option<std::fs::File>,
+    writer: Option<StoreWriter>,
 }
 
 impl Store {
@@ -134,41 +134,15 @@ impl Store {
                 }
             }
         }
-        Ok(Store { dir: dir.to_path_buf(), header, songs, journal: None })
+        Ok(Store { dir: dir.to_path_buf(), header, songs, writer: None })
     }
 
     /// Opens a store for writing, creating it with `header` if absent. An existing store made by another
-    /// model or settings is refused.
+    /// model or settings is refused. Writes go through a [`StoreWriter`].
     pub fn open_or_create(dir: &Path, header: StoreHeader) -> Result<Store> {
-        let hp = Self::header_path(dir);
-        let mut store = if hp.exists() {
-            let s = Self::open(dir)?;
-            if s.header.model_fingerprint != header.model_fingerprint || s.header.frontend != header.frontend || s.header.dim != header.dim {
-                return Err(IndexError::Incompatible {
-                    path: hp,
-                    reason: format!(
-                        "store was made by model {} ({}), not {} ({}); use another --out folder or delete it",
-                        s.header.model_name, s.header.model_fingerprint, header.model_name, header.model_fingerprint
-                    ),
-                });
-            }
-            s
-        } else {
-            std::fs::create_dir_all(dir).map_err(|e| io_err(dir, e))?;
-            write_atomic(&hp, &serde_json::to_vec_pretty(&header).map_err(|e| io_err(&hp, e))?)?;
-            Store { dir: dir.to_path_buf(), header, songs: BTreeMap::new(), journal: None }
-        };
-        let jp = Self::journal_path(dir);
-        let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&jp).map_err(|e| io_err(&jp, e))?;
-        // If the journal ends in a torn line, start on a fresh line so the next record parses.
-        let len = f.metadata().map_err(|e| io_err(&jp, e))?.len();
-        if len > 0 {
-            let text = std::fs::read(&jp).map_err(|e| io_err(&jp, e))?;
-            if text.last() != Some(&b'\n') {
-                f.write_all(b"\n").map_err(|e| io_err(&jp, e))?;
-            }
-        }
-        store.journal = Some(f);
+        let writer = StoreWriter::open_or_create(dir, header)?;
+        let mut store = Self::open(dir)?;
+        store.writer = Some(writer);
         Ok(store)
     }
 
@@ -197,21 +171,190 @@ impl Store {
         self.songs.get(id)
     }
 
-    fn append(&mut self, e: &Entry) -> Result<()> {
-        let jp = Self::journal_path(&self.dir);
-        let f = self.journal.as_mut().ok_or_else(|| IndexError::Invalid("store opened read-only".into()))?;
-        let mut line = serde_json::to_vec(e).map_err(|e| io_err(&jp, e))?;
-        line.push(b'\n');
-        f.write_all(&line).map_err(|e| io_err(&jp, e))
+    fn writer(&mut self) -> Result<&mut StoreWriter> {
+        self.writer.as_mut().ok_or_else(|| IndexError::Invalid("store opened read-only".into()))
     }
 
     /// Adds or replaces a song (appended to the journal; durable after [`Store::sync`]).
     pub fn put(&mut self, song: SongRecord) -> Result<()> {
+        self.writer()?.put(song.clone())?;
+        self.songs.insert(song.id.clone(), song);
+        Ok(())
+    }
+
+    /// Removes a song.
+    pub fn remove(&mut self, id: &str) -> Result<bool> {
+        let removed = self.writer()?.remove(id)?;
+        self.songs.remove(id);
+        Ok(removed)
+    }
+
+    /// Flushes the journal to disk.
+    pub fn sync(&mut self) -> Result<()> {
+        self.writer()?.sync()
+    }
+
+    /// Rewrites the journal as one `put` per live song, sorted by id, atomically.
+    pub fn compact(&mut self) -> Result<()> {
+        self.writer()?.compact()
+    }
+
+    /// The header and the songs sorted by id.
+    pub fn into_parts(self) -> (StoreHeader, Vec<SongRecord>) {
+        (self.header, self.songs.into_values().collect())
+    }
+
+    /// All vectors, row-major in id order, and the ids.
+    pub fn matrix(&self) -> (Vec<f32>, Vec<&SongRecord>) {
+        let rows: Vec<&SongRecord> = self.songs.values().collect();
+        let mut m = Vec::with_capacity(rows.len() * self.header.dim);
+        rows.iter().for_each(|s| m.extend_from_slice(&s.vector));
+        (m, rows)
+    }
+}
+
+/// What a [`StoreWriter`] keeps of a song: enough to tell an unchanged file, and where its record is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SongMeta {
+    /// File size when embedded.
+    pub size: u64,
+    /// File modification time when embedded.
+    pub mtime: u64,
+    /// Byte offset of the song's latest `put` line in the journal.
+    offset: u64,
+}
+
+/// A store opened for appending with memory that does not grow with the vectors: it keeps only
+/// id -> (size, mtime, journal offset) for each song (about 100 bytes plus the id), streams the journal to
+/// open it, and compacts by copying each song's latest line, in id order, into the new journal.
+/// Writes the same bytes as [`Store`]: a store written by either reads the same.
+pub struct StoreWriter {
+    dir: PathBuf,
+    /// Header.
+    pub header: StoreHeader,
+    songs: BTreeMap<String, SongMeta>,
+    journal: std::fs::File,
+    /// Journal length (where the next line starts).
+    len: u64,
+}
+
+impl StoreWriter {
+    /// Opens (or creates with `header`) a store for appending. An existing store made by another model
+    /// or settings is refused.
+    pub fn open_or_create(dir: &Path, header: StoreHeader) -> Result<StoreWriter> {
+        use std::io::BufRead;
+        let hp = Store::header_path(dir);
+        let header = if hp.exists() {
+            let b = std::fs::read(&hp).map_err(|e| io_err(&hp, e))?;
+            let h: StoreHeader = serde_json::from_slice(&b).map_err(|e| IndexError::Incompatible { path: hp.clone(), reason: e.to_string() })?;
+            if h.format_version != STORE_FORMAT_VERSION {
+                return Err(IndexError::Incompatible { path: hp, reason: format!("store format {} but this soundalike reads {STORE_FORMAT_VERSION}", h.format_version) });
+            }
+            if h.model_fingerprint != header.model_fingerprint || h.frontend != header.frontend || h.dim != header.dim {
+                return Err(IndexError::Incompatible {
+                    path: hp,
+                    reason: format!(
+                        "store was made by model {} ({}), not {} ({}); use another --out folder or delete it",
+                        h.model_name, h.model_fingerprint, header.model_name, header.model_fingerprint
+                    ),
+                });
+            }
+            h
+        } else {
+            std::fs::create_dir_all(dir).map_err(|e| io_err(dir, e))?;
+            write_atomic(&hp, &serde_json::to_vec_pretty(&header).map_err(|e| io_err(&hp, e))?)?;
+            header
+        };
+        let jp = Store::journal_path(dir);
+        let mut songs = BTreeMap::new();
+        let mut len = 0u64;
+        let mut torn_at = None;
+        if jp.exists() {
+            let mut r = std::io::BufReader::new(std::fs::File::open(&jp).map_err(|e| io_err(&jp, e))?);
+            let mut line = Vec::new();
+            let mut n = 0usize;
+            loop {
+                line.clear();
+                let got = r.read_until(b'\n', &mut line).map_err(|e| io_err(&jp, e))?;
+                if got == 0 {
+                    break;
+                }
+                n += 1;
+                let offset = len;
+                len += got as u64;
+                let complete = line.last() == Some(&b'\n');
+                if line.iter().all(|b| b.is_ascii_whitespace()) {
+                    continue;
+                }
+                match serde_json::from_slice::<Entry>(&line) {
+                    Ok(Entry::Put { song }) => {
+                        if song.vector.len() != header.dim {
+                            return Err(IndexError::Incompatible { path: jp, reason: format!("line {n}: vector of {} values, store dim {}", song.vector.len(), header.dim) });
+                        }
+                        songs.insert(song.id, SongMeta { size: song.size, mtime: song.mtime, offset });
+                    }
+                    Ok(Entry::Del { id }) => {
+                        songs.remove(&id);
+                    }
+                    // A torn final line from an interrupted write: the record was never committed.
+                    Err(_) if !complete => torn_at = Some(offset),
+                    Err(e) => return Err(IndexError::Incompatible { path: jp, reason: format!("line {n}: {e}") }),
+                }
+            }
+        }
+        if let Some(at) = torn_at {
+            // Cut the torn line off, so a second interruption cannot leave it in the middle of the journal.
+            truncate(&jp, at)?;
+            len = at;
+        }
+        let journal = std::fs::OpenOptions::new().create(true).append(true).open(&jp).map_err(|e| io_err(&jp, e))?;
+        Ok(StoreWriter { dir: dir.to_path_buf(), header, songs, journal, len })
+    }
+
+    /// The store folder.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Number of live songs.
+    pub fn len(&self) -> usize {
+        self.songs.len()
+    }
+
+    /// Whether there are no songs.
+    pub fn is_empty(&self) -> bool {
+        self.songs.is_empty()
+    }
+
+    /// What the store knows of a song.
+    pub fn get(&self, id: &str) -> Option<&SongMeta> {
+        self.songs.get(id)
+    }
+
+    /// Live song ids, sorted.
+    pub fn ids(&self) -> impl Iterator<Item = &str> {
+        self.songs.keys().map(String::as_str)
+    }
+
+    fn append(&mut self, e: &Entry) -> Result<u64> {
+        let jp = Store::journal_path(&self.dir);
+        let mut line = serde_json::to_vec(e).map_err(|e| io_err(&jp, e))?;
+        line.push(b'\n');
+        self.journal.write_all(&line).map_err(|e| io_err(&jp, e))?;
+        let at = self.len;
+        self.len += line.len() as u64;
+        Ok(at)
+    }
+
+    /// Adds or replaces a song (appended to the journal; durable after [`StoreWriter::sync`]).
+    pub fn put(&mut self, song: SongRecord) -> Result<()> {
         if song.vector.len() != self.header.dim {
             return Err(IndexError::Invalid(format!("{}: vector has {} values, store dim {}", song.id, song.vector.len(), self.header.dim)));
         }
-        self.append(&Entry::Put { song: Box::new(song.clone()) })?;
-        self.songs.insert(song.id.clone(), song);
+        let (size, mtime) = (song.size, song.mtime);
+        let id = song.id.clone();
+        let offset = self.append(&Entry::Put { song: Box::new(song) })?;
+        self.songs.insert(id, SongMeta { size, mtime, offset });
         Ok(())
     }
 
@@ -227,40 +370,60 @@ impl Store {
 
     /// Flushes the journal to disk.
     pub fn sync(&mut self) -> Result<()> {
-        let jp = Self::journal_path(&self.dir);
-        if let Some(f) = self.journal.as_mut() {
-            f.sync_data().map_err(|e| io_err(&jp, e))?;
-        }
-        Ok(())
+        let jp = Store::journal_path(&self.dir);
+        self.journal.sync_data().map_err(|e| io_err(&jp, e))
     }
 
-    /// Rewrites the journal as one `put` per live song, sorted by id, atomically.
+    /// Rewrites the journal as each live song's latest `put` line, sorted by id, into a temp file that
+    /// replaces it (streamed: one line in memory at a time).
     pub fn compact(&mut self) -> Result<()> {
-        let jp = Self::journal_path(&self.dir);
-        let mut out = Vec::new();
-        for s in self.songs.values() {
-            serde_json::to_writer(&mut out, &Entry::Put { song: Box::new(s.clone()) }).map_err(|e| io_err(&jp, e))?;
-            out.push(b'\n');
+        use std::io::{BufRead, Seek};
+        let jp = Store::journal_path(&self.dir);
+        self.journal.flush().map_err(|e| io_err(&jp, e))?;
+        let tmp = self.dir.join(format!(".songs.jsonl.{}.tmp", std::process::id()));
+        let r = (|| -> std::io::Result<Vec<(String, u64)>> {
+            let mut src = std::io::BufReader::new(std::fs::File::open(&jp)?);
+            let mut out = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
+            let mut line = Vec::new();
+            let mut new_offsets = Vec::with_capacity(self.songs.len());
+            let mut at = 0u64;
+            for (id, meta) in &self.songs {
+                src.seek(std::io::SeekFrom::Start(meta.offset))?;
+                line.clear();
+                src.read_until(b'\n', &mut line)?;
+                if line.last() != Some(&b'\n') {
+                    return Err(std::io::Error::other(format!("record of {id} at byte {} is incomplete", meta.offset)));
+                }
+                out.write_all(&line)?;
+                new_offsets.push((id.clone(), at));
+                at += line.len() as u64;
+            }
+            let f = out.into_inner().map_err(|e| e.into_error())?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, &jp)?;
+            Ok(new_offsets)
+        })();
+        let offsets = match r {
+            Ok(o) => o,
+            Err(e) => {
+                let _ = std::fs::remove_file(&tmp);
+                return Err(io_err(&jp, e));
+            }
+        };
+        for (id, at) in offsets {
+            if let Some(m) = self.songs.get_mut(&id) {
+                m.offset = at;
+            }
         }
-        write_atomic(&jp, &out)?;
-        if self.journal.is_some() {
-            self.journal = Some(std::fs::OpenOptions::new().append(true).open(&jp).map_err(|e| io_err(&jp, e))?);
-        }
+        self.journal = std::fs::OpenOptions::new().append(true).open(&jp).map_err(|e| io_err(&jp, e))?;
+        self.len = self.journal.metadata().map_err(|e| io_err(&jp, e))?.len();
         Ok(())
     }
+}
 
-    /// The header and the songs sorted by id.
-    pub fn into_parts(self) -> (StoreHeader, Vec<SongRecord>) {
-        (self.header, self.songs.into_values().collect())
-    }
-
-    /// All vectors, row-major in id order, and the ids.
-    pub fn matrix(&self) -> (Vec<f32>, Vec<&SongRecord>) {
-        let rows: Vec<&SongRecord> = self.songs.values().collect();
-        let mut m = Vec::with_capacity(rows.len() * self.header.dim);
-        rows.iter().for_each(|s| m.extend_from_slice(&s.vector));
-        (m, rows)
-    }
+fn truncate(path: &Path, len: u64) -> Result<()> {
+    let f = std::fs::OpenOptions::new().write(true).open(path).map_err(|e| io_err(path, e))?;
+    f.set_len(len).and_then(|_| f.sync_all()).map_err(|e| io_err(path, e))
 }
 
 /// Temp file + rename.

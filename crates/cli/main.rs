@@ -13,6 +13,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    soundalike_model::tune_allocator();
     let cli = args::Cli::parse();
     let result = match cli.command {
         args::Command::Spectrogram(a) => util::spectrogram(a),

@@ -7,6 +7,7 @@ use hnsw_rs::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::error::io_err;
+use crate::flat::FlatGraph;
 use crate::search::Hit;
 use crate::store::write_atomic;
 use crate::{IndexError, Result};
@@ -79,6 +80,8 @@ pub struct AnnIndex {
     keys: Vec<String>,
     dead: Vec<bool>,
     n_dead: usize,
+    /// The graph as flat arrays for fast search; `None` after inserts until [`AnnIndex::refresh`].
+    flat: Option<FlatGraph>,
     /// Parameters.
     pub params: AnnParams,
 }
@@ -113,7 +116,8 @@ impl AnnIndex {
         }
         let mut hnsw = hnsw;
         hnsw.set_searching_mode(true);
-        Ok(AnnIndex { hnsw, dim, dead: vec![false; n], n_dead: 0, keys, params: params.clone() })
+        let flat = FlatGraph::from_hnsw(&hnsw, n, dim);
+        Ok(AnnIndex { hnsw, dim, dead: vec![false; n], n_dead: 0, keys, flat, params: params.clone() })
     }
 
     /// Adds one vector with its key; returns its slot.
@@ -125,7 +129,21 @@ impl AnnIndex {
         self.hnsw.insert_slice((vector, slot));
         self.keys.push(key);
         self.dead.push(false);
+        self.flat = None;
         Ok(slot)
+    }
+
+    /// Re-copies the graph into the flat search arrays after inserts (searches fall back to hnsw_rs's
+    /// own, slower search until then).
+    pub fn refresh(&mut self) {
+        if self.flat.is_none() {
+            self.flat = FlatGraph::from_hnsw(&self.hnsw, self.keys.len(), self.dim);
+        }
+    }
+
+    /// Bytes held by the flat search arrays (vectors and links), 0 when not built.
+    pub fn flat_bytes(&self) -> usize {
+        self.flat.as_ref().map_or(0, FlatGraph::heap_bytes)
     }
 
     /// Tombstones a slot: searches skip it from now on. Returns whether it was live.
@@ -192,6 +210,9 @@ impl AnnIndex {
         }
         let keep = |id: usize| !self.dead[id] && keep_opt.is_none_or(|f| f(id));
         let ef = self.params.ef_search.max(k);
+        if let Some(flat) = &self.flat {
+            return Ok(flat.search(query, k, ef, &keep));
+        }
         let filter = |id: &usize| keep(*id);
         let found = if keep_opt.is_some() || self.n_dead > 0 {
             self.hnsw.search_filter(query, k.min(self.slots()), ef, Some(&filter))
@@ -275,7 +296,8 @@ impl AnnIndex {
             }
         }
         let n_dead = dead.iter().filter(|&&d| d).count();
-        Ok(Some(AnnIndex { hnsw, dim, keys: meta.keys, dead, n_dead, params: meta.params }))
+        let flat = FlatGraph::from_hnsw(&hnsw, meta.keys.len(), dim);
+        Ok(Some(AnnIndex { hnsw, dim, keys: meta.keys, dead, n_dead, flat, params: meta.params }))
     }
 }
 

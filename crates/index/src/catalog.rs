@@ -80,6 +80,7 @@ pub fn sync_index(store: &Store, params: &AnnParams) -> Result<(AnnIndex, IndexU
                     ix.insert(&s.vector, song_key(s))?;
                     update.added += 1;
                 }
+                ix.refresh();
                 Some(ix)
             }
         }

@@ -52,6 +52,8 @@ pub struct LoadedModel {
     pub config: ModelConfig,
     /// The network, in inference mode.
     pub net: SoundNet,
+    /// The same network with batch norm folded into the convolutions: what embedding runs.
+    pub folded: crate::model::FoldedNet,
     /// Where it was loaded from.
     pub dir: PathBuf,
 }
@@ -113,5 +115,7 @@ pub fn load_model(dir: &Path, device: &Device) -> Result<LoadedModel> {
     let net = SoundNet::new(&config.arch, config.labels.len(), device)
         .try_load_file(&wp)
         .map_err(|e| ModelError::Incompatible(format!("{}: {e}", wp.display())))?;
-    Ok(LoadedModel { config, net: net.valid(), dir: dir.to_path_buf() })
+    let net = net.valid();
+    let folded = net.fold_batch_norm();
+    Ok(LoadedModel { config, net, folded, dir: dir.to_path_buf() })
 }

@@ -48,8 +48,8 @@ impl LoadedModel {
         let mut embeddings = Vec::with_capacity(starts.len() * self.config.arch.embedding_dim);
         let mut probs = Vec::with_capacity(starts.len() * self.config.labels.len());
         for chunk in starts.chunks(INFER_BATCH) {
-            let emb = self.net.forward_embedding(tile_batch(mel, chunk, w, device));
-            let logits = self.net.head_logits(emb.clone());
+            let emb = self.folded.forward_embedding(tile_batch(mel, chunk, w, device));
+            let logits = self.folded.head_logits(emb.clone());
             embeddings.extend(emb.into_data().try_into_vec::<f32>().unwrap_or_default());
             probs.extend(softmax(logits, 1).into_data().try_into_vec::<f32>().unwrap_or_default());
         }

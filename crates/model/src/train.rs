@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use burn::optim::{AdamConfig, GradientsParams};
+use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
 use burn::prelude::*;
 use burn::tensor::activation::log_softmax;
 use serde::{Deserialize, Serialize};
@@ -147,6 +147,21 @@ fn io_err(p: &Path, e: impl std::fmt::Display) -> ModelError {
 ///
 /// `stop(epoch)` is asked after each epoch's checkpoint; `true` ends the run there (interruptions, tests).
 ///
+/// One optimiser step on a batch (`x` and the weighted one-hot `target` on an autodiff device; `wsum` the
+/// sum of the target weights): weighted cross-entropy, backward, Adam. Returns the updated model, the
+/// loss and the logits.
+pub fn train_step(model: SoundNet, optim: &mut ModuleOptimizer, x: Tensor<4>, target: Tensor<2>, wsum: f32, lr: f64) -> (SoundNet, f32, Tensor<2>) {
+    let logits = model.forward(x);
+    let logp = log_softmax(logits.clone(), 1);
+    let loss = logp.mul(target).sum().neg().div_scalar(wsum.max(1e-6));
+    let loss_v = loss.clone().into_data().try_into_vec::<f32>().unwrap_or_default().first().copied().unwrap_or(f32::NAN);
+    if !loss_v.is_finite() {
+        return (model, loss_v, logits);
+    }
+    let grads = GradientsParams::from_grads(loss.backward(), &model);
+    (optim.step(lr, model, grads), loss_v, logits)
+}
+
 /// With `resume`, continues from `out_dir/checkpoint/state.json`: same options required; the result is the
 /// same as an uninterrupted run with the same seed (epoch-level determinism: every epoch's crops, masks
 /// and order derive from `(seed, epoch)`).
@@ -238,15 +253,11 @@ pub fn train(
             }
             let x = batch_tensor(data, b, h, w, &ad);
             let t = Tensor::<2>::from_data(TensorData::new(target.clone(), [b, k]), &ad);
-            let logits = model.forward(x);
-            let logp = log_softmax(logits.clone(), 1);
-            let loss = logp.mul(t).sum().neg().div_scalar(wsum.max(1e-6));
-            let loss_v = loss.clone().into_data().try_into_vec::<f32>().unwrap_or_default().first().copied().unwrap_or(f32::NAN);
+            let (next, loss_v, logits) = train_step(model, &mut optim, x, t, wsum, lr);
+            model = next;
             if !loss_v.is_finite() {
                 return Err(ModelError::Invalid(format!("training diverged at epoch {epoch} step {} (loss {loss_v})", step + 1)));
             }
-            let grads = GradientsParams::from_grads(loss.backward(), &model);
-            model = optim.step(lr, model, grads);
             let lv = logits.into_data().try_into_vec::<f32>().unwrap_or_default();
             for (i, row) in lv.chunks_exact(k).enumerate() {
                 if target[i * k + crate::eval::argmax(row)] > 0.0 {

@@ -185,3 +185,20 @@ fn inference_does_not_depend_on_the_rest_of_the_batch() {
         assert!((x - y).abs() < 1e-4, "batch norm used batch statistics at inference: {alone:?} vs {:?}", &batch[..alone.len()]);
     }
 }
+
+#[test]
+fn folded_batch_norm_gives_the_same_outputs() {
+    // The shipped model: real running statistics, far from the identity.
+    let dev = Device::flex();
+    let m = load_model(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/default"), &dev).unwrap();
+    let x = burn::tensor::Tensor::<4>::random([4, 1, 128, 128], burn::tensor::Distribution::Uniform(0.0, 1.0), &dev);
+    let plain = m.net.forward_embedding(x.clone());
+    let folded = m.folded.forward_embedding(x);
+    let (p, f) = (plain.clone().into_data().try_to_vec::<f32>().unwrap(), folded.clone().into_data().try_to_vec::<f32>().unwrap());
+    let scale = p.iter().fold(0f32, |a, b| a.max(b.abs()));
+    assert!(scale > 0.1, "embeddings are all near zero: {scale}");
+    let worst = p.iter().zip(&f).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+    assert!(worst < 1e-4 * scale.max(1.0), "folded differs by {worst} (scale {scale})");
+    let (lp, lf) = (m.net.head_logits(plain).into_data().try_to_vec::<f32>().unwrap(), m.folded.head_logits(folded).into_data().try_to_vec::<f32>().unwrap());
+    assert!(lp.iter().zip(&lf).all(|(a, b)| (a - b).abs() < 1e-3), "{lp:?} vs {lf:?}");
+}

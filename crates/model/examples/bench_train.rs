@@ -1,0 +1,112 @@
+//! Training and inference throughput of the default network on the CPU (burn flex), on tiles read from
+//! a file, for scripts/bench_train.sh (which runs PyTorch on the same tiles in the same run).
+//!   bench_train train|infer TILES.f32 LABELS.u8 N_CLASSES BATCH STEPS
+//! TILES.f32: N x 128 x 128 little-endian f32 (normalised tiles); LABELS.u8: N class indices.
+//! Prints one JSON line. Threads: RAYON_NUM_THREADS.
+
+use std::time::Instant;
+
+use burn::optim::AdamConfig;
+use burn::prelude::*;
+use burn::tensor::activation::softmax;
+use soundalike_model::{train_step, ArchConfig, SoundNet};
+
+fn peak_rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok()))
+        .unwrap_or(0.0)
+        / 1024.0
+}
+
+fn main() {
+    if std::env::var_os("SOUNDALIKE_DEFAULT_MALLOC").is_none() {
+        soundalike_model::tune_allocator();
+    }
+    let a: Vec<String> = std::env::args().skip(1).collect();
+    if a.len() < 6 {
+        eprintln!("usage: bench_train train|infer TILES.f32 LABELS.u8 N_CLASSES BATCH STEPS");
+        std::process::exit(2);
+    }
+    let (mode, k, batch, steps) = (a[0].as_str(), a[3].parse::<usize>().unwrap(), a[4].parse::<usize>().unwrap(), a[5].parse::<usize>().unwrap());
+    let raw = std::fs::read(&a[1]).expect("tiles");
+    let tiles: Vec<f32> = raw.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+    let labels = std::fs::read(&a[2]).expect("labels");
+    let (h, w) = (128, 128);
+    let n = labels.len();
+    assert_eq!(tiles.len(), n * h * w, "tiles and labels disagree");
+    let batch_at = |i: usize| -> (Vec<f32>, Vec<f32>) {
+        let mut x = Vec::with_capacity(batch * h * w);
+        let mut t = vec![0f32; batch * k];
+        for j in 0..batch {
+            let r = (i * batch + j) % n;
+            x.extend_from_slice(&tiles[r * h * w..(r + 1) * h * w]);
+            t[j * k + labels[r] as usize] = 1.0;
+        }
+        (x, t)
+    };
+    let dev = Device::flex();
+    let warmup = 3;
+    match mode {
+        "train" => {
+            let ad = dev.clone().autodiff();
+            ad.seed(1);
+            let mut model = SoundNet::new(&ArchConfig::default(), k, &ad);
+            let mut optim = AdamConfig::new().with_weight_decay(Some(burn::optim::decay::WeightDecayConfig::new(1e-4))).init();
+            let mut t0 = Instant::now();
+            let mut last = 0.0;
+            for i in 0..warmup + steps {
+                if i == warmup {
+                    t0 = Instant::now();
+                }
+                let (x, t) = batch_at(i);
+                let x = Tensor::<4>::from_data(TensorData::new(x, [batch, 1, h, w]), &ad);
+                let t = Tensor::<2>::from_data(TensorData::new(t, [batch, k]), &ad);
+                let (m, loss, _) = train_step(model, &mut optim, x, t, batch as f32, 2e-3);
+                model = m;
+                last = loss;
+            }
+            let s = t0.elapsed().as_secs_f64();
+            println!(
+                "{{\"tool\": \"soundalike (burn flex)\", \"mode\": \"train\", \"batch\": {batch}, \"steps\": {steps}, \"tiles_per_s\": {:.1}, \"final_loss\": {last:.4}, \"peak_rss_mb\": {:.0}}}",
+                (steps * batch) as f64 / s,
+                peak_rss_mb()
+            );
+        }
+        _ => {
+            // Inference runs on weights as trained; their values do not change the speed.
+            let net = SoundNet::new(&ArchConfig::default(), k, &dev).valid();
+            let folded = net.fold_batch_norm();
+            let mut out = Vec::new();
+            for variant in ["batch norm", "folded"] {
+                let mut t0 = Instant::now();
+                let mut sink = 0f32;
+                for i in 0..warmup + steps {
+                    if i == warmup {
+                        t0 = Instant::now();
+                    }
+                    let (x, _) = batch_at(i);
+                    let x = Tensor::<4>::from_data(TensorData::new(x, [batch, 1, h, w]), &dev);
+                    let (emb, logits) = if variant == "folded" {
+                        let e = folded.forward_embedding(x);
+                        (e.clone(), folded.head_logits(e))
+                    } else {
+                        let e = net.forward_embedding(x);
+                        (e.clone(), net.head_logits(e))
+                    };
+                    let e = emb.into_data().try_into_vec::<f32>().unwrap();
+                    let p = softmax(logits, 1).into_data().try_into_vec::<f32>().unwrap();
+                    sink += e[0] + p[0];
+                }
+                let s = t0.elapsed().as_secs_f64();
+                std::hint::black_box(sink);
+                out.push(format!("\"{}\": {:.1}", if variant == "folded" { "tiles_per_s_folded" } else { "tiles_per_s" }, (steps * batch) as f64 / s));
+            }
+            println!(
+                "{{\"tool\": \"soundalike (burn flex)\", \"mode\": \"infer\", \"batch\": {batch}, \"steps\": {steps}, {}, \"peak_rss_mb\": {:.0}}}",
+                out.join(", "),
+                peak_rss_mb()
+            );
+        }
+    }
+}

@@ -54,7 +54,7 @@ fn counts(splits: &Splits) -> serde_json::Value {
 }
 
 pub fn split(a: SplitArgs) -> Result<ExitCode> {
-    let (_, entries) = catalog(&a.library, &a.labels)?;
+    let (_, entries) = catalog(&a.library, &a.labels, true)?;
     let splits = make_splits(&entries, &a.split)?;
     write_atomic(&a.out, &serde_json::to_vec_pretty(&splits)?)?;
     println!("wrote {} ({})", a.out.display(), counts(&splits));
@@ -118,7 +118,7 @@ pub fn train(a: TrainArgs) -> Result<ExitCode> {
         arch.channels = ch.clone();
     }
     let device = soundalike_model::device_from_name(&a.device)?;
-    let (files, entries) = catalog(&a.library, &a.labels)?;
+    let (files, entries) = catalog(&a.library, &a.labels, true)?;
     let splits = make_splits(&entries, &a.split)?;
     std::fs::create_dir_all(&a.out).with_context(|| format!("cannot create {}", a.out.display()))?;
     write_atomic(&a.out.join("split.json"), &serde_json::to_vec_pretty(&splits)?)?;
@@ -216,7 +216,7 @@ pub fn evaluate(a: EvaluateArgs) -> Result<ExitCode> {
     let split_path = a.split.clone().unwrap_or_else(|| a.model.join("split.json"));
     let splits: Splits = serde_json::from_slice(&std::fs::read(&split_path).with_context(|| format!("cannot read split {}", split_path.display()))?)
         .with_context(|| format!("{}: not a split file", split_path.display()))?;
-    let (files, entries) = catalog(&a.library, &a.labels)?;
+    let (files, entries) = catalog(&a.library, &a.labels, true)?;
     let cache = TileCache::open(&a.cache, &model.config.frontend)?;
     let fps = build_cache(&cache, &files);
     let labels = &model.config.labels;

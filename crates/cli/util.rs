@@ -30,7 +30,9 @@ pub fn bar(len: u64, what: &str) -> ProgressBar {
 }
 
 /// Scans `library` and reads labels/metadata as the flags say.
-pub fn catalog(library: &Path, labels: &LabelArgs) -> Result<(Vec<SongFile>, Vec<CatalogEntry>)> {
+/// Files and what is known of them. With `tags`, songs without a CSV or folder label take their genre tag
+/// as the label (training, splits, evaluation); `embed` reads tags while decoding instead.
+pub fn catalog(library: &Path, labels: &LabelArgs, tags: bool) -> Result<(Vec<SongFile>, Vec<CatalogEntry>)> {
     let files = scan_library(library).with_context(|| format!("cannot scan library {}", library.display()))?;
     let opts = LabelOptions {
         csv: labels.labels.clone(),
@@ -38,7 +40,10 @@ pub fn catalog(library: &Path, labels: &LabelArgs) -> Result<(Vec<SongFile>, Vec
         group_column: labels.group_column.clone(),
         key_columns: vec![],
     };
-    let entries = load_catalog(&files, &opts)?;
+    let mut entries = load_catalog(&files, &opts)?;
+    if tags {
+        soundalike_library::fill_tag_labels(&files, &mut entries);
+    }
     Ok((files, entries))
 }
 

@@ -145,7 +145,10 @@ def render(job):
             os.replace(part, dst)
             return dict(piece, status="ok", duration_s=round(dur, 2))
         except Exception as e:  # one bad piece never stops the build
-            return dict(piece, status=f"failed: {str(e)[:200]}")
+            if os.path.exists(dst + ".part.mp3"):
+                os.remove(dst + ".part.mp3")
+            err = getattr(e, "stderr", b"") or b""
+            return dict(piece, status=f"failed: {(err.decode(errors='replace').strip() or str(e))[:200]}")
 
 
 def main():

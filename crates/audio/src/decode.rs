@@ -293,6 +293,11 @@ impl StreamResampler {
     }
 }
 
+/// The file's tags (title, artist, album, genre) without decoding any audio: a probe and the metadata.
+pub fn read_file_tags(path: &Path) -> Result<Tags> {
+    Ok(MonoDecoder::open(path)?.info().tags.clone())
+}
+
 /// Decodes a whole file to mono f32 at `target_rate` (testing and small files; the log-mel path streams).
 pub fn decode_mono(path: &Path, target_rate: u32, max_duration_s: Option<f64>) -> Result<(Vec<f32>, SourceInfo)> {
     let mut out = Vec::new();

@@ -22,7 +22,7 @@ mod tiles;
 
 pub use analyze::{analyze_file, Analysis};
 pub use config::FrontendConfig;
-pub use decode::{decode_mono, stream_mono, SourceInfo, StreamResampler, Tags};
+pub use decode::{decode_mono, read_file_tags, stream_mono, SourceInfo, StreamResampler, Tags};
 pub use error::{AudioError, Result};
 pub use mel::{log_mel, LogMel, MelStream};
 pub use tiles::{make_tiles, tile_count, Tiles};

@@ -54,7 +54,8 @@ fn norm(p: &str) -> String {
     p.replace('\\', "/").trim_start_matches("./").to_string()
 }
 
-/// Builds a catalog entry per file. Label precedence: CSV column > folder layout > (later) the genre tag.
+/// Builds a catalog entry per file. Label precedence: CSV column > folder layout > the genre tag (filled by
+/// [`fill_tag_labels`]).
 pub fn load_catalog(files: &[SongFile], opts: &LabelOptions) -> Result<Vec<CatalogEntry>> {
     let mut entries: Vec<CatalogEntry> = files
         .iter()
@@ -132,6 +133,25 @@ pub fn load_catalog(files: &[SongFile], opts: &LabelOptions) -> Result<Vec<Catal
         e.genre = get(geni).or(e.genre.take());
     }
     Ok(entries)
+}
+
+/// Fills the label of every song that has none yet (no CSV row, not in a folder) from its genre tag (ID3
+/// TCON, Vorbis GENRE, MP4), reading only the tags, in parallel. Title, artist and album tags fill gaps too.
+/// Files whose tags cannot be read keep no label (they are reported when their audio is decoded).
+pub fn fill_tag_labels(files: &[SongFile], entries: &mut [CatalogEntry]) {
+    use rayon::prelude::*;
+    let by_path: HashMap<&str, &SongFile> = files.iter().map(|f| (f.rel_path.as_str(), f)).collect();
+    entries.par_iter_mut().filter(|e| e.label.is_none()).for_each(|e| {
+        let Some(f) = by_path.get(e.rel_path.as_str()) else { return };
+        let Ok(tags) = soundalike_audio::read_file_tags(&f.path) else { return };
+        if let Some(g) = tags.genre.as_deref().map(str::trim).filter(|g| !g.is_empty()) {
+            e.label = Some(g.to_string());
+            e.label_source = Some(LabelSource::Tag);
+        }
+        e.title = e.title.take().or(tags.title);
+        e.artist = e.artist.take().or(tags.artist);
+        e.album = e.album.take().or(tags.album);
+    });
 }
 
 /// Helper for callers: the file name without extension, as a last-resort title.

@@ -169,3 +169,27 @@ fn different_seeds_give_different_splits() {
     let b = split_songs(&s, &SplitOptions { seed: 2, ..Default::default() }).unwrap();
     assert_ne!(a.assignment, b.assignment);
 }
+
+#[test]
+fn genre_tags_label_songs_that_have_no_csv_or_folder_label() {
+    let d = tempfile::tempdir().unwrap();
+    // A flat library: no folders, no CSV; two tagged files and one without a genre tag.
+    std::fs::copy(data("tagged.mp3"), d.path().join("a.mp3")).unwrap();
+    std::fs::copy(data("tagged.ogg"), d.path().join("b.ogg")).unwrap();
+    std::fs::copy(tiny().join("hedgewars-data/Art.mp3"), d.path().join("c.mp3")).unwrap();
+    std::fs::write(d.path().join("d.mp3"), b"not audio").unwrap();
+    // And a tagged file in a folder: the folder label wins.
+    std::fs::create_dir_all(d.path().join("techno")).unwrap();
+    std::fs::copy(data("tagged.mp3"), d.path().join("techno/e.mp3")).unwrap();
+    let files = scan_library(d.path()).unwrap();
+    let mut cat = load_catalog(&files, &LabelOptions::default()).unwrap();
+    assert!(cat.iter().filter(|e| e.rel_path != "techno/e.mp3").all(|e| e.label.is_none()));
+    fill_tag_labels(&files, &mut cat);
+    let get = |id: &str| cat.iter().find(|e| e.rel_path == id).unwrap().clone();
+    assert_eq!((get("a.mp3").label.as_deref(), get("a.mp3").label_source), (Some("Chiptune"), Some(LabelSource::Tag)));
+    assert_eq!(get("a.mp3").title.as_deref(), Some("Tagged Title"));
+    assert_eq!(get("b.ogg").label.as_deref(), Some("Ambient"));
+    assert_eq!(get("c.mp3").label, None);
+    assert_eq!(get("d.mp3").label, None);
+    assert_eq!((get("techno/e.mp3").label.as_deref(), get("techno/e.mp3").label_source), (Some("techno"), Some(LabelSource::Folder)));
+}

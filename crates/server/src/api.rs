@@ -128,6 +128,7 @@ async fn stats(State(st): St) -> Json<Value> {
         "genres": count(genres),
         "groups": count(groups),
         "upload": st.embedder.is_some(),
+        "previews": st.root.is_some(),
         "max_upload_bytes": st.cfg.max_upload_bytes,
         "max_k": st.cfg.max_k,
     }))
@@ -327,8 +328,9 @@ pub(crate) fn map_json(cat: &Catalog, max_points: usize) -> anyhow::Result<Vec<u
 /// The song's file, if it is in the store and really inside the library folder.
 fn audio_path(st: &AppState, id: &str) -> Option<PathBuf> {
     st.cat.row(id)?;
-    let p = std::fs::canonicalize(st.root.join(id)).ok()?;
-    (p.starts_with(&st.root) && p.is_file()).then_some(p)
+    let root = st.root.as_ref()?;
+    let p = std::fs::canonicalize(root.join(id)).ok()?;
+    (p.starts_with(root) && p.is_file()).then_some(p)
 }
 
 async fn audio(State(st): St, q: Result<Query<IdQ>, QueryRejection>, req: Request) -> ApiResult {

@@ -59,8 +59,8 @@ impl Default for ServerConfig {
 /// What the handlers share.
 pub struct AppState {
     pub(crate) cat: Catalog,
-    /// Library folder, canonical.
-    pub(crate) root: PathBuf,
+    /// Library folder, canonical; `None` when it is not on this machine (previews are then off).
+    pub(crate) root: Option<PathBuf>,
     pub(crate) embedder: Option<Arc<dyn Embedder>>,
     pub(crate) cfg: ServerConfig,
     pub(crate) map_json: Vec<u8>,
@@ -70,8 +70,13 @@ pub struct AppState {
 impl AppState {
     /// Prepares the state: resolves the library folder and computes the 2-D map.
     pub fn new(cat: Catalog, embedder: Option<Arc<dyn Embedder>>, cfg: ServerConfig) -> Result<AppState> {
-        let root = std::fs::canonicalize(&cat.header.library_root)
-            .with_context(|| format!("library folder {} of the store is not readable", cat.header.library_root.display()))?;
+        let root = match std::fs::canonicalize(&cat.header.library_root) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                eprintln!("note: previews are off: the library folder {} is not readable here ({e})", cat.header.library_root.display());
+                None
+            }
+        };
         let map_json = api::map_json(&cat, cfg.map_points)?;
         let uploads = Arc::new(tokio::sync::Semaphore::new(cfg.upload_concurrency.max(1)));
         Ok(AppState { cat, root, embedder, cfg, map_json, uploads })

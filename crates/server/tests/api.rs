@@ -318,3 +318,15 @@ async fn slow_requests_time_out() {
     // Other requests are still answered.
     assert_eq!(get(&app, "/api/health").await.0, StatusCode::OK);
 }
+
+#[tokio::test]
+async fn a_store_whose_library_moved_still_answers_without_previews() {
+    let f = fixture();
+    std::fs::rename(&f.lib, f.lib.with_file_name("moved")).unwrap();
+    let app = app(&f, false, ServerConfig::default());
+    let (_, v) = get(&app, "/api/stats").await;
+    assert_eq!(v["previews"], false);
+    let (s, v) = get(&app, "/api/similar?id=a%20b/s00.mp3&k=3").await;
+    assert_eq!((s, v["results"].as_array().map(Vec::len)), (StatusCode::OK, Some(3)));
+    assert_eq!(get(&app, "/api/audio?id=a%20b/s00.mp3").await.0, StatusCode::NOT_FOUND);
+}

@@ -17,6 +17,7 @@ let current = null; // { kind: "song", id } or { kind: "upload", file }
 let mapData = null;
 let highlighted = new Set();
 let queryId = null;
+let previews = true;
 
 function status(msg, isError) {
   $("status").textContent = msg || "";
@@ -31,6 +32,7 @@ async function getJson(url, opts) {
 }
 
 function play(id, title) {
+  if (!previews) { status("previews are off: the library folder is not on the server's machine", true); return; }
   const p = $("player");
   p.src = audioUrl(id);
   p.play().catch((e) => status("cannot play: " + e.message, true));
@@ -94,6 +96,7 @@ function render(res) {
     btn.title = "play";
     btn.textContent = "▶";
     btn.onclick = () => play(r.id, r.title);
+    btn.disabled = !previews;
     const score = document.createElement("span");
     score.className = "score";
     score.textContent = r.score.toFixed(3);
@@ -283,6 +286,7 @@ drop.addEventListener("drop", (e) => {
       $("genre").append(o);
       colour(g.name);
     }
+    previews = st.previews;
     if (!st.upload) { drop.textContent = "Uploads are off (start serve with --model)"; drop.style.cursor = "default"; }
     mapData = await getJson("/api/map");
     drawMap();

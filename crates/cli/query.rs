@@ -177,5 +177,6 @@ pub fn demo(a: DemoArgs) -> Result<ExitCode> {
         }
     }
     println!("\nnext: soundalike query {} --song \"<title or id>\" -k 10", a.out.display());
+    println!("  or: soundalike serve {} --model {}   (then open http://127.0.0.1:8080/)", a.out.display(), a.model.display());
     Ok(code)
 }

@@ -48,7 +48,8 @@ fn main() {
         rows.push(format!("{{\"ef\": {ef}, \"recall_at_10\": {:.4}, \"qps\": {:.0}}}", hits as f64 / (10 * nq) as f64, nq as f64 / s));
     }
     println!(
-        "{{\"tool\": \"soundalike (hnsw_rs)\", \"n\": {nb}, \"dim\": {dim}, \"m\": 16, \"ef_construction\": 200, \"build_seconds\": {build_s:.2}, \"index_mem_mb\": {mem_mb:.1}, \"raw_vectors_mb\": {:.1}, \"results\": [{}]}}",
+        "{{\"tool\": \"soundalike (hnsw_rs)\", \"n\": {nb}, \"dim\": {dim}, \"m\": 16, \"ef_construction\": 200, \"build_seconds\": {build_s:.2}, \"index_mem_mb\": {mem_mb:.1}, \"search_mem_mb\": {:.1}, \"raw_vectors_mb\": {:.1}, \"results\": [{}]}}",
+        idx.flat_bytes() as f64 / 1e6,
         (nb * dim * 4) as f64 / 1e6,
         rows.join(", ")
     );

@@ -75,7 +75,8 @@ impl Distance<f32> for CosineDistance {
 /// build; removed ones become tombstones that every search skips (hnsw_rs cannot unlink a node), and the
 /// owner rebuilds when [`AnnIndex::dead_fraction`] grows large.
 pub struct AnnIndex {
-    hnsw: Hnsw<'static, f32, CosineDistance>,
+    /// hnsw_rs's graph: needed to insert and to save; `None` once released for search-only use.
+    hnsw: Option<Hnsw<'static, f32, CosineDistance>>,
     dim: usize,
     keys: Vec<String>,
     dead: Vec<bool>,
@@ -117,7 +118,7 @@ impl AnnIndex {
         let mut hnsw = hnsw;
         hnsw.set_searching_mode(true);
         let flat = FlatGraph::from_hnsw(&hnsw, n, dim);
-        Ok(AnnIndex { hnsw, dim, dead: vec![false; n], n_dead: 0, keys, flat, params: params.clone() })
+        Ok(AnnIndex { hnsw: Some(hnsw), dim, dead: vec![false; n], n_dead: 0, keys, flat, params: params.clone() })
     }
 
     /// Adds one vector with its key; returns its slot.
@@ -126,7 +127,8 @@ impl AnnIndex {
             return Err(IndexError::Invalid(format!("vector has {} values, index dim {}", vector.len(), self.dim)));
         }
         let slot = self.keys.len();
-        self.hnsw.insert_slice((vector, slot));
+        let hnsw = self.hnsw.as_ref().ok_or_else(|| IndexError::Invalid("index opened for search only; reload it to insert".into()))?;
+        hnsw.insert_slice((vector, slot));
         self.keys.push(key);
         self.dead.push(false);
         self.flat = None;
@@ -136,8 +138,17 @@ impl AnnIndex {
     /// Re-copies the graph into the flat search arrays after inserts (searches fall back to hnsw_rs's
     /// own, slower search until then).
     pub fn refresh(&mut self) {
-        if self.flat.is_none() {
-            self.flat = FlatGraph::from_hnsw(&self.hnsw, self.keys.len(), self.dim);
+        if let (None, Some(h)) = (&self.flat, &self.hnsw) {
+            self.flat = FlatGraph::from_hnsw(h, self.keys.len(), self.dim);
+        }
+    }
+
+    /// Frees hnsw_rs's own graph and keeps only the flat search arrays (vectors and links): what a
+    /// search-only user (`query`, `serve`) needs. Inserting or saving afterwards is an error. A no-op if
+    /// the flat arrays are missing.
+    pub fn release_graph(&mut self) {
+        if self.flat.is_some() {
+            self.hnsw = None;
         }
     }
 
@@ -214,10 +225,11 @@ impl AnnIndex {
             return Ok(flat.search(query, k, ef, &keep));
         }
         let filter = |id: &usize| keep(*id);
+        let hnsw = self.hnsw.as_ref().ok_or_else(|| IndexError::Invalid("index has neither a graph nor flat arrays".into()))?;
         let found = if keep_opt.is_some() || self.n_dead > 0 {
-            self.hnsw.search_filter(query, k.min(self.slots()), ef, Some(&filter))
+            hnsw.search_filter(query, k.min(self.slots()), ef, Some(&filter))
         } else {
-            self.hnsw.search(query, k.min(self.slots()), ef)
+            hnsw.search(query, k.min(self.slots()), ef)
         };
         let mut hits: Vec<Hit> =
             found.into_iter().filter(|nb| keep(nb.d_id)).map(|nb| Hit { row: nb.d_id, score: 1.0 - nb.distance }).collect();
@@ -230,11 +242,12 @@ impl AnnIndex {
     /// Saves the graph into `dir/index/` (written to a temp folder, then renamed) with a meta file holding
     /// the model fingerprint, keys and tombstones.
     pub fn save(&self, dir: &Path, model_fingerprint: &str) -> Result<()> {
+        let hnsw = self.hnsw.as_ref().ok_or_else(|| IndexError::Invalid("index opened for search only; nothing to save".into()))?;
         let final_dir = index_dir(dir);
         let tmp = dir.join(format!(".index.tmp-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&tmp);
         std::fs::create_dir_all(&tmp).map_err(|e| io_err(&tmp, e))?;
-        self.hnsw.file_dump(&tmp, "graph").map_err(|e| io_err(&tmp, e))?;
+        hnsw.file_dump(&tmp, "graph").map_err(|e| io_err(&tmp, e))?;
         let meta = IndexMeta {
             format_version: INDEX_FORMAT_VERSION,
             model_fingerprint: model_fingerprint.into(),
@@ -297,7 +310,7 @@ impl AnnIndex {
         }
         let n_dead = dead.iter().filter(|&&d| d).count();
         let flat = FlatGraph::from_hnsw(&hnsw, meta.keys.len(), dim);
-        Ok(Some(AnnIndex { hnsw, dim, keys: meta.keys, dead, n_dead, flat, params: meta.params }))
+        Ok(Some(AnnIndex { hnsw: Some(hnsw), dim, keys: meta.keys, dead, n_dead, flat, params: meta.params }))
     }
 }
 

@@ -185,6 +185,9 @@ impl Catalog {
                     slot_row[slot] = Some(r);
                 }
             }
+            let mut ix = ix;
+            // Searching needs only the flat arrays; hnsw_rs's graph (several times their size) goes.
+            ix.release_graph();
             index = Some(ix);
             index_update = Some(up);
         }

@@ -228,6 +228,17 @@ fn index_save_load_roundtrip_and_model_check() {
     let back = AnnIndex::load(d.path(), "m1", dim).unwrap().expect("index present");
     let q = &v[..dim];
     assert_eq!(back.search(q, 5, &|_| true).unwrap(), idx.search(q, 5, &|_| true).unwrap());
+    // Search-only: hnsw_rs's graph freed, the flat arrays answer the same; inserting or saving is refused.
+    let mut lean = AnnIndex::load(d.path(), "m1", dim).unwrap().unwrap();
+    let before = lean.search(q, 5, &|_| true).unwrap();
+    let bytes = lean.flat_bytes();
+    // Vectors plus at most 2M = 48 layer-0 links per point and a few upper-layer ones.
+    assert!(bytes >= 300 * dim * 4 && bytes < 300 * (dim + 2 * 48) * 4, "{bytes}");
+    lean.release_graph();
+    assert_eq!(lean.search(q, 5, &|_| true).unwrap(), before);
+    assert!(lean.insert(q, "x".into()).is_err());
+    assert!(lean.save(d.path(), "m1").is_err());
+    assert!(AnnIndex::load(d.path(), "m1", dim).unwrap().is_some(), "a refused save must leave the saved index alone");
     // Another width: stale, rebuilt by the caller. Other model: refused.
     assert!(AnnIndex::load(d.path(), "m1", dim + 1).unwrap().is_none());
     assert!(AnnIndex::load(d.path(), "m2", dim).is_err());

@@ -97,53 +97,36 @@ impl Store {
 
     /// Opens an existing store read-only.
     pub fn open(dir: &Path) -> Result<Store> {
-        let hp = Self::header_path(dir);
-        let b = std::fs::read(&hp).map_err(|e| {
-            IndexError::Io { path: hp.clone(), reason: format!("not a soundalike store ({e}); make one with `soundalike embed`") }
-        })?;
-        let header: StoreHeader =
-            serde_json::from_slice(&b).map_err(|e| IndexError::Incompatible { path: hp.clone(), reason: e.to_string() })?;
-        if header.format_version != STORE_FORMAT_VERSION {
-            return Err(IndexError::Incompatible {
-                path: hp,
-                reason: format!("store format {} but this soundalike reads {STORE_FORMAT_VERSION}", header.format_version),
-            });
-        }
+        let header = read_header(dir)?;
         let mut songs = BTreeMap::new();
-        let jp = Self::journal_path(dir);
-        if jp.exists() {
-            let text = std::fs::read_to_string(&jp).map_err(|e| io_err(&jp, e))?;
-            let lines: Vec<&str> = text.split('\n').collect();
-            for (i, line) in lines.iter().enumerate() {
-                if line.trim().is_empty() {
-                    continue;
-                }
-                match serde_json::from_str::<Entry>(line) {
-                    Ok(Entry::Put { song }) => {
-                        if song.vector.len() != header.dim {
-                            return Err(IndexError::Incompatible { path: jp, reason: format!("line {}: vector of {} values, store dim {}", i + 1, song.vector.len(), header.dim) });
-                        }
-                        songs.insert(song.id.clone(), *song);
-                    }
-                    Ok(Entry::Del { id }) => {
-                        songs.remove(&id);
-                    }
-                    // A torn final line from an interrupted write: the record was never committed.
-                    Err(_) if i + 1 == lines.len() => {}
-                    Err(e) => return Err(IndexError::Incompatible { path: jp, reason: format!("line {}: {e}", i + 1) }),
-                }
+        scan_journal(dir, header.dim, |e, _| match e {
+            Entry::Put { song } => {
+                songs.insert(song.id.clone(), *song);
             }
-        }
+            Entry::Del { id } => {
+                songs.remove(&id);
+            }
+        })?;
         Ok(Store { dir: dir.to_path_buf(), header, songs, writer: None })
     }
 
     /// Opens a store for writing, creating it with `header` if absent. An existing store made by another
-    /// model or settings is refused. Writes go through a [`StoreWriter`].
+    /// model or settings is refused. Writes go through a [`StoreWriter`]; the journal is read once for both.
     pub fn open_or_create(dir: &Path, header: StoreHeader) -> Result<Store> {
-        let writer = StoreWriter::open_or_create(dir, header)?;
-        let mut store = Self::open(dir)?;
-        store.writer = Some(writer);
-        Ok(store)
+        let header = ensure_header(dir, header)?;
+        let (mut songs, mut metas) = (BTreeMap::new(), BTreeMap::new());
+        let scan = scan_journal(dir, header.dim, |e, offset| match e {
+            Entry::Put { song } => {
+                metas.insert(song.id.clone(), SongMeta::of(&song, offset));
+                songs.insert(song.id.clone(), *song);
+            }
+            Entry::Del { id } => {
+                metas.remove(&id);
+                songs.remove(&id);
+            }
+        })?;
+        let writer = StoreWriter::attach(dir, header.clone(), metas, scan)?;
+        Ok(Store { dir: dir.to_path_buf(), header, songs, writer: Some(writer) })
     }
 
     /// The store folder.
@@ -224,6 +207,12 @@ pub struct SongMeta {
     offset: u64,
 }
 
+impl SongMeta {
+    fn of(song: &SongRecord, offset: u64) -> SongMeta {
+        SongMeta { size: song.size, mtime: song.mtime, offset }
+    }
+}
+
 /// A store opened for appending with memory that does not grow with the vectors: it keeps only
 /// id -> (size, mtime, journal offset) for each song (about 100 bytes plus the id), streams the journal to
 /// open it, and compacts by copying each song's latest line, in id order, into the new journal.
@@ -242,68 +231,25 @@ impl StoreWriter {
     /// Opens (or creates with `header`) a store for appending. An existing store made by another model
     /// or settings is refused.
     pub fn open_or_create(dir: &Path, header: StoreHeader) -> Result<StoreWriter> {
-        use std::io::BufRead;
-        let hp = Store::header_path(dir);
-        let header = if hp.exists() {
-            let b = std::fs::read(&hp).map_err(|e| io_err(&hp, e))?;
-            let h: StoreHeader = serde_json::from_slice(&b).map_err(|e| IndexError::Incompatible { path: hp.clone(), reason: e.to_string() })?;
-            if h.format_version != STORE_FORMAT_VERSION {
-                return Err(IndexError::Incompatible { path: hp, reason: format!("store format {} but this soundalike reads {STORE_FORMAT_VERSION}", h.format_version) });
-            }
-            if h.model_fingerprint != header.model_fingerprint || h.frontend != header.frontend || h.dim != header.dim {
-                return Err(IndexError::Incompatible {
-                    path: hp,
-                    reason: format!(
-                        "store was made by model {} ({}), not {} ({}); use another --out folder or delete it",
-                        h.model_name, h.model_fingerprint, header.model_name, header.model_fingerprint
-                    ),
-                });
-            }
-            h
-        } else {
-            std::fs::create_dir_all(dir).map_err(|e| io_err(dir, e))?;
-            write_atomic(&hp, &serde_json::to_vec_pretty(&header).map_err(|e| io_err(&hp, e))?)?;
-            header
-        };
-        let jp = Store::journal_path(dir);
+        let header = ensure_header(dir, header)?;
         let mut songs = BTreeMap::new();
-        let mut len = 0u64;
-        let mut torn_at = None;
-        if jp.exists() {
-            let mut r = std::io::BufReader::new(std::fs::File::open(&jp).map_err(|e| io_err(&jp, e))?);
-            let mut line = Vec::new();
-            let mut n = 0usize;
-            loop {
-                line.clear();
-                let got = r.read_until(b'\n', &mut line).map_err(|e| io_err(&jp, e))?;
-                if got == 0 {
-                    break;
-                }
-                n += 1;
-                let offset = len;
-                len += got as u64;
-                let complete = line.last() == Some(&b'\n');
-                if line.iter().all(|b| b.is_ascii_whitespace()) {
-                    continue;
-                }
-                match serde_json::from_slice::<Entry>(&line) {
-                    Ok(Entry::Put { song }) => {
-                        if song.vector.len() != header.dim {
-                            return Err(IndexError::Incompatible { path: jp, reason: format!("line {n}: vector of {} values, store dim {}", song.vector.len(), header.dim) });
-                        }
-                        songs.insert(song.id, SongMeta { size: song.size, mtime: song.mtime, offset });
-                    }
-                    Ok(Entry::Del { id }) => {
-                        songs.remove(&id);
-                    }
-                    // A torn final line from an interrupted write: the record was never committed.
-                    Err(_) if !complete => torn_at = Some(offset),
-                    Err(e) => return Err(IndexError::Incompatible { path: jp, reason: format!("line {n}: {e}") }),
-                }
+        let scan = scan_journal(dir, header.dim, |e, offset| match e {
+            Entry::Put { song } => {
+                songs.insert(song.id.clone(), SongMeta::of(&song, offset));
             }
-        }
-        if let Some(at) = torn_at {
-            // Cut the torn line off, so a second interruption cannot leave it in the middle of the journal.
+            Entry::Del { id } => {
+                songs.remove(&id);
+            }
+        })?;
+        Self::attach(dir, header, songs, scan)
+    }
+
+    /// A writer over a scanned journal: cuts a torn last line off (so a second interruption cannot leave
+    /// it in the middle of the journal) and opens the journal for appending.
+    fn attach(dir: &Path, header: StoreHeader, songs: BTreeMap<String, SongMeta>, scan: JournalScan) -> Result<StoreWriter> {
+        let jp = Store::journal_path(dir);
+        let mut len = scan.len;
+        if let Some(at) = scan.torn_at {
             truncate(&jp, at)?;
             len = at;
         }
@@ -336,14 +282,13 @@ impl StoreWriter {
         self.songs.keys().map(String::as_str)
     }
 
-    fn append(&mut self, e: &Entry) -> Result<u64> {
+    fn append(&mut self, e: &Entry) -> Result<()> {
         let jp = Store::journal_path(&self.dir);
         let mut line = serde_json::to_vec(e).map_err(|e| io_err(&jp, e))?;
         line.push(b'\n');
         self.journal.write_all(&line).map_err(|e| io_err(&jp, e))?;
-        let at = self.len;
         self.len += line.len() as u64;
-        Ok(at)
+        Ok(())
     }
 
     /// Adds or replaces a song (appended to the journal; durable after [`StoreWriter::sync`]).
@@ -351,10 +296,10 @@ impl StoreWriter {
         if song.vector.len() != self.header.dim {
             return Err(IndexError::Invalid(format!("{}: vector has {} values, store dim {}", song.id, song.vector.len(), self.header.dim)));
         }
-        let (size, mtime) = (song.size, song.mtime);
         let id = song.id.clone();
-        let offset = self.append(&Entry::Put { song: Box::new(song) })?;
-        self.songs.insert(id, SongMeta { size, mtime, offset });
+        let meta = SongMeta::of(&song, self.len);
+        self.append(&Entry::Put { song: Box::new(song) })?;
+        self.songs.insert(id, meta);
         Ok(())
     }
 
@@ -419,6 +364,84 @@ impl StoreWriter {
         self.len = self.journal.metadata().map_err(|e| io_err(&jp, e))?.len();
         Ok(())
     }
+}
+
+/// Reads and checks `store.json`.
+fn read_header(dir: &Path) -> Result<StoreHeader> {
+    let hp = Store::header_path(dir);
+    let b = std::fs::read(&hp)
+        .map_err(|e| IndexError::Io { path: hp.clone(), reason: format!("not a soundalike store ({e}); make one with `soundalike embed`") })?;
+    let header: StoreHeader = serde_json::from_slice(&b).map_err(|e| IndexError::Incompatible { path: hp.clone(), reason: e.to_string() })?;
+    if header.format_version != STORE_FORMAT_VERSION {
+        return Err(IndexError::Incompatible {
+            path: hp,
+            reason: format!("store format {} but this soundalike reads {STORE_FORMAT_VERSION}", header.format_version),
+        });
+    }
+    Ok(header)
+}
+
+/// The header of the store at `dir`, which must match `header`'s model and settings; a missing store is
+/// created with `header`.
+fn ensure_header(dir: &Path, header: StoreHeader) -> Result<StoreHeader> {
+    let hp = Store::header_path(dir);
+    if !hp.exists() {
+        std::fs::create_dir_all(dir).map_err(|e| io_err(dir, e))?;
+        write_atomic(&hp, &serde_json::to_vec_pretty(&header).map_err(|e| io_err(&hp, e))?)?;
+        return Ok(header);
+    }
+    let h = read_header(dir)?;
+    if h.model_fingerprint != header.model_fingerprint || h.frontend != header.frontend || h.dim != header.dim {
+        return Err(IndexError::Incompatible {
+            path: hp,
+            reason: format!(
+                "store was made by model {} ({}), not {} ({}); use another --out folder or delete it",
+                h.model_name, h.model_fingerprint, header.model_name, header.model_fingerprint
+            ),
+        });
+    }
+    Ok(h)
+}
+
+/// What [`scan_journal`] saw: the journal's length and where a torn last line starts, if any.
+struct JournalScan {
+    len: u64,
+    torn_at: Option<u64>,
+}
+
+/// Streams `songs.jsonl`, calling `on` with each record and the byte offset of its line. A final line
+/// without its newline that does not parse is a write cut short (never committed) and is skipped; any
+/// other bad line, or a vector of the wrong width, is an error naming the line.
+fn scan_journal(dir: &Path, dim: usize, mut on: impl FnMut(Entry, u64)) -> Result<JournalScan> {
+    use std::io::BufRead;
+    let jp = Store::journal_path(dir);
+    let mut scan = JournalScan { len: 0, torn_at: None };
+    if !jp.exists() {
+        return Ok(scan);
+    }
+    let mut r = std::io::BufReader::new(std::fs::File::open(&jp).map_err(|e| io_err(&jp, e))?);
+    let mut line = Vec::new();
+    for n in 1.. {
+        line.clear();
+        let got = r.read_until(b'\n', &mut line).map_err(|e| io_err(&jp, e))?;
+        if got == 0 {
+            break;
+        }
+        let offset = scan.len;
+        scan.len += got as u64;
+        if line.iter().all(|b| b.is_ascii_whitespace()) {
+            continue;
+        }
+        match serde_json::from_slice::<Entry>(&line) {
+            Ok(Entry::Put { song }) if song.vector.len() != dim => {
+                return Err(IndexError::Incompatible { path: jp, reason: format!("line {n}: vector of {} values, store dim {dim}", song.vector.len()) });
+            }
+            Ok(e) => on(e, offset),
+            Err(_) if line.last() != Some(&b'\n') => scan.torn_at = Some(offset),
+            Err(e) => return Err(IndexError::Incompatible { path: jp, reason: format!("line {n}: {e}") }),
+        }
+    }
+    Ok(scan)
 }
 
 fn truncate(path: &Path, len: u64) -> Result<()> {

@@ -84,14 +84,7 @@ pub fn query(a: QueryArgs) -> Result<ExitCode> {
         describe.push(file.display().to_string());
     }
     let query = cat.centroid(&seeds, &extra.iter().map(Vec::as_slice).collect::<Vec<_>>());
-    let filters = Filters {
-        exclude: seed_songs.iter().map(|s| s.id.clone()).collect(),
-        genre: a.genre.clone(),
-        same_genres: a.same_genre.then(|| seed_songs.iter().filter_map(|s| s.genre.clone()).collect()),
-        exclude_artists: if a.exclude_same_artist { seed_songs.iter().filter_map(|s| s.artist.clone()).collect() } else { vec![] },
-        exclude_groups: if a.exclude_same_group { seed_songs.iter().filter_map(|s| s.group.clone()).collect() } else { vec![] },
-        max_per_album: a.max_per_album,
-    };
+    let filters = Filters::around(&seed_songs, a.genre.clone(), a.same_genre, a.exclude_same_artist, a.exclude_same_group, a.max_per_album);
     if a.same_genre && filters.same_genres.as_ref().is_some_and(|g| g.is_empty()) {
         bail!("--same-genre: the query songs have no genre in the store (embed with --labels CSV that has a genre column)");
     }

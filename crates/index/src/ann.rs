@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::io_err;
 use crate::flat::FlatGraph;
-use crate::search::Hit;
+use crate::search::{rank, Hit};
 use crate::store::write_atomic;
 use crate::{IndexError, Result};
 
@@ -73,7 +73,7 @@ impl Distance<f32> for CosineDistance {
 /// An HNSW graph over L2-normalised vectors (distance = 1 - cosine). Each vector sits in a *slot*
 /// (0, 1, 2, ... in insertion order) with an optional caller-defined key. Vectors can be added after the
 /// build; removed ones become tombstones that every search skips (hnsw_rs cannot unlink a node), and the
-/// owner rebuilds when [`AnnIndex::dead_fraction`] grows large.
+/// owner rebuilds when they pile up (`sync_index`: past [`crate::REBUILD_DEAD_FRACTION`]).
 pub struct AnnIndex {
     /// hnsw_rs's graph: needed to insert and to save; `None` once released for search-only use.
     hnsw: Option<Hnsw<'static, f32, CosineDistance>>,
@@ -184,11 +184,6 @@ impl AnnIndex {
         self.keys.len()
     }
 
-    /// Share of the graph's slots that are tombstones.
-    pub fn dead_fraction(&self) -> f64 {
-        if self.keys.is_empty() { 0.0 } else { self.n_dead as f64 / self.keys.len() as f64 }
-    }
-
     /// Live slots with their keys.
     pub fn live(&self) -> impl Iterator<Item = (usize, &str)> {
         self.keys.iter().enumerate().filter(|(i, _)| !self.dead[*i]).map(|(i, k)| (i, k.as_str()))
@@ -233,7 +228,7 @@ impl AnnIndex {
         };
         let mut hits: Vec<Hit> =
             found.into_iter().filter(|nb| keep(nb.d_id)).map(|nb| Hit { row: nb.d_id, score: 1.0 - nb.distance }).collect();
-        hits.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.row.cmp(&b.row)));
+        rank(&mut hits, usize::MAX);
         hits.dedup_by_key(|h| h.row);
         hits.truncate(k);
         Ok(hits)

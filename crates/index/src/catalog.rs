@@ -1,7 +1,7 @@
 //! A store opened for searching: songs, their vectors as one matrix, and (for large libraries) the HNSW
 //! index kept in step with the store incrementally. What `query`, `demo` and `serve` share.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use crate::search::{exact_search, Hit};
@@ -57,11 +57,11 @@ pub fn sync_index(store: &Store, params: &AnnParams) -> Result<(AnnIndex, IndexU
     let mut update = IndexUpdate::default();
     let index = match existing {
         Some(mut ix) => {
-            let want: HashMap<String, &SongRecord> = songs.iter().map(|s| (song_key(s), *s)).collect();
+            let want: HashSet<String> = songs.iter().map(|s| song_key(s)).collect();
             let mut have: HashMap<String, usize> = HashMap::new();
             let mut stale = Vec::new();
             for (slot, key) in ix.live() {
-                if want.contains_key(key) && !have.contains_key(key) {
+                if want.contains(key) && !have.contains_key(key) {
                     have.insert(key.to_string(), slot);
                 } else {
                     stale.push(slot);
@@ -90,9 +90,8 @@ pub fn sync_index(store: &Store, params: &AnnParams) -> Result<(AnnIndex, IndexU
         Some(ix) => ix,
         None => {
             update.rebuilt = true;
-            let mut m = Vec::with_capacity(songs.len() * h.dim);
-            songs.iter().for_each(|s| m.extend_from_slice(&s.vector));
-            AnnIndex::build_keyed(&m, h.dim, params, songs.iter().map(|s| song_key(s)).collect())?
+            let (m, rows) = store.matrix();
+            AnnIndex::build_keyed(&m, h.dim, params, rows.iter().map(|s| song_key(s)).collect())?
         }
     };
     if update.changed() {
@@ -139,6 +138,30 @@ pub struct Filters {
     pub max_per_album: Option<usize>,
 }
 
+impl Filters {
+    /// The filters a request around `seeds` (the query songs) asks for: never the seeds themselves; with
+    /// `same_genre`, only songs sharing a seed's genre; with `exclude_same_artist` / `exclude_same_group`,
+    /// none by the seeds' artists / of their groups.
+    pub fn around(
+        seeds: &[&SongRecord],
+        genre: Option<String>,
+        same_genre: bool,
+        exclude_same_artist: bool,
+        exclude_same_group: bool,
+        max_per_album: Option<usize>,
+    ) -> Filters {
+        let of = |f: fn(&SongRecord) -> &Option<String>| seeds.iter().filter_map(|s| f(s).clone()).collect::<Vec<String>>();
+        Filters {
+            exclude: seeds.iter().map(|s| s.id.clone()).collect(),
+            genre,
+            same_genres: same_genre.then(|| of(|s| &s.genre)),
+            exclude_artists: if exclude_same_artist { of(|s| &s.artist) } else { vec![] },
+            exclude_groups: if exclude_same_group { of(|s| &s.group) } else { vec![] },
+            max_per_album,
+        }
+    }
+}
+
 fn eq(a: Option<&str>, b: &str) -> bool {
     a.is_some_and(|a| a.eq_ignore_ascii_case(b))
 }
@@ -177,7 +200,7 @@ impl Catalog {
             s.vector = Vec::new();
         }
         let (mut slot_row, mut index, mut index_update) = (Vec::new(), None, None);
-        if let Some((ix, up)) = synced {
+        if let Some((mut ix, up)) = synced {
             let row_of: HashMap<String, usize> = songs.iter().enumerate().map(|(i, s)| (song_key(s), i)).collect();
             slot_row = vec![None; ix.slots()];
             for (slot, key) in ix.live() {
@@ -185,7 +208,6 @@ impl Catalog {
                     slot_row[slot] = Some(r);
                 }
             }
-            let mut ix = ix;
             // Searching needs only the flat arrays; hnsw_rs's graph (several times their size) goes.
             ix.release_graph();
             index = Some(ix);
@@ -227,6 +249,11 @@ impl Catalog {
     /// A song by id.
     pub fn get(&self, id: &str) -> Option<&SongRecord> {
         self.row(id).map(|r| &self.songs[r])
+    }
+
+    /// Whether any song has genre `g` (case-insensitive, as the filters compare).
+    pub fn has_genre(&self, g: &str) -> bool {
+        self.songs.iter().any(|s| eq(s.genre.as_deref(), g))
     }
 
     /// The vector of row `row`.

@@ -14,7 +14,7 @@ use std::collections::{BinaryHeap, HashMap};
 use hnsw_rs::prelude::*;
 
 use crate::ann::CosineDistance;
-use crate::search::Hit;
+use crate::search::{rank, Hit};
 
 /// A float ordered by `total_cmp`, for heaps.
 #[derive(Clone, Copy, PartialEq)]
@@ -174,8 +174,7 @@ impl FlatGraph {
                 }
             }
             let mut hits: Vec<Hit> = best.into_iter().map(|(D(d), s)| Hit { row: s as usize, score: 1.0 - d }).collect();
-            hits.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.row.cmp(&b.row)));
-            hits.truncate(k);
+            rank(&mut hits, k);
             hits
         })
     }

@@ -20,7 +20,12 @@ pub fn exact_search(vectors: &[f32], dim: usize, query: &[f32], k: usize, keep: 
         .filter(|(i, _)| keep(*i))
         .map(|(row, v)| Hit { row, score: dot(v, query) })
         .collect();
+    rank(&mut hits, k);
+    hits
+}
+
+/// Best first (ties by row), at most `k`: the one order every search returns.
+pub(crate) fn rank(hits: &mut Vec<Hit>, k: usize) {
     hits.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.row.cmp(&b.row)));
     hits.truncate(k);
-    hits
 }

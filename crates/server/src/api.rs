@@ -165,7 +165,7 @@ async fn song(State(st): St, q: Result<Query<IdQ>, QueryRejection>) -> ApiResult
     probs.sort_by(|a, b| b.1.total_cmp(&a.1));
     v["probabilities"] = json!(probs.iter().take(5).map(|(l, p)| json!({"label": l, "p": p})).collect::<Vec<_>>());
     v["fingerprint"] = json!(s.fingerprint);
-    v["audio"] = json!(format!("/api/audio?id={}", urlencode(&s.id)));
+    v["audio"] = json!(audio_url(&s.id));
     Ok(Json(v))
 }
 
@@ -201,20 +201,11 @@ fn recommend(st: &AppState, rows: &[usize], extra: Option<&[f32]>, o: SimilarOpt
         return Err(bad("max_per_album must be at least 1"));
     }
     let genre = o.genre.filter(|g| !g.trim().is_empty());
-    if let Some(g) = &genre {
-        if !cat.songs().iter().any(|s| s.genre.as_deref().is_some_and(|x| x.eq_ignore_ascii_case(g))) {
-            return Err(bad(format!("no song in this library has genre {g:?} (see /api/stats)")));
-        }
+    if let Some(g) = genre.as_deref().filter(|g| !cat.has_genre(g)) {
+        return Err(bad(format!("no song in this library has genre {g:?} (see /api/stats)")));
     }
     let seeds: Vec<&SongRecord> = rows.iter().map(|&r| &cat.songs()[r]).collect();
-    let filters = Filters {
-        exclude: seeds.iter().map(|s| s.id.clone()).collect(),
-        genre,
-        same_genres: o.same_genre.then(|| seeds.iter().filter_map(|s| s.genre.clone()).collect()),
-        exclude_artists: if o.exclude_same_artist { seeds.iter().filter_map(|s| s.artist.clone()).collect() } else { vec![] },
-        exclude_groups: if o.exclude_same_group { seeds.iter().filter_map(|s| s.group.clone()).collect() } else { vec![] },
-        max_per_album: o.max_per_album,
-    };
+    let filters = Filters::around(&seeds, genre, o.same_genre, o.exclude_same_artist, o.exclude_same_group, o.max_per_album);
     if filters.same_genres.as_ref().is_some_and(|g| g.is_empty()) {
         return Err(bad("same_genre: the query songs have no genre in this library"));
     }
@@ -225,7 +216,7 @@ fn recommend(st: &AppState, rows: &[usize], extra: Option<&[f32]>, o: SimilarOpt
         "query": seeds.iter().map(|s| summary(cat, s)).collect::<Vec<_>>(),
         "results": recs.iter().map(|r| {
             let mut v = serde_json::to_value(r).unwrap_or(Value::Null);
-            v["audio"] = json!(format!("/api/audio?id={}", urlencode(r.id)));
+            v["audio"] = json!(audio_url(r.id));
             v
         }).collect::<Vec<_>>(),
     }))
@@ -341,6 +332,11 @@ async fn audio(State(st): St, q: Result<Query<IdQ>, QueryRejection>, req: Reques
     };
     let res = ServeFile::new(path).oneshot(req).await.map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     Ok(res.map(Body::new))
+}
+
+/// Where the page fetches a song's audio.
+fn audio_url(id: &str) -> String {
+    format!("/api/audio?id={}", urlencode(id))
 }
 
 /// Percent-encodes a query-string value.

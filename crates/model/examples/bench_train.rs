@@ -6,10 +6,10 @@
 
 use std::time::Instant;
 
-use burn::optim::AdamConfig;
 use burn::prelude::*;
 use burn::tensor::activation::softmax;
-use soundalike_model::{train_step, ArchConfig, SoundNet};
+use soundalike_model::data::batch_tensor;
+use soundalike_model::{optimizer, train_step, ArchConfig, SoundNet};
 
 fn peak_rss_mb() -> f64 {
     std::fs::read_to_string("/proc/self/status")
@@ -17,6 +17,15 @@ fn peak_rss_mb() -> f64 {
         .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok()))
         .unwrap_or(0.0)
         / 1024.0
+}
+
+/// Seconds taken by `steps` calls of `step` after 3 untimed warm-up calls (step numbers run on).
+fn time_steps(steps: usize, mut step: impl FnMut(usize)) -> f64 {
+    const WARMUP: usize = 3;
+    (0..WARMUP).for_each(&mut step);
+    let t0 = Instant::now();
+    (WARMUP..WARMUP + steps).for_each(&mut step);
+    t0.elapsed().as_secs_f64()
 }
 
 fn main() {
@@ -46,27 +55,20 @@ fn main() {
         (x, t)
     };
     let dev = Device::flex();
-    let warmup = 3;
     match mode {
         "train" => {
             let ad = dev.clone().autodiff();
             ad.seed(1);
-            let mut model = SoundNet::new(&ArchConfig::default(), k, &ad);
-            let mut optim = AdamConfig::new().with_weight_decay(Some(burn::optim::decay::WeightDecayConfig::new(1e-4))).init();
-            let mut t0 = Instant::now();
+            let mut model = Some(SoundNet::new(&ArchConfig::default(), k, &ad));
+            let mut optim = optimizer(1e-4);
             let mut last = 0.0;
-            for i in 0..warmup + steps {
-                if i == warmup {
-                    t0 = Instant::now();
-                }
+            let s = time_steps(steps, |i| {
                 let (x, t) = batch_at(i);
-                let x = Tensor::<4>::from_data(TensorData::new(x, [batch, 1, h, w]), &ad);
                 let t = Tensor::<2>::from_data(TensorData::new(t, [batch, k]), &ad);
-                let (m, loss, _) = train_step(model, &mut optim, x, t, batch as f32, 2e-3);
-                model = m;
+                let (m, loss, _) = train_step(model.take().expect("model"), &mut optim, batch_tensor(x, batch, h, w, &ad), t, batch as f32, 2e-3);
+                model = Some(m);
                 last = loss;
-            }
-            let s = t0.elapsed().as_secs_f64();
+            });
             println!(
                 "{{\"tool\": \"soundalike (burn flex)\", \"mode\": \"train\", \"batch\": {batch}, \"steps\": {steps}, \"tiles_per_s\": {:.1}, \"final_loss\": {last:.4}, \"peak_rss_mb\": {:.0}}}",
                 (steps * batch) as f64 / s,
@@ -77,34 +79,25 @@ fn main() {
             // Inference runs on weights as trained; their values do not change the speed.
             let net = SoundNet::new(&ArchConfig::default(), k, &dev).valid();
             let folded = net.fold_batch_norm();
-            let mut out = Vec::new();
-            for variant in ["batch norm", "folded"] {
-                let mut t0 = Instant::now();
-                let mut sink = 0f32;
-                for i in 0..warmup + steps {
-                    if i == warmup {
-                        t0 = Instant::now();
-                    }
-                    let (x, _) = batch_at(i);
-                    let x = Tensor::<4>::from_data(TensorData::new(x, [batch, 1, h, w]), &dev);
-                    let (emb, logits) = if variant == "folded" {
-                        let e = folded.forward_embedding(x);
-                        (e.clone(), folded.head_logits(e))
-                    } else {
-                        let e = net.forward_embedding(x);
-                        (e.clone(), net.head_logits(e))
-                    };
-                    let e = emb.into_data().try_into_vec::<f32>().unwrap();
-                    let p = softmax(logits, 1).into_data().try_into_vec::<f32>().unwrap();
-                    sink += e[0] + p[0];
-                }
-                let s = t0.elapsed().as_secs_f64();
-                std::hint::black_box(sink);
-                out.push(format!("\"{}\": {:.1}", if variant == "folded" { "tiles_per_s_folded" } else { "tiles_per_s" }, (steps * batch) as f64 / s));
-            }
+            let mut sink = 0f32;
+            let mut run = |emb: Tensor<2>, logits: Tensor<2>| {
+                let e = emb.into_data().try_into_vec::<f32>().unwrap();
+                let p = softmax(logits, 1).into_data().try_into_vec::<f32>().unwrap();
+                sink += e[0] + p[0];
+            };
+            let plain = time_steps(steps, |i| {
+                let e = net.forward_embedding(batch_tensor(batch_at(i).0, batch, h, w, &dev));
+                run(e.clone(), net.head_logits(e));
+            });
+            let fold = time_steps(steps, |i| {
+                let e = folded.forward_embedding(batch_tensor(batch_at(i).0, batch, h, w, &dev));
+                run(e.clone(), folded.head_logits(e));
+            });
+            std::hint::black_box(sink);
             println!(
-                "{{\"tool\": \"soundalike (burn flex)\", \"mode\": \"infer\", \"batch\": {batch}, \"steps\": {steps}, {}, \"peak_rss_mb\": {:.0}}}",
-                out.join(", "),
+                "{{\"tool\": \"soundalike (burn flex)\", \"mode\": \"infer\", \"batch\": {batch}, \"steps\": {steps}, \"tiles_per_s\": {:.1}, \"tiles_per_s_folded\": {:.1}, \"peak_rss_mb\": {:.0}}}",
+                (steps * batch) as f64 / plain,
+                (steps * batch) as f64 / fold,
                 peak_rss_mb()
             );
         }

@@ -16,7 +16,7 @@ pub use bundle::{load_config, load_model, save_model, LoadedModel, ModelConfig, 
 pub use eval::{evaluate, EvalReport};
 pub use infer::{l2_normalise, SongEmbedding};
 pub use model::{ArchConfig, FoldedNet, SoundNet};
-pub use train::{train, train_step, LabelledSong, Progress, TrainOptions, TrainSummary};
+pub use train::{optimizer, train, train_step, LabelledSong, Progress, TrainOptions, TrainSummary};
 
 pub use burn::prelude::Device;
 

@@ -148,10 +148,12 @@ impl SoundNet {
                 let scale = bn.gamma.val().div(bn.running_var.value().add_scalar(bn.epsilon).sqrt());
                 let [cout, ..] = b.conv.weight.val().dims();
                 let w = b.conv.weight.val().mul(scale.clone().reshape([cout, 1, 1, 1]));
-                let mut bias = bn.beta.val().sub(bn.running_mean.value().mul(scale));
-                if let Some(b0) = &b.conv.bias {
-                    bias = bias.add(b0.val().mul(bn.gamma.val().div(bn.running_var.value().add_scalar(bn.epsilon).sqrt())));
-                }
+                // BN(conv(x) + b0) = conv(x) * scale + beta - (mean - b0) * scale.
+                let shift = match &b.conv.bias {
+                    Some(b0) => bn.running_mean.value().sub(b0.val()),
+                    None => bn.running_mean.value(),
+                };
+                let bias = bn.beta.val().sub(shift.mul(scale));
                 let mut conv = b.conv.clone();
                 conv.weight = Param::from_tensor(w);
                 conv.bias = Some(Param::from_tensor(bias));

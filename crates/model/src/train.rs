@@ -147,6 +147,11 @@ fn io_err(p: &Path, e: impl std::fmt::Display) -> ModelError {
 ///
 /// `stop(epoch)` is asked after each epoch's checkpoint; `true` ends the run there (interruptions, tests).
 ///
+/// The optimiser training uses: Adam with L2 weight decay.
+pub fn optimizer(weight_decay: f32) -> ModuleOptimizer {
+    AdamConfig::new().with_weight_decay(Some(burn::optim::decay::WeightDecayConfig::new(weight_decay))).init()
+}
+
 /// One optimiser step on a batch (`x` and the weighted one-hot `target` on an autodiff device; `wsum` the
 /// sum of the target weights): weighted cross-entropy, backward, Adam. Returns the updated model, the
 /// loss and the logits.
@@ -192,9 +197,7 @@ pub fn train(
     let state_path = ckpt_root.join("state.json");
 
     let mut model = SoundNet::new(&config.arch, k, &ad);
-    let mut optim = AdamConfig::new()
-        .with_weight_decay(Some(burn::optim::decay::WeightDecayConfig::new(opts.weight_decay)))
-        .init();
+    let mut optim = optimizer(opts.weight_decay);
     let mut state = TrainState { epochs_done: 0, best_val_loss: f64::INFINITY, best_epoch: 0, history: vec![], options: opts.clone(), checkpoint: String::new() };
     if resume && state_path.exists() {
         let b = std::fs::read(&state_path).map_err(|e| io_err(&state_path, e))?;

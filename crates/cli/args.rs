@@ -268,6 +268,25 @@ pub struct AnnArgs {
     /// HNSW search candidate list.
     #[arg(long, default_value_t = 64)]
     pub ef_search: usize,
+    /// Who builds the graph: soundalike's own construction, or hnsw_rs (slower; same search and file).
+    #[arg(long, value_enum, default_value = "native")]
+    pub builder: BuilderArg,
+}
+
+/// `--builder` values.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum BuilderArg {
+    Native,
+    HnswRs,
+}
+
+impl From<BuilderArg> for soundalike_index::Builder {
+    fn from(b: BuilderArg) -> Self {
+        match b {
+            BuilderArg::Native => soundalike_index::Builder::Native,
+            BuilderArg::HnswRs => soundalike_index::Builder::HnswRs,
+        }
+    }
 }
 
 #[derive(Args, Debug)]

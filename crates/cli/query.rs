@@ -10,7 +10,7 @@ use soundalike_index::{sync_index, AnnParams, Catalog, Filters, IndexUpdate, Met
 use crate::args::{AnnArgs, DemoArgs, EmbedArgs, IndexArgs, LabelArgs, QueryArgs};
 
 fn params(a: &AnnArgs) -> AnnParams {
-    AnnParams { m: a.m, ef_construction: a.ef_construction, ef_search: a.ef_search }
+    AnnParams { m: a.m, ef_construction: a.ef_construction, ef_search: a.ef_search, builder: a.builder.into() }
 }
 
 pub fn index(a: IndexArgs) -> Result<ExitCode> {

@@ -1,13 +1,16 @@
 //! ANN benchmark on synthetic unit vectors (or a .npy matrix): build time, memory, and for several ef:
 //! recall@10 against exact search and single-thread queries/s. Prints JSON. Driven by scripts/bench_ann.sh.
 //!
-//! cargo run --release -p soundalike-index --example bench_ann -- N DIM QUERIES [vectors.f32]
+//! cargo run --release -p soundalike-index --example bench_ann -- N DIM QUERIES [vectors.f32|-] [native|hnsw-rs]
 
 use std::time::Instant;
 
-use soundalike_index::{exact_search, normalise, AnnIndex, AnnParams};
+use soundalike_index::{exact_search, normalise, AnnIndex, AnnParams, Builder};
 
 mod common;
+
+/// Search lists tried (the same in scripts/bench_ann.sh for hnswlib and faiss).
+const EFS: [usize; 8] = [10, 20, 40, 80, 160, 320, 640, 1280];
 use common::rss_kb;
 
 fn main() {
@@ -16,7 +19,8 @@ fn main() {
     let dim: usize = a.get(1).and_then(|s| s.parse().ok()).unwrap_or(128);
     let nq: usize = a.get(2).and_then(|s| s.parse().ok()).unwrap_or(1000);
     // Vectors: raw little-endian f32 file (from the Python driver, so every library sees the same data).
-    let v: Vec<f32> = match a.get(3) {
+    let builder = if a.get(4).map(String::as_str) == Some("hnsw-rs") { Builder::HnswRs } else { Builder::Native };
+    let v: Vec<f32> = match a.get(3).filter(|p| *p != "-") {
         Some(p) => std::fs::read(p).expect("vectors file").chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
         None => {
             let mut x = 0x2545_F491_4F6C_DD1Du64;
@@ -30,13 +34,13 @@ fn main() {
     let nb = n - nq;
     let rss0 = rss_kb();
     let t = Instant::now();
-    let params = AnnParams { m: 16, ef_construction: 200, ef_search: 10 };
+    let params = AnnParams { m: 16, ef_construction: 200, ef_search: 10, builder };
     let mut idx = AnnIndex::build(base, dim, &params).expect("build");
     let build_s = t.elapsed().as_secs_f64();
     let mem_mb = (rss_kb().saturating_sub(rss0)) as f64 / 1024.0;
     let truth: Vec<Vec<usize>> = queries.chunks_exact(dim).map(|q| exact_search(base, dim, q, 10, &|_| true).into_iter().map(|h| h.row).collect()).collect();
     let mut rows = Vec::new();
-    for ef in [10, 20, 40, 80, 160, 320] {
+    for ef in EFS {
         idx.params.ef_search = ef;
         let t = Instant::now();
         let mut hits = 0usize;
@@ -48,8 +52,10 @@ fn main() {
         rows.push(format!("{{\"ef\": {ef}, \"recall_at_10\": {:.4}, \"qps\": {:.0}}}", hits as f64 / (10 * nq) as f64, nq as f64 / s));
     }
     println!(
-        "{{\"tool\": \"soundalike (hnsw_rs)\", \"n\": {nb}, \"dim\": {dim}, \"m\": 16, \"ef_construction\": 200, \"build_seconds\": {build_s:.2}, \"index_mem_mb\": {mem_mb:.1}, \"search_mem_mb\": {:.1}, \"raw_vectors_mb\": {:.1}, \"results\": [{}]}}",
-        idx.flat_bytes() as f64 / 1e6,
+        "{{\"tool\": \"soundalike ({})\", \"n\": {nb}, \"dim\": {dim}, \"m\": 16, \"ef_construction\": 200, \"build_seconds\": {build_s:.2}, \"index_mem_mb\": {mem_mb:.1}, \"search_mem_mb\": {:.1}, \"mean_layer0_links\": {:.1}, \"raw_vectors_mb\": {:.1}, \"results\": [{}]}}",
+        if builder == Builder::Native { "native build" } else { "hnsw_rs build" },
+        idx.heap_bytes() as f64 / 1e6,
+        idx.mean_degree(),
         (nb * dim * 4) as f64 / 1e6,
         rows.join(", ")
     );

@@ -1,37 +1,56 @@
-//! HNSW (hnsw_rs) behind a validating wrapper. hnsw_rs exits the process on some bad parameters and its
-//! reloaded graph borrows from its loader; this type checks parameters first and owns everything.
+//! The HNSW index behind the project's own type: parameters checked before anything is built (hnsw_rs
+//! exits the process on some bad ones), keys and tombstones per slot, and one checksummed file per store.
+//! The graph is built by [`crate::graph`] by default, or by hnsw_rs (`Builder::HnswRs`) and copied into
+//! the same arrays; either way searches run on those arrays.
 
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use hnsw_rs::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::error::io_err;
-use crate::flat::FlatGraph;
-use crate::search::{rank, Hit};
-use crate::store::write_atomic;
+use crate::graph::Graph;
+use crate::search::Hit;
+use crate::store::write_atomic_with;
 use crate::{IndexError, Result};
 
 /// Below this many vectors the graph is built on one thread, deterministically.
 pub const PARALLEL_BUILD_ABOVE: usize = 20_000;
 
-/// Version of the saved index format.
-pub const INDEX_FORMAT_VERSION: u32 = 3;
+/// Version of the saved index format (4: the graph's own arrays in one checksummed file).
+pub const INDEX_FORMAT_VERSION: u32 = 4;
+
+const MAGIC: &[u8] = b"soundalike index\n";
+
+/// Who builds the graph. Searches, inserts and the saved file are the same either way.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Builder {
+    /// soundalike's own construction on flat arrays (hnswlib's algorithm; several times faster to build).
+    #[default]
+    Native,
+    /// hnsw_rs builds it; its graph is then copied into the flat arrays and dropped.
+    HnswRs,
+}
 
 /// HNSW parameters.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AnnParams {
-    /// Links per node (hnsw_rs: `max_nb_connection`, 2..=255).
+    /// Links per node on the upper layers (twice as many on layer 0), 2..=255.
     pub m: usize,
     /// Candidate list size while building.
     pub ef_construction: usize,
     /// Candidate list size while searching (raised to at least k).
     pub ef_search: usize,
+    /// Who builds the graph.
+    #[serde(default)]
+    pub builder: Builder,
 }
 
 impl Default for AnnParams {
     fn default() -> Self {
-        AnnParams { m: 24, ef_construction: 200, ef_search: 64 }
+        AnnParams { m: 24, ef_construction: 200, ef_search: 64, builder: Builder::Native }
     }
 }
 
@@ -59,8 +78,8 @@ struct IndexMeta {
     dead: Vec<usize>,
 }
 
-/// `1 - cosine` for L2-normalised vectors, clamped at 0. (anndists' `DistDot` asserts `1 - dot >= 0`,
-/// which rounding breaks for a vector and itself: a panic on valid input.)
+/// `1 - cosine` for L2-normalised vectors, clamped at 0, for hnsw_rs. (anndists' `DistDot` asserts
+/// `1 - dot >= 0`, which rounding breaks for a vector and itself: a panic on valid input.)
 #[derive(Default, Clone, Copy, Debug)]
 pub struct CosineDistance;
 
@@ -72,17 +91,13 @@ impl Distance<f32> for CosineDistance {
 
 /// An HNSW graph over L2-normalised vectors (distance = 1 - cosine). Each vector sits in a *slot*
 /// (0, 1, 2, ... in insertion order) with an optional caller-defined key. Vectors can be added after the
-/// build; removed ones become tombstones that every search skips (hnsw_rs cannot unlink a node), and the
-/// owner rebuilds when they pile up (`sync_index`: past [`crate::REBUILD_DEAD_FRACTION`]).
+/// build; removed ones become tombstones that every search skips (an HNSW node cannot be unlinked
+/// cheaply), and the owner rebuilds when they pile up (`sync_index`: past [`crate::REBUILD_DEAD_FRACTION`]).
 pub struct AnnIndex {
-    /// hnsw_rs's graph: needed to insert and to save; `None` once released for search-only use.
-    hnsw: Option<Hnsw<'static, f32, CosineDistance>>,
-    dim: usize,
+    graph: Graph,
     keys: Vec<String>,
     dead: Vec<bool>,
     n_dead: usize,
-    /// The graph as flat arrays for fast search; `None` after inserts until [`AnnIndex::refresh`].
-    flat: Option<FlatGraph>,
     /// Parameters.
     pub params: AnnParams,
 }
@@ -105,56 +120,46 @@ impl AnnIndex {
         if keys.len() != n {
             return Err(IndexError::Invalid(format!("{} keys for {n} vectors", keys.len())));
         }
-        // hnsw_rs only dumps graphs made with its maximum layer count (16); layers are used as needed.
-        let hnsw = Hnsw::<f32, CosineDistance>::new(params.m, n.max(1), 16, params.ef_construction, CosineDistance);
-        let data: Vec<(&[f32], usize)> = vectors.chunks_exact(dim).enumerate().map(|(i, v)| (v, i)).collect();
-        // Small libraries: insert in order, so the graph is the same on every run (parallel insertion
-        // depends on thread timing, and once in CI it left a 139-point graph where a vector missed itself).
-        if n < PARALLEL_BUILD_ABOVE {
-            data.iter().for_each(|&(v, i)| hnsw.insert_slice((v, i)));
-        } else {
-            hnsw.parallel_insert_slice(&data);
-        }
-        let mut hnsw = hnsw;
-        hnsw.set_searching_mode(true);
-        let flat = FlatGraph::from_hnsw(&hnsw, n, dim);
-        Ok(AnnIndex { hnsw: Some(hnsw), dim, dead: vec![false; n], n_dead: 0, keys, flat, params: params.clone() })
+        // Small libraries are built in order, so the graph is the same on every run (parallel insertion
+        // depends on thread timing).
+        let parallel = n >= PARALLEL_BUILD_ABOVE;
+        let graph = match params.builder {
+            Builder::Native => Graph::build(vectors.to_vec(), dim, params.m, params.ef_construction, parallel),
+            Builder::HnswRs => {
+                // hnsw_rs only dumps graphs made with its maximum layer count (16); layers are used as needed.
+                let hnsw = Hnsw::<f32, CosineDistance>::new(params.m, n.max(1), 16, params.ef_construction, CosineDistance);
+                let data: Vec<(&[f32], usize)> = vectors.chunks_exact(dim).enumerate().map(|(i, v)| (v, i)).collect();
+                if parallel {
+                    hnsw.parallel_insert_slice(&data);
+                } else {
+                    data.iter().for_each(|&(v, i)| hnsw.insert_slice((v, i)));
+                }
+                Graph::from_hnsw(&hnsw, n, dim, params.m, params.ef_construction)
+                    .ok_or_else(|| IndexError::Invalid("hnsw_rs returned a graph that does not hold every vector once".into()))?
+            }
+        };
+        Ok(AnnIndex { graph, dead: vec![false; n], n_dead: 0, keys, params: params.clone() })
     }
 
     /// Adds one vector with its key; returns its slot.
     pub fn insert(&mut self, vector: &[f32], key: String) -> Result<usize> {
-        if vector.len() != self.dim {
-            return Err(IndexError::Invalid(format!("vector has {} values, index dim {}", vector.len(), self.dim)));
+        if vector.len() != self.graph.dim() {
+            return Err(IndexError::Invalid(format!("vector has {} values, index dim {}", vector.len(), self.graph.dim())));
         }
-        let slot = self.keys.len();
-        let hnsw = self.hnsw.as_ref().ok_or_else(|| IndexError::Invalid("index opened for search only; reload it to insert".into()))?;
-        hnsw.insert_slice((vector, slot));
+        let slot = self.graph.insert(vector) as usize;
         self.keys.push(key);
         self.dead.push(false);
-        self.flat = None;
         Ok(slot)
     }
 
-    /// Re-copies the graph into the flat search arrays after inserts (searches fall back to hnsw_rs's
-    /// own, slower search until then).
-    pub fn refresh(&mut self) {
-        if let (None, Some(h)) = (&self.flat, &self.hnsw) {
-            self.flat = FlatGraph::from_hnsw(h, self.keys.len(), self.dim);
-        }
+    /// Bytes held by the graph (vectors and links).
+    pub fn heap_bytes(&self) -> usize {
+        self.graph.heap_bytes()
     }
 
-    /// Frees hnsw_rs's own graph and keeps only the flat search arrays (vectors and links): what a
-    /// search-only user (`query`, `serve`) needs. Inserting or saving afterwards is an error. A no-op if
-    /// the flat arrays are missing.
-    pub fn release_graph(&mut self) {
-        if self.flat.is_some() {
-            self.hnsw = None;
-        }
-    }
-
-    /// Bytes held by the flat search arrays (vectors and links), 0 when not built.
-    pub fn flat_bytes(&self) -> usize {
-        self.flat.as_ref().map_or(0, FlatGraph::heap_bytes)
+    /// Mean number of links per slot on layer 0.
+    pub fn mean_degree(&self) -> f64 {
+        self.graph.mean_degree()
     }
 
     /// Tombstones a slot: searches skip it from now on. Returns whether it was live.
@@ -191,11 +196,10 @@ impl AnnIndex {
 
     /// Vector width.
     pub fn dim(&self) -> usize {
-        self.dim
+        self.graph.dim()
     }
 
-    /// Approximate top-k live slots by cosine (no filter: hnsw_rs's plain, faster search unless there are
-    /// tombstones to skip).
+    /// Approximate top-k live slots by cosine.
     pub fn search_all(&self, query: &[f32], k: usize) -> Result<Vec<Hit>> {
         self.search_inner(query, k, None)
     }
@@ -208,95 +212,98 @@ impl AnnIndex {
     }
 
     fn search_inner(&self, query: &[f32], k: usize, keep_opt: Option<&(dyn Fn(usize) -> bool + Sync)>) -> Result<Vec<Hit>> {
-        if query.len() != self.dim {
-            return Err(IndexError::Invalid(format!("query has {} values, index dim {}", query.len(), self.dim)));
+        if query.len() != self.dim() {
+            return Err(IndexError::Invalid(format!("query has {} values, index dim {}", query.len(), self.dim())));
         }
         if k == 0 || self.is_empty() {
             return Ok(vec![]);
         }
-        let keep = |id: usize| !self.dead[id] && keep_opt.is_none_or(|f| f(id));
-        let ef = self.params.ef_search.max(k);
-        if let Some(flat) = &self.flat {
-            return Ok(flat.search(query, k, ef, &keep));
-        }
-        let filter = |id: &usize| keep(*id);
-        let hnsw = self.hnsw.as_ref().ok_or_else(|| IndexError::Invalid("index has neither a graph nor flat arrays".into()))?;
-        let found = if keep_opt.is_some() || self.n_dead > 0 {
-            hnsw.search_filter(query, k.min(self.slots()), ef, Some(&filter))
-        } else {
-            hnsw.search(query, k.min(self.slots()), ef)
-        };
-        let mut hits: Vec<Hit> =
-            found.into_iter().filter(|nb| keep(nb.d_id)).map(|nb| Hit { row: nb.d_id, score: 1.0 - nb.distance }).collect();
-        rank(&mut hits, usize::MAX);
-        hits.dedup_by_key(|h| h.row);
-        hits.truncate(k);
-        Ok(hits)
+        let keep = |id: u32| !self.dead[id as usize] && keep_opt.is_none_or(|f| f(id as usize));
+        Ok(self.graph.search(query, k, self.params.ef_search.max(k), &keep))
     }
 
-    /// Saves the graph into `dir/index/` (written to a temp folder, then renamed) with a meta file holding
-    /// the model fingerprint, keys and tombstones.
+    /// Saves the index as `dir/index/index.bin` (temp file + rename): magic, format version, a JSON
+    /// header (model fingerprint, parameters, keys, tombstones), the graph, and a BLAKE3 checksum.
     pub fn save(&self, dir: &Path, model_fingerprint: &str) -> Result<()> {
-        let hnsw = self.hnsw.as_ref().ok_or_else(|| IndexError::Invalid("index opened for search only; nothing to save".into()))?;
-        let final_dir = index_dir(dir);
-        let tmp = dir.join(format!(".index.tmp-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&tmp);
-        std::fs::create_dir_all(&tmp).map_err(|e| io_err(&tmp, e))?;
-        hnsw.file_dump(&tmp, "graph").map_err(|e| io_err(&tmp, e))?;
+        let idx = index_dir(dir);
+        std::fs::create_dir_all(&idx).map_err(|e| io_err(&idx, e))?;
         let meta = IndexMeta {
             format_version: INDEX_FORMAT_VERSION,
             model_fingerprint: model_fingerprint.into(),
-            dim: self.dim,
+            dim: self.dim(),
             params: self.params.clone(),
             keys: self.keys.clone(),
             dead: (0..self.keys.len()).filter(|&i| self.dead[i]).collect(),
         };
-        write_atomic(&tmp.join("index.json"), &serde_json::to_vec(&meta).map_err(|e| io_err(&tmp, e))?)?;
-        let old = dir.join(format!(".index.old-{}", std::process::id()));
-        if final_dir.exists() {
-            std::fs::rename(&final_dir, &old).map_err(|e| io_err(&final_dir, e))?;
+        let json = serde_json::to_vec(&meta).map_err(|e| io_err(&idx, e))?;
+        let path = idx.join("index.bin");
+        write_atomic_with(&path, &mut |w| {
+            let mut h = HashWriter { inner: w, hash: blake3::Hasher::new() };
+            h.write_all(MAGIC)?;
+            h.write_all(&INDEX_FORMAT_VERSION.to_le_bytes())?;
+            h.write_all(&(json.len() as u64).to_le_bytes())?;
+            h.write_all(&json)?;
+            self.graph.write_to(&mut h)?;
+            let sum = h.hash.finalize();
+            h.inner.write_all(sum.as_bytes())
+        })?;
+        // Files of the older, hnsw_rs-dump format.
+        for old in ["index.json", "graph.hnsw.graph", "graph.hnsw.data"] {
+            let _ = std::fs::remove_file(idx.join(old));
         }
-        std::fs::rename(&tmp, &final_dir).map_err(|e| io_err(&final_dir, e))?;
-        let _ = std::fs::remove_dir_all(&old);
         Ok(())
     }
 
-    /// Loads `dir/index/` if it exists and is of this format and width; `Ok(None)` when absent or of an
-    /// older format (the caller rebuilds), an error when it belongs to another model.
+    /// Loads `dir/index/index.bin` if it exists and is of this format and width; `Ok(None)` when absent or
+    /// of another format version (the caller rebuilds), an error when it belongs to another model or is
+    /// damaged (checksum, sizes, links out of range).
     pub fn load(dir: &Path, model_fingerprint: &str, dim: usize) -> Result<Option<Self>> {
-        let idx = index_dir(dir);
-        let mp = idx.join("index.json");
-        let Ok(b) = std::fs::read(&mp) else { return Ok(None) };
-        #[derive(Deserialize)]
-        struct Version {
-            format_version: u32,
+        let path = index_dir(dir).join("index.bin");
+        let bad = |reason: String| IndexError::Incompatible {
+            path: path.clone(),
+            reason: format!("{reason}; rebuild it with `soundalike index --rebuild STORE`"),
+        };
+        let file = match std::fs::File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io_err(&path, e)),
+        };
+        let mut r = HashReader { inner: std::io::BufReader::new(file), hash: blake3::Hasher::new() };
+        let mut head = vec![0u8; MAGIC.len() + 4 + 8];
+        r.read_exact(&mut head).map_err(|_| bad("not a soundalike index (too short)".into()))?;
+        if &head[..MAGIC.len()] != MAGIC {
+            return Err(bad("not a soundalike index (wrong magic bytes)".into()));
         }
-        let v: Version = serde_json::from_slice(&b).map_err(|e| IndexError::Incompatible { path: mp.clone(), reason: e.to_string() })?;
-        if v.format_version != INDEX_FORMAT_VERSION {
+        let at = MAGIC.len();
+        let version = u32::from_le_bytes([head[at], head[at + 1], head[at + 2], head[at + 3]]);
+        if version != INDEX_FORMAT_VERSION {
             return Ok(None);
         }
-        let meta: IndexMeta = serde_json::from_slice(&b).map_err(|e| IndexError::Incompatible { path: mp.clone(), reason: e.to_string() })?;
+        let json_len = u64::from_le_bytes(head[at + 4..at + 12].try_into().unwrap_or_default());
+        if json_len > 1 << 34 {
+            return Err(bad(format!("header claims {json_len} bytes")));
+        }
+        let mut json = vec![0u8; json_len as usize];
+        r.read_exact(&mut json).map_err(|_| bad("file is truncated".into()))?;
+        let meta: IndexMeta = serde_json::from_slice(&json).map_err(|e| bad(format!("unreadable header: {e}")))?;
         if meta.model_fingerprint != model_fingerprint {
             return Err(IndexError::Incompatible {
-                path: mp,
+                path,
                 reason: format!("index built for model {}, store is model {model_fingerprint}", meta.model_fingerprint),
             });
         }
         if meta.dim != dim {
             return Ok(None);
         }
-        // The reloaded graph borrows from its loader for its whole life: the loader (paths and options
-        // only; the data is copied in) is given the index's lifetime by leaking it, once per load.
-        let io: &'static mut HnswIo = Box::leak(Box::new(HnswIo::new(&idx, "graph")));
-        let mut hnsw: Hnsw<'static, f32, CosineDistance> =
-            io.load_hnsw_with_dist::<f32, CosineDistance>(CosineDistance).map_err(|e| io_err(&idx, e))?;
-        if hnsw.get_nb_point() != meta.keys.len() {
-            return Err(IndexError::Incompatible {
-                path: mp,
-                reason: format!("graph has {} points but the meta file names {}", hnsw.get_nb_point(), meta.keys.len()),
-            });
+        let graph = Graph::read_from(&mut r).map_err(bad)?;
+        let mut sum = [0u8; 32];
+        r.inner.read_exact(&mut sum).map_err(|_| bad("file is truncated".into()))?;
+        if r.hash.finalize().as_bytes() != &sum || r.inner.read(&mut [0u8; 1]).map_or(true, |n| n != 0) {
+            return Err(bad("checksum mismatch (damaged file)".into()));
         }
-        hnsw.set_searching_mode(true);
+        if graph.len() != meta.keys.len() || graph.dim() != dim {
+            return Err(bad(format!("graph has {} slots but the header names {}", graph.len(), meta.keys.len())));
+        }
         let mut dead = vec![false; meta.keys.len()];
         for &d in &meta.dead {
             if let Some(x) = dead.get_mut(d) {
@@ -304,8 +311,39 @@ impl AnnIndex {
             }
         }
         let n_dead = dead.iter().filter(|&&d| d).count();
-        let flat = FlatGraph::from_hnsw(&hnsw, meta.keys.len(), dim);
-        Ok(Some(AnnIndex { hnsw: Some(hnsw), dim, keys: meta.keys, dead, n_dead, flat, params: meta.params }))
+        Ok(Some(AnnIndex { graph, keys: meta.keys, dead, n_dead, params: meta.params }))
+    }
+}
+
+/// Hashes what passes through to `inner`.
+struct HashWriter<'a> {
+    inner: &'a mut dyn Write,
+    hash: blake3::Hasher,
+}
+
+impl Write for HashWriter<'_> {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(b)?;
+        self.hash.update(&b[..n]);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Hashes what is read from `inner`.
+struct HashReader<R> {
+    inner: R,
+    hash: blake3::Hasher,
+}
+
+impl<R: Read> Read for HashReader<R> {
+    fn read(&mut self, b: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(b)?;
+        self.hash.update(&b[..n]);
+        Ok(n)
     }
 }
 

@@ -80,13 +80,12 @@ pub fn sync_index(store: &Store, params: &AnnParams) -> Result<(AnnIndex, IndexU
                     ix.insert(&s.vector, song_key(s))?;
                     update.added += 1;
                 }
-                ix.refresh();
                 Some(ix)
             }
         }
         None => None,
     };
-    let index = match index {
+    let mut index = match index {
         Some(ix) => ix,
         None => {
             update.rebuilt = true;
@@ -97,6 +96,8 @@ pub fn sync_index(store: &Store, params: &AnnParams) -> Result<(AnnIndex, IndexU
     if update.changed() {
         index.save(store.dir(), &h.model_fingerprint)?;
     }
+    // The search list is the caller's choice, not the one saved with the graph.
+    index.params.ef_search = params.ef_search;
     Ok((index, update))
 }
 
@@ -200,7 +201,7 @@ impl Catalog {
             s.vector = Vec::new();
         }
         let (mut slot_row, mut index, mut index_update) = (Vec::new(), None, None);
-        if let Some((mut ix, up)) = synced {
+        if let Some((ix, up)) = synced {
             let row_of: HashMap<String, usize> = songs.iter().enumerate().map(|(i, s)| (song_key(s), i)).collect();
             slot_row = vec![None; ix.slots()];
             for (slot, key) in ix.live() {
@@ -208,8 +209,6 @@ impl Catalog {
                     slot_row[slot] = Some(r);
                 }
             }
-            // Searching needs only the flat arrays; hnsw_rs's graph (several times their size) goes.
-            ix.release_graph();
             index = Some(ix);
             index_update = Some(up);
         }

@@ -6,11 +6,11 @@
 mod ann;
 mod catalog;
 mod error;
-mod flat;
+mod graph;
 mod search;
 mod store;
 
-pub use ann::{index_dir, AnnIndex, AnnParams, INDEX_FORMAT_VERSION};
+pub use ann::{index_dir, AnnIndex, AnnParams, Builder, INDEX_FORMAT_VERSION};
 pub use catalog::{sync_index, Catalog, Filters, IndexUpdate, Method, Recommendation, EXACT_BELOW, REBUILD_DEAD_FRACTION};
 pub use error::{IndexError, Result};
 pub use search::{exact_search, Hit};

@@ -149,7 +149,7 @@ fn index_follows_store_changes_with_inserts_and_tombstones() {
     let (_, up) = sync_index(&store, &p).unwrap();
     assert!(up.rebuilt);
     // Unchanged store: nothing to do, nothing rewritten.
-    let graph = index_dir(d.path()).join("graph.hnsw.graph");
+    let graph = index_dir(d.path()).join("index.bin");
     let before = std::fs::metadata(&graph).unwrap().modified().unwrap();
     let (_, up) = sync_index(&store, &p).unwrap();
     assert!(!up.changed(), "{up:?}");
@@ -219,6 +219,26 @@ fn bad_parameters_are_refused_not_fatal() {
 }
 
 #[test]
+fn both_builders_find_the_true_neighbours() {
+    // The native construction and hnsw_rs's, searched by the same code on the same data.
+    let (dim, n) = (16, 2500);
+    let v = rng_vectors(n, dim, 11);
+    for builder in [Builder::Native, Builder::HnswRs] {
+        let idx = AnnIndex::build(&v, dim, &AnnParams { m: 12, ef_construction: 100, ef_search: 64, builder }).unwrap();
+        let mut hit = 0;
+        for qi in (0..n).step_by(25) {
+            let q = &v[qi * dim..(qi + 1) * dim];
+            let exact = exact_search(&v, dim, q, 10, &|_| true);
+            let got = idx.search_all(q, 10).unwrap();
+            assert_eq!(got.len(), 10);
+            hit += got.iter().filter(|h| exact.iter().any(|e| e.row == h.row)).count();
+        }
+        let recall = hit as f64 / 1000.0;
+        assert!(recall > 0.95, "{builder:?}: recall@10 {recall}");
+    }
+}
+
+#[test]
 fn index_save_load_roundtrip_and_model_check() {
     let d = tempfile::tempdir().unwrap();
     let dim = 8;
@@ -228,17 +248,28 @@ fn index_save_load_roundtrip_and_model_check() {
     let back = AnnIndex::load(d.path(), "m1", dim).unwrap().expect("index present");
     let q = &v[..dim];
     assert_eq!(back.search(q, 5, &|_| true).unwrap(), idx.search(q, 5, &|_| true).unwrap());
-    // Search-only: hnsw_rs's graph freed, the flat arrays answer the same; inserting or saving is refused.
-    let mut lean = AnnIndex::load(d.path(), "m1", dim).unwrap().unwrap();
-    let before = lean.search(q, 5, &|_| true).unwrap();
-    let bytes = lean.flat_bytes();
-    // Vectors plus at most 2M = 48 layer-0 links per point and a few upper-layer ones.
-    assert!(bytes >= 300 * dim * 4 && bytes < 300 * (dim + 2 * 48) * 4, "{bytes}");
-    lean.release_graph();
-    assert_eq!(lean.search(q, 5, &|_| true).unwrap(), before);
-    assert!(lean.insert(q, "x".into()).is_err());
-    assert!(lean.save(d.path(), "m1").is_err());
-    assert!(AnnIndex::load(d.path(), "m1", dim).unwrap().is_some(), "a refused save must leave the saved index alone");
+    // After a reload the graph takes inserts again, and the saved file is checked before use.
+    let mut more = AnnIndex::load(d.path(), "m1", dim).unwrap().unwrap();
+    let extra = rng_vectors(1, dim, 99);
+    let slot = more.insert(&extra, "x".into()).unwrap();
+    assert_eq!(slot, 300);
+    assert_eq!(more.search(&extra, 1, &|_| true).unwrap()[0].row, 300);
+    let bytes = more.heap_bytes();
+    // Vectors plus 2M + 1 = 49 layer-0 words per point, a few upper-layer ones and the lock stripes.
+    assert!(bytes >= 301 * dim * 4 && bytes < 301 * (dim + 2 * 49) * 4 + 40_000, "{bytes}");
+    let file = soundalike_index::index_dir(d.path()).join("index.bin");
+    let good = std::fs::read(&file).unwrap();
+    let mut flipped = good.clone();
+    let mid = good.len() / 2;
+    flipped[mid] ^= 0x40;
+    std::fs::write(&file, &flipped).unwrap();
+    let e = AnnIndex::load(d.path(), "m1", dim).err().expect("a damaged index is refused").to_string();
+    assert!(e.contains("index.bin") && e.contains("--rebuild"), "{e}");
+    std::fs::write(&file, &good[..good.len() - 10]).unwrap();
+    assert!(AnnIndex::load(d.path(), "m1", dim).is_err());
+    std::fs::write(&file, b"not an index").unwrap();
+    assert!(AnnIndex::load(d.path(), "m1", dim).err().unwrap().to_string().contains("not a soundalike index"));
+    std::fs::write(&file, &good).unwrap();
     // Another width: stale, rebuilt by the caller. Other model: refused.
     assert!(AnnIndex::load(d.path(), "m1", dim + 1).unwrap().is_none());
     assert!(AnnIndex::load(d.path(), "m2", dim).is_err());

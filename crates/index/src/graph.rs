@@ -1,0 +1,586 @@
+//! An HNSW graph (Malkov & Yashunin, 2016) built and searched on flat arrays: vectors in slot order, one
+//! fixed-size link block per slot on layer 0 (`count, ids...`) and one per slot and upper layer.
+//!
+//! Why not hnsw_rs's graph: it keeps every point behind an `Arc`, every neighbour list behind a lock and
+//! every search's visited set in a `HashMap`; on 100k vectors that made building about 5x slower than
+//! hnswlib, and its graph took several times the memory of the vectors. hnsw_rs remains available as a
+//! builder ([`Graph::from_hnsw`]), so the two constructions can be compared on the same search code.
+//!
+//! Building in parallel follows hnswlib: link blocks are atomics, a writer takes the lock of the slot it
+//! rewrites (striped locks), readers do not lock (they may see a list mid-rewrite: valid slot ids, a
+//! slightly stale neighbourhood), and a slot that raises the graph's top layer holds the entry-point lock
+//! for its whole insertion.
+
+use std::cell::RefCell;
+use std::cmp::{Ordering, Reverse};
+use std::collections::BinaryHeap;
+use std::io::{Read, Write};
+use std::sync::atomic::{AtomicU32, Ordering::Acquire, Ordering::Relaxed, Ordering::Release};
+use std::sync::Mutex;
+
+use rayon::prelude::*;
+
+use crate::search::{rank, Hit};
+
+/// Highest layer a slot may be drawn on (hnsw_rs also has 16 layers).
+pub(crate) const MAX_LEVEL: u8 = 15;
+/// Lock stripes for writers (slot `s` uses stripe `s % LOCKS`).
+const LOCKS: usize = 4096;
+
+/// A float ordered by `total_cmp`, for heaps.
+#[derive(Clone, Copy, PartialEq, Debug)]
+struct D(f32);
+
+impl Eq for D {}
+
+impl PartialOrd for D {
+    fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
+        Some(self.cmp(o))
+    }
+}
+
+impl Ord for D {
+    fn cmp(&self, o: &Self) -> Ordering {
+        self.0.total_cmp(&o.0)
+    }
+}
+
+thread_local! {
+    /// Visited marks: `marks[s] == generation` means visited in this search.
+    static VISITED: RefCell<(Vec<u32>, u32)> = const { RefCell::new((Vec::new(), 0)) };
+}
+
+/// `1 - cosine` for L2-normalised vectors, clamped at 0.
+#[inline]
+fn dist(a: &[f32], b: &[f32]) -> f32 {
+    (1.0 - crate::dot(a, b)).max(0.0)
+}
+
+/// Asks the CPU to start loading `v` into cache (a hint; no effect where unsupported).
+#[inline]
+fn prefetch(v: &[f32]) {
+    #[cfg(target_arch = "x86_64")]
+    for line in v.chunks(16) {
+        // SAFETY: prefetching is a hint that never faults; the pointer is inside `v`.
+        unsafe { std::arch::x86_64::_mm_prefetch(line.as_ptr() as *const i8, std::arch::x86_64::_MM_HINT_T0) };
+    }
+}
+
+/// The graph. Slots are 0..len in insertion order.
+pub(crate) struct Graph {
+    dim: usize,
+    /// Links per slot on layers 1.. (and what a new slot gets on every layer).
+    m: usize,
+    /// Links per slot on layer 0 (2m).
+    m0: usize,
+    ef_construction: usize,
+    vectors: Vec<f32>,
+    levels: Vec<u8>,
+    /// Layer 0: `m0 + 1` words per slot, the count then the ids.
+    l0: Vec<AtomicU32>,
+    /// Slot `s` owns upper blocks `up_off[s]..up_off[s + 1]`, one per layer 1..=level.
+    up_off: Vec<u32>,
+    /// Upper layers: `m + 1` words per block, the count then the ids.
+    up: Vec<AtomicU32>,
+    locks: Vec<Mutex<()>>,
+    /// Entry slot and top layer (`None` while empty).
+    entry: Mutex<Option<(u32, u8)>>,
+}
+
+/// A deterministic level for slot `s` (geometric, scale 1/ln m), independent of insertion order.
+fn draw_level(s: usize, m: usize) -> u8 {
+    let mut z = (s as u64).wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^= z >> 31;
+    let u = ((z >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
+    let l = (-u.ln() / (m.max(2) as f64).ln()).floor();
+    l.min(MAX_LEVEL as f64) as u8
+}
+
+fn atomics(n: usize) -> Vec<AtomicU32> {
+    (0..n).map(|_| AtomicU32::new(0)).collect()
+}
+
+impl Graph {
+    fn empty(dim: usize, m: usize, ef_construction: usize) -> Graph {
+        Graph {
+            dim,
+            m,
+            m0: 2 * m,
+            ef_construction,
+            vectors: Vec::new(),
+            levels: Vec::new(),
+            l0: Vec::new(),
+            up_off: vec![0],
+            up: Vec::new(),
+            locks: (0..LOCKS).map(|_| Mutex::new(())).collect(),
+            entry: Mutex::new(None),
+        }
+    }
+
+    /// Room for slots with these levels (links empty).
+    fn reserve_slots(&mut self, levels: &[u8]) {
+        let n = self.levels.len() + levels.len();
+        self.l0.extend(atomics(levels.len() * (self.m0 + 1)));
+        let mut blocks = *self.up_off.last().unwrap_or(&0) as usize;
+        for &l in levels {
+            blocks += l as usize;
+            self.up_off.push(blocks as u32);
+        }
+        self.up.extend(atomics(blocks * (self.m + 1) - self.up.len()));
+        self.levels.extend_from_slice(levels);
+        debug_assert_eq!(self.levels.len(), n);
+    }
+
+    /// Builds the graph over `vectors` (`dim` wide, unit length), in parallel when asked (then the
+    /// links depend on thread timing; sequential builds are the same on every run).
+    pub(crate) fn build(vectors: Vec<f32>, dim: usize, m: usize, ef_construction: usize, parallel: bool) -> Graph {
+        let n = vectors.len() / dim;
+        let mut g = Graph::empty(dim, m, ef_construction);
+        let levels: Vec<u8> = (0..n).map(|s| draw_level(s, m)).collect();
+        g.reserve_slots(&levels);
+        g.vectors = vectors;
+        if n == 0 {
+            return g;
+        }
+        *g.entry.lock().unwrap_or_else(|e| e.into_inner()) = Some((0, levels[0]));
+        if parallel {
+            (1..n as u32).into_par_iter().for_each(|s| g.link(s));
+        } else {
+            (1..n as u32).for_each(|s| g.link(s));
+        }
+        g
+    }
+
+    /// Appends one vector and links it into the graph; returns its slot.
+    pub(crate) fn insert(&mut self, v: &[f32]) -> u32 {
+        let s = self.levels.len();
+        let level = draw_level(s, self.m);
+        self.reserve_slots(&[level]);
+        self.vectors.extend_from_slice(v);
+        let first = {
+            let mut e = self.entry.lock().unwrap_or_else(|e| e.into_inner());
+            let first = e.is_none();
+            if first {
+                *e = Some((s as u32, level));
+            }
+            first
+        };
+        if !first {
+            self.link(s as u32);
+        }
+        s as u32
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.levels.len()
+    }
+
+    pub(crate) fn dim(&self) -> usize {
+        self.dim
+    }
+
+    pub(crate) fn vector(&self, s: u32) -> &[f32] {
+        let s = s as usize;
+        &self.vectors[s * self.dim..(s + 1) * self.dim]
+    }
+
+    /// The link block of `s` on `layer` (count word first); empty above its level.
+    fn block(&self, s: u32, layer: usize) -> &[AtomicU32] {
+        let su = s as usize;
+        if layer == 0 {
+            &self.l0[su * (self.m0 + 1)..(su + 1) * (self.m0 + 1)]
+        } else if layer <= self.levels[su] as usize {
+            let b = self.up_off[su] as usize + layer - 1;
+            &self.up[b * (self.m + 1)..(b + 1) * (self.m + 1)]
+        } else {
+            &[]
+        }
+    }
+
+    /// Copies the neighbours of `s` on `layer` into `out`.
+    fn neighbours(&self, s: u32, layer: usize, out: &mut Vec<u32>) {
+        out.clear();
+        let b = self.block(s, layer);
+        if let Some((count, ids)) = b.split_first() {
+            let c = (count.load(Acquire) as usize).min(ids.len());
+            out.extend(ids[..c].iter().map(|a| a.load(Relaxed)));
+        }
+    }
+
+    fn write_block(&self, s: u32, layer: usize, ids: &[(f32, u32)]) {
+        let b = self.block(s, layer);
+        for (slot, &(_, id)) in b[1..].iter().zip(ids) {
+            slot.store(id, Relaxed);
+        }
+        b[0].store(ids.len().min(b.len() - 1) as u32, Release);
+    }
+
+    /// Mean links per slot on layer 0 (a size check for the benchmark).
+    pub(crate) fn mean_degree(&self) -> f64 {
+        let total: u64 = (0..self.len()).map(|s| self.l0[s * (self.m0 + 1)].load(Relaxed) as u64).sum();
+        total as f64 / self.len().max(1) as f64
+    }
+
+    /// Bytes held by the vectors and links.
+    pub(crate) fn heap_bytes(&self) -> usize {
+        self.vectors.len() * 4 + self.levels.len() + (self.l0.len() + self.up_off.len() + self.up.len()) * 4 + LOCKS * 8
+    }
+
+    fn greedy(&self, q: &[f32], mut ep: (f32, u32), layer: usize, buf: &mut Vec<u32>) -> (f32, u32) {
+        loop {
+            let mut moved = false;
+            self.neighbours(ep.1, layer, buf);
+            for &nb in buf.iter() {
+                let d = dist(q, self.vector(nb));
+                if d < ep.0 {
+                    (ep, moved) = ((d, nb), true);
+                }
+            }
+            if !moved {
+                return ep;
+            }
+        }
+    }
+
+    /// Best-first search of one layer from `ep`: up to `ef` nearest slots that `keep` accepts, nearest
+    /// first. Rejected slots are still walked through.
+    fn search_layer(&self, q: &[f32], ep: (f32, u32), ef: usize, layer: usize, keep: &dyn Fn(u32) -> bool) -> Vec<(f32, u32)> {
+        let n = self.len();
+        VISITED.with(|v| {
+            let (marks, generation) = &mut *v.borrow_mut();
+            if marks.len() < n {
+                marks.resize(n, 0);
+            }
+            *generation = generation.wrapping_add(1);
+            if *generation == 0 {
+                marks.iter_mut().for_each(|m| *m = 0);
+                *generation = 1;
+            }
+            let g = *generation;
+            let mut buf = Vec::with_capacity(self.m0);
+            let mut cand: BinaryHeap<Reverse<(D, u32)>> = BinaryHeap::with_capacity(ef * 2);
+            let mut best: BinaryHeap<(D, u32)> = BinaryHeap::with_capacity(ef + 1);
+            marks[ep.1 as usize] = g;
+            cand.push(Reverse((D(ep.0), ep.1)));
+            if keep(ep.1) {
+                best.push((D(ep.0), ep.1));
+            }
+            while let Some(Reverse((D(dc), c))) = cand.pop() {
+                if best.len() >= ef && best.peek().is_some_and(|w| dc > w.0 .0) {
+                    break;
+                }
+                self.neighbours(c, layer, &mut buf);
+                // Unvisited neighbours first, their vectors requested from memory before any is used.
+                buf.retain(|&nb| {
+                    let m = &mut marks[nb as usize];
+                    let fresh = *m != g;
+                    *m = g;
+                    fresh
+                });
+                buf.iter().for_each(|&nb| prefetch(self.vector(nb)));
+                for &nb in &buf {
+                    let dn = dist(q, self.vector(nb));
+                    if best.len() < ef || best.peek().is_some_and(|w| dn < w.0 .0) {
+                        cand.push(Reverse((D(dn), nb)));
+                        if keep(nb) {
+                            best.push((D(dn), nb));
+                            if best.len() > ef {
+                                best.pop();
+                            }
+                        }
+                    }
+                }
+            }
+            let mut out: Vec<(f32, u32)> = best.into_iter().map(|(D(d), s)| (d, s)).collect();
+            out.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+            out
+        })
+    }
+
+    /// The `k` nearest slots that `keep` accepts (candidate list `ef`), best first.
+    pub(crate) fn search(&self, q: &[f32], k: usize, ef: usize, keep: &dyn Fn(u32) -> bool) -> Vec<Hit> {
+        let Some((entry, top)) = *self.entry.lock().unwrap_or_else(|e| e.into_inner()) else { return vec![] };
+        if k == 0 {
+            return vec![];
+        }
+        let mut buf = Vec::with_capacity(self.m0);
+        let mut ep = (dist(q, self.vector(entry)), entry);
+        for layer in (1..=top as usize).rev() {
+            ep = self.greedy(q, ep, layer, &mut buf);
+        }
+        let mut hits: Vec<Hit> =
+            self.search_layer(q, ep, ef.max(k), 0, keep).into_iter().map(|(d, s)| Hit { row: s as usize, score: 1.0 - d }).collect();
+        rank(&mut hits, k);
+        hits
+    }
+
+    /// hnswlib's neighbour heuristic: from candidates sorted nearest first, keep one only if it is
+    /// nearer to the base than to every one kept so far, up to `m`.
+    fn select(&self, cands: &[(f32, u32)], m: usize) -> Vec<(f32, u32)> {
+        if cands.len() <= m {
+            return cands.to_vec();
+        }
+        let mut out: Vec<(f32, u32)> = Vec::with_capacity(m);
+        for &(d, c) in cands {
+            if out.len() >= m {
+                break;
+            }
+            let vc = self.vector(c);
+            if out.iter().all(|&(_, r)| dist(vc, self.vector(r)) >= d) {
+                out.push((d, c));
+            }
+        }
+        out
+    }
+
+    fn lock(&self, s: u32) -> std::sync::MutexGuard<'_, ()> {
+        self.locks[s as usize % LOCKS].lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Adds `s` to the links of `nb` on `layer`, pruning with the heuristic when the block is full.
+    fn add_link(&self, nb: u32, s: u32, layer: usize) {
+        let cap = if layer == 0 { self.m0 } else { self.m };
+        let _g = self.lock(nb);
+        let b = self.block(nb, layer);
+        if b.is_empty() {
+            return;
+        }
+        let c = b[0].load(Relaxed) as usize;
+        if b[1..1 + c].iter().any(|x| x.load(Relaxed) == s) {
+            return;
+        }
+        if c < cap {
+            b[1 + c].store(s, Relaxed);
+            b[0].store(c as u32 + 1, Release);
+            return;
+        }
+        let vn = self.vector(nb);
+        let mut cands: Vec<(f32, u32)> = b[1..1 + c].iter().map(|x| x.load(Relaxed)).chain([s]).map(|id| (dist(vn, self.vector(id)), id)).collect();
+        cands.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        let kept = self.select(&cands, cap);
+        self.write_block(nb, layer, &kept);
+    }
+
+    /// Links slot `s` (vector and level already in place) into the graph.
+    fn link(&self, s: u32) {
+        let level = self.levels[s as usize] as usize;
+        let q = self.vector(s);
+        let mut state = self.entry.lock().unwrap_or_else(|e| e.into_inner());
+        let Some((entry, top)) = *state else {
+            *state = Some((s, level as u8));
+            return;
+        };
+        let top = top as usize;
+        // A slot that raises the top layer keeps the entry lock until it is linked (as hnswlib does).
+        let hold = if level > top { Some(state) } else { drop(state); None };
+        let mut buf = Vec::with_capacity(self.m0);
+        let mut ep = (dist(q, self.vector(entry)), entry);
+        for layer in (level + 1..=top).rev() {
+            ep = self.greedy(q, ep, layer, &mut buf);
+        }
+        for layer in (0..=level.min(top)).rev() {
+            let mut w = self.search_layer(q, ep, self.ef_construction, layer, &|_| true);
+            w.retain(|&(_, id)| id != s);
+            if w.is_empty() {
+                continue;
+            }
+            let chosen = self.select(&w, self.m);
+            {
+                let _g = self.lock(s);
+                self.write_block(s, layer, &chosen);
+            }
+            for &(_, nb) in &chosen {
+                self.add_link(nb, s, layer);
+            }
+            ep = w[0];
+        }
+        if let Some(mut state) = hold {
+            *state = Some((s, level as u8));
+        }
+    }
+
+    /// Copies a graph built by hnsw_rs (data ids 0..n) into these arrays; `None` if its ids do not
+    /// cover 0..n exactly.
+    pub(crate) fn from_hnsw<D: hnsw_rs::prelude::Distance<f32> + Send + Sync>(
+        hnsw: &hnsw_rs::prelude::Hnsw<'_, f32, D>,
+        n: usize,
+        dim: usize,
+        m: usize,
+        ef_construction: usize,
+    ) -> Option<Graph> {
+        let mut g = Graph::empty(dim, m, ef_construction);
+        let mut levels = vec![u8::MAX; n];
+        let mut lists: Vec<Vec<Vec<u32>>> = vec![Vec::new(); n];
+        let mut vectors = vec![0f32; n * dim];
+        let mut entry: Option<(u32, u8)> = None;
+        for p in hnsw.get_point_indexation() {
+            let s = p.get_origin_id();
+            if s >= n || levels[s] != u8::MAX {
+                return None;
+            }
+            let level = (p.get_point_id().0).min(MAX_LEVEL);
+            levels[s] = level;
+            vectors[s * dim..(s + 1) * dim].copy_from_slice(p.get_v());
+            lists[s] = p.get_neighborhood_id().iter().take(level as usize + 1).map(|l| l.iter().map(|nb| nb.d_id as u32).collect()).collect();
+            if entry.is_none_or(|(_, t)| level > t) {
+                entry = Some((s as u32, level));
+            }
+        }
+        if levels.contains(&u8::MAX) {
+            return None;
+        }
+        g.reserve_slots(&levels);
+        g.vectors = vectors;
+        for (s, layers) in lists.iter().enumerate() {
+            for (layer, ids) in layers.iter().enumerate() {
+                let ids: Vec<(f32, u32)> = ids.iter().filter(|&&id| (id as usize) < n).map(|&id| (0.0, id)).collect();
+                g.write_block(s as u32, layer, &ids);
+            }
+        }
+        *g.entry.lock().unwrap_or_else(|e| e.into_inner()) = entry;
+        Some(g)
+    }
+
+    /// Writes the arrays (read back by [`Graph::read_from`]).
+    pub(crate) fn write_to(&self, w: &mut dyn Write) -> std::io::Result<()> {
+        let (entry, top) = self.entry.lock().unwrap_or_else(|e| e.into_inner()).map_or((u32::MAX, 0), |(e, t)| (e, t));
+        for x in [self.dim, self.m, self.ef_construction, self.len()] {
+            w.write_all(&(x as u64).to_le_bytes())?;
+        }
+        w.write_all(&entry.to_le_bytes())?;
+        w.write_all(&[top])?;
+        w.write_all(&self.levels)?;
+        let mut buf = Vec::with_capacity(CHUNK * 4);
+        for part in self.l0.chunks(CHUNK).chain(self.up.chunks(CHUNK)) {
+            buf.clear();
+            part.iter().for_each(|a| buf.extend_from_slice(&a.load(Relaxed).to_le_bytes()));
+            w.write_all(&buf)?;
+        }
+        for part in self.vectors.chunks(CHUNK) {
+            buf.clear();
+            part.iter().for_each(|x| buf.extend_from_slice(&x.to_le_bytes()));
+            w.write_all(&buf)?;
+        }
+        Ok(())
+    }
+
+    /// Reads what [`Graph::write_to`] wrote, checking every size and id; the reason when it does not fit.
+    pub(crate) fn read_from(r: &mut dyn Read) -> std::result::Result<Graph, String> {
+        let mut head = [0u8; 8 * 4 + 4 + 1];
+        r.read_exact(&mut head).map_err(short)?;
+        let word = |i: usize| u64::from_le_bytes(head[i * 8..i * 8 + 8].try_into().unwrap_or_default()) as usize;
+        let (dim, m, ef_construction, n) = (word(0), word(1), word(2), word(3));
+        let entry = u32::from_le_bytes([head[32], head[33], head[34], head[35]]);
+        let top = head[36];
+        if dim == 0 || dim > 1 << 16 || !(2..=255).contains(&m) || n > u32::MAX as usize / 2 {
+            return Err(format!("bad sizes (dim {dim}, M {m}, {n} slots)"));
+        }
+        let mut levels = vec![0u8; n];
+        r.read_exact(&mut levels).map_err(short)?;
+        if levels.iter().any(|&l| l > MAX_LEVEL) {
+            return Err("a level above the maximum".into());
+        }
+        let mut g = Graph::empty(dim, m, ef_construction);
+        g.reserve_slots(&levels);
+        let mut buf = vec![0u8; CHUNK * 4];
+        for part in g.l0.chunks(CHUNK).chain(g.up.chunks(CHUNK)) {
+            let b = &mut buf[..part.len() * 4];
+            r.read_exact(b).map_err(short)?;
+            part.iter().zip(b.chunks_exact(4)).for_each(|(a, c)| a.store(u32::from_le_bytes([c[0], c[1], c[2], c[3]]), Relaxed));
+        }
+        g.vectors = Vec::with_capacity(n * dim);
+        let mut left = n * dim;
+        while left > 0 {
+            let take = left.min(CHUNK);
+            let b = &mut buf[..take * 4];
+            r.read_exact(b).map_err(short)?;
+            g.vectors.extend(b.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])));
+            left -= take;
+        }
+        for s in 0..n as u32 {
+            for layer in 0..=g.levels[s as usize] as usize {
+                let blk = g.block(s, layer);
+                let c = blk[0].load(Relaxed) as usize;
+                if c >= blk.len() || blk[1..1 + c].iter().any(|x| x.load(Relaxed) as usize >= n) {
+                    return Err(format!("slot {s} has a bad link list on layer {layer}"));
+                }
+            }
+        }
+        if n > 0 {
+            if entry as usize >= n || g.levels[entry as usize] != top {
+                return Err("bad entry point".into());
+            }
+            *g.entry.lock().unwrap_or_else(|e| e.into_inner()) = Some((entry, top));
+        }
+        Ok(g)
+    }
+}
+
+/// Words per read/write chunk when saving and loading.
+const CHUNK: usize = 16 * 1024;
+
+fn short(e: std::io::Error) -> String {
+    if e.kind() == std::io::ErrorKind::UnexpectedEof {
+        "file is truncated".into()
+    } else {
+        e.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn unit_vectors(n: usize, dim: usize, seed: u64) -> Vec<f32> {
+        let mut x = seed | 1;
+        let mut v: Vec<f32> = (0..n * dim)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+            })
+            .collect();
+        v.chunks_exact_mut(dim).for_each(crate::normalise);
+        v
+    }
+
+    #[test]
+    fn levels_are_geometric() {
+        let levels: Vec<u8> = (0..100_000).map(|s| draw_level(s, 16)).collect();
+        let above0 = levels.iter().filter(|&&l| l > 0).count() as f64 / 1e5;
+        assert!((above0 - 1.0 / 16.0).abs() < 0.01, "P(level > 0) = {above0}");
+        assert!(levels.iter().all(|&l| l <= MAX_LEVEL));
+    }
+
+    #[test]
+    fn parallel_build_finds_true_neighbours_and_survives_a_round_trip() {
+        let (n, dim) = (3000, 16);
+        let v = unit_vectors(n, dim, 7);
+        let g = Graph::build(v.clone(), dim, 12, 100, true);
+        assert_eq!(g.len(), n);
+        let mut hit = 0;
+        for qi in (0..n).step_by(30) {
+            let q = &v[qi * dim..(qi + 1) * dim];
+            let exact = crate::exact_search(&v, dim, q, 10, &|_| true);
+            let got = g.search(q, 10, 64, &|_| true);
+            hit += got.iter().filter(|h| exact.iter().any(|e| e.row == h.row)).count();
+        }
+        let recall = hit as f64 / (100 * 10) as f64;
+        assert!(recall > 0.95, "recall@10 {recall}");
+        let mut bytes = Vec::new();
+        g.write_to(&mut bytes).unwrap();
+        let back = Graph::read_from(&mut bytes.as_slice()).unwrap();
+        let q = &v[..dim];
+        assert_eq!(back.search(q, 10, 64, &|_| true), g.search(q, 10, 64, &|_| true));
+        assert!(Graph::read_from(&mut &bytes[..bytes.len() - 1]).err().unwrap().contains("truncated"));
+        // A link pointing past the last slot is refused, not followed.
+        let mut bad = bytes.clone();
+        let first_link = 8 * 4 + 4 + 1 + n + 4;
+        bad[first_link..first_link + 4].copy_from_slice(&(n as u32 + 5).to_le_bytes());
+        bad[first_link - 4..first_link].copy_from_slice(&1u32.to_le_bytes());
+        assert!(Graph::read_from(&mut bad.as_slice()).err().unwrap().contains("bad link list"));
+    }
+}

@@ -10,7 +10,7 @@ use soundalike_index::{exact_search, normalise, AnnIndex, AnnParams, Builder};
 mod common;
 
 /// Search lists tried (the same in scripts/bench_ann.sh for hnswlib and faiss).
-const EFS: [usize; 8] = [10, 20, 40, 80, 160, 320, 640, 1280];
+const EFS: [usize; 9] = [10, 20, 40, 80, 160, 320, 640, 1280, 2560];
 use common::rss_kb;
 
 fn main() {

@@ -199,6 +199,11 @@ impl AnnIndex {
         self.graph.dim()
     }
 
+    /// The vector in `slot` (live or dead). Panics if there is no such slot.
+    pub fn vector(&self, slot: usize) -> &[f32] {
+        self.graph.vector(slot as u32)
+    }
+
     /// Approximate top-k live slots by cosine.
     pub fn search_all(&self, query: &[f32], k: usize) -> Result<Vec<Hit>> {
         self.search_inner(query, k, None)

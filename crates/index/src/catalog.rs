@@ -1,10 +1,10 @@
-//! A store opened for searching: songs, their vectors as one matrix, and (for large libraries) the HNSW
-//! index kept in step with the store incrementally. What `query`, `demo` and `serve` share.
+//! A store opened for searching: songs, their vectors (one matrix, or the index's own copy), and (for
+//! large libraries) the HNSW index kept in step with the store incrementally. What `query`, `demo` and `serve` share.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
-use crate::search::{exact_search, Hit};
+use crate::search::{exact_rows, Hit};
 use crate::{AnnIndex, AnnParams, IndexError, Result, SongRecord, Store, StoreHeader};
 
 /// Below this many songs, exact search is as fast as the graph and always exact.
@@ -167,17 +167,21 @@ fn eq(a: Option<&str>, b: &str) -> bool {
     a.is_some_and(|a| a.eq_ignore_ascii_case(b))
 }
 
-/// A store opened for searching. Song vectors live once, in the row-major matrix (the records'
-/// `vector` fields are emptied): row `i` is `songs()[i]`, sorted by id.
+/// A store opened for searching: row `i` is `songs()[i]`, sorted by id. Song vectors live once (the
+/// records' `vector` fields are emptied): in a row-major matrix, or, when the index is used, in the
+/// index's graph, read through a row -> slot map.
 pub struct Catalog {
     /// The store's header.
     pub header: StoreHeader,
     dir: PathBuf,
     songs: Vec<SongRecord>,
+    /// Row-major vectors, one row per song; empty when the index holds them (see `row_slot`).
     matrix: Vec<f32>,
     index: Option<AnnIndex>,
     /// Per index slot: its row (None for tombstones).
     slot_row: Vec<Option<usize>>,
+    /// Per row: its index slot, whose vector it reads (so a large library keeps its vectors once).
+    row_slot: Vec<u32>,
     /// What opening did to the index, if one is used.
     pub index_update: Option<IndexUpdate>,
 }
@@ -195,24 +199,28 @@ impl Catalog {
         let synced = if use_index && !store.is_empty() { Some(sync_index(&store, params)?) } else { None };
         let dir = store.dir().to_path_buf();
         let (header, mut songs) = store.into_parts();
-        let mut matrix = Vec::with_capacity(songs.len() * header.dim);
-        for s in &mut songs {
-            matrix.extend_from_slice(&s.vector);
-            s.vector = Vec::new();
-        }
-        let (mut slot_row, mut index, mut index_update) = (Vec::new(), None, None);
+        let (mut matrix, mut slot_row, mut row_slot, mut index, mut index_update) = (Vec::new(), Vec::new(), Vec::new(), None, None);
         if let Some((ix, up)) = synced {
             let row_of: HashMap<String, usize> = songs.iter().enumerate().map(|(i, s)| (song_key(s), i)).collect();
             slot_row = vec![None; ix.slots()];
+            row_slot = vec![u32::MAX; songs.len()];
             for (slot, key) in ix.live() {
                 if let Some(&r) = row_of.get(key) {
                     slot_row[slot] = Some(r);
+                    row_slot[r] = slot as u32;
                 }
+            }
+            if row_slot.contains(&u32::MAX) {
+                return Err(IndexError::Invalid(format!("{}: the index does not hold every song; run `soundalike index --rebuild`", dir.display())));
             }
             index = Some(ix);
             index_update = Some(up);
+        } else {
+            matrix.reserve(songs.len() * header.dim);
+            songs.iter().for_each(|s| matrix.extend_from_slice(&s.vector));
         }
-        Ok(Catalog { header, dir, songs, matrix, index, slot_row, index_update })
+        songs.iter_mut().for_each(|s| s.vector = Vec::new());
+        Ok(Catalog { header, dir, songs, matrix, index, slot_row, row_slot, index_update })
     }
 
     /// The store folder.
@@ -257,7 +265,15 @@ impl Catalog {
 
     /// The vector of row `row`.
     pub fn vector(&self, row: usize) -> &[f32] {
-        &self.matrix[row * self.header.dim..(row + 1) * self.header.dim]
+        match &self.index {
+            Some(ix) => ix.vector(self.row_slot[row] as usize),
+            None => &self.matrix[row * self.header.dim..(row + 1) * self.header.dim],
+        }
+    }
+
+    /// Exact search over every row `keep` accepts.
+    fn exact(&self, query: &[f32], want: usize, keep: &dyn Fn(usize) -> bool) -> Vec<Hit> {
+        exact_rows(self.songs.len(), &|r| self.vector(r), query, want, keep)
     }
 
     /// Songs whose title, artist, album or id contain every word of `text` (case-insensitive), titles
@@ -360,7 +376,7 @@ impl Catalog {
         let mut want = if f.max_per_album.is_some() { k * 4 } else { k }.min(n);
         loop {
             let hits: Vec<Hit> = match &self.index {
-                None => exact_search(&self.matrix, self.header.dim, query, want, &keep),
+                None => self.exact(query, want, &keep),
                 Some(ix) => {
                     let to_row = |h: Hit| self.slot_row.get(h.row).copied().flatten().map(|row| Hit { row, score: h.score });
                     let mut h: Vec<Hit> = if only_excludes {
@@ -373,7 +389,7 @@ impl Catalog {
                     h.truncate(want);
                     if h.len() < want {
                         // A selective filter the graph could not fill: exact over the rows that pass.
-                        let e = exact_search(&self.matrix, self.header.dim, query, want, &keep);
+                        let e = self.exact(query, want, &keep);
                         if e.len() > h.len() {
                             h = e;
                         }

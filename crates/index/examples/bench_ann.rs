@@ -35,11 +35,23 @@ fn main() {
     let rss0 = rss_kb();
     let t = Instant::now();
     let params = AnnParams { m: 16, ef_construction: 200, ef_search: 10, builder };
-    let mut idx = AnnIndex::build(base, dim, &params).expect("build");
-    let build_s = t.elapsed().as_secs_f64();
+    // BENCH_ANN_CACHE=DIR: load the index saved there by an earlier run (build time then reads 0), or build
+    // and save it; for trying search changes on a graph that takes minutes to build.
+    let cache = std::env::var_os("BENCH_ANN_CACHE").map(std::path::PathBuf::from);
+    let loaded = cache.as_ref().and_then(|d| AnnIndex::load(d, "bench", dim).expect("load cached index"));
+    let from_cache = loaded.is_some();
+    let mut idx = loaded.unwrap_or_else(|| AnnIndex::build(base, dim, &params).expect("build"));
+    let build_s = if from_cache { 0.0 } else { t.elapsed().as_secs_f64() };
+    if let (Some(d), false) = (&cache, from_cache) {
+        std::fs::create_dir_all(d).expect("cache dir");
+        idx.save(d, "bench").expect("save");
+    }
     let mem_mb = (rss_kb().saturating_sub(rss0)) as f64 / 1024.0;
     let truth: Vec<Vec<usize>> = queries.chunks_exact(dim).map(|q| exact_search(base, dim, q, 10, &|_| true).into_iter().map(|h| h.row).collect()).collect();
     let mut rows = Vec::new();
+    // Warm-up (page faults, caches), untimed, as the driver does for hnswlib and faiss.
+    idx.params.ef_search = 64;
+    queries.chunks_exact(dim).take(100).for_each(|q| drop(idx.search_all(q, 10)));
     for ef in EFS {
         idx.params.ef_search = ef;
         let t = Instant::now();

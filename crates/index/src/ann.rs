@@ -124,7 +124,7 @@ impl AnnIndex {
         // depends on thread timing).
         let parallel = n >= PARALLEL_BUILD_ABOVE;
         let graph = match params.builder {
-            Builder::Native => Graph::build(vectors.to_vec(), dim, params.m, params.ef_construction, parallel),
+            Builder::Native => Graph::build(vectors, dim, params.m, params.ef_construction, parallel),
             Builder::HnswRs => {
                 // hnsw_rs only dumps graphs made with its maximum layer count (16); layers are used as needed.
                 let hnsw = Hnsw::<f32, CosineDistance>::new(params.m, n.max(1), 16, params.ef_construction, CosineDistance);
@@ -223,8 +223,13 @@ impl AnnIndex {
         if k == 0 || self.is_empty() {
             return Ok(vec![]);
         }
+        let ef = self.params.ef_search.max(k);
+        if self.n_dead == 0 && keep_opt.is_none() {
+            // Nothing to skip: no per-candidate lookup (the tombstone flags are one more cache miss each).
+            return Ok(self.graph.search(query, k, ef, &|_| true));
+        }
         let keep = |id: u32| !self.dead[id as usize] && keep_opt.is_none_or(|f| f(id as usize));
-        Ok(self.graph.search(query, k, self.params.ef_search.max(k), &keep))
+        Ok(self.graph.search(query, k, ef, &keep))
     }
 
     /// Saves the index as `dir/index/index.bin` (temp file + rename): magic, format version, a JSON

@@ -364,7 +364,7 @@ impl Catalog {
         }
         let keep = |i: usize| {
             let s = &self.songs[i];
-            !f.exclude.iter().any(|e| *e == s.id)
+            !f.exclude.contains(&s.id)
                 && f.genre.as_deref().is_none_or(|g| eq(s.genre.as_deref(), g))
                 && f.same_genres.as_ref().is_none_or(|gs| gs.iter().any(|g| eq(s.genre.as_deref(), g)))
                 && !f.exclude_artists.iter().any(|a| eq(s.artist.as_deref(), a))

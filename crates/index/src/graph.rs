@@ -1,5 +1,7 @@
-//! An HNSW graph (Malkov & Yashunin, 2016) built and searched on flat arrays: vectors in slot order, one
-//! fixed-size link block per slot on layer 0 (`count, ids...`) and one per slot and upper layer.
+//! An HNSW graph (Malkov & Yashunin, 2016) built and searched on flat arrays: one fixed-size record per
+//! slot holding its layer-0 links (`count, ids...`) and then its vector, as hnswlib lays them out (the links
+//! of a node whose vector was just read are usually already in cache when it is expanded), and one link
+//! block per slot and upper layer.
 //!
 //! Why not hnsw_rs's graph: it keeps every point behind an `Arc`, every neighbour list behind a lock and
 //! every search's visited set in a `HashMap`; on 100k vectors that made building about 5x slower than
@@ -74,10 +76,11 @@ pub(crate) struct Graph {
     /// Links per slot on layer 0 (2m).
     m0: usize,
     ef_construction: usize,
-    vectors: Vec<f32>,
+    /// Words per slot record: `1 + m0` link words (count, ids), then `dim` vector words (f32 bits).
+    stride: usize,
+    /// Slot records.
+    nodes: Vec<AtomicU32>,
     levels: Vec<u8>,
-    /// Layer 0: `m0 + 1` words per slot, the count then the ids.
-    l0: Vec<AtomicU32>,
     /// Slot `s` owns upper blocks `up_off[s]..up_off[s + 1]`, one per layer 1..=level.
     up_off: Vec<u32>,
     /// Upper layers: `m + 1` words per block, the count then the ids.
@@ -98,8 +101,23 @@ fn draw_level(s: usize, m: usize) -> u8 {
     l.min(MAX_LEVEL as f64) as u8
 }
 
-fn atomics(n: usize) -> Vec<AtomicU32> {
-    (0..n).map(|_| AtomicU32::new(0)).collect()
+/// An empty vector with room for `cap` items whose memory (when large) is asked to be backed by huge
+/// pages. A search touches a few hundred vectors and link blocks scattered over the whole graph; with
+/// 4 kB pages nearly each of those is also a TLB miss.
+fn huge_vec<T>(cap: usize) -> Vec<T> {
+    let v = Vec::with_capacity(cap);
+    #[cfg(target_os = "linux")]
+    {
+        const HUGE: usize = 2 << 20;
+        let (p, len) = (v.as_ptr() as usize, cap * std::mem::size_of::<T>());
+        let (start, end) = ((p + HUGE - 1) & !(HUGE - 1), (p + len) & !(HUGE - 1));
+        if end > start {
+            // SAFETY: the range lies inside the vector's own (not yet touched) allocation; MADV_HUGEPAGE
+            // is advice about how to back it and changes no contents.
+            unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_HUGEPAGE) };
+        }
+    }
+    v
 }
 
 impl Graph {
@@ -109,9 +127,9 @@ impl Graph {
             m,
             m0: 2 * m,
             ef_construction,
-            vectors: Vec::new(),
+            stride: 2 * m + 1 + dim,
+            nodes: Vec::new(),
             levels: Vec::new(),
-            l0: Vec::new(),
             up_off: vec![0],
             up: Vec::new(),
             locks: (0..LOCKS).map(|_| Mutex::new(())).collect(),
@@ -122,25 +140,28 @@ impl Graph {
     /// Room for slots with these levels (links empty).
     fn reserve_slots(&mut self, levels: &[u8]) {
         let n = self.levels.len() + levels.len();
-        self.l0.extend(atomics(levels.len() * (self.m0 + 1)));
+        if self.nodes.is_empty() {
+            self.nodes = huge_vec(levels.len() * self.stride);
+        }
+        self.nodes.extend((0..levels.len() * self.stride).map(|_| AtomicU32::new(0)));
         let mut blocks = *self.up_off.last().unwrap_or(&0) as usize;
         for &l in levels {
             blocks += l as usize;
             self.up_off.push(blocks as u32);
         }
-        self.up.extend(atomics(blocks * (self.m + 1) - self.up.len()));
+        self.up.extend((self.up.len()..blocks * (self.m + 1)).map(|_| AtomicU32::new(0)));
         self.levels.extend_from_slice(levels);
         debug_assert_eq!(self.levels.len(), n);
     }
 
     /// Builds the graph over `vectors` (`dim` wide, unit length), in parallel when asked (then the
     /// links depend on thread timing; sequential builds are the same on every run).
-    pub(crate) fn build(vectors: Vec<f32>, dim: usize, m: usize, ef_construction: usize, parallel: bool) -> Graph {
+    pub(crate) fn build(vectors: &[f32], dim: usize, m: usize, ef_construction: usize, parallel: bool) -> Graph {
         let n = vectors.len() / dim;
         let mut g = Graph::empty(dim, m, ef_construction);
         let levels: Vec<u8> = (0..n).map(|s| draw_level(s, m)).collect();
         g.reserve_slots(&levels);
-        g.vectors = vectors;
+        vectors.chunks_exact(dim).enumerate().for_each(|(s, v)| g.set_vector(s as u32, v));
         if n == 0 {
             return g;
         }
@@ -158,7 +179,7 @@ impl Graph {
         let s = self.levels.len();
         let level = draw_level(s, self.m);
         self.reserve_slots(&[level]);
-        self.vectors.extend_from_slice(v);
+        self.set_vector(s as u32, v);
         let first = {
             let mut e = self.entry.lock().unwrap_or_else(|e| e.into_inner());
             let first = e.is_none();
@@ -182,21 +203,39 @@ impl Graph {
     }
 
     pub(crate) fn vector(&self, s: u32) -> &[f32] {
-        let s = s as usize;
-        &self.vectors[s * self.dim..(s + 1) * self.dim]
+        let at = s as usize * self.stride + self.m0 + 1;
+        let words = &self.nodes[at..at + self.dim];
+        // SAFETY: AtomicU32 has the size, alignment and bit validity of u32, hence of f32. A slot's vector
+        // words are written only by `set_vector` while the slot is being placed (before the parallel build
+        // starts linking, or under `&mut self` in `insert` and the loaders), never while a search or a
+        // link can be reading them.
+        unsafe { std::slice::from_raw_parts(words.as_ptr() as *const f32, self.dim) }
+    }
+
+    /// Writes the vector of a slot that no search or link can reach yet.
+    fn set_vector(&self, s: u32, v: &[f32]) {
+        let at = s as usize * self.stride + self.m0 + 1;
+        self.nodes[at..at + self.dim].iter().zip(v).for_each(|(w, x)| w.store(x.to_bits(), Relaxed));
     }
 
     /// The link block of `s` on `layer` (count word first); empty above its level.
     fn block(&self, s: u32, layer: usize) -> &[AtomicU32] {
         let su = s as usize;
         if layer == 0 {
-            &self.l0[su * (self.m0 + 1)..(su + 1) * (self.m0 + 1)]
+            &self.nodes[su * self.stride..su * self.stride + self.m0 + 1]
         } else if layer <= self.levels[su] as usize {
             let b = self.up_off[su] as usize + layer - 1;
             &self.up[b * (self.m + 1)..(b + 1) * (self.m + 1)]
         } else {
             &[]
         }
+    }
+
+    /// The first cache lines of the link block of `s` on `layer`, as a float slice for [`prefetch`].
+    fn block_words(&self, s: u32, layer: usize) -> &[f32] {
+        let b = self.block(s, layer);
+        // SAFETY: only the address and length are used (by a prefetch hint); nothing is read through it.
+        unsafe { std::slice::from_raw_parts(b.as_ptr() as *const f32, b.len().min(32)) }
     }
 
     /// Copies the neighbours of `s` on `layer` into `out`.
@@ -219,13 +258,13 @@ impl Graph {
 
     /// Mean links per slot on layer 0 (a size check for the benchmark).
     pub(crate) fn mean_degree(&self) -> f64 {
-        let total: u64 = (0..self.len()).map(|s| self.l0[s * (self.m0 + 1)].load(Relaxed) as u64).sum();
+        let total: u64 = (0..self.len()).map(|s| self.nodes[s * self.stride].load(Relaxed) as u64).sum();
         total as f64 / self.len().max(1) as f64
     }
 
     /// Bytes held by the vectors and links.
     pub(crate) fn heap_bytes(&self) -> usize {
-        self.vectors.len() * 4 + self.levels.len() + (self.l0.len() + self.up_off.len() + self.up.len()) * 4 + LOCKS * 8
+        self.levels.len() + (self.nodes.len() + self.up_off.len() + self.up.len()) * 4 + LOCKS * 8
     }
 
     fn greedy(&self, q: &[f32], mut ep: (f32, u32), layer: usize, buf: &mut Vec<u32>) -> (f32, u32) {
@@ -283,6 +322,8 @@ impl Graph {
                 for &nb in &buf {
                     let dn = dist(q, self.vector(nb));
                     if best.len() < ef || best.peek().is_some_and(|w| dn < w.0 .0) {
+                        // Its links will be read if it is expanded: start loading them now.
+                        prefetch(self.block_words(nb, layer));
                         cand.push(Reverse((D(dn), nb)));
                         if keep(nb) {
                             best.push((D(dn), nb));
@@ -432,7 +473,8 @@ impl Graph {
             return None;
         }
         g.reserve_slots(&levels);
-        g.vectors = vectors;
+        vectors.chunks_exact(dim).enumerate().for_each(|(s, v)| g.set_vector(s as u32, v));
+        drop(vectors);
         for (s, layers) in lists.iter().enumerate() {
             for (layer, ids) in layers.iter().enumerate() {
                 let ids: Vec<(f32, u32)> = ids.iter().filter(|&&id| (id as usize) < n).map(|&id| (0.0, id)).collect();
@@ -452,18 +494,22 @@ impl Graph {
         w.write_all(&entry.to_le_bytes())?;
         w.write_all(&[top])?;
         w.write_all(&self.levels)?;
-        let mut buf = Vec::with_capacity(CHUNK * 4);
-        for part in self.l0.chunks(CHUNK).chain(self.up.chunks(CHUNK)) {
-            buf.clear();
-            part.iter().for_each(|a| buf.extend_from_slice(&a.load(Relaxed).to_le_bytes()));
-            w.write_all(&buf)?;
-        }
-        for part in self.vectors.chunks(CHUNK) {
-            buf.clear();
-            part.iter().for_each(|x| buf.extend_from_slice(&x.to_le_bytes()));
-            w.write_all(&buf)?;
-        }
-        Ok(())
+        // On disk: every layer-0 block, the upper blocks, then every vector (the layout before records).
+        let n = self.len();
+        let words = |w: &mut dyn Write, part: &mut dyn Iterator<Item = &[AtomicU32]>| -> std::io::Result<()> {
+            let mut buf = Vec::with_capacity(CHUNK * 4 + 4096);
+            for p in part {
+                p.iter().for_each(|a| buf.extend_from_slice(&a.load(Relaxed).to_le_bytes()));
+                if buf.len() >= CHUNK * 4 {
+                    w.write_all(&buf)?;
+                    buf.clear();
+                }
+            }
+            w.write_all(&buf)
+        };
+        words(w, &mut (0..n).map(|s| &self.nodes[s * self.stride..s * self.stride + self.m0 + 1]))?;
+        words(w, &mut self.up.chunks(CHUNK))?;
+        words(w, &mut (0..n).map(|s| &self.nodes[s * self.stride + self.m0 + 1..(s + 1) * self.stride]))
     }
 
     /// Reads what [`Graph::write_to`] wrote, checking every size and id; the reason when it does not fit.
@@ -485,19 +531,21 @@ impl Graph {
         let mut g = Graph::empty(dim, m, ef_construction);
         g.reserve_slots(&levels);
         let mut buf = vec![0u8; CHUNK * 4];
-        for part in g.l0.chunks(CHUNK).chain(g.up.chunks(CHUNK)) {
-            let b = &mut buf[..part.len() * 4];
-            r.read_exact(b).map_err(short)?;
-            part.iter().zip(b.chunks_exact(4)).for_each(|(a, c)| a.store(u32::from_le_bytes([c[0], c[1], c[2], c[3]]), Relaxed));
+        let mut fill = |part: &[AtomicU32]| -> std::result::Result<(), String> {
+            for piece in part.chunks(CHUNK) {
+                let b = &mut buf[..piece.len() * 4];
+                r.read_exact(b).map_err(short)?;
+                piece.iter().zip(b.chunks_exact(4)).for_each(|(a, c)| a.store(u32::from_le_bytes([c[0], c[1], c[2], c[3]]), Relaxed));
+            }
+            Ok(())
+        };
+        let (stride, m0) = (g.stride, g.m0);
+        for s in 0..n {
+            fill(&g.nodes[s * stride..s * stride + m0 + 1])?;
         }
-        g.vectors = Vec::with_capacity(n * dim);
-        let mut left = n * dim;
-        while left > 0 {
-            let take = left.min(CHUNK);
-            let b = &mut buf[..take * 4];
-            r.read_exact(b).map_err(short)?;
-            g.vectors.extend(b.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])));
-            left -= take;
+        fill(&g.up)?;
+        for s in 0..n {
+            fill(&g.nodes[s * stride + m0 + 1..(s + 1) * stride])?;
         }
         for s in 0..n as u32 {
             for layer in 0..=g.levels[s as usize] as usize {
@@ -559,7 +607,7 @@ mod tests {
     fn parallel_build_finds_true_neighbours_and_survives_a_round_trip() {
         let (n, dim) = (3000, 16);
         let v = unit_vectors(n, dim, 7);
-        let g = Graph::build(v.clone(), dim, 12, 100, true);
+        let g = Graph::build(&v, dim, 12, 100, true);
         assert_eq!(g.len(), n);
         let mut hit = 0;
         for qi in (0..n).step_by(30) {

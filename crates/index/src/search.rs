@@ -26,6 +26,13 @@ pub(crate) fn exact_rows<'a>(n: usize, vector: &dyn Fn(usize) -> &'a [f32], quer
 
 /// Best first (ties by row), at most `k`: the one order every search returns.
 pub(crate) fn rank(hits: &mut Vec<Hit>, k: usize) {
-    hits.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.row.cmp(&b.row)));
-    hits.truncate(k);
+    let order = |a: &Hit, b: &Hit| b.score.total_cmp(&a.score).then(a.row.cmp(&b.row));
+    if k < hits.len() {
+        // The k best first (linear), then only those sorted: exact search over a big library sorts k,
+        // not every song.
+        hits.select_nth_unstable_by(k, order);
+        hits.truncate(k);
+        hits.shrink_to_fit();
+    }
+    hits.sort_by(order);
 }

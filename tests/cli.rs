@@ -202,6 +202,20 @@ fn query_by_song_text_file_playlist_and_filters() {
         total += 5;
     }
     assert!(agree as f64 / total as f64 >= 0.99, "recall@5 of the index on real embeddings: {agree}/{total}");
+    // The same through a graph that hnsw_rs built; a damaged index file is refused, naming it and the fix.
+    let o = run(&["index", s(&store), "--rebuild", "--builder", "hnsw-rs"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let ids_of = |v: &serde_json::Value| v["results"].as_array().unwrap().iter().map(|x| x["id"].as_str().unwrap().to_string()).collect::<Vec<_>>();
+    assert_eq!(ids_of(&json(&q(&["--song", "Art", "-k", "5", "--ann"]))), ids_of(&r2));
+    let bin = store.join("index").join("index.bin");
+    let mut bytes = std::fs::read(&bin).unwrap();
+    let at = bytes.len() - 40;
+    bytes[at] ^= 1;
+    std::fs::write(&bin, &bytes).unwrap();
+    let o = q(&["--song", "Art", "--ann"]);
+    assert!(!o.status.success() && stderr(&o).contains("index.bin") && stderr(&o).contains("--rebuild"), "{}", stderr(&o));
+    let o = run(&["index", s(&store), "--rebuild"]);
+    assert!(o.status.success(), "{}", stderr(&o));
     // Target genre (teacher_genre column of the CSV): k results, all of that genre.
     let r = json(&q(&["--song", "hedgewars-data/Art.mp3", "-k", "2", "--genre", "ambient"]));
     let res = r["results"].as_array().unwrap();

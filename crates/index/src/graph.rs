@@ -285,7 +285,7 @@ impl Graph {
 
     /// Best-first search of one layer from `ep`: up to `ef` nearest slots that `keep` accepts, nearest
     /// first. Rejected slots are still walked through.
-    fn search_layer(&self, q: &[f32], ep: (f32, u32), ef: usize, layer: usize, keep: &dyn Fn(u32) -> bool) -> Vec<(f32, u32)> {
+    fn search_layer<K: Fn(u32) -> bool + ?Sized>(&self, q: &[f32], ep: (f32, u32), ef: usize, layer: usize, keep: &K) -> Vec<(f32, u32)> {
         let n = self.len();
         VISITED.with(|v| {
             let (marks, generation) = &mut *v.borrow_mut();
@@ -341,7 +341,8 @@ impl Graph {
     }
 
     /// The `k` nearest slots that `keep` accepts (candidate list `ef`), best first.
-    pub(crate) fn search(&self, q: &[f32], k: usize, ef: usize, keep: &dyn Fn(u32) -> bool) -> Vec<Hit> {
+    /// Generic over the filter so that the unfiltered search compiles without a call per candidate.
+    pub(crate) fn search<K: Fn(u32) -> bool + ?Sized>(&self, q: &[f32], k: usize, ef: usize, keep: &K) -> Vec<Hit> {
         let Some((entry, top)) = *self.entry.lock().unwrap_or_else(|e| e.into_inner()) else { return vec![] };
         if k == 0 {
             return vec![];

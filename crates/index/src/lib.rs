@@ -1,5 +1,5 @@
 //! Song vectors and "sounds like this" search: the embedding store (append-only journal, atomic
-//! compaction), exact cosine search, and an HNSW index (hnsw_rs) behind a validating wrapper.
+//! compaction), exact cosine search, and an HNSW index (own construction on flat arrays, or hnsw_rs as the builder).
 //! No machine-learning dependencies.
 #![warn(missing_docs)]
 

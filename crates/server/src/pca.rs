@@ -3,7 +3,7 @@
 /// Projects the rows of `m` (row-major, `dim` wide) onto their first two principal components (power
 /// iteration with deflation on the covariance matrix), scaled into [-1, 1]. Deterministic.
 pub fn pca_2d(m: &[f32], dim: usize) -> Vec<[f32; 2]> {
-    let n = if dim == 0 { 0 } else { m.len() / dim };
+    let n = m.len().checked_div(dim).unwrap_or(0);
     if n == 0 {
         return vec![];
     }

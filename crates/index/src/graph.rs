@@ -48,8 +48,9 @@ impl Ord for D {
 }
 
 thread_local! {
-    /// Visited marks: `marks[s] == generation` means visited in this search.
-    static VISITED: RefCell<(Vec<u32>, u32)> = const { RefCell::new((Vec::new(), 0)) };
+    /// Visited marks: `marks[s] == generation` means visited in this search (16 bits, as hnswlib: half the
+    /// cache footprint; all marks are cleared once every 65,535 searches).
+    static VISITED: RefCell<(Vec<u16>, u16)> = const { RefCell::new((Vec::new(), 0)) };
 }
 
 /// `1 - cosine` for L2-normalised vectors, clamped at 0.

@@ -606,6 +606,19 @@ mod tests {
     }
 
     #[test]
+    fn visited_marks_survive_the_generation_wrap() {
+        // 16-bit marks are cleared every 65,535 searches; a missed clear would hide visited slots.
+        let (n, dim) = (300, 8);
+        let v = unit_vectors(n, dim, 3);
+        let g = Graph::build(&v, dim, 8, 50, false);
+        for i in 0..66_000usize {
+            let s = i % n;
+            let hits = g.search(&v[s * dim..(s + 1) * dim], 1, 16, &|_| true);
+            assert_eq!(hits[0].row, s, "search {i}");
+        }
+    }
+
+    #[test]
     fn parallel_build_finds_true_neighbours_and_survives_a_round_trip() {
         let (n, dim) = (3000, 16);
         let v = unit_vectors(n, dim, 7);

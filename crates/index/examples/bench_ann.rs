@@ -5,13 +5,13 @@
 
 use std::time::Instant;
 
-use soundalike_index::{exact_search, normalise, AnnIndex, AnnParams, Builder};
+use soundalike_index::{exact_search, random_unit_vectors, AnnIndex, AnnParams, Builder};
 
 mod common;
+use common::rss_kb;
 
 /// Search lists tried (the same in scripts/bench_ann.sh for hnswlib and faiss).
 const EFS: [usize; 9] = [10, 20, 40, 80, 160, 320, 640, 1280, 2560];
-use common::rss_kb;
 
 fn main() {
     let a: Vec<String> = std::env::args().skip(1).collect();
@@ -22,12 +22,7 @@ fn main() {
     let builder = if a.get(4).map(String::as_str) == Some("hnsw-rs") { Builder::HnswRs } else { Builder::Native };
     let v: Vec<f32> = match a.get(3).filter(|p| *p != "-") {
         Some(p) => std::fs::read(p).expect("vectors file").chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
-        None => {
-            let mut x = 0x2545_F491_4F6C_DD1Du64;
-            let mut v: Vec<f32> = (0..n * dim).map(|_| { x ^= x << 13; x ^= x >> 7; x ^= x << 17; (x >> 40) as f32 / (1u64 << 24) as f32 - 0.5 }).collect();
-            v.chunks_exact_mut(dim).for_each(normalise);
-            v
-        }
+        None => random_unit_vectors(n, dim, 0x2545_F491_4F6C_DD1D),
     };
     let n = v.len() / dim;
     let (base, queries) = v.split_at((n - nq) * dim);

@@ -163,14 +163,11 @@ impl Graph {
         let levels: Vec<u8> = (0..n).map(|s| draw_level(s, m)).collect();
         g.reserve_slots(&levels);
         vectors.chunks_exact(dim).enumerate().for_each(|(s, v)| g.set_vector(s as u32, v));
-        if n == 0 {
-            return g;
-        }
-        *g.entry.lock().unwrap_or_else(|e| e.into_inner()) = Some((0, levels[0]));
+        // The first slot linked becomes the entry point (see `link`).
         if parallel {
-            (1..n as u32).into_par_iter().for_each(|s| g.link(s));
+            (0..n as u32).into_par_iter().for_each(|s| g.link(s));
         } else {
-            (1..n as u32).for_each(|s| g.link(s));
+            (0..n as u32).for_each(|s| g.link(s));
         }
         g
     }
@@ -181,17 +178,7 @@ impl Graph {
         let level = draw_level(s, self.m);
         self.reserve_slots(&[level]);
         self.set_vector(s as u32, v);
-        let first = {
-            let mut e = self.entry.lock().unwrap_or_else(|e| e.into_inner());
-            let first = e.is_none();
-            if first {
-                *e = Some((s as u32, level));
-            }
-            first
-        };
-        if !first {
-            self.link(s as u32);
-        }
+        self.link(s as u32);
         s as u32
     }
 
@@ -230,13 +217,6 @@ impl Graph {
         } else {
             &[]
         }
-    }
-
-    /// The first cache lines of the link block of `s` on `layer`, as a float slice for [`prefetch`].
-    fn block_words(&self, s: u32, layer: usize) -> &[f32] {
-        let b = self.block(s, layer);
-        // SAFETY: only the address and length are used (by a prefetch hint); nothing is read through it.
-        unsafe { std::slice::from_raw_parts(b.as_ptr() as *const f32, b.len().min(32)) }
     }
 
     /// Copies the neighbours of `s` on `layer` into `out`.
@@ -323,8 +303,6 @@ impl Graph {
                 for &nb in &buf {
                     let dn = dist(q, self.vector(nb));
                     if best.len() < ef || best.peek().is_some_and(|w| dn < w.0 .0) {
-                        // Its links will be read if it is expanded: start loading them now.
-                        prefetch(self.block_words(nb, layer));
                         cand.push(Reverse((D(dn), nb)));
                         if keep(nb) {
                             best.push((D(dn), nb));
@@ -406,7 +384,8 @@ impl Graph {
         self.write_block(nb, layer, &kept);
     }
 
-    /// Links slot `s` (vector and level already in place) into the graph.
+    /// Links slot `s` (vector and level already in place) into the graph; into an empty graph, it becomes
+    /// the entry point.
     fn link(&self, s: u32) {
         let level = self.levels[s as usize] as usize;
         let q = self.vector(s);
@@ -583,20 +562,6 @@ fn short(e: std::io::Error) -> String {
 mod tests {
     use super::*;
 
-    fn unit_vectors(n: usize, dim: usize, seed: u64) -> Vec<f32> {
-        let mut x = seed | 1;
-        let mut v: Vec<f32> = (0..n * dim)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                (x >> 40) as f32 / (1u64 << 24) as f32 - 0.5
-            })
-            .collect();
-        v.chunks_exact_mut(dim).for_each(crate::normalise);
-        v
-    }
-
     #[test]
     fn levels_are_geometric() {
         let levels: Vec<u8> = (0..100_000).map(|s| draw_level(s, 16)).collect();
@@ -609,7 +574,7 @@ mod tests {
     fn visited_marks_survive_the_generation_wrap() {
         // 16-bit marks are cleared every 65,535 searches; a missed clear would hide visited slots.
         let (n, dim) = (300, 8);
-        let v = unit_vectors(n, dim, 3);
+        let v = crate::random_unit_vectors(n, dim, 3);
         let g = Graph::build(&v, dim, 8, 50, false);
         for i in 0..66_000usize {
             let s = i % n;
@@ -621,7 +586,7 @@ mod tests {
     #[test]
     fn parallel_build_finds_true_neighbours_and_survives_a_round_trip() {
         let (n, dim) = (3000, 16);
-        let v = unit_vectors(n, dim, 7);
+        let v = crate::random_unit_vectors(n, dim, 7);
         let g = Graph::build(&v, dim, 12, 100, true);
         assert_eq!(g.len(), n);
         let mut hit = 0;

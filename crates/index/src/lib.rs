@@ -76,6 +76,23 @@ unsafe fn dot_avx2(a: &[f32], b: &[f32]) -> f32 {
     total
 }
 
+/// `n` pseudo-random unit vectors of width `dim` (xorshift64, uniform in [-0.5, 0.5) per value, then
+/// normalised), the same for the same `seed`: test and benchmark data, not for production use.
+#[doc(hidden)]
+pub fn random_unit_vectors(n: usize, dim: usize, seed: u64) -> Vec<f32> {
+    let mut x = seed | 1;
+    let mut v: Vec<f32> = (0..n * dim)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+        })
+        .collect();
+    v.chunks_exact_mut(dim.max(1)).for_each(normalise);
+    v
+}
+
 /// L2-normalises in place; an all-zero vector stays zero.
 pub fn normalise(v: &mut [f32]) {
     let n = dot(v, v).sqrt();

@@ -3,20 +3,6 @@
 use proptest::prelude::*;
 use soundalike_index::*;
 
-fn rng_vectors(n: usize, dim: usize, seed: u64) -> Vec<f32> {
-    let mut x = seed | 1;
-    let mut v: Vec<f32> = (0..n * dim)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 40) as f32 / (1u64 << 24) as f32 - 0.5
-        })
-        .collect();
-    v.chunks_exact_mut(dim).for_each(normalise);
-    v
-}
-
 fn header(dir: &std::path::Path, fp: &str) -> StoreHeader {
     StoreHeader {
         format_version: STORE_FORMAT_VERSION,
@@ -98,7 +84,7 @@ fn wrong_dimension_is_refused() {
 /// A store of `n` random songs (dim 16), every 100th one "classical".
 fn random_store(dir: &std::path::Path, n: usize, seed: u64) -> Store {
     let dim = 16;
-    let v = rng_vectors(n, dim, seed);
+    let v = random_unit_vectors(n, dim, seed);
     let mut h = header(dir, "m1");
     h.dim = dim;
     let mut s = Store::open_or_create(dir, h).unwrap();
@@ -160,9 +146,9 @@ fn index_follows_store_changes_with_inserts_and_tombstones() {
     }
     let mut changed = store.get("s00100.mp3").unwrap().clone();
     changed.fingerprint = "new content".into();
-    changed.vector = rng_vectors(1, 16, 99);
+    changed.vector = random_unit_vectors(1, 16, 99);
     store.put(changed.clone()).unwrap();
-    let extra = rng_vectors(30, 16, 12);
+    let extra = random_unit_vectors(30, 16, 12);
     for (i, x) in extra.chunks_exact(16).enumerate() {
         let mut r = song(&format!("new{i:03}.mp3"), [0.0; 4], "pop");
         r.vector = x.to_vec();
@@ -212,7 +198,7 @@ fn text_search_and_resolve() {
 
 #[test]
 fn bad_parameters_are_refused_not_fatal() {
-    let v = rng_vectors(10, 4, 1);
+    let v = random_unit_vectors(10, 4, 1);
     assert!(AnnIndex::build(&v, 4, &AnnParams { m: 300, ..Default::default() }).is_err());
     assert!(AnnIndex::build(&v, 4, &AnnParams { ef_search: 0, ..Default::default() }).is_err());
     assert!(AnnIndex::build(&v[..7], 4, &AnnParams::default()).is_err());
@@ -222,7 +208,7 @@ fn bad_parameters_are_refused_not_fatal() {
 fn both_builders_find_the_true_neighbours() {
     // The native construction and hnsw_rs's, searched by the same code on the same data.
     let (dim, n) = (16, 2500);
-    let v = rng_vectors(n, dim, 11);
+    let v = random_unit_vectors(n, dim, 11);
     for builder in [Builder::Native, Builder::HnswRs] {
         let idx = AnnIndex::build(&v, dim, &AnnParams { m: 12, ef_construction: 100, ef_search: 64, builder }).unwrap();
         let mut hit = 0;
@@ -242,7 +228,7 @@ fn both_builders_find_the_true_neighbours() {
 fn index_save_load_roundtrip_and_model_check() {
     let d = tempfile::tempdir().unwrap();
     let dim = 8;
-    let v = rng_vectors(300, dim, 3);
+    let v = random_unit_vectors(300, dim, 3);
     let idx = AnnIndex::build(&v, dim, &AnnParams::default()).unwrap();
     idx.save(d.path(), "m1").unwrap();
     let back = AnnIndex::load(d.path(), "m1", dim).unwrap().expect("index present");
@@ -250,7 +236,7 @@ fn index_save_load_roundtrip_and_model_check() {
     assert_eq!(back.search(q, 5, &|_| true).unwrap(), idx.search(q, 5, &|_| true).unwrap());
     // After a reload the graph takes inserts again, and the saved file is checked before use.
     let mut more = AnnIndex::load(d.path(), "m1", dim).unwrap().unwrap();
-    let extra = rng_vectors(1, dim, 99);
+    let extra = random_unit_vectors(1, dim, 99);
     let slot = more.insert(&extra, "x".into()).unwrap();
     assert_eq!(slot, 300);
     assert_eq!(more.search(&extra, 1, &|_| true).unwrap()[0].row, 300);
@@ -279,7 +265,7 @@ fn index_save_load_roundtrip_and_model_check() {
 fn small_graphs_are_deterministic_and_find_every_point() {
     // The case that failed once in CI with parallel insertion.
     let (dim, n) = (12, 139);
-    let v = rng_vectors(n, dim, 1_624_954_827_799_433_338);
+    let v = random_unit_vectors(n, dim, 1_624_954_827_799_433_338);
     let a = AnnIndex::build(&v, dim, &AnnParams::default()).unwrap();
     let b = AnnIndex::build(&v, dim, &AnnParams::default()).unwrap();
     for qi in 0..n {
@@ -297,7 +283,7 @@ proptest! {
     #[test]
     fn hnsw_top1_equals_exact(n in 20usize..400, seed in any::<u64>()) {
         let dim = 12;
-        let v = rng_vectors(n, dim, seed);
+        let v = random_unit_vectors(n, dim, seed);
         let idx = AnnIndex::build(&v, dim, &AnnParams::default()).unwrap();
         for qi in [0, n / 2, n - 1] {
             let q = &v[qi * dim..(qi + 1) * dim];

@@ -46,14 +46,19 @@ pub fn spec_augment(tile: &mut [f32], n_mels: usize, width: usize, max_f: usize,
     }
 }
 
-/// The normalised tiles of `mel` starting at `starts`, as one `[starts.len(), 1, n_mels, width]` batch.
-pub fn tile_batch(mel: &LogMel, starts: &[usize], width: usize, device: &Device) -> Tensor<4> {
+/// The normalised tiles of `mel` starting at `starts`, concatenated: `[starts.len(), n_mels, width]`.
+pub fn tile_data(mel: &LogMel, starts: &[usize], width: usize) -> Vec<f32> {
     let h = mel.n_mels;
     let mut data = vec![0f32; starts.len() * h * width];
-    for (i, &s) in starts.iter().enumerate() {
-        write_tile(mel, s, width, &mut data[i * h * width..(i + 1) * h * width]);
+    for (&s, t) in starts.iter().zip(data.chunks_exact_mut(h * width)) {
+        write_tile(mel, s, width, t);
     }
-    batch_tensor(data, starts.len(), h, width, device)
+    data
+}
+
+/// The normalised tiles of `mel` starting at `starts`, as one `[starts.len(), 1, n_mels, width]` batch.
+pub fn tile_batch(mel: &LogMel, starts: &[usize], width: usize, device: &Device) -> Tensor<4> {
+    batch_tensor(tile_data(mel, starts, width), starts.len(), mel.n_mels, width, device)
 }
 
 /// `[batch, 1, n_mels, width]` tensor from concatenated tiles.

@@ -5,8 +5,10 @@ use burn::prelude::*;
 use burn::tensor::activation::softmax;
 use serde::{Deserialize, Serialize};
 
-use crate::data::{tile_batch, tile_starts};
-use crate::{LabelledSong, SoundNet};
+use soundalike_audio::LogMel;
+
+use crate::data::{tile_batch, tile_data, tile_starts};
+use crate::{CpuNet, LabelledSong, SoundNet};
 
 /// Evaluation results on one set of songs.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -33,27 +35,34 @@ pub struct EvalReport {
     pub chance_uniform: f64,
 }
 
-/// Evaluates `net` (inference mode) on `songs` with tiles of `width` frames every `hop` frames.
+/// Evaluates `net` (inference mode) on `songs` with tiles of `width` frames every `hop` frames. On the CPU
+/// it runs the fused inference path on the folded network (what embedding runs), elsewhere burn.
 pub fn evaluate(net: &SoundNet, songs: &[LabelledSong], labels: &[String], width: usize, hop: usize, device: &Device) -> EvalReport {
     let k = labels.len();
+    let engine = (*device == Device::flex()).then(|| CpuNet::from_folded(&net.fold_batch_norm()));
+    // Class probabilities `[n_tiles, k]` of the tiles of `mel` starting at `starts`.
+    let tile_probs = |mel: &LogMel, starts: &[usize]| -> Vec<f32> {
+        if let Some(engine) = &engine {
+            return engine.forward(&tile_data(mel, starts, width), mel.n_mels, width).1;
+        }
+        let mut p = Vec::with_capacity(starts.len() * k);
+        for chunk in starts.chunks(crate::infer::INFER_BATCH) {
+            p.extend(softmax(net.forward(tile_batch(mel, chunk, width, device)), 1).into_data().try_into_vec::<f32>().unwrap_or_default());
+        }
+        p
+    };
     let mut confusion = vec![vec![0usize; k]; k];
     let (mut tiles, mut tile_hits, mut loss_sum) = (0usize, 0usize, 0f64);
     for s in songs {
         let starts = tile_starts(s.mel.n_frames, width, hop);
         let mut mean = vec![0f64; k];
-        for chunk in starts.chunks(crate::infer::INFER_BATCH) {
-            let p = softmax(net.forward(tile_batch(&s.mel, chunk, width, device)), 1)
-                .into_data()
-                .try_into_vec::<f32>()
-                .unwrap_or_default();
-            for row in p.chunks_exact(k) {
-                tiles += 1;
-                loss_sum -= (row[s.label].max(1e-7) as f64).ln();
-                if argmax(row) == s.label {
-                    tile_hits += 1;
-                }
-                mean.iter_mut().zip(row).for_each(|(m, &v)| *m += v as f64);
+        for row in tile_probs(&s.mel, &starts).chunks_exact(k) {
+            tiles += 1;
+            loss_sum -= (row[s.label].max(1e-7) as f64).ln();
+            if argmax(row) == s.label {
+                tile_hits += 1;
             }
+            mean.iter_mut().zip(row).for_each(|(m, &v)| *m += v as f64);
         }
         let pred = argmax(&mean.iter().map(|&v| v as f32).collect::<Vec<_>>());
         confusion[s.label][pred] += 1;

@@ -4,7 +4,7 @@ use burn::prelude::*;
 use burn::tensor::activation::softmax;
 use soundalike_audio::LogMel;
 
-use crate::data::{tile_batch, tile_starts};
+use crate::data::{tile_batch, tile_data, tile_starts};
 use crate::LoadedModel;
 
 /// Tiles per forward pass at inference.
@@ -40,8 +40,27 @@ pub fn l2_normalise(v: &mut [f32]) {
 }
 
 impl LoadedModel {
-    /// Runs every tile of `mel` (the config's tiling) through the network in batches.
+    /// Runs every tile of `mel` (the config's tiling) through the network: on the CPU through the fused
+    /// path ([`CpuNet`](crate::CpuNet), tiles in parallel), on another device through burn in batches.
     pub fn infer_tiles(&self, mel: &LogMel, device: &Device) -> TileOutputs {
+        if *device == Device::flex() {
+            self.infer_tiles_fused(mel)
+        } else {
+            self.infer_tiles_burn(mel, device)
+        }
+    }
+
+    /// [`infer_tiles`](Self::infer_tiles) through the fused CPU path.
+    pub fn infer_tiles_fused(&self, mel: &LogMel) -> TileOutputs {
+        let fe = &self.config.frontend;
+        let w = fe.tile_frames;
+        let starts = tile_starts(mel.n_frames, w, fe.tile_hop);
+        let (embeddings, probs) = self.engine.forward(&tile_data(mel, &starts, w), mel.n_mels, w);
+        TileOutputs { embeddings, probs, n_tiles: starts.len() }
+    }
+
+    /// [`infer_tiles`](Self::infer_tiles) through burn's folded network on `device`, in batches.
+    pub fn infer_tiles_burn(&self, mel: &LogMel, device: &Device) -> TileOutputs {
         let fe = &self.config.frontend;
         let w = fe.tile_frames;
         let starts = tile_starts(mel.n_frames, w, fe.tile_hop);

@@ -7,12 +7,14 @@
 
 pub mod bundle;
 pub mod data;
+pub mod engine;
 pub mod eval;
 pub mod infer;
 pub mod model;
 pub mod train;
 
 pub use bundle::{load_config, load_model, save_model, LoadedModel, ModelConfig, MODEL_FORMAT_VERSION};
+pub use engine::CpuNet;
 pub use eval::{evaluate, EvalReport};
 pub use infer::{l2_normalise, SongEmbedding};
 pub use model::{ArchConfig, FoldedNet, SoundNet};

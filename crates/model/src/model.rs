@@ -179,4 +179,26 @@ impl FoldedNet {
     pub fn head_logits(&self, embedding: Tensor<2>) -> Tensor<2> {
         self.head.forward(embedding)
     }
+
+    /// Each block's folded convolution: weight `[cout, cin, 3, 3]` and bias `[cout]`.
+    pub(crate) fn conv_weights(&self) -> Vec<(Tensor<4>, Tensor<1>)> {
+        self.blocks
+            .iter()
+            .map(|b| {
+                let w = b.conv.weight.val();
+                let bias = b.conv.bias.as_ref().map(|p| p.val()).unwrap_or_else(|| Tensor::zeros([w.dims()[0]], &w.device()));
+                (w, bias)
+            })
+            .collect()
+    }
+
+    /// The dense (embedding) layer and the head: weight `[d_in, d_out]` and bias `[d_out]` each.
+    pub(crate) fn dense_weights(&self) -> ((Tensor<2>, Tensor<1>), (Tensor<2>, Tensor<1>)) {
+        let lin = |l: &Linear| {
+            let w = l.weight.val();
+            let b = l.bias.as_ref().map(|p| p.val()).unwrap_or_else(|| Tensor::zeros([w.dims()[1]], &w.device()));
+            (w, b)
+        };
+        (lin(&self.dense), lin(&self.head))
+    }
 }

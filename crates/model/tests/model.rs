@@ -202,3 +202,50 @@ fn folded_batch_norm_gives_the_same_outputs() {
     let (lp, lf) = (m.net.head_logits(plain).into_data().try_to_vec::<f32>().unwrap(), m.folded.head_logits(folded).into_data().try_to_vec::<f32>().unwrap());
     assert!(lp.iter().zip(&lf).all(|(a, b)| (a - b).abs() < 1e-3), "{lp:?} vs {lf:?}");
 }
+
+/// Largest absolute difference, and the largest magnitude in `a`.
+fn worst_diff(a: &[f32], b: &[f32]) -> (f32, f32) {
+    assert_eq!(a.len(), b.len());
+    (a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max), a.iter().fold(0f32, |m, x| m.max(x.abs())))
+}
+
+#[test]
+fn fused_cpu_engine_equals_burns_folded_network() {
+    let dev = Device::flex();
+    let m = load_model(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/default"), &dev).unwrap();
+    let engine = CpuNet::from_folded(&m.folded);
+    assert_eq!((engine.embedding_dim(), engine.n_classes()), (128, m.config.labels.len()));
+    // Square tiles as shipped, and sizes the strips and the pool must cut unevenly (odd rows and columns).
+    for (n, h, w) in [(5, 128, 128), (3, 37, 50), (2, 128, 130)] {
+        let x = burn::tensor::Tensor::<4>::random([n, 1, h, w], burn::tensor::Distribution::Uniform(0.0, 1.0), &dev);
+        let data = x.clone().into_data().try_to_vec::<f32>().unwrap();
+        let emb = m.folded.forward_embedding(x);
+        let probs = burn::tensor::activation::softmax(m.folded.head_logits(emb.clone()), 1).into_data().try_to_vec::<f32>().unwrap();
+        let emb = emb.into_data().try_to_vec::<f32>().unwrap();
+        let (e2, p2) = engine.forward(&data, h, w);
+        let (worst, scale) = worst_diff(&emb, &e2);
+        assert!(scale > 0.1, "embeddings are all near zero at {h}x{w}: {scale}");
+        assert!(worst < 1e-4 * scale.max(1.0), "engine embedding differs by {worst} (scale {scale}) at {h}x{w}");
+        let (worst, _) = worst_diff(&probs, &p2);
+        assert!(worst < 1e-4, "engine probabilities differ by {worst} at {h}x{w}");
+    }
+}
+
+#[test]
+fn song_tiles_give_the_same_outputs_on_both_inference_paths() {
+    // A song longer than one batch of tiles, so burn's path batches and the fused path splits across threads.
+    let dev = Device::flex();
+    let m = load_model(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/default"), &dev).unwrap();
+    let fe = &m.config.frontend;
+    let n_frames = fe.tile_frames + fe.tile_hop * (burn_batch() + 3) + 17;
+    let mel = LogMel { n_mels: fe.n_mels, n_frames, data: (0..fe.n_mels * n_frames).map(|i| -80.0 + ((i * 7919) % 8000) as f32 / 100.0).collect() };
+    let (fused, burn) = (m.infer_tiles_fused(&mel), m.infer_tiles_burn(&mel, &dev));
+    assert_eq!((fused.n_tiles, burn.n_tiles), (burn_batch() + 4, burn_batch() + 4));
+    let (worst, scale) = worst_diff(&burn.embeddings, &fused.embeddings);
+    assert!(scale > 0.1 && worst < 1e-4 * scale.max(1.0), "embeddings differ by {worst} (scale {scale})");
+    assert!(worst_diff(&burn.probs, &fused.probs).0 < 1e-4);
+}
+
+fn burn_batch() -> usize {
+    soundalike_model::infer::INFER_BATCH
+}

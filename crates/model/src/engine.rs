@@ -1,0 +1,215 @@
+//! A fused CPU inference path for the folded network: what `embed`, `query --file` and `serve` run.
+//!
+//! burn's generic operators run the folded network one whole batch and one operator at a time: each
+//! convolution converts its input to NHWC, builds an im2col buffer for the batch, multiplies, and then
+//! bias, ReLU and max-pool each make a pass over the full-size feature map. Here each tile goes through the
+//! whole network on one thread (tiles of a batch in parallel, rayon), and each convolution runs in strips
+//! of a few output rows: im2col of the strip, one GEMM (the `gemm` crate, which burn-flex uses too), then
+//! bias + ReLU + 2x2 max-pool fused into one pass that writes the pooled strip. A strip's buffers stay in
+//! the core's cache. Same arithmetic as [`FoldedNet`](crate::FoldedNet) up to float rounding (tested).
+
+use burn::prelude::*;
+use rayon::prelude::*;
+
+use crate::model::FoldedNet;
+
+/// Output positions per strip GEMM (the strip height is this divided by the row width, rounded to even).
+const STRIP_POSITIONS: usize = 512;
+
+/// One conv3x3 (padding 1, stride 1) with folded batch norm, then ReLU and 2x2/2 max-pool.
+#[derive(Clone, Debug)]
+struct ConvLayer {
+    cin: usize,
+    cout: usize,
+    /// `[cout, cin * 9]`, row-major; column `c * 9 + ky * 3 + kx`.
+    weight: Vec<f32>,
+    bias: Vec<f32>,
+}
+
+/// A dense layer `y = x W + b` with `W` as `[d_in, d_out]` (burn's layout).
+#[derive(Clone, Debug)]
+struct Dense {
+    d_in: usize,
+    d_out: usize,
+    weight: Vec<f32>,
+    bias: Vec<f32>,
+}
+
+impl Dense {
+    fn forward(&self, x: &[f32], out: &mut [f32]) {
+        out.copy_from_slice(&self.bias);
+        for (xi, row) in x.iter().zip(self.weight.chunks_exact(self.d_out)) {
+            out.iter_mut().zip(row).for_each(|(o, w)| *o += xi * w);
+        }
+    }
+}
+
+/// The folded network's weights in plain arrays, for [`CpuNet::forward`].
+#[derive(Clone, Debug)]
+pub struct CpuNet {
+    convs: Vec<ConvLayer>,
+    dense: Dense,
+    head: Dense,
+}
+
+/// Per-thread working memory, reused across tiles.
+#[derive(Default)]
+struct Scratch {
+    a: Vec<f32>,
+    b: Vec<f32>,
+    col: Vec<f32>,
+    strip: Vec<f32>,
+}
+
+fn to_vec(t: Tensor<1>) -> Vec<f32> {
+    t.into_data().convert::<f32>().try_into_vec::<f32>().expect("f32 weights")
+}
+
+impl CpuNet {
+    /// Copies the weights of a folded network.
+    pub fn from_folded(net: &FoldedNet) -> Self {
+        let convs = net
+            .conv_weights()
+            .into_iter()
+            .map(|(w, b)| {
+                let [cout, cin, kh, kw] = w.dims();
+                assert_eq!((kh, kw), (3, 3), "the network's convolutions are 3x3");
+                ConvLayer { cin, cout, weight: to_vec(w.reshape([cout * cin * 9])), bias: to_vec(b) }
+            })
+            .collect();
+        let dense = |(w, b): (Tensor<2>, Tensor<1>)| {
+            let [d_in, d_out] = w.dims();
+            Dense { d_in, d_out, weight: to_vec(w.reshape([d_in * d_out])), bias: to_vec(b) }
+        };
+        let (d, h) = net.dense_weights();
+        CpuNet { convs, dense: dense(d), head: dense(h) }
+    }
+
+    /// Width of the embedding.
+    pub fn embedding_dim(&self) -> usize {
+        self.dense.d_out
+    }
+
+    /// Number of classes.
+    pub fn n_classes(&self) -> usize {
+        self.head.d_out
+    }
+
+    /// `n` tiles of `h x w` (concatenated, normalised) -> embeddings `[n, embedding_dim]` and class
+    /// probabilities `[n, n_classes]`. Tiles run in parallel on the rayon pool.
+    pub fn forward(&self, tiles: &[f32], h: usize, w: usize) -> (Vec<f32>, Vec<f32>) {
+        assert!(h >= 2 && w >= 2 && tiles.len().is_multiple_of(h * w), "tiles must be whole h x w images");
+        let n = tiles.len() / (h * w);
+        let (e, k) = (self.embedding_dim(), self.n_classes());
+        let mut emb = vec![0f32; n * e];
+        let mut probs = vec![0f32; n * k];
+        emb.par_chunks_mut(e)
+            .zip(probs.par_chunks_mut(k))
+            .zip(tiles.par_chunks(h * w))
+            .for_each_init(Scratch::default, |s, ((emb, probs), tile)| self.forward_tile(tile, h, w, s, emb, probs));
+        (emb, probs)
+    }
+
+    fn forward_tile(&self, tile: &[f32], mut h: usize, mut w: usize, s: &mut Scratch, emb: &mut [f32], probs: &mut [f32]) {
+        s.a.clear();
+        s.a.extend_from_slice(tile);
+        for layer in &self.convs {
+            conv_relu_pool(layer, &s.a, h, w, &mut s.b, &mut s.col, &mut s.strip);
+            std::mem::swap(&mut s.a, &mut s.b);
+            (h, w) = (h / 2, w / 2);
+        }
+        // Global average pool.
+        let c = self.dense.d_in;
+        let hw = (h * w).max(1);
+        let mut feat = vec![0f32; c];
+        for (f, plane) in feat.iter_mut().zip(s.a.chunks_exact(hw)) {
+            *f = plane.iter().sum::<f32>() / hw as f32;
+        }
+        self.dense.forward(&feat, emb);
+        emb.iter_mut().for_each(|v| *v = v.max(0.0));
+        self.head.forward(emb, probs);
+        let max = probs.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        probs.iter_mut().for_each(|p| *p = (*p - max).exp());
+        let sum: f32 = probs.iter().sum();
+        probs.iter_mut().for_each(|p| *p /= sum);
+    }
+}
+
+/// `input` `[cin, h, w]` -> `out` `[cout, h / 2, w / 2]`: conv3x3 (zero padding 1) + bias, ReLU, 2x2 max-pool
+/// (floor, as burn's pool without padding), computed in strips of even row count.
+fn conv_relu_pool(l: &ConvLayer, input: &[f32], h: usize, w: usize, out: &mut Vec<f32>, col: &mut Vec<f32>, strip: &mut Vec<f32>) {
+    let (ph, pw) = (h / 2, w / 2);
+    out.clear();
+    out.resize(l.cout * ph * pw, 0.0);
+    let rows = ((STRIP_POSITIONS / w).max(2) / 2 * 2).min(ph * 2);
+    let k = l.cin * 9;
+    let mut r0 = 0;
+    // Rows past 2 * ph are dropped by the pool: never computed.
+    while r0 < ph * 2 {
+        let nr = rows.min(ph * 2 - r0);
+        let n = nr * w;
+        im2col_strip(input, l.cin, h, w, r0, nr, col);
+        strip.clear();
+        strip.resize(l.cout * n, 0.0);
+        // SAFETY: strip is [cout, n], weight [cout, k], col [k, n], all row-major and sized as given.
+        unsafe {
+            gemm::gemm(
+                l.cout,
+                n,
+                k,
+                strip.as_mut_ptr(),
+                1,
+                n as isize,
+                false,
+                l.weight.as_ptr(),
+                1,
+                k as isize,
+                col.as_ptr(),
+                1,
+                n as isize,
+                0.0,
+                1.0,
+                false,
+                false,
+                false,
+                gemm::Parallelism::None,
+            );
+        }
+        for (o, (plane, &b)) in strip.chunks_exact(n).zip(&l.bias).enumerate() {
+            let dst = &mut out[o * ph * pw + r0 / 2 * pw..][..nr / 2 * pw];
+            for (pr, d) in dst.chunks_exact_mut(pw).enumerate() {
+                let top = &plane[2 * pr * w..][..w];
+                let bot = &plane[(2 * pr + 1) * w..][..w];
+                for (x, v) in d.iter_mut().enumerate() {
+                    let m = top[2 * x].max(top[2 * x + 1]).max(bot[2 * x]).max(bot[2 * x + 1]);
+                    *v = (m + b).max(0.0);
+                }
+            }
+        }
+        r0 += nr;
+    }
+}
+
+/// im2col of output rows `[r0, r0 + nr)`: `col[(c * 9 + ky * 3 + kx), (r - r0) * w + x] = in[c, r + ky - 1, x + kx - 1]`,
+/// zero outside the image.
+fn im2col_strip(input: &[f32], cin: usize, h: usize, w: usize, r0: usize, nr: usize, col: &mut Vec<f32>) {
+    let n = nr * w;
+    col.clear();
+    col.resize(cin * 9 * n, 0.0);
+    for (row_i, dst_row) in col.chunks_exact_mut(n).enumerate() {
+        let (c, ky, kx) = (row_i / 9, row_i % 9 / 3, row_i % 3);
+        let plane = &input[c * h * w..][..h * w];
+        for (r, dst) in dst_row.chunks_exact_mut(w).enumerate() {
+            let y = (r0 + r + ky) as isize - 1;
+            if y < 0 || y >= h as isize {
+                continue; // stays zero
+            }
+            let src = &plane[y as usize * w..][..w];
+            match kx {
+                0 => dst[1..].copy_from_slice(&src[..w - 1]),
+                1 => dst.copy_from_slice(src),
+                _ => dst[..w - 1].copy_from_slice(&src[1..]),
+            }
+        }
+    }
+}

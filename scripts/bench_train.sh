@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Training and inference throughput: soundalike (burn, flex CPU backend) and the same network in PyTorch
+# Training and inference throughput: soundalike (burn, flex CPU backend; for inference also its fused CPU
+# path, engine.rs, which embedding uses) and the same network in PyTorch
 # (CPU), on the same real tiles, same batch, same thread count, back to back in one run; peak memory of
 # each (every measurement in its own process).
 #   bash scripts/bench_train.sh [THREADS=2] [BATCH=32] [OUT=target/bench_train.json]
@@ -114,7 +115,9 @@ ot, oi, tt, ti = (json.loads(x) for x in sys.argv[3:7])
 r = {"threads": threads, "soundalike": {"train": ot, "infer": oi}, "pytorch": {"train": tt, "infer": ti},
      "train_ratio_soundalike_over_pytorch": round(ot["tiles_per_s"] / tt["tiles_per_s"], 2),
      "infer_ratio_soundalike_folded_over_pytorch": round(oi["tiles_per_s_folded"] / ti["tiles_per_s"], 2),
-     "infer_ratio_soundalike_folded_over_pytorch_folded": round(oi["tiles_per_s_folded"] / ti["tiles_per_s_folded"], 2)}
+     "infer_ratio_soundalike_folded_over_pytorch_folded": round(oi["tiles_per_s_folded"] / ti["tiles_per_s_folded"], 2),
+     "infer_ratio_soundalike_fused_over_pytorch": round(oi["tiles_per_s_fused"] / ti["tiles_per_s"], 2),
+     "infer_ratio_soundalike_fused_over_pytorch_folded": round(oi["tiles_per_s_fused"] / ti["tiles_per_s_folded"], 2)}
 open(out, "w").write(json.dumps(r, indent=1) + "\n")
 print(json.dumps(r, indent=1))
 PY

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # ANN benchmark: the same unit vectors through soundalike's index (its own graph construction, and hnsw_rs's
-# construction searched by the same code), hnswlib and faiss HNSW, side by side in one run: build time
+# construction searched by the same code; and its graph keeping the vectors as half floats, `--vectors f16`),
+# hnswlib and faiss HNSW, side by side in one run: build time
 # (2 threads), single-thread queries/s and recall@10 at several ef, memory over the raw vectors.
 # The hnsw_rs build is skipped above 200,000 vectors (about 25 minutes at 1M on 2 cores).
 #   bash scripts/bench_ann.sh [N=100000] [OUT=target/bench_ann.json]
@@ -19,6 +20,7 @@ v.tofile(p)
 PY
 cargo build --release -q -p soundalike-index --example bench_ann
 ours=$(RAYON_NUM_THREADS=2 target/release/examples/bench_ann "$n" "$dim" "$nq" "$tmp/v.f32" native)
+ours="$ours"$'\n'"$(RAYON_NUM_THREADS=2 target/release/examples/bench_ann "$n" "$dim" "$nq" "$tmp/v.f32" native f16)"
 if [ "$n" -le 200000 ]; then
   ours="$ours"$'\n'"$(RAYON_NUM_THREADS=2 target/release/examples/bench_ann "$n" "$dim" "$nq" "$tmp/v.f32" hnsw-rs)"
 fi

@@ -10,7 +10,7 @@ use soundalike_index::{sync_index, AnnParams, Catalog, Filters, IndexUpdate, Met
 use crate::args::{AnnArgs, DemoArgs, EmbedArgs, IndexArgs, LabelArgs, QueryArgs};
 
 fn params(a: &AnnArgs) -> AnnParams {
-    AnnParams { m: a.m, ef_construction: a.ef_construction, ef_search: a.ef_search, builder: a.builder.into() }
+    AnnParams { m: a.m, ef_construction: a.ef_construction, ef_search: a.ef_search, builder: a.builder.into(), vectors: a.vectors.into() }
 }
 
 pub fn index(a: IndexArgs) -> Result<ExitCode> {
@@ -158,7 +158,7 @@ pub fn demo(a: DemoArgs) -> Result<ExitCode> {
         let s = &cat.songs()[r];
         println!("\nsongs that sound like {} [{}] ({}):", s.title, s.genre.as_deref().unwrap_or("-"), s.id);
         let f = Filters { exclude: vec![s.id.clone()], ..Default::default() };
-        print_table(&cat.recommend(cat.vector(r), a.k, &f)?);
+        print_table(&cat.recommend(&cat.vector(r), a.k, &f)?);
     }
     if let Some(&r) = first.first() {
         let s = &cat.songs()[r];
@@ -166,7 +166,7 @@ pub fn demo(a: DemoArgs) -> Result<ExitCode> {
         if let Some(g) = target {
             println!("\n{} {g} songs that sound like {} [{}]:", a.k.min(3), s.title, s.genre.as_deref().unwrap_or("-"));
             let f = Filters { exclude: vec![s.id.clone()], genre: Some(g), ..Default::default() };
-            print_table(&cat.recommend(cat.vector(r), a.k.min(3), &f)?);
+            print_table(&cat.recommend(&cat.vector(r), a.k.min(3), &f)?);
         }
     }
     println!("\nnext: soundalike query {} --song \"<title or id>\" -k 10", a.out.display());

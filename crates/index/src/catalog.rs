@@ -1,11 +1,12 @@
 //! A store opened for searching: songs, their vectors (one matrix, or the index's own copy), and (for
 //! large libraries) the HNSW index kept in step with the store incrementally. What `query`, `demo` and `serve` share.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use crate::search::{exact_rows, Hit};
-use crate::{AnnIndex, AnnParams, IndexError, Result, SongRecord, Store, StoreHeader};
+use crate::{dot, AnnIndex, AnnParams, IndexError, Result, SongRecord, Store, StoreHeader};
 
 /// Below this many songs, exact search is as fast as the graph and always exact.
 pub const EXACT_BELOW: usize = 2000;
@@ -55,6 +56,8 @@ pub fn sync_index(store: &Store, params: &AnnParams) -> Result<(AnnIndex, IndexU
     let songs: Vec<&SongRecord> = store.songs().collect();
     let existing = AnnIndex::load(store.dir(), &h.model_fingerprint, h.dim)?;
     let mut update = IndexUpdate::default();
+    // A graph rebuilt because tombstones piled up keeps the parameters it was built with (M, precision).
+    let mut build_params = params.clone();
     let index = match existing {
         Some(mut ix) => {
             let want: HashSet<String> = songs.iter().map(|s| song_key(s)).collect();
@@ -70,6 +73,7 @@ pub fn sync_index(store: &Store, params: &AnnParams) -> Result<(AnnIndex, IndexU
             let fresh: Vec<&SongRecord> = songs.iter().copied().filter(|s| !have.contains_key(&song_key(s))).collect();
             let dead_after = (ix.slots() - ix.len() + stale.len()) as f64;
             if dead_after / (ix.slots() + fresh.len()).max(1) as f64 > REBUILD_DEAD_FRACTION {
+                build_params = AnnParams { ef_search: params.ef_search, ..ix.params.clone() };
                 None
             } else {
                 for slot in stale {
@@ -90,7 +94,7 @@ pub fn sync_index(store: &Store, params: &AnnParams) -> Result<(AnnIndex, IndexU
         None => {
             update.rebuilt = true;
             let (m, rows) = store.matrix();
-            AnnIndex::build_keyed(&m, h.dim, params, rows.iter().map(|s| song_key(s)).collect())?
+            AnnIndex::build_keyed(&m, h.dim, &build_params, rows.iter().map(|s| song_key(s)).collect())?
         }
     };
     if update.changed() {
@@ -263,17 +267,21 @@ impl Catalog {
         self.songs.iter().any(|s| eq(s.genre.as_deref(), g))
     }
 
-    /// The vector of row `row`.
-    pub fn vector(&self, row: usize) -> &[f32] {
+    /// The vector of row `row` (from the index when there is one: decoded if it keeps half floats).
+    pub fn vector(&self, row: usize) -> Cow<'_, [f32]> {
         match &self.index {
             Some(ix) => ix.vector(self.row_slot[row] as usize),
-            None => &self.matrix[row * self.header.dim..(row + 1) * self.header.dim],
+            None => Cow::Borrowed(&self.matrix[row * self.header.dim..(row + 1) * self.header.dim]),
         }
     }
 
-    /// Exact search over every row `keep` accepts.
+    /// Exact search over every row `keep` accepts (against the vectors as held: the index's half floats
+    /// when it keeps them).
     fn exact(&self, query: &[f32], want: usize, keep: &dyn Fn(usize) -> bool) -> Vec<Hit> {
-        exact_rows(self.songs.len(), &|r| self.vector(r), query, want, keep)
+        match &self.index {
+            Some(ix) => exact_rows(self.songs.len(), &|r| ix.similarity(query, self.row_slot[r] as usize), want, keep),
+            None => exact_rows(self.songs.len(), &|r| dot(&self.matrix[r * self.header.dim..(r + 1) * self.header.dim], query), want, keep),
+        }
     }
 
     /// Songs whose title, artist, album or id contain every word of `text` (case-insensitive), titles
@@ -343,8 +351,8 @@ impl Catalog {
     /// The L2-normalised centroid of some rows plus extra vectors (a playlist, or a new file).
     pub fn centroid(&self, rows: &[usize], extra: &[&[f32]]) -> Vec<f32> {
         let mut q = vec![0f32; self.header.dim];
-        for v in rows.iter().map(|&r| self.vector(r)).chain(extra.iter().copied()) {
-            q.iter_mut().zip(v).for_each(|(a, b)| *a += b);
+        for v in rows.iter().map(|&r| self.vector(r)).chain(extra.iter().map(|&v| Cow::Borrowed(v))) {
+            q.iter_mut().zip(v.iter()).for_each(|(a, b)| *a += b);
         }
         crate::normalise(&mut q);
         q

@@ -53,15 +53,9 @@ thread_local! {
     static VISITED: RefCell<(Vec<u16>, u16)> = const { RefCell::new((Vec::new(), 0)) };
 }
 
-/// `1 - cosine` for L2-normalised vectors, clamped at 0.
-#[inline]
-fn dist(a: &[f32], b: &[f32]) -> f32 {
-    (1.0 - crate::dot(a, b)).max(0.0)
-}
-
 /// Asks the CPU to start loading `v` into cache (a hint; no effect where unsupported).
 #[inline]
-fn prefetch(v: &[f32]) {
+fn prefetch(v: &[AtomicU32]) {
     #[cfg(target_arch = "x86_64")]
     for line in v.chunks(16) {
         // SAFETY: prefetching is a hint that never faults; the pointer is inside `v`.
@@ -77,7 +71,11 @@ pub(crate) struct Graph {
     /// Links per slot on layer 0 (2m).
     m0: usize,
     ef_construction: usize,
-    /// Words per slot record: `1 + m0` link words (count, ids), then `dim` vector words (f32 bits).
+    /// Vectors stored as half floats (two per word) instead of f32.
+    half: bool,
+    /// Words of a stored vector: `dim` (f32 bits) or `ceil(dim / 2)` (pairs of f16 bits, low half first).
+    vwords: usize,
+    /// Words per slot record: `1 + m0` link words (count, ids), then `vwords` vector words.
     stride: usize,
     /// Slot records.
     nodes: Vec<AtomicU32>,
@@ -122,13 +120,16 @@ fn huge_vec<T>(cap: usize) -> Vec<T> {
 }
 
 impl Graph {
-    fn empty(dim: usize, m: usize, ef_construction: usize) -> Graph {
+    fn empty(dim: usize, m: usize, ef_construction: usize, half: bool) -> Graph {
+        let vwords = if half { dim.div_ceil(2) } else { dim };
         Graph {
             dim,
             m,
             m0: 2 * m,
             ef_construction,
-            stride: 2 * m + 1 + dim,
+            half,
+            vwords,
+            stride: 2 * m + 1 + vwords,
             nodes: Vec::new(),
             levels: Vec::new(),
             up_off: vec![0],
@@ -156,10 +157,11 @@ impl Graph {
     }
 
     /// Builds the graph over `vectors` (`dim` wide, unit length), in parallel when asked (then the
-    /// links depend on thread timing; sequential builds are the same on every run).
-    pub(crate) fn build(vectors: &[f32], dim: usize, m: usize, ef_construction: usize, parallel: bool) -> Graph {
+    /// links depend on thread timing; sequential builds are the same on every run); with `half`, the
+    /// graph keeps the vectors as half floats (half the memory, distances within about 1e-3).
+    pub(crate) fn build(vectors: &[f32], dim: usize, m: usize, ef_construction: usize, parallel: bool, half: bool) -> Graph {
         let n = vectors.len() / dim;
-        let mut g = Graph::empty(dim, m, ef_construction);
+        let mut g = Graph::empty(dim, m, ef_construction, half);
         let levels: Vec<u8> = (0..n).map(|s| draw_level(s, m)).collect();
         g.reserve_slots(&levels);
         vectors.chunks_exact(dim).enumerate().for_each(|(s, v)| g.set_vector(s as u32, v));
@@ -190,20 +192,71 @@ impl Graph {
         self.dim
     }
 
-    pub(crate) fn vector(&self, s: u32) -> &[f32] {
+    pub(crate) fn half(&self) -> bool {
+        self.half
+    }
+
+    /// The stored words of slot `s`'s vector.
+    #[inline]
+    fn vector_words(&self, s: u32) -> &[AtomicU32] {
         let at = s as usize * self.stride + self.m0 + 1;
-        let words = &self.nodes[at..at + self.dim];
+        &self.nodes[at..at + self.vwords]
+    }
+
+    /// Slot `s`'s vector as f32 (borrowed when stored as f32, decoded when stored as half floats).
+    pub(crate) fn vector(&self, s: u32) -> std::borrow::Cow<'_, [f32]> {
+        let words = self.vector_words(s);
+        if self.half {
+            // SAFETY: see `f16_bits`.
+            let h = unsafe { self.f16_bits(words) };
+            return h.iter().map(|&b| half::f16::from_bits(b).to_f32()).collect();
+        }
         // SAFETY: AtomicU32 has the size, alignment and bit validity of u32, hence of f32. A slot's vector
         // words are written only by `set_vector` while the slot is being placed (before the parallel build
         // starts linking, or under `&mut self` in `insert` and the loaders), never while a search or a
         // link can be reading them.
-        unsafe { std::slice::from_raw_parts(words.as_ptr() as *const f32, self.dim) }
+        std::borrow::Cow::Borrowed(unsafe { std::slice::from_raw_parts(words.as_ptr() as *const f32, self.dim) })
+    }
+
+    /// The `dim` half floats packed in a vector's words.
+    /// SAFETY: `words` are a vector's words of a half-float graph (`vwords = ceil(dim / 2)` words hold
+    /// `dim` u16, alignment 4 >= 2); written only before any reader can reach the slot, as in `vector`.
+    #[inline]
+    unsafe fn f16_bits<'a>(&self, words: &'a [AtomicU32]) -> &'a [u16] {
+        debug_assert!(words.len() * 2 >= self.dim);
+        std::slice::from_raw_parts(words.as_ptr() as *const u16, self.dim)
+    }
+
+    /// `1 - cosine` between the query `q` and slot `s`'s stored vector, clamped at 0.
+    #[inline]
+    pub(crate) fn dist_to(&self, q: &[f32], s: u32) -> f32 {
+        let words = self.vector_words(s);
+        let d = if self.half {
+            // SAFETY: see `f16_bits`.
+            crate::dot_f16(q, unsafe { self.f16_bits(words) })
+        } else {
+            // SAFETY: as in `vector`.
+            crate::dot(q, unsafe { std::slice::from_raw_parts(words.as_ptr() as *const f32, self.dim) })
+        };
+        (1.0 - d).max(0.0)
     }
 
     /// Writes the vector of a slot that no search or link can reach yet.
     fn set_vector(&self, s: u32, v: &[f32]) {
-        let at = s as usize * self.stride + self.m0 + 1;
-        self.nodes[at..at + self.dim].iter().zip(v).for_each(|(w, x)| w.store(x.to_bits(), Relaxed));
+        let words = self.vector_words(s);
+        if self.half {
+            // Native byte order, so that the words read back as u16 in `f16_bits` on any platform.
+            let mut h: Vec<u16> = v.iter().map(|&x| half::f16::from_f32(x).to_bits()).collect();
+            h.resize(2 * self.vwords, 0);
+            for (w, pair) in words.iter().zip(h.chunks_exact(2)) {
+                let mut b = [0u8; 4];
+                b[..2].copy_from_slice(&pair[0].to_ne_bytes());
+                b[2..].copy_from_slice(&pair[1].to_ne_bytes());
+                w.store(u32::from_ne_bytes(b), Relaxed);
+            }
+        } else {
+            words.iter().zip(v).for_each(|(w, x)| w.store(x.to_bits(), Relaxed));
+        }
     }
 
     /// The link block of `s` on `layer` (count word first); empty above its level.
@@ -253,7 +306,7 @@ impl Graph {
             let mut moved = false;
             self.neighbours(ep.1, layer, buf);
             for &nb in buf.iter() {
-                let d = dist(q, self.vector(nb));
+                let d = self.dist_to(q, nb);
                 if d < ep.0 {
                     (ep, moved) = ((d, nb), true);
                 }
@@ -299,9 +352,9 @@ impl Graph {
                     *m = g;
                     fresh
                 });
-                buf.iter().for_each(|&nb| prefetch(self.vector(nb)));
+                buf.iter().for_each(|&nb| prefetch(self.vector_words(nb)));
                 for &nb in &buf {
-                    let dn = dist(q, self.vector(nb));
+                    let dn = self.dist_to(q, nb);
                     if best.len() < ef || best.peek().is_some_and(|w| dn < w.0 .0) {
                         cand.push(Reverse((D(dn), nb)));
                         if keep(nb) {
@@ -327,7 +380,7 @@ impl Graph {
             return vec![];
         }
         let mut buf = Vec::with_capacity(self.m0);
-        let mut ep = (dist(q, self.vector(entry)), entry);
+        let mut ep = (self.dist_to(q, entry), entry);
         for layer in (1..=top as usize).rev() {
             ep = self.greedy(q, ep, layer, &mut buf);
         }
@@ -349,7 +402,7 @@ impl Graph {
                 break;
             }
             let vc = self.vector(c);
-            if out.iter().all(|&(_, r)| dist(vc, self.vector(r)) >= d) {
+            if out.iter().all(|&(_, r)| self.dist_to(&vc, r) >= d) {
                 out.push((d, c));
             }
         }
@@ -378,7 +431,7 @@ impl Graph {
             return;
         }
         let vn = self.vector(nb);
-        let mut cands: Vec<(f32, u32)> = b[1..1 + c].iter().map(|x| x.load(Relaxed)).chain([s]).map(|id| (dist(vn, self.vector(id)), id)).collect();
+        let mut cands: Vec<(f32, u32)> = b[1..1 + c].iter().map(|x| x.load(Relaxed)).chain([s]).map(|id| (self.dist_to(&vn, id), id)).collect();
         cands.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
         let kept = self.select(&cands, cap);
         self.write_block(nb, layer, &kept);
@@ -388,7 +441,7 @@ impl Graph {
     /// the entry point.
     fn link(&self, s: u32) {
         let level = self.levels[s as usize] as usize;
-        let q = self.vector(s);
+        let q = &*self.vector(s);
         let mut state = self.entry.lock().unwrap_or_else(|e| e.into_inner());
         let Some((entry, top)) = *state else {
             *state = Some((s, level as u8));
@@ -398,7 +451,7 @@ impl Graph {
         // A slot that raises the top layer keeps the entry lock until it is linked (as hnswlib does).
         let hold = if level > top { Some(state) } else { drop(state); None };
         let mut buf = Vec::with_capacity(self.m0);
-        let mut ep = (dist(q, self.vector(entry)), entry);
+        let mut ep = (self.dist_to(q, entry), entry);
         for layer in (level + 1..=top).rev() {
             ep = self.greedy(q, ep, layer, &mut buf);
         }
@@ -431,8 +484,9 @@ impl Graph {
         dim: usize,
         m: usize,
         ef_construction: usize,
+        half: bool,
     ) -> Option<Graph> {
-        let mut g = Graph::empty(dim, m, ef_construction);
+        let mut g = Graph::empty(dim, m, ef_construction, half);
         let mut levels = vec![u8::MAX; n];
         let mut lists: Vec<Vec<Vec<u32>>> = vec![Vec::new(); n];
         let mut vectors = vec![0f32; n * dim];
@@ -469,7 +523,7 @@ impl Graph {
     /// Writes the arrays (read back by [`Graph::read_from`]).
     pub(crate) fn write_to(&self, w: &mut dyn Write) -> std::io::Result<()> {
         let (entry, top) = self.entry.lock().unwrap_or_else(|e| e.into_inner()).map_or((u32::MAX, 0), |(e, t)| (e, t));
-        for x in [self.dim, self.m, self.ef_construction, self.len()] {
+        for x in [self.dim, self.m, self.ef_construction, self.len(), self.half as usize] {
             w.write_all(&(x as u64).to_le_bytes())?;
         }
         w.write_all(&entry.to_le_bytes())?;
@@ -495,21 +549,21 @@ impl Graph {
 
     /// Reads what [`Graph::write_to`] wrote, checking every size and id; the reason when it does not fit.
     pub(crate) fn read_from(r: &mut dyn Read) -> std::result::Result<Graph, String> {
-        let mut head = [0u8; 8 * 4 + 4 + 1];
+        let mut head = [0u8; 8 * 5 + 4 + 1];
         r.read_exact(&mut head).map_err(short)?;
         let word = |i: usize| u64::from_le_bytes(head[i * 8..i * 8 + 8].try_into().unwrap_or_default()) as usize;
-        let (dim, m, ef_construction, n) = (word(0), word(1), word(2), word(3));
-        let entry = u32::from_le_bytes([head[32], head[33], head[34], head[35]]);
-        let top = head[36];
-        if dim == 0 || dim > 1 << 16 || !(2..=255).contains(&m) || n > u32::MAX as usize / 2 {
-            return Err(format!("bad sizes (dim {dim}, M {m}, {n} slots)"));
+        let (dim, m, ef_construction, n, half) = (word(0), word(1), word(2), word(3), word(4));
+        let entry = u32::from_le_bytes([head[40], head[41], head[42], head[43]]);
+        let top = head[44];
+        if dim == 0 || dim > 1 << 16 || !(2..=255).contains(&m) || n > u32::MAX as usize / 2 || half > 1 {
+            return Err(format!("bad sizes (dim {dim}, M {m}, {n} slots, vector format {half})"));
         }
         let mut levels = vec![0u8; n];
         r.read_exact(&mut levels).map_err(short)?;
         if levels.iter().any(|&l| l > MAX_LEVEL) {
             return Err("a level above the maximum".into());
         }
-        let mut g = Graph::empty(dim, m, ef_construction);
+        let mut g = Graph::empty(dim, m, ef_construction, half == 1);
         g.reserve_slots(&levels);
         let mut buf = vec![0u8; CHUNK * 4];
         let mut fill = |part: &[AtomicU32]| -> std::result::Result<(), String> {
@@ -575,7 +629,7 @@ mod tests {
         // 16-bit marks are cleared every 65,535 searches; a missed clear would hide visited slots.
         let (n, dim) = (300, 8);
         let v = crate::random_unit_vectors(n, dim, 3);
-        let g = Graph::build(&v, dim, 8, 50, false);
+        let g = Graph::build(&v, dim, 8, 50, false, false);
         for i in 0..66_000usize {
             let s = i % n;
             let hits = g.search(&v[s * dim..(s + 1) * dim], 1, 16, &|_| true);
@@ -585,9 +639,23 @@ mod tests {
 
     #[test]
     fn parallel_build_finds_true_neighbours_and_survives_a_round_trip() {
-        let (n, dim) = (3000, 16);
+        for half in [false, true] {
+            parallel_build_case(half);
+        }
+    }
+
+    fn parallel_build_case(half: bool) {
+        // An odd width, so half-float records end in a padded word.
+        let (n, dim) = (3000, 17);
         let v = crate::random_unit_vectors(n, dim, 7);
-        let g = Graph::build(&v, dim, 12, 100, true);
+        let g = Graph::build(&v, dim, 12, 100, true, half);
+        assert_eq!(g.half(), half);
+        // Stored vectors read back as given, to half precision.
+        for s in [0, 1, n - 1] {
+            let (back, orig) = (g.vector(s as u32), &v[s * dim..(s + 1) * dim]);
+            let tol = if half { 1e-3 } else { 0.0 };
+            assert!(back.iter().zip(orig).all(|(a, b)| (a - b).abs() <= tol), "slot {s} (half {half})");
+        }
         assert_eq!(g.len(), n);
         let mut hit = 0;
         for qi in (0..n).step_by(30) {
@@ -597,7 +665,7 @@ mod tests {
             hit += got.iter().filter(|h| exact.iter().any(|e| e.row == h.row)).count();
         }
         let recall = hit as f64 / (100 * 10) as f64;
-        assert!(recall > 0.95, "recall@10 {recall}");
+        assert!(recall > 0.95, "recall@10 {recall} (half {half})");
         let mut bytes = Vec::new();
         g.write_to(&mut bytes).unwrap();
         let back = Graph::read_from(&mut bytes.as_slice()).unwrap();
@@ -606,7 +674,7 @@ mod tests {
         assert!(Graph::read_from(&mut &bytes[..bytes.len() - 1]).err().unwrap().contains("truncated"));
         // A link pointing past the last slot is refused, not followed.
         let mut bad = bytes.clone();
-        let first_link = 8 * 4 + 4 + 1 + n + 4;
+        let first_link = 8 * 5 + 4 + 1 + n + 4;
         bad[first_link..first_link + 4].copy_from_slice(&(n as u32 + 5).to_le_bytes());
         bad[first_link - 4..first_link].copy_from_slice(&1u32.to_le_bytes());
         assert!(Graph::read_from(&mut bad.as_slice()).err().unwrap().contains("bad link list"));

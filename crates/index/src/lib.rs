@@ -10,7 +10,7 @@ mod graph;
 mod search;
 mod store;
 
-pub use ann::{index_dir, AnnIndex, AnnParams, Builder, INDEX_FORMAT_VERSION};
+pub use ann::{index_dir, AnnIndex, AnnParams, Builder, Precision, INDEX_FORMAT_VERSION};
 pub use catalog::{sync_index, Catalog, Filters, IndexUpdate, Method, Recommendation, EXACT_BELOW, REBUILD_DEAD_FRACTION};
 pub use error::{IndexError, Result};
 pub use search::{exact_search, Hit};
@@ -62,18 +62,75 @@ unsafe fn dot_avx2(a: &[f32], b: &[f32]) -> f32 {
         s0 = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i)), _mm256_loadu_ps(pb.add(i)), s0);
         i += 8;
     }
-    let s = _mm256_add_ps(s0, s1);
-    let lo = _mm256_castps256_ps128(s);
-    let hi = _mm256_extractf128_ps(s, 1);
-    let q = _mm_add_ps(lo, hi);
-    let q = _mm_add_ps(q, _mm_movehl_ps(q, q));
-    let q = _mm_add_ss(q, _mm_shuffle_ps(q, q, 1));
-    let mut total = _mm_cvtss_f32(q);
+    let mut total = hsum256(_mm256_add_ps(s0, s1));
     while i < n {
         total += a[i] * b[i];
         i += 1;
     }
     total
+}
+
+/// Dot product of an f32 query with a vector stored as IEEE half floats (bits), in f32 arithmetic. Uses
+/// AVX2+FMA+F16C when the CPU has them (checked at run time), else `half`'s conversion.
+pub(crate) fn dot_f16(q: &[f32], h: &[u16]) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") && std::arch::is_x86_feature_detected!("f16c") {
+            // SAFETY: the CPU supports AVX2, FMA and F16C, checked just above.
+            return unsafe { dot_f16_avx2(q, h) };
+        }
+    }
+    dot_f16_portable(q, h)
+}
+
+fn dot_f16_portable(q: &[f32], h: &[u16]) -> f32 {
+    let mut acc = [0f32; 8];
+    let (cq, ch) = (q.chunks_exact(8), h.chunks_exact(8));
+    let tail: f32 = cq.remainder().iter().zip(ch.remainder()).map(|(x, &y)| x * half::f16::from_bits(y).to_f32()).sum();
+    for (x, y) in cq.zip(ch) {
+        for i in 0..8 {
+            acc[i] += x[i] * half::f16::from_bits(y[i]).to_f32();
+        }
+    }
+    acc.iter().sum::<f32>() + tail
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn dot_f16_avx2(q: &[f32], h: &[u16]) -> f32 {
+    use std::arch::x86_64::*;
+    let n = q.len().min(h.len());
+    let (pq, ph) = (q.as_ptr(), h.as_ptr());
+    let (mut s0, mut s1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+    let mut i = 0;
+    // SAFETY (all loads): i + 16 <= n, or i + 8 <= n, so every 8-lane load is inside both slices.
+    while i + 16 <= n {
+        let h0 = _mm256_cvtph_ps(_mm_loadu_si128(ph.add(i) as *const __m128i));
+        let h1 = _mm256_cvtph_ps(_mm_loadu_si128(ph.add(i + 8) as *const __m128i));
+        s0 = _mm256_fmadd_ps(_mm256_loadu_ps(pq.add(i)), h0, s0);
+        s1 = _mm256_fmadd_ps(_mm256_loadu_ps(pq.add(i + 8)), h1, s1);
+        i += 16;
+    }
+    if i + 8 <= n {
+        let h0 = _mm256_cvtph_ps(_mm_loadu_si128(ph.add(i) as *const __m128i));
+        s0 = _mm256_fmadd_ps(_mm256_loadu_ps(pq.add(i)), h0, s0);
+        i += 8;
+    }
+    let mut total = hsum256(_mm256_add_ps(s0, s1));
+    while i < n {
+        total += q[i] * half::f16::from_bits(h[i]).to_f32();
+        i += 1;
+    }
+    total
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn hsum256(s: std::arch::x86_64::__m256) -> f32 {
+    use std::arch::x86_64::*;
+    let q = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
+    let q = _mm_add_ps(q, _mm_movehl_ps(q, q));
+    _mm_cvtss_f32(_mm_add_ss(q, _mm_shuffle_ps(q, q, 1)))
 }
 
 /// `n` pseudo-random unit vectors of width `dim` (xorshift64, uniform in [-0.5, 0.5) per value, then
@@ -116,5 +173,20 @@ mod tests {
         }
         // Mismatched lengths use the shorter.
         assert_eq!(dot(&[1.0, 2.0, 3.0], &[1.0, 1.0]), 3.0);
+    }
+
+    #[test]
+    fn half_float_dot_matches_f32_within_half_precision_at_every_length() {
+        for n in 0..50 {
+            let a: Vec<f32> = (0..n).map(|i| ((i * 37 % 11) as f32 - 5.0) / 7.0).collect();
+            let b: Vec<f32> = (0..n).map(|i| ((i * 13 % 7) as f32 - 3.0) / 5.1).collect();
+            let h: Vec<u16> = b.iter().map(|&x| half::f16::from_f32(x).to_bits()).collect();
+            let want: f64 = a.iter().zip(&b).map(|(x, y)| (*x as f64) * (*y as f64)).sum();
+            // Each stored value is within 2^-11 of the f32 one.
+            let bound = a.iter().map(|x| x.abs() as f64).sum::<f64>() * 2f64.powi(-11) + 1e-5;
+            assert!((dot_f16(&a, &h) as f64 - want).abs() <= bound, "n={n}");
+            assert!((dot_f16_portable(&a, &h) as f64 - want).abs() <= bound, "n={n}");
+            assert!((dot_f16(&a, &h) - dot_f16_portable(&a, &h)).abs() < 1e-5, "n={n}");
+        }
     }
 }

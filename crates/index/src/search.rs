@@ -14,12 +14,12 @@ pub struct Hit {
 
 /// The `k` rows most similar to `query` among those `keep` accepts, best first (ties by row).
 pub fn exact_search(vectors: &[f32], dim: usize, query: &[f32], k: usize, keep: &dyn Fn(usize) -> bool) -> Vec<Hit> {
-    exact_rows(vectors.len() / dim.max(1), &|r| &vectors[r * dim..(r + 1) * dim], query, k, keep)
+    exact_rows(vectors.len() / dim.max(1), &|r| dot(&vectors[r * dim..(r + 1) * dim], query), k, keep)
 }
 
-/// [`exact_search`] over rows `0..n` whose vectors `vector` hands out.
-pub(crate) fn exact_rows<'a>(n: usize, vector: &dyn Fn(usize) -> &'a [f32], query: &[f32], k: usize, keep: &dyn Fn(usize) -> bool) -> Vec<Hit> {
-    let mut hits: Vec<Hit> = (0..n).filter(|&r| keep(r)).map(|row| Hit { row, score: dot(vector(row), query) }).collect();
+/// [`exact_search`] over rows `0..n`, `score(row)` being the row's cosine with the query.
+pub(crate) fn exact_rows(n: usize, score: &dyn Fn(usize) -> f32, k: usize, keep: &dyn Fn(usize) -> bool) -> Vec<Hit> {
+    let mut hits: Vec<Hit> = (0..n).filter(|&r| keep(r)).map(|row| Hit { row, score: score(row) }).collect();
     rank(&mut hits, k);
     hits
 }

@@ -303,7 +303,7 @@ pub(crate) fn map_json(cat: &Catalog, max_points: usize) -> anyhow::Result<Vec<u
     let step = n.div_ceil(max_points.max(1)).max(1);
     let rows: Vec<usize> = (0..n).step_by(step).collect();
     let mut m = Vec::with_capacity(rows.len() * cat.header.dim);
-    rows.iter().for_each(|&r| m.extend_from_slice(cat.vector(r)));
+    rows.iter().for_each(|&r| m.extend_from_slice(&cat.vector(r)));
     let pts = crate::pca_2d(&m, cat.header.dim);
     let points: Vec<Value> = rows
         .iter()

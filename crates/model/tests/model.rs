@@ -249,3 +249,23 @@ fn song_tiles_give_the_same_outputs_on_both_inference_paths() {
 fn burn_batch() -> usize {
     soundalike_model::infer::INFER_BATCH
 }
+
+#[test]
+fn fused_cpu_engine_handles_any_channel_counts() {
+    // Channel counts that fit no SIMD width, three blocks, a 7-d embedding, 3 classes; fresh weights.
+    let dev = Device::flex();
+    let arch = ArchConfig { channels: vec![3, 5, 6], embedding_dim: 7, dropout: 0.0 };
+    let folded = SoundNet::new(&arch, 3, &dev).fold_batch_norm();
+    let engine = CpuNet::from_folded(&folded);
+    let (n, h, w) = (4, 24, 40);
+    let x = burn::tensor::Tensor::<4>::random([n, 1, h, w], burn::tensor::Distribution::Uniform(0.0, 1.0), &dev);
+    let data = x.clone().into_data().try_to_vec::<f32>().unwrap();
+    let emb = folded.forward_embedding(x);
+    let probs = burn::tensor::activation::softmax(folded.head_logits(emb.clone()), 1).into_data().try_to_vec::<f32>().unwrap();
+    let emb = emb.into_data().try_to_vec::<f32>().unwrap();
+    let (e2, p2) = engine.forward(&data, h, w);
+    assert_eq!((e2.len(), p2.len()), (n * 7, n * 3));
+    let (worst, scale) = worst_diff(&emb, &e2);
+    assert!(scale > 0.0 && worst < 1e-5 * scale.max(1.0), "embedding differs by {worst} (scale {scale})");
+    assert!(worst_diff(&probs, &p2).0 < 1e-5);
+}

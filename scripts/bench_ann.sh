@@ -1,15 +1,29 @@
 #!/usr/bin/env bash
 # ANN benchmark: the same unit vectors through soundalike's index (its own graph construction, and hnsw_rs's
-# construction searched by the same code; and its graph keeping the vectors as half floats, `--vectors f16`),
+# construction searched by the same code; and its graph keeping the vectors as 16-bit fixed point, `--vectors i16`),
 # hnswlib and faiss HNSW, side by side in one run: build time
 # (2 threads), single-thread queries/s and recall@10 at several ef, memory over the raw vectors.
 # The hnsw_rs build is skipped above 200,000 vectors (about 25 minutes at 1M on 2 cores).
 #   bash scripts/bench_ann.sh [N=100000] [OUT=target/bench_ann.json]
+#   bash scripts/bench_ann.sh STORE_DIR [OUT]    real song vectors of a store (a tenth held out as queries)
 # Needs: pip install numpy hnswlib faiss-cpu
 set -euo pipefail
 cd "$(dirname "$0")/.."
 n="${1:-100000}"; out="${2:-target/bench_ann.json}"; dim=128; nq=1000
 tmp="$(mktemp -d)"
+if [ -d "$n" ]; then
+  # Real song vectors: a store's embeddings (exported as .npy), a tenth of them held out as queries.
+  cargo build -q
+  target/debug/soundalike export --format npy --out "$tmp/real.npy" "$n" >/dev/null
+  read -r n dim nq < <(python3 - "$tmp/real.npy" "$tmp/v.f32" <<'PY'
+import sys, numpy as np
+v = np.load(sys.argv[1]).astype(np.float32)
+np.random.default_rng(0).shuffle(v)          # queries drawn from the whole library, not one folder
+v.tofile(sys.argv[2])
+print(v.shape[0], v.shape[1], max(1, v.shape[0] // 10))
+PY
+)
+else
 python3 - "$n" "$dim" "$tmp/v.f32" <<'PY'
 import sys, numpy as np
 n, d, p = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
@@ -18,9 +32,10 @@ v = rng.standard_normal((n, d)).astype(np.float32)
 v /= np.linalg.norm(v, axis=1, keepdims=True)
 v.tofile(p)
 PY
+fi
 cargo build --release -q -p soundalike-index --example bench_ann
 ours=$(RAYON_NUM_THREADS=2 target/release/examples/bench_ann "$n" "$dim" "$nq" "$tmp/v.f32" native)
-ours="$ours"$'\n'"$(RAYON_NUM_THREADS=2 target/release/examples/bench_ann "$n" "$dim" "$nq" "$tmp/v.f32" native f16)"
+ours="$ours"$'\n'"$(RAYON_NUM_THREADS=2 target/release/examples/bench_ann "$n" "$dim" "$nq" "$tmp/v.f32" native i16)"
 if [ "$n" -le 200000 ]; then
   ours="$ours"$'\n'"$(RAYON_NUM_THREADS=2 target/release/examples/bench_ann "$n" "$dim" "$nq" "$tmp/v.f32" hnsw-rs)"
 fi

@@ -271,9 +271,10 @@ pub struct AnnArgs {
     /// Who builds the graph: soundalike's own construction, or hnsw_rs (slower; same search and file).
     #[arg(long, value_enum, default_value = "native")]
     pub builder: BuilderArg,
-    /// How the index keeps its copy of the vectors: f16 (half the memory, faster; cosines within ~1e-3 of
-    /// f32) or f32. The store always keeps f32, and `--exact` searches those.
-    #[arg(long, value_enum, default_value = "f16")]
+    /// How the index keeps its copy of the vectors: i16 (16-bit fixed point with a scale per vector: about
+    /// half the memory, faster; cosines within ~1e-4 of f32) or f32. The store always keeps f32, and
+    /// `--exact` searches those.
+    #[arg(long, value_enum, default_value = "i16")]
     pub vectors: PrecisionArg,
 }
 
@@ -281,14 +282,14 @@ pub struct AnnArgs {
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
 pub enum PrecisionArg {
     F32,
-    F16,
+    I16,
 }
 
 impl From<PrecisionArg> for soundalike_index::Precision {
     fn from(p: PrecisionArg) -> Self {
         match p {
             PrecisionArg::F32 => soundalike_index::Precision::F32,
-            PrecisionArg::F16 => soundalike_index::Precision::F16,
+            PrecisionArg::I16 => soundalike_index::Precision::I16,
         }
     }
 }

@@ -1,7 +1,7 @@
 //! ANN benchmark on synthetic unit vectors (or a .npy matrix): build time, memory, and for several ef:
 //! recall@10 against exact search and single-thread queries/s. Prints JSON. Driven by scripts/bench_ann.sh.
 //!
-//! cargo run --release -p soundalike-index --example bench_ann -- N DIM QUERIES [vectors.f32|-] [native|hnsw-rs] [f32|f16]
+//! cargo run --release -p soundalike-index --example bench_ann -- N DIM QUERIES [vectors.f32|-] [native|hnsw-rs] [f32|i16]
 
 use std::time::Instant;
 
@@ -29,7 +29,7 @@ fn main() {
     let nb = n - nq;
     let rss0 = rss_kb();
     let t = Instant::now();
-    let vectors = if a.get(5).map(String::as_str) == Some("f16") { Precision::F16 } else { Precision::F32 };
+    let vectors = if a.get(5).map(String::as_str) == Some("i16") { Precision::I16 } else { Precision::F32 };
     let params = AnnParams { m: 16, ef_construction: 200, ef_search: 10, builder, vectors };
     // BENCH_ANN_CACHE=DIR: load the index saved there by an earlier run (build time then reads 0), or build
     // and save it; for trying search changes on a graph that takes minutes to build.
@@ -63,9 +63,9 @@ fn main() {
         "{{\"tool\": \"soundalike ({})\", \"n\": {nb}, \"dim\": {dim}, \"m\": 16, \"ef_construction\": 200, \"build_seconds\": {build_s:.2}, \"index_mem_mb\": {mem_mb:.1}, \"search_mem_mb\": {:.1}, \"mean_layer0_links\": {:.1}, \"raw_vectors_mb\": {:.1}, \"results\": [{}]}}",
         match (builder, vectors) {
             (Builder::Native, Precision::F32) => "native build",
-            (Builder::Native, Precision::F16) => "native build, f16 vectors",
+            (Builder::Native, Precision::I16) => "native build, i16 vectors",
             (Builder::HnswRs, Precision::F32) => "hnsw_rs build",
-            (Builder::HnswRs, Precision::F16) => "hnsw_rs build, f16 vectors",
+            (Builder::HnswRs, Precision::I16) => "hnsw_rs build, i16 vectors",
         },
         idx.heap_bytes() as f64 / 1e6,
         idx.mean_degree(),

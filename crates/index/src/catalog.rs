@@ -267,7 +267,7 @@ impl Catalog {
         self.songs.iter().any(|s| eq(s.genre.as_deref(), g))
     }
 
-    /// The vector of row `row` (from the index when there is one: decoded if it keeps half floats).
+    /// The vector of row `row` (from the index when there is one: decoded if it keeps 16-bit values).
     pub fn vector(&self, row: usize) -> Cow<'_, [f32]> {
         match &self.index {
             Some(ix) => ix.vector(self.row_slot[row] as usize),
@@ -275,7 +275,7 @@ impl Catalog {
         }
     }
 
-    /// Exact search over every row `keep` accepts (against the vectors as held: the index's half floats
+    /// Exact search over every row `keep` accepts (against the vectors as held: the index's 16-bit values
     /// when it keeps them).
     fn exact(&self, query: &[f32], want: usize, keep: &dyn Fn(usize) -> bool) -> Vec<Hit> {
         match &self.index {

@@ -71,9 +71,10 @@ pub(crate) struct Graph {
     /// Links per slot on layer 0 (2m).
     m0: usize,
     ef_construction: usize,
-    /// Vectors stored as half floats (two per word) instead of f32.
-    half: bool,
-    /// Words of a stored vector: `dim` (f32 bits) or `ceil(dim / 2)` (pairs of f16 bits, low half first).
+    /// Vectors stored as 16-bit fixed point with a per-vector scale instead of f32.
+    quantised: bool,
+    /// Words of a stored vector: `dim` (f32 bits), or when quantised the scale (f32 bits) and then
+    /// `ceil(dim / 2)` words of i16 pairs.
     vwords: usize,
     /// Words per slot record: `1 + m0` link words (count, ids), then `vwords` vector words.
     stride: usize,
@@ -120,14 +121,14 @@ fn huge_vec<T>(cap: usize) -> Vec<T> {
 }
 
 impl Graph {
-    fn empty(dim: usize, m: usize, ef_construction: usize, half: bool) -> Graph {
-        let vwords = if half { dim.div_ceil(2) } else { dim };
+    fn empty(dim: usize, m: usize, ef_construction: usize, quantised: bool) -> Graph {
+        let vwords = if quantised { 1 + dim.div_ceil(2) } else { dim };
         Graph {
             dim,
             m,
             m0: 2 * m,
             ef_construction,
-            half,
+            quantised,
             vwords,
             stride: 2 * m + 1 + vwords,
             nodes: Vec::new(),
@@ -157,11 +158,11 @@ impl Graph {
     }
 
     /// Builds the graph over `vectors` (`dim` wide, unit length), in parallel when asked (then the
-    /// links depend on thread timing; sequential builds are the same on every run); with `half`, the
-    /// graph keeps the vectors as half floats (half the memory, distances within about 1e-3).
-    pub(crate) fn build(vectors: &[f32], dim: usize, m: usize, ef_construction: usize, parallel: bool, half: bool) -> Graph {
+    /// links depend on thread timing; sequential builds are the same on every run); `quantised`: the
+    /// graph keeps the vectors as 16-bit fixed point (about half the memory, cosines within about 1e-4).
+    pub(crate) fn build(vectors: &[f32], dim: usize, m: usize, ef_construction: usize, parallel: bool, quantised: bool) -> Graph {
         let n = vectors.len() / dim;
-        let mut g = Graph::empty(dim, m, ef_construction, half);
+        let mut g = Graph::empty(dim, m, ef_construction, quantised);
         let levels: Vec<u8> = (0..n).map(|s| draw_level(s, m)).collect();
         g.reserve_slots(&levels);
         vectors.chunks_exact(dim).enumerate().for_each(|(s, v)| g.set_vector(s as u32, v));
@@ -192,8 +193,8 @@ impl Graph {
         self.dim
     }
 
-    pub(crate) fn half(&self) -> bool {
-        self.half
+    pub(crate) fn quantised(&self) -> bool {
+        self.quantised
     }
 
     /// The stored words of slot `s`'s vector.
@@ -203,13 +204,13 @@ impl Graph {
         &self.nodes[at..at + self.vwords]
     }
 
-    /// Slot `s`'s vector as f32 (borrowed when stored as f32, decoded when stored as half floats).
+    /// Slot `s`'s vector as f32 (borrowed when stored as f32, decoded when quantised).
     pub(crate) fn vector(&self, s: u32) -> std::borrow::Cow<'_, [f32]> {
         let words = self.vector_words(s);
-        if self.half {
-            // SAFETY: see `f16_bits`.
-            let h = unsafe { self.f16_bits(words) };
-            return h.iter().map(|&b| half::f16::from_bits(b).to_f32()).collect();
+        if self.quantised {
+            // SAFETY: see `i16_parts`.
+            let (scale, q) = unsafe { self.i16_parts(words) };
+            return q.iter().map(|&x| x as f32 * scale).collect();
         }
         // SAFETY: AtomicU32 has the size, alignment and bit validity of u32, hence of f32. A slot's vector
         // words are written only by `set_vector` while the slot is being placed (before the parallel build
@@ -218,22 +219,24 @@ impl Graph {
         std::borrow::Cow::Borrowed(unsafe { std::slice::from_raw_parts(words.as_ptr() as *const f32, self.dim) })
     }
 
-    /// The `dim` half floats packed in a vector's words.
-    /// SAFETY: `words` are a vector's words of a half-float graph (`vwords = ceil(dim / 2)` words hold
-    /// `dim` u16, alignment 4 >= 2); written only before any reader can reach the slot, as in `vector`.
+    /// A quantised vector's scale (first word, f32 bits) and its `dim` 16-bit values (the next words).
+    /// SAFETY: `words` are a vector's words of a quantised graph (`vwords = 1 + ceil(dim / 2)` words hold
+    /// the scale and `dim` i16, alignment 4 >= 2); written only before any reader can reach the slot, as
+    /// in `vector`.
     #[inline]
-    unsafe fn f16_bits<'a>(&self, words: &'a [AtomicU32]) -> &'a [u16] {
-        debug_assert!(words.len() * 2 >= self.dim);
-        std::slice::from_raw_parts(words.as_ptr() as *const u16, self.dim)
+    unsafe fn i16_parts<'a>(&self, words: &'a [AtomicU32]) -> (f32, &'a [i16]) {
+        debug_assert!((words.len() - 1) * 2 >= self.dim);
+        (f32::from_bits(words[0].load(Relaxed)), std::slice::from_raw_parts(words[1..].as_ptr() as *const i16, self.dim))
     }
 
     /// `1 - cosine` between the query `q` and slot `s`'s stored vector, clamped at 0.
     #[inline]
     pub(crate) fn dist_to(&self, q: &[f32], s: u32) -> f32 {
         let words = self.vector_words(s);
-        let d = if self.half {
-            // SAFETY: see `f16_bits`.
-            crate::dot_f16(q, unsafe { self.f16_bits(words) })
+        let d = if self.quantised {
+            // SAFETY: see `i16_parts`.
+            let (scale, v) = unsafe { self.i16_parts(words) };
+            crate::dot_i16(q, v) * scale
         } else {
             // SAFETY: as in `vector`.
             crate::dot(q, unsafe { std::slice::from_raw_parts(words.as_ptr() as *const f32, self.dim) })
@@ -241,14 +244,18 @@ impl Graph {
         (1.0 - d).max(0.0)
     }
 
-    /// Writes the vector of a slot that no search or link can reach yet.
+    /// Writes the vector of a slot that no search or link can reach yet. Quantised: `v = scale * q` with
+    /// `q` in -32767..=32767 and `scale = max |v_i| / 32767`, so each value is within `scale / 2` of its f32.
     fn set_vector(&self, s: u32, v: &[f32]) {
         let words = self.vector_words(s);
-        if self.half {
-            // Native byte order, so that the words read back as u16 in `f16_bits` on any platform.
-            let mut h: Vec<u16> = v.iter().map(|&x| half::f16::from_f32(x).to_bits()).collect();
-            h.resize(2 * self.vwords, 0);
-            for (w, pair) in words.iter().zip(h.chunks_exact(2)) {
+        if self.quantised {
+            let max = v.iter().fold(0f32, |m, x| m.max(x.abs()));
+            let scale = if max > 0.0 { max / 32767.0 } else { 1.0 };
+            let mut q: Vec<i16> = v.iter().map(|&x| (x / scale).round().clamp(-32767.0, 32767.0) as i16).collect();
+            q.resize(2 * (self.vwords - 1), 0);
+            words[0].store(scale.to_bits(), Relaxed);
+            // Native byte order, so that the words read back as i16 in `i16_parts` on any platform.
+            for (w, pair) in words[1..].iter().zip(q.chunks_exact(2)) {
                 let mut b = [0u8; 4];
                 b[..2].copy_from_slice(&pair[0].to_ne_bytes());
                 b[2..].copy_from_slice(&pair[1].to_ne_bytes());
@@ -484,9 +491,9 @@ impl Graph {
         dim: usize,
         m: usize,
         ef_construction: usize,
-        half: bool,
+        quantised: bool,
     ) -> Option<Graph> {
-        let mut g = Graph::empty(dim, m, ef_construction, half);
+        let mut g = Graph::empty(dim, m, ef_construction, quantised);
         let mut levels = vec![u8::MAX; n];
         let mut lists: Vec<Vec<Vec<u32>>> = vec![Vec::new(); n];
         let mut vectors = vec![0f32; n * dim];
@@ -523,7 +530,7 @@ impl Graph {
     /// Writes the arrays (read back by [`Graph::read_from`]).
     pub(crate) fn write_to(&self, w: &mut dyn Write) -> std::io::Result<()> {
         let (entry, top) = self.entry.lock().unwrap_or_else(|e| e.into_inner()).map_or((u32::MAX, 0), |(e, t)| (e, t));
-        for x in [self.dim, self.m, self.ef_construction, self.len(), self.half as usize] {
+        for x in [self.dim, self.m, self.ef_construction, self.len(), self.quantised as usize] {
             w.write_all(&(x as u64).to_le_bytes())?;
         }
         w.write_all(&entry.to_le_bytes())?;
@@ -552,18 +559,18 @@ impl Graph {
         let mut head = [0u8; 8 * 5 + 4 + 1];
         r.read_exact(&mut head).map_err(short)?;
         let word = |i: usize| u64::from_le_bytes(head[i * 8..i * 8 + 8].try_into().unwrap_or_default()) as usize;
-        let (dim, m, ef_construction, n, half) = (word(0), word(1), word(2), word(3), word(4));
+        let (dim, m, ef_construction, n, quantised) = (word(0), word(1), word(2), word(3), word(4));
         let entry = u32::from_le_bytes([head[40], head[41], head[42], head[43]]);
         let top = head[44];
-        if dim == 0 || dim > 1 << 16 || !(2..=255).contains(&m) || n > u32::MAX as usize / 2 || half > 1 {
-            return Err(format!("bad sizes (dim {dim}, M {m}, {n} slots, vector format {half})"));
+        if dim == 0 || dim > 1 << 16 || !(2..=255).contains(&m) || n > u32::MAX as usize / 2 || quantised > 1 {
+            return Err(format!("bad sizes (dim {dim}, M {m}, {n} slots, vector format {quantised})"));
         }
         let mut levels = vec![0u8; n];
         r.read_exact(&mut levels).map_err(short)?;
         if levels.iter().any(|&l| l > MAX_LEVEL) {
             return Err("a level above the maximum".into());
         }
-        let mut g = Graph::empty(dim, m, ef_construction, half == 1);
+        let mut g = Graph::empty(dim, m, ef_construction, quantised == 1);
         g.reserve_slots(&levels);
         let mut buf = vec![0u8; CHUNK * 4];
         let mut fill = |part: &[AtomicU32]| -> std::result::Result<(), String> {
@@ -639,22 +646,24 @@ mod tests {
 
     #[test]
     fn parallel_build_finds_true_neighbours_and_survives_a_round_trip() {
-        for half in [false, true] {
-            parallel_build_case(half);
+        for quantised in [false, true] {
+            parallel_build_case(quantised);
         }
     }
 
-    fn parallel_build_case(half: bool) {
-        // An odd width, so half-float records end in a padded word.
+    fn parallel_build_case(quantised: bool) {
+        // An odd width, so quantised records end in a padded word.
         let (n, dim) = (3000, 17);
         let v = crate::random_unit_vectors(n, dim, 7);
-        let g = Graph::build(&v, dim, 12, 100, true, half);
-        assert_eq!(g.half(), half);
-        // Stored vectors read back as given, to half precision.
+        let g = Graph::build(&v, dim, 12, 100, true, quantised);
+        assert_eq!(g.quantised(), quantised);
+        // Stored vectors read back as given (quantised: within half a step of max |v_i| / 32767).
         for s in [0, 1, n - 1] {
             let (back, orig) = (g.vector(s as u32), &v[s * dim..(s + 1) * dim]);
-            let tol = if half { 1e-3 } else { 0.0 };
-            assert!(back.iter().zip(orig).all(|(a, b)| (a - b).abs() <= tol), "slot {s} (half {half})");
+            let tol = if quantised { orig.iter().fold(0f32, |m, x| m.max(x.abs())) / 32767.0 * 0.51 + 1e-7 } else { 0.0 };
+            assert!(back.iter().zip(orig).all(|(a, b)| (a - b).abs() <= tol), "slot {s} (quantised {quantised})");
+            let q = &v[(s + 1) % n * dim..((s + 1) % n + 1) * dim];
+            assert!((g.dist_to(q, s as u32) - (1.0 - crate::dot(q, orig)).max(0.0)).abs() < 1e-4);
         }
         assert_eq!(g.len(), n);
         let mut hit = 0;
@@ -665,7 +674,7 @@ mod tests {
             hit += got.iter().filter(|h| exact.iter().any(|e| e.row == h.row)).count();
         }
         let recall = hit as f64 / (100 * 10) as f64;
-        assert!(recall > 0.95, "recall@10 {recall} (half {half})");
+        assert!(recall > 0.95, "recall@10 {recall} (quantised {quantised})");
         let mut bytes = Vec::new();
         g.write_to(&mut bytes).unwrap();
         let back = Graph::read_from(&mut bytes.as_slice()).unwrap();

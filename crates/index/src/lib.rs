@@ -70,55 +70,54 @@ unsafe fn dot_avx2(a: &[f32], b: &[f32]) -> f32 {
     total
 }
 
-/// Dot product of an f32 query with a vector stored as IEEE half floats (bits), in f32 arithmetic. Uses
-/// AVX2+FMA+F16C when the CPU has them (checked at run time), else `half`'s conversion.
-pub(crate) fn dot_f16(q: &[f32], h: &[u16]) -> f32 {
+/// Dot product of an f32 query with 16-bit integers (a quantised vector before its scale), in f32
+/// arithmetic. Uses AVX2+FMA when the CPU has them (checked at run time), else eight accumulators.
+pub(crate) fn dot_i16(q: &[f32], v: &[i16]) -> f32 {
     #[cfg(target_arch = "x86_64")]
     {
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") && std::arch::is_x86_feature_detected!("f16c") {
-            // SAFETY: the CPU supports AVX2, FMA and F16C, checked just above.
-            return unsafe { dot_f16_avx2(q, h) };
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+            // SAFETY: the CPU supports AVX2 and FMA, checked just above.
+            return unsafe { dot_i16_avx2(q, v) };
         }
     }
-    dot_f16_portable(q, h)
+    dot_i16_portable(q, v)
 }
 
-fn dot_f16_portable(q: &[f32], h: &[u16]) -> f32 {
+fn dot_i16_portable(q: &[f32], v: &[i16]) -> f32 {
     let mut acc = [0f32; 8];
-    let (cq, ch) = (q.chunks_exact(8), h.chunks_exact(8));
-    let tail: f32 = cq.remainder().iter().zip(ch.remainder()).map(|(x, &y)| x * half::f16::from_bits(y).to_f32()).sum();
-    for (x, y) in cq.zip(ch) {
+    let (cq, cv) = (q.chunks_exact(8), v.chunks_exact(8));
+    let tail: f32 = cq.remainder().iter().zip(cv.remainder()).map(|(x, &y)| x * y as f32).sum();
+    for (x, y) in cq.zip(cv) {
         for i in 0..8 {
-            acc[i] += x[i] * half::f16::from_bits(y[i]).to_f32();
+            acc[i] += x[i] * y[i] as f32;
         }
     }
     acc.iter().sum::<f32>() + tail
 }
 
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn dot_f16_avx2(q: &[f32], h: &[u16]) -> f32 {
+#[target_feature(enable = "avx2,fma")]
+unsafe fn dot_i16_avx2(q: &[f32], v: &[i16]) -> f32 {
     use std::arch::x86_64::*;
-    let n = q.len().min(h.len());
-    let (pq, ph) = (q.as_ptr(), h.as_ptr());
+    let n = q.len().min(v.len());
+    let (pq, pv) = (q.as_ptr(), v.as_ptr());
+    // Eight i16 -> eight f32.
+    let load = |p: *const i16| _mm256_cvtepi32_ps(_mm256_cvtepi16_epi32(_mm_loadu_si128(p as *const __m128i)));
     let (mut s0, mut s1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
     let mut i = 0;
     // SAFETY (all loads): i + 16 <= n, or i + 8 <= n, so every 8-lane load is inside both slices.
     while i + 16 <= n {
-        let h0 = _mm256_cvtph_ps(_mm_loadu_si128(ph.add(i) as *const __m128i));
-        let h1 = _mm256_cvtph_ps(_mm_loadu_si128(ph.add(i + 8) as *const __m128i));
-        s0 = _mm256_fmadd_ps(_mm256_loadu_ps(pq.add(i)), h0, s0);
-        s1 = _mm256_fmadd_ps(_mm256_loadu_ps(pq.add(i + 8)), h1, s1);
+        s0 = _mm256_fmadd_ps(_mm256_loadu_ps(pq.add(i)), load(pv.add(i)), s0);
+        s1 = _mm256_fmadd_ps(_mm256_loadu_ps(pq.add(i + 8)), load(pv.add(i + 8)), s1);
         i += 16;
     }
     if i + 8 <= n {
-        let h0 = _mm256_cvtph_ps(_mm_loadu_si128(ph.add(i) as *const __m128i));
-        s0 = _mm256_fmadd_ps(_mm256_loadu_ps(pq.add(i)), h0, s0);
+        s0 = _mm256_fmadd_ps(_mm256_loadu_ps(pq.add(i)), load(pv.add(i)), s0);
         i += 8;
     }
     let mut total = hsum256(_mm256_add_ps(s0, s1));
     while i < n {
-        total += q[i] * half::f16::from_bits(h[i]).to_f32();
+        total += q[i] * v[i] as f32;
         i += 1;
     }
     total
@@ -176,17 +175,17 @@ mod tests {
     }
 
     #[test]
-    fn half_float_dot_matches_f32_within_half_precision_at_every_length() {
+    fn integer_dot_matches_the_exact_sum_at_every_length() {
         for n in 0..50 {
             let a: Vec<f32> = (0..n).map(|i| ((i * 37 % 11) as f32 - 5.0) / 7.0).collect();
-            let b: Vec<f32> = (0..n).map(|i| ((i * 13 % 7) as f32 - 3.0) / 5.1).collect();
-            let h: Vec<u16> = b.iter().map(|&x| half::f16::from_f32(x).to_bits()).collect();
-            let want: f64 = a.iter().zip(&b).map(|(x, y)| (*x as f64) * (*y as f64)).sum();
-            // Each stored value is within 2^-11 of the f32 one.
-            let bound = a.iter().map(|x| x.abs() as f64).sum::<f64>() * 2f64.powi(-11) + 1e-5;
-            assert!((dot_f16(&a, &h) as f64 - want).abs() <= bound, "n={n}");
-            assert!((dot_f16_portable(&a, &h) as f64 - want).abs() <= bound, "n={n}");
-            assert!((dot_f16(&a, &h) - dot_f16_portable(&a, &h)).abs() < 1e-5, "n={n}");
+            let b: Vec<i16> = (0..n).map(|i| ((i * 7919 % 65535) - 32767) as i16).collect();
+            let want: f64 = a.iter().zip(&b).map(|(x, &y)| (*x as f64) * (y as f64)).sum();
+            let tol = 1e-6 * a.iter().zip(&b).map(|(x, &y)| (x * y as f32).abs() as f64).sum::<f64>() + 1e-3;
+            assert!((dot_i16(&a, &b) as f64 - want).abs() <= tol, "n={n}");
+            assert!((dot_i16_portable(&a, &b) as f64 - want).abs() <= tol, "n={n}");
         }
+        // The extremes convert exactly.
+        assert_eq!(dot_i16(&[1.0; 16], &[i16::MIN; 16]), 16.0 * i16::MIN as f32);
+        assert_eq!(dot_i16(&[1.0; 9], &[i16::MAX; 9]), 9.0 * i16::MAX as f32);
     }
 }

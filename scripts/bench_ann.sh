@@ -56,7 +56,7 @@ ix = hnswlib.Index(space="ip", dim=d); ix.init_index(max_elements=len(base), M=1
 ix.set_num_threads(2); ix.add_items(base); b = time.perf_counter() - t
 ix.set_num_threads(1); rows = []
 ix.set_ef(64); [ix.knn_query(x, k=10) for x in q[:100]]  # warm-up, untimed (as for soundalike)
-for ef in [10, 20, 40, 80, 160, 320, 640, 1280, 2560]:
+for ef in [10, 20, 40, 80, 160, 320, 640, 1280, 2560, 5120]:
     ix.set_ef(max(ef, 10)); t = time.perf_counter(); I = np.array([ix.knn_query(x, k=10)[0][0] for x in q]); s = time.perf_counter() - t
     rows.append({"ef": ef, "recall_at_10": round(recall(I), 4), "qps": round(nq / s)})
 out.append({"tool": "hnswlib", "build_seconds": round(b, 2), "index_mem_mb": round(rss() - r0, 1), "results": rows})
@@ -65,7 +65,7 @@ faiss.omp_set_num_threads(2); r0 = rss(); t = time.perf_counter()
 fx = faiss.IndexHNSWFlat(d, 16, faiss.METRIC_INNER_PRODUCT); fx.hnsw.efConstruction = 200; fx.add(base); b = time.perf_counter() - t
 faiss.omp_set_num_threads(1); rows = []
 fx.hnsw.efSearch = 64; [fx.search(x[None, :], 10) for x in q[:100]]  # warm-up, untimed
-for ef in [10, 20, 40, 80, 160, 320, 640, 1280, 2560]:
+for ef in [10, 20, 40, 80, 160, 320, 640, 1280, 2560, 5120]:
     fx.hnsw.efSearch = ef; t = time.perf_counter(); I = np.vstack([fx.search(x[None, :], 10)[1] for x in q]); s = time.perf_counter() - t
     rows.append({"ef": ef, "recall_at_10": round(recall(I), 4), "qps": round(nq / s)})
 out.append({"tool": "faiss IndexHNSWFlat", "build_seconds": round(b, 2), "index_mem_mb": round(rss() - r0, 1), "results": rows})

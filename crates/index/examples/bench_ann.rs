@@ -11,7 +11,7 @@ mod common;
 use common::rss_kb;
 
 /// Search lists tried (the same in scripts/bench_ann.sh for hnswlib and faiss).
-const EFS: [usize; 9] = [10, 20, 40, 80, 160, 320, 640, 1280, 2560];
+const EFS: [usize; 10] = [10, 20, 40, 80, 160, 320, 640, 1280, 2560, 5120];
 
 fn main() {
     let a: Vec<String> = std::env::args().skip(1).collect();

@@ -59,6 +59,8 @@ struct Scratch {
     b: Vec<f32>,
     col: Vec<f32>,
     strip: Vec<f32>,
+    /// Globally pooled features.
+    feat: Vec<f32>,
 }
 
 fn to_vec(t: Tensor<1>) -> Vec<f32> {
@@ -121,11 +123,9 @@ impl CpuNet {
         // Global average pool.
         let c = self.dense.d_in;
         let hw = (h * w).max(1);
-        let mut feat = vec![0f32; c];
-        for (f, plane) in feat.iter_mut().zip(s.a.chunks_exact(hw)) {
-            *f = plane.iter().sum::<f32>() / hw as f32;
-        }
-        self.dense.forward(&feat, emb);
+        s.feat.clear();
+        s.feat.extend(s.a.chunks_exact(hw).take(c).map(|plane| plane.iter().sum::<f32>() / hw as f32));
+        self.dense.forward(&s.feat, emb);
         emb.iter_mut().for_each(|v| *v = v.max(0.0));
         self.head.forward(emb, probs);
         let max = probs.iter().copied().fold(f32::NEG_INFINITY, f32::max);

@@ -2,12 +2,10 @@
 //! matrix and chance levels.
 
 use burn::prelude::*;
-use burn::tensor::activation::softmax;
 use serde::{Deserialize, Serialize};
 
-use soundalike_audio::LogMel;
-
-use crate::data::{tile_batch, tile_data, tile_starts};
+use crate::data::tile_starts;
+use crate::infer::{run_tiles, runs_fused};
 use crate::{CpuNet, LabelledSong, SoundNet};
 
 /// Evaluation results on one set of songs.
@@ -35,28 +33,18 @@ pub struct EvalReport {
     pub chance_uniform: f64,
 }
 
-/// Evaluates `net` (inference mode) on `songs` with tiles of `width` frames every `hop` frames. On the CPU
-/// it runs the fused inference path on the folded network (what embedding runs), elsewhere burn.
+/// Evaluates `net` (inference mode) on `songs` with tiles of `width` frames every `hop` frames, through its
+/// folded network as embedding runs it (the fused path on the CPU, burn elsewhere).
 pub fn evaluate(net: &SoundNet, songs: &[LabelledSong], labels: &[String], width: usize, hop: usize, device: &Device) -> EvalReport {
     let k = labels.len();
-    let engine = (*device == Device::flex()).then(|| CpuNet::from_folded(&net.fold_batch_norm()));
-    // Class probabilities `[n_tiles, k]` of the tiles of `mel` starting at `starts`.
-    let tile_probs = |mel: &LogMel, starts: &[usize]| -> Vec<f32> {
-        if let Some(engine) = &engine {
-            return engine.forward(&tile_data(mel, starts, width), mel.n_mels, width).1;
-        }
-        let mut p = Vec::with_capacity(starts.len() * k);
-        for chunk in starts.chunks(crate::infer::INFER_BATCH) {
-            p.extend(softmax(net.forward(tile_batch(mel, chunk, width, device)), 1).into_data().try_into_vec::<f32>().unwrap_or_default());
-        }
-        p
-    };
+    let folded = net.fold_batch_norm();
+    let engine = runs_fused(device).then(|| CpuNet::from_folded(&folded));
     let mut confusion = vec![vec![0usize; k]; k];
     let (mut tiles, mut tile_hits, mut loss_sum) = (0usize, 0usize, 0f64);
     for s in songs {
         let starts = tile_starts(s.mel.n_frames, width, hop);
         let mut mean = vec![0f64; k];
-        for row in tile_probs(&s.mel, &starts).chunks_exact(k) {
+        for row in run_tiles(&folded, engine.as_ref(), &s.mel, &starts, width, device).probs.chunks_exact(k) {
             tiles += 1;
             loss_sum -= (row[s.label].max(1e-7) as f64).ln();
             if argmax(row) == s.label {

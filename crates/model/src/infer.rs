@@ -5,7 +5,8 @@ use burn::tensor::activation::softmax;
 use soundalike_audio::LogMel;
 
 use crate::data::{tile_batch, tile_data, tile_starts};
-use crate::LoadedModel;
+use crate::model::FoldedNet;
+use crate::{CpuNet, LoadedModel};
 
 /// Tiles per forward pass at inference.
 pub const INFER_BATCH: usize = 32;
@@ -39,40 +40,49 @@ pub fn l2_normalise(v: &mut [f32]) {
     }
 }
 
+/// Whether inference on `device` runs the fused CPU path ([`CpuNet`](crate::CpuNet)) rather than burn.
+pub(crate) fn runs_fused(device: &Device) -> bool {
+    *device == Device::flex()
+}
+
+/// The tiles of `mel` starting at `starts` through the folded network: through `engine` (the same weights,
+/// fused CPU path, tiles in parallel) when given, else through burn on `device` in batches.
+pub(crate) fn run_tiles(folded: &FoldedNet, engine: Option<&CpuNet>, mel: &LogMel, starts: &[usize], width: usize, device: &Device) -> TileOutputs {
+    if let Some(engine) = engine {
+        let (embeddings, probs) = engine.forward(&tile_data(mel, starts, width), mel.n_mels, width);
+        return TileOutputs { embeddings, probs, n_tiles: starts.len() };
+    }
+    let (mut embeddings, mut probs) = (Vec::new(), Vec::new());
+    for chunk in starts.chunks(INFER_BATCH) {
+        let emb = folded.forward_embedding(tile_batch(mel, chunk, width, device));
+        let logits = folded.head_logits(emb.clone());
+        embeddings.extend(emb.into_data().try_into_vec::<f32>().unwrap_or_default());
+        probs.extend(softmax(logits, 1).into_data().try_into_vec::<f32>().unwrap_or_default());
+    }
+    TileOutputs { embeddings, probs, n_tiles: starts.len() }
+}
+
 impl LoadedModel {
     /// Runs every tile of `mel` (the config's tiling) through the network: on the CPU through the fused
     /// path ([`CpuNet`](crate::CpuNet), tiles in parallel), on another device through burn in batches.
     pub fn infer_tiles(&self, mel: &LogMel, device: &Device) -> TileOutputs {
-        if *device == Device::flex() {
-            self.infer_tiles_fused(mel)
-        } else {
-            self.infer_tiles_burn(mel, device)
-        }
+        self.tiles_through(runs_fused(device).then_some(&self.engine), mel, device)
     }
 
     /// [`infer_tiles`](Self::infer_tiles) through the fused CPU path.
     pub fn infer_tiles_fused(&self, mel: &LogMel) -> TileOutputs {
-        let fe = &self.config.frontend;
-        let w = fe.tile_frames;
-        let starts = tile_starts(mel.n_frames, w, fe.tile_hop);
-        let (embeddings, probs) = self.engine.forward(&tile_data(mel, &starts, w), mel.n_mels, w);
-        TileOutputs { embeddings, probs, n_tiles: starts.len() }
+        self.tiles_through(Some(&self.engine), mel, &Device::flex())
     }
 
     /// [`infer_tiles`](Self::infer_tiles) through burn's folded network on `device`, in batches.
     pub fn infer_tiles_burn(&self, mel: &LogMel, device: &Device) -> TileOutputs {
+        self.tiles_through(None, mel, device)
+    }
+
+    fn tiles_through(&self, engine: Option<&CpuNet>, mel: &LogMel, device: &Device) -> TileOutputs {
         let fe = &self.config.frontend;
-        let w = fe.tile_frames;
-        let starts = tile_starts(mel.n_frames, w, fe.tile_hop);
-        let mut embeddings = Vec::with_capacity(starts.len() * self.config.arch.embedding_dim);
-        let mut probs = Vec::with_capacity(starts.len() * self.config.labels.len());
-        for chunk in starts.chunks(INFER_BATCH) {
-            let emb = self.folded.forward_embedding(tile_batch(mel, chunk, w, device));
-            let logits = self.folded.head_logits(emb.clone());
-            embeddings.extend(emb.into_data().try_into_vec::<f32>().unwrap_or_default());
-            probs.extend(softmax(logits, 1).into_data().try_into_vec::<f32>().unwrap_or_default());
-        }
-        TileOutputs { embeddings, probs, n_tiles: starts.len() }
+        let starts = tile_starts(mel.n_frames, fe.tile_frames, fe.tile_hop);
+        run_tiles(&self.folded, engine, mel, &starts, fe.tile_frames, device)
     }
 
     /// Song vector: mean of the tile embeddings, L2-normalised; and mean class probabilities.

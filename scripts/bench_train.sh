@@ -3,20 +3,28 @@
 # path, engine.rs, which embedding uses) and the same network in PyTorch
 # (CPU), on the same real tiles, same batch, same thread count, back to back in one run; peak memory of
 # each (every measurement in its own process).
-#   bash scripts/bench_train.sh [THREADS=2] [BATCH=32] [OUT=target/bench_train.json]
+#   bash scripts/bench_train.sh [THREADS=2] [BATCH=32] [OUT=target/bench_train.json] [DEVICE=cpu]
+# DEVICE=wgpu: soundalike on burn's wgpu backend (built with --features wgpu) against PyTorch on CUDA.
+# SOUNDALIKE_BIN_DIR=DIR: use DIR/soundalike and DIR/bench_train as built (e.g. on a machine without cargo)
+# instead of building them here.
 # Needs: pip install numpy torch. Tiles: every 128x128 tile of the 30 clips in datasets/tiny (log-mel by
 # soundalike's front end, normalised per tile as training does), labelled by soundtrack.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-threads="${1:-2}"; batch="${2:-32}"; out="${3:-target/bench_train.json}"
+threads="${1:-2}"; batch="${2:-32}"; out="${3:-target/bench_train.json}"; device="${4:-cpu}"
 train_steps=30; infer_steps=60
 tmp="$(mktemp -d)"; trap 'rm -rf "$tmp"' EXIT
-cargo build -q
-cargo build -q -p soundalike-model --example bench_train
-bin=target/debug/examples/bench_train   # dev profile: burn and our model crate at opt-level 3
+if [ -n "${SOUNDALIKE_BIN_DIR:-}" ]; then
+  cli="$SOUNDALIKE_BIN_DIR/soundalike"; bin="$SOUNDALIKE_BIN_DIR/bench_train"
+else
+  features=(); [ "$device" = cpu ] || features=(--features wgpu)
+  cargo build -q "${features[@]}"
+  cargo build -q -p soundalike-model --example bench_train "${features[@]}"
+  cli=target/debug/soundalike; bin=target/debug/examples/bench_train   # dev profile: burn and our model crate at opt-level 3
+fi
 i=0
 for f in datasets/tiny/*/*.mp3; do
-  target/debug/soundalike spectrogram "$f" --npy "$tmp/$i.npy" >/dev/null
+  "$cli" spectrogram "$f" --npy "$tmp/$i.npy" >/dev/null
   echo "$(basename "$(dirname "$f")")" >"$tmp/$i.label"
   i=$((i + 1))
 done
@@ -39,14 +47,15 @@ print(f"{len(tiles)} tiles, {len(names)} classes", file=sys.stderr)
 PY
 k=$(cat "$tmp/k")
 export RAYON_NUM_THREADS="$threads" OMP_NUM_THREADS="$threads" MKL_NUM_THREADS="$threads"
-ours_train=$("$bin" train "$tmp/tiles.f32" "$tmp/labels.u8" "$k" "$batch" "$train_steps")
-ours_infer=$("$bin" infer "$tmp/tiles.f32" "$tmp/labels.u8" "$k" "$batch" "$infer_steps")
+ours_train=$("$bin" train "$tmp/tiles.f32" "$tmp/labels.u8" "$k" "$batch" "$train_steps" "$device")
+ours_infer=$("$bin" infer "$tmp/tiles.f32" "$tmp/labels.u8" "$k" "$batch" "$infer_steps" "$device")
 torch_run() {
-python3 - "$1" "$tmp/tiles.f32" "$tmp/labels.u8" "$k" "$batch" "$2" "$threads" <<'PY'
+python3 - "$1" "$tmp/tiles.f32" "$tmp/labels.u8" "$k" "$batch" "$2" "$threads" "$device" <<'PY'
 import json, resource, sys, time
 import numpy as np, torch
 from torch import nn
 mode, tp, lp, k, batch, steps, threads = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6]), int(sys.argv[7])
+dev = torch.device("cpu" if sys.argv[8] == "cpu" else "cuda")
 torch.set_num_threads(threads)
 torch.manual_seed(1)
 labels = np.fromfile(lp, dtype=np.uint8).astype(np.int64)
@@ -64,9 +73,10 @@ class Net(nn.Module):  # soundalike's default ArchConfig: 16/32/64/128, dense 12
         return e, self.head(e)
 def batch_at(i):
     r = (np.arange(batch) + i * batch) % len(labels)
-    return torch.from_numpy(tiles[r]), torch.from_numpy(labels[r])
-net, warm = Net(), 3
-res = {"tool": f"pytorch {torch.__version__} (CPU)", "mode": mode, "batch": batch, "steps": steps}
+    return torch.from_numpy(tiles[r]).to(dev), torch.from_numpy(labels[r]).to(dev)
+net, warm = Net().to(dev), 3
+where = "CPU" if dev.type == "cpu" else "CUDA, " + torch.cuda.get_device_name(0)
+res = {"tool": f"pytorch {torch.__version__} ({where})", "mode": mode, "batch": batch, "steps": steps}
 if mode == "train":
     opt = torch.optim.Adam(net.parameters(), lr=2e-3, weight_decay=1e-4)
     net.train()
@@ -78,7 +88,8 @@ if mode == "train":
         loss = nn.functional.cross_entropy(logits, y)
         loss.backward()
         opt.step()
-    res.update(tiles_per_s=round(steps * batch / (time.perf_counter() - t0), 1), final_loss=round(loss.item(), 4))
+        last = loss.item()   # read back every step, as soundalike's train_step does
+    res.update(tiles_per_s=round(steps * batch / (time.perf_counter() - t0), 1), final_loss=round(last, 4))
 else:
     net.eval()
     fused = nn.Sequential(*[m for m in net.features])
@@ -92,7 +103,7 @@ else:
             folded.append(fuse_conv_bn_eval(mods[j], mods[j + 1])); j += 2
         else:
             folded.append(mods[j]); j += 1
-    folded_features = nn.Sequential(*folded).eval()
+    folded_features = nn.Sequential(*folded).eval().to(dev)
     for name, feats in (("tiles_per_s", net.features), ("tiles_per_s_folded", folded_features)):
         with torch.inference_mode():
             for i in range(warm + steps):
@@ -100,24 +111,27 @@ else:
                 x, _ = batch_at(i)
                 e = net.dense(feats(x))
                 p = torch.softmax(net.head(e), 1)
-                e.numpy(); p.numpy()
+                e.cpu().numpy(); p.cpu().numpy()
         res[name] = round(steps * batch / (time.perf_counter() - t0), 1)
 res["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+if dev.type == "cuda":
+    res["peak_gpu_mb"] = round(torch.cuda.max_memory_allocated() / 2**20)
 print(json.dumps(res))
 PY
 }
 torch_train=$(torch_run train "$train_steps")
 torch_infer=$(torch_run infer "$infer_steps")
-python3 - "$out" "$threads" "$ours_train" "$ours_infer" "$torch_train" "$torch_infer" <<'PY'
+python3 - "$out" "$threads" "$ours_train" "$ours_infer" "$torch_train" "$torch_infer" "$device" <<'PY'
 import json, sys
 out, threads = sys.argv[1], int(sys.argv[2])
 ot, oi, tt, ti = (json.loads(x) for x in sys.argv[3:7])
-r = {"threads": threads, "soundalike": {"train": ot, "infer": oi}, "pytorch": {"train": tt, "infer": ti},
+r = {"threads": threads, "device": sys.argv[7], "soundalike": {"train": ot, "infer": oi}, "pytorch": {"train": tt, "infer": ti},
      "train_ratio_soundalike_over_pytorch": round(ot["tiles_per_s"] / tt["tiles_per_s"], 2),
      "infer_ratio_soundalike_folded_over_pytorch": round(oi["tiles_per_s_folded"] / ti["tiles_per_s"], 2),
-     "infer_ratio_soundalike_folded_over_pytorch_folded": round(oi["tiles_per_s_folded"] / ti["tiles_per_s_folded"], 2),
-     "infer_ratio_soundalike_fused_over_pytorch": round(oi["tiles_per_s_fused"] / ti["tiles_per_s"], 2),
-     "infer_ratio_soundalike_fused_over_pytorch_folded": round(oi["tiles_per_s_fused"] / ti["tiles_per_s_folded"], 2)}
+     "infer_ratio_soundalike_folded_over_pytorch_folded": round(oi["tiles_per_s_folded"] / ti["tiles_per_s_folded"], 2)}
+if "tiles_per_s_fused" in oi:   # the fused path exists on the CPU only
+    r["infer_ratio_soundalike_fused_over_pytorch"] = round(oi["tiles_per_s_fused"] / ti["tiles_per_s"], 2)
+    r["infer_ratio_soundalike_fused_over_pytorch_folded"] = round(oi["tiles_per_s_fused"] / ti["tiles_per_s_folded"], 2)
 open(out, "w").write(json.dumps(r, indent=1) + "\n")
 print(json.dumps(r, indent=1))
 PY

@@ -1,14 +1,19 @@
-//! Training and inference throughput of the default network on the CPU (burn flex), on tiles read from
-//! a file, for scripts/bench_train.sh (which runs PyTorch on the same tiles in the same run).
-//!   bench_train train|infer TILES.f32 LABELS.u8 N_CLASSES BATCH STEPS
+//! Training and inference throughput of the default network in burn (on the CPU, flex, by default; on a GPU
+//! with `wgpu` when built with `--features wgpu`), on tiles read from a file, for scripts/bench_train.sh
+//! (which runs PyTorch on the same tiles in the same run).
+//!   bench_train train|infer TILES.f32 LABELS.u8 N_CLASSES BATCH STEPS [DEVICE=cpu]
 //! TILES.f32: N x 128 x 128 little-endian f32 (normalised tiles); LABELS.u8: N class indices.
-//! Prints one JSON line. Threads: RAYON_NUM_THREADS.
+//! Prints one JSON line. Threads: RAYON_NUM_THREADS. Every step reads its result back to the host (the loss
+//! when training, embeddings and probabilities when inferring), so GPU timings include the wait.
+//! SOUNDALIKE_CONV=burn|own and SOUNDALIKE_BN=burn|own force one implementation of the convolutions and
+//! batch norms (default: the model's per-device choice, `Impl::Auto`), for A/B runs.
 
 use std::time::Instant;
 
 use burn::prelude::*;
 use burn::tensor::activation::softmax;
 use soundalike_model::data::batch_tensor;
+use soundalike_model::model::Impl;
 use soundalike_model::{optimizer, train_step, ArchConfig, SoundNet};
 
 fn peak_rss_mb() -> f64 {
@@ -34,7 +39,7 @@ fn main() {
     }
     let a: Vec<String> = std::env::args().skip(1).collect();
     if a.len() < 6 {
-        eprintln!("usage: bench_train train|infer TILES.f32 LABELS.u8 N_CLASSES BATCH STEPS");
+        eprintln!("usage: bench_train train|infer TILES.f32 LABELS.u8 N_CLASSES BATCH STEPS [DEVICE=cpu]");
         std::process::exit(2);
     }
     let (mode, k, batch, steps) = (a[0].as_str(), a[3].parse::<usize>().unwrap(), a[4].parse::<usize>().unwrap(), a[5].parse::<usize>().unwrap());
@@ -54,7 +59,24 @@ fn main() {
         }
         (x, t)
     };
-    let dev = Device::flex();
+    let choice = |var: &str| {
+        let v = std::env::var(var).unwrap_or_else(|_| "auto".into());
+        let c = match v.as_str() {
+            "burn" => Impl::Burn,
+            "own" => Impl::Own,
+            _ => Impl::Auto,
+        };
+        (v, c)
+    };
+    let ((conv, conv_impl), (bn, bn_impl)) = (choice("SOUNDALIKE_CONV"), choice("SOUNDALIKE_BN"));
+    soundalike_model::model::set_layer_impl(conv_impl, bn_impl);
+    let device_name = a.get(6).map_or("cpu", String::as_str);
+    let dev = soundalike_model::device_from_name(device_name).unwrap_or_else(|e| {
+        eprintln!("{e}");
+        std::process::exit(2);
+    });
+    let on_cpu = dev == Device::flex();
+    let tool = if on_cpu { "soundalike (burn flex)".to_string() } else { format!("soundalike (burn {device_name})") };
     match mode {
         "train" => {
             let ad = dev.clone().autodiff();
@@ -70,7 +92,7 @@ fn main() {
                 last = loss;
             });
             println!(
-                "{{\"tool\": \"soundalike (burn flex)\", \"mode\": \"train\", \"batch\": {batch}, \"steps\": {steps}, \"tiles_per_s\": {:.1}, \"final_loss\": {last:.4}, \"peak_rss_mb\": {:.0}}}",
+                "{{\"tool\": \"{tool}\", \"mode\": \"train\", \"conv\": \"{conv}\", \"batch_norm\": \"{bn}\", \"batch\": {batch}, \"steps\": {steps}, \"tiles_per_s\": {:.1}, \"final_loss\": {last:.4}, \"peak_rss_mb\": {:.0}}}",
                 (steps * batch) as f64 / s,
                 peak_rss_mb()
             );
@@ -93,18 +115,22 @@ fn main() {
                 let e = folded.forward_embedding(batch_tensor(batch_at(i).0, batch, h, w, &dev));
                 run(e.clone(), folded.head_logits(e));
             });
-            // The fused CPU path that embedding runs (engine.rs): same folded weights, tiles in parallel.
-            let engine = soundalike_model::CpuNet::from_folded(&folded);
-            let fused = time_steps(steps, |i| {
-                let (e, p) = engine.forward(&batch_at(i).0, h, w);
-                sink += e[0] + p[0];
+            // The fused CPU path that embedding runs on the CPU (engine.rs): same folded weights, tiles in
+            // parallel. Off the CPU embedding runs burn's folded network, measured above.
+            let fused = on_cpu.then(|| {
+                let engine = soundalike_model::CpuNet::from_folded(&folded);
+                let s = time_steps(steps, |i| {
+                    let (e, p) = engine.forward(&batch_at(i).0, h, w);
+                    sink += e[0] + p[0];
+                });
+                format!(", \"tiles_per_s_fused\": {:.1}", (steps * batch) as f64 / s)
             });
             std::hint::black_box(sink);
             println!(
-                "{{\"tool\": \"soundalike (burn flex)\", \"mode\": \"infer\", \"batch\": {batch}, \"steps\": {steps}, \"tiles_per_s\": {:.1}, \"tiles_per_s_folded\": {:.1}, \"tiles_per_s_fused\": {:.1}, \"peak_rss_mb\": {:.0}}}",
+                "{{\"tool\": \"{tool}\", \"mode\": \"infer\", \"conv\": \"{conv}\", \"batch_norm\": \"{bn}\", \"batch\": {batch}, \"steps\": {steps}, \"tiles_per_s\": {:.1}, \"tiles_per_s_folded\": {:.1}{}, \"peak_rss_mb\": {:.0}}}",
                 (steps * batch) as f64 / plain,
                 (steps * batch) as f64 / fold,
-                (steps * batch) as f64 / fused,
+                fused.unwrap_or_default(),
                 peak_rss_mb()
             );
         }

@@ -6,6 +6,7 @@ use burn::nn::{BatchNorm, BatchNormConfig, Dropout, DropoutConfig, Linear, Linea
 use burn::module::Param;
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
+use std::sync::atomic::{AtomicU8, Ordering};
 
 /// Architecture settings, saved in the model's config.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -56,7 +57,102 @@ impl ConvBlock {
     }
 
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        self.pool.forward(self.relu.forward(self.bn.forward(self.conv.forward(x))))
+        self.pool.forward(self.relu.forward(batch_norm(&self.bn, conv3x3(&self.conv, x))))
+    }
+}
+
+/// Which implementation a layer kind runs: [`Impl::Auto`] (the default) picks per device (see [`conv3x3`]
+/// and [`batch_norm`]); the others force one everywhere, for benchmarks (`bench_train`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Impl {
+    /// This module's formulation on a GPU, burn's on the CPU, as measured.
+    Auto,
+    /// burn's own operation.
+    Burn,
+    /// This module's formulation (matrix-product convolution, two-stage batch statistics).
+    Own,
+}
+
+static CONV_IMPL: AtomicU8 = AtomicU8::new(Impl::Auto as u8);
+static BN_IMPL: AtomicU8 = AtomicU8::new(Impl::Auto as u8);
+
+/// Sets how convolutions and batch norms run from now on, in this process (see [`Impl`]).
+pub fn set_layer_impl(conv: Impl, batch_norm: Impl) {
+    CONV_IMPL.store(conv as u8, Ordering::Relaxed);
+    BN_IMPL.store(batch_norm as u8, Ordering::Relaxed);
+}
+
+/// Whether to run this module's formulation: forced by [`set_layer_impl`], else `auto`.
+fn own(choice: &AtomicU8, auto: impl FnOnce() -> bool) -> bool {
+    match choice.load(Ordering::Relaxed) {
+        x if x == Impl::Burn as u8 => false,
+        x if x == Impl::Own as u8 => true,
+        _ => auto(),
+    }
+}
+
+fn on_cpu(x: &Tensor<4>) -> bool {
+    x.device().without_autodiff() == Device::flex()
+}
+
+/// A 3x3 "same" convolution, by burn or as a matrix product ([`conv3x3_as_matmul`]). Measured with
+/// `bench_train` (see `scripts/bench_train.sh`): on a GPU (wgpu) the matrix product is faster, in training
+/// and inference; on the CPU (flex) the two train equally fast (within run-to-run noise, also when only the
+/// first layer, whose input needs no gradient, uses the product), and burn's needs less memory.
+fn conv3x3(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
+    if own(&CONV_IMPL, || !on_cpu(&x)) {
+        conv3x3_as_matmul(conv, x)
+    } else {
+        conv.forward(x)
+    }
+}
+
+/// Batch norm, by burn or, when training off the CPU, with two-stage batch statistics: burn 0.22 reduces
+/// each channel's `batch * h * w` values as one row of a `[channels, batch * h * w]` copy, which on a GPU
+/// leaves a handful of very long reductions (one per channel); summing each `[h * w]` plane first gives
+/// `batch * channels` short ones. Same function, same running-statistics update (momentum, biased variance).
+fn batch_norm(bn: &BatchNorm, x: Tensor<4>) -> Tensor<4> {
+    let training = x.device().is_autodiff() && bn.training.is_enabled();
+    if !(training && own(&BN_IMPL, || !on_cpu(&x))) {
+        return bn.forward(x);
+    }
+    let [b, c, h, w] = x.dims();
+    let n = (b * h * w) as f64;
+    let planes = x.reshape([b, c, h * w]);
+    let mean = planes.clone().sum_dim(2).sum_dim(0).div_scalar(n); // [1, c, 1]
+    let centered = planes.sub(mean.clone());
+    let variance = centered.clone().square().sum_dim(2).sum_dim(0).div_scalar(n); // biased, as burn's
+    let scale = variance.clone().add_scalar(bn.epsilon).sqrt().recip().mul(bn.gamma.val().reshape([1, c, 1]));
+    let y = centered.mul(scale).add(bn.beta.val().reshape([1, c, 1]));
+    let device = y.device();
+    let m = bn.momentum;
+    let update = |state: &burn::module::RunningState<Tensor<1>>, batch: Tensor<3>| {
+        let old = state.value_sync().to_device(&device);
+        state.update(old.mul_scalar(1.0 - m).add(batch.detach().reshape([c]).mul_scalar(m)).detach());
+    };
+    update(&bn.running_mean, mean);
+    update(&bn.running_var, variance);
+    y.reshape([b, c, h, w])
+}
+
+/// A 3x3 "same" convolution of `x` `[batch, cin, h, w]` as one batched matrix product of the weights
+/// `[cout, 9 * cin]` with the input's nine shifted copies `[batch, 9 * cin, h * w]`: the same function as
+/// `conv.forward(x)`, differentiated by burn's matrix product (one GEMM for the weight gradient). burn 0.22's
+/// generic convolution backward instead convolves the batch-and-channel-swapped input with the output
+/// gradient as the "kernel", which is slow on a GPU. For the first layer the input is the spectrogram,
+/// whose gradient is never needed, so its copies are built outside the autodiff graph.
+fn conv3x3_as_matmul(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
+    let [b, cin, h, w] = x.dims();
+    let weight = conv.weight.val(); // [cout, cin, 3, 3]
+    let cout = weight.dims()[0];
+    let padded = x.pad((1, 1, 1, 1), burn::tensor::ops::PadMode::Constant(0.0));
+    let shifted = (0..9).map(|k| padded.clone().slice([0..b, 0..cin, k / 3..k / 3 + h, k % 3..k % 3 + w])).collect();
+    let cols = Tensor::cat(shifted, 1).reshape([b, 9 * cin, h * w]); // row k * cin + c: channel c shifted by k
+    let weight = weight.reshape([cout, cin, 9]).swap_dims(1, 2).reshape([1, cout, 9 * cin]); // same order
+    let y = weight.matmul(cols).reshape([b, cout, h, w]);
+    match &conv.bias {
+        Some(bias) => y.add(bias.val().reshape([1, cout, 1, 1])),
+        None => y,
     }
 }
 
@@ -169,7 +265,7 @@ impl FoldedNet {
     pub fn forward_embedding(&self, x: Tensor<4>) -> Tensor<2> {
         let mut x = x;
         for b in &self.blocks {
-            x = b.pool.forward(b.relu.forward(b.conv.forward(x)));
+            x = b.pool.forward(b.relu.forward(conv3x3(&b.conv, x)));
         }
         let x: Tensor<2> = self.gap.forward(x).flatten(1, 3);
         self.relu.forward(self.dense.forward(x))
@@ -200,5 +296,71 @@ impl FoldedNet {
             (w, b)
         };
         (lin(&self.dense), lin(&self.head))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn max_abs_diff<const D: usize>(a: Tensor<D>, b: Tensor<D>) -> f32 {
+        a.sub(b).abs().max().into_scalar::<f32>()
+    }
+
+    /// The matrix-product convolution is burn's convolution: same outputs, same weight, bias and input
+    /// gradients (one and several input channels, odd sizes, with and without bias).
+    #[test]
+    fn conv_as_matmul_equals_conv2d() {
+        let dev = Device::flex().autodiff();
+        dev.seed(3);
+        for (cin, bias, h, w) in [(1, false, 16, 16), (1, true, 7, 12), (3, false, 9, 6), (4, true, 5, 11)] {
+            let conv: Conv2d = Conv2dConfig::new([cin, 5], [3, 3]).with_padding(PaddingConfig2d::Same).with_bias(bias).init(&dev);
+            let x = Tensor::<4>::random([3, cin, h, w], burn::tensor::Distribution::Normal(0.0, 1.0), &dev).require_grad();
+            let (ours, theirs) = (conv3x3_as_matmul(&conv, x.clone()), conv.forward(x.clone()));
+            assert_eq!(ours.dims(), theirs.dims());
+            assert!(max_abs_diff(ours.clone(), theirs.clone()) < 1e-5);
+            // A loss that weights every output differently, so each gradient entry is tested.
+            let r = Tensor::<4>::random(ours.dims(), burn::tensor::Distribution::Normal(0.0, 1.0), &dev);
+            let (g1, g2) = (ours.mul(r.clone()).sum().backward(), theirs.mul(r).sum().backward());
+            let (w1, w2) = (conv.weight.grad(&g1).expect("weight grad"), conv.weight.grad(&g2).expect("weight grad"));
+            assert!(max_abs_diff(w1.clone(), w2) < 1e-3 * w1.abs().max().into_scalar::<f32>().max(1.0));
+            let (x1, x2) = (x.grad(&g1).expect("input grad"), x.grad(&g2).expect("input grad"));
+            assert!(max_abs_diff(x1, x2) < 1e-4);
+            if let Some(b) = &conv.bias {
+                assert!(max_abs_diff(b.grad(&g1).expect("bias grad"), b.grad(&g2).expect("bias grad")) < 1e-3);
+            }
+        }
+    }
+
+    /// Training-mode batch norm with two-stage statistics is burn's: same output, same gradients (input,
+    /// gamma, beta), same running statistics afterwards.
+    #[test]
+    fn two_stage_batch_norm_equals_burn() {
+        let dev = Device::flex().autodiff();
+        dev.seed(5);
+        let (ours, theirs) = (BatchNormConfig::new(4).init(&dev), BatchNormConfig::new(4).init(&dev));
+        // Distinct gamma and beta, so their gradients and the affine step are tested.
+        let gamma = Tensor::<1>::from_floats([0.5, 1.5, -1.0, 2.0], &dev);
+        let beta = Tensor::<1>::from_floats([0.1, -0.2, 0.3, 0.0], &dev);
+        let (ours, theirs) = [ours, theirs].map(|mut bn| {
+            bn.gamma = Param::from_tensor(gamma.clone());
+            bn.beta = Param::from_tensor(beta.clone());
+            bn
+        }).into();
+        let x = Tensor::<4>::random([3, 4, 5, 7], burn::tensor::Distribution::Normal(1.0, 2.0), &dev).require_grad();
+        set_layer_impl(Impl::Auto, Impl::Own);
+        let y1 = batch_norm(&ours, x.clone());
+        set_layer_impl(Impl::Auto, Impl::Auto);
+        let y2 = batch_norm(&theirs, x.clone());
+        assert!(max_abs_diff(y1.clone(), y2.clone()) < 1e-4);
+        let r = Tensor::<4>::random(y1.dims(), burn::tensor::Distribution::Normal(0.0, 1.0), &dev);
+        let (g1, g2) = (y1.mul(r.clone()).sum().backward(), y2.mul(r).sum().backward());
+        assert!(max_abs_diff(x.grad(&g1).unwrap(), x.grad(&g2).unwrap()) < 1e-4);
+        assert!(max_abs_diff(ours.gamma.grad(&g1).unwrap(), theirs.gamma.grad(&g2).unwrap()) < 1e-3);
+        assert!(max_abs_diff(ours.beta.grad(&g1).unwrap(), theirs.beta.grad(&g2).unwrap()) < 1e-3);
+        assert!(max_abs_diff(ours.running_mean.value_sync(), theirs.running_mean.value_sync()) < 1e-5);
+        assert!(max_abs_diff(ours.running_var.value_sync(), theirs.running_var.value_sync()) < 1e-5);
+        // The statistics moved away from their initial values (0 and 1), so the comparison means something.
+        assert!(ours.running_mean.value_sync().abs().max().into_scalar::<f32>() > 0.05);
     }
 }

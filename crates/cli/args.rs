@@ -160,7 +160,7 @@ pub struct TrainArgs {
     /// Continue an interrupted run from its last checkpoint.
     #[arg(long)]
     pub resume: bool,
-    /// Compute device: cpu (default) or wgpu (build with --features wgpu).
+    /// Compute device: cpu (default), wgpu (build with --features wgpu) or vulkan (--features vulkan).
     #[arg(long, default_value = "cpu")]
     pub device: String,
     /// Model name written to its config (default: the output folder's name).

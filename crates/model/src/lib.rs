@@ -40,15 +40,24 @@ pub enum ModelError {
 pub type Result<T, E = ModelError> = std::result::Result<T, E>;
 
 /// Picks the compute device by name: `cpu` (burn's flex backend, the default) or, when built with the
-/// `wgpu` feature, `wgpu` (any GPU through Vulkan/Metal/DX12).
+/// `wgpu` feature, `wgpu` (any GPU through Vulkan/Metal/DX12), or with the `vulkan` feature also `vulkan`
+/// (wgpu pinned to Vulkan, shaders compiled to SPIR-V).
 pub fn device_from_name(name: &str) -> Result<Device> {
     match name {
         "cpu" | "flex" => Ok(Device::flex()),
         #[cfg(feature = "wgpu")]
         "wgpu" | "gpu" => Ok(Device::wgpu(Default::default())),
+        #[cfg(feature = "vulkan")]
+        "vulkan" => Ok(Device::vulkan(Default::default())),
         other => Err(ModelError::Invalid(format!(
             "unknown device {other:?}; available: cpu{}",
-            if cfg!(feature = "wgpu") { ", wgpu" } else { " (rebuild with --features wgpu for a GPU)" }
+            if cfg!(feature = "vulkan") {
+                ", wgpu, vulkan"
+            } else if cfg!(feature = "wgpu") {
+                ", wgpu"
+            } else {
+                " (rebuild with --features wgpu for a GPU)"
+            }
         ))),
     }
 }

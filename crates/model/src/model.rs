@@ -56,16 +56,18 @@ impl ConvBlock {
         }
     }
 
+    /// ReLU after the max-pool: the same function (max commutes with ReLU, and so do their gradients) on a
+    /// quarter of the values.
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        self.pool.forward(self.relu.forward(batch_norm(&self.bn, conv3x3(&self.conv, x))))
+        self.relu.forward(self.pool.forward(batch_norm(&self.bn, conv3x3(&self.conv, x))))
     }
 }
 
-/// Which implementation a layer kind runs: [`Impl::Auto`] (the default) picks per device (see [`conv3x3`]
-/// and [`batch_norm`]); the others force one everywhere, for benchmarks (`bench_train`).
+/// Which implementation a layer kind runs: [`Impl::Auto`] (the default) picks per layer and device (see
+/// [`conv3x3`] and [`batch_norm`]); the others force one everywhere, for benchmarks (`bench_train`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Impl {
-    /// This module's formulation on a GPU, burn's on the CPU, as measured.
+    /// As measured: this module's batch norm everywhere; its convolution on a GPU and for the first layer.
     Auto,
     /// burn's own operation.
     Burn,
@@ -96,24 +98,27 @@ fn on_cpu(x: &Tensor<4>) -> bool {
 }
 
 /// A 3x3 "same" convolution, by burn or as a matrix product ([`conv3x3_as_matmul`]). Measured with
-/// `bench_train` (see `scripts/bench_train.sh`): on a GPU (wgpu) the matrix product is faster, in training
-/// and inference; on the CPU (flex) the two train equally fast (within run-to-run noise, also when only the
-/// first layer, whose input needs no gradient, uses the product), and burn's needs less memory.
-fn conv3x3(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
-    if own(&CONV_IMPL, || !on_cpu(&x)) {
+/// `bench_train` (see `scripts/bench_train.sh`): on a GPU (wgpu) the matrix product is faster in every layer,
+/// in training and inference. On the CPU (flex, 2 threads, batch 32) it is faster for the first layer, whose
+/// input needs no gradient (forward + backward 28 vs 46 ms), and slower for the others, where burn's input
+/// gradient beats the product's nine shifted copies.
+pub fn conv3x3(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
+    if own(&CONV_IMPL, || x.dims()[1] == 1 || !on_cpu(&x)) {
         conv3x3_as_matmul(conv, x)
     } else {
         conv.forward(x)
     }
 }
 
-/// Batch norm, by burn or, when training off the CPU, with two-stage batch statistics: burn 0.22 reduces
-/// each channel's `batch * h * w` values as one row of a `[channels, batch * h * w]` copy, which on a GPU
-/// leaves a handful of very long reductions (one per channel); summing each `[h * w]` plane first gives
-/// `batch * channels` short ones. Same function, same running-statistics update (momentum, biased variance).
-fn batch_norm(bn: &BatchNorm, x: Tensor<4>) -> Tensor<4> {
+/// Batch norm, by burn or, in training, with two-stage batch statistics: burn 0.22 reduces each channel's
+/// `batch * h * w` values as one row of a `[channels, batch * h * w]` copy, which on a GPU leaves a handful
+/// of very long reductions (one per channel) and on the CPU costs a transposing copy each way; summing each
+/// `[h * w]` plane first gives `batch * channels` short contiguous ones (CPU, batch 32, forward + backward of
+/// the four layers: about 100 vs 145 ms). Same function, same running-statistics update (momentum, biased
+/// variance).
+pub fn batch_norm(bn: &BatchNorm, x: Tensor<4>) -> Tensor<4> {
     let training = x.device().is_autodiff() && bn.training.is_enabled();
-    if !(training && own(&BN_IMPL, || !on_cpu(&x))) {
+    if !(training && own(&BN_IMPL, || true)) {
         return bn.forward(x);
     }
     let [b, c, h, w] = x.dims();

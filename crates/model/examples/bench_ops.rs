@@ -1,0 +1,85 @@
+//! Where a training step's time goes: forward and backward time of each operation of the default network
+//! at its own sizes (batch 32, 128x128 tiles), on burn's CPU backend with autodiff, burn's implementation
+//! next to this crate's where it has one (`model::Impl`). Prints a table; threads: RAYON_NUM_THREADS.
+//!   cargo run -p soundalike-model --example bench_ops [BATCH=32] [REPS=3]
+//! Each row is the mean of REPS runs after one warm-up; a run is the operation on a fresh input, a sum of
+//! its output (read back), and the backward pass to the input (or, for "weight grad only", to the weights).
+
+use std::time::Instant;
+
+use burn::nn::conv::Conv2dConfig;
+use burn::nn::pool::MaxPool2dConfig;
+use burn::nn::{BatchNormConfig, PaddingConfig2d};
+use burn::prelude::*;
+use burn::tensor::Distribution;
+use soundalike_model::model::{conv3x3, batch_norm, set_layer_impl, Impl};
+
+/// Mean forward and backward milliseconds of `op`, which returns (the tensor whose gradient is asked for,
+/// the output).
+fn time(name: &str, reps: usize, mut op: impl FnMut() -> (Tensor<4>, Tensor<4>)) {
+    let (mut fwd, mut bwd) = (0.0, 0.0);
+    for i in 0..=reps {
+        let t0 = Instant::now();
+        let (wrt, y) = op();
+        let loss = y.sum();
+        let _ = loss.clone().into_scalar::<f32>();
+        let t1 = Instant::now();
+        let grads = loss.backward();
+        let _ = wrt.grad(&grads).expect("gradient");
+        let t2 = Instant::now();
+        if i > 0 {
+            fwd += (t1 - t0).as_secs_f64();
+            bwd += (t2 - t1).as_secs_f64();
+        }
+    }
+    let ms = |s: f64| s * 1e3 / reps as f64;
+    println!("{name:<44} {:>8.1} {:>8.1} {:>8.1}", ms(fwd), ms(bwd), ms(fwd + bwd));
+}
+
+fn main() {
+    soundalike_model::tune_allocator();
+    let a: Vec<usize> = std::env::args().skip(1).map(|s| s.parse().expect("a number")).collect();
+    let (b, reps) = (a.first().copied().unwrap_or(32), a.get(1).copied().unwrap_or(3));
+    let dev = Device::flex().autodiff();
+    dev.seed(1);
+    println!("{:<44} {:>8} {:>8} {:>8}", "operation (ms per batch)", "forward", "backward", "total");
+    for (cin, cout, hw) in [(1usize, 16usize, 128usize), (16, 32, 64), (32, 64, 32), (64, 128, 16)] {
+        let conv = Conv2dConfig::new([cin, cout], [3, 3]).with_padding(PaddingConfig2d::Same).with_bias(false).init(&dev);
+        let bn = BatchNormConfig::new(cout).init(&dev);
+        let pool = MaxPool2dConfig::new([2, 2]).with_strides([2, 2]).init();
+        let x_in = Tensor::<4>::random([b, cin, hw, hw], Distribution::Normal(0.0, 1.0), &dev);
+        let x_out = Tensor::<4>::random([b, cout, hw, hw], Distribution::Normal(0.0, 1.0), &dev);
+        for (label, imp) in [("burn", Impl::Burn), ("own", Impl::Own)] {
+            set_layer_impl(imp, imp);
+            // The first layer's input is the spectrogram: only the weights need a gradient.
+            time(&format!("conv {cin}->{cout} @{hw} {label}, weight grad only"), reps, || (conv.weight.val(), conv3x3(&conv, x_in.clone())));
+            if cin > 1 {
+                time(&format!("conv {cin}->{cout} @{hw} {label}, input + weight"), reps, || {
+                    let x = x_in.clone().require_grad();
+                    (x.clone(), conv3x3(&conv, x))
+                });
+            }
+            if cin > 1 && imp == Impl::Burn {
+                // The same convolution with the weights detached: what the weight gradient adds.
+                let options = burn::tensor::ops::ConvOptions::new([1, 1], [1, 1], [1, 1], 1);
+                time(&format!("conv {cin}->{cout} @{hw} {label}, input grad only"), reps, || {
+                    let x = x_in.clone().require_grad();
+                    (x.clone(), burn::tensor::module::conv2d(x, conv.weight.val().detach(), None, options.clone()))
+                });
+            }
+            time(&format!("batch norm {cout} @{hw} {label}"), reps, || {
+                let x = x_out.clone().require_grad();
+                (x.clone(), batch_norm(&bn, x))
+            });
+        }
+        set_layer_impl(Impl::Auto, Impl::Auto);
+        time(&format!("max-pool 2x2 {cout} @{hw}"), reps, || {
+            let x = x_out.clone().require_grad();
+            (x.clone(), pool.forward(x))
+        });
+        time(&format!("relu {cout} @{hw}"), reps, || {
+            let x = x_out.clone().require_grad();
+            (x.clone(), burn::tensor::activation::relu(x))
+        });
+    }
+}

@@ -4,7 +4,7 @@
 # (CPU), on the same real tiles, same batch, same thread count, back to back in one run; peak memory of
 # each (every measurement in its own process).
 #   bash scripts/bench_train.sh [THREADS=2] [BATCH=32] [OUT=target/bench_train.json] [DEVICE=cpu]
-# DEVICE=wgpu: soundalike on burn's wgpu backend (built with --features wgpu) against PyTorch on CUDA.
+# DEVICE=wgpu|vulkan: soundalike on burn's wgpu backend (built with --features DEVICE) against PyTorch on CUDA.
 # SOUNDALIKE_BIN_DIR=DIR: use DIR/soundalike and DIR/bench_train as built (e.g. on a machine without cargo)
 # instead of building them here.
 # Needs: pip install numpy torch. Tiles: every 128x128 tile of the 30 clips in datasets/tiny (log-mel by
@@ -17,7 +17,7 @@ tmp="$(mktemp -d)"; trap 'rm -rf "$tmp"' EXIT
 if [ -n "${SOUNDALIKE_BIN_DIR:-}" ]; then
   cli="$SOUNDALIKE_BIN_DIR/soundalike"; bin="$SOUNDALIKE_BIN_DIR/bench_train"
 else
-  features=(); [ "$device" = cpu ] || features=(--features wgpu)
+  features=(); [ "$device" = cpu ] || features=(--features "$device")   # the wgpu and vulkan features
   cargo build -q "${features[@]}"
   cargo build -q -p soundalike-model --example bench_train "${features[@]}"
   cli=target/debug/soundalike; bin=target/debug/examples/bench_train   # dev profile: burn and our model crate at opt-level 3

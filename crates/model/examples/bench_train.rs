@@ -75,7 +75,7 @@ fn main() {
         eprintln!("{e}");
         std::process::exit(2);
     });
-    let on_cpu = dev == Device::flex();
+    let on_cpu = soundalike_model::is_cpu(&dev);
     let tool = if on_cpu { "soundalike (burn flex)".to_string() } else { format!("soundalike (burn {device_name})") };
     match mode {
         "train" => {

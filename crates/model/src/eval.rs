@@ -5,7 +5,7 @@ use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::data::tile_starts;
-use crate::infer::{run_tiles, runs_fused};
+use crate::infer::run_tiles;
 use crate::{CpuNet, LabelledSong, SoundNet};
 
 /// Evaluation results on one set of songs.
@@ -38,7 +38,7 @@ pub struct EvalReport {
 pub fn evaluate(net: &SoundNet, songs: &[LabelledSong], labels: &[String], width: usize, hop: usize, device: &Device) -> EvalReport {
     let k = labels.len();
     let folded = net.fold_batch_norm();
-    let engine = runs_fused(device).then(|| CpuNet::from_folded(&folded));
+    let engine = crate::is_cpu(device).then(|| CpuNet::from_folded(&folded));
     let mut confusion = vec![vec![0usize; k]; k];
     let (mut tiles, mut tile_hits, mut loss_sum) = (0usize, 0usize, 0f64);
     for s in songs {

@@ -40,11 +40,6 @@ pub fn l2_normalise(v: &mut [f32]) {
     }
 }
 
-/// Whether inference on `device` runs the fused CPU path ([`CpuNet`](crate::CpuNet)) rather than burn.
-pub(crate) fn runs_fused(device: &Device) -> bool {
-    *device == Device::flex()
-}
-
 /// The tiles of `mel` starting at `starts` through the folded network: through `engine` (the same weights,
 /// fused CPU path, tiles in parallel) when given, else through burn on `device` in batches.
 pub(crate) fn run_tiles(folded: &FoldedNet, engine: Option<&CpuNet>, mel: &LogMel, starts: &[usize], width: usize, device: &Device) -> TileOutputs {
@@ -66,7 +61,7 @@ impl LoadedModel {
     /// Runs every tile of `mel` (the config's tiling) through the network: on the CPU through the fused
     /// path ([`CpuNet`](crate::CpuNet), tiles in parallel), on another device through burn in batches.
     pub fn infer_tiles(&self, mel: &LogMel, device: &Device) -> TileOutputs {
-        self.tiles_through(runs_fused(device).then_some(&self.engine), mel, device)
+        self.tiles_through(crate::is_cpu(device).then_some(&self.engine), mel, device)
     }
 
     /// [`infer_tiles`](Self::infer_tiles) through the fused CPU path.

@@ -39,6 +39,12 @@ pub enum ModelError {
 /// Result alias.
 pub type Result<T, E = ModelError> = std::result::Result<T, E>;
 
+/// Whether `device` is the CPU (burn's flex backend), with or without autodiff: where inference runs the
+/// fused path ([`CpuNet`]) and the layers pick their CPU implementations ([`model::Impl`]).
+pub fn is_cpu(device: &Device) -> bool {
+    device.clone().without_autodiff() == Device::flex()
+}
+
 /// Picks the compute device by name: `cpu` (burn's flex backend, the default) or, when built with the
 /// `wgpu` feature, `wgpu` (any GPU through Vulkan/Metal/DX12), or with the `vulkan` feature also `vulkan`
 /// (wgpu pinned to Vulkan, shaders compiled to SPIR-V).

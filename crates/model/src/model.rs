@@ -93,17 +93,13 @@ fn own(choice: &AtomicU8, auto: impl FnOnce() -> bool) -> bool {
     }
 }
 
-fn on_cpu(x: &Tensor<4>) -> bool {
-    x.device().without_autodiff() == Device::flex()
-}
-
 /// A 3x3 "same" convolution, by burn or as a matrix product ([`conv3x3_as_matmul`]). Measured with
 /// `bench_train` (see `scripts/bench_train.sh`): on a GPU (wgpu) the matrix product is faster in every layer,
 /// in training and inference. On the CPU (flex, 2 threads, batch 32) it is faster for the first layer, whose
 /// input needs no gradient (forward + backward 25 vs 41 ms, `bench_ops`), and slower for the others, where
 /// burn's input gradient beats the product's nine shifted copies.
 pub fn conv3x3(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
-    if own(&CONV_IMPL, || x.dims()[1] == 1 || !on_cpu(&x)) {
+    if own(&CONV_IMPL, || x.dims()[1] == 1 || !crate::is_cpu(&x.device())) {
         conv3x3_as_matmul(conv, x)
     } else {
         conv.forward(x)

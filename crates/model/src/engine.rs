@@ -11,6 +11,7 @@
 use burn::prelude::*;
 use rayon::prelude::*;
 
+use crate::kernels::im2col_strip;
 use crate::model::FoldedNet;
 
 /// Output positions per strip GEMM (the strip height is this divided by the row width, rounded to even).
@@ -187,29 +188,5 @@ fn conv_relu_pool(l: &ConvLayer, input: &[f32], h: usize, w: usize, out: &mut Ve
             }
         }
         r0 += nr;
-    }
-}
-
-/// im2col of output rows `[r0, r0 + nr)`: `col[(c * 9 + ky * 3 + kx), (r - r0) * w + x] = in[c, r + ky - 1, x + kx - 1]`,
-/// zero outside the image.
-fn im2col_strip(input: &[f32], cin: usize, h: usize, w: usize, r0: usize, nr: usize, col: &mut Vec<f32>) {
-    let n = nr * w;
-    col.clear();
-    col.resize(cin * 9 * n, 0.0);
-    for (row_i, dst_row) in col.chunks_exact_mut(n).enumerate() {
-        let (c, ky, kx) = (row_i / 9, row_i % 9 / 3, row_i % 3);
-        let plane = &input[c * h * w..][..h * w];
-        for (r, dst) in dst_row.chunks_exact_mut(w).enumerate() {
-            let y = (r0 + r + ky) as isize - 1;
-            if y < 0 || y >= h as isize {
-                continue; // stays zero
-            }
-            let src = &plane[y as usize * w..][..w];
-            match kx {
-                0 => dst[1..].copy_from_slice(&src[..w - 1]),
-                1 => dst.copy_from_slice(src),
-                _ => dst[..w - 1].copy_from_slice(&src[1..]),
-            }
-        }
     }
 }

@@ -10,6 +10,8 @@ pub mod data;
 pub mod engine;
 pub mod eval;
 pub mod infer;
+pub mod kernels;
+pub mod cpu_ops;
 pub mod model;
 pub mod train;
 

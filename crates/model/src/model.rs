@@ -59,15 +59,48 @@ impl ConvBlock {
     /// ReLU after the max-pool: the same function (max commutes with ReLU, and so do their gradients) on a
     /// quarter of the values.
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        if self.bn.training.is_enabled() && x.device().is_autodiff() && self.conv.bias.is_none() && cpu_kernels(&x.device()) {
+            return self.forward_cpu_kernels(x);
+        }
         self.relu.forward(self.pool.forward(batch_norm(&self.bn, conv3x3(&self.conv, x))))
+    }
+
+    /// The training forward pass through [`crate::cpu_ops`]: the same function, gradients and
+    /// running-statistics update as the tensor-operation path (tested), in fewer passes over memory.
+    fn forward_cpu_kernels(&self, x: Tensor<4>) -> Tensor<4> {
+        let y = crate::cpu_ops::conv3x3(x, self.conv.weight.val());
+        let stats = crate::cpu_ops::channel_stats(y.clone());
+        let c = stats.dims()[1];
+        let [mean, var] = [0, 1].map(|i| stats.clone().slice([i..i + 1, 0..c]).reshape([c]));
+        update_running_stats(&self.bn, mean, var);
+        crate::cpu_ops::bn_pool_relu(y, stats, self.bn.gamma.val(), self.bn.beta.val(), self.bn.epsilon as f32)
+    }
+}
+
+/// Whether a block runs [`crate::cpu_ops`]' kernels: on the CPU, unless [`set_layer_impl`] forces either
+/// layer kind to one implementation.
+fn cpu_kernels(device: &Device) -> bool {
+    let auto = Impl::Auto as u8;
+    CONV_IMPL.load(Ordering::Relaxed) == auto && BN_IMPL.load(Ordering::Relaxed) == auto && crate::is_cpu(device)
+}
+
+/// burn's running-statistics update: `running = (1 - momentum) * running + momentum * batch`, with the
+/// batch's mean and biased variance.
+fn update_running_stats(bn: &BatchNorm, mean: Tensor<1>, var: Tensor<1>) {
+    let m = bn.momentum;
+    for (state, batch) in [(&bn.running_mean, mean), (&bn.running_var, var)] {
+        let old = state.value_sync().to_device(&batch.device());
+        state.update(old.mul_scalar(1.0 - m).add(batch.detach().mul_scalar(m)).detach());
     }
 }
 
 /// Which implementation a layer kind runs: [`Impl::Auto`] (the default) picks per layer and device (see
 /// [`conv3x3`] and [`batch_norm`]); the others force one everywhere, for benchmarks (`bench_train`).
+/// Training on the CPU with both `Auto` runs each block through [`crate::cpu_ops`]' kernels instead.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Impl {
-    /// As measured: this module's batch norm everywhere; its convolution on a GPU and for the first layer.
+    /// As measured: in CPU training, [`crate::cpu_ops`]' kernels for whole blocks; elsewhere this module's
+    /// batch norm, and its convolution on a GPU and for a first layer.
     Auto,
     /// burn's own operation.
     Burn,
@@ -125,14 +158,7 @@ pub fn batch_norm(bn: &BatchNorm, x: Tensor<4>) -> Tensor<4> {
     let variance = centered.clone().square().sum_dim(2).sum_dim(0).div_scalar(n); // biased, as burn's
     let scale = variance.clone().add_scalar(bn.epsilon).sqrt().recip().mul(bn.gamma.val().reshape([1, c, 1]));
     let y = centered.mul(scale).add(bn.beta.val().reshape([1, c, 1]));
-    let device = y.device();
-    let m = bn.momentum;
-    let update = |state: &burn::module::RunningState<Tensor<1>>, batch: Tensor<3>| {
-        let old = state.value_sync().to_device(&device);
-        state.update(old.mul_scalar(1.0 - m).add(batch.detach().reshape([c]).mul_scalar(m)).detach());
-    };
-    update(&bn.running_mean, mean);
-    update(&bn.running_var, variance);
+    update_running_stats(bn, mean.reshape([c]), variance.reshape([c]));
     y.reshape([b, c, h, w])
 }
 
@@ -364,5 +390,49 @@ mod tests {
         assert!(max_abs_diff(ours.running_var.value_sync(), theirs.running_var.value_sync()) < 1e-5);
         // The statistics moved away from their initial values (0 and 1), so the comparison means something.
         assert!(ours.running_mean.value_sync().abs().max().into_scalar::<f32>() > 0.05);
+    }
+
+    /// A block through the CPU kernels ([`crate::cpu_ops`]) is burn's conv -> batch norm -> max-pool -> ReLU
+    /// in training: same output, same input, weight, gamma and beta gradients, same running statistics;
+    /// even and odd sizes (an odd last row and column are dropped by the pool but count in the statistics),
+    /// one and several input channels.
+    #[test]
+    fn cpu_kernel_block_equals_burn() {
+        let dev = Device::flex().autodiff();
+        for (cin, cout, h, w) in [(1, 4, 12, 10), (3, 5, 9, 11), (8, 6, 32, 40)] {
+            // Two blocks with the same parameters (distinct gamma and beta) and their own running statistics.
+            let weight = Tensor::<4>::random([cout, cin, 3, 3], burn::tensor::Distribution::Normal(0.0, 0.5), &dev);
+            let n = Tensor::<1>::random([cout], burn::tensor::Distribution::Normal(0.0, 1.0), &dev);
+            let make = || {
+                let mut block = ConvBlock::new(cin, cout, &dev);
+                block.conv.weight = Param::from_tensor(weight.clone());
+                block.bn.gamma = Param::from_tensor(n.clone().add_scalar(1.0));
+                block.bn.beta = Param::from_tensor(n.clone().mul_scalar(0.5));
+                block
+            };
+            let (ours, theirs) = (make(), make());
+            let x = Tensor::<4>::random([3, cin, h, w], burn::tensor::Distribution::Normal(0.5, 2.0), &dev).require_grad();
+            let y1 = ours.forward_cpu_kernels(x.clone());
+            let y2 = theirs.relu.forward(theirs.pool.forward(theirs.bn.forward(theirs.conv.forward(x.clone()))));
+            assert_eq!(y1.dims(), y2.dims());
+            assert!(max_abs_diff(y1.clone(), y2.clone()) < 1e-4);
+            // Some outputs are zeroed by the ReLU and some are not, so both cases are exercised.
+            let alive = y2.clone().greater_elem(0.0).float().mean().into_scalar::<f32>();
+            assert!(alive > 0.2 && alive < 0.95, "fraction alive {alive}");
+            let r = Tensor::<4>::random(y1.dims(), burn::tensor::Distribution::Normal(0.0, 1.0), &dev);
+            let (g1, g2) = (y1.mul(r.clone()).sum().backward(), y2.mul(r).sum().backward());
+            let close = |a: Tensor<4>, b: Tensor<4>| {
+                let scale = b.clone().abs().max().into_scalar::<f32>().max(1.0);
+                assert!(max_abs_diff(a, b) < 1e-4 * scale);
+            };
+            close(x.grad(&g1).unwrap(), x.grad(&g2).unwrap());
+            close(ours.conv.weight.grad(&g1).unwrap(), theirs.conv.weight.grad(&g2).unwrap());
+            let as4 = |t: Tensor<1>| t.reshape([1, 1, 1, cout]);
+            close(as4(ours.bn.gamma.grad(&g1).unwrap()), as4(theirs.bn.gamma.grad(&g2).unwrap()));
+            close(as4(ours.bn.beta.grad(&g1).unwrap()), as4(theirs.bn.beta.grad(&g2).unwrap()));
+            assert!(max_abs_diff(ours.bn.running_mean.value_sync(), theirs.bn.running_mean.value_sync()) < 1e-5);
+            assert!(max_abs_diff(ours.bn.running_var.value_sync(), theirs.bn.running_var.value_sync()) < 1e-5);
+            assert!(ours.bn.running_mean.value_sync().abs().max().into_scalar::<f32>() > 0.01);
+        }
     }
 }

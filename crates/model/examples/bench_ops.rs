@@ -1,6 +1,7 @@
 //! Where a training step's time goes: forward and backward time of each operation of the default network
 //! at its own sizes (batch 32, 128x128 tiles), on burn's CPU backend with autodiff, burn's implementation
-//! next to this crate's where it has one (`model::Impl`). Prints a table; threads: RAYON_NUM_THREADS.
+//! next to this crate's where it has one (`model::Impl`), and the kernels CPU training runs (`cpu_ops`).
+//! Prints a table; threads: RAYON_NUM_THREADS.
 //!   cargo run -p soundalike-model --example bench_ops [BATCH=32] [REPS=3]
 //! Each row is the mean of REPS runs after one warm-up; a run is the operation on a fresh input, a sum of
 //! its output (read back), and the backward pass to the input (or, for "weight grad only", to the weights).
@@ -12,6 +13,7 @@ use burn::nn::pool::MaxPool2dConfig;
 use burn::nn::{BatchNormConfig, PaddingConfig2d};
 use burn::prelude::*;
 use burn::tensor::Distribution;
+use soundalike_model::cpu_ops;
 use soundalike_model::model::{conv3x3, batch_norm, set_layer_impl, Impl};
 
 /// Mean forward and backward milliseconds of `op`, which returns (the tensor whose gradient is asked for,
@@ -73,6 +75,22 @@ fn main() {
             });
         }
         set_layer_impl(Impl::Auto, Impl::Auto);
+        // What CPU training runs: the block's kernels (cpu_ops), the convolution and then batch norm,
+        // max-pool and ReLU in one operation.
+        time(&format!("conv {cin}->{cout} @{hw} kernel, weight grad only"), reps, || {
+            (conv.weight.val(), cpu_ops::conv3x3(x_in.clone(), conv.weight.val()))
+        });
+        if cin > 1 {
+            time(&format!("conv {cin}->{cout} @{hw} kernel, input + weight"), reps, || {
+                let x = x_in.clone().require_grad();
+                (x.clone(), cpu_ops::conv3x3(x, conv.weight.val()))
+            });
+        }
+        time(&format!("bn + max-pool + relu {cout} @{hw} kernel"), reps, || {
+            let x = x_out.clone().require_grad();
+            let stats = cpu_ops::channel_stats(x.clone());
+            (x.clone(), cpu_ops::bn_pool_relu(x, stats, bn.gamma.val(), bn.beta.val(), bn.epsilon as f32))
+        });
         time(&format!("max-pool 2x2 {cout} @{hw}"), reps, || {
             let x = x_out.clone().require_grad();
             (x.clone(), pool.forward(x))

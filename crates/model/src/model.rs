@@ -400,14 +400,17 @@ mod tests {
     fn cpu_kernel_block_equals_burn() {
         let dev = Device::flex().autodiff();
         for (cin, cout, h, w) in [(1, 4, 12, 10), (3, 5, 9, 11), (8, 6, 32, 40)] {
-            // Two blocks with the same parameters (distinct gamma and beta) and their own running statistics.
+            // Two blocks with the same parameters and their own running statistics. Distinct gamma (one
+            // negative, which turns the pool's argmax around) and beta from -2 to 0.5, so that ReLU zeroes
+            // most outputs of some channels and few of others.
             let weight = Tensor::<4>::random([cout, cin, 3, 3], burn::tensor::Distribution::Normal(0.0, 0.5), &dev);
-            let n = Tensor::<1>::random([cout], burn::tensor::Distribution::Normal(0.0, 1.0), &dev);
+            let gamma: Vec<f32> = (0..cout).map(|i| if i == 1 { -0.8 } else { 0.5 + i as f32 / cout as f32 }).collect();
+            let beta: Vec<f32> = (0..cout).map(|i| -2.0 + 2.5 * i as f32 / (cout - 1) as f32).collect();
             let make = || {
                 let mut block = ConvBlock::new(cin, cout, &dev);
                 block.conv.weight = Param::from_tensor(weight.clone());
-                block.bn.gamma = Param::from_tensor(n.clone().add_scalar(1.0));
-                block.bn.beta = Param::from_tensor(n.clone().mul_scalar(0.5));
+                block.bn.gamma = Param::from_tensor(Tensor::from_floats(gamma.as_slice(), &dev));
+                block.bn.beta = Param::from_tensor(Tensor::from_floats(beta.as_slice(), &dev));
                 block
             };
             let (ours, theirs) = (make(), make());

@@ -380,14 +380,19 @@ mod tests {
         }
     }
 
+    /// An input, weights and an output gradient for `d`.
+    fn conv_case(d: ConvDims, seed: u64) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+        let x = pseudo_random(d.batch * d.cin * d.h * d.w, seed);
+        let wt = pseudo_random(d.cout * d.cin * 9, seed + 1);
+        (x, wt, pseudo_random(d.batch * d.cout * d.h * d.w, seed + 2))
+    }
+
     /// Backward is the adjoint of forward: <conv(x), g> = <x, dx(g)> and, the convolution being linear in
     /// its weights too, <conv_w(x), g> = <w, dw(g)>.
     #[test]
     fn conv_backward_is_the_adjoint() {
         let d = ConvDims { batch: 3, cin: 2, cout: 3, h: 9, w: 70 };
-        let x = pseudo_random(d.batch * d.cin * d.h * d.w, 3);
-        let wt = pseudo_random(d.cout * d.cin * 9, 4);
-        let g = pseudo_random(d.batch * d.cout * d.h * d.w, 5);
+        let (x, wt, g) = conv_case(d, 3);
         let y = conv3x3_forward(&x, &wt, d);
         let (dx, dw) = conv3x3_backward(&x, &wt, &g, d, true, true);
         let dot = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(a, b)| *a as f64 * *b as f64).sum::<f64>();
@@ -403,9 +408,7 @@ mod tests {
     #[test]
     fn conv_backward_is_deterministic_across_thread_counts() {
         let d = ConvDims { batch: 7, cin: 3, cout: 4, h: 12, w: 50 };
-        let x = pseudo_random(d.batch * d.cin * d.h * d.w, 6);
-        let wt = pseudo_random(d.cout * d.cin * 9, 7);
-        let g = pseudo_random(d.batch * d.cout * d.h * d.w, 8);
+        let (x, wt, g) = conv_case(d, 6);
         let run = |threads| {
             let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
             pool.install(|| conv3x3_backward(&x, &wt, &g, d, true, true))

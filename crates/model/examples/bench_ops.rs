@@ -2,7 +2,9 @@
 //! at its own sizes (batch 32, 128x128 tiles), on burn's CPU backend with autodiff, burn's implementation
 //! next to this crate's where it has one (`model::Impl`), and the kernels CPU training runs (`cpu_ops`).
 //! Prints a table; threads: RAYON_NUM_THREADS.
-//!   cargo run -p soundalike-model --example bench_ops [BATCH=32] [REPS=3]
+//!   cargo run -p soundalike-model --example bench_ops [BATCH=32] [REPS=3] [DEVICE=cpu]
+//! DEVICE: as `--device` (wgpu or vulkan when built with those features; the CPU kernels are skipped there).
+//! The last row times the whole network: a forward pass, and whole training steps (forward, backward, Adam).
 //! Each row is the mean of REPS runs after one warm-up; a run is the operation on a fresh input, a sum of
 //! its output (read back), and the backward pass to the input (or, for "weight grad only", to the weights).
 
@@ -13,7 +15,7 @@ use burn::nn::pool::MaxPool2dConfig;
 use burn::nn::{BatchNormConfig, PaddingConfig2d};
 use burn::prelude::*;
 use burn::tensor::Distribution;
-use soundalike_model::cpu_ops;
+use soundalike_model::{cpu_ops, optimizer, train_step, ArchConfig, SoundNet};
 use soundalike_model::model::{conv3x3, batch_norm, set_layer_impl, Impl};
 
 /// Mean forward and backward milliseconds of `op`, which returns (the tensor whose gradient is asked for,
@@ -27,7 +29,8 @@ fn time(name: &str, reps: usize, mut op: impl FnMut() -> (Tensor<4>, Tensor<4>))
         let _ = loss.clone().into_scalar::<f32>();
         let t1 = Instant::now();
         let grads = loss.backward();
-        let _ = wrt.grad(&grads).expect("gradient");
+        // Reading the gradient back waits for a GPU to finish the backward pass.
+        let _ = wrt.grad(&grads).expect("gradient").sum().into_scalar::<f32>();
         let t2 = Instant::now();
         if i > 0 {
             fwd += (t1 - t0).as_secs_f64();
@@ -40,9 +43,11 @@ fn time(name: &str, reps: usize, mut op: impl FnMut() -> (Tensor<4>, Tensor<4>))
 
 fn main() {
     soundalike_model::tune_allocator();
-    let a: Vec<usize> = std::env::args().skip(1).map(|s| s.parse().expect("a number")).collect();
+    let a: Vec<usize> = std::env::args().skip(1).take(2).map(|s| s.parse().expect("a number")).collect();
     let (b, reps) = (a.first().copied().unwrap_or(32), a.get(1).copied().unwrap_or(3));
-    let dev = Device::flex().autodiff();
+    let device_name = std::env::args().nth(3).unwrap_or_else(|| "cpu".into());
+    let dev = soundalike_model::device_from_name(&device_name).expect("device").autodiff();
+    let on_cpu = soundalike_model::is_cpu(&dev);
     dev.seed(1);
     println!("{:<44} {:>8} {:>8} {:>8}", "operation (ms per batch)", "forward", "backward", "total");
     for (cin, cout, hw) in [(1usize, 16usize, 128usize), (16, 32, 64), (32, 64, 32), (64, 128, 16)] {
@@ -77,6 +82,7 @@ fn main() {
         set_layer_impl(Impl::Auto, Impl::Auto);
         // What CPU training runs: the block's kernels (cpu_ops), the convolution and then batch norm,
         // max-pool and ReLU in one operation.
+        if on_cpu {
         time(&format!("conv {cin}->{cout} @{hw} kernel, weight grad only"), reps, || {
             (conv.weight.val(), cpu_ops::conv3x3(x_in.clone(), conv.weight.val()))
         });
@@ -91,6 +97,7 @@ fn main() {
             let stats = cpu_ops::channel_stats(x.clone());
             (x.clone(), cpu_ops::bn_pool_relu(x, stats, bn.gamma.val(), bn.beta.val(), bn.epsilon as f32))
         });
+        }
         time(&format!("max-pool 2x2 {cout} @{hw}"), reps, || {
             let x = x_out.clone().require_grad();
             (x.clone(), pool.forward(x))
@@ -100,4 +107,25 @@ fn main() {
             (x.clone(), burn::tensor::activation::relu(x))
         });
     }
+    // The whole network at the same batch: forward alone (loss read back), then whole training steps
+    // (forward, backward, Adam; each step's loss read back, which waits for the previous step).
+    let k = 10;
+    let x = Tensor::<4>::random([b, 1, 128, 128], Distribution::Normal(0.0, 1.0), &dev);
+    let target = Tensor::<2>::ones([b, k], &dev).div_scalar(k as f64);
+    let mut model = Some(SoundNet::new(&ArchConfig::default(), k, &dev));
+    let mut optim = optimizer(1e-4);
+    let ms = |f: &mut dyn FnMut()| {
+        f();
+        let t0 = Instant::now();
+        (0..reps).for_each(|_| f());
+        t0.elapsed().as_secs_f64() * 1e3 / reps as f64
+    };
+    let fwd = ms(&mut || {
+        let _ = model.as_ref().expect("model").forward(x.clone()).sum().into_scalar::<f32>();
+    });
+    let step = ms(&mut || {
+        let (m, _, _) = train_step(model.take().expect("model"), &mut optim, x.clone(), target.clone(), b as f32, 1e-3);
+        model = Some(m);
+    });
+    println!("{:<44} {fwd:>8.1} {:>8.1} {step:>8.1}", "network: training step (backward incl. Adam)", step - fwd);
 }

@@ -56,8 +56,8 @@ fn main() {
         let pool = MaxPool2dConfig::new([2, 2]).with_strides([2, 2]).init();
         let x_in = Tensor::<4>::random([b, cin, hw, hw], Distribution::Normal(0.0, 1.0), &dev);
         let x_out = Tensor::<4>::random([b, cout, hw, hw], Distribution::Normal(0.0, 1.0), &dev);
-        for (label, imp) in [("burn", Impl::Burn), ("own", Impl::Own)] {
-            set_layer_impl(imp, imp);
+        for (label, imp) in [("burn", Impl::Burn), ("own", Impl::Own), ("split", Impl::Split)] {
+            set_layer_impl(imp, if imp == Impl::Split { Impl::Auto } else { imp });
             // The first layer's input is the spectrogram: only the weights need a gradient.
             time(&format!("conv {cin}->{cout} @{hw} {label}, weight grad only"), reps, || (conv.weight.val(), conv3x3(&conv, x_in.clone())));
             if cin > 1 {
@@ -74,11 +74,28 @@ fn main() {
                     (x.clone(), burn::tensor::module::conv2d(x, conv.weight.val().detach(), None, options.clone()))
                 });
             }
-            time(&format!("batch norm {cout} @{hw} {label}"), reps, || {
-                let x = x_out.clone().require_grad();
-                (x.clone(), batch_norm(&bn, x))
-            });
+            if imp != Impl::Split {
+                time(&format!("batch norm {cout} @{hw} {label}"), reps, || {
+                    let x = x_out.clone().require_grad();
+                    (x.clone(), batch_norm(&bn, x))
+                });
+            }
         }
+        // On this device, the split convolution's output and gradients against burn's.
+        let x = x_in.clone().require_grad();
+        let r = Tensor::<4>::random([b, cout, hw, hw], Distribution::Normal(0.0, 1.0), &dev);
+        let run = |imp| {
+            set_layer_impl(imp, Impl::Auto);
+            let y = conv3x3(&conv, x.clone());
+            let g = y.clone().mul(r.clone()).sum().backward();
+            (y, x.grad(&g).expect("input grad"), conv.weight.grad(&g).expect("weight grad"))
+        };
+        let ((y1, x1, w1), (y2, x2, w2)) = (run(Impl::Split), run(Impl::Burn));
+        let diff = |a: Tensor<4>, b: Tensor<4>| {
+            let scale = b.clone().abs().max().into_scalar::<f32>();
+            a.sub(b).abs().max().into_scalar::<f32>() / scale.max(1e-12)
+        };
+        println!("  split vs burn, max difference / max value: output {:.1e}, input grad {:.1e}, weight grad {:.1e}", diff(y1, y2), diff(x1, x2), diff(w1, w2));
         set_layer_impl(Impl::Auto, Impl::Auto);
         // What CPU training runs: the block's kernels (cpu_ops), the convolution and then batch norm,
         // max-pool and ReLU in one operation.

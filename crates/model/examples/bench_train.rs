@@ -5,7 +5,7 @@
 //! TILES.f32: N x 128 x 128 little-endian f32 (normalised tiles); LABELS.u8: N class indices.
 //! Prints one JSON line. Threads: RAYON_NUM_THREADS. Every step reads its result back to the host (the loss
 //! when training, embeddings and probabilities when inferring), so GPU timings include the wait.
-//! SOUNDALIKE_CONV=burn|own and SOUNDALIKE_BN=burn|own force one implementation of the convolutions and
+//! SOUNDALIKE_CONV=burn|own|split and SOUNDALIKE_BN=burn|own force one implementation of the convolutions and
 //! batch norms (default: the model's per-device choice, `Impl::Auto`), for A/B runs.
 
 use std::time::Instant;
@@ -64,6 +64,7 @@ fn main() {
         let c = match v.as_str() {
             "burn" => Impl::Burn,
             "own" => Impl::Own,
+            "split" => Impl::Split,
             _ => Impl::Auto,
         };
         (v, c)

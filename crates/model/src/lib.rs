@@ -11,6 +11,7 @@ pub mod engine;
 pub mod eval;
 pub mod infer;
 pub mod kernels;
+pub mod conv_ops;
 pub mod cpu_ops;
 pub mod model;
 pub mod train;

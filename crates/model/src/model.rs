@@ -100,12 +100,14 @@ fn update_running_stats(bn: &BatchNorm, mean: Tensor<1>, var: Tensor<1>) {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Impl {
     /// As measured: in CPU training, [`crate::cpu_ops`]' kernels for whole blocks; elsewhere this module's
-    /// batch norm, and its convolution on a GPU and for a first layer.
+    /// batch norm, and the convolution [`conv3x3`] picks per device.
     Auto,
     /// burn's own operation.
     Burn,
     /// This module's formulation (matrix-product convolution, two-stage batch statistics).
     Own,
+    /// Convolutions only: burn's forward pass with a matrix-product backward pass ([`crate::conv_ops`]).
+    Split,
 }
 
 static CONV_IMPL: AtomicU8 = AtomicU8::new(Impl::Auto as u8);
@@ -117,25 +119,42 @@ pub fn set_layer_impl(conv: Impl, batch_norm: Impl) {
     BN_IMPL.store(batch_norm as u8, Ordering::Relaxed);
 }
 
+/// The implementation forced by [`set_layer_impl`], if any.
+fn forced(choice: &AtomicU8) -> Option<Impl> {
+    [Impl::Burn, Impl::Own, Impl::Split].into_iter().find(|i| *i as u8 == choice.load(Ordering::Relaxed))
+}
+
 /// Whether to run this module's formulation: forced by [`set_layer_impl`], else `auto`.
 fn own(choice: &AtomicU8, auto: impl FnOnce() -> bool) -> bool {
-    match choice.load(Ordering::Relaxed) {
-        x if x == Impl::Burn as u8 => false,
-        x if x == Impl::Own as u8 => true,
-        _ => auto(),
+    match forced(choice) {
+        Some(i) => i != Impl::Burn,
+        None => auto(),
     }
 }
 
-/// A 3x3 "same" convolution, by burn or as a matrix product ([`conv3x3_as_matmul`]). Measured with
-/// `bench_train` (see `scripts/bench_train.sh`): on a GPU (wgpu) the matrix product is faster in every layer,
-/// in training and inference. On the CPU (flex, 2 threads, batch 32) it is faster for the first layer, whose
-/// input needs no gradient (forward + backward 25 vs 41 ms, `bench_ops`), and slower for the others, where
-/// burn's input gradient beats the product's nine shifted copies.
+/// A 3x3 "same" convolution: burn's, as a matrix product ([`conv3x3_as_matmul`]) or split (burn's forward,
+/// the matrix product's backward: [`crate::conv_ops`]). Measured with `bench_ops` and `bench_train`: on a GPU
+/// (wgpu, H200) the split one trains fastest in every layer (batch 256: 62 vs 155 ms for the four layers'
+/// forward + backward as matrix products, whole steps +40%) and the matrix product infers faster than burn's
+/// convolution. On the CPU (flex, 2 threads, batch 32), where training runs [`crate::cpu_ops`] instead, the
+/// matrix product is faster for a first layer, whose input needs no gradient, and burn's for the others.
 pub fn conv3x3(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
-    if own(&CONV_IMPL, || x.dims()[1] == 1 || !crate::is_cpu(&x.device())) {
-        conv3x3_as_matmul(conv, x)
-    } else {
-        conv.forward(x)
+    let auto = || match (crate::is_cpu(&x.device()), x.device().is_autodiff()) {
+        (false, true) => Impl::Split,
+        (false, false) => Impl::Own,
+        (true, _) if x.dims()[1] == 1 => Impl::Own,
+        (true, _) => Impl::Burn,
+    };
+    match forced(&CONV_IMPL).unwrap_or_else(auto) {
+        Impl::Own => conv3x3_as_matmul(conv, x),
+        Impl::Split => {
+            let y = crate::conv_ops::conv3x3_split(x, conv.weight.val());
+            match &conv.bias {
+                Some(bias) => y.add(bias.val().reshape([1, bias.dims()[0], 1, 1])),
+                None => y,
+            }
+        }
+        _ => conv.forward(x),
     }
 }
 
@@ -334,27 +353,33 @@ mod tests {
         a.sub(b).abs().max().into_scalar::<f32>()
     }
 
-    /// The matrix-product convolution is burn's convolution: same outputs, same weight, bias and input
-    /// gradients (one and several input channels, odd sizes, with and without bias).
+    /// The matrix-product convolution and the split one (burn's forward, matrix-product backward) are
+    /// burn's convolution: same outputs, same weight, bias and input gradients (one and several input
+    /// channels, odd sizes, with and without bias).
     #[test]
-    fn conv_as_matmul_equals_conv2d() {
+    fn conv_as_matmul_and_split_equal_conv2d() {
         let dev = Device::flex().autodiff();
-        dev.seed(3);
+        let split = |conv: &Conv2d, x: Tensor<4>| {
+            let y = crate::conv_ops::conv3x3_split(x, conv.weight.val());
+            conv.bias.as_ref().map_or(y.clone(), |b| y.add(b.val().reshape([1, 5, 1, 1])))
+        };
         for (cin, bias, h, w) in [(1, false, 16, 16), (1, true, 7, 12), (3, false, 9, 6), (4, true, 5, 11)] {
-            let conv: Conv2d = Conv2dConfig::new([cin, 5], [3, 3]).with_padding(PaddingConfig2d::Same).with_bias(bias).init(&dev);
-            let x = Tensor::<4>::random([3, cin, h, w], burn::tensor::Distribution::Normal(0.0, 1.0), &dev).require_grad();
-            let (ours, theirs) = (conv3x3_as_matmul(&conv, x.clone()), conv.forward(x.clone()));
-            assert_eq!(ours.dims(), theirs.dims());
-            assert!(max_abs_diff(ours.clone(), theirs.clone()) < 1e-5);
-            // A loss that weights every output differently, so each gradient entry is tested.
-            let r = Tensor::<4>::random(ours.dims(), burn::tensor::Distribution::Normal(0.0, 1.0), &dev);
-            let (g1, g2) = (ours.mul(r.clone()).sum().backward(), theirs.mul(r).sum().backward());
-            let (w1, w2) = (conv.weight.grad(&g1).expect("weight grad"), conv.weight.grad(&g2).expect("weight grad"));
-            assert!(max_abs_diff(w1.clone(), w2) < 1e-3 * w1.abs().max().into_scalar::<f32>().max(1.0));
-            let (x1, x2) = (x.grad(&g1).expect("input grad"), x.grad(&g2).expect("input grad"));
-            assert!(max_abs_diff(x1, x2) < 1e-4);
-            if let Some(b) = &conv.bias {
-                assert!(max_abs_diff(b.grad(&g1).expect("bias grad"), b.grad(&g2).expect("bias grad")) < 1e-3);
+            for formulation in [conv3x3_as_matmul as fn(&Conv2d, Tensor<4>) -> Tensor<4>, split] {
+                let conv: Conv2d = Conv2dConfig::new([cin, 5], [3, 3]).with_padding(PaddingConfig2d::Same).with_bias(bias).init(&dev);
+                let x = Tensor::<4>::random([3, cin, h, w], burn::tensor::Distribution::Normal(0.0, 1.0), &dev).require_grad();
+                let (ours, theirs) = (formulation(&conv, x.clone()), conv.forward(x.clone()));
+                assert_eq!(ours.dims(), theirs.dims());
+                assert!(max_abs_diff(ours.clone(), theirs.clone()) < 1e-5);
+                // A loss that weights every output differently, so each gradient entry is tested.
+                let r = Tensor::<4>::random(ours.dims(), burn::tensor::Distribution::Normal(0.0, 1.0), &dev);
+                let (g1, g2) = (ours.mul(r.clone()).sum().backward(), theirs.mul(r).sum().backward());
+                let (w1, w2) = (conv.weight.grad(&g1).expect("weight grad"), conv.weight.grad(&g2).expect("weight grad"));
+                assert!(max_abs_diff(w1.clone(), w2) < 1e-3 * w1.abs().max().into_scalar::<f32>().max(1.0));
+                let (x1, x2) = (x.grad(&g1).expect("input grad"), x.grad(&g2).expect("input grad"));
+                assert!(max_abs_diff(x1, x2) < 1e-4);
+                if let Some(b) = &conv.bias {
+                    assert!(max_abs_diff(b.grad(&g1).expect("bias grad"), b.grad(&g2).expect("bias grad")) < 1e-3);
+                }
             }
         }
     }

@@ -3,16 +3,18 @@
 //!
 //! Layout follows burn's examples: [`model`] (network), [`data`] (tiles -> tensors), [`train`] (loop,
 //! checkpoints), [`eval`] (honest metrics), [`infer`] (embeddings), [`bundle`] (model directory I/O).
+//! Speed: [`engine`] (fused CPU inference), [`kernels`] + [`cpu_ops`] (the conv blocks' CPU training
+//! operations, own backward passes), [`conv_ops`] (the convolution GPU training runs).
 #![warn(missing_docs)]
 
 pub mod bundle;
+pub mod conv_ops;
+pub mod cpu_ops;
 pub mod data;
 pub mod engine;
 pub mod eval;
 pub mod infer;
 pub mod kernels;
-pub mod conv_ops;
-pub mod cpu_ops;
 pub mod model;
 pub mod train;
 

@@ -147,14 +147,17 @@ pub fn conv3x3(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
     };
     match forced(&CONV_IMPL).unwrap_or_else(auto) {
         Impl::Own => conv3x3_as_matmul(conv, x),
-        Impl::Split => {
-            let y = crate::conv_ops::conv3x3_split(x, conv.weight.val());
-            match &conv.bias {
-                Some(bias) => y.add(bias.val().reshape([1, bias.dims()[0], 1, 1])),
-                None => y,
-            }
-        }
+        Impl::Split => conv3x3_split(conv, x),
         _ => conv.forward(x),
+    }
+}
+
+/// [`crate::conv_ops::conv3x3_split`] with the layer's bias, if it has one.
+fn conv3x3_split(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
+    let y = crate::conv_ops::conv3x3_split(x, conv.weight.val());
+    match &conv.bias {
+        Some(bias) => y.add(bias.val().reshape([1, bias.dims()[0], 1, 1])),
+        None => y,
     }
 }
 
@@ -359,12 +362,8 @@ mod tests {
     #[test]
     fn conv_as_matmul_and_split_equal_conv2d() {
         let dev = Device::flex().autodiff();
-        let split = |conv: &Conv2d, x: Tensor<4>| {
-            let y = crate::conv_ops::conv3x3_split(x, conv.weight.val());
-            conv.bias.as_ref().map_or(y.clone(), |b| y.add(b.val().reshape([1, 5, 1, 1])))
-        };
         for (cin, bias, h, w) in [(1, false, 16, 16), (1, true, 7, 12), (3, false, 9, 6), (4, true, 5, 11)] {
-            for formulation in [conv3x3_as_matmul as fn(&Conv2d, Tensor<4>) -> Tensor<4>, split] {
+            for formulation in [conv3x3_as_matmul as fn(&Conv2d, Tensor<4>) -> Tensor<4>, conv3x3_split] {
                 let conv: Conv2d = Conv2dConfig::new([cin, 5], [3, 3]).with_padding(PaddingConfig2d::Same).with_bias(bias).init(&dev);
                 let x = Tensor::<4>::random([3, cin, h, w], burn::tensor::Distribution::Normal(0.0, 1.0), &dev).require_grad();
                 let (ours, theirs) = (formulation(&conv, x.clone()), conv.forward(x.clone()));

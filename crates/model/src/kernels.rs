@@ -74,21 +74,30 @@ unsafe fn matmul(
 }
 
 /// im2col of output rows `[r0, r0 + nr)`: `col[(c * 9 + ky * 3 + kx), (r - r0) * w + x] = in[c, r + ky - 1, x + kx - 1]`,
-/// zero outside the image. Row `c * 9 + ky * 3 + kx` matches the weights' `[cout, cin, 3, 3]` layout.
+/// zero outside the image. Row `c * 9 + ky * 3 + kx` matches the weights' `[cout, cin, 3, 3]` layout. Every
+/// entry is written (the buffer is reused from strip to strip without clearing).
 pub(crate) fn im2col_strip(input: &[f32], cin: usize, h: usize, w: usize, r0: usize, nr: usize, col: &mut Vec<f32>) {
     let n = nr * w;
-    col.clear();
     col.resize(cin * 9 * n, 0.0);
     for (row_i, dst_row) in col.chunks_exact_mut(n).enumerate() {
         let (c, ky, kx) = (row_i / 9, row_i % 9 / 3, row_i % 3);
         let plane = &input[c * h * w..][..h * w];
         for (r, dst) in dst_row.chunks_exact_mut(w).enumerate() {
-            let Some(y) = (r0 + r + ky).checked_sub(1).filter(|&y| y < h) else { continue }; // stays zero
+            let Some(y) = (r0 + r + ky).checked_sub(1).filter(|&y| y < h) else {
+                dst.fill(0.0);
+                continue;
+            };
             let src = &plane[y * w..][..w];
             match kx {
-                0 => dst[1..].copy_from_slice(&src[..w - 1]),
+                0 => {
+                    dst[0] = 0.0;
+                    dst[1..].copy_from_slice(&src[..w - 1]);
+                }
                 1 => dst.copy_from_slice(src),
-                _ => dst[..w - 1].copy_from_slice(&src[1..]),
+                _ => {
+                    dst[..w - 1].copy_from_slice(&src[1..]);
+                    dst[w - 1] = 0.0;
+                }
             }
         }
     }
@@ -162,8 +171,7 @@ pub fn conv3x3_backward(x: &[f32], weight: &[f32], dy: &[f32], d: ConvDims, need
                 }
             }
             if need_dx {
-                dcol.clear();
-                dcol.resize(k * n, 0.0);
+                dcol.resize(k * n, 0.0); // overwritten whole by the product below
                 // dcol[k, n] = weight[cout, k]^T * dy_strip[cout, n].
                 // SAFETY: weight is [cout, k] (read transposed), dcol [k, n], dy_strip as above.
                 unsafe {

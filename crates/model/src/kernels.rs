@@ -128,6 +128,9 @@ pub fn conv3x3_forward(x: &[f32], weight: &[f32], d: ConvDims) -> Vec<f32> {
     let (hw, k) = (d.h * d.w, d.cin * 9);
     assert_eq!((x.len(), weight.len()), (d.batch * d.cin * hw, d.cout * k), "conv3x3: sizes do not match {d:?}");
     let mut y = vec![0f32; d.batch * d.cout * hw];
+    if y.is_empty() || k == 0 {
+        return y;
+    }
     let rows = d.strip_rows();
     y.par_chunks_mut(d.cout * hw).zip(x.par_chunks(d.cin * hw)).for_each_init(Vec::new, |col, (y, x)| {
         for r0 in (0..d.h).step_by(rows) {
@@ -155,7 +158,9 @@ pub fn conv3x3_forward(x: &[f32], weight: &[f32], d: ConvDims) -> Vec<f32> {
 pub fn conv3x3_backward(x: &[f32], weight: &[f32], dy: &[f32], d: ConvDims, need_dx: bool, need_dw: bool) -> (Option<Vec<f32>>, Option<Vec<f32>>) {
     let (hw, k) = (d.h * d.w, d.cin * 9);
     assert_eq!(dy.len(), d.batch * d.cout * hw, "conv3x3 backward: output gradient size");
-    assert!(d.batch > 0, "conv3x3 backward: empty batch");
+    if d.batch * hw * k * d.cout == 0 {
+        return (need_dx.then(|| vec![0f32; x.len()]), need_dw.then(|| vec![0f32; d.cout * k])); // nothing to convolve
+    }
     let rows = d.strip_rows();
     let per_sample = |x: &[f32], dy: &[f32], dx: &mut [f32], dw: &mut [f32], (col, dcol): &mut (Vec<f32>, Vec<f32>)| {
         for r0 in (0..d.h).step_by(rows) {
@@ -182,7 +187,7 @@ pub fn conv3x3_backward(x: &[f32], weight: &[f32], dy: &[f32], d: ConvDims, need
         }
     };
     // One weight-gradient partial per sample, summed in sample order: the result does not depend on how
-    // rayon splits the batch (training is deterministic for a seed, on any number of threads).
+    // rayon splits the batch or on the number of threads (a training run must be reproducible for a seed).
     let mut dx_all = vec![0f32; if need_dx { d.batch * d.cin * hw } else { d.batch }];
     let mut dw_all = vec![0f32; if need_dw { d.batch * d.cout * k } else { d.batch }];
     let (dx_len, dw_len) = (dx_all.len() / d.batch, dw_all.len() / d.batch);
@@ -206,6 +211,9 @@ pub fn conv3x3_backward(x: &[f32], weight: &[f32], dy: &[f32], d: ConvDims, need
 /// accumulated in `f64`: `[mean_0 .. mean_c, var_0 .. var_c]`.
 pub fn channel_stats(x: &[f32], batch: usize, c: usize, hw: usize) -> Vec<f32> {
     assert_eq!(x.len(), batch * c * hw, "channel_stats: size");
+    if x.is_empty() {
+        return vec![0f32; 2 * c];
+    }
     let sums: Vec<(f64, f64)> =
         x.par_chunks(hw).map(|p| p.iter().fold((0f64, 0f64), |(s, q), &v| (s + v as f64, q + (v as f64) * (v as f64)))).collect();
     let n = (batch * hw) as f64;
@@ -244,6 +252,9 @@ pub fn bn_pool_relu_forward(x: &[f32], stats: &[f32], gamma: &[f32], beta: &[f32
     assert_eq!((x.len(), stats.len(), gamma.len(), beta.len()), (d.batch * d.c * hw, 2 * d.c, d.c, d.c), "bn_pool_relu: sizes");
     let mut y = vec![0f32; d.batch * d.c * ph * pw];
     let mut idx = vec![DEAD; y.len()];
+    if y.is_empty() {
+        return (y, idx); // a map of height or width 1 pools to nothing
+    }
     y.par_chunks_mut(ph * pw).zip(idx.par_chunks_mut(ph * pw)).zip(x.par_chunks(hw)).enumerate().for_each(|(plane, ((y, idx), x))| {
         let ch = plane % d.c;
         let scale = gamma[ch] / (stats[d.c + ch] + eps).sqrt();
@@ -282,6 +293,9 @@ pub fn bn_pool_relu_backward(
 ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     let (hw, ph, pw) = (d.h * d.w, d.h / 2, d.w / 2);
     assert_eq!((dy.len(), idx.len()), (d.batch * d.c * ph * pw, d.batch * d.c * ph * pw), "bn_pool_relu backward: sizes");
+    if dy.is_empty() {
+        return (vec![0f32; x.len()], vec![0f32; d.c], vec![0f32; d.c]); // nothing was pooled: no gradient
+    }
     let inv_std: Vec<f32> = (0..d.c).map(|ch| 1.0 / (stats[d.c + ch] + eps).sqrt()).collect();
     // The input position of output o's maximum.
     let source = |o: usize, k: u8| (2 * (o / pw) + (k as usize >> 1)) * d.w + 2 * (o % pw) + (k as usize & 1);
@@ -424,5 +438,25 @@ mod tests {
         let (a, b) = (run(1), run(3));
         assert_eq!(a.0.unwrap(), b.0.unwrap());
         assert_eq!(a.1.unwrap(), b.1.unwrap());
+    }
+
+    /// Degenerate sizes (a 1-pixel-high map, which pools to nothing; an empty batch) give empty or zero
+    /// results of the right sizes instead of a panic.
+    #[test]
+    fn degenerate_sizes_give_empty_results() {
+        let d = ConvDims { batch: 2, cin: 1, cout: 2, h: 1, w: 5 };
+        let (x, wt, g) = conv_case(d, 9);
+        assert_eq!(conv3x3_forward(&x, &wt, d).len(), 2 * 2 * 5);
+        let (dx, dw) = conv3x3_backward(&x, &wt, &g, d, true, true);
+        assert_eq!((dx.unwrap().len(), dw.unwrap().len()), (10, 18));
+        let empty = ConvDims { batch: 0, ..d };
+        assert!(conv3x3_forward(&[], &wt, empty).is_empty());
+        assert_eq!(conv3x3_backward(&[], &wt, &[], empty, true, true).1.unwrap(), vec![0.0; 18]);
+        let b = BnDims { batch: 2, c: 2, h: 1, w: 5 };
+        let stats = channel_stats(&g, 2, 2, 5);
+        let (y, idx) = bn_pool_relu_forward(&g, &stats, &[1.0, 1.0], &[0.0, 0.0], 1e-5, b);
+        assert!(y.is_empty() && idx.is_empty());
+        let (dx, dgamma, _) = bn_pool_relu_backward(&g, &stats, &[1.0, 1.0], 1e-5, &idx, &y, b);
+        assert_eq!((dx, dgamma), (vec![0.0; 20], vec![0.0; 2]));
     }
 }

@@ -41,7 +41,7 @@ pub trait BlockOps: Backend {
     ) -> FloatTensor<Self>;
 }
 
-/// A tensor's values, row-major (copied only if it is strided or not `f32`).
+/// A tensor's values, row-major (copied only if it is strided).
 fn values(t: &FloatTensor<Flex>) -> std::borrow::Cow<'_, [f32]> {
     match t.as_slice::<f32>() {
         Some(s) => std::borrow::Cow::Borrowed(s),

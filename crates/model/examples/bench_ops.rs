@@ -100,20 +100,20 @@ fn main() {
         // What CPU training runs: the block's kernels (cpu_ops), the convolution and then batch norm,
         // max-pool and ReLU in one operation.
         if on_cpu {
-        time(&format!("conv {cin}->{cout} @{hw} kernel, weight grad only"), reps, || {
-            (conv.weight.val(), cpu_ops::conv3x3(x_in.clone(), conv.weight.val()))
-        });
-        if cin > 1 {
-            time(&format!("conv {cin}->{cout} @{hw} kernel, input + weight"), reps, || {
-                let x = x_in.clone().require_grad();
-                (x.clone(), cpu_ops::conv3x3(x, conv.weight.val()))
+            time(&format!("conv {cin}->{cout} @{hw} kernel, weight grad only"), reps, || {
+                (conv.weight.val(), cpu_ops::conv3x3(x_in.clone(), conv.weight.val()))
             });
-        }
-        time(&format!("bn + max-pool + relu {cout} @{hw} kernel"), reps, || {
-            let x = x_out.clone().require_grad();
-            let stats = cpu_ops::channel_stats(x.clone());
-            (x.clone(), cpu_ops::bn_pool_relu(x, stats, bn.gamma.val(), bn.beta.val(), bn.epsilon as f32))
-        });
+            if cin > 1 {
+                time(&format!("conv {cin}->{cout} @{hw} kernel, input + weight"), reps, || {
+                    let x = x_in.clone().require_grad();
+                    (x.clone(), cpu_ops::conv3x3(x, conv.weight.val()))
+                });
+            }
+            time(&format!("bn + max-pool + relu {cout} @{hw} kernel"), reps, || {
+                let x = x_out.clone().require_grad();
+                let stats = cpu_ops::channel_stats(x.clone());
+                (x.clone(), cpu_ops::bn_pool_relu(x, stats, bn.gamma.val(), bn.beta.val(), bn.epsilon as f32))
+            });
         }
         time(&format!("max-pool 2x2 {cout} @{hw}"), reps, || {
             let x = x_out.clone().require_grad();

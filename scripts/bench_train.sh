@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Training and inference throughput: soundalike (burn, flex CPU backend; for inference also its fused CPU
-# path, engine.rs, which embedding uses) and the same network in PyTorch
+# Training and inference throughput: soundalike (burn, flex CPU backend, with soundalike's CPU kernels for
+# the conv blocks in training, cpu_ops.rs; for inference also its fused CPU path, engine.rs, which embedding
+# uses) and the same network in PyTorch
 # (CPU), on the same real tiles, same batch, same thread count, back to back in one run; peak memory of
 # each (every measurement in its own process).
 #   bash scripts/bench_train.sh [THREADS=2] [BATCH=32] [OUT=target/bench_train.json] [DEVICE=cpu]

@@ -40,8 +40,8 @@ impl ConvDims {
 /// samples, on the thread that waits for the pool), which caps the gain from more cores.
 fn filled<T: Copy + Send + Sync>(n: usize, value: T) -> Vec<T> {
     let mut v = Vec::with_capacity(n);
-    v.spare_capacity_mut().par_chunks_mut(1 << 14).for_each(|c: &mut [MaybeUninit<T>]| c.fill(MaybeUninit::new(value)));
-    // SAFETY: the loop above initialised all `n` elements of the capacity.
+    v.spare_capacity_mut()[..n].par_chunks_mut(1 << 14).for_each(|c: &mut [MaybeUninit<T>]| c.fill(MaybeUninit::new(value)));
+    // SAFETY: the loop above initialised the first `n` elements of the capacity (which is at least `n`).
     unsafe { v.set_len(n) };
     v
 }

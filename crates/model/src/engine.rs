@@ -11,7 +11,7 @@
 use burn::prelude::*;
 use rayon::prelude::*;
 
-use crate::kernels::im2col_strip;
+use crate::kernels::{im2col_strip, matmul};
 use crate::model::FoldedNet;
 
 /// Output positions per strip GEMM (the strip height is this divided by the row width, rounded to even).
@@ -154,27 +154,7 @@ fn conv_relu_pool(l: &ConvLayer, input: &[f32], h: usize, w: usize, out: &mut Ve
         strip.resize(l.cout * n, 0.0);
         // SAFETY: strip is [cout, n], weight [cout, k], col [k, n], all row-major and sized as given.
         unsafe {
-            gemm::gemm(
-                l.cout,
-                n,
-                k,
-                strip.as_mut_ptr(),
-                1,
-                n as isize,
-                false,
-                l.weight.as_ptr(),
-                1,
-                k as isize,
-                col.as_ptr(),
-                1,
-                n as isize,
-                0.0,
-                1.0,
-                false,
-                false,
-                false,
-                gemm::Parallelism::None,
-            );
+            matmul((l.cout, n, k), (strip.as_mut_ptr(), n as isize, 1), false, (l.weight.as_ptr(), k as isize, 1), (col.as_ptr(), n as isize, 1))
         }
         for (o, (plane, &b)) in strip.chunks_exact(n).zip(&l.bias).enumerate() {
             let dst = &mut out[o * ph * pw + r0 / 2 * pw..][..nr / 2 * pw];

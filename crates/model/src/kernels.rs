@@ -52,8 +52,7 @@ fn filled<T: Copy + Send + Sync>(n: usize, value: T) -> Vec<T> {
 /// # Safety
 /// Every index `(i, j)` of each matrix, at `ptr + i * row_stride + j * col_stride`, must be in bounds of
 /// its allocation, and `dst` must not overlap `lhs` or `rhs`.
-#[allow(clippy::too_many_arguments)]
-unsafe fn matmul(
+pub(crate) unsafe fn matmul(
     (m, n, k): (usize, usize, usize),
     dst: (*mut f32, isize, isize),
     accumulate: bool,
@@ -220,6 +219,12 @@ pub fn conv3x3_backward(x: &[f32], weight: &[f32], dy: &[f32], d: ConvDims, need
     (need_dx.then_some(dx_all), dw)
 }
 
+/// Per-plane pairs of sums `[batch * c]` (plane `b * c + ch`) added up over the batch: one pair per channel,
+/// summed in batch order.
+fn per_channel(sums: &[(f64, f64)], batch: usize, c: usize) -> impl Iterator<Item = (f64, f64)> + '_ {
+    (0..c).map(move |ch| (0..batch).map(|b| sums[b * c + ch]).fold((0.0, 0.0), |a, p| (a.0 + p.0, a.1 + p.1)))
+}
+
 /// Per-channel mean and biased variance of `x` `[batch, c, hw]` (as batch norm in training uses them),
 /// accumulated in `f64`: `[mean_0 .. mean_c, var_0 .. var_c]`.
 pub fn channel_stats(x: &[f32], batch: usize, c: usize, hw: usize) -> Vec<f32> {
@@ -231,8 +236,7 @@ pub fn channel_stats(x: &[f32], batch: usize, c: usize, hw: usize) -> Vec<f32> {
         x.par_chunks(hw).map(|p| p.iter().fold((0f64, 0f64), |(s, q), &v| (s + v as f64, q + (v as f64) * (v as f64)))).collect();
     let n = (batch * hw) as f64;
     let mut out = vec![0f32; 2 * c];
-    for ch in 0..c {
-        let (s, q) = (0..batch).map(|b| sums[b * c + ch]).fold((0.0, 0.0), |a, p| (a.0 + p.0, a.1 + p.1));
+    for (ch, (s, q)) in per_channel(&sums, batch, c).enumerate() {
         let mean = s / n;
         out[ch] = mean as f32;
         out[c + ch] = (q / n - mean * mean).max(0.0) as f32;
@@ -332,8 +336,7 @@ pub fn bn_pool_relu_backward(
         .collect();
     let n = (d.batch * hw) as f64;
     let (mut dgamma, mut dbeta) = (vec![0f32; d.c], vec![0f32; d.c]);
-    for ch in 0..d.c {
-        let (s, sx) = (0..d.batch).map(|b| sums[b * d.c + ch]).fold((0.0, 0.0), |a, p| (a.0 + p.0, a.1 + p.1));
+    for (ch, (s, sx)) in per_channel(&sums, d.batch, d.c).enumerate() {
         (dbeta[ch], dgamma[ch]) = (s as f32, sx as f32);
     }
     // dx = gamma * inv_std * (dz - mean(dz) - x_hat * mean(dz * x_hat)) = c0 + c1 * x + gamma * inv_std * dz.

@@ -80,8 +80,7 @@ impl ConvBlock {
 /// Whether a block runs [`crate::cpu_ops`]' kernels: on the CPU, unless [`set_layer_impl`] forces either
 /// layer kind to one implementation.
 fn cpu_kernels(device: &Device) -> bool {
-    let auto = Impl::Auto as u8;
-    CONV_IMPL.load(Ordering::Relaxed) == auto && BN_IMPL.load(Ordering::Relaxed) == auto && crate::is_cpu(device)
+    forced(&CONV_IMPL).is_none() && forced(&BN_IMPL).is_none() && crate::is_cpu(device)
 }
 
 /// burn's running-statistics update: `running = (1 - momentum) * running + momentum * batch`, with the

@@ -40,6 +40,31 @@ pub enum Command {
     Demo(DemoArgs),
     /// Web page and JSON API over a store: search, recommendations with previews, graph and map.
     Serve(ServeArgs),
+    /// Look after a store: `store check STORE` reports damaged journal lines, `--repair` keeps every valid
+    /// record and moves the damage aside.
+    Store(StoreArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct StoreArgs {
+    #[command(subcommand)]
+    pub cmd: StoreCommand,
+}
+
+#[derive(clap::Subcommand, Debug)]
+pub enum StoreCommand {
+    /// Check every line of a store's journal; with --repair, rewrite it with the valid records only (the
+    /// damaged bytes go to damaged-<time>.jsonl in the store; the next `embed` re-embeds what they held).
+    Check {
+        /// Store folder.
+        store: PathBuf,
+        /// Rewrite the journal without the damaged lines (takes the writer's lock).
+        #[arg(long)]
+        repair: bool,
+        /// With --repair: wait for another writer instead of stopping.
+        #[arg(long)]
+        wait: bool,
+    },
 }
 
 #[derive(Copy, Clone, Debug, ValueEnum)]
@@ -169,6 +194,20 @@ pub struct TrainArgs {
     /// Free text describing the labels (e.g. that they are a tagger's guesses).
     #[arg(long)]
     pub label_description: Option<String>,
+    /// CSV of soft tag targets: `id` (the song's relative path, with or without extension) then one column per
+    /// tag with probabilities in [0, 1] (a tagger's output, e.g. datasets/debian-music/tag.py). Trains a tag
+    /// head on the embedding (distillation); the head is not part of the saved model.
+    #[arg(long)]
+    pub teacher_tags: Option<PathBuf>,
+    /// Weight of the tag-distillation loss (with --teacher-tags).
+    #[arg(long, default_value_t = 1.0)]
+    pub tag_weight: f32,
+    /// Weight of a group head (the --group-column's values, e.g. production) trained on the embedding; 0 = none.
+    #[arg(long, default_value_t = 0.0)]
+    pub group_weight: f32,
+    /// Augment training crops with a random EQ tilt (+-6 dB) and tempo change (+-8%).
+    #[arg(long)]
+    pub augment: bool,
 }
 
 #[derive(Args, Debug)]
@@ -226,6 +265,13 @@ pub struct EmbedArgs {
     /// Songs decoded per batch (memory is bounded by this times the longest song).
     #[arg(long, default_value_t = 16)]
     pub batch: usize,
+    /// When another process is writing the store, wait for it to finish instead of stopping.
+    #[arg(long)]
+    pub wait: bool,
+    /// Allow removing songs whose files are gone when the library is empty or more than
+    /// `PRUNE_GUARD` (20%) of the store would go (an unmounted drive or a wrong folder looks like that).
+    #[arg(long)]
+    pub prune: bool,
 }
 
 #[derive(Args, Debug)]
@@ -236,6 +282,9 @@ pub struct MergeArgs {
     /// Shard stores.
     #[arg(required = true)]
     pub stores: Vec<PathBuf>,
+    /// When another process is writing the store, wait for it to finish instead of stopping.
+    #[arg(long)]
+    pub wait: bool,
 }
 
 #[derive(Copy, Clone, Debug, ValueEnum)]
@@ -320,6 +369,9 @@ pub struct IndexArgs {
     pub rebuild: bool,
     #[command(flatten)]
     pub ann: AnnArgs,
+    /// When another process is writing the store, wait for it to finish instead of stopping.
+    #[arg(long)]
+    pub wait: bool,
 }
 
 #[derive(Args, Debug)]
@@ -364,6 +416,11 @@ pub struct QueryArgs {
     pub json: bool,
     #[command(flatten)]
     pub ann: AnnArgs,
+    /// Where a song's genre comes from for --genre, --same-genre and the tables: `tag` (the genre tag or CSV
+    /// column recorded at embed time), `predicted` (the model's predicted genre) or `either` (the tag where
+    /// there is one, else the prediction).
+    #[arg(long, default_value = "either", value_parser = parse_genre_source)]
+    pub genre_source: soundalike_index::GenreSource,
 }
 
 #[derive(Args, Debug)]
@@ -380,6 +437,11 @@ pub struct DemoArgs {
     /// Recommendations per query.
     #[arg(short, long, default_value_t = 5)]
     pub k: usize,
+    /// Where a song's genre comes from for --genre, --same-genre and the tables: `tag` (the genre tag or CSV
+    /// column recorded at embed time), `predicted` (the model's predicted genre) or `either` (the tag where
+    /// there is one, else the prediction).
+    #[arg(long, default_value = "either", value_parser = parse_genre_source)]
+    pub genre_source: soundalike_index::GenreSource,
 }
 
 #[derive(Args, Debug)]
@@ -404,4 +466,13 @@ pub struct ServeArgs {
     /// Always brute-force search (default: exact under 2,000 songs, HNSW above).
     #[arg(long)]
     pub exact: bool,
+    /// Where a song's genre comes from for --genre, --same-genre and the tables: `tag` (the genre tag or CSV
+    /// column recorded at embed time), `predicted` (the model's predicted genre) or `either` (the tag where
+    /// there is one, else the prediction).
+    #[arg(long, default_value = "either", value_parser = parse_genre_source)]
+    pub genre_source: soundalike_index::GenreSource,
+}
+
+fn parse_genre_source(s: &str) -> Result<soundalike_index::GenreSource, String> {
+    s.parse()
 }

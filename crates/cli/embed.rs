@@ -9,7 +9,7 @@ use anyhow::{bail, Context, Result};
 use rayon::prelude::*;
 use serde_json::json;
 use soundalike_audio::analyze_file;
-use soundalike_index::{Store, StoreHeader, StoreWriter, STORE_FORMAT_VERSION};
+use soundalike_index::{LockWait, Store, StoreHeader, StoreWriter, STORE_FORMAT_VERSION};
 use soundalike_library::{fingerprint_file, title_from_path, CatalogEntry, SongFile};
 use soundalike_model::LoadedModel;
 
@@ -17,6 +17,9 @@ use crate::args::{EmbedArgs, ExportArgs, ExportFormat, MergeArgs};
 use crate::util::{bar, catalog, parse_shard};
 
 /// The header a store made by `model` carries.
+/// Above this share of the store, removing songs whose files are gone needs `--prune`.
+pub const PRUNE_GUARD: f64 = 0.2;
+
 pub fn header_for(model: &LoadedModel, library_root: &Path) -> Result<StoreHeader> {
     Ok(StoreHeader {
         format_version: STORE_FORMAT_VERSION,
@@ -64,19 +67,58 @@ pub fn embed(a: EmbedArgs) -> Result<ExitCode> {
     let shard = a.shard.as_deref().map(parse_shard).transpose()?;
     let mine: Vec<usize> = (0..files.len()).filter(|&i| shard.is_none_or(|(k, n)| shard_of(&files[i].rel_path, n) == k)).collect();
     // Only id -> (size, mtime, offset) per song is held while embedding; vectors stay on disk.
-    let mut store = StoreWriter::open_or_create(&a.out, header_for(&model, &a.library)?)?;
+    let wait = if a.wait { LockWait::Yes } else { LockWait::No };
+    let header = header_for(&model, &a.library)?;
+    let mut store = StoreWriter::open_or_create_with(&a.out, header.clone(), wait)?;
 
-    // Unchanged (same size and mtime) songs are skipped without reading them.
     let present: HashSet<&str> = mine.iter().map(|&i| files[i].rel_path.as_str()).collect();
     let vanished: Vec<String> = store.ids().filter(|id| !present.contains(id)).map(str::to_string).collect();
+    if files.is_empty() && store.is_empty() {
+        bail!("{}: no audio files found (looked for {}); nothing to embed", a.library.display(), soundalike_audio::AUDIO_EXTENSIONS.join(", "));
+    }
+    if !vanished.is_empty() && !a.prune && (mine.is_empty() || vanished.len() as f64 > PRUNE_GUARD * store.len() as f64) {
+        let shown: Vec<&str> = vanished.iter().take(5).map(String::as_str).collect();
+        bail!(
+            "{}: {} of the store's {} songs are not in {} ({}{}); nothing was changed. If the library is on a drive that is not \
+             mounted, or this is the wrong folder, fix that and run again; if these songs were really deleted, pass --prune to \
+             remove them from the store",
+            a.out.display(),
+            vanished.len(),
+            store.len(),
+            a.library.display(),
+            shown.join(", "),
+            if vanished.len() > shown.len() { ", ..." } else { "" }
+        );
+    }
     for id in &vanished {
         store.remove(id)?;
     }
-    let todo: Vec<usize> = mine
-        .iter()
-        .copied()
-        .filter(|&i| store.get(&files[i].rel_path).is_none_or(|s| s.size != files[i].size || s.mtime != files[i].mtime))
-        .collect();
+    // The same library at a new path (moved, copied, remounted): same relative paths, so the vectors are
+    // kept; the store follows the new root (for `serve`'s previews).
+    let root_moved = store.header.library_root != header.library_root;
+    if root_moved {
+        store.set_library_root(&header.library_root)?;
+    }
+    // Unchanged (same size and mtime) songs are skipped without reading them. A file whose mtime changed
+    // but whose content did not (a copy, a touched file) keeps its vector: only its mtime is updated.
+    let mut retimed = 0usize;
+    let mut todo: Vec<usize> = Vec::new();
+    for &i in &mine {
+        let f = &files[i];
+        match store.get(&f.rel_path) {
+            Some(s) if s.size == f.size && s.mtime == f.mtime => {}
+            Some(s) if s.size == f.size => {
+                let old = store.record(&f.rel_path)?;
+                if fingerprint_file(&f.path).ok().as_deref() == Some(old.fingerprint.as_str()) {
+                    store.put(soundalike_index::SongRecord { mtime: f.mtime, ..old })?;
+                    retimed += 1;
+                } else {
+                    todo.push(i);
+                }
+            }
+            _ => todo.push(i),
+        }
+    }
     let unchanged = mine.len() - todo.len();
     let pb = bar(todo.len() as u64, "embedding");
     let mut failed: Vec<(String, String, String)> = Vec::new();
@@ -126,6 +168,9 @@ pub fn embed(a: EmbedArgs) -> Result<ExitCode> {
         "embedded": embedded,
         "unchanged": unchanged,
         "removed": vanished.len(),
+        "removed_ids": vanished,
+        "unchanged_content_new_mtime": retimed,
+        "library_root_updated": root_moved,
         "failed": failed.iter().map(|(p, k, w)| json!({"path": p, "kind": k, "reason": w})).collect::<Vec<_>>(),
         "seconds": secs,
         "audio_seconds": audio_seconds,
@@ -148,6 +193,12 @@ pub fn embed(a: EmbedArgs) -> Result<ExitCode> {
         );
         if let Some(n) = &index_note {
             println!("  index: {n}");
+        }
+        if root_moved {
+            println!("  the library moved: the store now points at {}", header.library_root.display());
+        }
+        for id in &vanished {
+            println!("  removed {id} (file gone)");
         }
         for (p, _, why) in &failed {
             println!("  failed {p}: {why}");
@@ -172,7 +223,8 @@ pub fn merge(a: MergeArgs) -> Result<ExitCode> {
             );
         }
     }
-    let mut out = Store::open_or_create(&a.out, first.clone())?;
+    let wait = if a.wait { LockWait::Yes } else { LockWait::No };
+    let mut out = Store::open_or_create_with(&a.out, first.clone(), wait)?;
     let mut seen: HashMap<String, usize> = HashMap::new();
     for (si, s) in shards.iter().enumerate() {
         for song in s.songs() {
@@ -243,4 +295,28 @@ pub fn export(a: ExportArgs) -> Result<ExitCode> {
     }
     println!("exported {} songs to {}", store.len(), a.out.display());
     Ok(ExitCode::SUCCESS)
+}
+
+pub fn store(a: crate::args::StoreArgs) -> Result<ExitCode> {
+    let crate::args::StoreCommand::Check { store, repair, wait } = a.cmd;
+    let check = if repair {
+        let lock = soundalike_index::StoreLock::acquire(&store, if wait { LockWait::Yes } else { LockWait::No })?;
+        soundalike_index::repair_journal(&store, &lock)?
+    } else {
+        soundalike_index::check_journal(&store)?
+    };
+    println!("{}: {} valid records, {} songs, {} damaged lines", store.display(), check.valid_lines, check.songs, check.damaged.len());
+    for (n, at, len) in &check.damaged {
+        println!("  line {n} (byte {at}, {len} bytes) is damaged");
+    }
+    if let Some(t) = check.torn_at {
+        println!("  an unfinished last line at byte {t} (an interrupted write; every writer cuts it off)");
+    }
+    match (&check.moved_to, repair) {
+        (Some(p), _) => println!("repaired: the damaged lines are in {}; run `soundalike embed` again to re-embed their songs", p.display()),
+        (None, true) => println!("nothing to repair"),
+        (None, false) if !check.damaged.is_empty() => println!("run `soundalike store check {} --repair` to keep the valid records", store.display()),
+        _ => {}
+    }
+    Ok(if check.damaged.is_empty() || repair { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }

@@ -29,6 +29,7 @@ fn main() -> ExitCode {
         args::Command::Query(a) => query::query(a),
         args::Command::Demo(a) => query::demo(a),
         args::Command::Serve(a) => serve::serve(a),
+        args::Command::Store(a) => embed::store(a),
     };
     match result {
         Ok(code) => code,

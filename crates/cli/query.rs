@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use serde_json::json;
-use soundalike_index::{sync_index, AnnParams, Catalog, Filters, IndexUpdate, Method, Recommendation, SongRecord, Store};
+use soundalike_index::{AnnParams, Catalog, Filters, IndexUpdate, Method, Recommendation, SongRecord, Store};
 
 use crate::args::{AnnArgs, DemoArgs, EmbedArgs, IndexArgs, LabelArgs, QueryArgs};
 
@@ -20,10 +20,10 @@ pub fn index(a: IndexArgs) -> Result<ExitCode> {
     }
     let t = std::time::Instant::now();
     let p = params(&a.ann);
-    if a.rebuild {
-        let _ = std::fs::remove_dir_all(soundalike_index::index_dir(store.dir()));
-    }
-    let what = sync_index(&store, &p)?.1;
+    let wait = if a.wait { soundalike_index::LockWait::Yes } else { soundalike_index::LockWait::No };
+    let lock = soundalike_index::StoreLock::acquire(store.dir(), wait)?;
+    // A rebuild builds the new graph beside the saved one, which is replaced by rename once it is done.
+    let what = soundalike_index::sync_index_with(&store, &p, Some(&lock), a.rebuild)?.1;
     println!(
         "indexed {} songs in {:.2} s ({}) -> {}",
         store.len(),
@@ -69,7 +69,8 @@ pub fn query(a: QueryArgs) -> Result<ExitCode> {
         bail!("-k must be at least 1");
     }
     let method = if a.exact { Method::Exact } else if a.ann_index { Method::Ann } else { Method::Auto };
-    let cat = Catalog::open(&a.store, method, &params(&a.ann))?;
+    let mut cat = Catalog::open(&a.store, method, &params(&a.ann))?;
+    cat.use_genres(a.genre_source);
     let mut seeds: Vec<usize> = Vec::new();
     for q in &a.songs {
         seeds.push(cat.resolve(q)?);
@@ -86,7 +87,7 @@ pub fn query(a: QueryArgs) -> Result<ExitCode> {
     let query = cat.centroid(&seeds, &extra.iter().map(Vec::as_slice).collect::<Vec<_>>());
     let filters = Filters::around(&seed_songs, a.genre.clone(), a.same_genre, a.exclude_same_artist, a.exclude_same_group, a.max_per_album);
     if a.same_genre && filters.same_genres.as_ref().is_some_and(|g| g.is_empty()) {
-        bail!("--same-genre: the query songs have no genre in the store (embed with --labels CSV that has a genre column)");
+        bail!("--same-genre: the query songs have no genre tag in the store (use --genre-source either or predicted, or embed with --labels CSV that has a genre column)");
     }
     let recs = cat.recommend(&query, a.k, &filters)?;
     if a.json {
@@ -147,8 +148,11 @@ pub fn demo(a: DemoArgs) -> Result<ExitCode> {
         device: "cpu".into(),
         index: true,
         batch: 16,
+        wait: false,
+        prune: false,
     })?;
-    let cat = Catalog::open(&a.out, Method::Auto, &AnnParams::default())?;
+    let mut cat = Catalog::open(&a.out, Method::Auto, &AnnParams::default())?;
+    cat.use_genres(a.genre_source);
     let first: Vec<usize> = {
         // One query per group, so the demo shows different kinds of music.
         let mut seen = std::collections::BTreeSet::new();

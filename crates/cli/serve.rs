@@ -23,7 +23,8 @@ impl Embedder for ModelEmbedder {
 
 pub fn serve(a: ServeArgs) -> Result<ExitCode> {
     let method = if a.exact { Method::Exact } else { Method::Auto };
-    let cat = Catalog::open(&a.store, method, &AnnParams::default())?;
+    let mut cat = Catalog::open(&a.store, method, &AnnParams::default())?;
+    cat.use_genres(a.genre_source);
     let model_dir = a.model.clone().unwrap_or_else(|| Path::new("models").join(&cat.header.model_name));
     let embedder: Option<Arc<dyn Embedder>> = match FileEmbedder::load(&model_dir, &cat.header.model_fingerprint, &cat.header.model_name) {
         Ok(e) => Some(Arc::new(ModelEmbedder(Mutex::new(e)))),

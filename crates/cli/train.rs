@@ -79,7 +79,7 @@ fn songs_for(
         let (Some(fp), Some(label)) = (&fps[i], &e.label) else { continue };
         let Some(li) = labels.iter().position(|l| l == label) else { continue };
         let c = cache.load(fp).with_context(|| format!("cache entry of {}", files[i].rel_path))?;
-        out.push(LabelledSong { id: e.rel_path.clone(), label: li, mel: c.mel });
+        out.push(LabelledSong::new(e.rel_path.clone(), li, c.mel));
     }
     Ok(out)
 }
@@ -134,7 +134,40 @@ pub fn train(a: TrainArgs) -> Result<ExitCode> {
         .into_iter()
         .collect();
     let load = |p| songs_for(p, &splits, &files, &entries, &fps, &cache, &labels);
-    let (train_set, val_set) = (load(SplitAssignment::Train)?, load(SplitAssignment::Val)?);
+    let (mut train_set, val_set) = (load(SplitAssignment::Train)?, load(SplitAssignment::Val)?);
+    let tag_names = match &a.teacher_tags {
+        Some(p) => {
+            let (names, tags) = read_teacher_tags(p)?;
+            let mut missing = 0;
+            for s in &mut train_set {
+                match tags.get(&s.id).or_else(|| tags.get(strip_ext(&s.id))) {
+                    Some(t) => s.tags = t.clone(),
+                    None => missing += 1,
+                }
+            }
+            eprintln!("teacher tags: {} tags for {} of {} training songs", names.len(), train_set.len() - missing, train_set.len());
+            names
+        }
+        None => Vec::new(),
+    };
+    let groups: Vec<String> = if a.group_weight > 0.0 {
+        let g: BTreeSet<String> = entries
+            .iter()
+            .filter(|e| splits.assignment.get(&e.rel_path) == Some(&SplitAssignment::Train))
+            .filter_map(|e| e.group.clone())
+            .collect();
+        anyhow::ensure!(g.len() >= 2, "--group-weight needs a --group-column with at least two groups among the training songs");
+        let group_of: std::collections::HashMap<&str, usize> = entries
+            .iter()
+            .filter_map(|e| Some((e.rel_path.as_str(), g.iter().position(|x| Some(x) == e.group.as_ref())?)))
+            .collect();
+        for s in &mut train_set {
+            s.group = group_of.get(s.id.as_str()).copied();
+        }
+        g.into_iter().collect()
+    } else {
+        Vec::new()
+    };
     eprintln!("{} classes, {} train songs, {} validation songs", labels.len(), train_set.len(), val_set.len());
     anyhow::ensure!(labels.len() >= 2, "need at least two labels to train a classifier, found {labels:?}");
 
@@ -148,6 +181,9 @@ pub fn train(a: TrainArgs) -> Result<ExitCode> {
         crops_per_song: a.crops_per_song,
         patience: a.patience,
         seed: a.split.seed,
+        tag_weight: if a.teacher_tags.is_some() { a.tag_weight } else { 0.0 },
+        group_weight: a.group_weight,
+        augment: a.augment,
         ..Default::default()
     };
     let steps_total = (train_set.len() * opts.crops_per_song).div_ceil(opts.batch_size) as u64;
@@ -190,6 +226,9 @@ pub fn train(a: TrainArgs) -> Result<ExitCode> {
         "epochs_run": summary.state.epochs_done,
         "stopped_early": summary.stopped_early,
         "options": opts,
+        "teacher_tags": a.teacher_tags.as_ref().map(|p| p.display().to_string()),
+        "tag_names": tag_names,
+        "groups": groups,
         "validation": summary.best_val,
         "test": test,
         "holdout": holdout,
@@ -208,6 +247,33 @@ pub fn train(a: TrainArgs) -> Result<ExitCode> {
         print_report("held-out groups", &holdout);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn strip_ext(id: &str) -> &str {
+    match id.rfind('.') {
+        Some(i) if !id[i..].contains('/') => &id[..i],
+        _ => id,
+    }
+}
+
+/// Reads a teacher-tag CSV: `id` then one column per tag (probabilities in [0, 1]).
+fn read_teacher_tags(p: &std::path::Path) -> Result<(Vec<String>, std::collections::HashMap<String, Vec<f32>>)> {
+    let mut rdr = csv::Reader::from_path(p).with_context(|| format!("cannot read teacher tags {}", p.display()))?;
+    let headers: Vec<String> = rdr.headers().with_context(|| format!("{}: no header", p.display()))?.iter().map(String::from).collect();
+    anyhow::ensure!(headers.len() >= 2 && headers[0] == "id", "{}: the first column must be `id`, then one column per tag", p.display());
+    let mut out = std::collections::HashMap::new();
+    for (i, rec) in rdr.records().enumerate() {
+        let rec = rec.with_context(|| format!("{}: row {}", p.display(), i + 2))?;
+        let v: Vec<f32> = rec
+            .iter()
+            .skip(1)
+            .map(|x| x.trim().parse::<f32>().ok().filter(|v| (0.0..=1.0).contains(v)))
+            .collect::<Option<_>>()
+            .with_context(|| format!("{}: row {}: tag values must be numbers in [0, 1]", p.display(), i + 2))?;
+        anyhow::ensure!(v.len() == headers.len() - 1, "{}: row {} has {} values for {} tags", p.display(), i + 2, v.len(), headers.len() - 1);
+        out.insert(rec[0].to_string(), v);
+    }
+    Ok((headers[1..].to_vec(), out))
 }
 
 pub fn evaluate(a: EvaluateArgs) -> Result<ExitCode> {

@@ -50,11 +50,26 @@ fn song_key(s: &SongRecord) -> String {
 
 /// Brings the store's saved index in step with its songs: new and changed songs are inserted, vanished
 /// and changed ones tombstoned, and the graph is rebuilt when tombstones pass [`REBUILD_DEAD_FRACTION`]
-/// (or none is saved). Saved again (atomically) only when something changed.
+/// (or none is saved). Saved again (atomically) only when something changed, and only when the store's
+/// writer lock can be had at once: a reader never waits for a writer, and never writes beside one (it then
+/// searches the updated graph in memory and leaves saving to the writer).
 pub fn sync_index(store: &Store, params: &AnnParams) -> Result<(AnnIndex, IndexUpdate)> {
+    match store.lock() {
+        Some(l) => sync_index_with(store, params, Some(l), false),
+        None => {
+            let lock = crate::StoreLock::try_acquire(store.dir()).ok().flatten();
+            sync_index_with(store, params, lock.as_ref(), false)
+        }
+    }
+}
+
+/// [`sync_index`] for a caller that holds the store's lock (`lock`; `None` = do not save), with `rebuild`
+/// building a new graph whatever is saved. The saved index is replaced by rename only once the new one is
+/// complete: a failed or killed build leaves the old one in place.
+pub fn sync_index_with(store: &Store, params: &AnnParams, lock: Option<&crate::StoreLock>, rebuild: bool) -> Result<(AnnIndex, IndexUpdate)> {
     let h = &store.header;
     let songs: Vec<&SongRecord> = store.songs().collect();
-    let existing = AnnIndex::load(store.dir(), &h.model_fingerprint, h.dim)?;
+    let existing = if rebuild { None } else { AnnIndex::load(store.dir(), &h.model_fingerprint, h.dim)? };
     let mut update = IndexUpdate::default();
     // A graph rebuilt because tombstones piled up keeps the parameters it was built with (M, precision).
     let mut build_params = params.clone();
@@ -97,12 +112,37 @@ pub fn sync_index(store: &Store, params: &AnnParams) -> Result<(AnnIndex, IndexU
             AnnIndex::build_keyed(&m, h.dim, &build_params, rows.iter().map(|s| song_key(s)).collect())?
         }
     };
-    if update.changed() {
+    if update.changed() && lock.is_some() {
         index.save(store.dir(), &h.model_fingerprint)?;
     }
     // The search list is the caller's choice, not the one saved with the graph.
     index.params.ef_search = params.ef_search;
     Ok((index, update))
+}
+
+/// Where a song's genre (for `--genre`, `--same-genre`, the page's selector and the tables) comes from.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum GenreSource {
+    /// The genre tag or CSV column the store recorded; songs without one have no genre.
+    Tag,
+    /// The model's predicted class (the argmax of the stored probabilities), for every song.
+    Predicted,
+    /// The recorded genre where there is one, else the model's prediction (the default: most music folders
+    /// have no usable genre tags).
+    #[default]
+    Either,
+}
+
+impl std::str::FromStr for GenreSource {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "tag" => Ok(GenreSource::Tag),
+            "predicted" => Ok(GenreSource::Predicted),
+            "either" => Ok(GenreSource::Either),
+            o => Err(format!("unknown genre source {o:?}: tag, predicted or either")),
+        }
+    }
 }
 
 /// A recommendation with what the table shows.
@@ -260,6 +300,27 @@ impl Catalog {
     /// A song by id.
     pub fn get(&self, id: &str) -> Option<&SongRecord> {
         self.row(id).map(|r| &self.songs[r])
+    }
+
+    /// Sets where every song's genre comes from (see [`GenreSource`]): the songs' `genre` is replaced in
+    /// memory (the store is not changed); returns how many songs' genre is now the model's prediction.
+    pub fn use_genres(&mut self, source: GenreSource) -> usize {
+        let labels = self.header.labels.clone();
+        let mut predicted = 0;
+        for s in &mut self.songs {
+            let pred = s.predicted(&labels);
+            let (g, from_model) = match source {
+                GenreSource::Tag => (s.genre.take(), false),
+                GenreSource::Predicted => (pred, true),
+                GenreSource::Either => match s.genre.take().filter(|g| !g.trim().is_empty()) {
+                    Some(g) => (Some(g), false),
+                    None => (pred, true),
+                },
+            };
+            predicted += usize::from(from_model && g.is_some());
+            s.genre = g;
+        }
+        predicted
     }
 
     /// Whether any song has genre `g` (case-insensitive, as the filters compare).

@@ -25,6 +25,14 @@ pub enum IndexError {
     /// No such song.
     #[error("{0}")]
     NotFound(String),
+    /// Another process is writing the store.
+    #[error("{path}: another soundalike ({holder}) is writing this store; wait for it to finish, or pass --wait to queue behind it")]
+    Locked {
+        /// Store folder.
+        path: PathBuf,
+        /// Who holds the lock (`pid N`).
+        holder: String,
+    },
 }
 
 /// Result alias.

@@ -7,14 +7,16 @@ mod ann;
 mod catalog;
 mod error;
 mod graph;
+mod lock;
 mod search;
 mod store;
 
 pub use ann::{index_dir, AnnIndex, AnnParams, Builder, Precision, INDEX_FORMAT_VERSION};
-pub use catalog::{sync_index, Catalog, Filters, IndexUpdate, Method, Recommendation, EXACT_BELOW, REBUILD_DEAD_FRACTION};
+pub use catalog::{sync_index, sync_index_with, Catalog, Filters, GenreSource, IndexUpdate, Method, Recommendation, EXACT_BELOW, REBUILD_DEAD_FRACTION};
 pub use error::{IndexError, Result};
+pub use lock::{LockWait, StoreLock, LOCK_FILE};
 pub use search::{exact_search, Hit};
-pub use store::{SongMeta, SongRecord, Store, StoreHeader, StoreWriter, STORE_FORMAT_VERSION};
+pub use store::{check_journal, repair_journal, JournalCheck, SongMeta, SongRecord, Store, StoreHeader, StoreWriter, STORE_FORMAT_VERSION};
 
 /// Cosine similarity of two L2-normalised vectors (their dot product). Uses AVX2+FMA when the CPU has them
 /// (checked at run time; the default x86_64 target only assumes SSE2), else eight independent

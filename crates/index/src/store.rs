@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::error::io_err;
+use crate::lock::{LockWait, StoreLock};
 use crate::{IndexError, Result};
 
 /// Version of the store format.
@@ -74,6 +75,9 @@ impl SongRecord {
 #[derive(Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "lowercase")]
 enum Entry {
+    /// The journal's first line: which model made its vectors (a journal without its `store.json`, or
+    /// beside another model's, is refused instead of being adopted).
+    Model { model_fingerprint: String },
     Put { song: Box<SongRecord> },
     Del { id: String },
 }
@@ -99,23 +103,31 @@ impl Store {
     pub fn open(dir: &Path) -> Result<Store> {
         let header = read_header(dir)?;
         let mut songs = BTreeMap::new();
-        scan_journal(dir, header.dim, |e, _| match e {
+        scan_journal(dir, &header, |e, _| match e {
             Entry::Put { song } => {
                 songs.insert(song.id.clone(), *song);
             }
             Entry::Del { id } => {
                 songs.remove(&id);
             }
+            Entry::Model { .. } => {}
         })?;
         Ok(Store { dir: dir.to_path_buf(), header, songs, writer: None })
     }
 
     /// Opens a store for writing, creating it with `header` if absent. An existing store made by another
-    /// model or settings is refused. Writes go through a [`StoreWriter`]; the journal is read once for both.
+    /// model or settings is refused, and so is a store another process is writing (see [`StoreLock`]).
+    /// Writes go through a [`StoreWriter`]; the journal is read once for both.
     pub fn open_or_create(dir: &Path, header: StoreHeader) -> Result<Store> {
+        Self::open_or_create_with(dir, header, LockWait::No)
+    }
+
+    /// [`Store::open_or_create`], waiting for another writer to finish when `wait` says so.
+    pub fn open_or_create_with(dir: &Path, header: StoreHeader, wait: LockWait) -> Result<Store> {
+        let lock = StoreLock::acquire(dir, wait)?;
         let header = ensure_header(dir, header)?;
         let (mut songs, mut metas) = (BTreeMap::new(), BTreeMap::new());
-        let scan = scan_journal(dir, header.dim, |e, offset| match e {
+        let scan = scan_journal(dir, &header, |e, offset| match e {
             Entry::Put { song } => {
                 metas.insert(song.id.clone(), SongMeta::of(&song, offset));
                 songs.insert(song.id.clone(), *song);
@@ -124,8 +136,9 @@ impl Store {
                 metas.remove(&id);
                 songs.remove(&id);
             }
+            Entry::Model { .. } => {}
         })?;
-        let writer = StoreWriter::attach(dir, header.clone(), metas, scan)?;
+        let writer = StoreWriter::attach(dir, header.clone(), metas, scan, lock)?;
         Ok(Store { dir: dir.to_path_buf(), header, songs, writer: Some(writer) })
     }
 
@@ -177,6 +190,11 @@ impl Store {
         self.writer()?.sync()
     }
 
+    /// The writer's lock, when opened for writing.
+    pub fn lock(&self) -> Option<&StoreLock> {
+        self.writer.as_ref().map(|w| &w.lock)
+    }
+
     /// Rewrites the journal as one `put` per live song, sorted by id, atomically.
     pub fn compact(&mut self) -> Result<()> {
         self.writer()?.compact()
@@ -225,28 +243,65 @@ pub struct StoreWriter {
     journal: std::fs::File,
     /// Journal length (where the next line starts).
     len: u64,
+    lock: StoreLock,
 }
 
 impl StoreWriter {
     /// Opens (or creates with `header`) a store for appending. An existing store made by another model
-    /// or settings is refused.
+    /// or settings is refused, and so is a store another process is writing (see [`StoreLock`]).
     pub fn open_or_create(dir: &Path, header: StoreHeader) -> Result<StoreWriter> {
+        Self::open_or_create_with(dir, header, LockWait::No)
+    }
+
+    /// [`StoreWriter::open_or_create`], waiting for another writer to finish when `wait` says so.
+    pub fn open_or_create_with(dir: &Path, header: StoreHeader, wait: LockWait) -> Result<StoreWriter> {
+        let lock = StoreLock::acquire(dir, wait)?;
         let header = ensure_header(dir, header)?;
         let mut songs = BTreeMap::new();
-        let scan = scan_journal(dir, header.dim, |e, offset| match e {
+        let scan = scan_journal(dir, &header, |e, offset| match e {
             Entry::Put { song } => {
                 songs.insert(song.id.clone(), SongMeta::of(&song, offset));
             }
             Entry::Del { id } => {
                 songs.remove(&id);
             }
+            Entry::Model { .. } => {}
         })?;
-        Self::attach(dir, header, songs, scan)
+        Self::attach(dir, header, songs, scan, lock)
+    }
+
+    /// The writer's lock on the store.
+    pub fn lock(&self) -> &StoreLock {
+        &self.lock
+    }
+
+    /// The full record of a song, read back from the journal.
+    pub fn record(&mut self, id: &str) -> Result<SongRecord> {
+        use std::io::{BufRead, Seek};
+        let jp = Store::journal_path(&self.dir);
+        let meta = self.songs.get(id).ok_or_else(|| IndexError::NotFound(format!("{id}: not in the store")))?;
+        self.journal.flush().map_err(|e| io_err(&jp, e))?;
+        let mut r = std::io::BufReader::new(std::fs::File::open(&jp).map_err(|e| io_err(&jp, e))?);
+        r.seek(std::io::SeekFrom::Start(meta.offset)).map_err(|e| io_err(&jp, e))?;
+        let mut line = Vec::new();
+        r.read_until(b'\n', &mut line).map_err(|e| io_err(&jp, e))?;
+        match serde_json::from_slice::<Entry>(&line) {
+            Ok(Entry::Put { song }) => Ok(*song),
+            _ => Err(IndexError::Incompatible { path: jp, reason: format!("the record of {id} at byte {} is not a song", meta.offset) }),
+        }
+    }
+
+    /// Points the store at the library's new location (same relative paths), rewriting `store.json`.
+    pub fn set_library_root(&mut self, root: &Path) -> Result<()> {
+        self.header.library_root = root.to_path_buf();
+        let hp = Store::header_path(&self.dir);
+        write_atomic(&hp, &serde_json::to_vec_pretty(&self.header).map_err(|e| io_err(&hp, e))?)
     }
 
     /// A writer over a scanned journal: cuts a torn last line off (so a second interruption cannot leave
-    /// it in the middle of the journal) and opens the journal for appending.
-    fn attach(dir: &Path, header: StoreHeader, songs: BTreeMap<String, SongMeta>, scan: JournalScan) -> Result<StoreWriter> {
+    /// it in the middle of the journal), opens the journal for appending and starts a new journal with its
+    /// model line.
+    fn attach(dir: &Path, header: StoreHeader, songs: BTreeMap<String, SongMeta>, scan: JournalScan, lock: StoreLock) -> Result<StoreWriter> {
         let jp = Store::journal_path(dir);
         let mut len = scan.len;
         if let Some(at) = scan.torn_at {
@@ -254,7 +309,11 @@ impl StoreWriter {
             len = at;
         }
         let journal = std::fs::OpenOptions::new().create(true).append(true).open(&jp).map_err(|e| io_err(&jp, e))?;
-        Ok(StoreWriter { dir: dir.to_path_buf(), header, songs, journal, len })
+        let mut w = StoreWriter { dir: dir.to_path_buf(), header, songs, journal, len, lock };
+        if w.len == 0 {
+            w.append(&Entry::Model { model_fingerprint: w.header.model_fingerprint.clone() })?;
+        }
+        Ok(w)
     }
 
     /// The store folder.
@@ -331,7 +390,10 @@ impl StoreWriter {
             let mut out = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
             let mut line = Vec::new();
             let mut new_offsets = Vec::with_capacity(self.songs.len());
-            let mut at = 0u64;
+            let mut first = serde_json::to_vec(&Entry::Model { model_fingerprint: self.header.model_fingerprint.clone() }).map_err(std::io::Error::other)?;
+            first.push(b'\n');
+            out.write_all(&first)?;
+            let mut at = first.len() as u64;
             for (id, meta) in &self.songs {
                 src.seek(std::io::SeekFrom::Start(meta.offset))?;
                 line.clear();
@@ -366,6 +428,106 @@ impl StoreWriter {
     }
 }
 
+/// What [`check_journal`] found in a store's journal.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct JournalCheck {
+    /// Lines that are valid records.
+    pub valid_lines: usize,
+    /// Live songs after replaying the valid records.
+    pub songs: usize,
+    /// Damaged lines: (1-based line number, byte offset, length). A torn last line is not counted here.
+    pub damaged: Vec<(usize, u64, usize)>,
+    /// A torn (unfinished) last line's byte offset, which every writer cuts off anyway.
+    pub torn_at: Option<u64>,
+    /// Where [`repair_journal`] moved the damaged bytes.
+    pub moved_to: Option<PathBuf>,
+}
+
+/// Reads every line of the store's journal and reports which are damaged (unparseable, a vector of the
+/// wrong width, or a model line of another model), without failing on them.
+pub fn check_journal(dir: &Path) -> Result<JournalCheck> {
+    let header = read_header(dir)?;
+    let (check, _) = check_lines(dir, &header, false)?;
+    Ok(check)
+}
+
+/// Keeps every valid record of the journal and moves the damaged lines, byte for byte, into
+/// `damaged-<unix time>.jsonl` in the store folder for inspection; the journal is rewritten atomically. The
+/// songs whose records were damaged are no longer in the store: the next `embed` embeds them again. Takes
+/// the writer's lock (`lock` proves it).
+pub fn repair_journal(dir: &Path, lock: &StoreLock) -> Result<JournalCheck> {
+    if lock.dir() != dir {
+        return Err(IndexError::Invalid(format!("{}: the lock held is for {}", dir.display(), lock.dir().display())));
+    }
+    let header = read_header(dir)?;
+    let (mut check, parts) = check_lines(dir, &header, true)?;
+    if check.damaged.is_empty() && check.torn_at.is_none() {
+        return Ok(check);
+    }
+    let (good, bad) = parts.unwrap_or_default();
+    if !bad.is_empty() {
+        let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        let aside = dir.join(format!("damaged-{t}.jsonl"));
+        write_atomic(&aside, &bad)?;
+        check.moved_to = Some(aside);
+    }
+    write_atomic(&Store::journal_path(dir), &good)?;
+    Ok(check)
+}
+
+/// The line-by-line check; with `split`, also the valid and the damaged bytes.
+#[allow(clippy::type_complexity)]
+fn check_lines(dir: &Path, header: &StoreHeader, split: bool) -> Result<(JournalCheck, Option<(Vec<u8>, Vec<u8>)>)> {
+    use std::io::BufRead;
+    let jp = Store::journal_path(dir);
+    let mut check = JournalCheck::default();
+    let (mut good, mut bad) = (Vec::new(), Vec::new());
+    let mut live = std::collections::BTreeSet::new();
+    if jp.exists() {
+        let mut r = std::io::BufReader::new(std::fs::File::open(&jp).map_err(|e| io_err(&jp, e))?);
+        let (mut line, mut at) = (Vec::new(), 0u64);
+        for n in 1.. {
+            line.clear();
+            let got = r.read_until(b'\n', &mut line).map_err(|e| io_err(&jp, e))?;
+            if got == 0 {
+                break;
+            }
+            let offset = at;
+            at += got as u64;
+            if line.iter().all(|b| b.is_ascii_whitespace()) {
+                continue;
+            }
+            let ok = match serde_json::from_slice::<Entry>(&line) {
+                Ok(Entry::Put { song }) if song.vector.len() == header.dim => {
+                    live.insert(song.id);
+                    true
+                }
+                Ok(Entry::Del { id }) => {
+                    live.remove(&id);
+                    true
+                }
+                Ok(Entry::Model { model_fingerprint }) => model_fingerprint == header.model_fingerprint,
+                _ => false,
+            };
+            if ok {
+                check.valid_lines += 1;
+                if split {
+                    good.extend_from_slice(&line);
+                }
+            } else if line.last() != Some(&b'\n') {
+                check.torn_at = Some(offset);
+            } else {
+                check.damaged.push((n, offset, got));
+                if split {
+                    bad.extend_from_slice(&line);
+                }
+            }
+        }
+    }
+    check.songs = live.len();
+    Ok((check, split.then_some((good, bad))))
+}
+
 /// Reads and checks `store.json`.
 fn read_header(dir: &Path) -> Result<StoreHeader> {
     let hp = Store::header_path(dir);
@@ -386,6 +548,15 @@ fn read_header(dir: &Path) -> Result<StoreHeader> {
 fn ensure_header(dir: &Path, header: StoreHeader) -> Result<StoreHeader> {
     let hp = Store::header_path(dir);
     if !hp.exists() {
+        let jp = Store::journal_path(dir);
+        if std::fs::metadata(&jp).is_ok_and(|m| m.len() > 0) {
+            return Err(IndexError::Incompatible {
+                path: jp,
+                reason: "a journal of songs without its store.json: which model made its vectors is unknown, so it is not adopted; \
+                         restore store.json, or move songs.jsonl away to start a new store here"
+                    .into(),
+            });
+        }
         std::fs::create_dir_all(dir).map_err(|e| io_err(dir, e))?;
         write_atomic(&hp, &serde_json::to_vec_pretty(&header).map_err(|e| io_err(&hp, e))?)?;
         return Ok(header);
@@ -411,8 +582,9 @@ struct JournalScan {
 
 /// Streams `songs.jsonl`, calling `on` with each record and the byte offset of its line. A final line
 /// without its newline that does not parse is a write cut short (never committed) and is skipped; any
-/// other bad line, or a vector of the wrong width, is an error naming the line.
-fn scan_journal(dir: &Path, dim: usize, mut on: impl FnMut(Entry, u64)) -> Result<JournalScan> {
+/// other bad line, a vector of the wrong width, or a model line of another model is an error naming the line.
+fn scan_journal(dir: &Path, header: &StoreHeader, mut on: impl FnMut(Entry, u64)) -> Result<JournalScan> {
+    let dim = header.dim;
     use std::io::BufRead;
     let jp = Store::journal_path(dir);
     let mut scan = JournalScan { len: 0, torn_at: None };
@@ -436,9 +608,26 @@ fn scan_journal(dir: &Path, dim: usize, mut on: impl FnMut(Entry, u64)) -> Resul
             Ok(Entry::Put { song }) if song.vector.len() != dim => {
                 return Err(IndexError::Incompatible { path: jp, reason: format!("line {n}: vector of {} values, store dim {dim}", song.vector.len()) });
             }
+            Ok(Entry::Model { model_fingerprint }) if model_fingerprint != header.model_fingerprint => {
+                return Err(IndexError::Incompatible {
+                    path: jp,
+                    reason: format!(
+                        "line {n}: these vectors were made by model {model_fingerprint}, but store.json names {} ({}); the journal is not adopted",
+                        header.model_name, header.model_fingerprint
+                    ),
+                });
+            }
             Ok(e) => on(e, offset),
             Err(_) if line.last() != Some(&b'\n') => scan.torn_at = Some(offset),
-            Err(e) => return Err(IndexError::Incompatible { path: jp, reason: format!("line {n}: {e}") }),
+            Err(e) => {
+                return Err(IndexError::Incompatible {
+                    path: jp,
+                    reason: format!(
+                        "line {n}: {e}; `soundalike store check {}` lists the damage and `--repair` keeps every valid record",
+                        dir.display()
+                    ),
+                })
+            }
         }
     }
     Ok(scan)

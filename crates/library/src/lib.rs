@@ -11,7 +11,7 @@ mod split;
 pub use cache::{frontend_fingerprint, CacheReport, CachedMel, TileCache, CACHE_FORMAT_VERSION};
 pub use error::{LibraryError, Result};
 pub use labels::{fill_tag_labels, load_catalog, title_from_path, CatalogEntry, LabelOptions, LabelSource};
-pub use scan::{fingerprint_file, scan_library, SongFile};
+pub use scan::{component_id, fingerprint_file, scan_library, SongFile};
 pub use split::{split_songs, SplitAssignment, SplitOptions, Splits, SPLIT_FORMAT_VERSION};
 
 /// A 64-bit deterministic RNG (SplitMix64): seeded shuffles and augmentations without a dependency.

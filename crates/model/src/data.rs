@@ -65,3 +65,50 @@ pub fn tile_batch(mel: &LogMel, starts: &[usize], width: usize, device: &Device)
 pub fn batch_tensor(data: Vec<f32>, batch: usize, n_mels: usize, width: usize, device: &Device) -> Tensor<4> {
     Tensor::from_data(TensorData::new(data, [batch, 1, n_mels, width]), device)
 }
+
+/// Like [`write_tile`], but reads `width * rate` frames from `start` (moved back when they would run past
+/// the end) and resamples them linearly to `width`: a tempo change of `1 / rate` (augmentation). `rate` 1
+/// gives exactly [`write_tile`]'s tile.
+pub fn write_tile_stretched(mel: &LogMel, start: usize, width: usize, rate: f32, out: &mut [f32]) {
+    let span = ((width as f32 - 1.0) * rate).ceil() as usize + 1;
+    let start = start.min(mel.n_frames.saturating_sub(span));
+    let end = (start + span).min(mel.n_frames);
+    let mut max = f32::NEG_INFINITY;
+    for m in 0..mel.n_mels {
+        for t in start..end {
+            max = max.max(mel.at(m, t));
+        }
+    }
+    for f in 0..width {
+        let pos = start as f32 + f as f32 * rate;
+        let t0 = pos.floor() as usize;
+        let frac = pos - t0 as f32;
+        for m in 0..mel.n_mels {
+            out[m * width + f] = if t0 < mel.n_frames {
+                let a = mel.at(m, t0);
+                let b = if t0 + 1 < mel.n_frames { mel.at(m, t0 + 1) } else { a };
+                let db = if frac == 0.0 { a } else { a + (b - a) * frac };
+                (1.0 + (db - max) / INPUT_RANGE_DB).clamp(0.0, 1.0)
+            } else {
+                0.0
+            };
+        }
+    }
+}
+
+/// An EQ tilt on one normalised tile (`[n_mels, width]`): `db_total` dB more at the highest band than at the
+/// lowest, linear in between and centred (the middle band is unchanged); silence stays silent and values are
+/// clamped to `[0, 1]` (augmentation).
+pub fn eq_tilt(tile: &mut [f32], n_mels: usize, width: usize, db_total: f32) {
+    if n_mels < 2 {
+        return;
+    }
+    for m in 0..n_mels {
+        let shift = db_total * (m as f32 / (n_mels - 1) as f32 - 0.5) / INPUT_RANGE_DB;
+        for v in &mut tile[m * width..(m + 1) * width] {
+            if *v > 0.0 {
+                *v = (*v + shift).clamp(0.0, 1.0);
+            }
+        }
+    }
+}

@@ -1,17 +1,24 @@
 //! The training loop: Adam, cosine learning-rate decay, class-weighted cross-entropy, random crops +
-//! SpecAugment, early stopping on validation loss, a checkpoint every epoch and exact resume.
+//! SpecAugment (and optional EQ-tilt and tempo augmentation), early stopping on validation loss, a checkpoint
+//! every epoch and exact resume.
+//!
+//! Besides the classes the model predicts, training can learn two auxiliary targets through heads on the
+//! same 128-d embedding that are dropped when the model is saved: a tagger's soft tag probabilities
+//! (distillation, binary cross-entropy) and a song's group (e.g. its production, cross-entropy). The saved
+//! model is the plain [`SoundNet`]: inference, embedding and the model format do not change.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use burn::nn::{Linear, LinearConfig};
 use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
 use burn::prelude::*;
-use burn::tensor::activation::log_softmax;
+use burn::tensor::activation::{log_sigmoid, log_softmax};
 use serde::{Deserialize, Serialize};
 use soundalike_audio::LogMel;
 use soundalike_library::SplitMix64;
 
-use crate::data::{batch_tensor, spec_augment, write_tile};
+use crate::data::{batch_tensor, eq_tilt, spec_augment, write_tile, write_tile_stretched};
 use crate::eval::{evaluate, EvalReport};
 use crate::{save_model, ModelConfig, ModelError, Result, SoundNet};
 
@@ -24,6 +31,17 @@ pub struct LabelledSong {
     pub label: usize,
     /// Log-mel spectrogram.
     pub mel: LogMel,
+    /// Soft tag targets in `[0, 1]` (a tagger's probabilities), or empty when the song has none.
+    pub tags: Vec<f32>,
+    /// Index of the song's group (e.g. production) for the group head, if any.
+    pub group: Option<usize>,
+}
+
+impl LabelledSong {
+    /// A song with a class label only (no tags, no group).
+    pub fn new(id: impl Into<String>, label: usize, mel: LogMel) -> Self {
+        LabelledSong { id: id.into(), label, mel, tags: Vec::new(), group: None }
+    }
 }
 
 /// Training settings (saved with the checkpoint; a resume must use the same).
@@ -45,12 +63,90 @@ pub struct TrainOptions {
     pub seed: u64,
     /// SpecAugment masks on training tiles.
     pub spec_augment: bool,
+    /// Weight of the tag-distillation loss (0 = no tag head).
+    #[serde(default)]
+    pub tag_weight: f32,
+    /// Weight of the group (production) cross-entropy (0 = no group head).
+    #[serde(default)]
+    pub group_weight: f32,
+    /// Random EQ tilt (up to +-6 dB across the bands) and tempo change (up to +-8%) of training crops.
+    #[serde(default)]
+    pub augment: bool,
 }
 
 impl Default for TrainOptions {
     fn default() -> Self {
-        TrainOptions { epochs: 30, batch_size: 32, learning_rate: 2e-3, weight_decay: 1e-4, crops_per_song: 8, patience: 6, seed: 42, spec_augment: true }
+        TrainOptions {
+            epochs: 30,
+            batch_size: 32,
+            learning_rate: 2e-3,
+            weight_decay: 1e-4,
+            crops_per_song: 8,
+            patience: 6,
+            seed: 42,
+            spec_augment: true,
+            tag_weight: 0.0,
+            group_weight: 0.0,
+            augment: false,
+        }
     }
+}
+
+/// What training optimises: the [`SoundNet`] plus the auxiliary heads on its embedding (absent when their
+/// weight is 0). Only `net` is saved as the model.
+#[derive(Module, Debug)]
+pub struct TrainNet {
+    /// The model.
+    pub net: SoundNet,
+    /// Tag logits from the embedding.
+    pub tag_head: Option<Linear>,
+    /// Group logits from the embedding.
+    pub group_head: Option<Linear>,
+}
+
+impl TrainNet {
+    /// A fresh network with heads for `n_tags` tags and `n_groups` groups (0 = no head).
+    pub fn new(arch: &crate::ArchConfig, n_classes: usize, n_tags: usize, n_groups: usize, device: &Device) -> Self {
+        let head = |n: usize| (n > 0).then(|| LinearConfig::new(arch.embedding_dim, n).init(device));
+        TrainNet { net: SoundNet::new(arch, n_classes, device), tag_head: head(n_tags), group_head: head(n_groups) }
+    }
+}
+
+/// One batch's targets for [`train_step_multi`].
+pub struct BatchTargets {
+    /// Class-weighted one-hot `[b, classes]`.
+    pub class: Tensor<2>,
+    /// Sum of the class weights.
+    pub class_wsum: f32,
+    /// Soft tags `[b, tags]` and a per-row mask `[b, 1]` (1 where the song has tags).
+    pub tags: Option<(Tensor<2>, Tensor<2>, f32)>,
+    /// One-hot groups `[b, groups]` (rows of songs without a group are zero) and how many rows have one.
+    pub groups: Option<(Tensor<2>, f32)>,
+}
+
+/// One optimiser step of the multi-task loss: class cross-entropy + `tag_weight` x tag binary cross-entropy
+/// (mean over tags and tagged rows) + `group_weight` x group cross-entropy. Returns the updated network, the
+/// total loss and the class logits.
+pub fn train_step_multi(net: TrainNet, optim: &mut ModuleOptimizer, x: Tensor<4>, t: BatchTargets, opts: &TrainOptions, lr: f64) -> (TrainNet, f32, Tensor<2>) {
+    let emb = net.net.forward_embedding(x);
+    let logits = net.net.head_logits(emb.clone());
+    let mut loss = log_softmax(logits.clone(), 1).mul(t.class).sum().neg().div_scalar(t.class_wsum.max(1e-6));
+    if let (Some(head), Some((tags, mask, n))) = (&net.tag_head, t.tags) {
+        let z = head.forward(emb.clone());
+        let n_tags = z.dims()[1] as f32;
+        let bce = tags.clone().mul(log_sigmoid(z.clone())).add(tags.neg().add_scalar(1.0).mul(log_sigmoid(z.neg())));
+        loss = loss.add(bce.mul(mask).sum().neg().div_scalar((n * n_tags).max(1e-6)).mul_scalar(opts.tag_weight));
+    }
+    if let (Some(head), Some((groups, n))) = (&net.group_head, t.groups) {
+        let z = head.forward(emb);
+        loss = loss.add(log_softmax(z, 1).mul(groups).sum().neg().div_scalar(n.max(1e-6)).mul_scalar(opts.group_weight));
+    }
+    let loss_v = loss.clone().into_data().try_into_vec::<f32>().unwrap_or_default().first().copied().unwrap_or(f32::NAN);
+    if !loss_v.is_finite() {
+        return (net, loss_v, logits);
+    }
+    let grads = GradientsParams::from_grads(loss.backward(), &net);
+    (optim.step(lr, net, grads), loss_v, logits)
 }
 
 /// One line of the training history.
@@ -196,7 +292,12 @@ pub fn train(
     std::fs::create_dir_all(&ckpt_root).map_err(|e| io_err(&ckpt_root, e))?;
     let state_path = ckpt_root.join("state.json");
 
-    let mut model = SoundNet::new(&config.arch, k, &ad);
+    let n_tags = if opts.tag_weight > 0.0 { train_songs.iter().map(|s| s.tags.len()).max().unwrap_or(0) } else { 0 };
+    if train_songs.iter().any(|s| !s.tags.is_empty() && s.tags.len() != n_tags) {
+        return Err(ModelError::Invalid("training songs have different numbers of tags".into()));
+    }
+    let n_groups = if opts.group_weight > 0.0 { train_songs.iter().filter_map(|s| s.group).max().map_or(0, |g| g + 1) } else { 0 };
+    let mut model = TrainNet::new(&config.arch, k, n_tags, n_groups, &ad);
     let mut optim = optimizer(opts.weight_decay);
     let mut state = TrainState { epochs_done: 0, best_val_loss: f64::INFINITY, best_epoch: 0, history: vec![], options: opts.clone(), checkpoint: String::new() };
     if resume && state_path.exists() {
@@ -243,20 +344,45 @@ pub fn train(
             let b = batch.len();
             let mut data = vec![0f32; b * h * w];
             let mut target = vec![0f32; b * k];
+            let (mut tags, mut tag_mask, mut n_tagged) = (vec![0f32; b * n_tags], vec![0f32; b], 0f32);
+            let (mut groups, mut n_grouped) = (vec![0f32; b * n_groups], 0f32);
             let mut wsum = 0f32;
             for (i, &(si, start)) in batch.iter().enumerate() {
+                let song = &train_songs[si];
                 let tile = &mut data[i * h * w..(i + 1) * h * w];
-                write_tile(&train_songs[si].mel, start, w, tile);
+                if opts.augment {
+                    // Tempo: read 0.92-1.08 tiles' worth of frames and resample them to one tile.
+                    let rate = 0.92 + 0.16 * rng.unit();
+                    write_tile_stretched(&song.mel, start, w, rate, tile);
+                    eq_tilt(tile, h, w, (rng.unit() - 0.5) * 2.0 * 6.0);
+                } else {
+                    write_tile(&song.mel, start, w, tile);
+                }
                 if opts.spec_augment {
                     spec_augment(tile, h, w, h / 8, w / 8, &mut || rng.unit());
                 }
-                let lw = weights[train_songs[si].label];
-                target[i * k + train_songs[si].label] = lw;
+                let lw = weights[song.label];
+                target[i * k + song.label] = lw;
                 wsum += lw;
+                if n_tags > 0 && song.tags.len() == n_tags {
+                    tags[i * n_tags..(i + 1) * n_tags].copy_from_slice(&song.tags);
+                    tag_mask[i] = 1.0;
+                    n_tagged += 1.0;
+                }
+                if let (true, Some(g)) = (n_groups > 0, song.group) {
+                    groups[i * n_groups + g] = 1.0;
+                    n_grouped += 1.0;
+                }
             }
             let x = batch_tensor(data, b, h, w, &ad);
-            let t = Tensor::<2>::from_data(TensorData::new(target.clone(), [b, k]), &ad);
-            let (next, loss_v, logits) = train_step(model, &mut optim, x, t, wsum, lr);
+            let t2 = |v: Vec<f32>, cols: usize| Tensor::<2>::from_data(TensorData::new(v, [b, cols]), &ad);
+            let bt = BatchTargets {
+                class: t2(target.clone(), k),
+                class_wsum: wsum,
+                tags: (n_tags > 0).then(|| (t2(tags, n_tags), t2(tag_mask, 1), n_tagged)),
+                groups: (n_groups > 0).then(|| (t2(groups, n_groups), n_grouped)),
+            };
+            let (next, loss_v, logits) = train_step_multi(model, &mut optim, x, bt, opts, lr);
             model = next;
             if !loss_v.is_finite() {
                 return Err(ModelError::Invalid(format!("training diverged at epoch {epoch} step {} (loss {loss_v})", step + 1)));
@@ -272,7 +398,7 @@ pub fn train(
             on(Progress::Step { epoch, step: step + 1, steps, loss: loss_sum / seen as f64, accuracy: hits as f64 / seen as f64 });
         }
         let train_secs = t0.elapsed().as_secs_f64();
-        let valid = model.valid();
+        let valid = model.net.valid();
         let val = if val_songs.is_empty() { EvalReport::default() } else { evaluate(&valid, val_songs, &config.labels, w, w, device) };
         let rec = EpochRecord {
             epoch,
@@ -313,7 +439,7 @@ pub fn train(
     }
     let config = match best_cfg {
         Some(c) => c,
-        None => save_model(out_dir, &model.valid(), config)?,
+        None => save_model(out_dir, &model.net.valid(), config)?,
     };
     let best = crate::load_model(out_dir, device)?;
     let best_val = if val_songs.is_empty() { EvalReport::default() } else { evaluate(&best.net, val_songs, &config.labels, w, w, device) };

@@ -27,7 +27,7 @@ fn song(id: usize, label: usize) -> LabelledSong {
             data[m * n_frames + t] = -80.0 + loud + noise;
         }
     }
-    LabelledSong { id: format!("s{id}"), label, mel: LogMel { n_mels, n_frames, data } }
+    LabelledSong::new(format!("s{id}"), label, LogMel { n_mels, n_frames, data })
 }
 
 fn sets() -> (Vec<LabelledSong>, Vec<LabelledSong>) {

@@ -1,0 +1,132 @@
+#!/usr/bin/env python3
+"""Runs the pretrained musicnn taggers (MSD and MTT models) over every preview of a corpus.
+
+    python3 datasets/debian-music/tag.py CORPUS            # CORPUS = the folder build.py made (tracks.csv)
+
+Writes, atomically and resumably (rows already present are kept):
+  CORPUS/teacher_tags.csv          id + 100 tag probabilities (sigmoid), mean over the preview's 3-s patches:
+                                   the 50 Million Song Dataset tags (`msd:` columns) and the 50 MagnaTagATune tags
+                                   (`mtt:` columns: these name classical, strings, choir... that MSD lacks)
+  CORPUS/musicnn_penultimate.csv   id + the MSD model's 200-d penultimate layer, mean over the same patches
+                                   (the pretrained peer in the yardstick, scripts/lpo_eval.py)
+  CORPUS/labels.csv                tracks.csv plus `genre` and `genre_margin`: a listener's genre bucket from the
+                                   tags (GENRES below; the bucket whose strongest tag is strongest), a GUESS
+These are a pretrained tagger's GUESSES, not ground truth: every report that uses them must say so.
+
+Needs a Python environment with musicnn (build time only; nothing here runs at soundalike's run time):
+    python3 -m venv venv && venv/bin/pip install tensorflow-cpu tf-keras librosa && venv/bin/pip install --no-deps musicnn
+The graph is built once and every patch of a file goes through in one batch (musicnn's own extractor() rebuilds
+the graph per file and, with its default batch size, repeats the first patch's features).
+A file the tagger fails on is reported in CORPUS/tag_failed.csv and left out; the rest goes on.
+"""
+import csv, os, sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")  # musicnn uses tf.layers (Keras 2, from tf-keras)
+import numpy as np  # noqa: E402
+import librosa  # noqa: E402
+import tensorflow as tf  # noqa: E402
+from musicnn import configuration as config, models  # noqa: E402
+
+MODELS = (("msd", "MSD_musicnn", config.MSD_LABELS), ("mtt", "MTT_musicnn", config.MTT_LABELS))
+# Listener genres from tags: a bucket's score is its strongest tag's probability.
+GENRES = {
+    "classical": ["mtt:classical", "mtt:classic", "mtt:strings", "mtt:violin", "mtt:cello", "mtt:harpsichord", "mtt:opera",
+                  "mtt:choir", "mtt:choral", "mtt:harp", "mtt:flute"],
+    "electronic": ["msd:electronic", "msd:electronica", "msd:electro", "msd:dance", "msd:House", "mtt:techno", "mtt:electronic",
+                   "mtt:synth", "mtt:dance", "mtt:beats"],
+    "ambient": ["msd:ambient", "msd:chillout", "msd:chill", "msd:Mellow", "mtt:ambient", "mtt:new age"],
+    "rock_metal": ["msd:rock", "msd:alternative", "msd:alternative rock", "msd:classic rock", "msd:indie rock", "msd:hard rock",
+                   "msd:punk", "msd:Progressive rock", "msd:metal", "msd:heavy metal", "mtt:rock", "mtt:metal"],
+    "pop": ["msd:pop", "msd:indie pop", "msd:catchy", "mtt:pop"],
+    "jazz_blues": ["msd:jazz", "msd:blues", "msd:soul", "msd:funk"],
+    "folk_country": ["msd:folk", "msd:country", "mtt:country"],
+    "hiphop_rnb": ["msd:Hip-Hop", "msd:rnb"],
+    "world": ["mtt:indian", "mtt:sitar"],
+}
+
+
+def genre_of(tags):
+    scores = sorted(((max(tags[t] for t in ts), g) for g, ts in GENRES.items()), reverse=True)
+    return scores[0][1], scores[0][0] - scores[1][0]
+
+
+def logmel(path):
+    audio, sr = librosa.load(path, sr=config.SR)
+    rep = librosa.feature.melspectrogram(y=audio, sr=sr, hop_length=config.FFT_HOP, n_fft=config.FFT_SIZE, n_mels=config.N_MELS).T
+    return np.log10(10000 * rep.astype(np.float32) + 1)
+
+
+def main():
+    corpus = sys.argv[1]
+    rows = list(csv.DictReader(open(os.path.join(corpus, "tracks.csv"))))
+    tag_path, pen_path = os.path.join(corpus, "teacher_tags.csv"), os.path.join(corpus, "musicnn_penultimate.csv")
+    done = {}
+    if os.path.exists(tag_path) and os.path.exists(pen_path):
+        pens = {r[0]: r[1:] for r in list(csv.reader(open(pen_path)))[1:]}
+        for r in list(csv.reader(open(tag_path)))[1:]:
+            if r[0] in pens:
+                done[r[0]] = (r[1:], pens[r[0]])
+    n_frames = librosa.time_to_frames(3, sr=config.SR, n_fft=config.FFT_SIZE, hop_length=config.FFT_HOP) + 1
+    tf.compat.v1.disable_eager_execution()
+    nets = []
+    for prefix, name, labels in MODELS:
+        g = tf.Graph()
+        with g.as_default():
+            with tf.name_scope("model"):
+                x = tf.compat.v1.placeholder(tf.float32, [None, n_frames, config.N_MELS])
+                is_training = tf.compat.v1.placeholder(tf.bool)
+                y, *_, penultimate = models.define_model(x, is_training, name, len(labels))
+                prob = tf.nn.sigmoid(y)
+            sess = tf.compat.v1.Session(graph=g)
+            sess.run(tf.compat.v1.global_variables_initializer())
+            tf.compat.v1.train.Saver().restore(sess, os.path.join(os.path.dirname(models.__file__), name) + "/")
+        nets.append((sess, x, is_training, prob, penultimate))
+    tag_names = [f"{p}:{t}" for p, _, labels in MODELS for t in labels]
+    failed = []
+
+    def flush():
+        for path, header, idx in ((tag_path, tag_names, 0), (pen_path, [f"p{i}" for i in range(200)], 1)):
+            with open(path + ".tmp", "w", newline="") as f:
+                w = csv.writer(f)
+                w.writerow(["id"] + list(header))
+                for k, v in done.items():
+                    w.writerow([k] + list(v[idx]))
+            os.replace(path + ".tmp", path)
+
+    for i, r in enumerate(rows):
+        if r["id"] in done:
+            continue
+        try:
+            rep = logmel(os.path.join(corpus, r["file"]))
+            starts = range(0, rep.shape[0] - n_frames + 1, n_frames)
+            batch = np.stack([rep[s:s + n_frames] for s in starts])
+            if len(batch) == 0:
+                raise ValueError("shorter than one 3-s patch")
+            probs, pen = [], None
+            for sess, x, is_training, prob, penultimate in nets:
+                p, q = sess.run([prob, penultimate], feed_dict={x: batch, is_training: False})
+                probs += [f"{v:.5f}" for v in p.mean(0)]
+                pen = pen if pen is not None else [f"{v:.5f}" for v in q.mean(0)]
+            done[r["id"]] = (probs, pen)
+        except Exception as e:  # noqa: BLE001 - reported, never fatal
+            failed.append((r["id"], str(e)[:200]))
+        if (i + 1) % 50 == 0:
+            flush()
+            print(f"{i + 1}/{len(rows)}", flush=True)
+    flush()
+    with open(os.path.join(corpus, "tag_failed.csv"), "w", newline="") as f:
+        csv.writer(f).writerows([("id", "reason")] + failed)
+    with open(os.path.join(corpus, "labels.csv.tmp"), "w", newline="") as f:
+        w = csv.DictWriter(f, list(rows[0].keys()) + ["genre", "genre_margin"])
+        w.writeheader()
+        for r in rows:
+            if r["id"] in done:
+                g, m = genre_of(dict(zip(tag_names, map(float, done[r["id"]][0]))))
+                w.writerow({**r, "genre": g, "genre_margin": f"{m:.4f}"})
+    os.replace(os.path.join(corpus, "labels.csv.tmp"), os.path.join(corpus, "labels.csv"))
+    print(f"tagged {len(done)} of {len(rows)} previews; {len(failed)} failed (tag_failed.csv)")
+
+
+if __name__ == "__main__":
+    main()

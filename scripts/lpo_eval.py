@@ -1,0 +1,174 @@
+#!/usr/bin/env python3
+"""Leave-productions-out yardstick: does a model find songs of the same production among music it never heard?
+
+    python3 scripts/lpo_eval.py CORPUS --out target/lpo [--folds 5] [--run 0,1] [--bin target/release/soundalike]
+        [--train-args "--epochs 14 ..."] [--variant NAME] [--no-train]
+
+CORPUS is what datasets/debian-music/build.py + tag.py made (labels.csv, teacher_tags.csv,
+musicnn_penultimate.csv, previews/). Productions (Debian packages, ground truth) are dealt into --folds folds
+with a fixed seed; for each fold in --run, a model is trained without that fold's productions (`soundalike
+train ... --holdout-group P ...`, genre labels = the tagger's guess, tags = the tagger's probabilities),
+every preview of the corpus is embedded with it, and each held-out song (first rendering only, `variant` 0, in a
+production with at least --min-songs such songs) queries all variant-0 songs of the corpus. Reported per fold and
+over folds (mean and spread):
+  P@1, P@10   share of the 1 / 10 nearest neighbours (cosine) from the query's own production
+  tags@10     mean cosine between the query's and its neighbours' musicnn tag vectors (a tagger's guesses,
+              and musicnn's own penultimate is favoured by it)
+for the model and, on the same queries and candidates, for: log-mel statistics (mean and std of each of 128
+mel bands over the song, each dimension z-scored over the corpus; no learning), musicnn's MSD penultimate layer
+(200-d, mean over 3-s patches, z-scored; trained on the Million Song Dataset, a pretrained peer) and chance.
+Results: OUT/results.json and OUT/results.md. Models and stores stay in OUT/fold<k>/ for reuse (--no-train).
+"""
+import argparse, csv, json, os, random, shlex, subprocess, sys
+import numpy as np
+
+
+def load_csv_vectors(path):
+    rows = list(csv.reader(open(path)))
+    return {r[0]: np.array([float(x) for x in r[1:]], dtype=np.float32) for r in rows[1:]}
+
+
+def logmel_stats(corpus, rows, cache_path):
+    """Mean and std per mel band (128 bands, n_fft 2048, hop 512, 22,050 Hz, dB): the no-learning baseline."""
+    have = {}
+    if os.path.exists(cache_path):
+        d = np.load(cache_path, allow_pickle=True).item()
+        have = d
+    missing = [r for r in rows if r["id"] not in have]
+    if missing:
+        import librosa
+        for i, r in enumerate(missing):
+            y, sr = librosa.load(os.path.join(corpus, r["file"]), sr=22050, mono=True)
+            m = librosa.power_to_db(librosa.feature.melspectrogram(y=y, sr=sr, n_fft=2048, hop_length=512, n_mels=128), top_db=80.0)
+            have[r["id"]] = np.concatenate([m.mean(1), m.std(1)]).astype(np.float32)
+            if (i + 1) % 100 == 0:
+                print(f"  log-mel statistics {i + 1}/{len(missing)}", flush=True)
+                np.save(cache_path, have, allow_pickle=True)
+        np.save(cache_path, have, allow_pickle=True)
+    return have
+
+
+def zscore(m):
+    return (m - m.mean(0)) / (m.std(0) + 1e-6)
+
+
+def unit(m):
+    return m / (np.linalg.norm(m, axis=1, keepdims=True) + 1e-12)
+
+
+def retrieval(vecs, prods, tags, queries, k=10):
+    """vecs: [n, d] unit rows; prods: [n]; queries: indices. Returns per-query (p1, p10, tags10)."""
+    s = vecs[queries] @ vecs.T
+    out = []
+    tu = unit(tags)
+    for qi, q in enumerate(queries):
+        row = s[qi].copy()
+        row[q] = -np.inf
+        nn = np.argpartition(-row, k)[:k]
+        nn = nn[np.argsort(-row[nn])]
+        out.append((float(prods[nn[0]] == prods[q]), float(np.mean(prods[nn] == prods[q])), float(np.mean(tu[nn] @ tu[q]))))
+    return np.array(out)
+
+
+def run(cmd):
+    print("+", " ".join(shlex.quote(c) for c in cmd), flush=True)
+    subprocess.run(cmd, check=True)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("corpus")
+    ap.add_argument("--out", default="target/lpo")
+    ap.add_argument("--folds", type=int, default=5)
+    ap.add_argument("--run", default=None, help="comma-separated folds to run (default: all)")
+    ap.add_argument("--seed", type=int, default=7, help="seed of the fold assignment")
+    ap.add_argument("--bin", default="target/release/soundalike")
+    ap.add_argument("--cache", default=".soundalike-cache")
+    ap.add_argument("--variant", default="model", help="name of this training variant (a subfolder of each fold)")
+    ap.add_argument("--train-args", default="--epochs 14 --patience 4 --crops-per-song 8 --lr 2e-3 --augment --tag-weight 1.0")
+    ap.add_argument("--min-songs", type=int, default=5)
+    ap.add_argument("--no-train", action="store_true", help="reuse the models and stores already in OUT")
+    a = ap.parse_args()
+    corpus = os.path.abspath(a.corpus)
+    rows = list(csv.DictReader(open(os.path.join(corpus, "labels.csv"))))
+    os.makedirs(a.out, exist_ok=True)
+    prods_all = sorted({r["production"] for r in rows})
+    rng = random.Random(a.seed)
+    order = prods_all[:]
+    rng.shuffle(order)
+    folds = [sorted(order[i::a.folds]) for i in range(a.folds)]
+    which = [int(x) for x in a.run.split(",")] if a.run else list(range(a.folds))
+
+    base = [r for r in rows if r["variant"] == "0"]
+    ids = [r["id"] for r in base]
+    prods = np.array([r["production"] for r in base])
+    tags_d = load_csv_vectors(os.path.join(corpus, "teacher_tags.csv"))
+    pen_d = load_csv_vectors(os.path.join(corpus, "musicnn_penultimate.csv"))
+    keep = [i for i, x in enumerate(ids) if x in tags_d and x in pen_d]
+    base = [base[i] for i in keep]
+    ids = [ids[i] for i in keep]
+    prods = prods[keep]
+    tags = np.stack([tags_d[x] for x in ids])
+    print(f"{len(ids)} candidate songs from {len(set(prods))} productions")
+    lm = logmel_stats(corpus, base, os.path.join(a.out, "logmel_stats.npy"))
+    baselines = {
+        "log-mel statistics (256-d, z-scored, no learning)": unit(zscore(np.stack([lm[x] for x in ids]))),
+        "musicnn MSD penultimate (200-d, z-scored, pretrained)": unit(zscore(np.stack([pen_d[x] for x in ids]))),
+    }
+    counts = {p: int((prods == p).sum()) for p in set(prods)}
+    results = {"corpus_songs": len(ids), "productions": len(set(prods)), "folds": folds, "ran": which, "seed": a.seed,
+               "train_args": a.train_args, "variant": a.variant, "per_fold": []}
+    for f in which:
+        held = [p for p in folds[f] if counts.get(p, 0) >= a.min_songs]
+        queries = np.array([i for i, p in enumerate(prods) if p in held])
+        fold_dir = os.path.join(a.out, f"fold{f}", a.variant)
+        model_dir, store = os.path.join(fold_dir, "model"), os.path.join(fold_dir, "store")
+        if not a.no_train:
+            cmd = [a.bin, "train", os.path.join(corpus, "previews"), "--labels", os.path.join(corpus, "labels.csv"),
+                   "--label-column", "genre", "--group-column", "production", "--out", model_dir, "--cache", a.cache,
+                   "--teacher-tags", os.path.join(corpus, "teacher_tags.csv"), "--name", f"lpo-fold{f}",
+                   "--label-description", "genre: listener genre bucket of the musicnn taggers' tags (a tagger's guess, not ground truth)"]
+            for p in folds[f]:
+                cmd += ["--holdout-group", p]
+            run(cmd + shlex.split(a.train_args))
+            run([a.bin, "embed", os.path.join(corpus, "previews"), "--model", model_dir, "--out", store, "--index", "false"])
+            run([a.bin, "export", store, "--format", "jsonl", "--out", os.path.join(fold_dir, "songs.jsonl")])
+        emb = {}
+        for line in open(os.path.join(fold_dir, "songs.jsonl")):
+            s = json.loads(line)
+            emb[os.path.splitext(s["id"])[0]] = np.array(s["vector"], dtype=np.float32)
+        have = [i for i, x in enumerate(ids) if x in emb]
+        assert len(have) == len(ids), f"store lacks {len(ids) - len(have)} songs"
+        table = {f"soundalike ({a.variant})": unit(np.stack([emb[x] for x in ids]))}
+        table.update(baselines)
+        fold_res = {"fold": f, "held_out": held, "queries": int(len(queries)), "methods": {}}
+        for name, v in table.items():
+            r = retrieval(v, prods, tags, queries)
+            per_prod = [r[prods[queries] == p][:, 1].mean() for p in held]
+            fold_res["methods"][name] = {"p1": r[:, 0].mean(), "p10": r[:, 1].mean(), "tags10": r[:, 2].mean(),
+                                         "p10_std_over_productions": float(np.std(per_prod))}
+        ch = [(counts[prods[q]] - 1) / (len(ids) - 1) for q in queries]
+        fold_res["methods"]["chance"] = {"p1": float(np.mean(ch)), "p10": float(np.mean(ch)),
+                                         "tags10": float(np.mean(unit(tags) @ unit(tags).mean(0)))}
+        results["per_fold"].append(fold_res)
+        print(json.dumps(fold_res, indent=1, default=float))
+    names = list(results["per_fold"][0]["methods"].keys())
+    summary = {}
+    for n in names:
+        for m in ("p1", "p10", "tags10"):
+            v = [fr["methods"][n][m] for fr in results["per_fold"]]
+            summary.setdefault(n, {})[m] = {"mean": float(np.mean(v)), "std_over_folds": float(np.std(v)), "folds": [float(x) for x in v]}
+    results["summary"] = summary
+    json.dump(results, open(os.path.join(a.out, f"results-{a.variant}.json"), "w"), indent=1, default=float)
+    md = [f"Leave-productions-out, folds {which} of {a.folds} (seed {a.seed}); {sum(fr['queries'] for fr in results['per_fold'])} queries; "
+          f"{len(ids)} candidates from {len(set(prods))} productions.", "",
+          "| embedding | P@1 | P@10 | tags@10 (tagger's guesses) |", "|---|---|---|---|"]
+    for n in names:
+        s = summary[n]
+        md.append(f"| {n} | {s['p1']['mean']:.3f} | {s['p10']['mean']:.3f} ± {s['p10']['std_over_folds']:.3f} | {s['tags10']['mean']:.3f} |")
+    open(os.path.join(a.out, f"results-{a.variant}.md"), "w").write("\n".join(md) + "\n")
+    print("\n".join(md))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

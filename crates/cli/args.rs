@@ -457,9 +457,13 @@ pub struct ServeArgs {
     /// Port (0: any free port; the address is printed).
     #[arg(long, default_value_t = 8080)]
     pub port: u16,
-    /// Largest upload, in MB.
-    #[arg(long, default_value_t = 50)]
-    pub max_upload_mb: usize,
+    /// Largest upload, in MB (1 to 4096).
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..=4096))]
+    pub max_upload_mb: u64,
+    /// Another host name the page may be reached by (repeatable; e.g. this machine's name). Serving on a
+    /// loopback address, only loopback names are accepted otherwise.
+    #[arg(long = "allow-host")]
+    pub allow_hosts: Vec<String>,
     /// Seconds a request may take.
     #[arg(long, default_value_t = 60)]
     pub timeout: u64,

@@ -35,7 +35,8 @@ pub fn serve(a: ServeArgs) -> Result<ExitCode> {
         }
     };
     let cfg = ServerConfig {
-        max_upload_bytes: a.max_upload_mb << 20,
+        max_upload_bytes: (a.max_upload_mb as usize) << 20,
+        allowed_hosts: ServerConfig::hosts_for(&a.host, &a.allow_hosts),
         request_timeout: std::time::Duration::from_secs(a.timeout.max(1)),
         ..ServerConfig::default()
     };

@@ -57,7 +57,9 @@ fn journal_survives_a_torn_write_and_compacts_sorted() {
     s.put(song("d.mp3", [0.0, 0.0, 0.0, 1.0], "rock")).unwrap();
     s.compact().unwrap();
     let text = std::fs::read_to_string(&jp).unwrap();
-    assert_eq!(text.lines().count(), 3);
+    // The model line, then one put per live song.
+    assert_eq!(text.lines().count(), 4);
+    assert!(text.lines().next().unwrap().contains("\"op\":\"model\"") && text.lines().next().unwrap().contains("m1"));
     assert!(text.find("a.mp3").unwrap() < text.find("b.mp3").unwrap());
     assert_eq!(Store::open(d.path()).unwrap().len(), 3);
 }

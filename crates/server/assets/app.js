@@ -68,7 +68,7 @@ async function uploadFile(file) {
   q.set("name", file.name);
   status("listening to " + file.name + "…");
   try {
-    render(await getJson("/api/similar/upload?" + q, { method: "POST", body: file }));
+    render(await getJson("/api/similar/upload?" + q, { method: "POST", body: file, headers: { "X-Soundalike": "1" } }));
     status("");
   } catch (e) {
     status(e.message, true);

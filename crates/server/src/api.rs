@@ -3,10 +3,11 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use axum::body::{Body, Bytes};
+use axum::body::Body;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, Query, Request, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderValue, Method, StatusCode};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -77,7 +78,58 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/audio", get(audio))
         .fallback(|| async { ApiError(StatusCode::NOT_FOUND, "no such page".into()) })
         .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, timeout))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), guard))
         .with_state(state)
+}
+
+/// The header a non-JSON POST (an upload) must carry: a cross-site form or `text/plain` POST cannot set
+/// it without the browser asking the server first (CORS preflight), which this server never allows.
+pub const POST_HEADER: &str = "x-soundalike";
+
+/// Around every request: the `Host` check (DNS rebinding), the POST rule (JSON or [`POST_HEADER`]),
+/// `X-Content-Type-Options: nosniff`, and JSON bodies for error answers made outside the handlers (time-outs,
+/// body limits).
+async fn guard(State(st): St, req: Request, next: Next) -> Response {
+    // A request without a Host header (HTTP/1.0 tools) is not a browser's: only a present, foreign Host is refused.
+    if let (Some(allowed), Some(host)) = (&st.cfg.allowed_hosts, req.headers().get(header::HOST)) {
+        let host = host.to_str().unwrap_or("?").to_ascii_lowercase();
+        let name = match host.strip_prefix('[') {
+            Some(rest) => format!("[{}]", rest.split(']').next().unwrap_or("")),
+            None => host.rsplit_once(':').map_or(host.as_str(), |(h, _)| h).to_string(),
+        };
+        if !allowed.iter().any(|a| *a == name) {
+            return nosniff(ApiError(StatusCode::MISDIRECTED_REQUEST, format!("host {host:?} is not served here (allowed: {}; add names with --allow-host)", allowed.join(", "))).into_response());
+        }
+    }
+    if req.method() == Method::POST {
+        let json = req.headers().get(header::CONTENT_TYPE).and_then(|h| h.to_str().ok()).is_some_and(|c| c.trim_start().to_ascii_lowercase().starts_with("application/json"));
+        if !json && !req.headers().contains_key(POST_HEADER) {
+            return nosniff(ApiError(StatusCode::FORBIDDEN, format!("POST needs Content-Type: application/json, or for uploads the header {POST_HEADER}: 1")).into_response());
+        }
+    }
+    let res = next.run(req).await;
+    let is_json = res.headers().get(header::CONTENT_TYPE).and_then(|h| h.to_str().ok()).is_some_and(|c| c.starts_with("application/json"));
+    let failed = res.status().is_client_error() || res.status().is_server_error();
+    let res = if failed && !is_json {
+        let status = res.status();
+        let retry = res.headers().get(header::RETRY_AFTER).cloned();
+        let body = axum::body::to_bytes(res.into_body(), 64 << 10).await.unwrap_or_default();
+        let text = String::from_utf8_lossy(&body).trim().to_string();
+        let msg = if text.is_empty() { status.canonical_reason().unwrap_or("error").to_lowercase() } else { text };
+        let mut r = ApiError(status, msg).into_response();
+        if let Some(v) = retry {
+            r.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        r
+    } else {
+        res
+    };
+    nosniff(res)
+}
+
+fn nosniff(mut res: Response) -> Response {
+    res.headers_mut().insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    res
 }
 
 fn page(content_type: &'static str, body: &'static str) -> Response {
@@ -234,7 +286,16 @@ async fn similar_post(State(st): St, body: Result<Json<SimilarPost>, JsonRejecti
     if b.ids.is_empty() {
         return Err(bad("ids: name at least one song"));
     }
-    let rows = b.ids.iter().map(|id| row_of(&st.cat, id)).collect::<ApiResult<Vec<_>>>()?;
+    let mut unique: Vec<&String> = Vec::new();
+    for id in &b.ids {
+        if !unique.contains(&id) {
+            if unique.len() == st.cfg.max_ids {
+                return Err(bad(format!("ids: at most {} different songs per request", st.cfg.max_ids)));
+            }
+            unique.push(id);
+        }
+    }
+    let rows = unique.iter().map(|id| row_of(&st.cat, id)).collect::<ApiResult<Vec<_>>>()?;
     Ok(Json(recommend(&st, &rows, None, b.opts)?))
 }
 
@@ -256,25 +317,48 @@ async fn similar_upload(
     State(st): St,
     q: Result<Query<UploadQ>, QueryRejection>,
     o: Result<Query<SimilarOpts>, QueryRejection>,
-    body: Bytes,
-) -> ApiResult<Json<Value>> {
+    body: Body,
+) -> ApiResult<Response> {
+    use http_body_util::BodyExt;
+    use tokio::io::AsyncWriteExt;
     let (Query(q), Query(o)) = (q?, o?);
     let Some(embedder) = st.embedder.clone() else {
         return Err(ApiError(StatusCode::SERVICE_UNAVAILABLE, "uploads need the store's model: start serve with --model".into()));
     };
-    if body.is_empty() {
+    let name = upload_name(q.name.as_deref());
+    // The slot is taken before the body is read (at most `upload_concurrency` uploads in memory or on disk
+    // at once; others are told to come back), and the permit moves into the blocking task: a request that
+    // times out does not free its slot before the decoding it started has finished.
+    let Ok(permit) = st.uploads.clone().try_acquire_owned() else {
+        let mut res = ApiError(StatusCode::SERVICE_UNAVAILABLE, format!("{} uploads are being embedded; try again in a few seconds", st.cfg.upload_concurrency)).into_response();
+        res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        return Ok(res);
+    };
+    // Streamed to a temp file in chunks: memory stays one chunk per upload whatever its size.
+    let io = |e: std::io::Error| ApiError(StatusCode::INTERNAL_SERVER_ERROR, format!("cannot store the upload: {e}"));
+    let dir = tempfile::tempdir().map_err(io)?;
+    let path = dir.path().join(&name);
+    let mut file = tokio::fs::File::create(&path).await.map_err(io)?;
+    let (mut body, mut size) = (body, 0usize);
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| bad(format!("the upload was cut short: {e}")))?;
+        if let Ok(data) = frame.into_data() {
+            size += data.len();
+            if size > st.cfg.max_upload_bytes {
+                return Err(ApiError(StatusCode::PAYLOAD_TOO_LARGE, format!("the upload is over {} MB", st.cfg.max_upload_bytes >> 20)));
+            }
+            file.write_all(&data).await.map_err(io)?;
+        }
+    }
+    file.flush().await.map_err(io)?;
+    drop(file);
+    if size == 0 {
         return Err(bad("the upload is empty"));
     }
-    let name = upload_name(q.name.as_deref());
-    // The permit moves into the blocking task: a request that times out does not free its slot before
-    // the decoding it started has finished.
-    let permit = st.uploads.clone().acquire_owned().await.map_err(|_| ApiError(StatusCode::SERVICE_UNAVAILABLE, "shutting down".into()))?;
     let shown = name.clone();
     let vector = tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<f32>> {
         let _permit = permit;
-        let dir = tempfile::tempdir()?;
-        let path = dir.path().join(&name);
-        std::fs::write(&path, &body)?;
+        let _dir = dir;
         embedder.embed_file(&path)
     })
     .await
@@ -290,7 +374,7 @@ async fn similar_upload(
     }
     let mut out = recommend(&st, &[], Some(&vector), o)?;
     out["query"] = json!([{"title": shown, "upload": true}]);
-    Ok(Json(out))
+    Ok(Json(out).into_response())
 }
 
 async fn map(State(st): St) -> Response {

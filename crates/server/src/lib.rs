@@ -20,7 +20,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use soundalike_index::Catalog;
 
-pub use api::router;
+pub use api::{router, POST_HEADER};
 pub use pca::pca_2d;
 
 /// Turns an audio file that is not in the library into a song vector comparable with the store's.
@@ -42,6 +42,21 @@ pub struct ServerConfig {
     pub upload_concurrency: usize,
     /// Most points in the library map (a large library is sampled evenly).
     pub map_points: usize,
+    /// Most song ids in one `POST /api/similar` (a playlist); duplicates count once.
+    pub max_ids: usize,
+    /// Host names (without port) a request's `Host` header may carry; `None` accepts any. Serving on a
+    /// loopback address, only loopback names (and those given with `--allow-host`) are accepted, so a web
+    /// page elsewhere cannot reach the server through DNS rebinding.
+    pub allowed_hosts: Option<Vec<String>>,
+}
+
+impl ServerConfig {
+    /// The host names a server bound to `host` accepts: loopback names plus `extra` when `host` is a
+    /// loopback address, any otherwise.
+    pub fn hosts_for(host: &str, extra: &[String]) -> Option<Vec<String>> {
+        let loopback = host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
+        loopback.then(|| ["localhost", "127.0.0.1", "[::1]", "::1"].iter().map(|s| s.to_string()).chain(extra.iter().map(|s| s.to_ascii_lowercase())).collect())
+    }
 }
 
 impl Default for ServerConfig {
@@ -52,6 +67,8 @@ impl Default for ServerConfig {
             max_k: 200,
             upload_concurrency: 2,
             map_points: 20_000,
+            max_ids: 100,
+            allowed_hosts: Some(["localhost", "127.0.0.1", "[::1]", "::1"].iter().map(|s| s.to_string()).collect()),
         }
     }
 }

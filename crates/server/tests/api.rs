@@ -7,7 +7,7 @@ use axum::body::{to_bytes, Body};
 use axum::http::{header, Request, StatusCode};
 use serde_json::{json, Value};
 use soundalike_index::{normalise, AnnParams, Catalog, Method, SongRecord, Store, StoreHeader, STORE_FORMAT_VERSION};
-use soundalike_server::{router, AppState, Embedder, ServerConfig};
+use soundalike_server::{router, AppState, Embedder, ServerConfig, POST_HEADER};
 use tower::ServiceExt;
 
 const TINY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../datasets/tiny");
@@ -106,7 +106,7 @@ async fn get(app: &axum::Router, uri: &str) -> (StatusCode, Value) {
 }
 
 async fn post(app: &axum::Router, uri: &str, ct: &str, body: Vec<u8>) -> (StatusCode, Value) {
-    let (s, _, b) = call(app, Request::post(uri).header(header::CONTENT_TYPE, ct).body(Body::from(body)).unwrap()).await;
+    let (s, _, b) = call(app, Request::post(uri).header(header::CONTENT_TYPE, ct).header(POST_HEADER, "1").body(Body::from(body)).unwrap()).await;
     (s, serde_json::from_slice(&b).unwrap_or(Value::Null))
 }
 
@@ -329,4 +329,100 @@ async fn a_store_whose_library_moved_still_answers_without_previews() {
     let (s, v) = get(&app, "/api/similar?id=a%20b/s00.mp3&k=3").await;
     assert_eq!((s, v["results"].as_array().map(Vec::len)), (StatusCode::OK, Some(3)));
     assert_eq!(get(&app, "/api/audio?id=a%20b/s00.mp3").await.0, StatusCode::NOT_FOUND);
+}
+
+/// Guards from issue 16: the Host check, the POST rule, nosniff, JSON errors, bounded playlists, uploads
+/// that wait for a slot before their body is read.
+#[tokio::test]
+async fn foreign_hosts_simple_posts_and_oversized_playlists_are_refused() {
+    let f = fixture();
+    let app = app(&f, true, ServerConfig::default());
+    let req = |host: &str| Request::get("/api/health").header(header::HOST, host).body(Body::empty()).unwrap();
+    for ok in ["127.0.0.1:8080", "localhost:8080", "LOCALHOST", "[::1]:8080"] {
+        let (s, h, _) = call(&app, req(ok)).await;
+        assert_eq!(s, StatusCode::OK, "{ok}");
+        assert_eq!(h["x-content-type-options"], "nosniff");
+    }
+    for bad in ["evil.example:8080", "127.0.0.1.evil.example", "attacker.test"] {
+        let (s, h, b) = call(&app, req(bad)).await;
+        assert_eq!(s, StatusCode::MISDIRECTED_REQUEST, "{bad}");
+        assert_eq!(h["x-content-type-options"], "nosniff");
+        assert!(serde_json::from_slice::<Value>(&b).unwrap()["error"].as_str().unwrap().contains("--allow-host"));
+    }
+    // Names given with --allow-host, and any name when serving on a public address.
+    let cfg = ServerConfig { allowed_hosts: ServerConfig::hosts_for("127.0.0.1", &["studio.lan".into()]), ..ServerConfig::default() };
+    assert_eq!(call(&app_cfg(&f, cfg), req("studio.lan:8080")).await.0, StatusCode::OK);
+    assert_eq!(ServerConfig::hosts_for("0.0.0.0", &[]), None);
+
+    // A cross-site form/text POST (no preflight) is refused before anything is read or embedded.
+    let mp3 = std::fs::read(Path::new(TINY).join("wesnoth-1.16-music/battle.mp3")).unwrap();
+    let plain = Request::post("/api/similar/upload?name=x.mp3").header(header::CONTENT_TYPE, "text/plain").body(Body::from(mp3[..60_000].to_vec())).unwrap();
+    let (s, _, b) = call(&app, plain).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    assert!(String::from_utf8_lossy(&b).contains(POST_HEADER));
+
+    // Playlists: duplicates count once; more than max_ids different songs is a 400, not a 10 MB answer.
+    let one = "a b/s00.mp3";
+    let many = json!({"ids": vec![one; 60_000], "k": 3});
+    let (s, v) = post(&app, "/api/similar", "application/json", serde_json::to_vec(&many).unwrap()).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["query"].as_array().unwrap().len(), 1);
+    let cfg = ServerConfig { max_ids: 1, ..ServerConfig::default() };
+    let two = json!({"ids": [one, "a b/s01.mp3"]});
+    let (s, v) = post(&app_cfg(&f, cfg), "/api/similar", "application/json", serde_json::to_vec(&two).unwrap()).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(v["error"].as_str().unwrap().contains("at most 1"), "{v}");
+}
+
+fn app_cfg(f: &Fixture, cfg: ServerConfig) -> axum::Router {
+    app(f, true, cfg)
+}
+
+#[tokio::test]
+async fn uploads_over_the_slots_get_503_before_their_body_is_read() {
+    let f = fixture();
+    let cat = Catalog::open(&f.store, Method::Auto, &AnnParams::default()).unwrap();
+    let cfg = ServerConfig { upload_concurrency: 1, ..ServerConfig::default() };
+    let app = router(Arc::new(AppState::new(cat, Some(Arc::new(SlowEmbedder)), cfg).unwrap()));
+    let slow = tokio::spawn({
+        let app = app.clone();
+        async move { post(&app, "/api/similar/upload?name=x.mp3", "audio/mpeg", b"ID3".to_vec()).await.0 }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    // A body that would never end: it must not be read at all.
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<axum::body::Bytes, std::io::Error>>(1);
+    let stream = tokio_stream_from(rx);
+    let req = Request::post("/api/similar/upload?name=y.mp3").header(header::CONTENT_TYPE, "audio/mpeg").header(POST_HEADER, "1").body(Body::from_stream(stream)).unwrap();
+    let (s, h, b) = call(&app, req).await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(h.contains_key(header::RETRY_AFTER));
+    assert!(serde_json::from_slice::<Value>(&b).unwrap()["error"].is_string());
+    drop(tx);
+    assert_eq!(slow.await.unwrap(), StatusCode::OK, "the first upload goes on");
+}
+
+/// A body stream from a channel (no extra dependency).
+fn tokio_stream_from(
+    mut rx: tokio::sync::mpsc::Receiver<Result<axum::body::Bytes, std::io::Error>>,
+) -> impl futures_core_stream::Stream<Item = Result<axum::body::Bytes, std::io::Error>> {
+    futures_core_stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
+
+mod futures_core_stream {
+    pub use futures_util::stream::{poll_fn, Stream};
+}
+
+#[tokio::test]
+async fn time_outs_and_body_limits_answer_json() {
+    let f = fixture();
+    let cat = Catalog::open(&f.store, Method::Auto, &AnnParams::default()).unwrap();
+    let cfg = ServerConfig { request_timeout: std::time::Duration::from_millis(200), ..ServerConfig::default() };
+    let app = router(Arc::new(AppState::new(cat, Some(Arc::new(SlowEmbedder)), cfg).unwrap()));
+    let (s, v) = post(&app, "/api/similar/upload?name=x.mp3", "audio/mpeg", b"ID3".to_vec()).await;
+    assert_eq!(s, StatusCode::REQUEST_TIMEOUT);
+    assert!(v["error"].is_string(), "{v}");
+    let app = app_cfg(&f, ServerConfig { max_upload_bytes: 1000, ..ServerConfig::default() });
+    let (s, v) = post(&app, "/api/similar/upload?name=x.mp3", "audio/mpeg", vec![7u8; 5000]).await;
+    assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(v["error"].as_str().unwrap().contains("over"), "{v}");
 }

@@ -70,9 +70,19 @@ def retrieval(vecs, prods, tags, queries, k=10):
     return np.array(out)
 
 
-def run(cmd):
+def load_jsonl(path):
+    out = {}
+    for line in open(path):
+        s = json.loads(line)
+        out[os.path.splitext(s["id"])[0]] = np.array(s["vector"], dtype=np.float32)
+    return out
+
+
+def run(cmd, ok=(0,)):
     print("+", " ".join(shlex.quote(c) for c in cmd), flush=True)
-    subprocess.run(cmd, check=True)
+    rc = subprocess.run(cmd).returncode
+    if rc not in ok:
+        sys.exit(f"failed ({rc}): {cmd[0]} {cmd[1]}")
 
 
 def main():
@@ -87,7 +97,10 @@ def main():
     ap.add_argument("--variant", default="model", help="name of this training variant (a subfolder of each fold)")
     ap.add_argument("--train-args", default="--epochs 14 --patience 4 --crops-per-song 8 --lr 2e-3 --augment --tag-weight 1.0")
     ap.add_argument("--min-songs", type=int, default=5)
+    ap.add_argument("--skip-ids", help="file of song ids (one per line) to leave out of every method, e.g. silent previews")
     ap.add_argument("--no-train", action="store_true", help="reuse the models and stores already in OUT")
+    ap.add_argument("--extra", action="append", default=[], metavar="NAME=SONGS.jsonl",
+                    help="another embedding of the whole corpus (`soundalike export --format jsonl`) scored on the same queries")
     a = ap.parse_args()
     corpus = os.path.abspath(a.corpus)
     rows = list(csv.DictReader(open(os.path.join(corpus, "labels.csv"))))
@@ -109,6 +122,11 @@ def main():
     ids = [ids[i] for i in keep]
     prods = prods[keep]
     tags = np.stack([tags_d[x] for x in ids])
+    # Songs soundalike cannot embed (digitally silent previews) are no candidates for any method.
+    if a.skip_ids:
+        drop = set(open(a.skip_ids).read().split())
+        keep = [i for i, x in enumerate(ids) if x not in drop]
+        base, ids, prods, tags = [base[i] for i in keep], [ids[i] for i in keep], prods[keep], tags[keep]
     print(f"{len(ids)} candidate songs from {len(set(prods))} productions")
     lm = logmel_stats(corpus, base, os.path.join(a.out, "logmel_stats.npy"))
     baselines = {
@@ -131,15 +149,17 @@ def main():
             for p in folds[f]:
                 cmd += ["--holdout-group", p]
             run(cmd + shlex.split(a.train_args))
-            run([a.bin, "embed", os.path.join(corpus, "previews"), "--model", model_dir, "--out", store, "--index", "false"])
+            # Exit 1 = some files could not be embedded (e.g. a digitally silent preview): they are listed and left out.
+            run([a.bin, "embed", os.path.join(corpus, "previews"), "--model", model_dir, "--out", store, "--index", "false"], ok=(0, 1))
             run([a.bin, "export", store, "--format", "jsonl", "--out", os.path.join(fold_dir, "songs.jsonl")])
-        emb = {}
-        for line in open(os.path.join(fold_dir, "songs.jsonl")):
-            s = json.loads(line)
-            emb[os.path.splitext(s["id"])[0]] = np.array(s["vector"], dtype=np.float32)
-        have = [i for i, x in enumerate(ids) if x in emb]
-        assert len(have) == len(ids), f"store lacks {len(ids) - len(have)} songs"
+        emb = load_jsonl(os.path.join(fold_dir, "songs.jsonl"))
+        missing = [x for x in ids if x not in emb]
+        assert len(missing) <= 5, f"store lacks {len(missing)} songs"
         table = {f"soundalike ({a.variant})": unit(np.stack([emb[x] for x in ids]))}
+        for spec in a.extra:
+            name, path = spec.split("=", 1)
+            e = load_jsonl(path)
+            table[name] = unit(np.stack([e[x] for x in ids]))
         table.update(baselines)
         fold_res = {"fold": f, "held_out": held, "queries": int(len(queries)), "methods": {}}
         for name, v in table.items():

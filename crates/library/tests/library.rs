@@ -193,3 +193,42 @@ fn genre_tags_label_songs_that_have_no_csv_or_folder_label() {
     assert_eq!(get("d.mp3").label, None);
     assert_eq!((get("techno/e.mp3").label.as_deref(), get("techno/e.mp3").label_source), (Some("techno"), Some(LabelSource::Folder)));
 }
+
+/// Issue 16, item 5: two names that differ only in bytes that are not UTF-8 get two ids, stable across scans.
+#[cfg(unix)]
+#[test]
+fn non_utf8_names_get_distinct_stable_ids() {
+    use std::os::unix::ffi::OsStrExt;
+    let d = tempfile::tempdir().unwrap();
+    let clip = std::fs::read(data("clip.mp3")).unwrap();
+    for raw in [&b"bad\xffutf8.mp3"[..], &b"bad\xfeutf8.mp3"[..], "bad\u{FFFD}ff.mp3".as_bytes()] {
+        std::fs::write(d.path().join(std::ffi::OsStr::from_bytes(raw)), &clip).unwrap();
+    }
+    let a = scan_library(d.path()).unwrap();
+    let ids: std::collections::BTreeSet<&str> = a.iter().map(|f| f.rel_path.as_str()).collect();
+    assert_eq!(ids.len(), 3, "{ids:?}");
+    assert!(ids.contains("bad\u{FFFD}ffutf8.mp3") && ids.contains("bad\u{FFFD}feutf8.mp3"), "{ids:?}");
+    // A literal U+FFFD is doubled, so it cannot pose as an escaped byte.
+    assert!(ids.contains("bad\u{FFFD}\u{FFFD}ff.mp3"), "{ids:?}");
+    assert_eq!(scan_library(d.path()).unwrap(), a);
+    // Each id still reaches its own file.
+    assert!(a.iter().all(|f| f.path.exists()));
+}
+
+/// Issue 16, item 8: symlinked songs and folders are followed; a link loop and a dangling link do no harm.
+#[cfg(unix)]
+#[test]
+fn symlinked_songs_and_folders_are_followed_once() {
+    let d = tempfile::tempdir().unwrap();
+    let store = tempfile::tempdir().unwrap();
+    std::fs::create_dir(store.path().join("album")).unwrap();
+    std::fs::copy(data("clip.mp3"), store.path().join("album/one.mp3")).unwrap();
+    std::fs::copy(data("clip.mp3"), store.path().join("single.mp3")).unwrap();
+    let lib = d.path();
+    std::os::unix::fs::symlink(store.path().join("album"), lib.join("linked-album")).unwrap();
+    std::os::unix::fs::symlink(store.path().join("single.mp3"), lib.join("linked.mp3")).unwrap();
+    std::os::unix::fs::symlink(lib, lib.join("loop")).unwrap();
+    std::os::unix::fs::symlink(lib.join("missing.mp3"), lib.join("dangling.mp3")).unwrap();
+    let ids: Vec<String> = scan_library(lib).unwrap().into_iter().map(|f| f.rel_path).collect();
+    assert_eq!(ids, ["linked-album/one.mp3", "linked.mp3"]);
+}

@@ -269,3 +269,86 @@ fn fused_cpu_engine_handles_any_channel_counts() {
     assert!(scale > 0.0 && worst < 1e-5 * scale.max(1.0), "embedding differs by {worst} (scale {scale})");
     assert!(worst_diff(&probs, &p2).0 < 1e-5);
 }
+
+/// Mean cosine of same-attribute pairs minus different-attribute pairs of `songs`' embeddings.
+fn separation(m: &soundalike_model::LoadedModel, songs: &[LabelledSong], attr: &[usize], dev: &Device) -> f32 {
+    let v: Vec<Vec<f32>> = songs.iter().map(|s| m.embed_mel(&s.mel, dev).vector).collect();
+    let dot = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f32>();
+    let (mut same, mut diff, mut ns, mut nd) = (0f32, 0f32, 0, 0);
+    for i in 0..v.len() {
+        for j in i + 1..v.len() {
+            if attr[i] == attr[j] {
+                same += dot(&v[i], &v[j]);
+                ns += 1;
+            } else {
+                diff += dot(&v[i], &v[j]);
+                nd += 1;
+            }
+        }
+    }
+    same / ns as f32 - diff / nd as f32
+}
+
+/// Tag distillation shapes the embedding: with class labels that carry nothing about where a song's energy
+/// sits, only the tag head (soft targets that do) can teach the embedding to tell the two apart. The group
+/// head trains too, and the saved model is the plain network (it loads and embeds like any other).
+#[test]
+fn tag_and_group_heads_teach_the_embedding_and_are_not_saved() {
+    let _g = serial();
+    let dev = Device::flex();
+    // Attribute: energy low or high (song(i, b)); label: unrelated to it.
+    let mk = |range: std::ops::Range<usize>| -> (Vec<LabelledSong>, Vec<usize>) {
+        range
+            .map(|i| {
+                let b = i % 2;
+                let mut s = song(i, b);
+                s.label = (i / 2) % 2;
+                s.tags = if b == 0 { vec![0.9, 0.1, 0.5] } else { vec![0.1, 0.9, 0.5] };
+                s.group = Some(i % 3);
+                (s, b)
+            })
+            .unzip()
+    };
+    let (train_set, _) = mk(0..24);
+    let (val, attr) = mk(100..112);
+    let run = |tag_weight: f32, group_weight: f32| {
+        let dir = tempfile::tempdir().unwrap();
+        let o = TrainOptions { tag_weight, group_weight, ..opts(5) };
+        let s = train(dir.path(), &config(), &train_set, &val, &o, false, &dev, &mut |_| {}, &|_| false).unwrap();
+        let m = load_model(dir.path(), &dev).unwrap();
+        assert_eq!(m.config.labels.len(), 2, "the saved model has the class head only");
+        (separation(&m, &val, &attr, &dev), s, dir)
+    };
+    let (plain, _, _) = run(0.0, 0.0);
+    let (tagged, s, dir) = run(4.0, 0.5);
+    assert!(tagged > plain + 0.05, "with tags {tagged}, without {plain}");
+    assert!(s.state.history.iter().all(|h| h.train_loss.is_finite()));
+    // The checkpoint holds the heads, so a resume continues the same multi-task run.
+    let state: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.path().join("checkpoint/state.json")).unwrap()).unwrap();
+    assert_eq!(state["options"]["tag_weight"], 4.0);
+}
+
+#[test]
+fn tempo_and_eq_augmentation_keep_the_tile_sane() {
+    use soundalike_model::data::{eq_tilt, write_tile, write_tile_stretched};
+    let s = song(3, 0);
+    let (h, w) = (s.mel.n_mels, 32);
+    let (mut a, mut b) = (vec![0f32; h * w], vec![0f32; h * w]);
+    write_tile(&s.mel, 10, w, &mut a);
+    write_tile_stretched(&s.mel, 10, w, 1.0, &mut b);
+    assert_eq!(a, b, "rate 1 is the plain tile");
+    // Faster (rate > 1) reads more frames; near the end it moves back instead of padding with silence.
+    write_tile_stretched(&s.mel, s.mel.n_frames - w, w, 1.08, &mut b);
+    assert!(b.iter().all(|v| (0.0..=1.0).contains(v)));
+    assert!((0..h).all(|m| b[m * w + w - 1] > 0.0 || b[m * w + w - 2] > 0.0), "no silent last frame");
+    // EQ tilt: the middle band unchanged, the top raised, the bottom lowered, silence kept silent.
+    let mut t = a.clone();
+    t[0] = 0.0;
+    let before = t.clone();
+    eq_tilt(&mut t, h, w, 6.0);
+    assert_eq!(t[0], 0.0);
+    let mid = h / 2;
+    let mean = |v: &[f32], m: usize| v[m * w..(m + 1) * w].iter().sum::<f32>() / w as f32;
+    assert!(mean(&t, h - 1) > mean(&before, h - 1) - 1e-6 && mean(&t, 1) < mean(&before, 1));
+    assert!((mean(&t, mid) - mean(&before, mid)).abs() < 0.01);
+}

@@ -208,6 +208,17 @@ pub struct TrainArgs {
     /// Augment training crops with a random EQ tilt (+-6 dB) and tempo change (+-8%).
     #[arg(long)]
     pub augment: bool,
+    /// Weight of a song-identity head on the embedding (crops of one song together, other songs apart); 0 = none.
+    #[arg(long, default_value_t = 0.0)]
+    pub song_weight: f32,
+    /// CSV of a pretrained model's song vectors (`id`, then one column per dimension; e.g. musicnn's
+    /// penultimate layer from datasets/debian-music/tag.py): each dimension is standardised over the training
+    /// songs and regressed from the embedding (distillation); the head is not part of the saved model.
+    #[arg(long)]
+    pub teacher_vectors: Option<PathBuf>,
+    /// Weight of the teacher-vector regression (with --teacher-vectors).
+    #[arg(long, default_value_t = 1.0)]
+    pub vec_weight: f32,
 }
 
 #[derive(Args, Debug)]

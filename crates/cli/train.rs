@@ -150,6 +150,29 @@ pub fn train(a: TrainArgs) -> Result<ExitCode> {
         }
         None => Vec::new(),
     };
+    if let Some(p) = &a.teacher_vectors {
+        let (names, vecs) = read_csv_vectors(p, None)?;
+        let mut rows: Vec<(usize, &Vec<f32>)> = Vec::new();
+        for (i, s) in train_set.iter().enumerate() {
+            if let Some(v) = vecs.get(&s.id).or_else(|| vecs.get(strip_ext(&s.id))) {
+                rows.push((i, v));
+            }
+        }
+        anyhow::ensure!(!rows.is_empty(), "{}: no row matches a training song", p.display());
+        // Standardise each dimension over the training songs (a flat dimension stays 0).
+        let d = names.len();
+        let n = rows.len() as f64;
+        let mean: Vec<f64> = (0..d).map(|j| rows.iter().map(|(_, v)| v[j] as f64).sum::<f64>() / n).collect();
+        let sd: Vec<f64> = (0..d).map(|j| (rows.iter().map(|(_, v)| (v[j] as f64 - mean[j]).powi(2)).sum::<f64>() / n).sqrt()).collect();
+        let std_rows: Vec<(usize, Vec<f32>)> = rows
+            .iter()
+            .map(|(i, v)| (*i, (0..d).map(|j| if sd[j] > 1e-9 { ((v[j] as f64 - mean[j]) / sd[j]) as f32 } else { 0.0 }).collect()))
+            .collect();
+        for (i, v) in std_rows {
+            train_set[i].teacher_vec = v;
+        }
+        eprintln!("teacher vectors: {d} dimensions for {} of {} training songs", rows.len(), train_set.len());
+    }
     let groups: Vec<String> = if a.group_weight > 0.0 {
         let g: BTreeSet<String> = entries
             .iter()
@@ -184,6 +207,8 @@ pub fn train(a: TrainArgs) -> Result<ExitCode> {
         tag_weight: if a.teacher_tags.is_some() { a.tag_weight } else { 0.0 },
         group_weight: a.group_weight,
         augment: a.augment,
+        song_weight: a.song_weight,
+        vec_weight: if a.teacher_vectors.is_some() { a.vec_weight } else { 0.0 },
         ..Default::default()
     };
     let steps_total = (train_set.len() * opts.crops_per_song).div_ceil(opts.batch_size) as u64;
@@ -228,6 +253,7 @@ pub fn train(a: TrainArgs) -> Result<ExitCode> {
         "options": opts,
         "teacher_tags": a.teacher_tags.as_ref().map(|p| p.display().to_string()),
         "tag_names": tag_names,
+        "teacher_vectors": a.teacher_vectors.as_ref().map(|p| p.display().to_string()),
         "groups": groups,
         "validation": summary.best_val,
         "test": test,
@@ -258,6 +284,12 @@ fn strip_ext(id: &str) -> &str {
 
 /// Reads a teacher-tag CSV: `id` then one column per tag (probabilities in [0, 1]).
 fn read_teacher_tags(p: &std::path::Path) -> Result<(Vec<String>, std::collections::HashMap<String, Vec<f32>>)> {
+    read_csv_vectors(p, Some((0.0, 1.0)))
+}
+
+/// Reads `id` + numeric columns; with `range`, every value must lie in it.
+#[allow(clippy::type_complexity)]
+fn read_csv_vectors(p: &std::path::Path, range: Option<(f32, f32)>) -> Result<(Vec<String>, std::collections::HashMap<String, Vec<f32>>)> {
     let mut rdr = csv::Reader::from_path(p).with_context(|| format!("cannot read teacher tags {}", p.display()))?;
     let headers: Vec<String> = rdr.headers().with_context(|| format!("{}: no header", p.display()))?.iter().map(String::from).collect();
     anyhow::ensure!(headers.len() >= 2 && headers[0] == "id", "{}: the first column must be `id`, then one column per tag", p.display());
@@ -267,9 +299,12 @@ fn read_teacher_tags(p: &std::path::Path) -> Result<(Vec<String>, std::collectio
         let v: Vec<f32> = rec
             .iter()
             .skip(1)
-            .map(|x| x.trim().parse::<f32>().ok().filter(|v| (0.0..=1.0).contains(v)))
+            .map(|x| x.trim().parse::<f32>().ok().filter(|v| v.is_finite() && range.is_none_or(|(lo, hi)| (lo..=hi).contains(v))))
             .collect::<Option<_>>()
-            .with_context(|| format!("{}: row {}: tag values must be numbers in [0, 1]", p.display(), i + 2))?;
+            .with_context(|| match range {
+                Some((lo, hi)) => format!("{}: row {}: values must be numbers in [{lo}, {hi}]", p.display(), i + 2),
+                None => format!("{}: row {}: values must be finite numbers", p.display(), i + 2),
+            })?;
         anyhow::ensure!(v.len() == headers.len() - 1, "{}: row {} has {} values for {} tags", p.display(), i + 2, v.len(), headers.len() - 1);
         out.insert(rec[0].to_string(), v);
     }

@@ -35,12 +35,15 @@ pub struct LabelledSong {
     pub tags: Vec<f32>,
     /// Index of the song's group (e.g. production) for the group head, if any.
     pub group: Option<usize>,
+    /// A pretrained model's embedding of the song (standardised), regressed by the teacher-vector head; empty
+    /// when none.
+    pub teacher_vec: Vec<f32>,
 }
 
 impl LabelledSong {
     /// A song with a class label only (no tags, no group).
     pub fn new(id: impl Into<String>, label: usize, mel: LogMel) -> Self {
-        LabelledSong { id: id.into(), label, mel, tags: Vec::new(), group: None }
+        LabelledSong { id: id.into(), label, mel, tags: Vec::new(), group: None, teacher_vec: Vec::new() }
     }
 }
 
@@ -72,6 +75,14 @@ pub struct TrainOptions {
     /// Random EQ tilt (up to +-6 dB across the bands) and tempo change (up to +-8%) of training crops.
     #[serde(default)]
     pub augment: bool,
+    /// Weight of a song-identity head (which training song a crop comes from: pulls crops of one song
+    /// together and pushes other songs apart); 0 = none.
+    #[serde(default)]
+    pub song_weight: f32,
+    /// Weight of the teacher-vector regression (mean squared error to a pretrained model's standardised
+    /// embedding of the song: distillation of what it knows of music); 0 = none.
+    #[serde(default)]
+    pub vec_weight: f32,
 }
 
 impl Default for TrainOptions {
@@ -88,6 +99,8 @@ impl Default for TrainOptions {
             tag_weight: 0.0,
             group_weight: 0.0,
             augment: false,
+            song_weight: 0.0,
+            vec_weight: 0.0,
         }
     }
 }
@@ -102,13 +115,25 @@ pub struct TrainNet {
     pub tag_head: Option<Linear>,
     /// Group logits from the embedding.
     pub group_head: Option<Linear>,
+    /// Song-identity logits from the embedding.
+    pub song_head: Option<Linear>,
+    /// The teacher's vector predicted from the embedding.
+    pub vec_head: Option<Linear>,
 }
 
 impl TrainNet {
     /// A fresh network with heads for `n_tags` tags and `n_groups` groups (0 = no head).
-    pub fn new(arch: &crate::ArchConfig, n_classes: usize, n_tags: usize, n_groups: usize, device: &Device) -> Self {
+    /// `n_songs` likewise for the song-identity head.
+    /// `n_vec` for the teacher-vector head.
+    pub fn new(arch: &crate::ArchConfig, n_classes: usize, n_tags: usize, n_groups: usize, n_songs: usize, n_vec: usize, device: &Device) -> Self {
         let head = |n: usize| (n > 0).then(|| LinearConfig::new(arch.embedding_dim, n).init(device));
-        TrainNet { net: SoundNet::new(arch, n_classes, device), tag_head: head(n_tags), group_head: head(n_groups) }
+        TrainNet {
+            net: SoundNet::new(arch, n_classes, device),
+            tag_head: head(n_tags),
+            group_head: head(n_groups),
+            song_head: head(n_songs),
+            vec_head: head(n_vec),
+        }
     }
 }
 
@@ -122,6 +147,10 @@ pub struct BatchTargets {
     pub tags: Option<(Tensor<2>, Tensor<2>, f32)>,
     /// One-hot groups `[b, groups]` (rows of songs without a group are zero) and how many rows have one.
     pub groups: Option<(Tensor<2>, f32)>,
+    /// One-hot training-song index `[b, songs]`.
+    pub songs: Option<Tensor<2>>,
+    /// Teacher vectors `[b, d]`, a row mask `[b, 1]` and the number of rows that have one.
+    pub vecs: Option<(Tensor<2>, Tensor<2>, f32)>,
 }
 
 /// One optimiser step of the multi-task loss: class cross-entropy + `tag_weight` x tag binary cross-entropy
@@ -138,8 +167,18 @@ pub fn train_step_multi(net: TrainNet, optim: &mut ModuleOptimizer, x: Tensor<4>
         loss = loss.add(bce.mul(mask).sum().neg().div_scalar((n * n_tags).max(1e-6)).mul_scalar(opts.tag_weight));
     }
     if let (Some(head), Some((groups, n))) = (&net.group_head, t.groups) {
-        let z = head.forward(emb);
+        let z = head.forward(emb.clone());
         loss = loss.add(log_softmax(z, 1).mul(groups).sum().neg().div_scalar(n.max(1e-6)).mul_scalar(opts.group_weight));
+    }
+    if let (Some(head), Some((vecs, mask, n))) = (&net.vec_head, t.vecs) {
+        let d = vecs.dims()[1] as f32;
+        let diff = head.forward(emb.clone()).sub(vecs);
+        loss = loss.add(diff.clone().mul(diff).mul(mask).sum().div_scalar((n * d).max(1e-6)).mul_scalar(opts.vec_weight));
+    }
+    if let (Some(head), Some(songs)) = (&net.song_head, t.songs) {
+        let b = songs.dims()[0] as f32;
+        let z = head.forward(emb);
+        loss = loss.add(log_softmax(z, 1).mul(songs).sum().neg().div_scalar(b).mul_scalar(opts.song_weight));
     }
     let loss_v = loss.clone().into_data().try_into_vec::<f32>().unwrap_or_default().first().copied().unwrap_or(f32::NAN);
     if !loss_v.is_finite() {
@@ -293,11 +332,16 @@ pub fn train(
     let state_path = ckpt_root.join("state.json");
 
     let n_tags = if opts.tag_weight > 0.0 { train_songs.iter().map(|s| s.tags.len()).max().unwrap_or(0) } else { 0 };
-    if train_songs.iter().any(|s| !s.tags.is_empty() && s.tags.len() != n_tags) {
+    if n_tags > 0 && train_songs.iter().any(|s| !s.tags.is_empty() && s.tags.len() != n_tags) {
         return Err(ModelError::Invalid("training songs have different numbers of tags".into()));
     }
     let n_groups = if opts.group_weight > 0.0 { train_songs.iter().filter_map(|s| s.group).max().map_or(0, |g| g + 1) } else { 0 };
-    let mut model = TrainNet::new(&config.arch, k, n_tags, n_groups, &ad);
+    let n_song_ids = if opts.song_weight > 0.0 { train_songs.len() } else { 0 };
+    let n_vec = if opts.vec_weight > 0.0 { train_songs.iter().map(|s| s.teacher_vec.len()).max().unwrap_or(0) } else { 0 };
+    if n_vec > 0 && train_songs.iter().any(|s| !s.teacher_vec.is_empty() && s.teacher_vec.len() != n_vec) {
+        return Err(ModelError::Invalid("training songs have teacher vectors of different lengths".into()));
+    }
+    let mut model = TrainNet::new(&config.arch, k, n_tags, n_groups, n_song_ids, n_vec, &ad);
     let mut optim = optimizer(opts.weight_decay);
     let mut state = TrainState { epochs_done: 0, best_val_loss: f64::INFINITY, best_epoch: 0, history: vec![], options: opts.clone(), checkpoint: String::new() };
     if resume && state_path.exists() {
@@ -346,6 +390,8 @@ pub fn train(
             let mut target = vec![0f32; b * k];
             let (mut tags, mut tag_mask, mut n_tagged) = (vec![0f32; b * n_tags], vec![0f32; b], 0f32);
             let (mut groups, mut n_grouped) = (vec![0f32; b * n_groups], 0f32);
+            let mut song_ids = vec![0f32; b * n_song_ids];
+            let (mut vecs, mut vec_mask, mut n_vecs) = (vec![0f32; b * n_vec], vec![0f32; b], 0f32);
             let mut wsum = 0f32;
             for (i, &(si, start)) in batch.iter().enumerate() {
                 let song = &train_songs[si];
@@ -373,6 +419,14 @@ pub fn train(
                     groups[i * n_groups + g] = 1.0;
                     n_grouped += 1.0;
                 }
+                if n_song_ids > 0 {
+                    song_ids[i * n_song_ids + si] = 1.0;
+                }
+                if n_vec > 0 && song.teacher_vec.len() == n_vec {
+                    vecs[i * n_vec..(i + 1) * n_vec].copy_from_slice(&song.teacher_vec);
+                    vec_mask[i] = 1.0;
+                    n_vecs += 1.0;
+                }
             }
             let x = batch_tensor(data, b, h, w, &ad);
             let t2 = |v: Vec<f32>, cols: usize| Tensor::<2>::from_data(TensorData::new(v, [b, cols]), &ad);
@@ -381,6 +435,8 @@ pub fn train(
                 class_wsum: wsum,
                 tags: (n_tags > 0).then(|| (t2(tags, n_tags), t2(tag_mask, 1), n_tagged)),
                 groups: (n_groups > 0).then(|| (t2(groups, n_groups), n_grouped)),
+                songs: (n_song_ids > 0).then(|| t2(song_ids, n_song_ids)),
+                vecs: (n_vec > 0).then(|| (t2(vecs, n_vec), t2(vec_mask, 1), n_vecs)),
             };
             let (next, loss_v, logits) = train_step_multi(model, &mut optim, x, bt, opts, lr);
             model = next;

@@ -305,23 +305,26 @@ fn tag_and_group_heads_teach_the_embedding_and_are_not_saved() {
                 s.label = (i / 2) % 2;
                 s.tags = if b == 0 { vec![0.9, 0.1, 0.5] } else { vec![0.1, 0.9, 0.5] };
                 s.group = Some(i % 3);
+                s.teacher_vec = if b == 0 { vec![1.0, -1.0] } else { vec![-1.0, 1.0] };
                 (s, b)
             })
             .unzip()
     };
     let (train_set, _) = mk(0..24);
     let (val, attr) = mk(100..112);
-    let run = |tag_weight: f32, group_weight: f32| {
+    let run = |tag_weight: f32, group_weight: f32, song_weight: f32, vec_weight: f32| {
         let dir = tempfile::tempdir().unwrap();
-        let o = TrainOptions { tag_weight, group_weight, ..opts(5) };
+        let o = TrainOptions { tag_weight, group_weight, song_weight, vec_weight, ..opts(5) };
         let s = train(dir.path(), &config(), &train_set, &val, &o, false, &dev, &mut |_| {}, &|_| false).unwrap();
         let m = load_model(dir.path(), &dev).unwrap();
         assert_eq!(m.config.labels.len(), 2, "the saved model has the class head only");
         (separation(&m, &val, &attr, &dev), s, dir)
     };
-    let (plain, _, _) = run(0.0, 0.0);
-    let (tagged, s, dir) = run(4.0, 0.5);
+    let (plain, _, _) = run(0.0, 0.0, 0.0, 0.0);
+    let (tagged, _, _) = run(4.0, 0.0, 0.0, 0.0);
     assert!(tagged > plain + 0.05, "with tags {tagged}, without {plain}");
+    let (taught, s, dir) = run(4.0, 0.5, 0.5, 1.0);
+    assert!(taught > plain + 0.05, "with every head {taught}, without {plain}");
     assert!(s.state.history.iter().all(|h| h.train_loss.is_finite()));
     // The checkpoint holds the heads, so a resume continues the same multi-task run.
     let state: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.path().join("checkpoint/state.json")).unwrap()).unwrap();

@@ -97,6 +97,9 @@ def main():
     ap.add_argument("--variant", default="model", help="name of this training variant (a subfolder of each fold)")
     ap.add_argument("--train-args", default="--epochs 14 --patience 4 --crops-per-song 8 --lr 2e-3 --augment --tag-weight 1.0")
     ap.add_argument("--min-songs", type=int, default=5)
+    ap.add_argument("--exclude-queries", default="", metavar="PROD,PROD",
+                    help="productions whose songs are never queries (e.g. those an --extra model trained on), still candidates")
+    ap.add_argument("--tag", default="", help="suffix of the results files (results-VARIANT[-TAG].json/.md)")
     ap.add_argument("--skip-ids", help="file of song ids (one per line) to leave out of every method, e.g. silent previews")
     ap.add_argument("--no-train", action="store_true", help="reuse the models and stores already in OUT")
     ap.add_argument("--extra", action="append", default=[], metavar="NAME=SONGS.jsonl",
@@ -137,7 +140,8 @@ def main():
     results = {"corpus_songs": len(ids), "productions": len(set(prods)), "folds": folds, "ran": which, "seed": a.seed,
                "train_args": a.train_args, "variant": a.variant, "per_fold": []}
     for f in which:
-        held = [p for p in folds[f] if counts.get(p, 0) >= a.min_songs]
+        excluded = set(filter(None, a.exclude_queries.split(",")))
+        held = [p for p in folds[f] if counts.get(p, 0) >= a.min_songs and p not in excluded]
         queries = np.array([i for i, p in enumerate(prods) if p in held])
         fold_dir = os.path.join(a.out, f"fold{f}", a.variant)
         model_dir, store = os.path.join(fold_dir, "model"), os.path.join(fold_dir, "store")
@@ -179,14 +183,16 @@ def main():
             v = [fr["methods"][n][m] for fr in results["per_fold"]]
             summary.setdefault(n, {})[m] = {"mean": float(np.mean(v)), "std_over_folds": float(np.std(v)), "folds": [float(x) for x in v]}
     results["summary"] = summary
-    json.dump(results, open(os.path.join(a.out, f"results-{a.variant}.json"), "w"), indent=1, default=float)
+    results["excluded_query_productions"] = a.exclude_queries
+    stem = f"results-{a.variant}" + (f"-{a.tag}" if a.tag else "")
+    json.dump(results, open(os.path.join(a.out, stem + ".json"), "w"), indent=1, default=float)
     md = [f"Leave-productions-out, folds {which} of {a.folds} (seed {a.seed}); {sum(fr['queries'] for fr in results['per_fold'])} queries; "
           f"{len(ids)} candidates from {len(set(prods))} productions.", "",
           "| embedding | P@1 | P@10 | tags@10 (tagger's guesses) |", "|---|---|---|---|"]
     for n in names:
         s = summary[n]
         md.append(f"| {n} | {s['p1']['mean']:.3f} | {s['p10']['mean']:.3f} ± {s['p10']['std_over_folds']:.3f} | {s['tags10']['mean']:.3f} |")
-    open(os.path.join(a.out, f"results-{a.variant}.md"), "w").write("\n".join(md) + "\n")
+    open(os.path.join(a.out, stem + ".md"), "w").write("\n".join(md) + "\n")
     print("\n".join(md))
 
 

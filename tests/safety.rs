@@ -167,3 +167,12 @@ fn walk(d: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+#[test]
+fn serve_refuses_an_upload_limit_that_would_overflow() {
+    for bad in ["0", "99999999999999999", "-1", "4097"] {
+        let o = run(&["serve", "no-such-store", &format!("--max-upload-mb={bad}")]);
+        assert_eq!(o.status.code(), Some(2), "{bad}");
+        assert!(stderr(&o).contains("--max-upload-mb"), "{bad}: {}", stderr(&o));
+    }
+}

@@ -23,7 +23,7 @@ impl Drop for Server {
 /// One HTTP/1.1 request over a fresh connection; returns (status line, body).
 fn http(addr: &str, method: &str, path: &str, body: &[u8]) -> (String, Vec<u8>) {
     let mut c = TcpStream::connect(addr).unwrap();
-    let head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\nContent-Type: application/octet-stream\r\nConnection: close\r\n\r\n", body.len());
+    let head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\nContent-Type: application/octet-stream\r\nX-Soundalike: 1\r\nConnection: close\r\n\r\n", body.len());
     c.write_all(head.as_bytes()).unwrap();
     c.write_all(body).unwrap();
     let mut out = Vec::new();

@@ -40,7 +40,15 @@ impl StoreLock {
         match file.try_lock() {
             Ok(()) => {}
             Err(TryLockError::WouldBlock) => {
-                let holder = read_holder(&mut file);
+                // The holder writes its pid just after taking the lock: give it a moment.
+                let mut holder = read_holder(&mut file);
+                for _ in 0..50 {
+                    if holder.starts_with("pid ") {
+                        break;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                    holder = read_holder(&mut file);
+                }
                 if wait == LockWait::No {
                     return Err(IndexError::Locked { path: dir.to_path_buf(), holder });
                 }

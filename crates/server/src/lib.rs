@@ -36,6 +36,9 @@ pub struct ServerConfig {
     pub max_upload_bytes: usize,
     /// Time limit for producing a response.
     pub request_timeout: Duration,
+    /// Time a client has to send a request's headers (slow-header clients would otherwise hold a
+    /// connection open forever).
+    pub header_timeout: Duration,
     /// Largest `k` a request may ask for.
     pub max_k: usize,
     /// Uploads embedded at once (each holds a decoded song in memory).
@@ -64,6 +67,7 @@ impl Default for ServerConfig {
         ServerConfig {
             max_upload_bytes: 50 << 20,
             request_timeout: Duration::from_secs(60),
+            header_timeout: Duration::from_secs(10),
             max_k: 200,
             upload_concurrency: 2,
             map_points: 20_000,
@@ -101,16 +105,30 @@ impl AppState {
 }
 
 /// Serves `state` on `host:port` (port 0: any free port) until Ctrl-C; `on_ready` gets the bound address.
+/// Each connection is HTTP/1.1 with a header-read time-out ([`ServerConfig::header_timeout`]).
 pub fn run(state: AppState, host: &str, port: u16, on_ready: impl FnOnce(SocketAddr)) -> Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")?;
     rt.block_on(async move {
         let listener = tokio::net::TcpListener::bind((host, port)).await.with_context(|| format!("cannot listen on {host}:{port}"))?;
         on_ready(listener.local_addr()?);
-        axum::serve(listener, router(Arc::new(state)))
-            .with_graceful_shutdown(async {
-                let _ = tokio::signal::ctrl_c().await;
-            })
-            .await
-            .context("server stopped")
+        let header_timeout = state.cfg.header_timeout;
+        let app = router(Arc::new(state));
+        let stop = tokio::signal::ctrl_c();
+        tokio::pin!(stop);
+        loop {
+            tokio::select! {
+                accepted = listener.accept() => {
+                    // A failed accept (too many open files, a reset) ends that connection, not the server.
+                    let Ok((stream, _)) = accepted else { continue };
+                    let svc = hyper_util::service::TowerToHyperService::new(app.clone());
+                    tokio::spawn(async move {
+                        let mut b = hyper::server::conn::http1::Builder::new();
+                        b.timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(header_timeout);
+                        let _ = b.serve_connection(hyper_util::rt::TokioIo::new(stream), svc).await;
+                    });
+                }
+                _ = &mut stop => return Ok(()),
+            }
+        }
     })
 }

@@ -426,3 +426,29 @@ async fn time_outs_and_body_limits_answer_json() {
     assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE);
     assert!(v["error"].as_str().unwrap().contains("over"), "{v}");
 }
+
+/// A client that never finishes its headers is cut off after the header time-out (slowloris).
+#[test]
+fn slow_header_clients_are_disconnected() {
+    use std::io::{Read, Write};
+    let f = fixture();
+    let cat = Catalog::open(&f.store, Method::Auto, &AnnParams::default()).unwrap();
+    let cfg = ServerConfig { header_timeout: std::time::Duration::from_millis(300), ..ServerConfig::default() };
+    let state = AppState::new(cat, None, cfg).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || soundalike_server::run(state, "127.0.0.1", 0, |a| tx.send(a).unwrap()));
+    let addr = rx.recv().unwrap();
+    let mut c = std::net::TcpStream::connect(addr).unwrap();
+    c.set_read_timeout(Some(std::time::Duration::from_secs(5))).unwrap();
+    c.write_all(b"GET /api/health HTTP/1.1\r\nHost: 127.0.0.1\r\n").unwrap();
+    let t = std::time::Instant::now();
+    let mut buf = Vec::new();
+    let _ = c.read_to_end(&mut buf);
+    assert!(t.elapsed() < std::time::Duration::from_secs(4), "connection held {:?}", t.elapsed());
+    // A complete request on a new connection is still answered.
+    let mut c = std::net::TcpStream::connect(addr).unwrap();
+    c.write_all(b"GET /api/health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").unwrap();
+    let mut text = String::new();
+    c.read_to_string(&mut text).unwrap();
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+}

@@ -44,6 +44,8 @@ pub fn training_png(path: &Path, history: &[EpochRecord]) -> Result<()> {
         return Ok(());
     }
     let n = history.len() as f64;
+    // Trained without a validation set (`--val-fraction 0`): draw no validation lines at zero.
+    let has_val = history.iter().any(|h| h.val_loss != 0.0 || h.val_song_accuracy != 0.0 || h.val_tile_accuracy != 0.0);
     save(path, 1100, 420, |root| {
         let (l, r) = root.split_horizontally(550);
         let max_loss = history.iter().flat_map(|h| [h.train_loss, h.val_loss]).filter(|v| v.is_finite()).fold(0.1, f64::max);
@@ -55,7 +57,8 @@ pub fn training_png(path: &Path, history: &[EpochRecord]) -> Result<()> {
             .build_cartesian_2d(1f64..n.max(2.0), 0f64..max_loss * 1.05)
             .map_err(e)?;
         c.configure_mesh().x_desc("epoch").draw().map_err(e)?;
-        for (name, color, f) in [("train", BLUE, (|h: &EpochRecord| h.train_loss) as fn(&EpochRecord) -> f64), ("validation", RED, |h| h.val_loss)] {
+        let losses = [("train", BLUE, (|h: &EpochRecord| h.train_loss) as fn(&EpochRecord) -> f64), ("validation", RED, |h| h.val_loss)];
+        for (name, color, f) in losses.into_iter().take(if has_val { 2 } else { 1 }) {
             c.draw_series(LineSeries::new(history.iter().map(|h| (h.epoch as f64, f(h))), color.stroke_width(2)))
                 .map_err(e)?
                 .label(name)
@@ -70,11 +73,12 @@ pub fn training_png(path: &Path, history: &[EpochRecord]) -> Result<()> {
             .build_cartesian_2d(1f64..n.max(2.0), 0f64..1f64)
             .map_err(e)?;
         c.configure_mesh().x_desc("epoch").draw().map_err(e)?;
-        for (name, color, f) in [
+        let accuracies = [
             ("train tiles", BLUE, (|h: &EpochRecord| h.train_accuracy) as fn(&EpochRecord) -> f64),
             ("val tiles", RED, |h| h.val_tile_accuracy),
             ("val songs", GREEN, |h| h.val_song_accuracy),
-        ] {
+        ];
+        for (name, color, f) in accuracies.into_iter().take(if has_val { 3 } else { 1 }) {
             c.draw_series(LineSeries::new(history.iter().map(|h| (h.epoch as f64, f(h))), color.stroke_width(2)))
                 .map_err(e)?
                 .label(name)

@@ -78,6 +78,12 @@ def cut(src, dst, dur):
         if os.path.exists(tmp):
             os.remove(tmp)
         raise RuntimeError(f"ffmpeg: {r.stderr.strip()[-200:] or 'no output'}")
+    # A preview of digital silence (a track that is silent there) would be refused by soundalike anyway.
+    v = run(["ffmpeg", "-v", "info", "-i", tmp, "-af", "volumedetect", "-f", "null", "-"])
+    m = re.search(r"max_volume: (-?inf|-?[0-9.]+) dB", v.stderr)
+    if m and (m.group(1).endswith("inf") or float(m.group(1)) <= -90.0):  # -91 dB is an mp3 of zeros
+        os.remove(tmp)
+        raise RuntimeError("the preview is digital silence")
     os.replace(tmp, dst)
     return start, length
 

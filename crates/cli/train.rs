@@ -282,14 +282,16 @@ fn strip_ext(id: &str) -> &str {
     }
 }
 
+/// Column names and one vector per song id, from a CSV of `id` + numeric columns.
+type CsvVectors = (Vec<String>, std::collections::HashMap<String, Vec<f32>>);
+
 /// Reads a teacher-tag CSV: `id` then one column per tag (probabilities in [0, 1]).
-fn read_teacher_tags(p: &std::path::Path) -> Result<(Vec<String>, std::collections::HashMap<String, Vec<f32>>)> {
+fn read_teacher_tags(p: &std::path::Path) -> Result<CsvVectors> {
     read_csv_vectors(p, Some((0.0, 1.0)))
 }
 
 /// Reads `id` + numeric columns; with `range`, every value must lie in it.
-#[allow(clippy::type_complexity)]
-fn read_csv_vectors(p: &std::path::Path, range: Option<(f32, f32)>) -> Result<(Vec<String>, std::collections::HashMap<String, Vec<f32>>)> {
+fn read_csv_vectors(p: &std::path::Path, range: Option<(f32, f32)>) -> Result<CsvVectors> {
     let mut rdr = csv::Reader::from_path(p).with_context(|| format!("cannot read teacher tags {}", p.display()))?;
     let headers: Vec<String> = rdr.headers().with_context(|| format!("{}: no header", p.display()))?.iter().map(String::from).collect();
     anyhow::ensure!(headers.len() >= 2 && headers[0] == "id", "{}: the first column must be `id`, then one column per tag", p.display());

@@ -97,7 +97,7 @@ async fn guard(State(st): St, req: Request, next: Next) -> Response {
             Some(rest) => format!("[{}]", rest.split(']').next().unwrap_or("")),
             None => host.rsplit_once(':').map_or(host.as_str(), |(h, _)| h).to_string(),
         };
-        if !allowed.iter().any(|a| *a == name) {
+        if !allowed.contains(&name) {
             return nosniff(ApiError(StatusCode::MISDIRECTED_REQUEST, format!("host {host:?} is not served here (allowed: {}; add names with --allow-host)", allowed.join(", "))).into_response());
         }
     }

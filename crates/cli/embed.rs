@@ -9,17 +9,17 @@ use anyhow::{bail, Context, Result};
 use rayon::prelude::*;
 use serde_json::json;
 use soundalike_audio::analyze_file;
-use soundalike_index::{LockWait, Store, StoreHeader, StoreWriter, STORE_FORMAT_VERSION};
+use soundalike_index::{Store, StoreHeader, StoreWriter, STORE_FORMAT_VERSION};
 use soundalike_library::{fingerprint_file, title_from_path, CatalogEntry, SongFile};
 use soundalike_model::LoadedModel;
 
 use crate::args::{EmbedArgs, ExportArgs, ExportFormat, MergeArgs};
 use crate::util::{bar, catalog, parse_shard};
 
-/// The header a store made by `model` carries.
 /// Above this share of the store, removing songs whose files are gone needs `--prune`.
 pub const PRUNE_GUARD: f64 = 0.2;
 
+/// The header a store made by `model` carries.
 pub fn header_for(model: &LoadedModel, library_root: &Path) -> Result<StoreHeader> {
     Ok(StoreHeader {
         format_version: STORE_FORMAT_VERSION,
@@ -67,9 +67,8 @@ pub fn embed(a: EmbedArgs) -> Result<ExitCode> {
     let shard = a.shard.as_deref().map(parse_shard).transpose()?;
     let mine: Vec<usize> = (0..files.len()).filter(|&i| shard.is_none_or(|(k, n)| shard_of(&files[i].rel_path, n) == k)).collect();
     // Only id -> (size, mtime, offset) per song is held while embedding; vectors stay on disk.
-    let wait = if a.wait { LockWait::Yes } else { LockWait::No };
     let header = header_for(&model, &a.library)?;
-    let mut store = StoreWriter::open_or_create_with(&a.out, header.clone(), wait)?;
+    let mut store = StoreWriter::open_or_create_with(&a.out, header.clone(), a.wait.into())?;
 
     let present: HashSet<&str> = mine.iter().map(|&i| files[i].rel_path.as_str()).collect();
     let vanished: Vec<String> = store.ids().filter(|id| !present.contains(id)).map(str::to_string).collect();
@@ -223,8 +222,7 @@ pub fn merge(a: MergeArgs) -> Result<ExitCode> {
             );
         }
     }
-    let wait = if a.wait { LockWait::Yes } else { LockWait::No };
-    let mut out = Store::open_or_create_with(&a.out, first.clone(), wait)?;
+    let mut out = Store::open_or_create_with(&a.out, first.clone(), a.wait.into())?;
     let mut seen: HashMap<String, usize> = HashMap::new();
     for (si, s) in shards.iter().enumerate() {
         for song in s.songs() {
@@ -300,7 +298,7 @@ pub fn export(a: ExportArgs) -> Result<ExitCode> {
 pub fn store(a: crate::args::StoreArgs) -> Result<ExitCode> {
     let crate::args::StoreCommand::Check { store, repair, wait } = a.cmd;
     let check = if repair {
-        let lock = soundalike_index::StoreLock::acquire(&store, if wait { LockWait::Yes } else { LockWait::No })?;
+        let lock = soundalike_index::StoreLock::acquire(&store, wait.into())?;
         soundalike_index::repair_journal(&store, &lock)?
     } else {
         soundalike_index::check_journal(&store)?

@@ -20,8 +20,7 @@ pub fn index(a: IndexArgs) -> Result<ExitCode> {
     }
     let t = std::time::Instant::now();
     let p = params(&a.ann);
-    let wait = if a.wait { soundalike_index::LockWait::Yes } else { soundalike_index::LockWait::No };
-    let lock = soundalike_index::StoreLock::acquire(store.dir(), wait)?;
+    let lock = soundalike_index::StoreLock::acquire(store.dir(), a.wait.into())?;
     // A rebuild builds the new graph beside the saved one, which is replaced by rename once it is done.
     let what = soundalike_index::sync_index_with(&store, &p, Some(&lock), a.rebuild)?.1;
     println!(

@@ -292,9 +292,9 @@ fn read_teacher_tags(p: &std::path::Path) -> Result<CsvVectors> {
 
 /// Reads `id` + numeric columns; with `range`, every value must lie in it.
 fn read_csv_vectors(p: &std::path::Path, range: Option<(f32, f32)>) -> Result<CsvVectors> {
-    let mut rdr = csv::Reader::from_path(p).with_context(|| format!("cannot read teacher tags {}", p.display()))?;
+    let mut rdr = csv::Reader::from_path(p).with_context(|| format!("cannot read {}", p.display()))?;
     let headers: Vec<String> = rdr.headers().with_context(|| format!("{}: no header", p.display()))?.iter().map(String::from).collect();
-    anyhow::ensure!(headers.len() >= 2 && headers[0] == "id", "{}: the first column must be `id`, then one column per tag", p.display());
+    anyhow::ensure!(headers.len() >= 2 && headers[0] == "id", "{}: the first column must be `id`, then one column per value", p.display());
     let mut out = std::collections::HashMap::new();
     for (i, rec) in rdr.records().enumerate() {
         let rec = rec.with_context(|| format!("{}: row {}", p.display(), i + 2))?;
@@ -307,7 +307,7 @@ fn read_csv_vectors(p: &std::path::Path, range: Option<(f32, f32)>) -> Result<Cs
                 Some((lo, hi)) => format!("{}: row {}: values must be numbers in [{lo}, {hi}]", p.display(), i + 2),
                 None => format!("{}: row {}: values must be finite numbers", p.display(), i + 2),
             })?;
-        anyhow::ensure!(v.len() == headers.len() - 1, "{}: row {} has {} values for {} tags", p.display(), i + 2, v.len(), headers.len() - 1);
+        anyhow::ensure!(v.len() == headers.len() - 1, "{}: row {} has {} values for {} columns", p.display(), i + 2, v.len(), headers.len() - 1);
         out.insert(rec[0].to_string(), v);
     }
     Ok((headers[1..].to_vec(), out))

@@ -29,6 +29,17 @@ pub enum LockWait {
     Yes,
 }
 
+impl From<bool> for LockWait {
+    /// A `--wait` flag: `true` waits.
+    fn from(wait: bool) -> Self {
+        if wait {
+            LockWait::Yes
+        } else {
+            LockWait::No
+        }
+    }
+}
+
 impl StoreLock {
     /// Takes the lock on `dir` (created if missing). With [`LockWait::No`], a lock held by another process
     /// is an [`IndexError::Locked`] naming its pid. Once held, temp files left by writers that died

@@ -2,9 +2,10 @@
 //! SpecAugment (and optional EQ-tilt and tempo augmentation), early stopping on validation loss, a checkpoint
 //! every epoch and exact resume.
 //!
-//! Besides the classes the model predicts, training can learn two auxiliary targets through heads on the
-//! same 128-d embedding that are dropped when the model is saved: a tagger's soft tag probabilities
-//! (distillation, binary cross-entropy) and a song's group (e.g. its production, cross-entropy). The saved
+//! Besides the classes the model predicts, training can learn auxiliary targets through heads on the same
+//! 128-d embedding that are dropped when the model is saved: a tagger's soft tag probabilities
+//! (distillation, binary cross-entropy), a song's group (e.g. its production) and its identity
+//! (cross-entropy), and a pretrained model's embedding of it (mean squared error). The saved
 //! model is the plain [`SoundNet`]: inference, embedding and the model format do not change.
 
 use std::path::{Path, PathBuf};
@@ -154,7 +155,8 @@ pub struct BatchTargets {
 }
 
 /// One optimiser step of the multi-task loss: class cross-entropy + `tag_weight` x tag binary cross-entropy
-/// (mean over tags and tagged rows) + `group_weight` x group cross-entropy. Returns the updated network, the
+/// (mean over tags and tagged rows) + `group_weight` x group cross-entropy + `vec_weight` x teacher-vector
+/// squared error + `song_weight` x song-identity cross-entropy, for the heads `net` has. Returns the updated network, the
 /// total loss and the class logits.
 pub fn train_step_multi(net: TrainNet, optim: &mut ModuleOptimizer, x: Tensor<4>, t: BatchTargets, opts: &TrainOptions, lr: f64) -> (TrainNet, f32, Tensor<2>) {
     let emb = net.net.forward_embedding(x);
@@ -291,15 +293,10 @@ pub fn optimizer(weight_decay: f32) -> ModuleOptimizer {
 /// sum of the target weights): weighted cross-entropy, backward, Adam. Returns the updated model, the
 /// loss and the logits.
 pub fn train_step(model: SoundNet, optim: &mut ModuleOptimizer, x: Tensor<4>, target: Tensor<2>, wsum: f32, lr: f64) -> (SoundNet, f32, Tensor<2>) {
-    let logits = model.forward(x);
-    let logp = log_softmax(logits.clone(), 1);
-    let loss = logp.mul(target).sum().neg().div_scalar(wsum.max(1e-6));
-    let loss_v = loss.clone().into_data().try_into_vec::<f32>().unwrap_or_default().first().copied().unwrap_or(f32::NAN);
-    if !loss_v.is_finite() {
-        return (model, loss_v, logits);
-    }
-    let grads = GradientsParams::from_grads(loss.backward(), &model);
-    (optim.step(lr, model, grads), loss_v, logits)
+    let net = TrainNet { net: model, tag_head: None, group_head: None, song_head: None, vec_head: None };
+    let t = BatchTargets { class: target, class_wsum: wsum, tags: None, groups: None, songs: None, vecs: None };
+    let (net, loss, logits) = train_step_multi(net, optim, x, t, &TrainOptions::default(), lr);
+    (net.net, loss, logits)
 }
 
 /// With `resume`, continues from `out_dir/checkpoint/state.json`: same options required; the result is the

@@ -72,7 +72,7 @@ impl Default for ServerConfig {
             upload_concurrency: 2,
             map_points: 20_000,
             max_ids: 100,
-            allowed_hosts: Some(["localhost", "127.0.0.1", "[::1]", "::1"].iter().map(|s| s.to_string()).collect()),
+            allowed_hosts: ServerConfig::hosts_for("127.0.0.1", &[]),
         }
     }
 }

@@ -40,9 +40,50 @@ pub enum Command {
     Demo(DemoArgs),
     /// Web page and JSON API over a store: search, recommendations with previews, graph and map.
     Serve(ServeArgs),
+    /// Group a store's songs into clusters (k-means on the song vectors), with a summary of each, an elbow
+    /// plot and a map; `query --same-cluster` and the web page use them.
+    Clusters(ClustersArgs),
     /// Look after a store: `store check STORE` reports damaged journal lines, `--repair` keeps every valid
     /// record and moves the damage aside.
     Store(StoreArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ClustersArgs {
+    /// Store folder (from `soundalike embed`).
+    pub store: PathBuf,
+    /// Number of clusters (default: chosen over --k-range).
+    #[arg(long, conflicts_with = "k_range")]
+    pub k: Option<usize>,
+    /// Range of k to choose from, `LO..HI` (both included): k-means for each, then the elbow of the inertia
+    /// curve unless the mean silhouette is clearly better elsewhere. Default 2..20, capped at the number of
+    /// songs.
+    #[arg(long, value_parser = parse_k_range)]
+    pub k_range: Option<std::ops::RangeInclusive<usize>>,
+    /// Seed (the same seed gives the same clusters).
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Independent k-means runs per k; the lowest inertia is kept.
+    #[arg(long, default_value_t = 4)]
+    pub restarts: usize,
+    /// Print the existing clusters of the store instead of fitting new ones.
+    #[arg(long, conflicts_with_all = ["k", "k_range"])]
+    pub show: bool,
+    /// Print JSON (the summaries and how k was chosen) instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Do not draw elbow.png and clusters.png.
+    #[arg(long)]
+    pub no_plots: bool,
+    /// When another process is writing the store, wait for it to finish instead of stopping.
+    #[arg(long)]
+    pub wait: bool,
+}
+
+fn parse_k_range(s: &str) -> Result<std::ops::RangeInclusive<usize>, String> {
+    let (a, b) = s.split_once("..").ok_or_else(|| format!("{s:?}: write the range as LO..HI, e.g. 2..40"))?;
+    let num = |x: &str| x.trim().trim_start_matches('=').parse::<usize>().map_err(|_| format!("{s:?}: {x:?} is not a whole number"));
+    Ok(num(a)?..=num(b)?)
 }
 
 #[derive(Args, Debug)]
@@ -416,6 +457,18 @@ pub struct QueryArgs {
     /// At most this many songs per album (and per group when albums are unknown).
     #[arg(long)]
     pub max_per_album: Option<usize>,
+    /// Only recommend songs in the query's cluster (see `soundalike clusters`).
+    #[arg(long, conflicts_with = "cluster")]
+    pub same_cluster: bool,
+    /// Only recommend songs in cluster N (see `soundalike clusters`); works without a query song too.
+    #[arg(long)]
+    pub cluster: Option<usize>,
+    /// Instead of the nearest songs, k songs drawn at random from the query's cluster (or --cluster N).
+    #[arg(long)]
+    pub random_from_cluster: bool,
+    /// Seed of --random-from-cluster (default: a new draw each time).
+    #[arg(long)]
+    pub seed: Option<u64>,
     /// Brute-force search instead of the HNSW index.
     #[arg(long, conflicts_with = "ann_index")]
     pub exact: bool,

@@ -151,11 +151,20 @@ pub fn embed(a: EmbedArgs) -> Result<ExitCode> {
     pb.finish_and_clear();
     store.compact()?;
     let secs = t0.elapsed().as_secs_f64();
-    let mut index_note = None;
-    if a.index && !store.is_empty() {
-        // Updated in place (inserts and tombstones) when songs changed; untouched when none did.
-        let (_, up) = soundalike_index::sync_index(&Store::open(&a.out)?, &soundalike_index::AnnParams::default())?;
-        index_note = Some(crate::query::describe_update(&up));
+    let (mut index_note, mut clusters_note) = (None, None);
+    let has_clusters = soundalike_index::Clustering::path(&a.out).exists();
+    if (a.index || has_clusters) && !store.is_empty() {
+        let full = Store::open(&a.out)?;
+        if a.index {
+            // Updated in place (inserts and tombstones) when songs changed; untouched when none did.
+            let (_, up) = soundalike_index::sync_index(&full, &soundalike_index::AnnParams::default())?;
+            index_note = Some(crate::query::describe_update(&up));
+        }
+        if has_clusters {
+            // New and changed songs get their nearest cluster; the clustering is marked stale.
+            // A clustering that cannot be read is reported, not fatal: the songs are embedded.
+            clusters_note = crate::clusters::refresh_after_embed(&full).unwrap_or_else(|e| Some(format!("not updated: {e:#}")));
+        }
     }
     failed.sort();
     let report = json!({
@@ -175,6 +184,7 @@ pub fn embed(a: EmbedArgs) -> Result<ExitCode> {
         "audio_seconds": audio_seconds,
         "x_realtime": if secs > 0.0 { audio_seconds / secs } else { 0.0 },
         "index": index_note,
+        "clusters": clusters_note,
     });
     if a.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -192,6 +202,9 @@ pub fn embed(a: EmbedArgs) -> Result<ExitCode> {
         );
         if let Some(n) = &index_note {
             println!("  index: {n}");
+        }
+        if let Some(n) = &clusters_note {
+            println!("  clusters: {n}");
         }
         if root_moved {
             println!("  the library moved: the store now points at {}", header.library_root.display());
@@ -249,16 +262,22 @@ fn csv_field(s: &str) -> String {
 pub fn export(a: ExportArgs) -> Result<ExitCode> {
     let store = Store::open(&a.store)?;
     let labels = &store.header.labels;
+    // The cluster column: empty until `soundalike clusters` has run.
+    let clustering = soundalike_index::Clustering::load(&a.store, &store.header).unwrap_or_else(|e| {
+        eprintln!("note: no cluster column: {e}");
+        None
+    });
+    let cluster = |s: &soundalike_index::SongRecord| clustering.as_ref().map(|c| c.place(&s.id, &s.fingerprint, &s.vector));
     let mut out = String::new();
     match a.format {
         ExportFormat::Csv => {
-            out.push_str("id,title,artist,album,genre,group,duration_s,predicted");
+            out.push_str("id,title,artist,album,genre,group,duration_s,predicted,cluster");
             (0..store.header.dim).for_each(|i| out.push_str(&format!(",v{i}")));
             out.push('\n');
             for s in store.songs() {
                 let o = |v: &Option<String>| csv_field(v.as_deref().unwrap_or(""));
                 out.push_str(&format!(
-                    "{},{},{},{},{},{},{:.3},{}",
+                    "{},{},{},{},{},{},{:.3},{},{}",
                     csv_field(&s.id),
                     csv_field(&s.title),
                     o(&s.artist),
@@ -266,7 +285,8 @@ pub fn export(a: ExportArgs) -> Result<ExitCode> {
                     o(&s.genre),
                     o(&s.group),
                     s.duration_s,
-                    csv_field(&s.predicted(labels).unwrap_or_default())
+                    csv_field(&s.predicted(labels).unwrap_or_default()),
+                    cluster(s).map_or(String::new(), |c| c.to_string())
                 ));
                 s.vector.iter().for_each(|v| out.push_str(&format!(",{v}")));
                 out.push('\n');
@@ -277,6 +297,7 @@ pub fn export(a: ExportArgs) -> Result<ExitCode> {
             for s in store.songs() {
                 let mut v = serde_json::to_value(s)?;
                 v["predicted"] = json!(s.predicted(labels));
+                v["cluster"] = json!(cluster(s));
                 out.push_str(&serde_json::to_string(&v)?);
                 out.push('\n');
             }
@@ -289,6 +310,12 @@ pub fn export(a: ExportArgs) -> Result<ExitCode> {
             let ids_path = a.out.with_extension("ids.txt");
             soundalike_library::write_atomic(&ids_path, ids.as_bytes())?;
             println!("ids in {}", ids_path.display());
+            if clustering.is_some() {
+                let cs: String = rows.iter().map(|s| format!("{}\n", cluster(s).unwrap_or_default())).collect();
+                let cs_path = a.out.with_extension("clusters.txt");
+                soundalike_library::write_atomic(&cs_path, cs.as_bytes())?;
+                println!("clusters in {}", cs_path.display());
+            }
         }
     }
     println!("exported {} songs to {}", store.len(), a.out.display());

@@ -1,6 +1,7 @@
 //! `soundalike`: what sounds like this song? One binary, subcommands for each job.
 
 mod args;
+mod clusters;
 mod embed;
 mod plots;
 mod query;
@@ -30,6 +31,7 @@ fn main() -> ExitCode {
         args::Command::Demo(a) => query::demo(a),
         args::Command::Serve(a) => serve::serve(a),
         args::Command::Store(a) => embed::store(a),
+        args::Command::Clusters(a) => clusters::clusters(a),
     };
     match result {
         Ok(code) => code,

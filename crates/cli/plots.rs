@@ -1,4 +1,5 @@
-//! `training.png` (loss and accuracy curves) and `confusion.png` (song-level confusion matrix) with plotters.
+//! `training.png` (loss and accuracy curves), `confusion.png` (song-level confusion matrix), and a store's
+//! `elbow.png` and `clusters.png` (the map coloured by cluster), with plotters.
 
 use std::path::Path;
 
@@ -119,6 +120,94 @@ pub fn confusion_png(path: &Path, report: &EvalReport, labels: &[String], title:
                     root.draw(&Text::new(v.to_string(), (x + 12, y + 14), ("sans-serif", 15).into_font())).map_err(e)?;
                 }
             }
+        }
+        Ok(())
+    })
+}
+
+/// A colour per cluster (a qualitative palette, repeated beyond its length with a darker shade).
+pub fn cluster_colour(c: usize) -> RGBColor {
+    const P: [(u8, u8, u8); 12] = [
+        (31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75),
+        (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207), (57, 59, 121), (173, 73, 74),
+    ];
+    let (r, g, b) = P[c % P.len()];
+    let f = if (c / P.len()) % 2 == 1 { 0.6 } else { 1.0 };
+    RGBColor((r as f64 * f) as u8, (g as f64 * f) as u8, (b as f64 * f) as u8)
+}
+
+/// Inertia (left axis) and mean silhouette (right axis) against k, the elbow and the chosen k marked.
+pub fn elbow_png(path: &Path, ch: &soundalike_index::KChoice) -> Result<()> {
+    let (k0, k1) = (ch.curve.first().map_or(1, |p| p.k) as f64, ch.curve.last().map_or(2, |p| p.k) as f64);
+    let max_i = ch.curve.iter().map(|p| p.inertia).fold(0f64, f64::max).max(1e-9) * 1.05;
+    let sils: Vec<f64> = ch.curve.iter().filter_map(|p| p.silhouette).collect();
+    let (slo, shi) = (sils.iter().copied().fold(0f64, f64::min).min(0.0), sils.iter().copied().fold(0.1f64, f64::max) * 1.1);
+    save(path, 820, 440, |root| {
+        let mut c = ChartBuilder::on(&root)
+            .caption(format!("choosing k: {} (elbow {}, best silhouette {})", ch.chosen, ch.elbow, ch.best_silhouette), ("sans-serif", 18))
+            .margin(14)
+            .x_label_area_size(34)
+            .y_label_area_size(60)
+            .right_y_label_area_size(52)
+            .build_cartesian_2d(k0..k1.max(k0 + 1.0), 0f64..max_i)
+            .map_err(e)?
+            .set_secondary_coord(k0..k1.max(k0 + 1.0), slo..shi);
+        c.configure_mesh().x_desc("k").x_label_formatter(&|x| format!("{x:.0}")).y_desc("inertia (sum of 1 - cos)").draw().map_err(e)?;
+        c.configure_secondary_axes().y_desc("mean silhouette").draw().map_err(e)?;
+        c.draw_series(std::iter::once(PathElement::new(vec![(ch.chosen as f64, 0.0), (ch.chosen as f64, max_i)], BLACK.mix(0.5).stroke_width(2))))
+            .map_err(e)?
+            .label(format!("chosen k = {}", ch.chosen))
+            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], BLACK.mix(0.5).stroke_width(2)));
+        c.draw_series(LineSeries::new(ch.curve.iter().map(|p| (p.k as f64, p.inertia)), BLUE.stroke_width(2)).point_size(3))
+            .map_err(e)?
+            .label("inertia")
+            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], BLUE.stroke_width(2)));
+        c.draw_secondary_series(LineSeries::new(ch.curve.iter().filter_map(|p| Some((p.k as f64, p.silhouette?))), RED.stroke_width(2)).point_size(3))
+            .map_err(e)?
+            .label("silhouette (right)")
+            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], RED.stroke_width(2)));
+        c.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).draw().map_err(e)?;
+        Ok(())
+    })
+}
+
+/// The library map (first two principal components of the song vectors; at most 20,000 songs drawn,
+/// evenly spaced) coloured by cluster, each cluster's number at the mean of its songs on the map.
+pub fn clusters_png(path: &Path, matrix: &[f32], dim: usize, assign: &[u32], k: usize) -> Result<()> {
+    const MOST: usize = 20_000;
+    let n = assign.len();
+    let step = n.div_ceil(MOST).max(1);
+    let rows: Vec<usize> = (0..n).step_by(step).collect();
+    let sample: Vec<f32> = rows.iter().flat_map(|&i| matrix[i * dim..(i + 1) * dim].iter().copied()).collect();
+    let pts = soundalike_index::pca_2d(&sample, dim);
+    let mut centre = vec![(0f64, 0f64, 0usize); k];
+    for (p, &i) in pts.iter().zip(&rows) {
+        let c = &mut centre[assign[i] as usize];
+        c.0 += p[0] as f64;
+        c.1 += p[1] as f64;
+        c.2 += 1;
+    }
+    save(path, 760, 720, |root| {
+        let mut c = ChartBuilder::on(&root)
+            .caption(format!("{k} clusters of {n} songs (PCA map{})", if step > 1 { format!(", every {step}th song") } else { String::new() }), ("sans-serif", 18))
+            .margin(14)
+            .x_label_area_size(30)
+            .y_label_area_size(40)
+            .build_cartesian_2d(-1.05f64..1.05, -1.05f64..1.05)
+            .map_err(e)?;
+        c.configure_mesh().x_desc("PC 1").y_desc("PC 2").draw().map_err(e)?;
+        let radius = if pts.len() > 5000 { 1 } else { 3 };
+        c.draw_series(pts.iter().zip(&rows).map(|(p, &i)| Circle::new((p[0] as f64, p[1] as f64), radius, cluster_colour(assign[i] as usize).mix(0.7).filled())))
+            .map_err(e)?;
+        for (j, &(x, y, cnt)) in centre.iter().enumerate() {
+            if cnt == 0 {
+                continue;
+            }
+            let at = (x / cnt as f64, y / cnt as f64);
+            c.draw_series(std::iter::once(Circle::new(at, 11, WHITE.filled()))).map_err(e)?;
+            c.draw_series(std::iter::once(Circle::new(at, 11, cluster_colour(j).stroke_width(2)))).map_err(e)?;
+            c.draw_series(std::iter::once(Text::new(j.to_string(), (at.0 - 0.012 * j.to_string().len() as f64, at.1 + 0.018), ("sans-serif", 14).into_font())))
+                .map_err(e)?;
         }
         Ok(())
     })

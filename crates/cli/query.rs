@@ -45,31 +45,56 @@ pub fn describe_update(u: &IndexUpdate) -> String {
 }
 
 pub fn print_table(recs: &[Recommendation]) {
-    println!("{:>4}  {:>6}  {:<28} {:<16} {:<14} path", "rank", "score", "title", "artist", "genre");
+    let clusters = recs.iter().any(|r| r.cluster.is_some());
+    println!("{:>4}  {:>6}  {:<28} {:<16} {:<14} {}path", "rank", "score", "title", "artist", "genre", if clusters { "clu  " } else { "" });
     for r in recs {
         let cut = |s: &str, n: usize| if s.chars().count() > n { format!("{}…", s.chars().take(n - 1).collect::<String>()) } else { s.to_string() };
         println!(
-            "{:>4}  {:>6.3}  {:<28} {:<16} {:<14} {}",
+            "{:>4}  {:>6.3}  {:<28} {:<16} {:<14} {}{}",
             r.rank,
             r.score,
             cut(r.title, 28),
             cut(r.artist.unwrap_or("-"), 16),
             cut(r.genre.unwrap_or("-"), 14),
+            if clusters { format!("{:<5}", r.cluster.map_or("-".into(), |c| c.to_string())) } else { String::new() },
             r.id
         );
     }
 }
 
 pub fn query(a: QueryArgs) -> Result<ExitCode> {
-    if a.songs.is_empty() && a.file.is_none() {
-        bail!("say what to match: --song ID|PATH|TEXT (repeatable) or --file NEW.mp3");
+    if a.songs.is_empty() && a.file.is_none() && a.cluster.is_none() {
+        bail!("say what to match: --song ID|PATH|TEXT (repeatable), --file NEW.mp3, or --cluster N");
     }
     if a.k == 0 {
         bail!("-k must be at least 1");
     }
+    if a.random_from_cluster && !a.same_cluster && a.cluster.is_none() && a.songs.is_empty() {
+        bail!("--random-from-cluster draws from a song's cluster: give --song, or --cluster N");
+    }
     let method = if a.exact { Method::Exact } else if a.ann_index { Method::Ann } else { Method::Auto };
     let mut cat = Catalog::open(&a.store, method, &params(&a.ann))?;
     cat.use_genres(a.genre_source);
+    let wants_clusters = a.same_cluster || a.cluster.is_some() || a.random_from_cluster;
+    let clustering = match cat.use_clusters() {
+        Ok(c) => c,
+        Err(e) if !wants_clusters => {
+            eprintln!("note: the store's clusters are not used: {e}");
+            None
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if wants_clusters && clustering.is_none() {
+        bail!("{}: the store has no clusters yet; run `soundalike clusters {}` first", a.store.display(), a.store.display());
+    }
+    if let (Some(n), Some(c)) = (a.cluster, &clustering) {
+        if n >= c.k {
+            bail!("--cluster {n}: the store has clusters 0 to {}", c.k - 1);
+        }
+    }
+    if let Some(note) = clustering.as_ref().and_then(|c| c.stale_note()).filter(|_| wants_clusters) {
+        eprintln!("note: {note}");
+    }
     let mut seeds: Vec<usize> = Vec::new();
     for q in &a.songs {
         seeds.push(cat.resolve(q)?);
@@ -83,16 +108,48 @@ pub fn query(a: QueryArgs) -> Result<ExitCode> {
         extra.push(embedder.embed(file)?);
         describe.push(file.display().to_string());
     }
-    let query = cat.centroid(&seeds, &extra.iter().map(Vec::as_slice).collect::<Vec<_>>());
-    let filters = Filters::around(&seed_songs, a.genre.clone(), a.same_genre, a.exclude_same_artist, a.exclude_same_group, a.max_per_album);
+    let mut filters = Filters::around(&seed_songs, a.genre.clone(), a.same_genre, a.exclude_same_artist, a.exclude_same_group, a.max_per_album);
     if a.same_genre && filters.same_genres.as_ref().is_some_and(|g| g.is_empty()) {
         bail!("--same-genre: the query songs have no genre tag in the store (use --genre-source either or predicted, or embed with --labels CSV that has a genre column)");
     }
-    let recs = cat.recommend(&query, a.k, &filters)?;
-    if a.json {
-        println!("{}", serde_json::to_string_pretty(&json!({"query": describe, "results": recs}))?);
+    let query = if seeds.is_empty() && extra.is_empty() {
+        // Only --cluster N: the songs nearest its centre.
+        let n = a.cluster.unwrap_or(0);
+        describe.push(format!("the centre of cluster {n}"));
+        clustering.as_ref().map(|c| c.centroids[n].clone()).unwrap_or_default()
     } else {
-        println!("songs that sound like {}:", describe.join(" + "));
+        cat.centroid(&seeds, &extra.iter().map(Vec::as_slice).collect::<Vec<_>>())
+    };
+    if let Some(n) = a.cluster {
+        filters.clusters = Some(vec![n as u32]);
+    } else if a.same_cluster || a.random_from_cluster {
+        // The query's clusters: each seed song's, and a new file's nearest.
+        let mut cs: Vec<u32> = seeds.iter().filter_map(|&r| cat.cluster_of(r)).collect();
+        if let Some(c) = &clustering {
+            cs.extend(extra.iter().map(|v| soundalike_index::nearest_centroid(&c.centroids.concat(), c.dim, v).0 as u32));
+        }
+        cs.sort_unstable();
+        cs.dedup();
+        filters.clusters = Some(cs);
+    }
+    let recs = if a.random_from_cluster {
+        let seed = a.seed.unwrap_or_else(|| std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64));
+        let cs = filters.clusters.clone().unwrap_or_default();
+        let from = format!("cluster {}", cs.iter().map(u32::to_string).collect::<Vec<_>>().join(", "));
+        describe = vec![if describe.is_empty() || a.cluster.is_some() { from } else { format!("{from} (the cluster of {})", describe.join(" + ")) }];
+        let rows = cat.random_in_clusters(&cs, a.k, &filters.exclude, seed);
+        rows.iter().enumerate().map(|(i, &r)| cat.recommendation(r, i + 1, soundalike_index::dot(&cat.vector(r), &query))).collect()
+    } else {
+        cat.recommend(&query, a.k, &filters)?
+    };
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&json!({"query": describe, "clusters": filters.clusters, "results": recs}))?);
+    } else {
+        if a.random_from_cluster {
+            println!("{} songs at random from {}:", recs.len(), describe.join(" + "));
+        } else {
+            println!("songs that sound like {}:", describe.join(" + "));
+        }
         print_table(&recs);
         if recs.len() < a.k {
             println!("(only {} songs pass the filters)", recs.len());

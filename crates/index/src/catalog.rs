@@ -164,6 +164,9 @@ pub struct Recommendation<'a> {
     pub genre: Option<&'a str>,
     /// Group (e.g. soundtrack).
     pub group: Option<&'a str>,
+    /// Cluster, when the store has clusters (see [`Catalog::use_clusters`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<u32>,
 }
 
 /// Filters and diversity settings.
@@ -181,6 +184,8 @@ pub struct Filters {
     pub exclude_groups: Vec<String>,
     /// At most this many songs per album (or group when there is no album).
     pub max_per_album: Option<usize>,
+    /// Only songs in one of these clusters (needs [`Catalog::use_clusters`]).
+    pub clusters: Option<Vec<u32>>,
 }
 
 impl Filters {
@@ -203,6 +208,7 @@ impl Filters {
             exclude_artists: if exclude_same_artist { of(|s| &s.artist) } else { vec![] },
             exclude_groups: if exclude_same_group { of(|s| &s.group) } else { vec![] },
             max_per_album,
+            clusters: None,
         }
     }
 }
@@ -228,6 +234,8 @@ pub struct Catalog {
     row_slot: Vec<u32>,
     /// What opening did to the index, if one is used.
     pub index_update: Option<IndexUpdate>,
+    /// Per row: its cluster (empty until [`Catalog::use_clusters`]).
+    cluster: Vec<Option<u32>>,
 }
 
 impl Catalog {
@@ -264,7 +272,7 @@ impl Catalog {
             songs.iter().for_each(|s| matrix.extend_from_slice(&s.vector));
         }
         songs.iter_mut().for_each(|s| s.vector = Vec::new());
-        Ok(Catalog { header, dir, songs, matrix, index, slot_row, row_slot, index_update })
+        Ok(Catalog { header, dir, songs, matrix, index, slot_row, row_slot, index_update, cluster: Vec::new() })
     }
 
     /// The store folder.
@@ -321,6 +329,47 @@ impl Catalog {
             s.genre = g;
         }
         predicted
+    }
+
+    /// Loads the store's clusters (`soundalike clusters`) so filters and results can use them; songs added
+    /// since, not yet placed by `embed`, get their nearest centroid here (in memory). `Ok(None)` when the
+    /// store has none; an error when they belong to another model.
+    pub fn use_clusters(&mut self) -> Result<Option<crate::Clustering>> {
+        let Some(c) = crate::Clustering::load(&self.dir, &self.header)? else { return Ok(None) };
+        self.cluster = (0..self.songs.len()).map(|r| Some(c.place(&self.songs[r].id, &self.songs[r].fingerprint, &self.vector(r)))).collect();
+        Ok(Some(c))
+    }
+
+    /// The cluster of row `row`, once [`Catalog::use_clusters`] found clusters.
+    pub fn cluster_of(&self, row: usize) -> Option<u32> {
+        self.cluster.get(row).copied().flatten()
+    }
+
+    /// `k` rows drawn at random (seeded) from the songs in `clusters`, leaving out `exclude` ids.
+    pub fn random_in_clusters(&self, clusters: &[u32], k: usize, exclude: &[String], seed: u64) -> Vec<usize> {
+        use rand::SeedableRng;
+        let pool: Vec<usize> =
+            (0..self.songs.len()).filter(|&r| self.cluster_of(r).is_some_and(|c| clusters.contains(&c)) && !exclude.contains(&self.songs[r].id)).collect();
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        let mut picked: Vec<usize> = rand::seq::index::sample(&mut rng, pool.len(), k.min(pool.len())).into_iter().map(|i| pool[i]).collect();
+        picked.sort_unstable();
+        picked
+    }
+
+    /// A row as a [`Recommendation`] (rank and score given).
+    pub fn recommendation(&self, row: usize, rank: usize, score: f32) -> Recommendation<'_> {
+        let s = &self.songs[row];
+        Recommendation {
+            rank,
+            score,
+            id: &s.id,
+            title: &s.title,
+            artist: s.artist.as_deref(),
+            album: s.album.as_deref(),
+            genre: s.genre.as_deref(),
+            group: s.group.as_deref(),
+            cluster: self.cluster_of(row),
+        }
     }
 
     /// Whether any song has genre `g` (case-insensitive, as the filters compare).
@@ -438,9 +487,10 @@ impl Catalog {
                 && f.same_genres.as_ref().is_none_or(|gs| gs.iter().any(|g| eq(s.genre.as_deref(), g)))
                 && !f.exclude_artists.iter().any(|a| eq(s.artist.as_deref(), a))
                 && !f.exclude_groups.iter().any(|g| eq(s.group.as_deref(), g))
+                && f.clusters.as_ref().is_none_or(|cs| self.cluster_of(i).is_some_and(|c| cs.contains(&c)))
         };
         let n = self.songs.len();
-        let only_excludes = f.genre.is_none() && f.same_genres.is_none() && f.exclude_artists.is_empty() && f.exclude_groups.is_empty();
+        let only_excludes = f.genre.is_none() && f.same_genres.is_none() && f.exclude_artists.is_empty() && f.exclude_groups.is_empty() && f.clusters.is_none();
         // With a per-album cap, fetch more and cap greedily; grow until k are kept or the library is exhausted.
         let mut want = if f.max_per_album.is_some() { k * 4 } else { k }.min(n);
         loop {
@@ -479,16 +529,7 @@ impl Catalog {
                     }
                     *c += 1;
                 }
-                out.push(Recommendation {
-                    rank: out.len() + 1,
-                    score: h.score,
-                    id: &s.id,
-                    title: &s.title,
-                    artist: s.artist.as_deref(),
-                    album: s.album.as_deref(),
-                    genre: s.genre.as_deref(),
-                    group: s.group.as_deref(),
-                });
+                out.push(self.recommendation(h.row, out.len() + 1, h.score));
                 if out.len() == k {
                     break;
                 }

@@ -1,20 +1,26 @@
 //! Song vectors and "sounds like this" search: the embedding store (append-only journal, atomic
 //! compaction), exact cosine search, and an HNSW index (own construction on flat arrays, or hnsw_rs as the builder).
-//! No machine-learning dependencies.
+//! Also the library's clusters (spherical k-means) and its 2-D map (PCA). No machine-learning dependencies.
 #![warn(missing_docs)]
 
 mod ann;
 mod catalog;
+mod clusters;
 mod error;
 mod graph;
+mod kmeans;
 mod lock;
+mod pca;
 mod search;
 mod store;
 
 pub use ann::{index_dir, AnnIndex, AnnParams, Builder, Precision, INDEX_FORMAT_VERSION};
 pub use catalog::{sync_index, sync_index_with, Catalog, Filters, GenreSource, IndexUpdate, Method, Recommendation, EXACT_BELOW, REBUILD_DEAD_FRACTION};
 pub use error::{IndexError, Result};
+pub use clusters::{ClusterSummary, Clustering, Medoid, Member, Neighbour, Share, Staleness, CLUSTERS_FILE, CLUSTERS_FORMAT_VERSION, MEDOIDS};
+pub use kmeans::{choose_k, elbow, kmeans, nearest_centroid, silhouette, CurvePoint, KChoice, KMeansFit, KMeansOptions, SILHOUETTE_MARGIN};
 pub use lock::{LockWait, StoreLock, LOCK_FILE};
+pub use pca::pca_2d;
 pub use search::{exact_search, Hit};
 pub use store::{check_journal, repair_journal, JournalCheck, SongMeta, SongRecord, Store, StoreHeader, StoreWriter, STORE_FORMAT_VERSION};
 

@@ -10,7 +10,6 @@
 #![warn(missing_docs)]
 
 mod api;
-mod pca;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -21,7 +20,7 @@ use anyhow::{Context, Result};
 use soundalike_index::Catalog;
 
 pub use api::{router, POST_HEADER};
-pub use pca::pca_2d;
+pub use soundalike_index::pca_2d;
 
 /// Turns an audio file that is not in the library into a song vector comparable with the store's.
 pub trait Embedder: Send + Sync + 'static {

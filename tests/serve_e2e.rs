@@ -45,6 +45,9 @@ fn serve_answers_over_http_and_in_a_real_browser() {
     let store = d.path().join("store");
     let o = run(&["embed", "datasets/tiny", "--out", s(&store), "--labels", "datasets/tiny/tracks.csv", "--label-column", "source", "--group-column", "source"]);
     assert!(o.status.success(), "{}", stderr(&o));
+    // Four clusters, so the API and the page have them.
+    let o = run(&["clusters", s(&store), "--k", "4", "--no-plots"]);
+    assert!(o.status.success(), "{}", stderr(&o));
     let mut child = Command::new(env!("CARGO_BIN_EXE_soundalike"))
         .args(["serve", s(&store), "--model", "models/default", "--port", "0"])
         .current_dir(root())
@@ -63,6 +66,31 @@ fn serve_answers_over_http_and_in_a_real_browser() {
     let (status, b) = http(&addr, "GET", "/api/health", b"");
     assert!(status.contains("200"), "{status}");
     assert_eq!(body_json(&b)["songs"], 30);
+    // Clusters: summaries, one cluster's songs at random or nearest its centre, and similar songs
+    // kept inside the query's cluster.
+    let (status, b) = http(&addr, "GET", "/api/clusters", b"");
+    assert!(status.contains("200"), "{status}");
+    let c = body_json(&b);
+    assert_eq!(c["k"], 4);
+    assert_eq!(c["clusters"].as_array().unwrap().iter().map(|x| x["size"].as_u64().unwrap()).sum::<u64>(), 30);
+    let map = body_json(&http(&addr, "GET", "/api/map", b"").1);
+    let cluster_of: std::collections::HashMap<String, u64> =
+        map["points"].as_array().unwrap().iter().map(|p| (p["id"].as_str().unwrap().to_string(), p["cluster"].as_u64().unwrap())).collect();
+    let biggest = c["clusters"].as_array().unwrap().iter().max_by_key(|x| x["size"].as_u64()).unwrap()["cluster"].as_u64().unwrap();
+    let draw = |seed: u32| body_json(&http(&addr, "GET", &format!("/api/cluster?id={biggest}&random=3&seed={seed}"), b"").1)["songs"].clone();
+    let drawn = draw(1);
+    assert_eq!(drawn.as_array().unwrap().len(), 3.min(c["clusters"][biggest as usize]["size"].as_u64().unwrap() as usize));
+    assert!(drawn.as_array().unwrap().iter().all(|x| cluster_of[x["id"].as_str().unwrap()] == biggest));
+    assert_eq!(drawn, draw(1), "the same seed draws the same songs");
+    let near = body_json(&http(&addr, "GET", &format!("/api/cluster?id={biggest}&k=2"), b"").1);
+    assert_eq!(near["songs"][0]["id"], near["cluster"]["medoids"][0]["id"]);
+    let (status, b) = http(&addr, "GET", "/api/cluster?id=9", b"");
+    assert!(status.contains("404") && body_json(&b)["error"].as_str().unwrap().contains("0 to 3"), "{status}");
+    let q = "wesnoth-1.16-music/battle.mp3";
+    let v = body_json(&http(&addr, "GET", &format!("/api/similar?id={q}&k=30&same_cluster=true"), b"").1);
+    let res = v["results"].as_array().unwrap();
+    assert_eq!(res.len(), cluster_of.values().filter(|&&x| x == cluster_of[q]).count() - 1);
+    assert!(res.iter().all(|r| r["cluster"].as_u64() == Some(cluster_of[q])));
     // Upload through the real model: the library's own copy of the file is the best match.
     let clip = std::fs::read(root().join("datasets/tiny/wesnoth-1.16-music/battle.mp3")).unwrap();
     let (status, b) = http(&addr, "POST", "/api/similar/upload?name=battle.mp3&k=3", &clip);
@@ -99,6 +127,8 @@ fn serve_answers_over_http_and_in_a_real_browser() {
     assert_eq!((r["results"].as_u64(), r["graph_nodes"].as_u64()), (Some(10), Some(11)));
     assert!(r["played_seconds"].as_f64().unwrap() > 0.0);
     assert_eq!(r["upload_top"], "wesnoth-1.16-music/battle.mp3");
+    assert_eq!((r["cluster_chips"].as_u64(), r["legend_entries"].as_u64()), (Some(4), Some(4)));
+    assert!(r["cluster_random"].as_u64().unwrap() > 0 && r["same_cluster_results"].as_u64().unwrap() > 0);
     assert!(std::fs::metadata(&shot).unwrap().len() > 10_000);
     drop(server);
 }

@@ -1,5 +1,6 @@
 // Drives the `soundalike serve` page in headless Debian Chromium: search with suggestions, results,
-// force graph, a preview that really plays, the target-genre selector, the library map, and an upload.
+// force graph, a preview that really plays, the target-genre selector, the library map, an upload, and
+// (when the store has clusters) the map coloured by cluster, the cluster panel and "same cluster".
 // Usage: node browser.mjs URL AUDIO_FILE [SCREENSHOT.png]. Prints one JSON line; exit code 1 on failure.
 import { chromium } from "playwright-core";
 
@@ -37,6 +38,33 @@ try {
   checks.graph_nodes = await page.locator("#graph circle").count();
   checks.graph_links = await page.locator("#graph line").count();
   if (checks.graph_nodes !== 11 || checks.graph_links !== 10) throw new Error(`graph has ${checks.graph_nodes} nodes, ${checks.graph_links} links`);
+
+  // Clusters: the panel shows the query song's cluster; a random draw stays inside it; "same cluster"
+  // keeps every result in it; the map is coloured by cluster with a legend entry per cluster.
+  if (stats.clusters) {
+    const m = await (await page.request.get(url + "api/map")).json();
+    const clusterOf = Object.fromEntries(m.points.map((p) => [p.id, p.cluster]));
+    const qid = await page.evaluate(() => current.id);
+    await page.waitForFunction((c) => document.getElementById("cluster-panel").dataset.cluster === String(c), clusterOf[qid], { timeout: 10000 });
+    checks.cluster_chips = await page.locator("#cluster-chips button").count();
+    checks.legend_by = await page.getAttribute("#legend", "data-by");
+    checks.legend_entries = await page.locator("#legend span").count();
+    if (checks.cluster_chips !== stats.clusters || checks.legend_by !== "cluster" || checks.legend_entries !== stats.clusters)
+      throw new Error(`cluster chips ${checks.cluster_chips}, legend ${checks.legend_by} with ${checks.legend_entries} entries, k ${stats.clusters}`);
+    await page.click("#cluster-random");
+    await page.waitForSelector("#cluster-songs[data-random=true] li", { timeout: 10000 });
+    const drawn = await page.$$eval("#cluster-songs li", (li) => li.map((x) => x.dataset.id));
+    if (!drawn.every((id) => clusterOf[id] === clusterOf[qid])) throw new Error("a random song from another cluster");
+    checks.cluster_random = drawn.length;
+    await page.check("#same-cluster");
+    await page.waitForFunction((ids) => {
+      const li = [...document.querySelectorAll("#results li.result")].map((x) => x.dataset.id);
+      return li.length > 0 && li.every((id) => ids.includes(id));
+    }, m.points.filter((p) => p.cluster === clusterOf[qid]).map((p) => p.id), { timeout: 10000 });
+    checks.same_cluster_results = await page.locator("#results li.result").count();
+    await page.uncheck("#same-cluster");
+    await page.waitForFunction(() => document.querySelectorAll("#results li.result").length === 10, null, { timeout: 10000 });
+  }
 
   // Play the first match: the audio element must really advance.
   await page.locator("#results li.result button.play").first().click();

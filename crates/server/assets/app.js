@@ -1,5 +1,5 @@
-// soundalike web page: search, recommendations with previews, a force graph of the neighbourhood and a
-// PCA map of the library. Plain JavaScript, no external files: it must work offline.
+// soundalike web page: search, recommendations with previews, a force graph of the neighbourhood, a
+// PCA map of the library coloured by genre or cluster, and a panel per cluster. Plain JavaScript, no external files: it must work offline.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
@@ -18,6 +18,11 @@ let mapData = null;
 let highlighted = new Set();
 let queryId = null;
 let previews = true;
+let clusters = null; // /api/clusters, when the store has clusters
+let shownCluster = null;
+const clusterColour = (c) => (c === null || c === undefined ? "#555" : PALETTE[c % PALETTE.length]);
+const colourBy = () => (clusters && $("colour-by").value === "cluster" ? "cluster" : "genre");
+const pointColour = (p) => (colourBy() === "cluster" ? clusterColour(p.cluster) : colour(p.genre));
 
 function status(msg, isError) {
   $("status").textContent = msg || "";
@@ -46,6 +51,7 @@ function options() {
   if ($("same-genre").checked) q.set("same_genre", "true");
   if ($("exclude-artist").checked) q.set("exclude_same_artist", "true");
   if ($("exclude-group").checked) q.set("exclude_same_group", "true");
+  if (clusters && $("same-cluster").checked) q.set("same_cluster", "true");
   return q;
 }
 
@@ -116,6 +122,69 @@ function render(res) {
   highlighted = new Set(res.results.map((r) => r.id).concat(query.id ? [query.id] : []));
   queryId = query.id || null;
   drawMap();
+  // A song of the library shows its cluster.
+  if (clusters && query.cluster !== undefined && query.cluster !== null) showCluster(query.cluster, false);
+}
+
+function songItem(r) {
+  const li = document.createElement("li");
+  li.dataset.id = r.id;
+  const btn = document.createElement("button");
+  btn.className = "play";
+  btn.title = "play";
+  btn.textContent = "▶";
+  btn.onclick = () => play(r.id, r.title);
+  btn.disabled = !previews;
+  const a = document.createElement("a");
+  a.href = "#";
+  a.textContent = r.title;
+  a.title = "songs like this one";
+  a.onclick = (e) => { e.preventDefault(); showSimilar(r.id); };
+  const meta = document.createElement("span");
+  meta.className = "muted";
+  meta.textContent = " " + [r.artist, r.genre].filter(Boolean).join(" · ");
+  li.append(btn, a, meta);
+  return li;
+}
+
+function bars(shares, cls) {
+  const div = document.createElement("div");
+  for (const g of shares) {
+    const row = document.createElement("div");
+    row.className = "bar " + cls;
+    const b = document.createElement("b");
+    b.style.width = Math.max(2, Math.round(160 * g.share)) + "px";
+    row.append(b, document.createTextNode(g.genre + " " + Math.round(100 * g.share) + "%"));
+    div.append(row);
+  }
+  return div;
+}
+
+// The cluster panel: its genres (tags and the model's) as bars, and songs nearest its centre or at random.
+async function showCluster(n, random) {
+  const q = new URLSearchParams({ id: String(n) });
+  if (random) q.set("random", "10"); else q.set("k", "8");
+  try {
+    const res = await getJson("/api/cluster?" + q);
+    const c = res.cluster;
+    shownCluster = n;
+    $("cluster-panel").dataset.cluster = String(n);
+    $("cluster-title").textContent = "Cluster " + n + " · " + c.size + " songs (" + Math.round(100 * c.share) + "%) · cohesion " +
+      c.cohesion.toFixed(2) + " · near clusters " + c.nearest.map((x) => x.cluster).join(", ");
+    const g = $("cluster-genres");
+    g.innerHTML = "";
+    if (c.genres_tag.length) { g.append(document.createTextNode("from tags")); g.append(bars(c.genres_tag, "tag")); }
+    g.append(document.createTextNode("the model's guess"));
+    g.append(bars(c.genres_predicted, "model"));
+    $("cluster-songs-title").textContent = random ? res.songs.length + " songs at random" : "nearest its centre";
+    const ol = $("cluster-songs");
+    ol.innerHTML = "";
+    for (const r of res.songs) ol.append(songItem(r));
+    ol.dataset.random = String(random);
+    for (const b of $("cluster-chips").children) b.classList.toggle("active", b.dataset.cluster === String(n));
+  } catch (e) {
+    status(e.message, true);
+  }
 }
 
 // Force graph: the query fixed at the centre, each match on a spring whose rest length grows with its
@@ -187,7 +256,7 @@ function drawMap() {
   const toY = (y) => pad + ((1 - y) / 2) * (H - 2 * pad);
   for (const p of mapData.points) {
     ctx.globalAlpha = highlighted.size && !highlighted.has(p.id) ? 0.35 : 1;
-    ctx.fillStyle = colour(p.genre);
+    ctx.fillStyle = pointColour(p);
     ctx.beginPath();
     ctx.arc(toX(p.x), toY(p.y), p.id === queryId ? 8 : highlighted.has(p.id) ? 5 : 3, 0, 2 * Math.PI);
     ctx.fill();
@@ -197,13 +266,18 @@ function drawMap() {
   cv.dataset.points = String(mapData.points.length);
   const legend = $("legend");
   legend.innerHTML = "";
-  for (const [g, c] of genreColour) {
+  const entries = colourBy() === "cluster"
+    ? clusters.clusters.map((c) => [c.cluster + " " + ((c.genres_tag[0] || c.genres_predicted[0] || {}).genre || ""), clusterColour(c.cluster), c.cluster])
+    : [...genreColour].map(([g, c]) => [g, c, null]);
+  for (const [g, c, n] of entries) {
     const s = document.createElement("span");
     const i = document.createElement("i");
     i.style.background = c;
     s.append(i, document.createTextNode(g));
+    if (n !== null) { s.className = "clickable"; s.dataset.cluster = String(n); s.onclick = () => showCluster(n, false); }
     legend.append(s);
   }
+  legend.dataset.by = colourBy();
 }
 
 $("map").addEventListener("click", (e) => {
@@ -262,7 +336,9 @@ $("search").addEventListener("keydown", (e) => {
   else if (e.key === "Escape") { suggestions = []; showSuggestions(); }
 });
 $("search").addEventListener("blur", () => setTimeout(() => { suggestions = []; showSuggestions(); }, 100));
-for (const id of ["genre", "same-genre", "exclude-artist", "exclude-group", "k"]) $(id).addEventListener("change", rerun);
+for (const id of ["genre", "same-genre", "exclude-artist", "exclude-group", "same-cluster", "k"]) $(id).addEventListener("change", rerun);
+$("colour-by").addEventListener("change", drawMap);
+$("cluster-random").addEventListener("click", () => { if (shownCluster !== null) showCluster(shownCluster, true); });
 
 // Drag and drop (or click) a file.
 const drop = $("drop");
@@ -288,6 +364,23 @@ drop.addEventListener("drop", (e) => {
     }
     previews = st.previews;
     if (!st.upload) { drop.textContent = "Uploads are off (start serve with --model)"; drop.style.cursor = "default"; }
+    if (st.clusters) {
+      clusters = await getJson("/api/clusters");
+      $("cluster-ctl").hidden = false;
+      $("colour-ctl").hidden = false;
+      $("cluster-panel").hidden = false;
+      for (const c of clusters.clusters) {
+        const b = document.createElement("button");
+        b.type = "button";
+        b.dataset.cluster = String(c.cluster);
+        b.style.borderColor = clusterColour(c.cluster);
+        b.textContent = c.cluster + " · " + c.size;
+        b.title = "cluster " + c.cluster + ": " + c.genres_predicted.map((g) => g.genre).join(", ");
+        b.onclick = () => showCluster(c.cluster, false);
+        $("cluster-chips").append(b);
+      }
+      await showCluster(0, false);
+    }
     mapData = await getJson("/api/map");
     drawMap();
     document.body.dataset.ready = "true";

@@ -75,6 +75,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/similar", get(similar_get).post(similar_post))
         .route("/api/similar/upload", post(similar_upload).layer(DefaultBodyLimit::max(upload_limit)))
         .route("/api/map", get(map))
+        .route("/api/clusters", get(clusters))
+        .route("/api/cluster", get(cluster))
         .route("/api/audio", get(audio))
         .fallback(|| async { ApiError(StatusCode::NOT_FOUND, "no such page".into()) })
         .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, timeout))
@@ -147,6 +149,7 @@ fn summary(cat: &Catalog, s: &SongRecord) -> Value {
         "group": s.group,
         "duration_s": s.duration_s,
         "predicted": s.predicted(&cat.header.labels),
+        "cluster": cat.row(&s.id).and_then(|r| cat.cluster_of(r)),
     })
 }
 
@@ -183,6 +186,7 @@ async fn stats(State(st): St) -> Json<Value> {
         "previews": st.root.is_some(),
         "max_upload_bytes": st.cfg.max_upload_bytes,
         "max_k": st.cfg.max_k,
+        "clusters": st.clusters.as_ref().map(|c| c.k),
     }))
 }
 
@@ -233,6 +237,11 @@ struct SimilarOpts {
     #[serde(default)]
     exclude_same_group: bool,
     max_per_album: Option<usize>,
+    /// Only songs in the query's cluster(s).
+    #[serde(default)]
+    same_cluster: bool,
+    /// Only songs in this cluster.
+    cluster: Option<usize>,
 }
 
 #[derive(Deserialize)]
@@ -262,6 +271,21 @@ fn recommend(st: &AppState, rows: &[usize], extra: Option<&[f32]>, o: SimilarOpt
         return Err(bad("same_genre: the query songs have no genre in this library"));
     }
     let extra: Vec<&[f32]> = extra.into_iter().collect();
+    let mut filters = filters;
+    if o.same_cluster || o.cluster.is_some() {
+        let c = clusters_of(st)?;
+        filters.clusters = Some(match o.cluster {
+            Some(n) if n >= c.k => return Err(bad(format!("cluster: this library has clusters 0 to {}", c.k - 1))),
+            Some(n) => vec![n as u32],
+            None => {
+                let mut cs: Vec<u32> = rows.iter().filter_map(|&r| cat.cluster_of(r)).collect();
+                cs.extend(extra.iter().map(|v| soundalike_index::nearest_centroid(&c.centroids.concat(), c.dim, v).0 as u32));
+                cs.sort_unstable();
+                cs.dedup();
+                cs
+            }
+        });
+    }
     let query = cat.centroid(rows, &extra);
     let recs = cat.recommend(&query, k, &filters)?;
     Ok(json!({
@@ -377,6 +401,62 @@ async fn similar_upload(
     Ok(Json(out).into_response())
 }
 
+fn clusters_of(st: &AppState) -> ApiResult<&soundalike_index::Clustering> {
+    st.clusters.as_ref().ok_or_else(|| ApiError(StatusCode::NOT_FOUND, "this library has no clusters yet (run `soundalike clusters STORE`, then restart serve)".into()))
+}
+
+/// Every cluster's summary, and how k was chosen.
+async fn clusters(State(st): St) -> ApiResult<Json<Value>> {
+    let c = clusters_of(&st)?;
+    Ok(Json(json!({
+        "k": c.k, "method": c.method, "silhouette": c.silhouette, "fitted_songs": c.fitted_songs,
+        "stale": c.stale, "choice": c.choice, "clusters": c.summaries,
+    })))
+}
+
+#[derive(Deserialize)]
+struct ClusterQ {
+    id: usize,
+    /// This many songs at random from the cluster (instead of those nearest its centre).
+    random: Option<usize>,
+    /// Seed of the random draw (default: a new one each time).
+    seed: Option<u64>,
+    /// How many songs nearest the centre (without `random`).
+    k: Option<usize>,
+}
+
+/// One cluster: its summary and songs, either nearest its centre or drawn at random.
+async fn cluster(State(st): St, q: Result<Query<ClusterQ>, QueryRejection>) -> ApiResult<Json<Value>> {
+    let Query(q) = q?;
+    let c = clusters_of(&st)?;
+    if q.id >= c.k {
+        return Err(ApiError(StatusCode::NOT_FOUND, format!("no cluster {}; this library has clusters 0 to {}", q.id, c.k - 1)));
+    }
+    let cat = &st.cat;
+    let n = q.random.or(q.k).unwrap_or(10);
+    if n == 0 || n > st.cfg.max_k {
+        return Err(bad(format!("random and k must be between 1 and {}", st.cfg.max_k)));
+    }
+    let centre = &c.centroids[q.id];
+    let recs = match q.random {
+        Some(n) => {
+            let seed = q.seed.unwrap_or_else(|| std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64));
+            let rows = cat.random_in_clusters(&[q.id as u32], n, &[], seed);
+            rows.iter().enumerate().map(|(i, &r)| cat.recommendation(r, i + 1, soundalike_index::dot(&cat.vector(r), centre))).collect()
+        }
+        None => cat.recommend(centre, n, &Filters { clusters: Some(vec![q.id as u32]), ..Default::default() })?,
+    };
+    Ok(Json(json!({
+        "cluster": c.summaries[q.id],
+        "random": q.random.is_some(),
+        "songs": recs.iter().map(|r| {
+            let mut v = serde_json::to_value(r).unwrap_or(Value::Null);
+            v["audio"] = json!(audio_url(r.id));
+            v
+        }).collect::<Vec<_>>(),
+    })))
+}
+
 async fn map(State(st): St) -> Response {
     ([(header::CONTENT_TYPE, "application/json")], st.map_json.clone()).into_response()
 }
@@ -394,7 +474,7 @@ pub(crate) fn map_json(cat: &Catalog, max_points: usize) -> anyhow::Result<Vec<u
         .zip(&pts)
         .map(|(&r, p)| {
             let s = &cat.songs()[r];
-            json!({"id": s.id, "title": s.title, "genre": s.genre, "x": p[0], "y": p[1]})
+            json!({"id": s.id, "title": s.title, "genre": s.genre, "cluster": cat.cluster_of(r), "x": p[0], "y": p[1]})
         })
         .collect();
     Ok(serde_json::to_vec(&json!({"songs": n, "sampled": rows.len() < n, "points": points}))?)

@@ -85,11 +85,25 @@ pub struct AppState {
     pub(crate) cfg: ServerConfig,
     pub(crate) map_json: Vec<u8>,
     pub(crate) uploads: Arc<tokio::sync::Semaphore>,
+    /// The store's clusters (summaries and centroids; each song's cluster is in the catalog).
+    pub(crate) clusters: Option<soundalike_index::Clustering>,
 }
 
 impl AppState {
-    /// Prepares the state: resolves the library folder and computes the 2-D map.
-    pub fn new(cat: Catalog, embedder: Option<Arc<dyn Embedder>>, cfg: ServerConfig) -> Result<AppState> {
+    /// Prepares the state: loads the store's clusters if it has them, resolves the library folder and
+    /// computes the 2-D map.
+    pub fn new(mut cat: Catalog, embedder: Option<Arc<dyn Embedder>>, cfg: ServerConfig) -> Result<AppState> {
+        // Clusters are optional: a store without them, or with another model's, is served without.
+        let clusters = match cat.use_clusters() {
+            Ok(c) => c.map(|mut c| {
+                c.members = Vec::new();
+                c
+            }),
+            Err(e) => {
+                eprintln!("note: clusters are off: {e}");
+                None
+            }
+        };
         let root = match std::fs::canonicalize(&cat.header.library_root) {
             Ok(r) => Some(r),
             Err(e) => {
@@ -99,7 +113,7 @@ impl AppState {
         };
         let map_json = api::map_json(&cat, cfg.map_points)?;
         let uploads = Arc::new(tokio::sync::Semaphore::new(cfg.upload_concurrency.max(1)));
-        Ok(AppState { cat, root, embedder, cfg, map_json, uploads })
+        Ok(AppState { cat, root, embedder, cfg, map_json, uploads, clusters })
     }
 }
 

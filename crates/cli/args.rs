@@ -43,6 +43,9 @@ pub enum Command {
     /// Group a store's songs into clusters (k-means on the song vectors), with a summary of each, an elbow
     /// plot and a map; `query --same-cluster` and the web page use them.
     Clusters(ClustersArgs),
+    /// A listener's taste: mark songs liked or disliked, train a model of it, then clean playlists,
+    /// discover songs and re-rank recommendations with it.
+    Taste(TasteArgs),
     /// Look after a store: `store check STORE` reports damaged journal lines, `--repair` keeps every valid
     /// record and moves the damage aside.
     Store(StoreArgs),
@@ -78,6 +81,114 @@ pub struct ClustersArgs {
     /// When another process is writing the store, wait for it to finish instead of stopping.
     #[arg(long)]
     pub wait: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct TasteArgs {
+    #[command(subcommand)]
+    pub cmd: TasteCommand,
+}
+
+#[derive(clap::Subcommand, Debug)]
+pub enum TasteCommand {
+    /// Mark songs as liked or disliked (by id, path, or text in the title), from flags or a file.
+    Mark {
+        /// Profile folder (created on first use; one per listener).
+        profile: PathBuf,
+        /// Store the songs are in.
+        #[arg(long)]
+        store: PathBuf,
+        /// A song they like (repeatable).
+        #[arg(long = "like")]
+        likes: Vec<String>,
+        /// A song they dislike (repeatable).
+        #[arg(long = "dislike")]
+        dislikes: Vec<String>,
+        /// Forget a song's mark (repeatable).
+        #[arg(long = "unmark")]
+        unmarks: Vec<String>,
+        /// A file of marks: CSV with a `song` (or `id`, `path`, `title`) and a `mark` column (like/dislike),
+        /// or an M3U / plain list of paths marked as `--as` says.
+        #[arg(long)]
+        from: Option<PathBuf>,
+        /// The mark for every song of a playlist given with --from.
+        #[arg(long = "as", value_parser = parse_mark)]
+        as_mark: Option<soundalike_index::Mark>,
+        /// When another process is changing the profile, wait for it instead of stopping.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Train the taste model: logistic regression and a k-NN vote compared by cross-validation, the
+    /// better kept; accuracy, precision, recall, ROC AUC and the confusion matrix printed and saved
+    /// (PROFILE/taste.json, PROFILE/taste.png).
+    Train {
+        /// Profile folder.
+        profile: PathBuf,
+        /// Store the songs are in (supplies background songs when there are no dislikes).
+        #[arg(long)]
+        store: PathBuf,
+        /// Seed of the cross-validation folds and background draw.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        /// Do not draw taste.png.
+        #[arg(long)]
+        no_plots: bool,
+    },
+    /// Drop the songs of a playlist (M3U or a plain list of paths) the listener would likely dislike.
+    Filter {
+        /// Profile folder.
+        profile: PathBuf,
+        /// Playlist (.m3u, .m3u8 or a text file with one path per line).
+        playlist: PathBuf,
+        /// Store the songs are in.
+        #[arg(long)]
+        store: PathBuf,
+        /// The cleaned playlist.
+        #[arg(long)]
+        out: PathBuf,
+        /// Keep songs at least this likely to be liked.
+        #[arg(long, default_value_t = 0.5)]
+        min_like: f32,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Songs the listener has not marked that they are most likely to like.
+    Discover {
+        /// Profile folder.
+        profile: PathBuf,
+        /// Store the songs are in.
+        #[arg(long)]
+        store: PathBuf,
+        /// How many.
+        #[arg(short, long, default_value_t = 30)]
+        k: usize,
+        /// Only this genre.
+        #[arg(long, conflicts_with = "other_genres")]
+        genre: Option<String>,
+        /// Only genres none of their liked songs has (explore).
+        #[arg(long)]
+        other_genres: bool,
+        /// At most this many songs per artist, and per album (0: no limit).
+        #[arg(long, default_value_t = 2)]
+        max_per_artist: usize,
+        /// Also write the list as an M3U playlist.
+        #[arg(long)]
+        m3u: Option<PathBuf>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        /// Where a song's genre comes from (tag, predicted or either).
+        #[arg(long, default_value = "either", value_parser = parse_genre_source)]
+        genre_source: soundalike_index::GenreSource,
+    },
+}
+
+fn parse_mark(s: &str) -> Result<soundalike_index::Mark, String> {
+    s.parse()
 }
 
 fn parse_k_range(s: &str) -> Result<std::ops::RangeInclusive<usize>, String> {
@@ -469,6 +580,15 @@ pub struct QueryArgs {
     /// Seed of --random-from-cluster (default: a new draw each time).
     #[arg(long)]
     pub seed: Option<u64>,
+    /// Re-rank by a listener's taste (a profile folder from `soundalike taste`).
+    #[arg(long)]
+    pub taste: Option<PathBuf>,
+    /// With --taste: the score is (1 - w) * similarity + w * probability of liking.
+    #[arg(long, default_value_t = 0.5)]
+    pub taste_weight: f32,
+    /// With --taste: leave out songs less likely than this to be liked.
+    #[arg(long)]
+    pub min_like: Option<f32>,
     /// Brute-force search instead of the HNSW index.
     #[arg(long, conflicts_with = "ann_index")]
     pub exact: bool,

@@ -6,6 +6,7 @@ mod embed;
 mod plots;
 mod query;
 mod serve;
+mod taste;
 mod train;
 mod util;
 
@@ -32,6 +33,7 @@ fn main() -> ExitCode {
         args::Command::Serve(a) => serve::serve(a),
         args::Command::Store(a) => embed::store(a),
         args::Command::Clusters(a) => clusters::clusters(a),
+        args::Command::Taste(a) => taste::taste(a),
     };
     match result {
         Ok(code) => code,

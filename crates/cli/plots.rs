@@ -212,3 +212,56 @@ pub fn clusters_png(path: &Path, matrix: &[f32], dim: usize, assign: &[u32], k: 
         Ok(())
     })
 }
+
+/// The kept taste classifier's cross-validated ROC curve (left) and confusion matrix (right).
+pub fn taste_png(path: &Path, m: &soundalike_index::TasteModel) -> Result<()> {
+    let Some(cv) = m.cv.iter().find(|s| s.classifier == m.classifier.name()) else { return Ok(()) };
+    // ROC points: thresholds from the highest score down.
+    let mut s = cv.scores.clone();
+    s.sort_by(|a, b| b.0.total_cmp(&a.0));
+    let pos = s.iter().filter(|x| x.1).count().max(1) as f64;
+    let neg = (s.len() as f64 - pos).max(1.0);
+    let (mut tp, mut fp) = (0f64, 0f64);
+    let mut roc = vec![(0f64, 0f64)];
+    for &(_, t) in &s {
+        if t {
+            tp += 1.0
+        } else {
+            fp += 1.0
+        }
+        roc.push((fp / neg, tp / pos));
+    }
+    save(path, 900, 420, |root| {
+        let (l, r) = root.split_horizontally(470);
+        let mut c = ChartBuilder::on(&l)
+            .caption(format!("ROC, {}-fold CV (AUC {:.3})", cv.folds, cv.roc_auc), ("sans-serif", 18))
+            .margin(12)
+            .x_label_area_size(32)
+            .y_label_area_size(44)
+            .build_cartesian_2d(0f64..1f64, 0f64..1f64)
+            .map_err(e)?;
+        c.configure_mesh().x_desc("false like rate").y_desc("true like rate").draw().map_err(e)?;
+        c.draw_series(LineSeries::new(vec![(0.0, 0.0), (1.0, 1.0)], BLACK.mix(0.3))).map_err(e)?;
+        c.draw_series(LineSeries::new(roc, BLUE.stroke_width(2))).map_err(e)?;
+        r.draw(&Text::new(cv.classifier.clone(), (10, 14), ("sans-serif", 16).into_font())).map_err(e)?;
+        r.draw(&Text::new("rows: marked, columns: predicted".to_string(), (10, 40), ("sans-serif", 13).into_font())).map_err(e)?;
+        let names = ["dislike", "like"];
+        let cell = 110i32;
+        for (i, row) in cv.confusion.iter().enumerate() {
+            let total = row.iter().sum::<usize>().max(1) as f64;
+            let y = 90 + cell * i as i32;
+            r.draw(&Text::new(names[i].to_string(), (10, y + cell / 2 - 8), ("sans-serif", 15).into_font())).map_err(e)?;
+            for (j, &v) in row.iter().enumerate() {
+                let x = 100 + cell * j as i32;
+                if i == 0 {
+                    r.draw(&Text::new(names[j].to_string(), (x + 25, 66), ("sans-serif", 15).into_font())).map_err(e)?;
+                }
+                let shade = 1.0 - 0.8 * (v as f64 / total);
+                let colour = if i == j { RGBColor((255.0 * shade) as u8, 255, (255.0 * shade) as u8) } else { RGBColor(255, (255.0 * shade) as u8, (255.0 * shade) as u8) };
+                r.draw(&Rectangle::new([(x, y), (x + cell - 4, y + cell - 4)], colour.filled())).map_err(e)?;
+                r.draw(&Text::new(v.to_string(), (x + cell / 2 - 12, y + cell / 2 - 10), ("sans-serif", 20).into_font())).map_err(e)?;
+            }
+        }
+        Ok(())
+    })
+}

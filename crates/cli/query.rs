@@ -132,7 +132,32 @@ pub fn query(a: QueryArgs) -> Result<ExitCode> {
         cs.dedup();
         filters.clusters = Some(cs);
     }
-    let recs = if a.random_from_cluster {
+    let taste = match &a.taste {
+        Some(dir) => {
+            if !(0.0..=1.0).contains(&a.taste_weight) {
+                bail!("--taste-weight must be between 0 and 1");
+            }
+            Some(crate::taste::model_for(dir, &cat, 0)?)
+        }
+        None if a.min_like.is_some() => bail!("--min-like needs --taste PROFILE"),
+        None => None,
+    };
+    let recs = if let (Some((marks, m, _)), false) = (&taste, a.random_from_cluster) {
+        // Re-ranked: a wider pool of similar songs (never one the listener disliked), each scored
+        // (1 - w) * similarity + w * p(like).
+        let pool = cat.recommend(&query, (a.k * 10).max(200).min(cat.len()), &filters)?;
+        let w = a.taste_weight;
+        let mut scored: Vec<(f32, Recommendation)> = pool
+            .into_iter()
+            .filter(|r| marks.mark_of(r.id) != Some(soundalike_index::Mark::Dislike))
+            .filter_map(|r| {
+                let p = m.predict(&cat.vector(cat.row(r.id)?));
+                (a.min_like.is_none_or(|min| p >= min)).then(|| ((1.0 - w) * r.score + w * p, r))
+            })
+            .collect();
+        scored.sort_by(|x, y| y.0.total_cmp(&x.0));
+        scored.into_iter().take(a.k).enumerate().map(|(i, (s, r))| Recommendation { rank: i + 1, score: s, ..r }).collect()
+    } else if a.random_from_cluster {
         let seed = a.seed.unwrap_or_else(|| std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64));
         let cs = filters.clusters.clone().unwrap_or_default();
         let from = format!("cluster {}", cs.iter().map(u32::to_string).collect::<Vec<_>>().join(", "));
@@ -149,6 +174,9 @@ pub fn query(a: QueryArgs) -> Result<ExitCode> {
             println!("{} songs at random from {}:", recs.len(), describe.join(" + "));
         } else {
             println!("songs that sound like {}:", describe.join(" + "));
+        }
+        if a.taste.is_some() {
+            println!("(score = {:.2} x similarity + {:.2} x probability the listener likes it)", 1.0 - a.taste_weight, a.taste_weight);
         }
         print_table(&recs);
         if recs.len() < a.k {

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::io_err;
 use crate::kmeans::{nearest_centroid, KChoice, KMeansFit};
-use crate::store::write_atomic;
+use crate::store::{read_if_exists, write_atomic};
 use crate::{dot, IndexError, Result, SongRecord, StoreHeader};
 
 /// Version of `clusters.json`.
@@ -185,11 +185,7 @@ impl Clustering {
     /// another model's vectors.
     pub fn load(store_dir: &Path, header: &StoreHeader) -> Result<Option<Clustering>> {
         let p = Self::path(store_dir);
-        let bytes = match std::fs::read(&p) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(io_err(&p, e)),
-        };
+        let Some(bytes) = read_if_exists(&p)? else { return Ok(None) };
         #[derive(Deserialize)]
         struct Head {
             format_version: u32,

@@ -1,6 +1,7 @@
 //! Song vectors and "sounds like this" search: the embedding store (append-only journal, atomic
 //! compaction), exact cosine search, and an HNSW index (own construction on flat arrays, or hnsw_rs as the builder).
-//! Also the library's clusters (spherical k-means) and its 2-D map (PCA). No machine-learning dependencies.
+//! Also the library's clusters (spherical k-means), its 2-D map (PCA) and a listener's taste (like/dislike
+//! classifiers on the song vectors). No machine-learning dependencies.
 #![warn(missing_docs)]
 
 mod ann;
@@ -13,6 +14,7 @@ mod lock;
 mod pca;
 mod search;
 mod store;
+mod taste;
 
 pub use ann::{index_dir, AnnIndex, AnnParams, Builder, Precision, INDEX_FORMAT_VERSION};
 pub use catalog::{sync_index, sync_index_with, Catalog, Filters, GenreSource, IndexUpdate, Method, Recommendation, EXACT_BELOW, REBUILD_DEAD_FRACTION};
@@ -22,6 +24,7 @@ pub use kmeans::{choose_k, elbow, kmeans, nearest_centroid, silhouette, CurvePoi
 pub use lock::{LockWait, StoreLock, LOCK_FILE};
 pub use pca::pca_2d;
 pub use search::{exact_search, Hit};
+pub use taste::{candidates, cross_validate, roc_auc, train as train_taste, Classifier, CvScores, Mark, Marked, Profile, TasteModel, BACKGROUND_PER_LIKE, PROFILE_FORMAT_VERSION};
 pub use store::{check_journal, repair_journal, JournalCheck, SongMeta, SongRecord, Store, StoreHeader, StoreWriter, STORE_FORMAT_VERSION};
 
 /// Cosine similarity of two L2-normalised vectors (their dot product). Uses AVX2+FMA when the CPU has them

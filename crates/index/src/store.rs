@@ -639,6 +639,15 @@ fn truncate(path: &Path, len: u64) -> Result<()> {
 }
 
 /// Temp file + rename.
+/// The bytes of a file that may not exist yet (`Ok(None)`); any other read error names the path.
+pub(crate) fn read_if_exists(path: &Path) -> Result<Option<Vec<u8>>> {
+    match std::fs::read(path) {
+        Ok(b) => Ok(Some(b)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io_err(path, e)),
+    }
+}
+
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     write_atomic_with(path, &mut |w| w.write_all(bytes))
 }

@@ -1,0 +1,316 @@
+//! `taste`: a listener's marks, the like/dislike model trained on the song vectors, and what it is used
+//! for (cleaning playlists, discovering songs, re-ranking `query`).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use serde_json::json;
+use soundalike_index::{AnnParams, Catalog, Mark, Method, Profile, Recommendation, TasteModel};
+
+use crate::args::{TasteArgs, TasteCommand};
+
+/// Library songs offered to training as background (no dislikes): a seeded sample of at most this many.
+const BACKGROUND_POOL: usize = 5000;
+
+pub fn taste(a: TasteArgs) -> Result<ExitCode> {
+    match a.cmd {
+        TasteCommand::Mark { profile, store, likes, dislikes, unmarks, from, as_mark, wait } => mark(&profile, &store, likes, dislikes, unmarks, from, as_mark, wait),
+        TasteCommand::Train { profile, store, seed, json, no_plots } => train(&profile, &store, seed, json, no_plots),
+        TasteCommand::Filter { profile, playlist, store, out, min_like, json } => filter(&profile, &playlist, &store, &out, min_like, json),
+        TasteCommand::Discover { profile, store, k, genre, other_genres, max_per_artist, m3u, json, genre_source } => {
+            discover(&profile, &store, k, genre, other_genres, max_per_artist, m3u, json, genre_source)
+        }
+    }
+}
+
+fn open(store: &Path) -> Result<Catalog> {
+    Ok(Catalog::open(store, Method::Auto, &AnnParams::default())?)
+}
+
+/// Marks read from a file: CSV with song + mark columns, or a playlist / path list with one mark for all.
+fn marks_from_file(path: &Path, as_mark: Option<Mark>) -> Result<Vec<(String, Mark)>> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let is_csv = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("csv"));
+    if is_csv {
+        let mut r = csv::Reader::from_reader(text.as_bytes());
+        let head: Vec<String> = r.headers()?.iter().map(|h| h.trim().to_ascii_lowercase()).collect();
+        let col = |names: &[&str]| names.iter().find_map(|n| head.iter().position(|h| h == n));
+        let song = col(&["song", "id", "path", "title"]).with_context(|| format!("{}: needs a `song` (or id, path, title) column", path.display()))?;
+        let mark = col(&["mark", "like"]);
+        let mut out = Vec::new();
+        for (i, rec) in r.records().enumerate() {
+            let rec = rec.with_context(|| format!("{}: row {}", path.display(), i + 2))?;
+            let m = match (mark, as_mark) {
+                (Some(c), _) => rec.get(c).unwrap_or("").parse::<Mark>().map_err(|e| anyhow::anyhow!("{}: row {}: {e}", path.display(), i + 2))?,
+                (None, Some(m)) => m,
+                (None, None) => bail!("{}: no `mark` column; pass --as like or --as dislike", path.display()),
+            };
+            out.push((rec.get(song).unwrap_or("").to_string(), m));
+        }
+        return Ok(out);
+    }
+    let Some(m) = as_mark else { bail!("{}: a playlist or list of paths needs --as like or --as dislike", path.display()) };
+    Ok(playlist_entries(path, &text).into_iter().map(|e| (e.path.to_string_lossy().into_owned(), m)).collect())
+}
+
+fn mark(profile: &Path, store: &Path, likes: Vec<String>, dislikes: Vec<String>, unmarks: Vec<String>, from: Option<PathBuf>, as_mark: Option<Mark>, wait: bool) -> Result<ExitCode> {
+    let mut wanted: Vec<(String, Mark)> = likes.into_iter().map(|s| (s, Mark::Like)).chain(dislikes.into_iter().map(|s| (s, Mark::Dislike))).collect();
+    if let Some(f) = &from {
+        wanted.extend(marks_from_file(f, as_mark)?);
+    }
+    if wanted.is_empty() && unmarks.is_empty() {
+        bail!("nothing to mark: give --like SONG, --dislike SONG, --unmark SONG or --from FILE");
+    }
+    let cat = open(store)?;
+    // Resolve everything first: an unknown song or a contradiction changes nothing.
+    let mut rows: HashMap<usize, (Mark, String)> = HashMap::new();
+    for (q, m) in &wanted {
+        let r = cat.resolve(q).with_context(|| format!("cannot mark {q:?}"))?;
+        if let Some((prev, pq)) = rows.get(&r) {
+            if prev != m {
+                bail!("{} is both liked and disliked here ({pq:?} and {q:?}); nothing was changed", cat.songs()[r].id);
+            }
+        }
+        rows.insert(r, (*m, q.clone()));
+    }
+    let forget: Vec<usize> = unmarks.iter().map(|q| cat.resolve(q).with_context(|| format!("cannot unmark {q:?}"))).collect::<Result<_>>()?;
+    let _lock = Profile::lock(profile, wait.into())?;
+    let mut p = Profile::load_or_new(profile, &cat.header)?;
+    let mut sorted: Vec<(&usize, &(Mark, String))> = rows.iter().collect();
+    sorted.sort_by_key(|(r, _)| **r);
+    for (&r, (m, _)) in sorted {
+        let s = &cat.songs()[r];
+        match p.mark(s, &cat.vector(r), *m) {
+            Some(prev) if prev != *m => println!("{:?} -> {:?}: {} ({})", prev, m, s.title, s.id),
+            Some(_) => println!("already {:?}: {} ({})", m, s.title, s.id),
+            None => println!("{:?}: {} ({})", m, s.title, s.id),
+        }
+    }
+    for r in forget {
+        let s = &cat.songs()[r];
+        match p.unmark(&s.id) {
+            Some(prev) => println!("forgot {prev:?}: {} ({})", s.title, s.id),
+            None => println!("not marked: {} ({})", s.title, s.id),
+        }
+    }
+    p.save(profile)?;
+    let (l, d) = p.counts();
+    println!("{}: {l} likes, {d} dislikes", profile.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The profile and an up-to-date taste model (trained now, in memory, when `taste.json` is missing or
+/// older than the marks).
+pub fn model_for(profile: &Path, cat: &Catalog, seed: u64) -> Result<(Profile, TasteModel, bool)> {
+    let Some(p) = Profile::load(profile, &cat.header)? else {
+        bail!("{}: no marks yet; mark songs first (`soundalike taste mark {} --store STORE --like SONG`)", profile.display(), profile.display());
+    };
+    if let Some(m) = TasteModel::load(profile, &cat.header)?.filter(|m| m.marks_digest == p.digest()) {
+        return Ok((p, m, false));
+    }
+    let m = train_now(&p, cat, seed)?;
+    Ok((p, m, true))
+}
+
+fn train_now(p: &Profile, cat: &Catalog, seed: u64) -> Result<TasteModel> {
+    // Background candidates (used only without dislikes): evenly spaced songs, at most BACKGROUND_POOL.
+    let step = cat.len().div_ceil(BACKGROUND_POOL).max(1);
+    let vecs: Vec<(usize, Vec<f32>)> = (0..cat.len()).step_by(step).map(|r| (r, cat.vector(r).into_owned())).collect();
+    let lib: Vec<(&str, &[f32])> = vecs.iter().map(|(r, v)| (cat.songs()[*r].id.as_str(), v.as_slice())).collect();
+    Ok(soundalike_index::train_taste(p, &lib, seed)?)
+}
+
+fn train(profile: &Path, store: &Path, seed: u64, json_out: bool, no_plots: bool) -> Result<ExitCode> {
+    let cat = open(store)?;
+    let Some(p) = Profile::load(profile, &cat.header)? else { bail!("{}: no marks yet", profile.display()) };
+    let _lock = Profile::lock(profile, soundalike_index::LockWait::No)?;
+    let m = train_now(&p, &cat, seed)?;
+    m.save(profile)?;
+    let png = profile.join("taste.png");
+    if !no_plots && !m.cv.is_empty() {
+        crate::plots::taste_png(&png, &m)?;
+    }
+    if json_out {
+        println!("{}", serde_json::to_string_pretty(&json!({"model": m.classifier.name(), "likes": m.likes, "dislikes": m.dislikes, "background": m.background, "notes": m.notes, "cv": m.cv}))?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("{} likes, {} dislikes{}", m.likes, m.dislikes, if m.background > 0 { format!(", {} background songs", m.background) } else { String::new() });
+    for n in &m.notes {
+        println!("note: {n}");
+    }
+    if !m.cv.is_empty() {
+        println!("\n{}-fold cross-validation (stratified, pooled out-of-fold predictions, threshold 0.5):", m.cv[0].folds);
+        println!("{:<36} {:>8} {:>9} {:>7} {:>7}  confusion [[TN FP] [FN TP]]", "classifier", "accuracy", "precision", "recall", "ROC AUC");
+        for s in &m.cv {
+            let kept = if s.classifier == m.classifier.name() { "  <- kept" } else { "" };
+            println!("{:<36} {:>8.3} {:>9.3} {:>7.3} {:>7.3}  {:?}{kept}", s.classifier, s.accuracy, s.precision, s.recall, s.roc_auc, s.confusion);
+        }
+    }
+    println!("\nkept: {} -> {}", m.classifier.name(), TasteModel::path(profile).display());
+    if !no_plots && !m.cv.is_empty() {
+        println!("wrote {}", png.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One playlist entry: the path as written (resolved against the playlist's folder) and the lines that
+/// came with it (`#EXTINF`).
+pub struct Entry {
+    /// The path (absolute, or relative to the playlist's folder, joined).
+    pub path: PathBuf,
+    /// The lines as they were (comments before it, then the path line).
+    pub lines: Vec<String>,
+}
+
+/// Reads an M3U/M3U8 or a plain list of paths: blank lines and `#` comments are not entries (an
+/// `#EXTINF` stays with the path after it); `file://` URIs are accepted.
+pub fn playlist_entries(path: &Path, text: &str) -> Vec<Entry> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut pending: Vec<String> = Vec::new();
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let t = line.trim();
+        if t.is_empty() || t == "#EXTM3U" {
+            continue;
+        }
+        if t.starts_with('#') {
+            pending.push(line.to_string());
+            continue;
+        }
+        let raw = t.strip_prefix("file://").unwrap_or(t);
+        let p = PathBuf::from(raw);
+        let p = if p.is_absolute() { p } else { dir.join(p) };
+        pending.push(line.to_string());
+        out.push(Entry { path: p, lines: std::mem::take(&mut pending) });
+    }
+    out
+}
+
+fn filter(profile: &Path, playlist: &Path, store: &Path, out: &Path, min_like: f32, json_out: bool) -> Result<ExitCode> {
+    let text = std::fs::read_to_string(playlist).with_context(|| format!("cannot read {}", playlist.display()))?;
+    let entries = playlist_entries(playlist, &text);
+    if entries.is_empty() {
+        bail!("{}: the playlist is empty; nothing written", playlist.display());
+    }
+    let cat = open(store)?;
+    let (_, model, _) = model_for(profile, &cat, 0)?;
+    let root = std::fs::canonicalize(&cat.header.library_root).ok();
+    let (mut kept, mut report) = (Vec::new(), Vec::new());
+    for e in &entries {
+        let shown = e.path.display().to_string();
+        let row = std::fs::canonicalize(&e.path).ok().and_then(|abs| {
+            let rel = abs.strip_prefix(root.as_ref()?).ok()?;
+            cat.row(&rel.components().map(|c| c.as_os_str().to_string_lossy()).collect::<Vec<_>>().join("/"))
+        });
+        let (keep, p, why) = match row {
+            Some(r) => {
+                let p = model.predict(&cat.vector(r));
+                (p >= min_like, Some(p), if p >= min_like { "likely liked" } else { "below --min-like" })
+            }
+            // Nothing to judge by: kept, and said.
+            None if !e.path.exists() => (true, None, "file missing: kept, not judged"),
+            None => (true, None, "not in the store (embed it first): kept, not judged"),
+        };
+        if keep {
+            kept.extend(e.lines.iter().cloned());
+        }
+        report.push(json!({"path": shown, "kept": keep, "p_like": p, "why": why}));
+    }
+    let is_m3u = out.extension().is_some_and(|x| x.eq_ignore_ascii_case("m3u") || x.eq_ignore_ascii_case("m3u8"));
+    let mut body = if is_m3u || text.trim_start().starts_with("#EXTM3U") { "#EXTM3U\n".to_string() } else { String::new() };
+    kept.iter().for_each(|l| {
+        body.push_str(l);
+        body.push('\n');
+    });
+    soundalike_library::write_atomic(out, body.as_bytes())?;
+    let dropped = report.iter().filter(|r| r["kept"] == false).count();
+    if json_out {
+        println!("{}", serde_json::to_string_pretty(&json!({"out": out, "songs": entries.len(), "dropped": dropped, "min_like": min_like, "entries": report}))?);
+    } else {
+        for r in &report {
+            let p = r["p_like"].as_f64().map_or("   -".into(), |p| format!("{p:.2}"));
+            println!("{} {p}  {}  ({})", if r["kept"] == true { "keep" } else { "DROP" }, r["path"].as_str().unwrap_or(""), r["why"].as_str().unwrap_or(""));
+        }
+        println!("{}: kept {} of {} songs (dropped {dropped} below p = {min_like}) -> {}", playlist.display(), entries.len() - dropped, entries.len(), out.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Songs ranked by the taste model, with the diversity caps.
+#[allow(clippy::too_many_arguments)]
+fn discover(
+    profile: &Path,
+    store: &Path,
+    k: usize,
+    genre: Option<String>,
+    other_genres: bool,
+    max_per: usize,
+    m3u: Option<PathBuf>,
+    json_out: bool,
+    genre_source: soundalike_index::GenreSource,
+) -> Result<ExitCode> {
+    if k == 0 {
+        bail!("-k must be at least 1");
+    }
+    let mut cat = open(store)?;
+    cat.use_genres(genre_source);
+    let (p, model, fresh) = model_for(profile, &cat, 0)?;
+    let eq = |a: Option<&str>, b: &str| a.is_some_and(|a| a.eq_ignore_ascii_case(b));
+    if let Some(g) = genre.as_deref().filter(|g| !cat.has_genre(g)) {
+        bail!("no song in {} has genre {g:?}", store.display());
+    }
+    let liked_genres: Vec<String> = p.marks.iter().filter(|m| m.mark == Mark::Like).filter_map(|m| cat.get(&m.id)?.genre.clone()).collect();
+    let mut ranked: Vec<(f32, usize)> = (0..cat.len())
+        .filter(|&r| {
+            let s = &cat.songs()[r];
+            p.mark_of(&s.id).is_none()
+                && genre.as_deref().is_none_or(|g| eq(s.genre.as_deref(), g))
+                && (!other_genres || !liked_genres.iter().any(|g| eq(s.genre.as_deref(), g)))
+        })
+        .map(|r| (model.predict(&cat.vector(r)), r))
+        .collect();
+    ranked.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+    let (mut per_artist, mut per_album): (HashMap<String, usize>, HashMap<String, usize>) = Default::default();
+    let mut picks: Vec<(f32, Recommendation)> = Vec::new();
+    for (pl, r) in ranked {
+        let s = &cat.songs()[r];
+        if max_per > 0 {
+            let a = s.artist.clone().map(|x| x.to_lowercase());
+            let al = s.album.clone().or(s.group.clone()).map(|x| x.to_lowercase());
+            if a.as_ref().is_some_and(|a| per_artist.get(a).copied().unwrap_or(0) >= max_per) || al.as_ref().is_some_and(|x| per_album.get(x).copied().unwrap_or(0) >= max_per) {
+                continue;
+            }
+            a.map(|a| *per_artist.entry(a).or_default() += 1);
+            al.map(|x| *per_album.entry(x).or_default() += 1);
+        }
+        picks.push((pl, cat.recommendation(r, picks.len() + 1, pl)));
+        if picks.len() == k {
+            break;
+        }
+    }
+    if let Some(path) = &m3u {
+        let mut body = String::from("#EXTM3U\n");
+        for (_, r) in &picks {
+            let s = cat.get(r.id).expect("a picked song is in the catalog");
+            body.push_str(&format!("#EXTINF:{},{}{}\n{}\n", s.duration_s.round() as i64, s.artist.as_deref().map(|a| format!("{a} - ")).unwrap_or_default(), s.title, cat.header.library_root.join(&s.id).display()));
+        }
+        soundalike_library::write_atomic(path, body.as_bytes())?;
+    }
+    if json_out {
+        println!("{}", serde_json::to_string_pretty(&json!({"model": model.classifier.name(), "trained_now": fresh, "notes": model.notes, "results": picks.iter().map(|(_, r)| r).collect::<Vec<_>>()}))?);
+    } else {
+        let (l, d) = p.counts();
+        println!("songs {} ({l} likes, {d} dislikes) would most likely like ({}{}):", profile.display(), model.classifier.name(), if fresh { ", trained just now" } else { "" });
+        println!("(score = probability of liking)");
+        crate::query::print_table(&picks.iter().map(|(_, r)| r.clone()).collect::<Vec<_>>());
+        if let Some(path) = &m3u {
+            println!("wrote {}", path.display());
+        }
+        for n in &model.notes {
+            println!("note: {n}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

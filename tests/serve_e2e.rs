@@ -49,7 +49,7 @@ fn serve_answers_over_http_and_in_a_real_browser() {
     let o = run(&["clusters", s(&store), "--k", "4", "--no-plots"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let mut child = Command::new(env!("CARGO_BIN_EXE_soundalike"))
-        .args(["serve", s(&store), "--model", "models/default", "--port", "0"])
+        .args(["serve", s(&store), "--model", "models/default", "--port", "0", "--profile", s(&d.path().join("listener"))])
         .current_dir(root())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -91,6 +91,35 @@ fn serve_answers_over_http_and_in_a_real_browser() {
     let res = v["results"].as_array().unwrap();
     assert_eq!(res.len(), cluster_of.values().filter(|&&x| x == cluster_of[q]).count() - 1);
     assert!(res.iter().all(|r| r["cluster"].as_u64() == Some(cluster_of[q])));
+    // Taste: a mark is saved in the profile and answered with "for you" songs; the taste ranking carries
+    // each song's probability; bad marks are refused.
+    let mark = |id: &str, m: &str| {
+        let body = format!("{{\"id\": \"{id}\", \"mark\": \"{m}\"}}");
+        let mut c = TcpStream::connect(&addr).unwrap();
+        let head = format!("POST /api/taste/mark HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
+        c.write_all(head.as_bytes()).unwrap();
+        c.write_all(body.as_bytes()).unwrap();
+        let mut out = Vec::new();
+        c.read_to_end(&mut out).unwrap();
+        let text = String::from_utf8_lossy(&out).into_owned();
+        (text.lines().next().unwrap_or("").to_string(), out)
+    };
+    let (status, _) = mark(q, "like");
+    assert!(status.contains("200"), "{status}");
+    let (status, b) = mark("asc-music/frontiers.mp3", "dislike");
+    assert!(status.contains("200"), "{status}");
+    let t = body_json(&b);
+    assert_eq!((t["likes"].as_u64(), t["dislikes"].as_u64()), (Some(1), Some(1)));
+    assert!(!t["for_you"].as_array().unwrap().is_empty());
+    assert!(t["for_you"].as_array().unwrap().iter().all(|r| r["id"] != q && r["id"] != "asc-music/frontiers.mp3"));
+    let marks: serde_json::Value = serde_json::from_slice(&std::fs::read(d.path().join("listener/marks.json")).unwrap()).unwrap();
+    assert_eq!(marks["marks"].as_array().unwrap().len(), 2);
+    let v = body_json(&http(&addr, "GET", "/api/similar?id=hedgewars-data/Beach.mp3&k=5&taste=true", b"").1);
+    assert!(v["results"].as_array().unwrap().iter().all(|r| r["p_like"].is_number() && r["id"] != "asc-music/frontiers.mp3"));
+    assert!(mark("no/such.mp3", "like").0.contains("404"));
+    assert!(mark(q, "adore").0.contains("400"));
+    // Forget both again, so the page starts from an empty profile.
+    assert!(mark(q, "none").0.contains("200") && mark("asc-music/frontiers.mp3", "none").0.contains("200"));
     // Upload through the real model: the library's own copy of the file is the best match.
     let clip = std::fs::read(root().join("datasets/tiny/wesnoth-1.16-music/battle.mp3")).unwrap();
     let (status, b) = http(&addr, "POST", "/api/similar/upload?name=battle.mp3&k=3", &clip);
@@ -129,6 +158,8 @@ fn serve_answers_over_http_and_in_a_real_browser() {
     assert_eq!(r["upload_top"], "wesnoth-1.16-music/battle.mp3");
     assert_eq!((r["cluster_chips"].as_u64(), r["legend_entries"].as_u64()), (Some(4), Some(4)));
     assert!(r["cluster_random"].as_u64().unwrap() > 0 && r["same_cluster_results"].as_u64().unwrap() > 0);
+    assert_eq!(r["taste_marks"], serde_json::json!([2, 2]));
+    assert!(r["for_you"].as_u64().unwrap() > 0);
     assert!(std::fs::metadata(&shot).unwrap().len() > 10_000);
     drop(server);
 }

@@ -92,99 +92,111 @@ pub struct TasteArgs {
 #[derive(clap::Subcommand, Debug)]
 pub enum TasteCommand {
     /// Mark songs as liked or disliked (by id, path, or text in the title), from flags or a file.
-    Mark {
-        /// Profile folder (created on first use; one per listener).
-        profile: PathBuf,
-        /// Store the songs are in.
-        #[arg(long)]
-        store: PathBuf,
-        /// A song they like (repeatable).
-        #[arg(long = "like")]
-        likes: Vec<String>,
-        /// A song they dislike (repeatable).
-        #[arg(long = "dislike")]
-        dislikes: Vec<String>,
-        /// Forget a song's mark (repeatable).
-        #[arg(long = "unmark")]
-        unmarks: Vec<String>,
-        /// A file of marks: CSV with a `song` (or `id`, `path`, `title`) and a `mark` column (like/dislike),
-        /// or an M3U / plain list of paths marked as `--as` says.
-        #[arg(long)]
-        from: Option<PathBuf>,
-        /// The mark for every song of a playlist given with --from.
-        #[arg(long = "as", value_parser = parse_mark)]
-        as_mark: Option<soundalike_index::Mark>,
-        /// When another process is changing the profile, wait for it instead of stopping.
-        #[arg(long)]
-        wait: bool,
-    },
+    Mark(TasteMarkArgs),
     /// Train the taste model: logistic regression and a k-NN vote compared by cross-validation, the
     /// better kept; accuracy, precision, recall, ROC AUC and the confusion matrix printed and saved
     /// (PROFILE/taste.json, PROFILE/taste.png).
-    Train {
-        /// Profile folder.
-        profile: PathBuf,
-        /// Store the songs are in (supplies background songs when there are no dislikes).
-        #[arg(long)]
-        store: PathBuf,
-        /// Seed of the cross-validation folds and background draw.
-        #[arg(long, default_value_t = 0)]
-        seed: u64,
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
-        /// Do not draw taste.png.
-        #[arg(long)]
-        no_plots: bool,
-    },
+    Train(TasteTrainArgs),
     /// Drop the songs of a playlist (M3U or a plain list of paths) the listener would likely dislike.
-    Filter {
-        /// Profile folder.
-        profile: PathBuf,
-        /// Playlist (.m3u, .m3u8 or a text file with one path per line).
-        playlist: PathBuf,
-        /// Store the songs are in.
-        #[arg(long)]
-        store: PathBuf,
-        /// The cleaned playlist.
-        #[arg(long)]
-        out: PathBuf,
-        /// Keep songs at least this likely to be liked.
-        #[arg(long, default_value_t = 0.5)]
-        min_like: f32,
-        /// Print the report as JSON.
-        #[arg(long)]
-        json: bool,
-    },
+    Filter(TasteFilterArgs),
     /// Songs the listener has not marked that they are most likely to like.
-    Discover {
-        /// Profile folder.
-        profile: PathBuf,
-        /// Store the songs are in.
-        #[arg(long)]
-        store: PathBuf,
-        /// How many.
-        #[arg(short, long, default_value_t = 30)]
-        k: usize,
-        /// Only this genre.
-        #[arg(long, conflicts_with = "other_genres")]
-        genre: Option<String>,
-        /// Only genres none of their liked songs has (explore).
-        #[arg(long)]
-        other_genres: bool,
-        /// At most this many songs per artist, and per album (0: no limit).
-        #[arg(long, default_value_t = 2)]
-        max_per_artist: usize,
-        /// Also write the list as an M3U playlist.
-        #[arg(long)]
-        m3u: Option<PathBuf>,
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
-        /// Where a song's genre comes from (tag, predicted or either).
-        #[arg(long, default_value = "either", value_parser = parse_genre_source)]
-        genre_source: soundalike_index::GenreSource,
-    },
+    Discover(TasteDiscoverArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct TasteMarkArgs {
+    /// Profile folder (created on first use; one per listener).
+    pub profile: PathBuf,
+    /// Store the songs are in.
+    #[arg(long)]
+    pub store: PathBuf,
+    /// A song they like (repeatable).
+    #[arg(long = "like")]
+    pub likes: Vec<String>,
+    /// A song they dislike (repeatable).
+    #[arg(long = "dislike")]
+    pub dislikes: Vec<String>,
+    /// Forget a song's mark (repeatable).
+    #[arg(long = "unmark")]
+    pub unmarks: Vec<String>,
+    /// A file of marks: CSV with a `song` (or `id`, `path`, `title`) and a `mark` column (like/dislike),
+    /// or an M3U / plain list of paths marked as `--as` says.
+    #[arg(long)]
+    pub from: Option<PathBuf>,
+    /// The mark for every song of a playlist given with --from.
+    #[arg(long = "as", value_parser = parse_mark)]
+    pub as_mark: Option<soundalike_index::Mark>,
+    /// When another process is changing the profile, wait for it instead of stopping.
+    #[arg(long)]
+    pub wait: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct TasteTrainArgs {
+    /// Profile folder.
+    pub profile: PathBuf,
+    /// Store the songs are in (supplies background songs when there are no dislikes).
+    #[arg(long)]
+    pub store: PathBuf,
+    /// Seed of the cross-validation folds and background draw.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Do not draw taste.png.
+    #[arg(long)]
+    pub no_plots: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct TasteFilterArgs {
+    /// Profile folder.
+    pub profile: PathBuf,
+    /// Playlist (.m3u, .m3u8 or a text file with one path per line).
+    pub playlist: PathBuf,
+    /// Store the songs are in.
+    #[arg(long)]
+    pub store: PathBuf,
+    /// The cleaned playlist.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Keep songs at least this likely to be liked.
+    #[arg(long, default_value_t = 0.5)]
+    pub min_like: f32,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct TasteDiscoverArgs {
+    /// Profile folder.
+    pub profile: PathBuf,
+    /// Store the songs are in.
+    #[arg(long)]
+    pub store: PathBuf,
+    /// How many.
+    #[arg(short, long, default_value_t = 30)]
+    pub k: usize,
+    /// Only this genre.
+    #[arg(long, conflicts_with = "other_genres")]
+    pub genre: Option<String>,
+    /// Only genres none of their liked songs has (explore).
+    #[arg(long)]
+    pub other_genres: bool,
+    /// At most this many songs per artist, and per album (0: no limit).
+    #[arg(long, default_value_t = 2)]
+    pub max_per_artist: usize,
+    /// Also write the list as an M3U playlist.
+    #[arg(long)]
+    pub m3u: Option<PathBuf>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Where a song's genre comes from (tag, predicted or either).
+    #[arg(long, default_value = "either", value_parser = parse_genre_source)]
+    pub genre_source: soundalike_index::GenreSource,
 }
 
 fn parse_mark(s: &str) -> Result<soundalike_index::Mark, String> {
@@ -651,6 +663,10 @@ pub struct ServeArgs {
     /// Seconds a request may take.
     #[arg(long, default_value_t = 60)]
     pub timeout: u64,
+    /// A listener's profile folder (see `soundalike taste`; created if absent): the page shows like and
+    /// dislike buttons, a "for you" list and a taste ranking, and saves the marks there.
+    #[arg(long)]
+    pub profile: Option<PathBuf>,
     /// Always brute-force search (default: exact under 2,000 songs, HNSW above).
     #[arg(long)]
     pub exact: bool,

@@ -143,20 +143,9 @@ pub fn query(a: QueryArgs) -> Result<ExitCode> {
         None => None,
     };
     let recs = if let (Some((marks, m, _)), false) = (&taste, a.random_from_cluster) {
-        // Re-ranked: a wider pool of similar songs (never one the listener disliked), each scored
-        // (1 - w) * similarity + w * p(like).
+        // Re-ranked: a wider pool of similar songs (never one the listener disliked).
         let pool = cat.recommend(&query, (a.k * 10).max(200).min(cat.len()), &filters)?;
-        let w = a.taste_weight;
-        let mut scored: Vec<(f32, Recommendation)> = pool
-            .into_iter()
-            .filter(|r| marks.mark_of(r.id) != Some(soundalike_index::Mark::Dislike))
-            .filter_map(|r| {
-                let p = m.predict(&cat.vector(cat.row(r.id)?));
-                (a.min_like.is_none_or(|min| p >= min)).then(|| ((1.0 - w) * r.score + w * p, r))
-            })
-            .collect();
-        scored.sort_by(|x, y| y.0.total_cmp(&x.0));
-        scored.into_iter().take(a.k).enumerate().map(|(i, (s, r))| Recommendation { rank: i + 1, score: s, ..r }).collect()
+        soundalike_index::rerank(&cat, pool, m, marks, a.taste_weight, a.min_like, a.k).into_iter().map(|(r, _)| r).collect()
     } else if a.random_from_cluster {
         let seed = a.seed.unwrap_or_else(|| std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64));
         let cs = filters.clusters.clone().unwrap_or_default();

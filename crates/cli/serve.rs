@@ -41,7 +41,10 @@ pub fn serve(a: ServeArgs) -> Result<ExitCode> {
         ..ServerConfig::default()
     };
     let songs = cat.len();
-    let state = AppState::new(cat, embedder, cfg)?;
+    let mut state = AppState::new(cat, embedder, cfg)?;
+    if let Some(dir) = &a.profile {
+        state = state.with_profile(dir)?;
+    }
     soundalike_server::run(state, &a.host, a.port, |addr| {
         println!("serving {songs} songs on http://{addr}/ (Ctrl-C stops)");
         use std::io::Write;

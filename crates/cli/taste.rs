@@ -9,19 +9,14 @@ use anyhow::{bail, Context, Result};
 use serde_json::json;
 use soundalike_index::{AnnParams, Catalog, Mark, Method, Profile, Recommendation, TasteModel};
 
-use crate::args::{TasteArgs, TasteCommand};
-
-/// Library songs offered to training as background (no dislikes): a seeded sample of at most this many.
-const BACKGROUND_POOL: usize = 5000;
+use crate::args::{TasteArgs, TasteCommand, TasteDiscoverArgs, TasteFilterArgs, TasteMarkArgs, TasteTrainArgs};
 
 pub fn taste(a: TasteArgs) -> Result<ExitCode> {
     match a.cmd {
-        TasteCommand::Mark { profile, store, likes, dislikes, unmarks, from, as_mark, wait } => mark(&profile, &store, likes, dislikes, unmarks, from, as_mark, wait),
-        TasteCommand::Train { profile, store, seed, json, no_plots } => train(&profile, &store, seed, json, no_plots),
-        TasteCommand::Filter { profile, playlist, store, out, min_like, json } => filter(&profile, &playlist, &store, &out, min_like, json),
-        TasteCommand::Discover { profile, store, k, genre, other_genres, max_per_artist, m3u, json, genre_source } => {
-            discover(&profile, &store, k, genre, other_genres, max_per_artist, m3u, json, genre_source)
-        }
+        TasteCommand::Mark(a) => mark(a),
+        TasteCommand::Train(a) => train(a),
+        TasteCommand::Filter(a) => filter(a),
+        TasteCommand::Discover(a) => discover(a),
     }
 }
 
@@ -55,7 +50,9 @@ fn marks_from_file(path: &Path, as_mark: Option<Mark>) -> Result<Vec<(String, Ma
     Ok(playlist_entries(path, &text).into_iter().map(|e| (e.path.to_string_lossy().into_owned(), m)).collect())
 }
 
-fn mark(profile: &Path, store: &Path, likes: Vec<String>, dislikes: Vec<String>, unmarks: Vec<String>, from: Option<PathBuf>, as_mark: Option<Mark>, wait: bool) -> Result<ExitCode> {
+fn mark(a: TasteMarkArgs) -> Result<ExitCode> {
+    let TasteMarkArgs { profile, store, likes, dislikes, unmarks, from, as_mark, wait } = a;
+    let (profile, store) = (profile.as_path(), store.as_path());
     let mut wanted: Vec<(String, Mark)> = likes.into_iter().map(|s| (s, Mark::Like)).chain(dislikes.into_iter().map(|s| (s, Mark::Dislike))).collect();
     if let Some(f) = &from {
         wanted.extend(marks_from_file(f, as_mark)?);
@@ -115,14 +112,12 @@ pub fn model_for(profile: &Path, cat: &Catalog, seed: u64) -> Result<(Profile, T
 }
 
 fn train_now(p: &Profile, cat: &Catalog, seed: u64) -> Result<TasteModel> {
-    // Background candidates (used only without dislikes): evenly spaced songs, at most BACKGROUND_POOL.
-    let step = cat.len().div_ceil(BACKGROUND_POOL).max(1);
-    let vecs: Vec<(usize, Vec<f32>)> = (0..cat.len()).step_by(step).map(|r| (r, cat.vector(r).into_owned())).collect();
-    let lib: Vec<(&str, &[f32])> = vecs.iter().map(|(r, v)| (cat.songs()[*r].id.as_str(), v.as_slice())).collect();
-    Ok(soundalike_index::train_taste(p, &lib, seed)?)
+    Ok(soundalike_index::train_taste_on(p, cat, seed, true)?)
 }
 
-fn train(profile: &Path, store: &Path, seed: u64, json_out: bool, no_plots: bool) -> Result<ExitCode> {
+fn train(a: TasteTrainArgs) -> Result<ExitCode> {
+    let TasteTrainArgs { profile, store, seed, json: json_out, no_plots } = a;
+    let (profile, store) = (profile.as_path(), store.as_path());
     let cat = open(store)?;
     let Some(p) = Profile::load(profile, &cat.header)? else { bail!("{}: no marks yet", profile.display()) };
     let _lock = Profile::lock(profile, soundalike_index::LockWait::No)?;
@@ -188,7 +183,9 @@ pub fn playlist_entries(path: &Path, text: &str) -> Vec<Entry> {
     out
 }
 
-fn filter(profile: &Path, playlist: &Path, store: &Path, out: &Path, min_like: f32, json_out: bool) -> Result<ExitCode> {
+fn filter(a: TasteFilterArgs) -> Result<ExitCode> {
+    let TasteFilterArgs { profile, playlist, store, out, min_like, json: json_out } = a;
+    let (profile, playlist, store, out) = (profile.as_path(), playlist.as_path(), store.as_path(), out.as_path());
     let text = std::fs::read_to_string(playlist).with_context(|| format!("cannot read {}", playlist.display()))?;
     let entries = playlist_entries(playlist, &text);
     if entries.is_empty() {
@@ -239,18 +236,9 @@ fn filter(profile: &Path, playlist: &Path, store: &Path, out: &Path, min_like: f
 }
 
 /// Songs ranked by the taste model, with the diversity caps.
-#[allow(clippy::too_many_arguments)]
-fn discover(
-    profile: &Path,
-    store: &Path,
-    k: usize,
-    genre: Option<String>,
-    other_genres: bool,
-    max_per: usize,
-    m3u: Option<PathBuf>,
-    json_out: bool,
-    genre_source: soundalike_index::GenreSource,
-) -> Result<ExitCode> {
+fn discover(a: TasteDiscoverArgs) -> Result<ExitCode> {
+    let TasteDiscoverArgs { profile, store, k, genre, other_genres, max_per_artist: max_per, m3u, json: json_out, genre_source } = a;
+    let (profile, store) = (profile.as_path(), store.as_path());
     if k == 0 {
         bail!("-k must be at least 1");
     }
@@ -262,34 +250,12 @@ fn discover(
         bail!("no song in {} has genre {g:?}", store.display());
     }
     let liked_genres: Vec<String> = p.marks.iter().filter(|m| m.mark == Mark::Like).filter_map(|m| cat.get(&m.id)?.genre.clone()).collect();
-    let mut ranked: Vec<(f32, usize)> = (0..cat.len())
-        .filter(|&r| {
-            let s = &cat.songs()[r];
-            p.mark_of(&s.id).is_none()
-                && genre.as_deref().is_none_or(|g| eq(s.genre.as_deref(), g))
-                && (!other_genres || !liked_genres.iter().any(|g| eq(s.genre.as_deref(), g)))
-        })
-        .map(|r| (model.predict(&cat.vector(r)), r))
-        .collect();
-    ranked.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
-    let (mut per_artist, mut per_album): (HashMap<String, usize>, HashMap<String, usize>) = Default::default();
-    let mut picks: Vec<(f32, Recommendation)> = Vec::new();
-    for (pl, r) in ranked {
-        let s = &cat.songs()[r];
-        if max_per > 0 {
-            let a = s.artist.clone().map(|x| x.to_lowercase());
-            let al = s.album.clone().or(s.group.clone()).map(|x| x.to_lowercase());
-            if a.as_ref().is_some_and(|a| per_artist.get(a).copied().unwrap_or(0) >= max_per) || al.as_ref().is_some_and(|x| per_album.get(x).copied().unwrap_or(0) >= max_per) {
-                continue;
-            }
-            a.map(|a| *per_artist.entry(a).or_default() += 1);
-            al.map(|x| *per_album.entry(x).or_default() += 1);
-        }
-        picks.push((pl, cat.recommendation(r, picks.len() + 1, pl)));
-        if picks.len() == k {
-            break;
-        }
-    }
+    let keep = |r: usize| {
+        let g = cat.songs()[r].genre.as_deref();
+        genre.as_deref().is_none_or(|x| eq(g, x)) && (!other_genres || !liked_genres.iter().any(|x| eq(g, x)))
+    };
+    let picks: Vec<(f32, Recommendation)> =
+        soundalike_index::discover(&cat, &p, &model, k, max_per, &keep).into_iter().enumerate().map(|(i, (r, pl))| (pl, cat.recommendation(r, i + 1, pl))).collect();
     if let Some(path) = &m3u {
         let mut body = String::from("#EXTM3U\n");
         for (_, r) in &picks {

@@ -1,6 +1,7 @@
 // Drives the `soundalike serve` page in headless Debian Chromium: search with suggestions, results,
 // force graph, a preview that really plays, the target-genre selector, the library map, an upload, and
-// (when the store has clusters) the map coloured by cluster, the cluster panel and "same cluster".
+// (when the store has clusters) the map coloured by cluster, the cluster panel and "same cluster", and
+// (serving with a profile) like/dislike marks that change the "for you" list and the taste ranking.
 // Usage: node browser.mjs URL AUDIO_FILE [SCREENSHOT.png]. Prints one JSON line; exit code 1 on failure.
 import { chromium } from "playwright-core";
 
@@ -13,8 +14,9 @@ const browser = await chromium.launch({
     "--autoplay-policy=no-user-gesture-required"],
 });
 let failed = null;
+let page = null;
 try {
-  const page = await browser.newPage({ viewport: { width: 1200, height: 1100 } });
+  page = await browser.newPage({ viewport: { width: 1200, height: 1100 } });
   const errors = [];
   page.on("pageerror", (e) => errors.push(e.message));
   const outside = [];
@@ -66,6 +68,36 @@ try {
     await page.waitForFunction(() => document.querySelectorAll("#results li.result").length === 10, null, { timeout: 10000 });
   }
 
+  // Taste: like two results and dislike two; the profile has them, "for you" fills, and the taste
+  // ranking changes the order and never shows a disliked song.
+  if (stats.taste) {
+    // The plain ranking, from the API; wait until the page shows it (an earlier toggle may still be rendering).
+    const qid = await page.evaluate(() => current.id);
+    const before = (await (await page.request.get(url + "api/similar?k=10&id=" + encodeURIComponent(qid))).json()).results.map((r) => r.id);
+    await page.waitForFunction((b) => [...document.querySelectorAll("#results li.result")].map((x) => x.dataset.id).join() === b.join(), before, { timeout: 10000 });
+    const click = async (i, m) => {
+      const n = await (await page.request.get(url + "api/taste")).json();
+      await page.locator(`#results li.result >> nth=${i} >> button.mark.${m}`).click();
+      await page.waitForFunction((c) => Number(document.getElementById("for-you").dataset.count || 0) >= 0 &&
+        document.getElementById("taste-info").textContent.includes((c + 1) + " "), n.likes + n.dislikes, { timeout: 10000 }).catch(() => {});
+    };
+    await click(0, "like"); await click(1, "like"); await click(2, "dislike"); await click(3, "dislike");
+    await page.waitForFunction(() => document.querySelectorAll("#results button.mark.on").length === 4, null, { timeout: 10000 });
+    const t = await (await page.request.get(url + "api/taste")).json();
+    checks.taste_marks = [t.likes, t.dislikes];
+    if (t.likes !== 2 || t.dislikes !== 2) throw new Error(`profile has ${t.likes} likes, ${t.dislikes} dislikes`);
+    checks.for_you = await page.locator("#for-you li").count();
+    if (checks.for_you === 0) throw new Error("no 'for you' songs after marking");
+    await page.check("#taste-rank");
+    await page.waitForFunction((b) => {
+      const now = [...document.querySelectorAll("#results li.result")].map((x) => x.dataset.id);
+      return now.length > 0 && now.join() !== b.join() && !now.includes(b[2]) && !now.includes(b[3]);
+    }, before, { timeout: 10000 });
+    checks.taste_reranked = await page.$$eval("#results li.result", (li) => li.map((x) => x.dataset.id));
+    await page.uncheck("#taste-rank");
+    await page.waitForFunction((b) => [...document.querySelectorAll("#results li.result")].map((x) => x.dataset.id).join() === b.join(), before, { timeout: 10000 });
+  }
+
   // Play the first match: the audio element must really advance.
   await page.locator("#results li.result button.play").first().click();
   await page.waitForFunction(() => document.getElementById("player").currentTime > 0, null, { timeout: 20000 });
@@ -108,7 +140,10 @@ try {
   if (errors.length) throw new Error("page errors: " + errors.join("; "));
   if (outside.length) throw new Error("requests outside the server: " + outside.join(", "));
 } catch (e) {
-  failed = e.message;
+  // What the page showed, to tell a slow answer from a wrong one.
+  const seen = page ? await page.evaluate(() => ({ status: document.getElementById("status").textContent,
+    results: [...document.querySelectorAll("#results li.result")].map((x) => x.dataset.id) })).catch(() => null) : null;
+  failed = e.message + (seen ? " | page: " + JSON.stringify(seen) : "");
 } finally {
   await browser.close();
 }

@@ -79,7 +79,7 @@ pub fn nearest_centroid(centroids: &[f32], dim: usize, v: &[f32]) -> (usize, f32
 }
 
 fn check(data: &[f32], dim: usize, k: usize) -> Result<usize> {
-    if dim == 0 || data.len() % dim != 0 {
+    if dim == 0 || !data.len().is_multiple_of(dim) {
         return Err(IndexError::Invalid(format!("{} values are not rows of {dim}", data.len())));
     }
     let n = data.len() / dim;
@@ -493,7 +493,9 @@ mod tests {
         assert!(kmeans(&[], 4, &KMeansOptions::default()).unwrap_err().to_string().contains("empty"));
         assert!(kmeans(&data, 4, &KMeansOptions { k: 0, ..Default::default() }).unwrap_err().to_string().contains("at least 1"));
         assert!(kmeans(&data, 4, &KMeansOptions { k: 7, ..Default::default() }).unwrap_err().to_string().contains("more than the 6 songs"));
-        assert!(choose_k(&data, 4, 5..=2, &KMeansOptions::default(), 1000, 1000).unwrap_err().to_string().contains("wrong order"));
+        #[allow(clippy::reversed_empty_ranges)]
+        let backwards = 5..=2;
+        assert!(choose_k(&data, 4, backwards, &KMeansOptions::default(), 1000, 1000).unwrap_err().to_string().contains("wrong order"));
         // k = n works: every row its own cluster, inertia 0.
         let fit = kmeans(&data, 4, &KMeansOptions { k: 6, ..Default::default() }).unwrap();
         assert!(fit.inertia < 1e-5);

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::io_err;
 use crate::store::{read_if_exists, write_atomic};
-use crate::{dot, IndexError, LockWait, Result, SongRecord, StoreHeader, StoreLock};
+use crate::{dot, Catalog, IndexError, LockWait, Recommendation, Result, SongRecord, StoreHeader, StoreLock};
 
 /// Version of a profile's `marks.json` and `taste.json`.
 pub const PROFILE_FORMAT_VERSION: u32 = 1;
@@ -242,7 +242,7 @@ impl Classifier {
                     let norm: f32 = g.iter().map(|x| x * x).sum::<f32>() + gb * gb;
                     w.iter_mut().zip(&g).for_each(|(w, g)| *w -= step * g);
                     b -= step * gb;
-                    if norm < 1e-12 {
+                    if norm < 1e-10 {
                         break;
                     }
                 }
@@ -458,6 +458,12 @@ pub const BACKGROUND_PER_LIKE: usize = 4;
 /// examples), keeps the best by ROC AUC (logistic regression on ties), and fits it on every mark.
 /// `library` (vectors of songs in the store, with ids) supplies background songs when there are no dislikes.
 pub fn train(profile: &Profile, library: &[(&str, &[f32])], seed: u64) -> Result<TasteModel> {
+    train_with(profile, library, seed, true)
+}
+
+/// [`train`], or with `cross_validate` false, logistic regression (lambda 0.01) without the comparison
+/// (what `serve` does on each new mark, to answer at once).
+pub fn train_with(profile: &Profile, library: &[(&str, &[f32])], seed: u64, cross_validate_candidates: bool) -> Result<TasteModel> {
     let (likes, dislikes) = profile.counts();
     if likes == 0 {
         return Err(IndexError::Invalid("no likes at all: mark at least one song the listener likes (`soundalike taste mark PROFILE --like SONG`)".into()));
@@ -491,7 +497,10 @@ pub fn train(profile: &Profile, library: &[(&str, &[f32])], seed: u64) -> Result
     let folds = likes.min(neg).min(5);
     let cands = candidates(x.len());
     let mut cv = Vec::new();
-    let best = if folds >= 2 {
+    let best = if !cross_validate_candidates {
+        notes.push("not cross-validated (retrained on each mark); `soundalike taste train` compares the classifiers".into());
+        1
+    } else if folds >= 2 {
         cv = cands.iter().map(|c| cross_validate(c, &x, &y, folds, seed)).collect();
         let mut best = 0;
         for (i, s) in cv.iter().enumerate() {
@@ -517,6 +526,61 @@ pub fn train(profile: &Profile, library: &[(&str, &[f32])], seed: u64) -> Result
         classifier,
         marks_digest: profile.digest(),
     })
+}
+
+/// Library songs offered to training as background when there are no dislikes: evenly spaced, at most this many.
+pub const BACKGROUND_POOL: usize = 5000;
+
+/// [`train`] on a catalog's songs (background candidates evenly spaced through it).
+pub fn train_on(profile: &Profile, cat: &Catalog, seed: u64, cross_validate_candidates: bool) -> Result<TasteModel> {
+    let step = cat.len().div_ceil(BACKGROUND_POOL).max(1);
+    let vecs: Vec<(usize, Vec<f32>)> = (0..cat.len()).step_by(step).map(|r| (r, cat.vector(r).into_owned())).collect();
+    let lib: Vec<(&str, &[f32])> = vecs.iter().map(|(r, v)| (cat.songs()[*r].id.as_str(), v.as_slice())).collect();
+    train_with(profile, &lib, seed, cross_validate_candidates)
+}
+
+/// Re-ranks recommendations by taste: each scored `(1 - weight) * similarity + weight * p(like)`, songs the
+/// listener disliked and (with `min_like`) songs less likely to be liked left out, best `k` kept.
+pub fn rerank<'a>(cat: &Catalog, pool: Vec<Recommendation<'a>>, model: &TasteModel, profile: &Profile, weight: f32, min_like: Option<f32>, k: usize) -> Vec<(Recommendation<'a>, f32)> {
+    let mut scored: Vec<(f32, f32, Recommendation<'a>)> = pool
+        .into_iter()
+        .filter(|r| profile.mark_of(r.id) != Some(Mark::Dislike))
+        .filter_map(|r| {
+            let p = model.predict(&cat.vector(cat.row(r.id)?));
+            min_like.is_none_or(|m| p >= m).then_some(((1.0 - weight) * r.score + weight * p, p, r))
+        })
+        .collect();
+    scored.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.2.id.cmp(b.2.id)));
+    scored.into_iter().take(k).enumerate().map(|(i, (s, p, r))| (Recommendation { rank: i + 1, score: s, ..r }, p)).collect()
+}
+
+/// The unmarked songs (that `keep` accepts) the listener is most likely to like, best first, at most
+/// `max_per` per artist and per album (or group) when `max_per > 0`: (row, probability).
+pub fn discover(cat: &Catalog, profile: &Profile, model: &TasteModel, k: usize, max_per: usize, keep: &dyn Fn(usize) -> bool) -> Vec<(usize, f32)> {
+    use std::collections::HashMap;
+    let mut ranked: Vec<(f32, usize)> =
+        (0..cat.len()).filter(|&r| profile.mark_of(&cat.songs()[r].id).is_none() && keep(r)).map(|r| (model.predict(&cat.vector(r)), r)).collect();
+    ranked.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+    let (mut per_artist, mut per_album): (HashMap<String, usize>, HashMap<String, usize>) = Default::default();
+    let mut out = Vec::new();
+    for (p, r) in ranked {
+        if out.len() == k {
+            break;
+        }
+        let s = &cat.songs()[r];
+        if max_per > 0 {
+            let artist = s.artist.as_ref().map(|x| x.to_lowercase());
+            let album = s.album.as_ref().or(s.group.as_ref()).map(|x| x.to_lowercase());
+            let full = |m: &HashMap<String, usize>, key: &Option<String>| key.as_ref().is_some_and(|x| m.get(x).copied().unwrap_or(0) >= max_per);
+            if full(&per_artist, &artist) || full(&per_album, &album) {
+                continue;
+            }
+            artist.into_iter().for_each(|a| *per_artist.entry(a).or_default() += 1);
+            album.into_iter().for_each(|a| *per_album.entry(a).or_default() += 1);
+        }
+        out.push((r, p));
+    }
+    out
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
 // soundalike web page: search, recommendations with previews, a force graph of the neighbourhood, a
-// PCA map of the library coloured by genre or cluster, and a panel per cluster. Plain JavaScript, no external files: it must work offline.
+// PCA map of the library coloured by genre or cluster, a panel per cluster, and (serving with a listener's
+// profile) like/dislike buttons, a "for you" list and a taste ranking. Plain JavaScript, no external files: it must work offline.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
@@ -20,6 +21,9 @@ let queryId = null;
 let previews = true;
 let clusters = null; // /api/clusters, when the store has clusters
 let shownCluster = null;
+let taste = false; // serving with a profile
+const marks = new Map(); // song id -> "like" | "dislike"
+
 const clusterColour = (c) => (c === null || c === undefined ? "#555" : PALETTE[c % PALETTE.length]);
 const colourBy = () => (clusters && $("colour-by").value === "cluster" ? "cluster" : "genre");
 const pointColour = (p) => (colourBy() === "cluster" ? clusterColour(p.cluster) : colour(p.genre));
@@ -52,6 +56,7 @@ function options() {
   if ($("exclude-artist").checked) q.set("exclude_same_artist", "true");
   if ($("exclude-group").checked) q.set("exclude_same_group", "true");
   if (clusters && $("same-cluster").checked) q.set("same_cluster", "true");
+  if (taste && $("taste-rank").checked) q.set("taste", "true");
   return q;
 }
 
@@ -114,7 +119,7 @@ function render(res) {
     const meta = document.createElement("span");
     meta.className = "muted";
     meta.textContent = " " + [r.artist, r.genre, r.group].filter(Boolean).join(" · ");
-    li.append(btn, score, a, meta);
+    li.append(btn, score, a, meta, ...markButtons(r.id));
     ol.append(li);
   }
   if (!res.results.length) ol.innerHTML = "<li class='muted'>no song passes these filters</li>";
@@ -143,8 +148,52 @@ function songItem(r) {
   const meta = document.createElement("span");
   meta.className = "muted";
   meta.textContent = " " + [r.artist, r.genre].filter(Boolean).join(" · ");
-  li.append(btn, a, meta);
+  li.append(btn, a, meta, ...markButtons(r.id));
   return li;
+}
+
+// Like / dislike buttons (serving with a profile); clicking the lit one again forgets the mark.
+function markButtons(id) {
+  if (!taste) return [];
+  return ["like", "dislike"].map((m) => {
+    const b = document.createElement("button");
+    b.type = "button";
+    b.className = "mark " + m + (marks.get(id) === m ? " on" : "");
+    b.dataset.id = id;
+    b.dataset.mark = m;
+    b.title = m;
+    b.textContent = m === "like" ? "+" : "−";
+    b.onclick = () => setMark(id, marks.get(id) === m ? "none" : m);
+    return b;
+  });
+}
+
+async function setMark(id, mark) {
+  try {
+    const res = await getJson("/api/taste/mark", { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ id, mark }) });
+    showTaste(res);
+    for (const b of document.querySelectorAll("button.mark")) b.classList.toggle("on", marks.get(b.dataset.id) === b.dataset.mark);
+    if ($("taste-rank").checked) rerun();
+  } catch (e) {
+    status(e.message, true);
+  }
+}
+
+function showTaste(res) {
+  marks.clear();
+  for (const m of res.marks) marks.set(m.id, m.mark);
+  $("taste-info").textContent = "(" + res.likes + " likes, " + res.dislikes + " dislikes" + (res.model ? "; " + res.model : "; like a song to start") + ")";
+  const ol = $("for-you");
+  ol.innerHTML = "";
+  for (const r of res.for_you) {
+    const li = songItem(r);
+    const p = document.createElement("span");
+    p.className = "score";
+    p.textContent = " " + Math.round(100 * r.p_like) + "%";
+    li.append(p);
+    ol.append(li);
+  }
+  ol.dataset.count = String(res.for_you.length);
 }
 
 function bars(shares, cls) {
@@ -336,7 +385,7 @@ $("search").addEventListener("keydown", (e) => {
   else if (e.key === "Escape") { suggestions = []; showSuggestions(); }
 });
 $("search").addEventListener("blur", () => setTimeout(() => { suggestions = []; showSuggestions(); }, 100));
-for (const id of ["genre", "same-genre", "exclude-artist", "exclude-group", "same-cluster", "k"]) $(id).addEventListener("change", rerun);
+for (const id of ["genre", "same-genre", "exclude-artist", "exclude-group", "same-cluster", "taste-rank", "k"]) $(id).addEventListener("change", rerun);
 $("colour-by").addEventListener("change", drawMap);
 $("cluster-random").addEventListener("click", () => { if (shownCluster !== null) showCluster(shownCluster, true); });
 
@@ -364,6 +413,12 @@ drop.addEventListener("drop", (e) => {
     }
     previews = st.previews;
     if (!st.upload) { drop.textContent = "Uploads are off (start serve with --model)"; drop.style.cursor = "default"; }
+    if (st.taste) {
+      taste = true;
+      $("taste-ctl").hidden = false;
+      $("taste-panel").hidden = false;
+      showTaste(await getJson("/api/taste"));
+    }
     if (st.clusters) {
       clusters = await getJson("/api/clusters");
       $("cluster-ctl").hidden = false;

@@ -77,6 +77,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/map", get(map))
         .route("/api/clusters", get(clusters))
         .route("/api/cluster", get(cluster))
+        .route("/api/taste", get(taste_get))
+        .route("/api/taste/mark", post(taste_mark))
         .route("/api/audio", get(audio))
         .fallback(|| async { ApiError(StatusCode::NOT_FOUND, "no such page".into()) })
         .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, timeout))
@@ -187,6 +189,7 @@ async fn stats(State(st): St) -> Json<Value> {
         "max_upload_bytes": st.cfg.max_upload_bytes,
         "max_k": st.cfg.max_k,
         "clusters": st.clusters.as_ref().map(|c| c.k),
+        "taste": st.taste.is_some(),
     }))
 }
 
@@ -242,6 +245,9 @@ struct SimilarOpts {
     same_cluster: bool,
     /// Only songs in this cluster.
     cluster: Option<usize>,
+    /// Re-rank by the served profile's taste.
+    #[serde(default)]
+    taste: bool,
 }
 
 #[derive(Deserialize)]
@@ -287,12 +293,27 @@ fn recommend(st: &AppState, rows: &[usize], extra: Option<&[f32]>, o: SimilarOpt
         });
     }
     let query = cat.centroid(rows, &extra);
-    let recs = cat.recommend(&query, k, &filters)?;
+    let guard = st.taste.as_ref().map(|t| t.lock().unwrap_or_else(|e| e.into_inner()));
+    let recs: Vec<(soundalike_index::Recommendation, Option<f32>)> = match (&guard, o.taste) {
+        (Some(t), true) => {
+            let Some(model) = &t.model else { return Err(bad("taste: mark a song you like first")) };
+            let pool = cat.recommend(&query, (k * 10).max(200).min(cat.len()), &filters)?;
+            soundalike_index::rerank(cat, pool, model, &t.profile, TASTE_WEIGHT, None, k).into_iter().map(|(r, p)| (r, Some(p))).collect()
+        }
+        (None, true) => return Err(bad("taste: this server has no profile (start serve with --profile DIR)")),
+        _ => cat.recommend(&query, k, &filters)?.into_iter().map(|r| (r, None)).collect(),
+    };
+    let mark_of = |id: &str| guard.as_ref().and_then(|t| t.profile.mark_of(id));
     Ok(json!({
         "query": seeds.iter().map(|s| summary(cat, s)).collect::<Vec<_>>(),
-        "results": recs.iter().map(|r| {
+        "taste": o.taste,
+        "results": recs.iter().map(|(r, p)| {
             let mut v = serde_json::to_value(r).unwrap_or(Value::Null);
             v["audio"] = json!(audio_url(r.id));
+            v["mark"] = json!(mark_of(r.id));
+            if let Some(p) = p {
+                v["p_like"] = json!(p);
+            }
             v
         }).collect::<Vec<_>>(),
     }))
@@ -399,6 +420,89 @@ async fn similar_upload(
     let mut out = recommend(&st, &[], Some(&vector), o)?;
     out["query"] = json!([{"title": shown, "upload": true}]);
     Ok(Json(out).into_response())
+}
+
+/// The weight of taste in the page's "taste ranking" (`(1 - w) * similarity + w * p(like)`).
+const TASTE_WEIGHT: f32 = 0.5;
+/// Songs in the "for you" list.
+const FOR_YOU: usize = 10;
+
+fn taste_state(st: &AppState) -> ApiResult<std::sync::MutexGuard<'_, crate::TasteState>> {
+    let t = st.taste.as_ref().ok_or_else(|| ApiError(StatusCode::NOT_FOUND, "this server has no listener profile (start serve with --profile DIR)".into()))?;
+    Ok(t.lock().unwrap_or_else(|e| e.into_inner()))
+}
+
+/// The marks, the model, and the songs the listener would most likely like ("for you").
+fn taste_json(st: &AppState, t: &crate::TasteState) -> Value {
+    let cat = &st.cat;
+    let (likes, dislikes) = t.profile.counts();
+    let for_you: Vec<Value> = t
+        .model
+        .as_ref()
+        .map(|m| soundalike_index::discover(cat, &t.profile, m, FOR_YOU, 2, &|_| true))
+        .unwrap_or_default()
+        .into_iter()
+        .enumerate()
+        .map(|(i, (r, p))| {
+            let mut v = serde_json::to_value(cat.recommendation(r, i + 1, p)).unwrap_or(Value::Null);
+            v["audio"] = json!(audio_url(&cat.songs()[r].id));
+            v["p_like"] = json!(p);
+            v
+        })
+        .collect();
+    json!({
+        "profile": t.dir.file_name().map(|n| n.to_string_lossy().into_owned()),
+        "likes": likes, "dislikes": dislikes,
+        "marks": t.profile.marks.iter().map(|m| json!({"id": m.id, "title": m.title, "mark": m.mark})).collect::<Vec<_>>(),
+        "model": t.model.as_ref().map(|m| m.classifier.name()),
+        "notes": t.model.as_ref().map(|m| m.notes.clone()).unwrap_or_default(),
+        "for_you": for_you,
+    })
+}
+
+async fn taste_get(State(st): St) -> ApiResult<Json<Value>> {
+    let t = taste_state(&st)?;
+    Ok(Json(taste_json(&st, &t)))
+}
+
+#[derive(Deserialize)]
+struct MarkBody {
+    id: String,
+    /// `like`, `dislike` or `none` (forget).
+    mark: String,
+}
+
+/// Marks a song, saves the profile (atomically) and retrains the model; answers as `GET /api/taste`.
+async fn taste_mark(State(st): St, body: Result<Json<MarkBody>, JsonRejection>) -> ApiResult<Json<Value>> {
+    let Json(b) = body?;
+    let row = row_of(&st.cat, &b.id)?;
+    let mark = match b.mark.as_str() {
+        "none" => None,
+        m => Some(m.parse::<soundalike_index::Mark>().map_err(bad)?),
+    };
+    let st2 = st.clone();
+    tokio::task::spawn_blocking(move || -> ApiResult<Json<Value>> {
+        let st = st2;
+        let mut t = taste_state(&st)?;
+        let before = t.profile.clone();
+        match mark {
+            Some(m) => {
+                t.profile.mark(&st.cat.songs()[row], &st.cat.vector(row), m);
+            }
+            None => {
+                t.profile.unmark(&b.id);
+            }
+        }
+        let saved = t.profile.save(&t.dir).map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, format!("the mark was not saved: {e}")));
+        if let Err(e) = saved {
+            t.profile = before;
+            return Err(e);
+        }
+        t.retrain(&st.cat).map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")))?;
+        Ok(Json(taste_json(&st, &t)))
+    })
+    .await
+    .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
 }
 
 fn clusters_of(st: &AppState) -> ApiResult<&soundalike_index::Clustering> {

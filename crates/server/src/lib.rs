@@ -87,6 +87,24 @@ pub struct AppState {
     pub(crate) uploads: Arc<tokio::sync::Semaphore>,
     /// The store's clusters (summaries and centroids; each song's cluster is in the catalog).
     pub(crate) clusters: Option<soundalike_index::Clustering>,
+    /// A listener's profile, when serving with one (`--profile`).
+    pub(crate) taste: Option<std::sync::Mutex<TasteState>>,
+}
+
+/// The listener's marks and the model trained on them; the server holds the profile's lock while it runs.
+pub struct TasteState {
+    pub(crate) dir: PathBuf,
+    pub(crate) profile: soundalike_index::Profile,
+    pub(crate) model: Option<soundalike_index::TasteModel>,
+    _lock: soundalike_index::StoreLock,
+}
+
+impl TasteState {
+    /// Retrains the model on the current marks (none without a like).
+    pub(crate) fn retrain(&mut self, cat: &Catalog) -> Result<()> {
+        self.model = if self.profile.counts().0 > 0 { Some(soundalike_index::train_taste_on(&self.profile, cat, 0, false)?) } else { None };
+        Ok(())
+    }
 }
 
 impl AppState {
@@ -113,7 +131,20 @@ impl AppState {
         };
         let map_json = api::map_json(&cat, cfg.map_points)?;
         let uploads = Arc::new(tokio::sync::Semaphore::new(cfg.upload_concurrency.max(1)));
-        Ok(AppState { cat, root, embedder, cfg, map_json, uploads, clusters })
+        Ok(AppState { cat, root, embedder, cfg, map_json, uploads, clusters, taste: None })
+    }
+}
+
+impl AppState {
+    /// Serves with a listener's profile folder (created if absent): like/dislike marks from the page are
+    /// saved there (atomically; the server holds its lock), and the taste model is retrained on each.
+    pub fn with_profile(mut self, dir: &Path) -> Result<AppState> {
+        let lock = soundalike_index::Profile::lock(dir, soundalike_index::LockWait::No).with_context(|| format!("cannot use the profile {}", dir.display()))?;
+        let profile = soundalike_index::Profile::load_or_new(dir, &self.cat.header)?;
+        let mut t = TasteState { dir: dir.to_path_buf(), profile, model: None, _lock: lock };
+        t.retrain(&self.cat)?;
+        self.taste = Some(std::sync::Mutex::new(t));
+        Ok(self)
     }
 }
 

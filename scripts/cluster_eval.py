@@ -110,6 +110,7 @@ def main():
     ap.add_argument("--k", type=int)
     ap.add_argument("--seeds", default="0,1,2,3,4")
     ap.add_argument("--name", default=None)
+    ap.add_argument("--confound", help="another CSV column (e.g. the instrument) the same clusterings are scored against")
     a = ap.parse_args()
     os.makedirs(a.out, exist_ok=True)
     seeds = [int(s) for s in a.seeds.split(",")]
@@ -144,22 +145,34 @@ def main():
         if os.path.exists(lock):
             os.remove(lock)
 
+    confound = None
+    if a.confound:
+        by = {}
+        for r in csv.DictReader(open(a.labels)):
+            key = r.get("id") or r.get("file")
+            by[key] = r[a.confound]
+            by[os.path.splitext(key)[0]] = r[a.confound]
+        confound = np.array([by.get(i, by.get(os.path.splitext(i)[0], "?")) for i in ids])
+
     def score(assign):
         pred = np.array([assign[i] for i in ids])
         return ari(truth, pred), nmi(truth, pred)
+
+    def confound_nmi(assign):
+        return nmi(confound, np.array([assign[i] for i in ids])) if confound is not None else None
 
     results = {"library": a.library, "songs": len(ids), "groups": int(len(set(truth))), "k": k, "seeds": seeds, "methods": {}}
     for name, st in [("soundalike embedding", store), ("log-mel statistics", lstore)]:
         per = []
         for s in seeds:
             r, assign = cluster(a.bin, st, ["--k", str(k), "--seed", str(s)], os.path.join(a.out, "c.jsonl"))
-            per.append(score(assign) + (r["silhouette"],))
+            per.append(score(assign) + (r["silhouette"], confound_nmi(assign) or 0.0))
         r, assign = cluster(a.bin, st, ["--k-range", "2..20", "--seed", str(seeds[0])], os.path.join(a.out, "c.jsonl"))
         auto = score(assign)
         arr = np.array(per)
         results["methods"][name] = {
             "ari_mean": arr[:, 0].mean(), "ari_std": arr[:, 0].std(), "nmi_mean": arr[:, 1].mean(), "nmi_std": arr[:, 1].std(),
-            "silhouette_mean": arr[:, 2].mean(), "auto_k": r["k"], "auto_reason": r["choice"]["reason"], "auto_ari": auto[0], "auto_nmi": auto[1],
+            "silhouette_mean": arr[:, 2].mean(), "confound_nmi_mean": arr[:, 3].mean() if confound is not None else None, "auto_k": r["k"], "auto_reason": r["choice"]["reason"], "auto_ari": auto[0], "auto_nmi": auto[1],
         }
     # Chance: the embedding's clusters (first seed) against shuffled labels.
     _, assign = cluster(a.bin, store, ["--k", str(k), "--seed", str(seeds[0])], os.path.join(a.out, "c.jsonl"))
@@ -170,12 +183,14 @@ def main():
     json.dump(results, open(os.path.join(a.out, "cluster_eval.json"), "w"), indent=1)
     name = a.name or os.path.basename(os.path.normpath(a.library))
     print(f"\n{name}: {len(ids)} songs, {results['groups']} true groups, k = {k}, seeds {a.seeds}\n")
-    print("| vectors | ARI | NMI | mean silhouette | k by the rule (ARI / NMI there) |")
-    print("|---|---|---|---|---|")
+    extra = f" NMI with {a.confound} |" if a.confound else ""
+    print("| vectors | ARI | NMI | mean silhouette | k by the rule (ARI / NMI there) |" + extra)
+    print("|---|---|---|---|---|" + ("---|" if a.confound else ""))
     for n, r in results["methods"].items():
         auto = f"{r['auto_k']} ({r['auto_ari']:.3f} / {r['auto_nmi']:.3f})" if "auto_k" in r else "-"
         sil = f"{r['silhouette_mean']:.3f}" if "silhouette_mean" in r else "-"
-        print(f"| {n} | {r['ari_mean']:.3f} ± {r['ari_std']:.3f} | {r['nmi_mean']:.3f} ± {r['nmi_std']:.3f} | {sil} | {auto} |")
+        conf = (f" {r['confound_nmi_mean']:.3f} |" if r.get("confound_nmi_mean") is not None else " - |") if a.confound else ""
+        print(f"| {n} | {r['ari_mean']:.3f} ± {r['ari_std']:.3f} | {r['nmi_mean']:.3f} ± {r['nmi_std']:.3f} | {sil} | {auto} |" + conf)
 
 
 if __name__ == "__main__":

@@ -282,8 +282,9 @@ fn export_writes_csv_jsonl_and_npy() {
     let text = std::fs::read_to_string(&csv).unwrap();
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 4);
-    assert_eq!(lines[0].split(',').count(), 8 + 128);
-    let v: Vec<f64> = lines[1].split(',').skip(8).map(|x| x.parse().unwrap()).collect();
+    assert_eq!(lines[0].split(',').count(), 9 + 128);
+    assert!(lines[0].starts_with("id,title,artist,album,genre,group,duration_s,predicted,cluster,v0,"));
+    let v: Vec<f64> = lines[1].split(',').skip(9).map(|x| x.parse().unwrap()).collect();
     assert!((v.iter().map(|x| x * x).sum::<f64>() - 1.0).abs() < 1e-3);
     let jl = d.path().join("x.jsonl");
     assert!(run(&["export", s(&store), "--format", "jsonl", "--out", s(&jl)]).status.success());

@@ -102,6 +102,7 @@ def main():
     ap.add_argument("--tag", default="", help="suffix of the results files (results-VARIANT[-TAG].json/.md)")
     ap.add_argument("--skip-ids", help="file of song ids (one per line) to leave out of every method, e.g. silent previews")
     ap.add_argument("--no-train", action="store_true", help="reuse the models and stores already in OUT")
+    ap.add_argument("--zscore-model", action="store_true", help="also score the model's vectors z-scored per dimension (as the baselines are)")
     ap.add_argument("--extra", action="append", default=[], metavar="NAME=SONGS.jsonl",
                     help="another embedding of the whole corpus (`soundalike export --format jsonl`) scored on the same queries")
     a = ap.parse_args()
@@ -160,6 +161,14 @@ def main():
         missing = [x for x in ids if x not in emb]
         assert len(missing) <= 5, f"store lacks {len(missing)} songs"
         table = {f"soundalike ({a.variant})": unit(np.stack([emb[x] for x in ids]))}
+        if a.zscore_model:
+            # The same vectors standardised as the baselines are: each dimension z-scored over the corpus.
+            table[f"soundalike ({a.variant}, z-scored over the corpus)"] = unit(zscore(np.stack([emb[x] for x in ids])))
+            # ...and with statistics of the training productions only (what a model could ship with).
+            m = np.stack([emb[x] for x in ids])
+            tr = np.array([p not in set(folds[f]) for p in prods])
+            mu, sd = m[tr].mean(0), m[tr].std(0) + 1e-6
+            table[f"soundalike ({a.variant}, z-scored with training statistics)"] = unit((m - mu) / sd)
         for spec in a.extra:
             name, path = spec.split("=", 1)
             e = load_jsonl(path)

@@ -344,3 +344,35 @@ fn genre_filters_use_the_predicted_genre_where_there_is_no_tag() {
         assert!(res.iter().all(|x| x["genre"] == predicted), "{r}");
     }
 }
+
+#[test]
+fn shard_stores_are_never_mixed_up() {
+    let d = tempfile::tempdir().unwrap();
+    let lib = d.path().join("lib");
+    library(&lib, 6);
+    let sh = |k: usize, n: usize| d.path().join(format!("s{k}of{n}"));
+    for k in 0..2 {
+        let o = run(&["embed", s(&lib), "--out", s(&sh(k, 2)), "--shard", &format!("{k}/2")]);
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+    // Another shard into the same store, or a whole-library embed into a shard store: refused.
+    let o = run(&["embed", s(&lib), "--out", s(&sh(0, 2)), "--shard", "1/2"]);
+    assert!(!o.status.success() && stderr(&o).contains("shard 0/2"), "{}", stderr(&o));
+    let o = run(&["embed", s(&lib), "--out", s(&sh(0, 2))]);
+    assert!(!o.status.success() && stderr(&o).contains("merge"), "{}", stderr(&o));
+    // A shard of another split, a shard twice, a plain store among shards: refused, nothing written.
+    assert!(run(&["embed", s(&lib), "--out", s(&sh(0, 3)), "--shard", "0/3"]).status.success());
+    let out = d.path().join("merged");
+    for (stores, why) in [
+        (vec![sh(0, 2), sh(0, 3)], "different runs"),
+        (vec![sh(0, 2), sh(0, 2), sh(1, 2)], "given twice"),
+    ] {
+        let mut a = vec!["merge".to_string(), "--out".into(), s(&out).into()];
+        a.extend(stores.iter().map(|p| s(p).to_string()));
+        let o = run(&a.iter().map(String::as_str).collect::<Vec<_>>());
+        assert!(!o.status.success() && stderr(&o).contains(why), "{why}: {}", stderr(&o));
+        assert!(!out.exists());
+    }
+    let o = run(&["merge", "--out", s(&out), s(&sh(0, 2)), s(&sh(1, 2))]);
+    assert!(o.status.success(), "{}", stderr(&o));
+}

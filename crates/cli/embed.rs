@@ -9,7 +9,7 @@ use anyhow::{bail, Context, Result};
 use rayon::prelude::*;
 use serde_json::json;
 use soundalike_audio::analyze_file;
-use soundalike_index::{Store, StoreHeader, StoreWriter, STORE_FORMAT_VERSION};
+use soundalike_index::{ShardInfo, Store, StoreHeader, StoreWriter, STORE_FORMAT_VERSION};
 use soundalike_library::{fingerprint_file, title_from_path, CatalogEntry, SongFile};
 use soundalike_model::LoadedModel;
 
@@ -69,6 +69,7 @@ pub fn embed(a: EmbedArgs) -> Result<ExitCode> {
     // Only id -> (size, mtime, offset) per song is held while embedding; vectors stay on disk.
     let header = header_for(&model, &a.library)?;
     let mut store = StoreWriter::open_or_create_with(&a.out, header.clone(), a.wait.into())?;
+    check_shard_marker(&a.out, shard, &header, store.is_empty())?;
 
     let present: HashSet<&str> = mine.iter().map(|&i| files[i].rel_path.as_str()).collect();
     let vanished: Vec<String> = store.ids().filter(|id| !present.contains(id)).map(str::to_string).collect();
@@ -150,6 +151,9 @@ pub fn embed(a: EmbedArgs) -> Result<ExitCode> {
     }
     pb.finish_and_clear();
     store.compact()?;
+    if let Some((k, n)) = shard {
+        shard_marker(k, n, &header, true).save(&a.out)?;
+    }
     let secs = t0.elapsed().as_secs_f64();
     let (mut index_note, mut clusters_note) = (None, None);
     let has_clusters = soundalike_index::Clustering::path(&a.out).exists();
@@ -219,7 +223,74 @@ pub fn embed(a: EmbedArgs) -> Result<ExitCode> {
     Ok(if failed.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
+/// A shard store carries `shard.json` (K, N, model, library), written on its first run; a store is never
+/// switched between shards, or between a shard and a whole library, silently.
+fn check_shard_marker(out: &Path, shard: Option<(usize, usize)>, header: &StoreHeader, empty: bool) -> Result<()> {
+    let have = ShardInfo::load(out)?;
+    match (shard, have) {
+        (Some((k, n)), Some(h)) if h.shard != k || h.of != n => {
+            bail!("{}: this store is shard {}/{} of a sharded embedding; you asked for --shard {k}/{n} (use another --out)", out.display(), h.shard, h.of)
+        }
+        (Some(_), None) if !empty => bail!("{}: this store holds a whole library, not a shard; give --shard jobs their own --out", out.display()),
+        // Marked unfinished until this run ends (a killed task leaves it so, and merge refuses it).
+        (Some((k, n)), _) => Ok(shard_marker(k, n, header, false).save(out)?),
+        (None, Some(h)) => bail!("{}: this store is shard {}/{}; embed it with --shard {}/{}, or `soundalike merge` the shards into a new store", out.display(), h.shard, h.of, h.shard, h.of),
+        (None, None) => Ok(()),
+    }
+}
+
+fn shard_marker(k: usize, n: usize, header: &StoreHeader, complete: bool) -> ShardInfo {
+    ShardInfo { format_version: STORE_FORMAT_VERSION, shard: k, of: n, model_fingerprint: header.model_fingerprint.clone(), library_root: header.library_root.clone(), complete }
+}
+
+/// Shard stores must be all N shards of one library, each once; stores without shard markers (made some
+/// other way) are merged as given.
+fn check_shard_set(stores: &[std::path::PathBuf]) -> Result<()> {
+    let infos: Vec<Option<ShardInfo>> = stores.iter().map(|p| ShardInfo::load(p)).collect::<std::result::Result<_, _>>()?;
+    if infos.iter().all(Option::is_none) {
+        return Ok(());
+    }
+    let Some(first) = infos.iter().flatten().next() else { return Ok(()) };
+    let mut have = vec![None::<&Path>; first.of];
+    for (info, p) in infos.iter().zip(stores) {
+        let Some(i) = info else { bail!("{}: not a shard store (no shard.json), but the others are shards of {}", p.display(), first.of) };
+        if i.of != first.of || i.library_root != first.library_root {
+            bail!(
+                "{}: shard {}/{} of {}, but {} is a shard of {} shards of {}; these shards belong to different runs",
+                p.display(),
+                i.shard,
+                i.of,
+                i.library_root.display(),
+                stores[0].display(),
+                first.of,
+                first.library_root.display()
+            );
+        }
+        if !i.complete {
+            bail!("{}: shard {}/{} did not finish (its task was stopped or is still running); run it again (it resumes), then merge", p.display(), i.shard, i.of);
+        }
+        if let Some(prev) = have[i.shard] {
+            bail!("shard {}/{} is given twice: {} and {}", i.shard, i.of, prev.display(), p.display());
+        }
+        have[i.shard] = Some(p);
+    }
+    let missing: Vec<String> = have.iter().enumerate().filter(|(_, h)| h.is_none()).map(|(k, _)| k.to_string()).collect();
+    if !missing.is_empty() {
+        bail!(
+            "shard{} {} of {} missing (have {} of them); run the missing task{} again (e.g. `sbatch --array={} scripts/slurm/embed.sbatch ...`), then merge",
+            if missing.len() > 1 { "s" } else { "" },
+            missing.join(", "),
+            first.of,
+            first.of - missing.len(),
+            if missing.len() > 1 { "s" } else { "" },
+            missing.join(",")
+        );
+    }
+    Ok(())
+}
+
 pub fn merge(a: MergeArgs) -> Result<ExitCode> {
+    check_shard_set(&a.stores)?;
     let shards: Vec<Store> = a.stores.iter().map(|p| Store::open(p).with_context(|| format!("cannot open {}", p.display()))).collect::<Result<_>>()?;
     let first = &shards[0].header;
     for (s, p) in shards.iter().zip(&a.stores) {

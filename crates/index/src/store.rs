@@ -214,6 +214,49 @@ impl Store {
     }
 }
 
+/// A shard store's place in a sharded embedding (`STORE/shard.json`), written by `embed --shard K/N` and
+/// checked by `merge`: all N shards, each once, of one library and one model.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ShardInfo {
+    /// [`STORE_FORMAT_VERSION`].
+    pub format_version: u32,
+    /// K, from 0.
+    pub shard: usize,
+    /// N.
+    pub of: usize,
+    /// The model that embedded it.
+    pub model_fingerprint: String,
+    /// The library it is a shard of.
+    pub library_root: PathBuf,
+    /// Whether the last `embed` of this shard ran to the end (false while it runs, or after it was killed).
+    #[serde(default)]
+    pub complete: bool,
+}
+
+impl ShardInfo {
+    /// `STORE/shard.json`.
+    pub fn path(dir: &Path) -> PathBuf {
+        dir.join("shard.json")
+    }
+
+    /// The shard marker of a store, if it is a shard store.
+    pub fn load(dir: &Path) -> Result<Option<ShardInfo>> {
+        let p = Self::path(dir);
+        let Some(bytes) = read_if_exists(&p)? else { return Ok(None) };
+        let info: ShardInfo = serde_json::from_slice(&bytes).map_err(|e| IndexError::Incompatible { path: p.clone(), reason: format!("not a shard marker ({e})") })?;
+        if info.format_version != STORE_FORMAT_VERSION {
+            return Err(IndexError::Incompatible { path: p, reason: format!("shard marker format {} (this soundalike reads {STORE_FORMAT_VERSION})", info.format_version) });
+        }
+        Ok(Some(info))
+    }
+
+    /// Writes the marker atomically (the caller holds the store's lock).
+    pub fn save(&self, dir: &Path) -> Result<()> {
+        let p = Self::path(dir);
+        write_atomic(&p, &serde_json::to_vec_pretty(self).map_err(|e| io_err(&p, e))?)
+    }
+}
+
 /// What a [`StoreWriter`] keeps of a song: enough to tell an unchanged file, and where its record is.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SongMeta {

@@ -46,9 +46,29 @@ pub enum Command {
     /// A listener's taste: mark songs liked or disliked, train a model of it, then clean playlists,
     /// discover songs and re-rank recommendations with it.
     Taste(TasteArgs),
+    /// Write a store's songs and vectors into PostgreSQL + pgvector (incremental, one transaction), for
+    /// `query --db` and many stateless servers.
+    Push(PushArgs),
     /// Look after a store: `store check STORE` reports damaged journal lines, `--repair` keeps every valid
     /// record and moves the damage aside.
     Store(StoreArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct PushArgs {
+    /// Store folder.
+    pub store: PathBuf,
+    /// PostgreSQL URL, postgres://USER:PASSWORD@HOST:PORT/DATABASE (default: $SOUNDALIKE_DB, then
+    /// $DATABASE_URL); the password is never printed.
+    #[arg(long)]
+    pub db: Option<String>,
+    /// How the table keeps the vectors: half (halfvec, 2 bytes a value) or full (vector, 4 bytes). Fixed by
+    /// the first push.
+    #[arg(long, default_value = "half", value_parser = ["half", "full"])]
+    pub precision: String,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args, Debug)]
@@ -551,8 +571,12 @@ pub struct IndexArgs {
 
 #[derive(Args, Debug)]
 pub struct QueryArgs {
-    /// Store folder.
-    pub store: PathBuf,
+    /// Store folder (or, without one, the PostgreSQL database of --db, $SOUNDALIKE_DB or $DATABASE_URL).
+    pub store: Option<PathBuf>,
+    /// Answer from PostgreSQL + pgvector (a database `soundalike push` filled):
+    /// postgres://USER:PASSWORD@HOST:PORT/DATABASE.
+    #[arg(long, conflicts_with_all = ["store", "same_cluster", "cluster", "random_from_cluster", "taste", "exact", "ann_index"])]
+    pub db: Option<String>,
     /// Query song: id, path, or text matched against title/artist/path. Repeat for a playlist.
     #[arg(long = "song")]
     pub songs: Vec<String>,

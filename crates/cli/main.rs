@@ -2,6 +2,7 @@
 
 mod args;
 mod clusters;
+mod db;
 mod embed;
 mod plots;
 mod query;
@@ -34,6 +35,7 @@ fn main() -> ExitCode {
         args::Command::Store(a) => embed::store(a),
         args::Command::Clusters(a) => clusters::clusters(a),
         args::Command::Taste(a) => taste::taste(a),
+        args::Command::Push(a) => db::push(a),
     };
     match result {
         Ok(code) => code,

@@ -63,6 +63,7 @@ pub fn print_table(recs: &[Recommendation]) {
 }
 
 pub fn query(a: QueryArgs) -> Result<ExitCode> {
+    let Some(store) = a.store.clone() else { return crate::db::query(a) };
     if a.songs.is_empty() && a.file.is_none() && a.cluster.is_none() {
         bail!("say what to match: --song ID|PATH|TEXT (repeatable), --file NEW.mp3, or --cluster N");
     }
@@ -73,7 +74,7 @@ pub fn query(a: QueryArgs) -> Result<ExitCode> {
         bail!("--random-from-cluster draws from a song's cluster: give --song, or --cluster N");
     }
     let method = if a.exact { Method::Exact } else if a.ann_index { Method::Ann } else { Method::Auto };
-    let mut cat = Catalog::open(&a.store, method, &params(&a.ann))?;
+    let mut cat = Catalog::open(&store, method, &params(&a.ann))?;
     cat.use_genres(a.genre_source);
     let wants_clusters = a.same_cluster || a.cluster.is_some() || a.random_from_cluster;
     let clustering = match cat.use_clusters() {
@@ -85,7 +86,7 @@ pub fn query(a: QueryArgs) -> Result<ExitCode> {
         Err(e) => return Err(e.into()),
     };
     if wants_clusters && clustering.is_none() {
-        bail!("{}: the store has no clusters yet; run `soundalike clusters {}` first", a.store.display(), a.store.display());
+        bail!("{}: the store has no clusters yet; run `soundalike clusters {}` first", store.display(), store.display());
     }
     if let (Some(n), Some(c)) = (a.cluster, &clustering) {
         if n >= c.k {

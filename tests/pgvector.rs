@@ -1,0 +1,264 @@
+//! `push` and `query --db` against a real PostgreSQL with pgvector 0.8+ (started by the test on a temp data
+//! directory and a free loopback port, password authentication on). Without PostgreSQL and pgvector it is
+//! skipped with a message, unless SOUNDALIKE_PG=require (set by .ci/run, which installs them with
+//! scripts/install_pgvector.sh), when it fails.
+
+mod util;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use soundalike_index::{normalise, random_unit_vectors, SongRecord, StoreHeader, StoreWriter, STORE_FORMAT_VERSION};
+use util::*;
+
+struct Pg {
+    dir: tempfile::TempDir,
+    bin: PathBuf,
+    port: u16,
+    as_postgres: bool,
+}
+
+const PASSWORD: &str = "s3cret-pw";
+
+impl Drop for Pg {
+    fn drop(&mut self) {
+        let data = self.dir.path().join("data");
+        let _ = self.cmd("pg_ctl").args(["-D", s(&data), "-m", "immediate", "stop"]).output();
+    }
+}
+
+/// The newest PostgreSQL server installed under /usr/lib/postgresql whose pgvector is 0.8 or newer.
+fn find_pg() -> Option<PathBuf> {
+    let mut bins: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql").ok()?.filter_map(|e| Some(e.ok()?.path().join("bin"))).filter(|b| b.join("initdb").exists()).collect();
+    bins.sort();
+    bins.into_iter().rev().find(|b| {
+        let share = Command::new(b.join("pg_config")).arg("--sharedir").output().ok().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+        let control = share.and_then(|d| std::fs::read_to_string(Path::new(&d).join("extension/vector.control")).ok()).unwrap_or_default();
+        let v = control.lines().find_map(|l| l.strip_prefix("default_version")).map(|v| v.trim_matches(|c: char| c == ' ' || c == '=' || c == '\'').to_string());
+        v.and_then(|v| {
+            let mut p = v.split('.').map(|x| x.parse::<u32>().unwrap_or(0));
+            Some((p.next()?, p.next()?))
+        })
+        .is_some_and(|mm| mm >= (0, 8))
+    })
+}
+
+impl Pg {
+    fn cmd(&self, prog: &str) -> Command {
+        if self.as_postgres {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(self.bin.join(prog));
+            c
+        } else {
+            Command::new(self.bin.join(prog))
+        }
+    }
+
+    fn start() -> Option<Pg> {
+        let Some(bin) = find_pg() else {
+            let msg = "PostgreSQL test skipped: needs PostgreSQL and pgvector >= 0.8 (bash scripts/install_pgvector.sh)";
+            assert!(std::env::var("SOUNDALIKE_PG").as_deref() != Ok("require"), "{msg}");
+            eprintln!("{msg}");
+            return None;
+        };
+        let dir = tempfile::tempdir().unwrap();
+        // initdb refuses to run as root: then the server runs as the postgres user.
+        let as_postgres = String::from_utf8_lossy(&Command::new("id").arg("-u").output().unwrap().stdout).trim() == "0";
+        if as_postgres {
+            let uid: u32 = String::from_utf8_lossy(&Command::new("id").args(["-u", "postgres"]).output().unwrap().stdout).trim().parse().expect("a postgres user");
+            std::os::unix::fs::chown(dir.path(), Some(uid), None).unwrap();
+        }
+        let pw = dir.path().join("pw");
+        std::fs::write(&pw, PASSWORD).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let pg = Pg { dir, bin, port, as_postgres };
+        let data = pg.dir.path().join("data");
+        let o = pg
+            .cmd("initdb")
+            .args(["-D", s(&data), "-U", "soundalike", "--pwfile", s(&pw), "--auth-local=scram-sha-256", "--auth-host=scram-sha-256", "-E", "UTF8"])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "initdb: {}", stderr(&o));
+        let opts = format!("-p {port} -k {} -c listen_addresses=127.0.0.1", pg.dir.path().display());
+        let o = pg.cmd("pg_ctl").args(["-D", s(&data), "-l", s(&pg.dir.path().join("log")), "-o", &opts, "-w", "start"]).output().unwrap();
+        assert!(o.status.success(), "pg_ctl start: {} {}", stderr(&o), std::fs::read_to_string(pg.dir.path().join("log")).unwrap_or_default());
+        Some(pg)
+    }
+
+    fn url(&self, db: &str) -> String {
+        format!("postgres://soundalike:{PASSWORD}@127.0.0.1:{}/{db}", self.port)
+    }
+
+    fn psql(&self, db: &str, sql: &str) -> String {
+        let o = Command::new(self.bin.join("psql")).args([&self.url(db), "-Atq", "-v", "ON_ERROR_STOP=1", "-c", sql]).output().unwrap();
+        assert!(o.status.success(), "psql {sql}: {}", stderr(&o));
+        stdout(&o)
+    }
+}
+
+/// A synthetic store of `n` random songs, `rare` of them in genre "rare", the rest "common".
+fn synthetic_store(dir: &Path, n: usize, rare: usize, fingerprint: &str) {
+    let header = StoreHeader {
+        format_version: STORE_FORMAT_VERSION,
+        model_fingerprint: fingerprint.into(),
+        model_name: "synthetic".into(),
+        frontend: serde_json::json!({}),
+        labels: vec![],
+        dim: 128,
+        library_root: "/music".into(),
+    };
+    let v = random_unit_vectors(n, 128, 99);
+    let mut w = StoreWriter::open_or_create(dir, header).unwrap();
+    for i in 0..n {
+        let mut vector = v[i * 128..(i + 1) * 128].to_vec();
+        normalise(&mut vector);
+        w.put(SongRecord {
+            id: format!("s{i:05}.mp3"),
+            title: format!("Song {i}"),
+            artist: Some(format!("Artist {}", i % 50)),
+            album: None,
+            genre: Some(if i % (n / rare) == 0 { "rare" } else { "common" }.into()),
+            group: None,
+            duration_s: 30.0,
+            fingerprint: format!("f{i}"),
+            size: 1,
+            mtime: 1,
+            probs: vec![],
+            vector,
+        })
+        .unwrap();
+    }
+    w.compact().unwrap();
+}
+
+fn ids(v: &serde_json::Value) -> Vec<(String, f64)> {
+    v["results"].as_array().unwrap().iter().map(|r| (r["id"].as_str().unwrap().to_string(), r["score"].as_f64().unwrap())).collect()
+}
+
+#[test]
+fn push_and_query_from_postgres_match_the_store() {
+    let Some(pg) = Pg::start() else { return };
+    let d = tempfile::tempdir().unwrap();
+    let store = d.path().join("store");
+    let o = run(&["embed", "datasets/tiny", "--out", s(&store), "--labels", "datasets/tiny/tracks.csv", "--label-column", "source", "--group-column", "source"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let url = pg.url("postgres");
+
+    // Push: everything new, then nothing to do; the password is never printed.
+    let o = run(&["push", s(&store), "--db", &url, "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!stdout(&o).contains(PASSWORD));
+    let r = json(&o);
+    assert_eq!((r["report"]["added"].as_u64(), r["report"]["index_created"].as_bool()), (Some(30), Some(true)));
+    let o = run(&["push", s(&store), "--db", &url, "--json"]);
+    assert_eq!(json(&o)["report"]["unchanged"], 30);
+    assert_eq!(pg.psql("postgres", "SELECT count(*) FROM soundalike_songs").trim(), "30");
+    assert_eq!(pg.psql("postgres", "SELECT value FROM soundalike_meta WHERE key = 'precision'").trim(), "half");
+
+    // Every song's top 5 from the database equals the in-process exact search's (up to near-ties that the
+    // table's 16-bit vectors may order either way).
+    let export = d.path().join("all.jsonl");
+    assert!(run(&["export", s(&store), "--format", "jsonl", "--out", s(&export)]).status.success());
+    let all: Vec<String> = std::fs::read_to_string(&export).unwrap().lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["id"].as_str().unwrap().to_string()).collect();
+    assert_eq!(all.len(), 30);
+    for id in &all {
+        let exact = ids(&json(&run(&["query", s(&store), "--song", id, "-k", "6", "--exact", "--json"])));
+        let o = run(&["query", "--db", &url, "--song", id, "-k", "5", "--json"]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let db = ids(&json(&o));
+        assert_eq!(db.len(), 5);
+        for (i, (got, score)) in db.iter().enumerate() {
+            let (want, want_score) = &exact[i];
+            let tie = exact.iter().any(|(x, s)| x == got && (s - want_score).abs() < 3e-3);
+            assert!(got == want || tie, "{id}: rank {} is {got} ({score}), exact search has {want} ({want_score})", i + 1);
+            assert!((score - exact.iter().find(|(x, _)| x == got).map_or(-9.0, |e| e.1)).abs() < 3e-3);
+        }
+    }
+    // A selective filter returns every song that passes, as the store does.
+    let genre = "jazz_blues";
+    let o = run(&["query", "--db", &url, "--song", &all[0], "-k", "10", "--genre", genre, "--json"]);
+    let db = ids(&json(&o));
+    let local = ids(&json(&run(&["query", s(&store), "--song", &all[0], "-k", "10", "--genre", genre, "--exact", "--json"])));
+    assert!(!local.is_empty());
+    assert_eq!(db.iter().map(|x| &x.0).collect::<Vec<_>>(), local.iter().map(|x| &x.0).collect::<Vec<_>>());
+
+    // A push killed before it commits leaves the previous state: a store with 5 songs fewer, aborted.
+    let smaller = d.path().join("smaller");
+    copy_dir(&store, &smaller);
+    {
+        let mut w = StoreWriter::open_or_create(&smaller, soundalike_index::Store::open(&store).unwrap().header).unwrap();
+        for id in &all[..5] {
+            w.remove(id).unwrap();
+        }
+        w.compact().unwrap();
+    }
+    let o = Command::new(env!("CARGO_BIN_EXE_soundalike")).args(["push", s(&smaller), "--db", &url]).env("SOUNDALIKE_TEST_PUSH_ABORT", "1").output().unwrap();
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert_eq!(pg.psql("postgres", "SELECT count(*) FROM soundalike_songs").trim(), "30");
+    let o = run(&["push", s(&smaller), "--db", &url, "--json"]);
+    assert_eq!(json(&o)["report"]["removed"], 5);
+    assert_eq!(pg.psql("postgres", "SELECT count(*) FROM soundalike_songs").trim(), "25");
+    assert!(run(&["push", s(&store), "--db", &url]).status.success());
+    assert_eq!(pg.psql("postgres", "SELECT count(*) FROM soundalike_songs").trim(), "30");
+
+    // Wrong password, unreachable server: named, password not shown.
+    let bad = url.replace(PASSWORD, "not-the-pw");
+    let o = run(&["query", "--db", &bad, "--song", &all[0]]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("password authentication failed") && !stderr(&o).contains("not-the-pw"), "{}", stderr(&o));
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let o = run(&["query", "--db", &format!("postgres://soundalike:{PASSWORD}@127.0.0.1:{closed}/postgres"), "--song", &all[0]]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains(&format!("127.0.0.1:{closed}")) && !stderr(&o).contains(PASSWORD), "{}", stderr(&o));
+    // The URL from the environment.
+    let o = Command::new(env!("CARGO_BIN_EXE_soundalike")).args(["query", "--song", &all[0], "-k", "3", "--json"]).env("SOUNDALIKE_DB", &url).current_dir(root()).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(ids(&json(&o)).len(), 3);
+
+    // Another model's store into this database: refused, nothing written.
+    let synth = d.path().join("synth");
+    synthetic_store(&synth, 3000, 60, "synthetic-model");
+    let o = run(&["push", s(&synth), "--db", &url]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("holds vectors of model"), "{}", stderr(&o));
+    assert_eq!(pg.psql("postgres", "SELECT count(*) FROM soundalike_songs").trim(), "30");
+
+    // A 2% filter: a plain HNSW scan misses most of the k; iterative scans (what query --db uses) return k,
+    // the exact top k.
+    pg.psql("postgres", "CREATE DATABASE synth");
+    let surl = pg.url("synth");
+    assert!(run(&["push", s(&synth), "--db", &surl]).status.success());
+    let plain = pg.psql(
+        "synth",
+        "SET enable_seqscan = off; SET hnsw.ef_search = 40; SELECT count(*) FROM (SELECT id FROM soundalike_songs WHERE genre = 'rare' \
+         ORDER BY embedding <=> (SELECT embedding FROM soundalike_songs WHERE id = 's00001.mp3') LIMIT 10) t",
+    );
+    let plain: usize = plain.trim().parse().unwrap();
+    assert!(plain < 10, "a plain HNSW scan returned {plain} of 10 (expected fewer: the point of iterative scans)");
+    let o = run(&["query", "--db", &surl, "--song", "s00001.mp3", "--genre", "rare", "-k", "10", "--json", "--genre-source", "tag"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let db = ids(&json(&o));
+    let exact = ids(&json(&run(&["query", s(&synth), "--song", "s00001.mp3", "--genre", "rare", "-k", "10", "--exact", "--json", "--genre-source", "tag"])));
+    assert_eq!(db.len(), 10);
+    let (a, b): (std::collections::BTreeSet<_>, std::collections::BTreeSet<_>) = (db.iter().map(|x| x.0.clone()).collect(), exact.iter().map(|x| x.0.clone()).collect());
+    assert!(a.intersection(&b).count() >= 9, "db {a:?} vs exact {b:?}");
+    eprintln!("2% filter: plain HNSW scan {plain} of 10, query --db 10 of 10");
+
+    // A table of another layout version is refused.
+    pg.psql("synth", "UPDATE soundalike_meta SET value = '99' WHERE key = 'format_version'");
+    let o = run(&["query", "--db", &surl, "--song", "s00001.mp3"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("format 99"), "{}", stderr(&o));
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_file() {
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+    }
+}

@@ -217,6 +217,47 @@ fn push_and_query_from_postgres_match_the_store() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(ids(&json(&o)).len(), 3);
 
+    // serve --db: two stateless processes on one database answer the page's API as `query --db` does.
+    let servers: Vec<(Server, String)> = (0..2).map(|_| serve_db(&url)).collect();
+    let q = "wesnoth-1.16-music/battle.mp3";
+    let want: Vec<String> = ids(&json(&run(&["query", "--db", &url, "--song", q, "-k", "5", "--json"]))).into_iter().map(|x| x.0).collect();
+    for (_, addr) in &servers {
+        let h = body_json(&http(addr, "GET", "/api/health", b"").1);
+        assert_eq!(h["songs"], 30);
+        assert!(!h.to_string().contains(PASSWORD));
+        let st = body_json(&http(addr, "GET", "/api/stats", b"").1);
+        assert_eq!((st["search"].as_str(), st["upload"].as_bool(), st["previews"].as_bool()), (Some("pgvector"), Some(true), Some(true)));
+        let v = body_json(&http(addr, "GET", &format!("/api/similar?id={q}&k=5"), b"").1);
+        let got: Vec<String> = v["results"].as_array().unwrap().iter().map(|r| r["id"].as_str().unwrap().to_string()).collect();
+        assert_eq!(got, want);
+        let found = body_json(&http(addr, "GET", "/api/search?q=battle", b"").1);
+        assert!(found["results"].as_array().unwrap().iter().any(|r| r["id"] == q));
+        let (status, _) = http(addr, "GET", &format!("/api/audio?id={q}"), b"");
+        assert!(status.contains("200"), "{status}");
+        assert!(http(addr, "GET", "/api/audio?id=../../etc/passwd", b"").0.contains("404"));
+        assert!(http(addr, "GET", "/api/clusters", b"").0.contains("404"));
+        assert!(body_json(&http(addr, "GET", "/api/map", b"").1)["points"].as_array().unwrap().len() == 30);
+    }
+    // An upload through the model: the library's own copy of the file comes first.
+    let clip = std::fs::read(root().join("datasets/tiny").join(q)).unwrap();
+    let (status, b) = http(&servers[0].1, "POST", "/api/similar/upload?name=battle.mp3&k=3", &clip);
+    assert!(status.contains("200"), "{status} {}", String::from_utf8_lossy(&b));
+    let v = body_json(&b);
+    assert_eq!(v["results"][0]["id"], q);
+    assert!(v["results"][0]["score"].as_f64().unwrap() > 0.99);
+    // The page itself, from the database, in headless Chromium (when the browser test's tools are here).
+    let e2e = root().join("tests/e2e");
+    if std::path::Path::new("/usr/bin/chromium").exists() && e2e.join("node_modules/playwright-core").exists() {
+        let o = Command::new("node").arg(e2e.join("browser.mjs")).args([&format!("http://{}/", servers[0].1), s(&root().join("datasets/tiny").join(q))]).output().unwrap();
+        assert!(o.status.success(), "browser test against serve --db: {}\n{}", stdout(&o), stderr(&o));
+        let r: serde_json::Value = serde_json::from_str(stdout(&o).trim().lines().last().unwrap()).unwrap();
+        assert_eq!((r["results"].as_u64(), r["map_points"].as_u64()), (Some(10), Some(30)));
+        assert_eq!(r["upload_top"], q);
+    } else {
+        eprintln!("browser check of serve --db skipped: needs /usr/bin/chromium and `npm ci --prefix tests/e2e`");
+    }
+    drop(servers);
+
     // Another model's store into this database: refused, nothing written.
     let synth = d.path().join("synth");
     synthetic_store(&synth, 3000, 60, "synthetic-model");
@@ -251,6 +292,32 @@ fn push_and_query_from_postgres_match_the_store() {
     let o = run(&["query", "--db", &surl, "--song", "s00001.mp3"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("format 99"), "{}", stderr(&o));
+}
+
+struct Server(std::process::Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `serve --db URL` on a free loopback port: the process and its address.
+fn serve_db(url: &str) -> (Server, String) {
+    use std::io::BufRead;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_soundalike"))
+        .args(["serve", "--db", url, "--model", "models/default", "--port", "0"])
+        .current_dir(root())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    assert!(!line.contains(PASSWORD), "{line}");
+    let addr = line.split_whitespace().find(|w| w.starts_with("http://")).unwrap_or_else(|| panic!("no address in {line:?}")).trim_start_matches("http://").trim_end_matches('/').to_string();
+    (Server(child), addr)
 }
 
 fn copy_dir(from: &Path, to: &Path) {

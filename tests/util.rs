@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
+use std::io::{Read, Write};
 use std::process::{Command, Output};
 
 pub fn root() -> PathBuf {
@@ -57,3 +58,23 @@ pub fn s(p: &Path) -> &str {
 pub fn json(o: &Output) -> serde_json::Value {
     serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}\nstderr: {}", stdout(o), stderr(o)))
 }
+
+/// One HTTP/1.1 request over a fresh connection; returns (status line, body).
+pub fn http(addr: &str, method: &str, path: &str, body: &[u8]) -> (String, Vec<u8>) {
+    let mut c = std::net::TcpStream::connect(addr).unwrap();
+    let head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\nContent-Type: application/octet-stream\r\nX-Soundalike: 1\r\nConnection: close\r\n\r\n", body.len());
+    c.write_all(head.as_bytes()).unwrap();
+    c.write_all(body).unwrap();
+    let mut out = Vec::new();
+    c.read_to_end(&mut out).unwrap();
+    let split = out.windows(4).position(|w| w == b"\r\n\r\n").expect("HTTP response");
+    let head = String::from_utf8_lossy(&out[..split]).into_owned();
+    (head.lines().next().unwrap_or("").to_string(), out[split + 4..].to_vec())
+}
+
+pub fn body_json(b: &[u8]) -> serde_json::Value {
+    // Responses may be chunked: take the JSON object between the first '{' and the last '}'.
+    let (a, z) = (b.iter().position(|&c| c == b'{').unwrap(), b.iter().rposition(|&c| c == b'}').unwrap());
+    serde_json::from_slice(&b[a..=z]).unwrap()
+}
+

@@ -666,8 +666,16 @@ pub struct DemoArgs {
 
 #[derive(Args, Debug)]
 pub struct ServeArgs {
-    /// Store folder (from `soundalike embed`).
-    pub store: PathBuf,
+    /// Store folder (from `soundalike embed`); or, without one, the PostgreSQL database of --db,
+    /// $SOUNDALIKE_DB or $DATABASE_URL.
+    pub store: Option<PathBuf>,
+    /// Serve from PostgreSQL + pgvector (a database `soundalike push` filled): stateless, so several
+    /// processes can share one database. Clusters and listener profiles need a store.
+    #[arg(long, conflicts_with_all = ["store", "profile", "exact"])]
+    pub db: Option<String>,
+    /// With --db: connections in this process's pool.
+    #[arg(long, default_value_t = 8)]
+    pub db_pool: usize,
     /// Model for uploads (default: models/<the store's model name>); without it uploads are off.
     #[arg(long)]
     pub model: Option<PathBuf>,

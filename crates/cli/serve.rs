@@ -21,9 +21,44 @@ impl Embedder for ModelEmbedder {
     }
 }
 
+fn config(a: &ServeArgs) -> ServerConfig {
+    ServerConfig {
+        max_upload_bytes: (a.max_upload_mb as usize) << 20,
+        allowed_hosts: ServerConfig::hosts_for(&a.host, &a.allow_hosts),
+        request_timeout: std::time::Duration::from_secs(a.timeout.max(1)),
+        ..ServerConfig::default()
+    }
+}
+
+fn ready(songs: usize, addr: std::net::SocketAddr, from: &str) {
+    println!("serving {songs} songs{from} on http://{addr}/ (Ctrl-C stops)");
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+}
+
+/// `serve --db`: the page and API answered from PostgreSQL.
+fn serve_db(a: ServeArgs) -> Result<ExitCode> {
+    let url = crate::db::url(a.db.as_deref())?;
+    let model = a.model.clone();
+    let embedder_for = |meta: &soundalike_db::Meta| -> Option<Arc<dyn Embedder>> {
+        let dir = model.clone().unwrap_or_else(|| Path::new("models").join(&meta.model_name));
+        match FileEmbedder::load(&dir, &meta.model_fingerprint, &meta.model_name) {
+            Ok(e) => Some(Arc::new(ModelEmbedder(Mutex::new(e)))),
+            Err(e) => {
+                eprintln!("note: uploads are off: {e:#}");
+                None
+            }
+        }
+    };
+    let shown = soundalike_db::redact(&url);
+    soundalike_server::run_db(&url, a.db_pool, None, a.genre_source, embedder_for, config(&a), &a.host, a.port, |addr, songs| ready(songs, addr, &format!(" from {shown}")))?;
+    Ok(ExitCode::SUCCESS)
+}
+
 pub fn serve(a: ServeArgs) -> Result<ExitCode> {
+    let Some(store) = a.store.clone() else { return serve_db(a) };
     let method = if a.exact { Method::Exact } else { Method::Auto };
-    let mut cat = Catalog::open(&a.store, method, &AnnParams::default())?;
+    let mut cat = Catalog::open(&store, method, &AnnParams::default())?;
     cat.use_genres(a.genre_source);
     let model_dir = a.model.clone().unwrap_or_else(|| Path::new("models").join(&cat.header.model_name));
     let embedder: Option<Arc<dyn Embedder>> = match FileEmbedder::load(&model_dir, &cat.header.model_fingerprint, &cat.header.model_name) {
@@ -34,21 +69,12 @@ pub fn serve(a: ServeArgs) -> Result<ExitCode> {
             None
         }
     };
-    let cfg = ServerConfig {
-        max_upload_bytes: (a.max_upload_mb as usize) << 20,
-        allowed_hosts: ServerConfig::hosts_for(&a.host, &a.allow_hosts),
-        request_timeout: std::time::Duration::from_secs(a.timeout.max(1)),
-        ..ServerConfig::default()
-    };
+    let cfg = config(&a);
     let songs = cat.len();
     let mut state = AppState::new(cat, embedder, cfg)?;
     if let Some(dir) = &a.profile {
         state = state.with_profile(dir)?;
     }
-    soundalike_server::run(state, &a.host, a.port, |addr| {
-        println!("serving {songs} songs on http://{addr}/ (Ctrl-C stops)");
-        use std::io::Write;
-        let _ = std::io::stdout().flush();
-    })?;
+    soundalike_server::run(state, &a.host, a.port, |addr| ready(songs, addr, ""))?;
     Ok(ExitCode::SUCCESS)
 }

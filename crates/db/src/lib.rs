@@ -480,6 +480,11 @@ pub struct DbCatalog {
 
 const COLUMNS: &str = "id, title, artist, album, genre, predicted, grp";
 
+/// Text matched literally inside an ILIKE pattern.
+fn like_escape(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")
+}
+
 impl DbCatalog {
     /// Opens the database's songs for searching; with `model`, refuses vectors of any other model.
     pub async fn open(db: Db, model: Option<&str>) -> Result<DbCatalog> {
@@ -487,6 +492,11 @@ impl DbCatalog {
         let meta = read_meta(&c, &db.url).await?.ok_or_else(|| DbError::Incompatible { url: db.url.clone(), reason: "it holds no soundalike songs yet (run `soundalike push STORE --db URL`)".into() })?;
         check_meta(&meta, &db.url, model, None)?;
         Ok(DbCatalog { db, meta, genre_source: GenreSource::default(), ef_search: 64 })
+    }
+
+    /// The database's URL, password hidden.
+    pub fn url(&self) -> &str {
+        self.db.url()
     }
 
     /// Where a song's genre comes from (as [`soundalike_index::Catalog::use_genres`]).
@@ -529,7 +539,7 @@ impl DbCatalog {
         if let Some(r) = c.query_opt(&format!("SELECT {COLUMNS} FROM {SONGS} WHERE id = $1"), &[&q]).await.map_err(err)? {
             return Ok(self.song(&r));
         }
-        let pattern = format!("%{}%", q.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"));
+        let pattern = format!("%{}%", like_escape(q));
         let rows = c
             .query(&format!("SELECT {COLUMNS} FROM {SONGS} WHERE title ILIKE $1 OR coalesce(artist, '') ILIKE $1 OR id ILIKE $1 ORDER BY id LIMIT 11"), &[&pattern])
             .await
@@ -546,6 +556,61 @@ impl DbCatalog {
                 rows.iter().take(10).map(|r| format!("  {}  ({})", r.get::<_, String>(0), r.get::<_, String>(1))).collect::<Vec<_>>().join("\n")
             ))),
         }
+    }
+
+    /// A song by id.
+    pub async fn get(&self, id: &str) -> Result<Option<DbSong>> {
+        let c = self.db.client().await?;
+        let r = c.query_opt(&format!("SELECT {COLUMNS} FROM {SONGS} WHERE id = $1"), &[&id]).await.map_err(|e| sql_err(&self.db.url, "reading a song", pg_reason(&e)))?;
+        Ok(r.map(|r| self.song(&r)))
+    }
+
+    /// Songs whose title, artist or id contain every word of `text` (case-insensitive), titles starting
+    /// with the text first.
+    pub async fn search_text(&self, text: &str, limit: usize) -> Result<Vec<DbSong>> {
+        let words: Vec<String> = text.split_whitespace().map(|w| format!("%{}%", like_escape(w))).collect();
+        if words.is_empty() {
+            return Ok(vec![]);
+        }
+        let c = self.db.client().await?;
+        let starts = format!("{}%", like_escape(text.trim()));
+        let rows = c
+            .query(
+                &format!(
+                    "SELECT {COLUMNS} FROM {SONGS} WHERE (SELECT bool_and(title || ' ' || coalesce(artist, '') || ' ' || coalesce(album, '') || ' ' || id ILIKE w) FROM unnest($1::text[]) AS w)
+                     ORDER BY NOT (title ILIKE $2), id LIMIT $3"
+                ),
+                &[&words, &starts, &(limit as i64)],
+            )
+            .await
+            .map_err(|e| sql_err(&self.db.url, "searching titles", pg_reason(&e)))?;
+        Ok(rows.iter().map(|r| self.song(r)).collect())
+    }
+
+    /// The number of songs of each genre (by the genre source), most first.
+    pub async fn genres(&self) -> Result<Vec<(String, usize)>> {
+        let c = self.db.client().await?;
+        let g = self.genre_sql();
+        let rows = c
+            .query(&format!("SELECT {g} AS g, count(*) FROM {SONGS} WHERE {g} IS NOT NULL GROUP BY 1 ORDER BY 2 DESC, 1"), &[])
+            .await
+            .map_err(|e| sql_err(&self.db.url, "counting genres", pg_reason(&e)))?;
+        Ok(rows.iter().map(|r| (r.get::<_, String>(0), r.get::<_, i64>(1) as usize)).collect())
+    }
+
+    /// At most `limit` songs with their vectors, evenly spread over the ids (for the library map).
+    pub async fn sample(&self, limit: usize) -> Result<Vec<(DbSong, Vec<f32>)>> {
+        let c = self.db.client().await?;
+        let n = self.len().await?;
+        let step = n.div_ceil(limit.max(1)).max(1) as i64;
+        let rows = c
+            .query(
+                &format!("SELECT {COLUMNS}, embedding::vector FROM (SELECT *, row_number() OVER (ORDER BY id) AS rn FROM {SONGS}) t WHERE (rn - 1) % $1 = 0 ORDER BY id"),
+                &[&step],
+            )
+            .await
+            .map_err(|e| sql_err(&self.db.url, "sampling songs", pg_reason(&e)))?;
+        Ok(rows.iter().map(|r| (self.song(r), r.get::<_, pgvector::Vector>(7).to_vec())).collect())
     }
 
     /// A song's vector, as stored.

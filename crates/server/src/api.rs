@@ -23,7 +23,7 @@ use crate::AppState;
 type St = State<Arc<AppState>>;
 
 /// An error answer: status and a JSON `{"error": message}`.
-pub struct ApiError(StatusCode, String);
+pub struct ApiError(pub(crate) StatusCode, pub(crate) String);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
@@ -54,20 +54,48 @@ impl From<JsonRejection> for ApiError {
     }
 }
 
-fn bad(msg: impl Into<String>) -> ApiError {
+pub(crate) fn bad(msg: impl Into<String>) -> ApiError {
     ApiError(StatusCode::BAD_REQUEST, msg.into())
 }
 
-type ApiResult<T = Response> = Result<T, ApiError>;
+pub(crate) type ApiResult<T = Response> = Result<T, ApiError>;
+
+/// The page's three files (compiled in).
+pub(crate) fn with_page<S: Clone + Send + Sync + 'static>(r: Router<S>) -> Router<S> {
+    r.route("/", get(|| async { page("text/html; charset=utf-8", include_str!("../assets/index.html")) }))
+        .route("/app.js", get(|| async { page("text/javascript; charset=utf-8", include_str!("../assets/app.js")) }))
+        .route("/app.css", get(|| async { page("text/css; charset=utf-8", include_str!("../assets/app.css")) }))
+}
+
+/// Around every route: a JSON 404, the request time limit and the [`guard`].
+pub(crate) fn with_limits<S: Clone + Send + Sync + 'static>(r: Router<S>, cfg: &crate::ServerConfig) -> Router<S> {
+    r.fallback(|| async { ApiError(StatusCode::NOT_FOUND, "no such page".into()) })
+        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, cfg.request_timeout))
+        .layer(axum::middleware::from_fn_with_state(Arc::new(cfg.clone()), guard))
+}
+
+/// A request's song ids without repeats, at most `max` of them.
+pub(crate) fn unique_ids(ids: &[String], max: usize) -> ApiResult<Vec<&String>> {
+    if ids.is_empty() {
+        return Err(bad("ids: name at least one song"));
+    }
+    let mut unique: Vec<&String> = Vec::new();
+    for id in ids {
+        if !unique.contains(&id) {
+            if unique.len() == max {
+                return Err(bad(format!("ids: at most {max} different songs per request")));
+            }
+            unique.push(id);
+        }
+    }
+    Ok(unique)
+}
 
 /// The router: the page, the API, and the limits (request time, upload size).
 pub fn router(state: Arc<AppState>) -> Router {
-    let timeout = state.cfg.request_timeout;
     let upload_limit = state.cfg.max_upload_bytes;
-    Router::new()
-        .route("/", get(|| async { page("text/html; charset=utf-8", include_str!("../assets/index.html")) }))
-        .route("/app.js", get(|| async { page("text/javascript; charset=utf-8", include_str!("../assets/app.js")) }))
-        .route("/app.css", get(|| async { page("text/css; charset=utf-8", include_str!("../assets/app.css")) }))
+    let cfg = state.cfg.clone();
+    let r = with_page(Router::new())
         .route("/api/health", get(health))
         .route("/api/stats", get(stats))
         .route("/api/search", get(search))
@@ -80,10 +108,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/taste", get(taste_get))
         .route("/api/taste/mark", post(taste_mark))
         .route("/api/audio", get(audio))
-        .fallback(|| async { ApiError(StatusCode::NOT_FOUND, "no such page".into()) })
-        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, timeout))
-        .layer(axum::middleware::from_fn_with_state(state.clone(), guard))
-        .with_state(state)
+        .with_state(state);
+    with_limits(r, &cfg)
 }
 
 /// The header a non-JSON POST (an upload) must carry: a cross-site form or `text/plain` POST cannot set
@@ -93,9 +119,9 @@ pub const POST_HEADER: &str = "x-soundalike";
 /// Around every request: the `Host` check (DNS rebinding), the POST rule (JSON or [`POST_HEADER`]),
 /// `X-Content-Type-Options: nosniff`, and JSON bodies for error answers made outside the handlers (time-outs,
 /// body limits).
-async fn guard(State(st): St, req: Request, next: Next) -> Response {
+pub(crate) async fn guard(State(cfg): State<Arc<crate::ServerConfig>>, req: Request, next: Next) -> Response {
     // A request without a Host header (HTTP/1.0 tools) is not a browser's: only a present, foreign Host is refused.
-    if let (Some(allowed), Some(host)) = (&st.cfg.allowed_hosts, req.headers().get(header::HOST)) {
+    if let (Some(allowed), Some(host)) = (&cfg.allowed_hosts, req.headers().get(header::HOST)) {
         let host = host.to_str().unwrap_or("?").to_ascii_lowercase();
         let name = match host.strip_prefix('[') {
             Some(rest) => format!("[{}]", rest.split(']').next().unwrap_or("")),
@@ -136,7 +162,7 @@ fn nosniff(mut res: Response) -> Response {
     res
 }
 
-fn page(content_type: &'static str, body: &'static str) -> Response {
+pub(crate) fn page(content_type: &'static str, body: &'static str) -> Response {
     ([(header::CONTENT_TYPE, content_type), (header::CACHE_CONTROL, "no-cache")], body).into_response()
 }
 
@@ -194,9 +220,9 @@ async fn stats(State(st): St) -> Json<Value> {
 }
 
 #[derive(Deserialize)]
-struct SearchQ {
-    q: String,
-    limit: Option<usize>,
+pub(crate) struct SearchQ {
+    pub(crate) q: String,
+    pub(crate) limit: Option<usize>,
 }
 
 async fn search(State(st): St, q: Result<Query<SearchQ>, QueryRejection>) -> ApiResult<Json<Value>> {
@@ -207,8 +233,8 @@ async fn search(State(st): St, q: Result<Query<SearchQ>, QueryRejection>) -> Api
 }
 
 #[derive(Deserialize)]
-struct IdQ {
-    id: String,
+pub(crate) struct IdQ {
+    pub(crate) id: String,
 }
 
 fn row_of(cat: &Catalog, id: &str) -> ApiResult<usize> {
@@ -230,31 +256,31 @@ async fn song(State(st): St, q: Result<Query<IdQ>, QueryRejection>) -> ApiResult
 
 /// Filters and `k` as a request names them (query string or JSON).
 #[derive(Deserialize, Default)]
-struct SimilarOpts {
-    k: Option<usize>,
-    genre: Option<String>,
+pub(crate) struct SimilarOpts {
+    pub(crate) k: Option<usize>,
+    pub(crate) genre: Option<String>,
     #[serde(default)]
-    same_genre: bool,
+    pub(crate) same_genre: bool,
     #[serde(default)]
-    exclude_same_artist: bool,
+    pub(crate) exclude_same_artist: bool,
     #[serde(default)]
-    exclude_same_group: bool,
-    max_per_album: Option<usize>,
+    pub(crate) exclude_same_group: bool,
+    pub(crate) max_per_album: Option<usize>,
     /// Only songs in the query's cluster(s).
     #[serde(default)]
-    same_cluster: bool,
+    pub(crate) same_cluster: bool,
     /// Only songs in this cluster.
-    cluster: Option<usize>,
+    pub(crate) cluster: Option<usize>,
     /// Re-rank by the served profile's taste.
     #[serde(default)]
-    taste: bool,
+    pub(crate) taste: bool,
 }
 
 #[derive(Deserialize)]
-struct SimilarPost {
-    ids: Vec<String>,
+pub(crate) struct SimilarPost {
+    pub(crate) ids: Vec<String>,
     #[serde(flatten)]
-    opts: SimilarOpts,
+    pub(crate) opts: SimilarOpts,
 }
 
 /// Recommendations for the centroid of `rows` plus `extra` vectors, with the request's filters.
@@ -328,26 +354,15 @@ async fn similar_get(State(st): St, q: Result<Query<IdQ>, QueryRejection>, o: Re
 
 async fn similar_post(State(st): St, body: Result<Json<SimilarPost>, JsonRejection>) -> ApiResult<Json<Value>> {
     let Json(b) = body?;
-    if b.ids.is_empty() {
-        return Err(bad("ids: name at least one song"));
-    }
-    let mut unique: Vec<&String> = Vec::new();
-    for id in &b.ids {
-        if !unique.contains(&id) {
-            if unique.len() == st.cfg.max_ids {
-                return Err(bad(format!("ids: at most {} different songs per request", st.cfg.max_ids)));
-            }
-            unique.push(id);
-        }
-    }
+    let unique = unique_ids(&b.ids, st.cfg.max_ids)?;
     let rows = unique.iter().map(|id| row_of(&st.cat, id)).collect::<ApiResult<Vec<_>>>()?;
     Ok(Json(recommend(&st, &rows, None, b.opts)?))
 }
 
 #[derive(Deserialize)]
-struct UploadQ {
+pub(crate) struct UploadQ {
     /// The file's name (its extension helps pick the decoder).
-    name: Option<String>,
+    pub(crate) name: Option<String>,
 }
 
 /// A safe file name for the upload: the last path component, only plain characters.
@@ -358,26 +373,35 @@ fn upload_name(name: Option<&str>) -> String {
     if clean.is_empty() { "upload".into() } else { clean }
 }
 
-async fn similar_upload(
-    State(st): St,
-    q: Result<Query<UploadQ>, QueryRejection>,
-    o: Result<Query<SimilarOpts>, QueryRejection>,
+/// What [`receive_upload`] gives: the uploaded file's song vector and its (sanitised) name, or an answer to
+/// send at once (uploads busy).
+pub(crate) enum Upload {
+    Vector(Vec<f32>, String),
+    Busy(Response),
+}
+
+/// Streams an upload to a temp file (memory: one chunk), then embeds it on a blocking thread, at most
+/// `upload_concurrency` at once. Shared by the store's and the database's servers.
+pub(crate) async fn receive_upload(
+    embedder: Option<Arc<dyn crate::Embedder>>,
+    uploads: &Arc<tokio::sync::Semaphore>,
+    cfg: &crate::ServerConfig,
+    name: Option<&str>,
     body: Body,
-) -> ApiResult<Response> {
+) -> ApiResult<Upload> {
     use http_body_util::BodyExt;
     use tokio::io::AsyncWriteExt;
-    let (Query(q), Query(o)) = (q?, o?);
-    let Some(embedder) = st.embedder.clone() else {
+    let Some(embedder) = embedder else {
         return Err(ApiError(StatusCode::SERVICE_UNAVAILABLE, "uploads need the store's model: start serve with --model".into()));
     };
-    let name = upload_name(q.name.as_deref());
+    let name = upload_name(name);
     // The slot is taken before the body is read (at most `upload_concurrency` uploads in memory or on disk
     // at once; others are told to come back), and the permit moves into the blocking task: a request that
     // times out does not free its slot before the decoding it started has finished.
-    let Ok(permit) = st.uploads.clone().try_acquire_owned() else {
-        let mut res = ApiError(StatusCode::SERVICE_UNAVAILABLE, format!("{} uploads are being embedded; try again in a few seconds", st.cfg.upload_concurrency)).into_response();
+    let Ok(permit) = uploads.clone().try_acquire_owned() else {
+        let mut res = ApiError(StatusCode::SERVICE_UNAVAILABLE, format!("{} uploads are being embedded; try again in a few seconds", cfg.upload_concurrency)).into_response();
         res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
-        return Ok(res);
+        return Ok(Upload::Busy(res));
     };
     // Streamed to a temp file in chunks: memory stays one chunk per upload whatever its size.
     let io = |e: std::io::Error| ApiError(StatusCode::INTERNAL_SERVER_ERROR, format!("cannot store the upload: {e}"));
@@ -389,8 +413,8 @@ async fn similar_upload(
         let frame = frame.map_err(|e| bad(format!("the upload was cut short: {e}")))?;
         if let Ok(data) = frame.into_data() {
             size += data.len();
-            if size > st.cfg.max_upload_bytes {
-                return Err(ApiError(StatusCode::PAYLOAD_TOO_LARGE, format!("the upload is over {} MB", st.cfg.max_upload_bytes >> 20)));
+            if size > cfg.max_upload_bytes {
+                return Err(ApiError(StatusCode::PAYLOAD_TOO_LARGE, format!("the upload is over {} MB", cfg.max_upload_bytes >> 20)));
             }
             file.write_all(&data).await.map_err(io)?;
         }
@@ -414,6 +438,20 @@ async fn similar_upload(
         let reason = msg.rsplit_once(&format!("{shown}: ")).map(|(_, r)| r.to_string()).unwrap_or(msg);
         ApiError(StatusCode::UNPROCESSABLE_ENTITY, format!("{shown}: {reason}"))
     })?;
+    Ok(Upload::Vector(vector, name))
+}
+
+async fn similar_upload(
+    State(st): St,
+    q: Result<Query<UploadQ>, QueryRejection>,
+    o: Result<Query<SimilarOpts>, QueryRejection>,
+    body: Body,
+) -> ApiResult<Response> {
+    let (Query(q), Query(o)) = (q?, o?);
+    let (vector, shown) = match receive_upload(st.embedder.clone(), &st.uploads, &st.cfg, q.name.as_deref(), body).await? {
+        Upload::Vector(v, n) => (v, n),
+        Upload::Busy(res) => return Ok(res),
+    };
     if vector.len() != st.cat.header.dim {
         return Err(ApiError(StatusCode::INTERNAL_SERVER_ERROR, "the model's vectors do not match the store".into()));
     }
@@ -603,7 +641,7 @@ async fn audio(State(st): St, q: Result<Query<IdQ>, QueryRejection>, req: Reques
 }
 
 /// Where the page fetches a song's audio.
-fn audio_url(id: &str) -> String {
+pub(crate) fn audio_url(id: &str) -> String {
     format!("/api/audio?id={}", urlencode(id))
 }
 

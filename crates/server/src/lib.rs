@@ -10,6 +10,7 @@
 #![warn(missing_docs)]
 
 mod api;
+mod dbserve;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -20,6 +21,7 @@ use anyhow::{Context, Result};
 use soundalike_index::Catalog;
 
 pub use api::{router, POST_HEADER};
+pub use dbserve::{db_router, DbState};
 pub use soundalike_index::pca_2d;
 
 /// Turns an audio file that is not in the library into a song vector comparable with the store's.
@@ -151,28 +153,61 @@ impl AppState {
 /// Serves `state` on `host:port` (port 0: any free port) until Ctrl-C; `on_ready` gets the bound address.
 /// Each connection is HTTP/1.1 with a header-read time-out ([`ServerConfig::header_timeout`]).
 pub fn run(state: AppState, host: &str, port: u16, on_ready: impl FnOnce(SocketAddr)) -> Result<()> {
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")?;
+    let rt = runtime()?;
+    let header_timeout = state.cfg.header_timeout;
+    rt.block_on(serve_router(router(Arc::new(state)), header_timeout, host, port, on_ready))
+}
+
+/// `serve --db`: connects to the database (a pool of `pool` connections; refusing another model's vectors
+/// when `model_fingerprint` is given), then serves the page and API from it as [`run`] does.
+#[allow(clippy::too_many_arguments)]
+pub fn run_db(
+    url: &str,
+    pool: usize,
+    model_fingerprint: Option<String>,
+    genre_source: soundalike_index::GenreSource,
+    embedder_for: impl FnOnce(&soundalike_db::Meta) -> Option<Arc<dyn Embedder>>,
+    cfg: ServerConfig,
+    host: &str,
+    port: u16,
+    on_ready: impl FnOnce(SocketAddr, usize),
+) -> Result<()> {
+    let rt = runtime()?;
     rt.block_on(async move {
-        let listener = tokio::net::TcpListener::bind((host, port)).await.with_context(|| format!("cannot listen on {host}:{port}"))?;
-        on_ready(listener.local_addr()?);
-        let header_timeout = state.cfg.header_timeout;
-        let app = router(Arc::new(state));
-        let stop = tokio::signal::ctrl_c();
-        tokio::pin!(stop);
-        loop {
-            tokio::select! {
-                accepted = listener.accept() => {
-                    // A failed accept (too many open files, a reset) ends that connection, not the server.
-                    let Ok((stream, _)) = accepted else { continue };
-                    let svc = hyper_util::service::TowerToHyperService::new(app.clone());
-                    tokio::spawn(async move {
-                        let mut b = hyper::server::conn::http1::Builder::new();
-                        b.timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(header_timeout);
-                        let _ = b.serve_connection(hyper_util::rt::TokioIo::new(stream), svc).await;
-                    });
-                }
-                _ = &mut stop => return Ok(()),
-            }
-        }
+        let db = soundalike_db::Db::connect(url, pool).await?;
+        let mut cat = soundalike_db::DbCatalog::open(db, model_fingerprint.as_deref()).await?;
+        cat.use_genres(genre_source);
+        let embedder = embedder_for(&cat.meta);
+        let header_timeout = cfg.header_timeout;
+        let state = DbState::new(cat, embedder, cfg).await?;
+        let songs = state.songs;
+        serve_router(db_router(Arc::new(state)), header_timeout, host, port, |a| on_ready(a, songs)).await
     })
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")
+}
+
+/// The accept loop: HTTP/1.1 connections with a header-read time-out, until Ctrl-C.
+async fn serve_router(app: axum::Router, header_timeout: Duration, host: &str, port: u16, on_ready: impl FnOnce(SocketAddr)) -> Result<()> {
+    let listener = tokio::net::TcpListener::bind((host, port)).await.with_context(|| format!("cannot listen on {host}:{port}"))?;
+    on_ready(listener.local_addr()?);
+    let stop = tokio::signal::ctrl_c();
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                // A failed accept (too many open files, a reset) ends that connection, not the server.
+                let Ok((stream, _)) = accepted else { continue };
+                let svc = hyper_util::service::TowerToHyperService::new(app.clone());
+                tokio::spawn(async move {
+                    let mut b = hyper::server::conn::http1::Builder::new();
+                    b.timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(header_timeout);
+                    let _ = b.serve_connection(hyper_util::rt::TokioIo::new(stream), svc).await;
+                });
+            }
+            _ = &mut stop => return Ok(()),
+        }
+    }
 }

@@ -6,7 +6,8 @@
 # The hnsw_rs build is skipped above 200,000 vectors (about 25 minutes at 1M on 2 cores).
 #   bash scripts/bench_ann.sh [N=100000] [OUT=target/bench_ann.json]
 #   bash scripts/bench_ann.sh STORE_DIR [OUT]    real song vectors of a store (a tenth held out as queries)
-# Needs: pip install numpy hnswlib faiss-cpu
+# Needs: pip install numpy hnswlib faiss-cpu. With SOUNDALIKE_BENCH_PG=postgres://... (a scratch database with
+# pgvector 0.8), pgvector joins the table (crates/db/examples/bench_pgvector.rs; ef up to its limit, 1000).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 n="${1:-100000}"; out="${2:-target/bench_ann.json}"; dim=128; nq=1000
@@ -72,6 +73,12 @@ out.append({"tool": "faiss IndexHNSWFlat", "build_seconds": round(b, 2), "index_
 print(json.dumps(out))
 PY
 )
+# pgvector on the same vectors, when a scratch database is named (its soundalike tables are dropped).
+if [ -n "${SOUNDALIKE_BENCH_PG:-}" ]; then
+  cargo build --release -q -p soundalike-db --example bench_pgvector
+  pg=$(target/release/examples/bench_pgvector "$SOUNDALIKE_BENCH_PG" "$n" "$tmp/v.f32" | python3 -c "import json,sys; print(json.dumps([json.loads(l) for l in sys.stdin]))")
+  theirs=$(python3 -c "import json,sys; print(json.dumps(json.loads(sys.argv[1]) + json.loads(sys.argv[2])))" "$theirs" "$pg")
+fi
 mkdir -p "$(dirname "$out")"
 python3 - "$out" "$ours" "$theirs" <<'PY'
 import json, sys

@@ -4,7 +4,9 @@
 //! (one connection, one query at a time, each as `query --db` runs it: a transaction, its settings, the
 //! filtered-search SQL) and recall@10 against exact f32 search; build time, table and index size. Both vector
 //! precisions (halfvec and vector). Prints one JSON line per precision.
-//!   cargo run --release -p soundalike-db --example bench_pgvector -- URL [N=100000]
+//!   cargo run --release -p soundalike-db --example bench_pgvector -- URL [N=100000] [VECTORS.f32]
+//! VECTORS.f32: N x 128 little-endian f32 (the last 1,000 are the queries), as `scripts/bench_ann.sh` writes
+//! them, so pgvector sees the same vectors as the other tools (`SOUNDALIKE_BENCH_PG=URL bash scripts/bench_ann.sh`).
 
 use std::time::Instant;
 
@@ -16,10 +18,14 @@ fn main() {
     let url = a.first().expect("usage: bench_pgvector URL [N]").clone();
     let n: usize = a.get(1).and_then(|x| x.parse().ok()).unwrap_or(100_000);
     let (dim, nq) = (128, 1000);
-    let v = random_unit_vectors(n, dim, 0x2545_F491_4F6C_DD1D);
+    let v: Vec<f32> = match a.get(2) {
+        Some(p) => std::fs::read(p).expect("vectors file").chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
+        None => random_unit_vectors(n, dim, 0x2545_F491_4F6C_DD1D),
+    };
+    let n = v.len() / dim;
     let (base, queries) = v.split_at((n - nq) * dim);
     let nb = n - nq;
-    let dir = std::env::temp_dir().join(format!("soundalike-bench-pg-{n}"));
+    let dir = std::env::temp_dir().join(format!("soundalike-bench-pg-{n}-{}", if a.get(2).is_some() { "file" } else { "xorshift" }));
     if !dir.join("songs.jsonl").exists() {
         let header = StoreHeader {
             format_version: STORE_FORMAT_VERSION,
@@ -74,7 +80,7 @@ fn main() {
             let (table_mb, index_mb) = (size("soundalike_songs").await, size("soundalike_songs_hnsw").await);
             let mut cat = DbCatalog::open(db, Some("bench")).await.expect("open");
             let mut rows = Vec::new();
-            for ef in [10, 40, 160, 640, 1000] {
+            for ef in [10, 20, 40, 80, 160, 320, 640, 1000] {
                 cat.ef_search = ef;
                 let t = Instant::now();
                 let mut hits = 0usize;
@@ -83,14 +89,14 @@ fn main() {
                     hits += got.iter().filter(|r| want.contains(&r.song.id)).count();
                 }
                 let s = t.elapsed().as_secs_f64();
-                rows.push(serde_json::json!({"ef_search": ef, "qps": nq as f64 / s, "recall_at_10": hits as f64 / (10 * nq) as f64}));
+                rows.push(serde_json::json!({"ef": ef, "qps": (nq as f64 / s).round(), "recall_at_10": hits as f64 / (10 * nq) as f64}));
             }
             println!(
                 "{}",
                 serde_json::json!({
-                    "tool": "pgvector", "precision": format!("{precision:?}"), "n": nb, "dim": dim, "queries": nq,
-                    "build_seconds": build_s, "table_mb": table_mb, "index_mb": index_mb, "raw_vectors_mb": (nb * dim * 4) as f64 / 1e6,
-                    "hnsw": {"m": 16, "ef_construction": 64}, "search": rows,
+                    "tool": format!("pgvector 0.8 ({})", if precision == Precision::Half { "halfvec" } else { "vector" }), "n": nb, "dim": dim, "queries": nq,
+                    "build_seconds": build_s, "index_mem_mb": index_mb, "table_mb": table_mb, "raw_vectors_mb": (nb * dim * 4) as f64 / 1e6,
+                    "hnsw": {"m": 16, "ef_construction": 64}, "note": "push (COPY + upsert + index build) time; index size on disk; queries through query --db's code", "results": rows,
                 })
             );
         });

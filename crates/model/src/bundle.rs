@@ -98,6 +98,7 @@ pub fn load_config(dir: &Path) -> Result<ModelConfig> {
         )));
     }
     cfg.frontend.validate().map_err(|e| ModelError::Incompatible(format!("{}: {e}", p.display())))?;
+    cfg.arch.validate(cfg.frontend.n_mels, cfg.frontend.tile_frames).map_err(|e| ModelError::Incompatible(format!("{}: {e}", p.display())))?;
     Ok(cfg)
 }
 

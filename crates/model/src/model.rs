@@ -32,6 +32,34 @@ impl ArchConfig {
     pub fn original_2017() -> Self {
         ArchConfig { channels: vec![64, 128, 256, 512], embedding_dim: 128, dropout: 0.5 }
     }
+
+    /// Rejects a network that could not run on tiles of `n_mels x tile_frames`: every 2x2 max-pool halves
+    /// both sides, so each must be at least `2^blocks` (the fused CPU path needs at least 2x2 at every
+    /// block); no blocks, an empty layer, or a dropout outside [0, 1) are refused too. A config that passes
+    /// never panics later for its shape.
+    pub fn validate(&self, n_mels: usize, tile_frames: usize) -> crate::Result<()> {
+        let bad = |m: String| Err(crate::ModelError::Invalid(m));
+        if self.channels.is_empty() || self.channels.contains(&0) {
+            return bad(format!("channels {:?}: need at least one block, none of width 0", self.channels));
+        }
+        if self.channels.len() > 12 {
+            return bad(format!("{} conv blocks: at most 12", self.channels.len()));
+        }
+        if self.embedding_dim == 0 {
+            return bad("embedding_dim must be at least 1".into());
+        }
+        if !(0.0..1.0).contains(&self.dropout) {
+            return bad(format!("dropout {} outside [0, 1)", self.dropout));
+        }
+        let min = 1usize << self.channels.len();
+        if n_mels < min || tile_frames < min {
+            return bad(format!(
+                "tiles of {n_mels} mel bands x {tile_frames} frames are too small for {} conv blocks (each halves both sides): both must be at least {min}",
+                self.channels.len()
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// conv3x3 -> batch norm -> ReLU -> max-pool 2x2.

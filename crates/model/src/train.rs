@@ -322,6 +322,8 @@ pub fn train(
     }
     let k = config.labels.len();
     let (h, w) = (config.frontend.n_mels, config.frontend.tile_frames);
+    config.frontend.validate().map_err(|e| crate::ModelError::Invalid(e.to_string()))?;
+    config.arch.validate(h, w)?;
     let ad = device.clone().autodiff();
     ad.seed(opts.seed);
     let ckpt_root = out_dir.join("checkpoint");

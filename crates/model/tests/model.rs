@@ -355,3 +355,33 @@ fn tempo_and_eq_augmentation_keep_the_tile_sane() {
     assert!(mean(&t, h - 1) > mean(&before, h - 1) - 1e-6 && mean(&t, 1) < mean(&before, 1));
     assert!((mean(&t, mid) - mean(&before, mid)).abs() < 0.01);
 }
+
+#[test]
+fn a_network_too_deep_for_its_tiles_is_refused_before_it_can_panic() {
+    let arch = ArchConfig::default(); // 4 blocks: tiles must be at least 16 x 16
+    assert!(arch.validate(128, 128).is_ok());
+    assert!(arch.validate(16, 16).is_ok());
+    for (h, w) in [(1, 128), (128, 1), (8, 128), (15, 16)] {
+        let e = arch.validate(h, w).unwrap_err().to_string();
+        assert!(e.contains("too small") && e.contains("at least 16"), "{h}x{w}: {e}");
+    }
+    assert!(ArchConfig { channels: vec![], ..ArchConfig::default() }.validate(128, 128).is_err());
+    assert!(ArchConfig { dropout: 1.0, ..ArchConfig::default() }.validate(128, 128).is_err());
+    assert!(ArchConfig { embedding_dim: 0, ..ArchConfig::default() }.validate(128, 128).is_err());
+    // Training refuses it up front (it used to pass validation and panic in the fused path).
+    let _g = serial();
+    let cfg = ModelConfig::new("tiny", FrontendConfig { n_mels: 1, tile_frames: 32, tile_hop: 16, ..Default::default() }, small_arch(), vec!["a".into(), "b".into()], "x");
+    let (train_set, val) = sets();
+    let dir = tempfile::tempdir().unwrap();
+    let r = train(dir.path(), &cfg, &train_set, &val, &opts(1), false, &Device::flex(), &mut |_| {}, &|_| false);
+    assert!(r.is_err_and(|e| e.to_string().contains("too small")));
+    // And a saved config that asks for it is refused on load.
+    let trained = config();
+    let out = tempfile::tempdir().unwrap();
+    train(out.path(), &trained, &train_set, &val, &opts(1), false, &Device::flex(), &mut |_| {}, &|_| false).unwrap();
+    let p = out.path().join("config.json");
+    let mut v: serde_json::Value = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
+    v["frontend"]["tile_frames"] = 2.into();
+    std::fs::write(&p, serde_json::to_vec(&v).unwrap()).unwrap();
+    assert!(load_config(out.path()).is_err_and(|e| e.to_string().contains("too small")));
+}

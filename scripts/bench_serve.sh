@@ -16,15 +16,7 @@ pid=$!
 trap 'kill $pid 2>/dev/null; rm -rf "$tmp"' EXIT
 for _ in $(seq 100); do grep -q http "$tmp/log" && break; sleep 0.1; done
 url=$(grep -o 'http://[^ ]*' "$tmp/log" | head -1)
-python3 - "$url" "$tmp/ids.lua" <<'PY'
-import json, sys, urllib.parse, urllib.request
-url, lua = sys.argv[1], sys.argv[2]
-ids = [p["id"] for p in json.load(urllib.request.urlopen(url + "api/map"))["points"]]
-with open(lua, "w") as f:
-    f.write("local ids = {" + ",".join(json.dumps(urllib.parse.quote(i, safe="/")) for i in ids) + "}\n")
-    f.write('local i = 0\nrequest = function()\n  i = i % #ids + 1\n  return wrk.format("GET", "/api/similar?k=10&id=" .. ids[i])\nend\n')
-    f.write('done = function(summary, latency, requests)\n  io.write(string.format("JSON {\\"requests\\": %d, \\"errors\\": %d, \\"p50_ms\\": %.3f, \\"p90_ms\\": %.3f, \\"p99_ms\\": %.3f, \\"max_ms\\": %.3f}\\n", summary.requests, summary.errors.status + summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout, latency:percentile(50) / 1000, latency:percentile(90) / 1000, latency:percentile(99) / 1000, latency.max / 1000))\nend\n')
-PY
+python3 scripts/wrk_similar.py lua "$url" "$tmp/ids.lua"
 wrk -t1 -c"$conns" -d"${secs}s" --latency -s "$tmp/ids.lua" "$url" | tee "$tmp/wrk.txt"
 songs=$(python3 -c "import json,urllib.request; print(json.load(urllib.request.urlopen('${url}api/health'))['songs'])")
 python3 - "$tmp/wrk.txt" "$out" "$secs" "$conns" "$songs" <<'PY'

@@ -78,7 +78,7 @@ pub fn query(a: QueryArgs) -> Result<ExitCode> {
     let mut describe: Vec<String> = seeds.iter().map(|s| format!("{} ({})", s.title, s.id)).collect();
     if let Some(file) = &a.file {
         let model_dir = a.model.clone().unwrap_or_else(|| Path::new("models").join(&meta.model_name));
-        let embedder = crate::query::FileEmbedder::load(&model_dir, &meta.model_fingerprint, &meta.model_name)?;
+        let embedder = crate::embedder::FileEmbedder::load(&model_dir, &meta.model_fingerprint, &meta.model_name)?;
         vectors.push(embedder.embed(file)?);
         describe.push(file.display().to_string());
     }

@@ -4,9 +4,11 @@ mod args;
 mod clusters;
 mod db;
 mod embed;
+mod embedder;
 mod plots;
 mod query;
 mod serve;
+mod spectrogram;
 mod taste;
 mod train;
 mod util;
@@ -19,12 +21,12 @@ fn main() -> ExitCode {
     soundalike_model::tune_allocator();
     let cli = args::Cli::parse();
     let result = match cli.command {
-        args::Command::Spectrogram(a) => util::spectrogram(a),
+        args::Command::Spectrogram(a) => spectrogram::spectrogram(a),
         args::Command::Cache(a) => train::cache(a),
         args::Command::Split(a) => train::split(a),
         args::Command::Train(a) => train::train(a),
         args::Command::Evaluate(a) => train::evaluate(a),
-        args::Command::Plot(a) => train::plot(a),
+        args::Command::Plot(a) => plots::plot(a),
         args::Command::Embed(a) => embed::embed(a),
         args::Command::Merge(a) => embed::merge(a),
         args::Command::Export(a) => embed::export(a),

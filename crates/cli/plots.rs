@@ -265,3 +265,10 @@ pub fn taste_png(path: &Path, m: &soundalike_index::TasteModel) -> Result<()> {
         Ok(())
     })
 }
+
+/// `soundalike plot MODEL`: redraws a model's training.png and confusion.png from its metrics.json.
+pub fn plot(a: crate::args::PlotArgs) -> Result<std::process::ExitCode> {
+    crate::train::draw_plots(&a.model)?;
+    println!("wrote {} and {}", a.model.join("training.png").display(), a.model.join("confusion.png").display());
+    Ok(std::process::ExitCode::SUCCESS)
+}

@@ -3,11 +3,12 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use serde_json::json;
 use soundalike_index::{AnnParams, Catalog, Filters, IndexUpdate, Method, Recommendation, SongRecord, Store};
 
 use crate::args::{AnnArgs, DemoArgs, EmbedArgs, IndexArgs, LabelArgs, QueryArgs};
+use crate::embedder::FileEmbedder;
 
 fn params(a: &AnnArgs) -> AnnParams {
     AnnParams { m: a.m, ef_construction: a.ef_construction, ef_search: a.ef_search, builder: a.builder.into(), vectors: a.vectors.into() }
@@ -174,35 +175,6 @@ pub fn query(a: QueryArgs) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// The store's model, loaded to embed files that are not in the library (`query --file`, `serve` uploads).
-pub struct FileEmbedder {
-    model: soundalike_model::LoadedModel,
-    device: soundalike_model::Device,
-}
-
-impl FileEmbedder {
-    /// Loads the model at `model_dir` and checks it is the one that made the store.
-    pub fn load(model_dir: &Path, store_fingerprint: &str, store_model: &str) -> Result<FileEmbedder> {
-        let device = soundalike_model::device_from_name("cpu")?;
-        let model = soundalike_model::load_model(model_dir, &device)
-            .with_context(|| format!("embedding a new file needs the store's model; pass --model (tried {})", model_dir.display()))?;
-        if model.config.fingerprint != store_fingerprint {
-            bail!(
-                "model {} ({}) is not the one that made this store ({store_model} {store_fingerprint}); vectors would not be comparable",
-                model_dir.display(),
-                model.config.fingerprint,
-            );
-        }
-        Ok(FileEmbedder { model, device })
-    }
-
-    /// The file's song vector (L2-normalised).
-    pub fn embed(&self, file: &Path) -> Result<Vec<f32>> {
-        let an = soundalike_audio::analyze_file(file, &self.model.config.frontend)?;
-        Ok(self.model.embed_mel(&an.mel, &self.device).vector)
-    }
 }
 
 pub fn demo(a: DemoArgs) -> Result<ExitCode> {

@@ -9,7 +9,7 @@ use soundalike_index::{AnnParams, Catalog, Method};
 use soundalike_server::{AppState, Embedder, ServerConfig};
 
 use crate::args::ServeArgs;
-use crate::query::FileEmbedder;
+use crate::embedder::FileEmbedder;
 
 /// The model behind a lock: one upload runs inference at a time (it uses every core anyway).
 struct ModelEmbedder(Mutex<FileEmbedder>);

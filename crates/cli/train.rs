@@ -10,7 +10,7 @@ use serde_json::json;
 use soundalike_library::{split_songs, write_atomic, CatalogEntry, SongFile, SplitAssignment, SplitOptions, Splits, TileCache};
 use soundalike_model::{eval::confusion_csv, ArchConfig, EvalReport, LabelledSong, ModelConfig, Progress, TrainOptions};
 
-use crate::args::{CacheArgs, EvaluateArgs, PlotArgs, Preset, SplitArgs, SplitOpts, TrainArgs};
+use crate::args::{CacheArgs, EvaluateArgs, Preset, SplitArgs, SplitOpts, TrainArgs};
 use crate::util::{bar, catalog, frontend};
 
 /// Builds the cache for `files` with a progress bar; returns fingerprints (None = failed) and prints failures.
@@ -341,7 +341,7 @@ pub fn evaluate(a: EvaluateArgs) -> Result<ExitCode> {
 
 
 /// Draws training.png and confusion.png from the model's metrics.json.
-fn draw_plots(dir: &std::path::Path) -> Result<()> {
+pub fn draw_plots(dir: &std::path::Path) -> Result<()> {
     let p = dir.join("metrics.json");
     let m: serde_json::Value = serde_json::from_slice(&std::fs::read(&p).with_context(|| format!("cannot read {}", p.display()))?)?;
     let history: Vec<soundalike_model::train::EpochRecord> = serde_json::from_value(m["history"].clone())?;
@@ -352,8 +352,3 @@ fn draw_plots(dir: &std::path::Path) -> Result<()> {
     crate::plots::confusion_png(&dir.join("confusion.png"), &test, &labels, &title)
 }
 
-pub fn plot(a: PlotArgs) -> Result<ExitCode> {
-    draw_plots(&a.model)?;
-    println!("wrote {} and {}", a.model.join("training.png").display(), a.model.join("confusion.png").display());
-    Ok(ExitCode::SUCCESS)
-}

@@ -1,14 +1,13 @@
-//! Shared helpers: presets, progress bars, catalogs, and the `spectrogram` command.
+//! Shared helpers: presets, progress bars, catalogs, shard specs.
 
 use std::path::Path;
-use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
-use soundalike_audio::{analyze_file, output, FrontendConfig};
+use soundalike_audio::FrontendConfig;
 use soundalike_library::{load_catalog, scan_library, CatalogEntry, LabelOptions, SongFile};
 
-use crate::args::{LabelArgs, Preset, SpectrogramArgs};
+use crate::args::{LabelArgs, Preset};
 
 pub fn frontend(preset: Preset) -> FrontendConfig {
     match preset {
@@ -45,40 +44,6 @@ pub fn catalog(library: &Path, labels: &LabelArgs, tags: bool) -> Result<(Vec<So
         soundalike_library::fill_tag_labels(&files, &mut entries);
     }
     Ok((files, entries))
-}
-
-/// `soundalike spectrogram FILE [--npy] [--png] [--tiles-png]`.
-pub fn spectrogram(a: SpectrogramArgs) -> Result<ExitCode> {
-    let cfg = frontend(a.preset);
-    let an = analyze_file(&a.file, &cfg)?;
-    let tiles = an.tiles(&cfg);
-    println!(
-        "{}: {:.2} s, {} Hz, {} ch -> log-mel [{} mels x {} frames], {:.1}..{:.1} dB, {} tiles of {} frames{}",
-        a.file.display(),
-        an.info.duration_s,
-        an.info.sample_rate,
-        an.info.channels,
-        an.mel.n_mels,
-        an.mel.n_frames,
-        an.mel.min(),
-        an.mel.max(),
-        tiles.n_tiles,
-        cfg.tile_frames,
-        if an.info.skipped_packets > 0 { format!(", {} corrupt packets skipped", an.info.skipped_packets) } else { String::new() }
-    );
-    if let Some(p) = &a.npy {
-        output::write_npy(p, &an.mel)?;
-        println!("wrote {}", p.display());
-    }
-    if let Some(p) = &a.png {
-        output::write_png(p, &an.mel)?;
-        println!("wrote {}", p.display());
-    }
-    if let Some(d) = &a.tiles_png {
-        let written = output::write_tile_pngs(d, &tiles)?;
-        println!("wrote {} tiles to {}", written.len(), d.display());
-    }
-    Ok(ExitCode::SUCCESS)
 }
 
 /// Parses `K/N`.

@@ -1,6 +1,5 @@
 //! Writing spectrograms for people and for Python: float32 `.npy` and greyscale PNG.
 
-use std::io::Write;
 use std::path::Path;
 
 use crate::{AudioError, LogMel, Result, Tiles};
@@ -9,21 +8,10 @@ fn write_err(path: &Path, e: impl std::fmt::Display) -> AudioError {
     AudioError::Write { path: path.to_path_buf(), reason: e.to_string() }
 }
 
-/// Writes `bytes` to `path` atomically: a temporary file in the same folder, then a rename.
+/// Writes `bytes` to `path` atomically ([`soundalike_core::write_atomic`]: temp file, fsync, rename, fsync
+/// of the folder).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let name = path.file_name().ok_or_else(|| write_err(path, "no file name"))?;
-    let tmp = dir.join(format!(".{}.{}.tmp", name.to_string_lossy(), std::process::id()));
-    let res = (|| -> std::io::Result<()> {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if res.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    res.map_err(|e| write_err(path, e))
+    soundalike_core::write_atomic(path, bytes).map_err(|e| write_err(path, e))
 }
 
 /// Encodes a row-major float32 array as NumPy `.npy` (format 1.0, little endian).

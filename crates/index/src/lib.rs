@@ -160,13 +160,7 @@ pub fn random_unit_vectors(n: usize, dim: usize, seed: u64) -> Vec<f32> {
     v
 }
 
-/// L2-normalises in place; an all-zero vector stays zero.
-pub fn normalise(v: &mut [f32]) {
-    let n = dot(v, v).sqrt();
-    if n > 0.0 {
-        v.iter_mut().for_each(|x| *x /= n);
-    }
-}
+pub use soundalike_core::normalise;
 
 #[cfg(test)]
 mod tests {

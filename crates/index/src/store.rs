@@ -691,24 +691,12 @@ pub(crate) fn read_if_exists(path: &Path) -> Result<Option<Vec<u8>>> {
     }
 }
 
+/// Writes `bytes` to `path` atomically ([`soundalike_core::write_atomic`]), naming the path in errors.
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    write_atomic_with(path, &mut |w| w.write_all(bytes))
+    soundalike_core::write_atomic(path, bytes).map_err(|e| io_err(path, e))
 }
 
-/// [`write_atomic`] for content written in pieces: `fill` writes into a buffered temp file, which is
-/// synced and renamed over `path` only if everything succeeded.
+/// [`write_atomic`] for content written in pieces ([`soundalike_core::write_atomic_with`]).
 pub(crate) fn write_atomic_with(path: &Path, fill: &mut dyn FnMut(&mut dyn Write) -> std::io::Result<()>) -> Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let tmp = dir.join(format!(".{}.{}.tmp", path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default(), std::process::id()));
-    let r = (|| -> std::io::Result<()> {
-        let mut w = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
-        fill(&mut w)?;
-        let f = w.into_inner().map_err(|e| e.into_error())?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if r.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    r.map_err(|e| io_err(path, e))
+    soundalike_core::write_atomic_with(path, fill).map_err(|e| io_err(path, e))
 }

@@ -32,13 +32,7 @@ pub struct TileOutputs {
     pub n_tiles: usize,
 }
 
-/// L2-normalises `v` in place; leaves an all-zero vector as it is.
-pub fn l2_normalise(v: &mut [f32]) {
-    let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
-    if n > 0.0 {
-        v.iter_mut().for_each(|x| *x /= n);
-    }
-}
+pub use soundalike_core::normalise as l2_normalise;
 
 /// The tiles of `mel` starting at `starts` through the folded network: through `engine` (the same weights,
 /// fused CPU path, tiles in parallel) when given, else through burn on `device` in batches.

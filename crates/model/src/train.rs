@@ -17,7 +17,7 @@ use burn::prelude::*;
 use burn::tensor::activation::{log_sigmoid, log_softmax};
 use serde::{Deserialize, Serialize};
 use soundalike_audio::LogMel;
-use soundalike_library::SplitMix64;
+use soundalike_core::SplitMix64;
 
 use crate::data::{batch_tensor, eq_tilt, spec_augment, write_tile, write_tile_stretched};
 use crate::eval::{evaluate, EvalReport};

@@ -2,6 +2,7 @@
 //! (decode + log-mel). Prints one JSON line. Driven by scripts/bench_frontend.sh.
 //!
 //! cargo run --release -p soundalike-audio --example bench_frontend -- mel FILE...
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests and benchmarks stop at the first surprise
 
 use std::path::Path;
 use std::time::Instant;

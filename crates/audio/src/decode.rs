@@ -244,6 +244,7 @@ impl StreamResampler {
     }
 
     /// Resamples `input`, appending whatever is ready to `out`.
+    #[allow(clippy::expect_used, reason = "rubato fails only on wrong buffer sizes, and the sizes are checked just above")]
     pub fn push(&mut self, input: &[f32], out: &mut Vec<f32>) {
         self.consumed += input.len() as u64;
         let Some(mut r) = self.inner.take() else {
@@ -307,6 +308,7 @@ pub fn decode_mono(path: &Path, target_rate: u32, max_duration_s: Option<f64>) -
 
 /// Decodes `path` packet by packet, resampled to `target_rate`, handing each mono chunk to `sink`.
 /// Memory stays bounded by a packet plus the resampler's buffer.
+#[allow(clippy::expect_used, reason = "the resampler is created just above when the rates differ")]
 pub fn stream_mono(
     path: &Path,
     target_rate: u32,

@@ -170,6 +170,7 @@ impl MelStream {
         self.buf.drain(..start);
     }
 
+    #[allow(clippy::expect_used, reason = "realfft fails only on wrong buffer lengths, and the buffers come from its own plan")]
     fn frame(&mut self, start: usize) {
         let src = &self.buf[start..start + self.n_fft];
         for ((d, &s), &w) in self.frame_in.iter_mut().zip(src).zip(&self.window) {

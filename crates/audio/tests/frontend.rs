@@ -1,4 +1,5 @@
 //! Front-end tests on real audio committed in tests/data (see datasets/tiny/ATTRIBUTION.md).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests and benchmarks stop at the first surprise
 
 use std::path::{Path, PathBuf};
 

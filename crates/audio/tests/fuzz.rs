@@ -2,6 +2,7 @@
 //! (flipped bytes, cut tails, spliced headers) and must answer Ok or a clear error, never panic or hang.
 //! Case counts keep this to seconds in CI; `PROPTEST_CASES=5000 cargo test -p soundalike-audio --test fuzz`
 //! runs a longer campaign.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests and benchmarks stop at the first surprise
 
 use std::path::{Path, PathBuf};
 

@@ -7,6 +7,7 @@
 //!   cargo run --release -p soundalike-db --example bench_pgvector -- URL [N=100000] [VECTORS.f32]
 //! VECTORS.f32: N x 128 little-endian f32 (the last 1,000 are the queries), as `scripts/bench_ann.sh` writes
 //! them, so pgvector sees the same vectors as the other tools (`SOUNDALIKE_BENCH_PG=URL bash scripts/bench_ann.sh`).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests and benchmarks stop at the first surprise
 
 use std::time::Instant;
 

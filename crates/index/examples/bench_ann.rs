@@ -2,6 +2,7 @@
 //! recall@10 against exact search and single-thread queries/s. Prints JSON. Driven by scripts/bench_ann.sh.
 //!
 //! cargo run --release -p soundalike-index --example bench_ann -- N DIM QUERIES [vectors.f32|-] [native|hnsw-rs] [f32|i16]
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests and benchmarks stop at the first surprise
 
 use std::time::Instant;
 

@@ -4,6 +4,7 @@
 //! and optionally the choice of k over a range (on the command's 50,000-vector sample). Prints one JSON line.
 //!   cargo run --release -p soundalike-index --example bench_kmeans -- [N=100000] [K=50] [LO..HI]
 //! `BENCH_KMEANS_LLOYD=1` runs full Lloyd iterations whatever N (the comparison for mini-batches).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests and benchmarks stop at the first surprise
 
 use std::time::Instant;
 

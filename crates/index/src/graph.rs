@@ -220,13 +220,16 @@ impl Graph {
     }
 
     /// A quantised vector's scale (first word, f32 bits) and its `dim` 16-bit values (the next words).
-    /// SAFETY: `words` are a vector's words of a quantised graph (`vwords = 1 + ceil(dim / 2)` words hold
+    ///
+    /// # Safety
+    /// `words` are a vector's words of a quantised graph (`vwords = 1 + ceil(dim / 2)` words hold
     /// the scale and `dim` i16, alignment 4 >= 2); written only before any reader can reach the slot, as
     /// in `vector`.
     #[inline]
     unsafe fn i16_parts<'a>(&self, words: &'a [AtomicU32]) -> (f32, &'a [i16]) {
         debug_assert!((words.len() - 1) * 2 >= self.dim);
-        (f32::from_bits(words[0].load(Relaxed)), std::slice::from_raw_parts(words[1..].as_ptr() as *const i16, self.dim))
+        // SAFETY: as the function's contract says: the words hold `dim` i16 after the scale, aligned, not written concurrently.
+        (f32::from_bits(words[0].load(Relaxed)), unsafe { std::slice::from_raw_parts(words[1..].as_ptr() as *const i16, self.dim) })
     }
 
     /// `1 - cosine` between the query `q` and slot `s`'s stored vector, clamped at 0.

@@ -99,16 +99,19 @@ fn check(data: &[f32], dim: usize, k: usize) -> Result<usize> {
 /// Errors when there are no rows, k is 0, or k exceeds the number of rows.
 pub fn kmeans(data: &[f32], dim: usize, opts: &KMeansOptions) -> Result<KMeansFit> {
     let n = check(data, dim, opts.k)?;
-    let mut best: Option<KMeansFit> = None;
-    for r in 0..opts.restarts.max(1) {
+    let run = |r: usize| {
         let mut rng = ChaCha8Rng::seed_from_u64(opts.seed.wrapping_add((r as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)));
         let init = kmeans_pp(data, dim, opts.k, &mut rng);
-        let fit = if n > opts.mini_batch_above { mini_batch(data, dim, init, opts, &mut rng) } else { lloyd(data, dim, init, opts) };
-        if best.as_ref().is_none_or(|b| fit.inertia < b.inertia) {
-            best = Some(fit);
+        if n > opts.mini_batch_above { mini_batch(data, dim, init, opts, &mut rng) } else { lloyd(data, dim, init, opts) }
+    };
+    let mut best = run(0);
+    for r in 1..opts.restarts.max(1) {
+        let fit = run(r);
+        if fit.inertia < best.inertia {
+            best = fit;
         }
     }
-    Ok(best.expect("at least one restart"))
+    Ok(best)
 }
 
 /// k-means++ seeding: the first centre uniformly, each next one with probability proportional to the

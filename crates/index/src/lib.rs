@@ -55,30 +55,38 @@ fn dot_portable(a: &[f32], b: &[f32]) -> f32 {
     acc.iter().sum::<f32>() + tail
 }
 
+/// The dot product with AVX2 and FMA.
+///
+/// # Safety
+/// The CPU must support AVX2 and FMA (callers check with `is_x86_feature_detected!`).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn dot_avx2(a: &[f32], b: &[f32]) -> f32 {
-    use std::arch::x86_64::*;
-    let n = a.len().min(b.len());
-    let (pa, pb) = (a.as_ptr(), b.as_ptr());
-    let (mut s0, mut s1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
-    let mut i = 0;
-    // SAFETY (all loads): i + 16 <= n, or i + 8 <= n, so every 8-float load is inside both slices.
-    while i + 16 <= n {
-        s0 = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i)), _mm256_loadu_ps(pb.add(i)), s0);
-        s1 = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i + 8)), _mm256_loadu_ps(pb.add(i + 8)), s1);
-        i += 16;
+    // SAFETY: see `# Safety`: the CPU has the features this function is compiled for; every pointer
+    // read stays inside its slice (checked next to each loop).
+    unsafe {
+        use std::arch::x86_64::*;
+        let n = a.len().min(b.len());
+        let (pa, pb) = (a.as_ptr(), b.as_ptr());
+        let (mut s0, mut s1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+        let mut i = 0;
+        // SAFETY (all loads): i + 16 <= n, or i + 8 <= n, so every 8-float load is inside both slices.
+        while i + 16 <= n {
+            s0 = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i)), _mm256_loadu_ps(pb.add(i)), s0);
+            s1 = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i + 8)), _mm256_loadu_ps(pb.add(i + 8)), s1);
+            i += 16;
+        }
+        if i + 8 <= n {
+            s0 = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i)), _mm256_loadu_ps(pb.add(i)), s0);
+            i += 8;
+        }
+        let mut total = hsum256(_mm256_add_ps(s0, s1));
+        while i < n {
+            total += a[i] * b[i];
+            i += 1;
+        }
+        total
     }
-    if i + 8 <= n {
-        s0 = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i)), _mm256_loadu_ps(pb.add(i)), s0);
-        i += 8;
-    }
-    let mut total = hsum256(_mm256_add_ps(s0, s1));
-    while i < n {
-        total += a[i] * b[i];
-        i += 1;
-    }
-    total
 }
 
 /// Dot product of an f32 query with 16-bit integers (a quantised vector before its scale), in f32
@@ -106,34 +114,46 @@ fn dot_i16_portable(q: &[f32], v: &[i16]) -> f32 {
     acc.iter().sum::<f32>() + tail
 }
 
+/// [`dot_i16`] with AVX2 and FMA.
+///
+/// # Safety
+/// The CPU must support AVX2 and FMA (callers check with `is_x86_feature_detected!`).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn dot_i16_avx2(q: &[f32], v: &[i16]) -> f32 {
-    use std::arch::x86_64::*;
-    let n = q.len().min(v.len());
-    let (pq, pv) = (q.as_ptr(), v.as_ptr());
-    // Eight i16 -> eight f32.
-    let load = |p: *const i16| _mm256_cvtepi32_ps(_mm256_cvtepi16_epi32(_mm_loadu_si128(p as *const __m128i)));
-    let (mut s0, mut s1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
-    let mut i = 0;
-    // SAFETY (all loads): i + 16 <= n, or i + 8 <= n, so every 8-lane load is inside both slices.
-    while i + 16 <= n {
-        s0 = _mm256_fmadd_ps(_mm256_loadu_ps(pq.add(i)), load(pv.add(i)), s0);
-        s1 = _mm256_fmadd_ps(_mm256_loadu_ps(pq.add(i + 8)), load(pv.add(i + 8)), s1);
-        i += 16;
+    // SAFETY: see `# Safety`: the CPU has the features this function is compiled for; every pointer
+    // read stays inside its slice (checked next to each loop).
+    unsafe {
+        use std::arch::x86_64::*;
+        let n = q.len().min(v.len());
+        let (pq, pv) = (q.as_ptr(), v.as_ptr());
+        // Eight i16 -> eight f32.
+        let load = |p: *const i16| _mm256_cvtepi32_ps(_mm256_cvtepi16_epi32(_mm_loadu_si128(p as *const __m128i)));
+        let (mut s0, mut s1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+        let mut i = 0;
+        // SAFETY (all loads): i + 16 <= n, or i + 8 <= n, so every 8-lane load is inside both slices.
+        while i + 16 <= n {
+            s0 = _mm256_fmadd_ps(_mm256_loadu_ps(pq.add(i)), load(pv.add(i)), s0);
+            s1 = _mm256_fmadd_ps(_mm256_loadu_ps(pq.add(i + 8)), load(pv.add(i + 8)), s1);
+            i += 16;
+        }
+        if i + 8 <= n {
+            s0 = _mm256_fmadd_ps(_mm256_loadu_ps(pq.add(i)), load(pv.add(i)), s0);
+            i += 8;
+        }
+        let mut total = hsum256(_mm256_add_ps(s0, s1));
+        while i < n {
+            total += q[i] * v[i] as f32;
+            i += 1;
+        }
+        total
     }
-    if i + 8 <= n {
-        s0 = _mm256_fmadd_ps(_mm256_loadu_ps(pq.add(i)), load(pv.add(i)), s0);
-        i += 8;
-    }
-    let mut total = hsum256(_mm256_add_ps(s0, s1));
-    while i < n {
-        total += q[i] * v[i] as f32;
-        i += 1;
-    }
-    total
 }
 
+/// The sum of a register's eight floats.
+///
+/// # Safety
+/// The CPU must support AVX2.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 unsafe fn hsum256(s: std::arch::x86_64::__m256) -> f32 {

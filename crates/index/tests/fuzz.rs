@@ -1,6 +1,7 @@
 //! Fuzzing on stable Rust (proptest): the journal and index readers get mutated real files and must
 //! answer Ok or a clear error, never panic, hang or allocate without bound (lengths in the files are
 //! checked before they are trusted).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests and benchmarks stop at the first surprise
 
 use proptest::prelude::*;
 use soundalike_index::*;

@@ -1,4 +1,5 @@
 //! Store journal, exact search and the HNSW wrapper.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests and benchmarks stop at the first surprise
 
 use proptest::prelude::*;
 use soundalike_index::*;

@@ -1,5 +1,6 @@
 //! Issue 16: one writer per store, journals that are not adopted, repair of a damaged journal, stale temp
 //! files, and index rebuilds that never leave a store without its index.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests and benchmarks stop at the first surprise
 
 use soundalike_index::*;
 

@@ -1,4 +1,5 @@
 //! Library handling on real files: scanning, label precedence, tags, splits, cache resume.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests and benchmarks stop at the first surprise
 
 use std::path::{Path, PathBuf};
 

@@ -7,6 +7,7 @@
 //! The last row times the whole network: a forward pass, and whole training steps (forward, backward, Adam).
 //! Each row is the mean of REPS runs after one warm-up; a run is the operation on a fresh input, a sum of
 //! its output (read back), and the backward pass to the input (or, for "weight grad only", to the weights).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests and benchmarks stop at the first surprise
 
 use std::time::Instant;
 

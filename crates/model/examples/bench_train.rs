@@ -7,6 +7,7 @@
 //! when training, embeddings and probabilities when inferring), so GPU timings include the wait.
 //! SOUNDALIKE_CONV=burn|own|split and SOUNDALIKE_BN=burn|own force one implementation of the convolutions and
 //! batch norms (default: the model's per-device choice, `Impl::Auto`), for A/B runs.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests and benchmarks stop at the first surprise
 
 use std::time::Instant;
 

@@ -42,6 +42,7 @@ pub trait BlockOps: Backend {
 }
 
 /// A tensor's values, row-major (copied only if it is strided).
+#[allow(clippy::expect_used, reason = "a float tensor of this backend always converts to f32 values")]
 fn values(t: &FloatTensor<Flex>) -> std::borrow::Cow<'_, [f32]> {
     match t.as_slice::<f32>() {
         Some(s) => std::borrow::Cow::Borrowed(s),

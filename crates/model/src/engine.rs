@@ -64,6 +64,7 @@ struct Scratch {
     feat: Vec<f32>,
 }
 
+#[allow(clippy::expect_used, reason = "a float tensor of this backend always converts to f32 values")]
 fn to_vec(t: Tensor<1>) -> Vec<f32> {
     t.into_data().convert::<f32>().try_into_vec::<f32>().expect("f32 weights")
 }

@@ -1,4 +1,5 @@
 //! The CNN on small synthetic spectrograms: it learns, one forward path, exact resume, model-dir checks.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests and benchmarks stop at the first surprise
 
 use soundalike_audio::{FrontendConfig, LogMel};
 use soundalike_model::*;

@@ -1,4 +1,5 @@
 //! The HTTP API, in process (no socket): answers, filters, limits, and what it refuses to serve.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests and benchmarks stop at the first surprise
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -1,4 +1,5 @@
 //! Shared by the index benchmarks.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 /// Resident memory of this process, in kB (Linux; 0 elsewhere).
 pub fn rss_kb() -> u64 {

@@ -709,6 +709,17 @@ pub struct ServeArgs {
     pub genre_source: soundalike_index::GenreSource,
 }
 
+/// The filters a query's flags ask for around its songs.
+pub fn around(a: &QueryArgs) -> soundalike_index::Around {
+    soundalike_index::Around {
+        genre: a.genre.clone(),
+        same_genre: a.same_genre,
+        exclude_same_artist: a.exclude_same_artist,
+        exclude_same_group: a.exclude_same_group,
+        max_per_album: a.max_per_album,
+    }
+}
+
 fn parse_genre_source(s: &str) -> Result<soundalike_index::GenreSource, String> {
     s.parse()
 }

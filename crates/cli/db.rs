@@ -87,7 +87,7 @@ pub fn query(a: QueryArgs) -> Result<ExitCode> {
     soundalike_index::normalise(&mut query);
     let records: Vec<SongRecord> = seeds.iter().map(|s| s.record()).collect();
     let refs: Vec<&SongRecord> = records.iter().collect();
-    let filters = Filters::around(&refs, a.genre.clone(), a.same_genre, a.exclude_same_artist, a.exclude_same_group, a.max_per_album);
+    let filters = Filters::around(&refs, crate::args::around(&a));
     if a.same_genre && filters.same_genres.as_ref().is_some_and(|g| g.is_empty()) {
         bail!("--same-genre: the query songs have no genre in the database (try --genre-source either)");
     }

@@ -110,7 +110,7 @@ pub fn query(a: QueryArgs) -> Result<ExitCode> {
         extra.push(embedder.embed(file)?);
         describe.push(file.display().to_string());
     }
-    let mut filters = Filters::around(&seed_songs, a.genre.clone(), a.same_genre, a.exclude_same_artist, a.exclude_same_group, a.max_per_album);
+    let mut filters = Filters::around(&seed_songs, crate::args::around(&a));
     if a.same_genre && filters.same_genres.as_ref().is_some_and(|g| g.is_empty()) {
         bail!("--same-genre: the query songs have no genre tag in the store (use --genre-source either or predicted, or embed with --labels CSV that has a genre column)");
     }

@@ -144,7 +144,7 @@ impl AnnIndex {
         let parallel = n >= PARALLEL_BUILD_ABOVE;
         let quantised = params.vectors == Precision::I16;
         let graph = match params.builder {
-            Builder::Native => Graph::build(vectors, dim, params.m, params.ef_construction, parallel, quantised),
+            Builder::Native => Graph::build(vectors, dim, params.m, params.ef_construction, crate::graph::BuildMode { parallel, quantised }),
             Builder::HnswRs => {
                 // hnsw_rs only dumps graphs made with its maximum layer count (16); layers are used as needed.
                 let hnsw = Hnsw::<f32, CosineDistance>::new(params.m, n.max(1), 16, params.ef_construction, CosineDistance);

@@ -189,28 +189,36 @@ pub struct Filters {
 }
 
 impl Filters {
-    /// The filters a request around `seeds` (the query songs) asks for: never the seeds themselves; with
-    /// `same_genre`, only songs sharing a seed's genre; with `exclude_same_artist` / `exclude_same_group`,
-    /// none by the seeds' artists / of their groups.
-    pub fn around(
-        seeds: &[&SongRecord],
-        genre: Option<String>,
-        same_genre: bool,
-        exclude_same_artist: bool,
-        exclude_same_group: bool,
-        max_per_album: Option<usize>,
-    ) -> Filters {
+    /// The filters a request around `seeds` (the query songs) asks for (see [`Around`]): never the seeds
+    /// themselves, and what `around` asks.
+    pub fn around(seeds: &[&SongRecord], around: Around) -> Filters {
         let of = |f: fn(&SongRecord) -> &Option<String>| seeds.iter().filter_map(|s| f(s).clone()).collect::<Vec<String>>();
         Filters {
             exclude: seeds.iter().map(|s| s.id.clone()).collect(),
-            genre,
-            same_genres: same_genre.then(|| of(|s| &s.genre)),
-            exclude_artists: if exclude_same_artist { of(|s| &s.artist) } else { vec![] },
-            exclude_groups: if exclude_same_group { of(|s| &s.group) } else { vec![] },
-            max_per_album,
+            genre: around.genre,
+            same_genres: around.same_genre.then(|| of(|s| &s.genre)),
+            exclude_artists: if around.exclude_same_artist { of(|s| &s.artist) } else { vec![] },
+            exclude_groups: if around.exclude_same_group { of(|s| &s.group) } else { vec![] },
+            max_per_album: around.max_per_album,
             clusters: None,
         }
     }
+}
+
+/// What a request around some songs asks for ([`Filters::around`]); the default asks for nothing more
+/// than leaving the query songs out.
+#[derive(Clone, Debug, Default)]
+pub struct Around {
+    /// Only songs of this genre.
+    pub genre: Option<String>,
+    /// Only songs sharing a query song's genre.
+    pub same_genre: bool,
+    /// None by a query song's artist.
+    pub exclude_same_artist: bool,
+    /// None of a query song's group.
+    pub exclude_same_group: bool,
+    /// At most this many songs per album (or group).
+    pub max_per_album: Option<usize>,
 }
 
 fn eq(a: Option<&str>, b: &str) -> bool {

@@ -120,6 +120,15 @@ fn huge_vec<T>(cap: usize) -> Vec<T> {
     v
 }
 
+/// How [`Graph::build`] builds.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct BuildMode {
+    /// Insert on every thread of the rayon pool (else one thread, the same graph every run).
+    pub(crate) parallel: bool,
+    /// Keep the vectors as 16-bit fixed point with a scale per vector (else f32).
+    pub(crate) quantised: bool,
+}
+
 impl Graph {
     fn empty(dim: usize, m: usize, ef_construction: usize, quantised: bool) -> Graph {
         let vwords = if quantised { 1 + dim.div_ceil(2) } else { dim };
@@ -160,7 +169,8 @@ impl Graph {
     /// Builds the graph over `vectors` (`dim` wide, unit length), in parallel when asked (then the
     /// links depend on thread timing; sequential builds are the same on every run); `quantised`: the
     /// graph keeps the vectors as 16-bit fixed point (about half the memory, cosines within about 1e-4).
-    pub(crate) fn build(vectors: &[f32], dim: usize, m: usize, ef_construction: usize, parallel: bool, quantised: bool) -> Graph {
+    pub(crate) fn build(vectors: &[f32], dim: usize, m: usize, ef_construction: usize, how: BuildMode) -> Graph {
+        let BuildMode { parallel, quantised } = how;
         let n = vectors.len() / dim;
         let mut g = Graph::empty(dim, m, ef_construction, quantised);
         let levels: Vec<u8> = (0..n).map(|s| draw_level(s, m)).collect();
@@ -639,7 +649,7 @@ mod tests {
         // 16-bit marks are cleared every 65,535 searches; a missed clear would hide visited slots.
         let (n, dim) = (300, 8);
         let v = crate::random_unit_vectors(n, dim, 3);
-        let g = Graph::build(&v, dim, 8, 50, false, false);
+        let g = Graph::build(&v, dim, 8, 50, BuildMode::default());
         for i in 0..66_000usize {
             let s = i % n;
             let hits = g.search(&v[s * dim..(s + 1) * dim], 1, 16, &|_| true);
@@ -658,7 +668,7 @@ mod tests {
         // An odd width, so quantised records end in a padded word.
         let (n, dim) = (3000, 17);
         let v = crate::random_unit_vectors(n, dim, 7);
-        let g = Graph::build(&v, dim, 12, 100, true, quantised);
+        let g = Graph::build(&v, dim, 12, 100, BuildMode { parallel: true, quantised });
         assert_eq!(g.quantised(), quantised);
         // Stored vectors read back as given (quantised: within half a step of max |v_i| / 32767).
         for s in [0, 1, n - 1] {

@@ -17,7 +17,7 @@ mod store;
 mod taste;
 
 pub use ann::{index_dir, AnnIndex, AnnParams, Builder, Precision, INDEX_FORMAT_VERSION};
-pub use catalog::{sync_index, sync_index_with, Catalog, Filters, GenreSource, IndexUpdate, Method, Recommendation, EXACT_BELOW, REBUILD_DEAD_FRACTION};
+pub use catalog::{sync_index, sync_index_with, Around, Catalog, Filters, GenreSource, IndexUpdate, Method, Recommendation, EXACT_BELOW, REBUILD_DEAD_FRACTION};
 pub use error::{IndexError, Result};
 pub use clusters::{ClusterSummary, Clustering, Medoid, Member, Neighbour, Share, Staleness, CLUSTERS_FILE, CLUSTERS_FORMAT_VERSION, MEDOIDS};
 pub use kmeans::{choose_k, elbow, kmeans, nearest_centroid, silhouette, CurvePoint, KChoice, KMeansFit, KMeansOptions, SILHOUETTE_MARGIN};

@@ -298,7 +298,7 @@ fn recommend(st: &AppState, rows: &[usize], extra: Option<&[f32]>, o: SimilarOpt
         return Err(bad(format!("no song in this library has genre {g:?} (see /api/stats)")));
     }
     let seeds: Vec<&SongRecord> = rows.iter().map(|&r| &cat.songs()[r]).collect();
-    let filters = Filters::around(&seeds, genre, o.same_genre, o.exclude_same_artist, o.exclude_same_group, o.max_per_album);
+    let filters = Filters::around(&seeds, soundalike_index::Around { genre, same_genre: o.same_genre, exclude_same_artist: o.exclude_same_artist, exclude_same_group: o.exclude_same_group, max_per_album: o.max_per_album });
     if filters.same_genres.as_ref().is_some_and(|g| g.is_empty()) {
         return Err(bad("same_genre: the query songs have no genre in this library"));
     }

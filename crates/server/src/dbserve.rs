@@ -153,7 +153,7 @@ async fn recommend(st: &DbState, seeds: &[DbSong], extra: Option<&[f32]>, o: Sim
     }
     let records: Vec<SongRecord> = seeds.iter().map(DbSong::record).collect();
     let refs: Vec<&SongRecord> = records.iter().collect();
-    let filters = Filters::around(&refs, genre, o.same_genre, o.exclude_same_artist, o.exclude_same_group, o.max_per_album);
+    let filters = Filters::around(&refs, soundalike_index::Around { genre, same_genre: o.same_genre, exclude_same_artist: o.exclude_same_artist, exclude_same_group: o.exclude_same_group, max_per_album: o.max_per_album });
     if filters.same_genres.as_ref().is_some_and(|g| g.is_empty()) {
         return Err(bad("same_genre: the query songs have no genre in this library"));
     }

@@ -1,6 +1,6 @@
 //! Where a training step's time goes: forward and backward time of each operation of the default network
 //! at its own sizes (batch 32, 128x128 tiles), on burn's CPU backend with autodiff, burn's implementation
-//! next to this crate's where it has one (`model::Impl`), and the kernels CPU training runs (`cpu_ops`).
+//! next to this crate's where it has one (`Layers`), and the kernels CPU training runs (`fast::cpu_train`).
 //! Prints a table; threads: RAYON_NUM_THREADS.
 //!   cargo run -p soundalike-model --example bench_ops [BATCH=32] [REPS=3] [DEVICE=cpu]
 //! DEVICE: as `--device` (wgpu or vulkan when built with those features; the CPU kernels are skipped there).
@@ -16,8 +16,10 @@ use burn::nn::pool::MaxPool2dConfig;
 use burn::nn::{BatchNormConfig, PaddingConfig2d};
 use burn::prelude::*;
 use burn::tensor::Distribution;
-use soundalike_model::{cpu_ops, optimizer, train_step, ArchConfig, SoundNet};
-use soundalike_model::model::{conv3x3, batch_norm, set_layer_impl, Impl};
+use soundalike_model::fast::cpu_train as cpu_ops;
+use soundalike_model::{optimizer, train_step, ArchConfig, SoundNet};
+use soundalike_model::model::{batch_norm, conv3x3};
+use soundalike_model::{Impl, Layers};
 
 /// Mean forward and backward milliseconds of `op`, which returns (the tensor whose gradient is asked for,
 /// the output).
@@ -58,7 +60,7 @@ fn main() {
         let x_in = Tensor::<4>::random([b, cin, hw, hw], Distribution::Normal(0.0, 1.0), &dev);
         let x_out = Tensor::<4>::random([b, cout, hw, hw], Distribution::Normal(0.0, 1.0), &dev);
         for (label, imp) in [("burn", Impl::Burn), ("own", Impl::Own), ("split", Impl::Split)] {
-            set_layer_impl(imp, if imp == Impl::Split { Impl::Auto } else { imp });
+            Layers { conv: imp, batch_norm: if imp == Impl::Split { Impl::Auto } else { imp } }.set();
             // The first layer's input is the spectrogram: only the weights need a gradient.
             time(&format!("conv {cin}->{cout} @{hw} {label}, weight grad only"), reps, || (conv.weight.val(), conv3x3(&conv, x_in.clone())));
             if cin > 1 {
@@ -86,7 +88,7 @@ fn main() {
         let x = x_in.clone().require_grad();
         let r = Tensor::<4>::random([b, cout, hw, hw], Distribution::Normal(0.0, 1.0), &dev);
         let run = |imp| {
-            set_layer_impl(imp, Impl::Auto);
+            Layers { conv: imp, batch_norm: Impl::Auto }.set();
             let y = conv3x3(&conv, x.clone());
             let g = y.clone().mul(r.clone()).sum().backward();
             (y, x.grad(&g).expect("input grad"), conv.weight.grad(&g).expect("weight grad"))
@@ -97,7 +99,7 @@ fn main() {
             a.sub(b).abs().max().into_scalar::<f32>() / scale.max(1e-12)
         };
         println!("  split vs burn, max difference / max value: output {:.1e}, input grad {:.1e}, weight grad {:.1e}", diff(y1, y2), diff(x1, x2), diff(w1, w2));
-        set_layer_impl(Impl::Auto, Impl::Auto);
+        Layers::default().set();
         // What CPU training runs: the block's kernels (cpu_ops), the convolution and then batch norm,
         // max-pool and ReLU in one operation.
         if on_cpu {

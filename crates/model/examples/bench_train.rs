@@ -14,7 +14,7 @@ use std::time::Instant;
 use burn::prelude::*;
 use burn::tensor::activation::softmax;
 use soundalike_model::data::batch_tensor;
-use soundalike_model::model::Impl;
+use soundalike_model::{Impl, Layers};
 use soundalike_model::{optimizer, train_step, ArchConfig, SoundNet};
 
 fn peak_rss_mb() -> f64 {
@@ -71,7 +71,7 @@ fn main() {
         (v, c)
     };
     let ((conv, conv_impl), (bn, bn_impl)) = (choice("SOUNDALIKE_CONV"), choice("SOUNDALIKE_BN"));
-    soundalike_model::model::set_layer_impl(conv_impl, bn_impl);
+    Layers { conv: conv_impl, batch_norm: bn_impl }.set();
     let device_name = a.get(6).map_or("cpu", String::as_str);
     let dev = soundalike_model::device_from_name(device_name).unwrap_or_else(|e| {
         eprintln!("{e}");
@@ -117,7 +117,7 @@ fn main() {
                 let e = folded.forward_embedding(batch_tensor(batch_at(i).0, batch, h, w, &dev));
                 run(e.clone(), folded.head_logits(e));
             });
-            // The fused CPU path that embedding runs on the CPU (engine.rs): same folded weights, tiles in
+            // The fused CPU path that embedding runs on the CPU (fast/cpu_infer.rs): same folded weights, tiles in
             // parallel. Off the CPU embedding runs burn's folded network, measured above.
             let fused = on_cpu.then(|| {
                 let engine = soundalike_model::CpuNet::from_folded(&folded);

@@ -55,7 +55,7 @@ pub struct LoadedModel {
     /// The same network with batch norm folded into the convolutions: what embedding runs on a GPU.
     pub folded: crate::model::FoldedNet,
     /// The folded network's weights for the fused CPU path: what embedding runs on the CPU.
-    pub engine: crate::engine::CpuNet,
+    pub engine: crate::fast::cpu_infer::CpuNet,
     /// Where it was loaded from.
     pub dir: PathBuf,
 }
@@ -120,6 +120,6 @@ pub fn load_model(dir: &Path, device: &Device) -> Result<LoadedModel> {
         .map_err(|e| ModelError::Incompatible(format!("{}: {e}", wp.display())))?;
     let net = net.valid();
     let folded = net.fold_batch_norm();
-    let engine = crate::engine::CpuNet::from_folded(&folded);
+    let engine = crate::fast::cpu_infer::CpuNet::from_folded(&folded);
     Ok(LoadedModel { config, net, folded, engine, dir: dir.to_path_buf() })
 }

@@ -1,25 +1,31 @@
 //! The soundalike model: a burn CNN over log-mel tiles whose 128-d penultimate layer is the song
 //! embedding. The only crate of the workspace that depends on burn.
 //!
-//! Layout follows burn's examples: [`model`] (network), [`data`] (tiles -> tensors), [`train`] (loop,
-//! checkpoints), [`eval`] (honest metrics), [`infer`] (embeddings), [`bundle`] (model directory I/O).
-//! Speed: [`engine`] (fused CPU inference), [`kernels`] + [`cpu_ops`] (the conv blocks' CPU training
-//! operations, own backward passes), [`conv_ops`] (the convolution GPU training runs).
+//! Layout follows burn's examples: [`model`] (the network and its layers), [`data`] (tiles -> tensors),
+//! [`train`] (loop, heads, checkpoints), [`eval`] (honest metrics), [`infer`] (embeddings), [`bundle`] (the
+//! model directory). [`fast`] holds the speed paths (CPU training kernels, the fused CPU inference path, the
+//! GPU training convolution) and [`fast::Layers`], the one switch that forces a layer implementation.
+//!
+//! ```no_run
+//! let device = soundalike_model::Device::flex();
+//! let model = soundalike_model::load_model(std::path::Path::new("models/default"), &device).unwrap();
+//! let mel = soundalike_audio::analyze_file(std::path::Path::new("song.mp3"), &model.config.frontend).unwrap().mel;
+//! let song = model.embed_mel(&mel, &device); // 128-d, unit length
+//! assert_eq!(song.vector.len(), 128);
+//! ```
 #![warn(missing_docs)]
 
 pub mod bundle;
-pub mod conv_ops;
-pub mod cpu_ops;
 pub mod data;
-pub mod engine;
 pub mod eval;
+pub mod fast;
 pub mod infer;
-pub mod kernels;
 pub mod model;
 pub mod train;
 
 pub use bundle::{load_config, load_model, save_model, LoadedModel, ModelConfig, MODEL_FORMAT_VERSION};
-pub use engine::CpuNet;
+pub use fast::cpu_infer::CpuNet;
+pub use fast::{Impl, Layers};
 pub use eval::{evaluate, EvalReport};
 pub use infer::{l2_normalise, SongEmbedding};
 pub use model::{ArchConfig, FoldedNet, SoundNet};
@@ -45,7 +51,7 @@ pub enum ModelError {
 pub type Result<T, E = ModelError> = std::result::Result<T, E>;
 
 /// Whether `device` is the CPU (burn's flex backend), with or without autodiff: where inference runs the
-/// fused path ([`CpuNet`]) and the layers pick their CPU implementations ([`model::Impl`]).
+/// fused path ([`CpuNet`]) and the layers pick their CPU implementations ([`fast::Layers`]).
 pub fn is_cpu(device: &Device) -> bool {
     device.clone().without_autodiff() == Device::flex()
 }

@@ -6,7 +6,7 @@ use burn::nn::{BatchNorm, BatchNormConfig, Dropout, DropoutConfig, Linear, Linea
 use burn::module::Param;
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
-use std::sync::atomic::{AtomicU8, Ordering};
+use crate::fast::{Impl, Layers};
 
 /// Architecture settings, saved in the model's config.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -93,22 +93,22 @@ impl ConvBlock {
         self.relu.forward(self.pool.forward(batch_norm(&self.bn, conv3x3(&self.conv, x))))
     }
 
-    /// The training forward pass through [`crate::cpu_ops`]: the same function, gradients and
+    /// The training forward pass through [`crate::fast::cpu_train`]: the same function, gradients and
     /// running-statistics update as the tensor-operation path (tested), in fewer passes over memory.
     fn forward_cpu_kernels(&self, x: Tensor<4>) -> Tensor<4> {
-        let y = crate::cpu_ops::conv3x3(x, self.conv.weight.val());
-        let stats = crate::cpu_ops::channel_stats(y.clone());
+        let y = crate::fast::cpu_train::conv3x3(x, self.conv.weight.val());
+        let stats = crate::fast::cpu_train::channel_stats(y.clone());
         let c = stats.dims()[1];
         let [mean, var] = [0, 1].map(|i| stats.clone().slice([i..i + 1, 0..c]).reshape([c]));
         update_running_stats(&self.bn, mean, var);
-        crate::cpu_ops::bn_pool_relu(y, stats, self.bn.gamma.val(), self.bn.beta.val(), self.bn.epsilon as f32)
+        crate::fast::cpu_train::bn_pool_relu(y, stats, self.bn.gamma.val(), self.bn.beta.val(), self.bn.epsilon as f32)
     }
 }
 
-/// Whether a block runs [`crate::cpu_ops`]' kernels: on the CPU, unless [`set_layer_impl`] forces either
-/// layer kind to one implementation.
+/// Whether a block runs [`crate::fast::cpu_train`]' kernels: on the CPU, unless [`Layers`] forces either layer
+/// kind to one implementation.
 fn cpu_kernels(device: &Device) -> bool {
-    forced(&CONV_IMPL).is_none() && forced(&BN_IMPL).is_none() && crate::is_cpu(device)
+    !Layers::current().forced() && crate::is_cpu(device)
 }
 
 /// burn's running-statistics update: `running = (1 - momentum) * running + momentum * batch`, with the
@@ -121,50 +121,11 @@ fn update_running_stats(bn: &BatchNorm, mean: Tensor<1>, var: Tensor<1>) {
     }
 }
 
-/// Which implementation a layer kind runs: [`Impl::Auto`] (the default) picks per layer and device (see
-/// [`conv3x3`] and [`batch_norm`]); the others force one everywhere, for benchmarks (`bench_train`).
-/// Training on the CPU with both `Auto` runs each block through [`crate::cpu_ops`]' kernels instead.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Impl {
-    /// As measured: in CPU training, [`crate::cpu_ops`]' kernels for whole blocks; elsewhere this module's
-    /// batch norm, and the convolution [`conv3x3`] picks per device.
-    Auto,
-    /// burn's own operation.
-    Burn,
-    /// This module's formulation (matrix-product convolution, two-stage batch statistics).
-    Own,
-    /// Convolutions only: burn's forward pass with a matrix-product backward pass ([`crate::conv_ops`]).
-    Split,
-}
-
-static CONV_IMPL: AtomicU8 = AtomicU8::new(Impl::Auto as u8);
-static BN_IMPL: AtomicU8 = AtomicU8::new(Impl::Auto as u8);
-
-/// Sets how convolutions and batch norms run from now on, in this process (see [`Impl`]).
-pub fn set_layer_impl(conv: Impl, batch_norm: Impl) {
-    CONV_IMPL.store(conv as u8, Ordering::Relaxed);
-    BN_IMPL.store(batch_norm as u8, Ordering::Relaxed);
-}
-
-/// The implementation forced by [`set_layer_impl`], if any.
-fn forced(choice: &AtomicU8) -> Option<Impl> {
-    [Impl::Burn, Impl::Own, Impl::Split].into_iter().find(|i| *i as u8 == choice.load(Ordering::Relaxed))
-}
-
-/// Whether to run this module's formulation: forced by [`set_layer_impl`], else `auto`.
-fn own(choice: &AtomicU8, auto: impl FnOnce() -> bool) -> bool {
-    match forced(choice) {
-        Some(i) => i != Impl::Burn,
-        None => auto(),
-    }
-}
-
 /// A 3x3 "same" convolution: burn's, as a matrix product ([`conv3x3_as_matmul`]) or split (burn's forward,
-/// the matrix product's backward: [`crate::conv_ops`]). Measured with `bench_ops` and `bench_train`: on a GPU
-/// (wgpu, H200) the split one trains fastest in every layer (batch 256: 62 vs 155 ms for the four layers'
-/// forward + backward as matrix products, whole steps +40%) and the matrix product infers faster than burn's
-/// convolution. On the CPU (flex, 2 threads, batch 32), where training runs [`crate::cpu_ops`] instead, the
-/// matrix product is faster for a first layer, whose input needs no gradient, and burn's for the others.
+/// the matrix product's backward: [`crate::fast::gpu_conv`]), as [`Layers`] says; by default what measured
+/// fastest (`bench_ops`, `bench_train`; figures in the README): on a GPU the split one in training and the
+/// matrix product in inference; on the CPU (where training runs [`crate::fast::cpu_train`] instead) the matrix
+/// product for a first layer, whose input needs no gradient, and burn's for the others.
 pub fn conv3x3(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
     let auto = || match (crate::is_cpu(&x.device()), x.device().is_autodiff()) {
         (false, true) => Impl::Split,
@@ -172,16 +133,20 @@ pub fn conv3x3(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
         (true, _) if x.dims()[1] == 1 => Impl::Own,
         (true, _) => Impl::Burn,
     };
-    match forced(&CONV_IMPL).unwrap_or_else(auto) {
+    let chosen = match Layers::current().conv {
+        Impl::Auto => auto(),
+        forced => forced,
+    };
+    match chosen {
         Impl::Own => conv3x3_as_matmul(conv, x),
         Impl::Split => conv3x3_split(conv, x),
         _ => conv.forward(x),
     }
 }
 
-/// [`crate::conv_ops::conv3x3_split`] with the layer's bias, if it has one.
+/// [`crate::fast::gpu_conv::conv3x3_split`] with the layer's bias, if it has one.
 fn conv3x3_split(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
-    let y = crate::conv_ops::conv3x3_split(x, conv.weight.val());
+    let y = crate::fast::gpu_conv::conv3x3_split(x, conv.weight.val());
     match &conv.bias {
         Some(bias) => y.add(bias.val().reshape([1, bias.dims()[0], 1, 1])),
         None => y,
@@ -191,12 +156,11 @@ fn conv3x3_split(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
 /// Batch norm, by burn or, in training, with two-stage batch statistics: burn 0.22 reduces each channel's
 /// `batch * h * w` values as one row of a `[channels, batch * h * w]` copy, which on a GPU leaves a handful
 /// of very long reductions (one per channel) and on the CPU costs a transposing copy each way; summing each
-/// `[h * w]` plane first gives `batch * channels` short contiguous ones (CPU, batch 32, forward + backward of
-/// the four layers: 92 vs 120 ms, `bench_ops`). Same function, same running-statistics update (momentum,
-/// biased variance).
+/// `[h * w]` plane first gives `batch * channels` short contiguous ones (faster on both, `bench_ops`). Same
+/// function, same running-statistics update (momentum, biased variance).
 pub fn batch_norm(bn: &BatchNorm, x: Tensor<4>) -> Tensor<4> {
     let training = x.device().is_autodiff() && bn.training.is_enabled();
-    if !(training && own(&BN_IMPL, || true)) {
+    if !(training && Layers::current().batch_norm != Impl::Burn) {
         return bn.forward(x);
     }
     let [b, c, h, w] = x.dims();
@@ -426,9 +390,9 @@ mod tests {
             bn
         }).into();
         let x = Tensor::<4>::random([3, 4, 5, 7], burn::tensor::Distribution::Normal(1.0, 2.0), &dev).require_grad();
-        set_layer_impl(Impl::Auto, Impl::Own);
+        Layers { conv: Impl::Auto, batch_norm: Impl::Own }.set();
         let y1 = batch_norm(&ours, x.clone());
-        set_layer_impl(Impl::Auto, Impl::Auto);
+        Layers::default().set();
         let y2 = theirs.forward(x.clone()); // burn's own batch norm
         assert!(theirs.training.is_enabled() && x.device().is_autodiff(), "burn's training path is the reference");
         assert!(max_abs_diff(y1.clone(), y2.clone()) < 1e-4);
@@ -443,7 +407,7 @@ mod tests {
         assert!(ours.running_mean.value_sync().abs().max().into_scalar::<f32>() > 0.05);
     }
 
-    /// A block through the CPU kernels ([`crate::cpu_ops`]) is burn's conv -> batch norm -> max-pool -> ReLU
+    /// A block through the CPU kernels ([`crate::fast::cpu_train`]) is burn's conv -> batch norm -> max-pool -> ReLU
     /// in training: same output, same input, weight, gamma and beta gradients, same running statistics;
     /// even and odd sizes (an odd last row and column are dropped by the pool but count in the statistics),
     /// one and several input channels.

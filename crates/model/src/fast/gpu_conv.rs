@@ -1,10 +1,9 @@
 //! A 3x3 "same" convolution (no bias) with burn's forward pass and a matrix-product backward pass, as one
-//! burn operation on any backend (burn's backend-extension API, like [`crate::cpu_ops`]).
+//! burn operation on any backend (burn's backend-extension API, like [`crate::fast::cpu_train`]).
 //!
-//! Measured on a GPU (`bench_ops ... wgpu`, H200, batch 256), burn 0.22's convolution is fast forward and
-//! slow backward (it convolves with the output gradient as the kernel: 152 ms for the second layer), while
-//! the convolution as a matrix product with the input's nine shifted copies ([`crate::model`]) is the
-//! reverse (forward 56 ms, backward 11 ms). This operation takes the fast half of each: the input gradient
+//! On a GPU (`bench_ops ... wgpu`), burn 0.22's convolution is fast forward and slow backward (it convolves
+//! with the output gradient as the kernel), while the convolution as a matrix product with the input's nine
+//! shifted copies ([`crate::model`]) is the reverse. This operation takes the fast half of each: the input gradient
 //! is burn's forward convolution of the output gradient with the weights flipped and transposed, the weight
 //! gradient one batched matrix product of the output gradient with the shifted copies, summed over the batch.
 

@@ -11,7 +11,7 @@
 use burn::prelude::*;
 use rayon::prelude::*;
 
-use crate::kernels::{im2col_strip, matmul};
+use crate::fast::kernels::{im2col_strip, matmul};
 use crate::model::FoldedNet;
 
 /// Output positions per strip GEMM (the strip height is this divided by the row width, rounded to even).

@@ -1,6 +1,6 @@
 //! CPU kernels of a conv block's training step, on plain row-major `f32` slices: a 3x3 "same" convolution
-//! (no bias) and batch norm -> 2x2 max-pool -> ReLU, forward and backward. [`crate::cpu_ops`] makes them
-//! burn operations with their own backward pass; [`crate::engine`] shares the im2col.
+//! (no bias) and batch norm -> 2x2 max-pool -> ReLU, forward and backward. [`crate::fast::cpu_train`] makes them
+//! burn operations with their own backward pass; [`crate::fast::cpu_infer`] shares the im2col.
 //!
 //! Each sample (convolution) or feature-map plane (batch norm) is one rayon task. A convolution runs in
 //! strips of output rows, as the fused inference path does: im2col of the strip and one GEMM (the `gemm`

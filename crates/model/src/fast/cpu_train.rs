@@ -1,11 +1,10 @@
 //! A conv block's training operations on the CPU as burn operations with their own backward passes
-//! (burn's backend-extension API): [`kernels`](crate::kernels) on burn-flex tensors.
+//! (burn's backend-extension API): [`kernels`](crate::fast::kernels) on burn-flex tensors.
 //!
 //! burn-flex runs a block as separate generic operators: the convolution converts layouts and builds an
 //! im2col buffer for the whole batch around each GEMM, its input gradient is a second convolution, and
 //! batch norm, max-pool (with indices) and ReLU each make several passes over the full-size feature map in
-//! both directions (`bench_ops`: of a ~340 ms step at batch 32, ~220 ms in convolutions, ~90 in batch
-//! norms, ~80 in max-pools). Here the convolution runs per sample in cache-sized strips, and batch norm,
+//! both directions (`bench_ops` shows where a step's time goes). Here the convolution runs per sample in cache-sized strips, and batch norm,
 //! pool and ReLU are one pass forward and two backward (one over the pooled outputs, one writing the input
 //! gradient). Only burn's CPU backend (with autodiff) has these operations; [`crate::model`] calls them
 //! there and nowhere else.
@@ -21,7 +20,7 @@ use burn::backend::{backend_extension, Autodiff, Backend, Flex};
 use burn::prelude::*;
 use burn::tensor::{DType, TensorData};
 
-use crate::kernels::{self, BnDims, ConvDims};
+use crate::fast::kernels::{self, BnDims, ConvDims};
 
 /// The operations, for [`Tensor`]s on burn's CPU backend with or without autodiff.
 #[backend_extension(Flex, Autodiff)]

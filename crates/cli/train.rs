@@ -7,14 +7,14 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use serde_json::json;
-use soundalike_library::{split_songs, write_atomic, CatalogEntry, SongFile, SplitAssignment, SplitOptions, Splits, TileCache};
+use soundalike_library::{split_songs, write_atomic, CatalogEntry, SongFile, SplitAssignment, SplitOptions, Splits, SpectrogramCache};
 use soundalike_model::{eval::confusion_csv, ArchConfig, EvalReport, LabelledSong, ModelConfig, Progress, TrainOptions};
 
 use crate::args::{CacheArgs, EvaluateArgs, Preset, SplitArgs, SplitOpts, TrainArgs};
 use crate::util::{bar, catalog, frontend};
 
 /// Builds the cache for `files` with a progress bar; returns fingerprints (None = failed) and prints failures.
-fn build_cache(cache: &TileCache, files: &[SongFile]) -> Vec<Option<String>> {
+fn build_cache(cache: &SpectrogramCache, files: &[SongFile]) -> Vec<Option<String>> {
     let pb = bar(files.len() as u64, "spectrograms");
     let (fps, report) = cache.build(files, &|_| pb.inc(1));
     pb.finish_and_clear();
@@ -27,7 +27,7 @@ fn build_cache(cache: &TileCache, files: &[SongFile]) -> Vec<Option<String>> {
 
 pub fn cache(a: CacheArgs) -> Result<ExitCode> {
     let files = soundalike_library::scan_library(&a.library)?;
-    let cache = TileCache::open(&a.cache, &frontend(a.preset))?;
+    let cache = SpectrogramCache::open(&a.cache, &frontend(a.preset))?;
     let fps = build_cache(&cache, &files);
     Ok(if fps.iter().any(Option::is_none) { ExitCode::from(1) } else { ExitCode::SUCCESS })
 }
@@ -68,7 +68,7 @@ fn songs_for(
     files: &[SongFile],
     entries: &[CatalogEntry],
     fps: &[Option<String>],
-    cache: &TileCache,
+    cache: &SpectrogramCache,
     labels: &[String],
 ) -> Result<Vec<LabelledSong>> {
     let mut out = Vec::new();
@@ -124,7 +124,7 @@ pub fn train(a: TrainArgs) -> Result<ExitCode> {
     write_atomic(&a.out.join("split.json"), &serde_json::to_vec_pretty(&splits)?)?;
     eprintln!("split by song: {}", counts(&splits));
 
-    let cache = TileCache::open(&a.cache, &fe)?;
+    let cache = SpectrogramCache::open(&a.cache, &fe)?;
     let fps = build_cache(&cache, &files);
     let labels: Vec<String> = entries
         .iter()
@@ -320,7 +320,7 @@ pub fn evaluate(a: EvaluateArgs) -> Result<ExitCode> {
     let splits: Splits = serde_json::from_slice(&std::fs::read(&split_path).with_context(|| format!("cannot read split {}", split_path.display()))?)
         .with_context(|| format!("{}: not a split file", split_path.display()))?;
     let (files, entries) = catalog(&a.library, &a.labels, true)?;
-    let cache = TileCache::open(&a.cache, &model.config.frontend)?;
+    let cache = SpectrogramCache::open(&a.cache, &model.config.frontend)?;
     let fps = build_cache(&cache, &files);
     let labels = &model.config.labels;
     let w = model.config.frontend.tile_frames;

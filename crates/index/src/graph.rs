@@ -29,19 +29,19 @@ pub(crate) const MAX_LEVEL: u8 = 15;
 /// Lock stripes for writers (slot `s` uses stripe `s % LOCKS`).
 const LOCKS: usize = 4096;
 
-/// A float ordered by `total_cmp`, for heaps.
+/// A distance (f32) ordered by `total_cmp`, for heaps.
 #[derive(Clone, Copy, PartialEq, Debug)]
-struct D(f32);
+struct Dist(f32);
 
-impl Eq for D {}
+impl Eq for Dist {}
 
-impl PartialOrd for D {
+impl PartialOrd for Dist {
     fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
         Some(self.cmp(o))
     }
 }
 
-impl Ord for D {
+impl Ord for Dist {
     fn cmp(&self, o: &Self) -> Ordering {
         self.0.total_cmp(&o.0)
     }
@@ -69,22 +69,22 @@ pub(crate) struct Graph {
     /// Links per slot on layers 1.. (and what a new slot gets on every layer).
     m: usize,
     /// Links per slot on layer 0 (2m).
-    m0: usize,
+    max_links0: usize,
     ef_construction: usize,
     /// Vectors stored as 16-bit fixed point with a per-vector scale instead of f32.
     quantised: bool,
     /// Words of a stored vector: `dim` (f32 bits), or when quantised the scale (f32 bits) and then
     /// `ceil(dim / 2)` words of i16 pairs.
     vwords: usize,
-    /// Words per slot record: `1 + m0` link words (count, ids), then `vwords` vector words.
+    /// Words per slot record: `1 + max_links0` link words (count, ids), then `vwords` vector words.
     stride: usize,
     /// Slot records.
     nodes: Vec<AtomicU32>,
     levels: Vec<u8>,
-    /// Slot `s` owns upper blocks `up_off[s]..up_off[s + 1]`, one per layer 1..=level.
-    up_off: Vec<u32>,
+    /// Slot `s` owns upper blocks `upper_start[s]..upper_start[s + 1]`, one per layer 1..=level.
+    upper_start: Vec<u32>,
     /// Upper layers: `m + 1` words per block, the count then the ids.
-    up: Vec<AtomicU32>,
+    upper_links: Vec<AtomicU32>,
     locks: Vec<Mutex<()>>,
     /// Entry slot and top layer (`None` while empty).
     entry: Mutex<Option<(u32, u8)>>,
@@ -135,15 +135,15 @@ impl Graph {
         Graph {
             dim,
             m,
-            m0: 2 * m,
+            max_links0: 2 * m,
             ef_construction,
             quantised,
             vwords,
             stride: 2 * m + 1 + vwords,
             nodes: Vec::new(),
             levels: Vec::new(),
-            up_off: vec![0],
-            up: Vec::new(),
+            upper_start: vec![0],
+            upper_links: Vec::new(),
             locks: (0..LOCKS).map(|_| Mutex::new(())).collect(),
             entry: Mutex::new(None),
         }
@@ -156,12 +156,12 @@ impl Graph {
             self.nodes = huge_vec(levels.len() * self.stride);
         }
         self.nodes.extend((0..levels.len() * self.stride).map(|_| AtomicU32::new(0)));
-        let mut blocks = *self.up_off.last().unwrap_or(&0) as usize;
+        let mut blocks = *self.upper_start.last().unwrap_or(&0) as usize;
         for &l in levels {
             blocks += l as usize;
-            self.up_off.push(blocks as u32);
+            self.upper_start.push(blocks as u32);
         }
-        self.up.extend((self.up.len()..blocks * (self.m + 1)).map(|_| AtomicU32::new(0)));
+        self.upper_links.extend((self.upper_links.len()..blocks * (self.m + 1)).map(|_| AtomicU32::new(0)));
         self.levels.extend_from_slice(levels);
         debug_assert_eq!(self.levels.len(), n);
     }
@@ -210,7 +210,7 @@ impl Graph {
     /// The stored words of slot `s`'s vector.
     #[inline]
     fn vector_words(&self, s: u32) -> &[AtomicU32] {
-        let at = s as usize * self.stride + self.m0 + 1;
+        let at = s as usize * self.stride + self.max_links0 + 1;
         &self.nodes[at..at + self.vwords]
     }
 
@@ -283,10 +283,10 @@ impl Graph {
     fn block(&self, s: u32, layer: usize) -> &[AtomicU32] {
         let su = s as usize;
         if layer == 0 {
-            &self.nodes[su * self.stride..su * self.stride + self.m0 + 1]
+            &self.nodes[su * self.stride..su * self.stride + self.max_links0 + 1]
         } else if layer <= self.levels[su] as usize {
-            let b = self.up_off[su] as usize + layer - 1;
-            &self.up[b * (self.m + 1)..(b + 1) * (self.m + 1)]
+            let b = self.upper_start[su] as usize + layer - 1;
+            &self.upper_links[b * (self.m + 1)..(b + 1) * (self.m + 1)]
         } else {
             &[]
         }
@@ -318,7 +318,7 @@ impl Graph {
 
     /// Bytes held by the vectors and links.
     pub(crate) fn heap_bytes(&self) -> usize {
-        self.levels.len() + (self.nodes.len() + self.up_off.len() + self.up.len()) * 4 + LOCKS * 8
+        self.levels.len() + (self.nodes.len() + self.upper_start.len() + self.upper_links.len()) * 4 + LOCKS * 8
     }
 
     fn greedy(&self, q: &[f32], mut ep: (f32, u32), layer: usize, buf: &mut Vec<u32>) -> (f32, u32) {
@@ -352,15 +352,15 @@ impl Graph {
                 *generation = 1;
             }
             let g = *generation;
-            let mut buf = Vec::with_capacity(self.m0);
-            let mut cand: BinaryHeap<Reverse<(D, u32)>> = BinaryHeap::with_capacity(ef * 2);
-            let mut best: BinaryHeap<(D, u32)> = BinaryHeap::with_capacity(ef + 1);
+            let mut buf = Vec::with_capacity(self.max_links0);
+            let mut cand: BinaryHeap<Reverse<(Dist, u32)>> = BinaryHeap::with_capacity(ef * 2);
+            let mut best: BinaryHeap<(Dist, u32)> = BinaryHeap::with_capacity(ef + 1);
             marks[ep.1 as usize] = g;
-            cand.push(Reverse((D(ep.0), ep.1)));
+            cand.push(Reverse((Dist(ep.0), ep.1)));
             if keep(ep.1) {
-                best.push((D(ep.0), ep.1));
+                best.push((Dist(ep.0), ep.1));
             }
-            while let Some(Reverse((D(dc), c))) = cand.pop() {
+            while let Some(Reverse((Dist(dc), c))) = cand.pop() {
                 if best.len() >= ef && best.peek().is_some_and(|w| dc > w.0 .0) {
                     break;
                 }
@@ -376,9 +376,9 @@ impl Graph {
                 for &nb in &buf {
                     let dn = self.dist_to(q, nb);
                     if best.len() < ef || best.peek().is_some_and(|w| dn < w.0 .0) {
-                        cand.push(Reverse((D(dn), nb)));
+                        cand.push(Reverse((Dist(dn), nb)));
                         if keep(nb) {
-                            best.push((D(dn), nb));
+                            best.push((Dist(dn), nb));
                             if best.len() > ef {
                                 best.pop();
                             }
@@ -386,7 +386,7 @@ impl Graph {
                     }
                 }
             }
-            let mut out: Vec<(f32, u32)> = best.into_iter().map(|(D(d), s)| (d, s)).collect();
+            let mut out: Vec<(f32, u32)> = best.into_iter().map(|(Dist(d), s)| (d, s)).collect();
             out.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
             out
         })
@@ -399,7 +399,7 @@ impl Graph {
         if k == 0 {
             return vec![];
         }
-        let mut buf = Vec::with_capacity(self.m0);
+        let mut buf = Vec::with_capacity(self.max_links0);
         let mut ep = (self.dist_to(q, entry), entry);
         for layer in (1..=top as usize).rev() {
             ep = self.greedy(q, ep, layer, &mut buf);
@@ -435,7 +435,7 @@ impl Graph {
 
     /// Adds `s` to the links of `nb` on `layer`, pruning with the heuristic when the block is full.
     fn add_link(&self, nb: u32, s: u32, layer: usize) {
-        let cap = if layer == 0 { self.m0 } else { self.m };
+        let cap = if layer == 0 { self.max_links0 } else { self.m };
         let _g = self.lock(nb);
         let b = self.block(nb, layer);
         if b.is_empty() {
@@ -470,7 +470,7 @@ impl Graph {
         let top = top as usize;
         // A slot that raises the top layer keeps the entry lock until it is linked (as hnswlib does).
         let hold = if level > top { Some(state) } else { drop(state); None };
-        let mut buf = Vec::with_capacity(self.m0);
+        let mut buf = Vec::with_capacity(self.max_links0);
         let mut ep = (self.dist_to(q, entry), entry);
         for layer in (level + 1..=top).rev() {
             ep = self.greedy(q, ep, layer, &mut buf);
@@ -562,9 +562,9 @@ impl Graph {
             }
             w.write_all(&buf)
         };
-        words(w, &mut (0..n).map(|s| &self.nodes[s * self.stride..s * self.stride + self.m0 + 1]))?;
-        words(w, &mut self.up.chunks(CHUNK))?;
-        words(w, &mut (0..n).map(|s| &self.nodes[s * self.stride + self.m0 + 1..(s + 1) * self.stride]))
+        words(w, &mut (0..n).map(|s| &self.nodes[s * self.stride..s * self.stride + self.max_links0 + 1]))?;
+        words(w, &mut self.upper_links.chunks(CHUNK))?;
+        words(w, &mut (0..n).map(|s| &self.nodes[s * self.stride + self.max_links0 + 1..(s + 1) * self.stride]))
     }
 
     /// Reads what [`Graph::write_to`] wrote, checking every size and id; the reason when it does not fit.
@@ -594,13 +594,13 @@ impl Graph {
             }
             Ok(())
         };
-        let (stride, m0) = (g.stride, g.m0);
+        let (stride, max_links0) = (g.stride, g.max_links0);
         for s in 0..n {
-            fill(&g.nodes[s * stride..s * stride + m0 + 1])?;
+            fill(&g.nodes[s * stride..s * stride + max_links0 + 1])?;
         }
-        fill(&g.up)?;
+        fill(&g.upper_links)?;
         for s in 0..n {
-            fill(&g.nodes[s * stride + m0 + 1..(s + 1) * stride])?;
+            fill(&g.nodes[s * stride + max_links0 + 1..(s + 1) * stride])?;
         }
         for s in 0..n as u32 {
             for layer in 0..=g.levels[s as usize] as usize {

@@ -48,7 +48,7 @@ pub struct CachedMel {
     pub info: SourceInfo,
 }
 
-/// Outcome of [`TileCache::build`].
+/// Outcome of [`SpectrogramCache::build`].
 #[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct CacheReport {
     /// Files analysed in this run.
@@ -60,13 +60,13 @@ pub struct CacheReport {
 }
 
 /// A folder of cached spectrograms for one front-end configuration.
-pub struct TileCache {
+pub struct SpectrogramCache {
     dir: PathBuf,
     cfg: FrontendConfig,
     fp: String,
 }
 
-impl TileCache {
+impl SpectrogramCache {
     /// Opens (creating) `<root>/<frontend fingerprint>/`.
     pub fn open(root: &Path, cfg: &FrontendConfig) -> Result<Self> {
         cfg.validate()?;
@@ -77,7 +77,7 @@ impl TileCache {
         if !cfg_path.exists() {
             write_atomic(&cfg_path, &serde_json::to_vec_pretty(cfg).unwrap_or_default())?;
         }
-        Ok(TileCache { dir, cfg: cfg.clone(), fp })
+        Ok(SpectrogramCache { dir, cfg: cfg.clone(), fp })
     }
 
     /// Settings of this cache.

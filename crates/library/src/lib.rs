@@ -8,7 +8,7 @@ mod labels;
 mod scan;
 mod split;
 
-pub use cache::{frontend_fingerprint, CacheReport, CachedMel, TileCache, CACHE_FORMAT_VERSION};
+pub use cache::{frontend_fingerprint, CacheReport, CachedMel, SpectrogramCache, CACHE_FORMAT_VERSION};
 pub use error::{LibraryError, Result};
 pub use labels::{fill_tag_labels, load_catalog, title_from_path, CatalogEntry, LabelOptions, LabelSource};
 pub use scan::{component_id, fingerprint_file, scan_library, SongFile};

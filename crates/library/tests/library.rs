@@ -78,7 +78,7 @@ fn cache_lists_bad_files_and_resumes() {
     let lib = small_library();
     let cache_dir = tempfile::tempdir().unwrap();
     let cfg = FrontendConfig::default();
-    let cache = TileCache::open(cache_dir.path(), &cfg).unwrap();
+    let cache = SpectrogramCache::open(cache_dir.path(), &cfg).unwrap();
     let files = scan_library(lib.path()).unwrap();
     let (fps, r) = cache.build(&files, &|_| {});
     assert_eq!(r.computed, 3);
@@ -101,7 +101,7 @@ fn cache_lists_bad_files_and_resumes() {
     let worst = cached.data.iter().zip(&direct.data).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
     assert!(worst <= step / 2.0 + 1e-3, "worst {worst} step {step}");
     // Other settings => another cache folder, never a mix.
-    let other = TileCache::open(cache_dir.path(), &FrontendConfig { n_mels: 64, ..cfg }).unwrap();
+    let other = SpectrogramCache::open(cache_dir.path(), &FrontendConfig { n_mels: 64, ..cfg }).unwrap();
     assert!(!other.contains(victim));
 }
 

@@ -20,7 +20,7 @@ use tower_http::timeout::TimeoutLayer;
 
 use crate::AppState;
 
-type St = State<Arc<AppState>>;
+type Shared = State<Arc<AppState>>;
 
 /// An error answer: status and a JSON `{"error": message}`.
 pub struct ApiError(pub(crate) StatusCode, pub(crate) String);
@@ -181,11 +181,11 @@ fn summary(cat: &Catalog, s: &SongRecord) -> Value {
     })
 }
 
-async fn health(State(st): St) -> Json<Value> {
+async fn health(State(st): Shared) -> Json<Value> {
     Json(json!({"status": "ok", "songs": st.cat.len()}))
 }
 
-async fn stats(State(st): St) -> Json<Value> {
+async fn stats(State(st): Shared) -> Json<Value> {
     let cat = &st.cat;
     let mut genres: std::collections::BTreeMap<&str, usize> = Default::default();
     let mut groups: std::collections::BTreeMap<&str, usize> = Default::default();
@@ -225,7 +225,7 @@ pub(crate) struct SearchQ {
     pub(crate) limit: Option<usize>,
 }
 
-async fn search(State(st): St, q: Result<Query<SearchQ>, QueryRejection>) -> ApiResult<Json<Value>> {
+async fn search(State(st): Shared, q: Result<Query<SearchQ>, QueryRejection>) -> ApiResult<Json<Value>> {
     let Query(q) = q?;
     let limit = q.limit.unwrap_or(10).clamp(1, 100);
     let rows = st.cat.search_text(&q.q, limit);
@@ -233,7 +233,7 @@ async fn search(State(st): St, q: Result<Query<SearchQ>, QueryRejection>) -> Api
 }
 
 #[derive(Deserialize)]
-pub(crate) struct IdQ {
+pub(crate) struct SongIdQuery {
     pub(crate) id: String,
 }
 
@@ -241,7 +241,7 @@ fn row_of(cat: &Catalog, id: &str) -> ApiResult<usize> {
     cat.row(id).ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no song with id {id:?} in this library")))
 }
 
-async fn song(State(st): St, q: Result<Query<IdQ>, QueryRejection>) -> ApiResult<Json<Value>> {
+async fn song(State(st): Shared, q: Result<Query<SongIdQuery>, QueryRejection>) -> ApiResult<Json<Value>> {
     let Query(q) = q?;
     let cat = &st.cat;
     let s = &cat.songs()[row_of(cat, &q.id)?];
@@ -346,13 +346,13 @@ fn recommend(st: &AppState, rows: &[usize], extra: Option<&[f32]>, o: SimilarOpt
 }
 
 // The query string is read twice (id, then the options): `serde(flatten)` would turn numbers into strings.
-async fn similar_get(State(st): St, q: Result<Query<IdQ>, QueryRejection>, o: Result<Query<SimilarOpts>, QueryRejection>) -> ApiResult<Json<Value>> {
+async fn similar_get(State(st): Shared, q: Result<Query<SongIdQuery>, QueryRejection>, o: Result<Query<SimilarOpts>, QueryRejection>) -> ApiResult<Json<Value>> {
     let (Query(q), Query(o)) = (q?, o?);
     let row = row_of(&st.cat, &q.id)?;
     Ok(Json(recommend(&st, &[row], None, o)?))
 }
 
-async fn similar_post(State(st): St, body: Result<Json<SimilarPost>, JsonRejection>) -> ApiResult<Json<Value>> {
+async fn similar_post(State(st): Shared, body: Result<Json<SimilarPost>, JsonRejection>) -> ApiResult<Json<Value>> {
     let Json(b) = body?;
     let unique = unique_ids(&b.ids, st.cfg.max_ids)?;
     let rows = unique.iter().map(|id| row_of(&st.cat, id)).collect::<ApiResult<Vec<_>>>()?;
@@ -442,7 +442,7 @@ pub(crate) async fn receive_upload(
 }
 
 async fn similar_upload(
-    State(st): St,
+    State(st): Shared,
     q: Result<Query<UploadQ>, QueryRejection>,
     o: Result<Query<SimilarOpts>, QueryRejection>,
     body: Body,
@@ -498,7 +498,7 @@ fn taste_json(st: &AppState, t: &crate::TasteState) -> Value {
     })
 }
 
-async fn taste_get(State(st): St) -> ApiResult<Json<Value>> {
+async fn taste_get(State(st): Shared) -> ApiResult<Json<Value>> {
     let t = taste_state(&st)?;
     Ok(Json(taste_json(&st, &t)))
 }
@@ -511,7 +511,7 @@ struct MarkBody {
 }
 
 /// Marks a song, saves the profile (atomically) and retrains the model; answers as `GET /api/taste`.
-async fn taste_mark(State(st): St, body: Result<Json<MarkBody>, JsonRejection>) -> ApiResult<Json<Value>> {
+async fn taste_mark(State(st): Shared, body: Result<Json<MarkBody>, JsonRejection>) -> ApiResult<Json<Value>> {
     let Json(b) = body?;
     let row = row_of(&st.cat, &b.id)?;
     let mark = match b.mark.as_str() {
@@ -548,7 +548,7 @@ fn clusters_of(st: &AppState) -> ApiResult<&soundalike_index::Clustering> {
 }
 
 /// Every cluster's summary, and how k was chosen.
-async fn clusters(State(st): St) -> ApiResult<Json<Value>> {
+async fn clusters(State(st): Shared) -> ApiResult<Json<Value>> {
     let c = clusters_of(&st)?;
     Ok(Json(json!({
         "k": c.k, "method": c.method, "silhouette": c.silhouette, "fitted_songs": c.fitted_songs,
@@ -568,7 +568,7 @@ struct ClusterQ {
 }
 
 /// One cluster: its summary and songs, either nearest its centre or drawn at random.
-async fn cluster(State(st): St, q: Result<Query<ClusterQ>, QueryRejection>) -> ApiResult<Json<Value>> {
+async fn cluster(State(st): Shared, q: Result<Query<ClusterQ>, QueryRejection>) -> ApiResult<Json<Value>> {
     let Query(q) = q?;
     let c = clusters_of(&st)?;
     if q.id >= c.k {
@@ -599,7 +599,7 @@ async fn cluster(State(st): St, q: Result<Query<ClusterQ>, QueryRejection>) -> A
     })))
 }
 
-async fn map(State(st): St) -> Response {
+async fn map(State(st): Shared) -> Response {
     ([(header::CONTENT_TYPE, "application/json")], st.map_json.clone()).into_response()
 }
 
@@ -630,7 +630,7 @@ fn audio_path(st: &AppState, id: &str) -> Option<PathBuf> {
     (p.starts_with(root) && p.is_file()).then_some(p)
 }
 
-async fn audio(State(st): St, q: Result<Query<IdQ>, QueryRejection>, req: Request) -> ApiResult {
+async fn audio(State(st): Shared, q: Result<Query<SongIdQuery>, QueryRejection>, req: Request) -> ApiResult {
     let Query(q) = q?;
     // One answer for "not in the store", "outside the library" and "gone": nothing to learn by probing.
     let Some(path) = audio_path(&st, &q.id) else {

@@ -19,7 +19,7 @@ use soundalike_index::{Filters, SongRecord};
 use tower::ServiceExt;
 use tower_http::services::ServeFile;
 
-use crate::api::{audio_url, bad, receive_upload, unique_ids, with_limits, with_page, ApiError, ApiResult, IdQ, SearchQ, SimilarOpts, SimilarPost, Upload, UploadQ};
+use crate::api::{audio_url, bad, receive_upload, unique_ids, with_limits, with_page, ApiError, ApiResult, SongIdQuery, SearchQ, SimilarOpts, SimilarPost, Upload, UploadQ};
 use crate::{Embedder, ServerConfig};
 
 /// What the database server's handlers share.
@@ -34,7 +34,7 @@ pub struct DbState {
     pub(crate) uploads: Arc<tokio::sync::Semaphore>,
 }
 
-type St = State<Arc<DbState>>;
+type Shared = State<Arc<DbState>>;
 
 impl From<DbError> for ApiError {
     fn from(e: DbError) -> Self {
@@ -78,7 +78,7 @@ pub fn db_router(state: Arc<DbState>) -> Router {
         .route("/api/song", get(song))
         .route("/api/similar", get(similar_get).post(similar_post))
         .route("/api/similar/upload", post(similar_upload).layer(DefaultBodyLimit::max(upload_limit)))
-        .route("/api/map", get(|State(st): St| async move { ([(axum::http::header::CONTENT_TYPE, "application/json")], st.map_json.clone()).into_response() }))
+        .route("/api/map", get(|State(st): Shared| async move { ([(axum::http::header::CONTENT_TYPE, "application/json")], st.map_json.clone()).into_response() }))
         .route("/api/audio", get(audio))
         .route("/api/clusters", get(not_here))
         .route("/api/cluster", get(not_here))
@@ -96,7 +96,7 @@ fn summary(s: &DbSong) -> Value {
     json!({"id": s.id, "title": s.title, "artist": s.artist, "album": s.album, "genre": s.genre, "group": s.group, "cluster": null})
 }
 
-async fn health(State(st): St) -> Json<Value> {
+async fn health(State(st): Shared) -> Json<Value> {
     Json(json!({"status": "ok", "songs": st.songs, "db": st.db_url()}))
 }
 
@@ -106,7 +106,7 @@ impl DbState {
     }
 }
 
-async fn stats(State(st): St) -> Json<Value> {
+async fn stats(State(st): Shared) -> Json<Value> {
     let m = &st.db.meta;
     Json(json!({
         "songs": st.songs, "hours": 0.0, "model": m.model_name, "model_fingerprint": m.model_fingerprint, "dim": m.dim,
@@ -117,7 +117,7 @@ async fn stats(State(st): St) -> Json<Value> {
     }))
 }
 
-async fn search(State(st): St, q: Result<Query<SearchQ>, QueryRejection>) -> ApiResult<Json<Value>> {
+async fn search(State(st): Shared, q: Result<Query<SearchQ>, QueryRejection>) -> ApiResult<Json<Value>> {
     let Query(q) = q?;
     let found = st.db.search_text(&q.q, q.limit.unwrap_or(10).clamp(1, 100)).await?;
     Ok(Json(json!({"results": found.iter().map(summary).collect::<Vec<_>>()})))
@@ -127,7 +127,7 @@ async fn get_song(st: &DbState, id: &str) -> ApiResult<DbSong> {
     st.db.get(id).await?.ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no song with id {id:?} in this library")))
 }
 
-async fn song(State(st): St, q: Result<Query<IdQ>, QueryRejection>) -> ApiResult<Json<Value>> {
+async fn song(State(st): Shared, q: Result<Query<SongIdQuery>, QueryRejection>) -> ApiResult<Json<Value>> {
     let Query(q) = q?;
     let s = get_song(&st, &q.id).await?;
     let mut v = summary(&s);
@@ -179,13 +179,13 @@ async fn recommend(st: &DbState, seeds: &[DbSong], extra: Option<&[f32]>, o: Sim
     }))
 }
 
-async fn similar_get(State(st): St, q: Result<Query<IdQ>, QueryRejection>, o: Result<Query<SimilarOpts>, QueryRejection>) -> ApiResult<Json<Value>> {
+async fn similar_get(State(st): Shared, q: Result<Query<SongIdQuery>, QueryRejection>, o: Result<Query<SimilarOpts>, QueryRejection>) -> ApiResult<Json<Value>> {
     let (Query(q), Query(o)) = (q?, o?);
     let s = get_song(&st, &q.id).await?;
     Ok(Json(recommend(&st, &[s], None, o).await?))
 }
 
-async fn similar_post(State(st): St, body: Result<Json<SimilarPost>, JsonRejection>) -> ApiResult<Json<Value>> {
+async fn similar_post(State(st): Shared, body: Result<Json<SimilarPost>, JsonRejection>) -> ApiResult<Json<Value>> {
     let Json(b) = body?;
     let unique = unique_ids(&b.ids, st.cfg.max_ids)?;
     let mut seeds = Vec::new();
@@ -195,7 +195,7 @@ async fn similar_post(State(st): St, body: Result<Json<SimilarPost>, JsonRejecti
     Ok(Json(recommend(&st, &seeds, None, b.opts).await?))
 }
 
-async fn similar_upload(State(st): St, q: Result<Query<UploadQ>, QueryRejection>, o: Result<Query<SimilarOpts>, QueryRejection>, body: Body) -> ApiResult<Response> {
+async fn similar_upload(State(st): Shared, q: Result<Query<UploadQ>, QueryRejection>, o: Result<Query<SimilarOpts>, QueryRejection>, body: Body) -> ApiResult<Response> {
     let (Query(q), Query(o)) = (q?, o?);
     let (vector, shown) = match receive_upload(st.embedder.clone(), &st.uploads, &st.cfg, q.name.as_deref(), body).await? {
         Upload::Vector(v, n) => (v, n),
@@ -209,7 +209,7 @@ async fn similar_upload(State(st): St, q: Result<Query<UploadQ>, QueryRejection>
     Ok(Json(out).into_response())
 }
 
-async fn audio(State(st): St, q: Result<Query<IdQ>, QueryRejection>, req: Request) -> ApiResult {
+async fn audio(State(st): Shared, q: Result<Query<SongIdQuery>, QueryRejection>, req: Request) -> ApiResult {
     let Query(q) = q?;
     // One answer for "not in the library", "outside the library" and "gone": nothing to learn by probing.
     let none = || ApiError(StatusCode::NOT_FOUND, "no such song".into());

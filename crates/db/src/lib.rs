@@ -8,6 +8,18 @@
 //! library folder, vector precision) and `soundalike_songs`. Every push and every query checks the meta row
 //! against the store or the caller's model and refuses a mismatch. The URL's password is never printed
 //! ([`redact`]).
+//!
+//! ```no_run
+//! # async fn f() -> Result<(), soundalike_db::DbError> {
+//! use soundalike_db::{push, Db, DbCatalog, Precision};
+//! let store = soundalike_index::Store::open(std::path::Path::new("my-store")).unwrap();
+//! let db = Db::connect("postgres://me:secret@localhost/music", 4).await?;
+//! push(&db, &store, Precision::Half).await?;
+//! let cat = DbCatalog::open(db, Some(&store.header.model_fingerprint)).await?;
+//! let song = cat.resolve("Blue in Green").await?;
+//! let recs = cat.recommend(&cat.vector(&song.id).await?, 10, &Default::default()).await?;
+//! # Ok(()) }
+//! ```
 #![warn(missing_docs)]
 
 use std::collections::{HashMap, HashSet};

@@ -2,6 +2,16 @@
 //! compaction), exact cosine search, and an HNSW index (own construction on flat arrays, or hnsw_rs as the builder).
 //! Also the library's clusters (spherical k-means), its 2-D map (PCA) and a listener's taste (like/dislike
 //! classifiers on the song vectors). No machine-learning dependencies.
+//!
+//! ```
+//! use soundalike_index::{exact_search, kmeans, random_unit_vectors, KMeansOptions};
+//! let songs = random_unit_vectors(1000, 128, 7); // 1,000 song vectors, row-major
+//! let query = &songs[..128];
+//! let hits = exact_search(&songs, 128, query, 5, &|_| true);
+//! assert_eq!(hits[0].row, 0); // a song is most like itself
+//! let fit = kmeans(&songs, 128, &KMeansOptions { k: 8, ..Default::default() }).unwrap();
+//! assert_eq!(fit.assign.len(), 1000);
+//! ```
 #![warn(missing_docs)]
 
 mod ann;

@@ -1,5 +1,12 @@
 //! Music libraries as data: scanning folders, stable ids and content fingerprints, labels (CSV, folder,
-//! tags), song-level splits, and the compact tile cache. No machine-learning dependencies.
+//! tags), song-level splits, and the compact spectrogram cache. No machine-learning dependencies.
+//!
+//! ```no_run
+//! use soundalike_library::{load_catalog, scan_library, LabelOptions};
+//! let files = scan_library(std::path::Path::new("/music")).unwrap(); // every audio file, sorted by id
+//! let entries = load_catalog(&files, &LabelOptions::default()).unwrap(); // labels: CSV > folder > tag
+//! println!("{} songs; the first is {} ({:?})", files.len(), files[0].rel_path, entries[0].label);
+//! ```
 #![warn(missing_docs)]
 
 mod cache;

@@ -7,6 +7,14 @@
 //! Safety rules: binds to 127.0.0.1 unless told otherwise; audio is served only for songs in the store,
 //! only from inside the library folder (symlinks resolved first); uploads and request time are bounded;
 //! bad parameters get a 4xx with a JSON `{"error": ...}`, never a panic.
+//!
+//! ```no_run
+//! use soundalike_index::{AnnParams, Catalog, Method};
+//! use soundalike_server::{run, AppState, ServerConfig};
+//! let cat = Catalog::open(std::path::Path::new("my-store"), Method::Auto, &AnnParams::default()).unwrap();
+//! let state = AppState::new(cat, None, ServerConfig::default()).unwrap(); // no model: uploads off
+//! run(state, "127.0.0.1", 8080, |addr| println!("http://{addr}/")).unwrap();
+//! ```
 #![warn(missing_docs)]
 
 mod api;

@@ -38,9 +38,18 @@ fn shard_of(id: &str, n: usize) -> usize {
 }
 
 /// Embeds one file: decode, log-mel, tiles, network, mean, L2-normalise.
-pub fn embed_one(model: &LoadedModel, device: &soundalike_model::Device, f: &SongFile, e: &CatalogEntry) -> Result<soundalike_index::SongRecord, (String, String)> {
-    let fp = fingerprint_file(&f.path).map_err(|err| ("io".to_string(), err.to_string()))?;
-    let a = analyze_file(&f.path, &model.config.frontend).map_err(|err| (err.kind().to_string(), err.to_string()))?;
+/// Why one song could not be embedded (the batch goes on without it and lists it at the end).
+#[derive(Debug)]
+pub struct SongFailure {
+    /// A short class (`io`, `corrupt`, `too short`, ...), for the report's `kind`.
+    pub kind: String,
+    /// The message, naming the file.
+    pub reason: String,
+}
+
+pub fn embed_one(model: &LoadedModel, device: &soundalike_model::Device, f: &SongFile, e: &CatalogEntry) -> Result<soundalike_index::SongRecord, SongFailure> {
+    let fp = fingerprint_file(&f.path).map_err(|err| SongFailure { kind: "io".into(), reason: err.to_string() })?;
+    let a = analyze_file(&f.path, &model.config.frontend).map_err(|err| SongFailure { kind: err.kind().to_string(), reason: err.to_string() })?;
     let emb = model.embed_mel(&a.mel, device);
     let tags = &a.info.tags;
     Ok(soundalike_index::SongRecord {
@@ -140,7 +149,7 @@ pub fn embed(a: EmbedArgs) -> Result<ExitCode> {
                     store.put(rec)?;
                     embedded += 1;
                 }
-                Err((kind, why)) => {
+                Err(SongFailure { kind, reason: why }) => {
                     // A file that used to embed but is now broken leaves the store.
                     store.remove(&files[i].rel_path)?;
                     failed.push((files[i].rel_path.clone(), kind, why));

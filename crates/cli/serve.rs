@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::Result;
 use soundalike_index::{AnnParams, Catalog, Method};
-use soundalike_server::{AppState, Embedder, ServerConfig};
+use soundalike_server::{AppState, EmbedError, Embedder, ServerConfig};
 
 use crate::args::ServeArgs;
 use crate::embedder::FileEmbedder;
@@ -15,9 +15,9 @@ use crate::embedder::FileEmbedder;
 struct ModelEmbedder(Mutex<FileEmbedder>);
 
 impl Embedder for ModelEmbedder {
-    fn embed_file(&self, path: &Path) -> Result<Vec<f32>> {
-        let e = self.0.lock().map_err(|_| anyhow::anyhow!("the model is unavailable after an earlier failure"))?;
-        e.embed(path)
+    fn embed_file(&self, path: &Path) -> Result<Vec<f32>, EmbedError> {
+        let e = self.0.lock().map_err(|_| EmbedError("the model is unavailable after an earlier failure".into()))?;
+        e.embed(path).map_err(|e| EmbedError(format!("{e:#}")))
     }
 }
 

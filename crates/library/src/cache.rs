@@ -64,6 +64,8 @@ pub struct SpectrogramCache {
     dir: PathBuf,
     cfg: FrontendConfig,
     fp: String,
+    /// Whether an unreadable entry has been reported (once per cache).
+    warned: std::sync::atomic::AtomicBool,
 }
 
 impl SpectrogramCache {
@@ -77,7 +79,7 @@ impl SpectrogramCache {
         if !cfg_path.exists() {
             write_atomic(&cfg_path, &serde_json::to_vec_pretty(cfg).unwrap_or_default())?;
         }
-        Ok(SpectrogramCache { dir, cfg: cfg.clone(), fp })
+        Ok(SpectrogramCache { dir, cfg: cfg.clone(), fp, warned: Default::default() })
     }
 
     /// Settings of this cache.
@@ -109,7 +111,7 @@ impl SpectrogramCache {
             hi_db: hi,
             info: a.info.clone(),
         };
-        let h = serde_json::to_vec(&header).map_err(|e| LibraryError::Write(e.to_string()))?;
+        let h = serde_json::to_vec(&header).map_err(|e| LibraryError::Invalid(format!("cannot encode a cache header: {e}")))?;
         let mut bytes = Vec::with_capacity(16 + h.len() + q.len());
         bytes.extend_from_slice(MAGIC);
         bytes.extend_from_slice(&(h.len() as u32).to_le_bytes());
@@ -140,11 +142,19 @@ impl SpectrogramCache {
         Ok(CachedMel { mel: dequantise(&header, q), info: header.info })
     }
 
-    /// Loads `path` from the cache or computes it.
+    /// Loads `path` from the cache or computes it. An entry that is missing is computed quietly; one that
+    /// cannot be read or is damaged is computed again too, and the first such case is reported on stderr
+    /// (a cache folder gone read-only or damaged should not pass unnoticed).
     pub fn get_or_compute(&self, path: &Path, file_fp: &str) -> Result<CachedMel> {
         match self.load(file_fp) {
             Ok(c) => Ok(c),
-            Err(_) => self.compute(path, file_fp),
+            Err(LibraryError::Io { cause, .. }) if cause.kind() == std::io::ErrorKind::NotFound => self.compute(path, file_fp),
+            Err(e) => {
+                if !self.warned.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                    eprintln!("warning: spectrogram cache: {e}; computing it again (further cache problems are not reported)");
+                }
+                self.compute(path, file_fp)
+            }
         }
     }
 

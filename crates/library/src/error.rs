@@ -30,9 +30,14 @@ pub enum LibraryError {
     /// Bad options.
     #[error("{0}")]
     Invalid(String),
-    /// Writing failed.
-    #[error("{0}")]
-    Write(String),
+    /// Writing a file failed.
+    #[error("{path}: cannot write: {cause}")]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        cause: std::io::Error,
+    },
     /// Audio front-end error.
     #[error(transparent)]
     Audio(#[from] soundalike_audio::AudioError),

@@ -25,5 +25,5 @@ pub use soundalike_core::SplitMix64;
 
 /// Writes `bytes` to `path` atomically (temp file in the same folder + rename).
 pub fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
-    soundalike_audio::output::write_atomic(path, bytes).map_err(|e| LibraryError::Write(e.to_string()))
+    soundalike_core::write_atomic(path, bytes).map_err(|cause| LibraryError::Write { path: path.to_path_buf(), cause })
 }

@@ -425,7 +425,7 @@ pub(crate) async fn receive_upload(
         return Err(bad("the upload is empty"));
     }
     let shown = name.clone();
-    let vector = tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<f32>> {
+    let vector = tokio::task::spawn_blocking(move || -> Result<Vec<f32>, crate::EmbedError> {
         let _permit = permit;
         let _dir = dir;
         embedder.embed_file(&path)

@@ -35,8 +35,14 @@ pub use soundalike_index::pca_2d;
 /// Turns an audio file that is not in the library into a song vector comparable with the store's.
 pub trait Embedder: Send + Sync + 'static {
     /// The file's L2-normalised song vector, or why it cannot be read.
-    fn embed_file(&self, path: &Path) -> Result<Vec<f32>>;
+    fn embed_file(&self, path: &Path) -> Result<Vec<f32>, EmbedError>;
 }
+
+/// Why an uploaded file could not be embedded (the message names the file and the reason; it is shown to
+/// the user, with the upload's own name in place of the temporary file's).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct EmbedError(pub String);
 
 /// Limits and sizes.
 #[derive(Clone, Debug)]

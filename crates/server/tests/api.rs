@@ -8,7 +8,7 @@ use axum::body::{to_bytes, Body};
 use axum::http::{header, Request, StatusCode};
 use serde_json::{json, Value};
 use soundalike_index::{normalise, AnnParams, Catalog, Method, SongRecord, Store, StoreHeader, STORE_FORMAT_VERSION};
-use soundalike_server::{router, AppState, Embedder, ServerConfig, POST_HEADER};
+use soundalike_server::{router, AppState, EmbedError, Embedder, ServerConfig, POST_HEADER};
 use tower::ServiceExt;
 
 const TINY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../datasets/tiny");
@@ -17,10 +17,10 @@ const TINY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../datasets/tiny");
 struct FakeEmbedder;
 
 impl Embedder for FakeEmbedder {
-    fn embed_file(&self, path: &Path) -> anyhow::Result<Vec<f32>> {
-        let b = std::fs::read(path)?;
+    fn embed_file(&self, path: &Path) -> Result<Vec<f32>, EmbedError> {
+        let b = std::fs::read(path).map_err(|e| EmbedError(format!("{}: {e}", path.display())))?;
         if !(b.starts_with(b"ID3") || b.starts_with(&[0xFF])) {
-            anyhow::bail!("{}: not a supported audio file", path.display());
+            return Err(EmbedError(format!("{}: not a supported audio file", path.display())));
         }
         let mut v = vec![0f32; 8];
         v[0] = 1.0;
@@ -300,7 +300,7 @@ async fn the_page_is_self_contained() {
 struct SlowEmbedder;
 
 impl Embedder for SlowEmbedder {
-    fn embed_file(&self, _: &Path) -> anyhow::Result<Vec<f32>> {
+    fn embed_file(&self, _: &Path) -> Result<Vec<f32>, EmbedError> {
         std::thread::sleep(std::time::Duration::from_millis(1500));
         Ok(vec![1.0; 8])
     }

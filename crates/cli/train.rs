@@ -213,7 +213,8 @@ pub fn train(a: TrainArgs) -> Result<ExitCode> {
     };
     let steps_total = (train_set.len() * opts.crops_per_song).div_ceil(opts.batch_size) as u64;
     let pb = bar(steps_total, "epoch 1");
-    let summary = soundalike_model::train(&a.out, &cfg, &train_set, &val_set, &opts, a.resume, &device, &mut |p| match p {
+    let job = soundalike_model::TrainJob { out_dir: &a.out, config: &cfg, train: &train_set, val: &val_set, opts: &opts, resume: a.resume, device: &device };
+    let summary = soundalike_model::train(job, &mut |p| match p {
         Progress::Step { epoch, step, loss, accuracy, .. } => {
             pb.set_prefix(format!("epoch {epoch}/{}", opts.epochs));
             pb.set_position(step as u64);

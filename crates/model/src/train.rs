@@ -299,21 +299,30 @@ pub fn train_step(model: SoundNet, optim: &mut ModuleOptimizer, x: Tensor<4>, ta
     (net.net, loss, logits)
 }
 
-/// With `resume`, continues from `out_dir/checkpoint/state.json`: same options required; the result is the
-/// same as an uninterrupted run with the same seed (epoch-level determinism: every epoch's crops, masks
-/// and order derive from `(seed, epoch)`).
-#[allow(clippy::too_many_arguments)] // each is a distinct input; a builder would only rename them
-pub fn train(
-    out_dir: &Path,
-    config: &ModelConfig,
-    train_songs: &[LabelledSong],
-    val_songs: &[LabelledSong],
-    opts: &TrainOptions,
-    resume: bool,
-    device: &Device,
-    on: &mut dyn FnMut(Progress),
-    stop: &dyn Fn(usize) -> bool,
-) -> Result<TrainSummary> {
+/// One training run: where it writes, what it learns from, with which options, on which device.
+pub struct TrainJob<'a> {
+    /// The model folder written (its `checkpoint/` is what `resume` continues from).
+    pub out_dir: &'a Path,
+    /// Front end, architecture and labels.
+    pub config: &'a ModelConfig,
+    /// Training songs.
+    pub train: &'a [LabelledSong],
+    /// Validation songs (may be empty: the whole schedule runs and the last epoch is kept).
+    pub val: &'a [LabelledSong],
+    /// Schedule, heads and seeds.
+    pub opts: &'a TrainOptions,
+    /// Continue from the folder's checkpoint instead of starting afresh.
+    pub resume: bool,
+    /// Where to train.
+    pub device: &'a Device,
+}
+
+/// Trains `job`, reporting to `on` and stopping early when `stop(epoch)` says so. With `job.resume`,
+/// continues from `out_dir/checkpoint/state.json`: same options required; the result is the same as an
+/// uninterrupted run with the same seed (epoch-level determinism: every epoch's crops, masks and order
+/// derive from `(seed, epoch)`).
+pub fn train(job: TrainJob<'_>, on: &mut dyn FnMut(Progress), stop: &dyn Fn(usize) -> bool) -> Result<TrainSummary> {
+    let TrainJob { out_dir, config, train: train_songs, val: val_songs, opts, resume, device } = job;
     if train_songs.is_empty() {
         return Err(ModelError::Invalid("no training songs".into()));
     }

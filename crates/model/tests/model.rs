@@ -59,7 +59,7 @@ fn it_learns_a_separable_task_and_reports_honestly() {
     let dir = tempfile::tempdir().unwrap();
     let (train_set, val) = sets();
     let dev = Device::flex();
-    let s = train(dir.path(), &config(), &train_set, &val, &opts(4), false, &dev, &mut |_| {}, &|_| false).unwrap();
+    let s = train(TrainJob { out_dir: dir.path(), config: &config(), train: &train_set, val: &val, opts: &opts(4), resume: false, device: &dev }, &mut |_| {}, &|_| false).unwrap();
     assert_eq!(s.state.history.len(), 4);
     assert!(s.best_val.song_accuracy >= 0.9, "val song accuracy {}", s.best_val.song_accuracy);
     assert_eq!(s.best_val.n_songs, 10);
@@ -109,12 +109,12 @@ fn interrupted_then_resumed_equals_uninterrupted() {
     let (train_set, val) = sets();
     let dev = Device::flex();
     let full = tempfile::tempdir().unwrap();
-    train(full.path(), &config(), &train_set, &val, &opts(3), false, &dev, &mut |_| {}, &|_| false).unwrap();
+    train(TrainJob { out_dir: full.path(), config: &config(), train: &train_set, val: &val, opts: &opts(3), resume: false, device: &dev }, &mut |_| {}, &|_| false).unwrap();
     let cut = tempfile::tempdir().unwrap();
-    train(cut.path(), &config(), &train_set, &val, &opts(3), false, &dev, &mut |_| {}, &|e| e == 1).unwrap();
+    train(TrainJob { out_dir: cut.path(), config: &config(), train: &train_set, val: &val, opts: &opts(3), resume: false, device: &dev }, &mut |_| {}, &|e| e == 1).unwrap();
     let st: serde_json::Value = serde_json::from_slice(&std::fs::read(cut.path().join("checkpoint/state.json")).unwrap()).unwrap();
     assert_eq!(st["epochs_done"], 1);
-    let resumed = train(cut.path(), &config(), &train_set, &val, &opts(3), true, &dev, &mut |_| {}, &|_| false).unwrap();
+    let resumed = train(TrainJob { out_dir: cut.path(), config: &config(), train: &train_set, val: &val, opts: &opts(3), resume: true, device: &dev }, &mut |_| {}, &|_| false).unwrap();
     assert_eq!(resumed.state.epochs_done, 3);
     let h = |d: &std::path::Path| -> serde_json::Value {
         let v: serde_json::Value = serde_json::from_slice(&std::fs::read(d.join("checkpoint/state.json")).unwrap()).unwrap();
@@ -126,7 +126,7 @@ fn interrupted_then_resumed_equals_uninterrupted() {
     let (ea, eb) = (a.embed_mel(&val[3].mel, &dev), b.embed_mel(&val[3].mel, &dev));
     assert!(ea == eb, "resumed model computes something else");
     // Resuming with other options is refused.
-    let e = train(cut.path(), &config(), &train_set, &val, &opts(5), true, &dev, &mut |_| {}, &|_| false).err().unwrap();
+    let e = train(TrainJob { out_dir: cut.path(), config: &config(), train: &train_set, val: &val, opts: &opts(5), resume: true, device: &dev }, &mut |_| {}, &|_| false).err().unwrap();
     assert!(e.to_string().contains("other training options"), "{e}");
 }
 
@@ -136,7 +136,7 @@ fn mixed_up_model_dir_is_refused() {
     let (train_set, val) = sets();
     let dev = Device::flex();
     let d = tempfile::tempdir().unwrap();
-    train(d.path(), &config(), &train_set, &val, &opts(1), false, &dev, &mut |_| {}, &|_| false).unwrap();
+    train(TrainJob { out_dir: d.path(), config: &config(), train: &train_set, val: &val, opts: &opts(1), resume: false, device: &dev }, &mut |_| {}, &|_| false).unwrap();
     let cp = d.path().join("config.json");
     let mut cfg: serde_json::Value = serde_json::from_slice(&std::fs::read(&cp).unwrap()).unwrap();
     cfg["fingerprint"] = "0000000000000000".into();
@@ -176,7 +176,7 @@ fn inference_does_not_depend_on_the_rest_of_the_batch() {
     let dev = Device::flex();
     let d = tempfile::tempdir().unwrap();
     let (train_set, val) = sets();
-    train(d.path(), &config(), &train_set, &val, &opts(1), false, &dev, &mut |_| {}, &|_| false).unwrap();
+    train(TrainJob { out_dir: d.path(), config: &config(), train: &train_set, val: &val, opts: &opts(1), resume: false, device: &dev }, &mut |_| {}, &|_| false).unwrap();
     let m = load_model(d.path(), &dev).unwrap();
     let a = burn::tensor::Tensor::<4>::random([1, 1, 32, 32], burn::tensor::Distribution::Default, &dev);
     let b = burn::tensor::Tensor::<4>::random([3, 1, 32, 32], burn::tensor::Distribution::Normal(5.0, 3.0), &dev);
@@ -316,7 +316,7 @@ fn tag_and_group_heads_teach_the_embedding_and_are_not_saved() {
     let run = |tag_weight: f32, group_weight: f32, song_weight: f32, vec_weight: f32| {
         let dir = tempfile::tempdir().unwrap();
         let o = TrainOptions { tag_weight, group_weight, song_weight, vec_weight, ..opts(5) };
-        let s = train(dir.path(), &config(), &train_set, &val, &o, false, &dev, &mut |_| {}, &|_| false).unwrap();
+        let s = train(TrainJob { out_dir: dir.path(), config: &config(), train: &train_set, val: &val, opts: &o, resume: false, device: &dev }, &mut |_| {}, &|_| false).unwrap();
         let m = load_model(dir.path(), &dev).unwrap();
         assert_eq!(m.config.labels.len(), 2, "the saved model has the class head only");
         (separation(&m, &val, &attr, &dev), s, dir)
@@ -374,12 +374,12 @@ fn a_network_too_deep_for_its_tiles_is_refused_before_it_can_panic() {
     let cfg = ModelConfig::new("tiny", FrontendConfig { n_mels: 1, tile_frames: 32, tile_hop: 16, ..Default::default() }, small_arch(), vec!["a".into(), "b".into()], "x");
     let (train_set, val) = sets();
     let dir = tempfile::tempdir().unwrap();
-    let r = train(dir.path(), &cfg, &train_set, &val, &opts(1), false, &Device::flex(), &mut |_| {}, &|_| false);
+    let r = train(TrainJob { out_dir: dir.path(), config: &cfg, train: &train_set, val: &val, opts: &opts(1), resume: false, device: &Device::flex() }, &mut |_| {}, &|_| false);
     assert!(r.is_err_and(|e| e.to_string().contains("too small")));
     // And a saved config that asks for it is refused on load.
     let trained = config();
     let out = tempfile::tempdir().unwrap();
-    train(out.path(), &trained, &train_set, &val, &opts(1), false, &Device::flex(), &mut |_| {}, &|_| false).unwrap();
+    train(TrainJob { out_dir: out.path(), config: &trained, train: &train_set, val: &val, opts: &opts(1), resume: false, device: &Device::flex() }, &mut |_| {}, &|_| false).unwrap();
     let p = out.path().join("config.json");
     let mut v: serde_json::Value = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
     v["frontend"]["tile_frames"] = 2.into();

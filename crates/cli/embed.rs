@@ -10,11 +10,11 @@ use rayon::prelude::*;
 use serde_json::json;
 use soundalike_audio::analyze_file;
 use soundalike_index::{ShardInfo, Store, StoreHeader, StoreWriter, STORE_FORMAT_VERSION};
-use soundalike_library::{fingerprint_file, title_from_path, CatalogEntry, SongFile};
+use soundalike_library::{fingerprint_file, title_from_path, SongLabels, SongFile};
 use soundalike_model::LoadedModel;
 
 use crate::args::{EmbedArgs, ExportArgs, ExportFormat, MergeArgs};
-use crate::util::{bar, catalog, parse_shard};
+use crate::util::{bar, parse_shard, scan_with_labels};
 
 /// Above this share of the store, removing songs whose files are gone needs `--prune`.
 pub const PRUNE_GUARD: f64 = 0.2;
@@ -47,7 +47,7 @@ pub struct SongFailure {
     pub reason: String,
 }
 
-pub fn embed_one(model: &LoadedModel, device: &soundalike_model::Device, f: &SongFile, e: &CatalogEntry) -> Result<soundalike_index::SongRecord, SongFailure> {
+pub fn embed_one(model: &LoadedModel, device: &soundalike_model::Device, f: &SongFile, e: &SongLabels) -> Result<soundalike_index::SongRecord, SongFailure> {
     let fp = fingerprint_file(&f.path).map_err(|err| SongFailure { kind: "io".into(), reason: err.to_string() })?;
     let a = analyze_file(&f.path, &model.config.frontend).map_err(|err| SongFailure { kind: err.kind().to_string(), reason: err.to_string() })?;
     let emb = model.embed_mel(&a.mel, device);
@@ -72,7 +72,7 @@ pub fn embed(a: EmbedArgs) -> Result<ExitCode> {
     let t0 = Instant::now();
     let device = soundalike_model::device_from_name(&a.device)?;
     let model = soundalike_model::load_model(&a.model, &device).with_context(|| format!("cannot load model {}", a.model.display()))?;
-    let (files, entries) = catalog(&a.library, &a.labels, false)?;
+    let (files, entries) = scan_with_labels(&a.library, &a.labels, false)?;
     let shard = a.shard.as_deref().map(parse_shard).transpose()?;
     let mine: Vec<usize> = (0..files.len()).filter(|&i| shard.is_none_or(|(k, n)| shard_of(&files[i].rel_path, n) == k)).collect();
     // Only id -> (size, mtime, offset) per song is held while embedding; vectors stay on disk.

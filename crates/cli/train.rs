@@ -7,11 +7,11 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use serde_json::json;
-use soundalike_library::{split_songs, write_atomic, CatalogEntry, SongFile, SplitAssignment, SplitOptions, Splits, SpectrogramCache};
+use soundalike_library::{split_songs, write_atomic, SongLabels, SongFile, SplitAssignment, SplitOptions, Splits, SpectrogramCache};
 use soundalike_model::{eval::confusion_csv, ArchConfig, EvalReport, LabelledSong, ModelConfig, Progress, TrainOptions};
 
 use crate::args::{CacheArgs, EvaluateArgs, Preset, SplitArgs, SplitOpts, TrainArgs};
-use crate::util::{bar, catalog, frontend};
+use crate::util::{bar, scan_with_labels, frontend};
 
 /// Builds the cache for `files` with a progress bar; returns fingerprints (None = failed) and prints failures.
 fn build_cache(cache: &SpectrogramCache, files: &[SongFile]) -> Vec<Option<String>> {
@@ -32,7 +32,7 @@ pub fn cache(a: CacheArgs) -> Result<ExitCode> {
     Ok(if fps.iter().any(Option::is_none) { ExitCode::from(1) } else { ExitCode::SUCCESS })
 }
 
-fn make_splits(entries: &[CatalogEntry], s: &SplitOpts) -> Result<Splits> {
+fn make_splits(entries: &[SongLabels], s: &SplitOpts) -> Result<Splits> {
     let songs: Vec<(String, String, Option<String>)> =
         entries.iter().filter_map(|e| Some((e.rel_path.clone(), e.label.clone()?, e.group.clone()))).collect();
     if songs.is_empty() {
@@ -54,7 +54,7 @@ fn counts(splits: &Splits) -> serde_json::Value {
 }
 
 pub fn split(a: SplitArgs) -> Result<ExitCode> {
-    let (_, entries) = catalog(&a.library, &a.labels, true)?;
+    let (_, entries) = scan_with_labels(&a.library, &a.labels, true)?;
     let splits = make_splits(&entries, &a.split)?;
     write_atomic(&a.out, &serde_json::to_vec_pretty(&splits)?)?;
     println!("wrote {} ({})", a.out.display(), counts(&splits));
@@ -66,7 +66,7 @@ fn songs_for(
     part: SplitAssignment,
     splits: &Splits,
     files: &[SongFile],
-    entries: &[CatalogEntry],
+    entries: &[SongLabels],
     fps: &[Option<String>],
     cache: &SpectrogramCache,
     labels: &[String],
@@ -118,7 +118,7 @@ pub fn train(a: TrainArgs) -> Result<ExitCode> {
         arch.channels = ch.clone();
     }
     let device = soundalike_model::device_from_name(&a.device)?;
-    let (files, entries) = catalog(&a.library, &a.labels, true)?;
+    let (files, entries) = scan_with_labels(&a.library, &a.labels, true)?;
     let splits = make_splits(&entries, &a.split)?;
     std::fs::create_dir_all(&a.out).with_context(|| format!("cannot create {}", a.out.display()))?;
     write_atomic(&a.out.join("split.json"), &serde_json::to_vec_pretty(&splits)?)?;
@@ -320,7 +320,7 @@ pub fn evaluate(a: EvaluateArgs) -> Result<ExitCode> {
     let split_path = a.split.clone().unwrap_or_else(|| a.model.join("split.json"));
     let splits: Splits = serde_json::from_slice(&std::fs::read(&split_path).with_context(|| format!("cannot read split {}", split_path.display()))?)
         .with_context(|| format!("{}: not a split file", split_path.display()))?;
-    let (files, entries) = catalog(&a.library, &a.labels, true)?;
+    let (files, entries) = scan_with_labels(&a.library, &a.labels, true)?;
     let cache = SpectrogramCache::open(&a.cache, &model.config.frontend)?;
     let fps = build_cache(&cache, &files);
     let labels = &model.config.labels;

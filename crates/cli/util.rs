@@ -1,11 +1,11 @@
-//! Shared helpers: presets, progress bars, catalogs, shard specs.
+//! Shared helpers: presets, progress bars, scanning a library with its labels, shard specs.
 
 use std::path::Path;
 
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use soundalike_audio::FrontendConfig;
-use soundalike_library::{load_catalog, scan_library, CatalogEntry, LabelOptions, SongFile};
+use soundalike_library::{load_labels, scan_library, SongLabels, LabelOptions, SongFile};
 
 use crate::args::{LabelArgs, Preset};
 
@@ -31,7 +31,7 @@ pub fn bar(len: u64, what: &str) -> ProgressBar {
 /// Scans `library` and reads labels/metadata as the flags say.
 /// Files and what is known of them. With `tags`, songs without a CSV or folder label take their genre tag
 /// as the label (training, splits, evaluation); `embed` reads tags while decoding instead.
-pub fn catalog(library: &Path, labels: &LabelArgs, tags: bool) -> Result<(Vec<SongFile>, Vec<CatalogEntry>)> {
+pub fn scan_with_labels(library: &Path, labels: &LabelArgs, tags: bool) -> Result<(Vec<SongFile>, Vec<SongLabels>)> {
     let files = scan_library(library).with_context(|| format!("cannot scan library {}", library.display()))?;
     let opts = LabelOptions {
         csv: labels.labels.clone(),
@@ -39,7 +39,7 @@ pub fn catalog(library: &Path, labels: &LabelArgs, tags: bool) -> Result<(Vec<So
         group_column: labels.group_column.clone(),
         key_columns: vec![],
     };
-    let mut entries = load_catalog(&files, &opts)?;
+    let mut entries = load_labels(&files, &opts)?;
     if tags {
         soundalike_library::fill_tag_labels(&files, &mut entries);
     }

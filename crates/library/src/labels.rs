@@ -31,7 +31,7 @@ pub struct LabelOptions {
 
 /// What is known about one song before decoding it.
 #[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct CatalogEntry {
+pub struct SongLabels {
     /// Relative path (the song id).
     pub rel_path: String,
     /// Label, if known now (CSV or folder); tag labels are filled in after decoding.
@@ -54,15 +54,15 @@ fn norm(p: &str) -> String {
     p.replace('\\', "/").trim_start_matches("./").to_string()
 }
 
-/// Builds a catalog entry per file. Label precedence: CSV column > folder layout > the genre tag (filled by
+/// Reads each file's labels and metadata. Label precedence: CSV column > folder layout > the genre tag (filled by
 /// [`fill_tag_labels`]).
-pub fn load_catalog(files: &[SongFile], opts: &LabelOptions) -> Result<Vec<CatalogEntry>> {
-    let mut entries: Vec<CatalogEntry> = files
+pub fn load_labels(files: &[SongFile], opts: &LabelOptions) -> Result<Vec<SongLabels>> {
+    let mut entries: Vec<SongLabels> = files
         .iter()
         .map(|f| {
             let parts: Vec<&str> = f.rel_path.split('/').collect();
             let folder = (parts.len() >= 2).then(|| parts[0].to_string());
-            CatalogEntry {
+            SongLabels {
                 rel_path: f.rel_path.clone(),
                 label_source: folder.as_ref().map(|_| LabelSource::Folder),
                 label: folder,
@@ -138,7 +138,7 @@ pub fn load_catalog(files: &[SongFile], opts: &LabelOptions) -> Result<Vec<Catal
 /// Fills the label of every song that has none yet (no CSV row, not in a folder) from its genre tag (ID3
 /// TCON, Vorbis GENRE, MP4), reading only the tags, in parallel. Title, artist and album tags fill gaps too.
 /// Files whose tags cannot be read keep no label (they are reported when their audio is decoded).
-pub fn fill_tag_labels(files: &[SongFile], entries: &mut [CatalogEntry]) {
+pub fn fill_tag_labels(files: &[SongFile], entries: &mut [SongLabels]) {
     use rayon::prelude::*;
     let by_path: HashMap<&str, &SongFile> = files.iter().map(|f| (f.rel_path.as_str(), f)).collect();
     entries.par_iter_mut().filter(|e| e.label.is_none()).for_each(|e| {

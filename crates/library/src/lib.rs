@@ -2,9 +2,9 @@
 //! tags), song-level splits, and the compact spectrogram cache. No machine-learning dependencies.
 //!
 //! ```no_run
-//! use soundalike_library::{load_catalog, scan_library, LabelOptions};
+//! use soundalike_library::{load_labels, scan_library, LabelOptions};
 //! let files = scan_library(std::path::Path::new("/music")).unwrap(); // every audio file, sorted by id
-//! let entries = load_catalog(&files, &LabelOptions::default()).unwrap(); // labels: CSV > folder > tag
+//! let entries = load_labels(&files, &LabelOptions::default()).unwrap(); // labels: CSV > folder > tag
 //! println!("{} songs; the first is {} ({:?})", files.len(), files[0].rel_path, entries[0].label);
 //! ```
 #![warn(missing_docs)]
@@ -17,7 +17,7 @@ mod split;
 
 pub use cache::{frontend_fingerprint, CacheReport, CachedMel, SpectrogramCache, CACHE_FORMAT_VERSION};
 pub use error::{LibraryError, Result};
-pub use labels::{fill_tag_labels, load_catalog, title_from_path, CatalogEntry, LabelOptions, LabelSource};
+pub use labels::{fill_tag_labels, load_labels, title_from_path, SongLabels, LabelOptions, LabelSource};
 pub use scan::{component_id, fingerprint_file, scan_library, SongFile};
 pub use split::{split_songs, SplitAssignment, SplitOptions, Splits, SPLIT_FORMAT_VERSION};
 

@@ -45,7 +45,7 @@ fn csv_label_beats_folder_label() {
     // Keyed by a path rooted one level higher than the library, like a data set's manifest.
     std::fs::write(&csv, "file,genre_label,title,artist,source\nmusic/ambient/Art.mp3,jazz,Art Piece,Some Artist,hedgewars\n").unwrap();
     let opts = LabelOptions { csv: Some(csv), label_column: Some("genre_label".into()), group_column: Some("source".into()), key_columns: vec![] };
-    let cat = load_catalog(&files, &opts).unwrap();
+    let cat = load_labels(&files, &opts).unwrap();
     let art = cat.iter().find(|e| e.rel_path == "ambient/Art.mp3").unwrap();
     assert_eq!(art.label.as_deref(), Some("jazz"));
     assert_eq!(art.label_source, Some(LabelSource::Csv));
@@ -56,7 +56,7 @@ fn csv_label_beats_folder_label() {
     assert_eq!(beach.label_source, Some(LabelSource::Folder));
     // A missing label column is a clear error naming the CSV.
     let bad = LabelOptions { label_column: Some("nope".into()), ..opts };
-    let e = load_catalog(&files, &bad).unwrap_err().to_string();
+    let e = load_labels(&files, &bad).unwrap_err().to_string();
     assert!(e.contains("labels.csv") && e.contains("nope"), "{e}");
 }
 
@@ -110,7 +110,7 @@ fn tiny_manifest_labels_every_clip() {
     let files = scan_library(&tiny()).unwrap();
     assert_eq!(files.len(), 30);
     let opts = LabelOptions { csv: Some(tiny().join("tracks.csv")), label_column: Some("teacher_genre".into()), group_column: Some("source".into()), key_columns: vec![] };
-    let cat = load_catalog(&files, &opts).unwrap();
+    let cat = load_labels(&files, &opts).unwrap();
     assert!(cat.iter().all(|e| e.label_source == Some(LabelSource::Csv) && e.group.is_some()), "{cat:?}");
 }
 
@@ -183,7 +183,7 @@ fn genre_tags_label_songs_that_have_no_csv_or_folder_label() {
     std::fs::create_dir_all(d.path().join("techno")).unwrap();
     std::fs::copy(data("tagged.mp3"), d.path().join("techno/e.mp3")).unwrap();
     let files = scan_library(d.path()).unwrap();
-    let mut cat = load_catalog(&files, &LabelOptions::default()).unwrap();
+    let mut cat = load_labels(&files, &LabelOptions::default()).unwrap();
     assert!(cat.iter().filter(|e| e.rel_path != "techno/e.mp3").all(|e| e.label.is_none()));
     fill_tag_labels(&files, &mut cat);
     let get = |id: &str| cat.iter().find(|e| e.rel_path == id).unwrap().clone();

@@ -82,6 +82,22 @@ impl SplitMix64 {
     pub fn unit(&mut self) -> f32 {
         (self.next_u64() >> 40) as f32 / (1u64 << 24) as f32
     }
+    /// Uniform in `[0, 1)` with 53 bits.
+    pub fn unit_f64(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+    /// `k` distinct indices out of `0..n` (all of them if `k >= n`), in random order: a partial
+    /// Fisher-Yates shuffle.
+    pub fn sample(&mut self, n: usize, k: usize) -> Vec<usize> {
+        let mut all: Vec<usize> = (0..n).collect();
+        let k = k.min(n);
+        for i in 0..k {
+            let j = i + self.below(n - i);
+            all.swap(i, j);
+        }
+        all.truncate(k);
+        all
+    }
     /// Fisher-Yates shuffle.
     pub fn shuffle<T>(&mut self, v: &mut [T]) {
         for i in (1..v.len()).rev() {
@@ -121,7 +137,14 @@ mod tests {
         s.sort();
         assert_eq!(s, (0..50).collect::<Vec<_>>());
         assert_ne!(v, s);
-        assert!((0..1000).all(|_| r.unit() < 1.0));
+        assert!((0..1000).all(|_| r.unit() < 1.0 && r.unit_f64() < 1.0));
+        let picked = SplitMix64(3).sample(100, 10);
+        let mut d = picked.clone();
+        d.sort();
+        d.dedup();
+        assert_eq!((picked.len(), d.len()), (10, 10));
+        assert!(picked.iter().all(|&i| i < 100));
+        assert_eq!(SplitMix64(3).sample(5, 9).len(), 5);
         assert_eq!(r.below(0), 0);
     }
 

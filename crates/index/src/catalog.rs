@@ -355,11 +355,9 @@ impl Catalog {
 
     /// `k` rows drawn at random (seeded) from the songs in `clusters`, leaving out `exclude` ids.
     pub fn random_in_clusters(&self, clusters: &[u32], k: usize, exclude: &[String], seed: u64) -> Vec<usize> {
-        use rand::SeedableRng;
         let pool: Vec<usize> =
             (0..self.songs.len()).filter(|&r| self.cluster_of(r).is_some_and(|c| clusters.contains(&c)) && !exclude.contains(&self.songs[r].id)).collect();
-        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
-        let mut picked: Vec<usize> = rand::seq::index::sample(&mut rng, pool.len(), k.min(pool.len())).into_iter().map(|i| pool[i]).collect();
+        let mut picked: Vec<usize> = soundalike_core::SplitMix64(seed).sample(pool.len(), k).into_iter().map(|i| pool[i]).collect();
         picked.sort_unstable();
         picked
     }

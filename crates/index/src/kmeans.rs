@@ -3,8 +3,7 @@
 //! silhouette). Deterministic for a seed, whatever the number of threads: every sum is taken over fixed
 //! chunks of rows and the chunks are added in order.
 
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
+use soundalike_core::SplitMix64;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -100,7 +99,7 @@ fn check(data: &[f32], dim: usize, k: usize) -> Result<usize> {
 pub fn kmeans(data: &[f32], dim: usize, opts: &KMeansOptions) -> Result<KMeansFit> {
     let n = check(data, dim, opts.k)?;
     let run = |r: usize| {
-        let mut rng = ChaCha8Rng::seed_from_u64(opts.seed.wrapping_add((r as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)));
+        let mut rng = SplitMix64(opts.seed.wrapping_add((r as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)));
         let init = kmeans_pp(data, dim, opts.k, &mut rng);
         if n > opts.mini_batch_above { mini_batch(data, dim, init, opts, &mut rng) } else { lloyd(data, dim, init, opts) }
     };
@@ -116,11 +115,11 @@ pub fn kmeans(data: &[f32], dim: usize, opts: &KMeansOptions) -> Result<KMeansFi
 
 /// k-means++ seeding: the first centre uniformly, each next one with probability proportional to the
 /// squared distance to the nearest centre chosen so far (`2 - 2 cos` for unit vectors).
-fn kmeans_pp(data: &[f32], dim: usize, k: usize, rng: &mut ChaCha8Rng) -> Vec<f32> {
+fn kmeans_pp(data: &[f32], dim: usize, k: usize, rng: &mut SplitMix64) -> Vec<f32> {
     let n = data.len() / dim;
     let row = |i: usize| &data[i * dim..(i + 1) * dim];
     let mut centres = Vec::with_capacity(k * dim);
-    centres.extend_from_slice(row(rng.random_range(0..n)));
+    centres.extend_from_slice(row(rng.below(n)));
     let mut d2: Vec<f32> = vec![f32::INFINITY; n];
     for c in 1..k {
         let last = &centres[(c - 1) * dim..c * dim];
@@ -133,9 +132,9 @@ fn kmeans_pp(data: &[f32], dim: usize, k: usize, rng: &mut ChaCha8Rng) -> Vec<f3
         let total: f64 = d2.par_chunks(CHUNK).map(|c| c.iter().map(|&x| x as f64).sum::<f64>()).collect::<Vec<f64>>().iter().sum();
         let pick = if total <= 0.0 {
             // Every row coincides with a centre already: take any row not yet a centre's twin.
-            rng.random_range(0..n)
+            rng.below(n)
         } else {
-            let mut target = rng.random::<f64>() * total;
+            let mut target = rng.unit_f64() * total;
             let mut pick = n - 1;
             for (i, &x) in d2.iter().enumerate() {
                 target -= x as f64;
@@ -243,7 +242,7 @@ fn lloyd(data: &[f32], dim: usize, mut centroids: Vec<f32>, opts: &KMeansOptions
     KMeansFit { k, dim, centroids, assign, inertia, iterations, mini_batch: false }
 }
 
-fn mini_batch(data: &[f32], dim: usize, mut centroids: Vec<f32>, opts: &KMeansOptions, rng: &mut ChaCha8Rng) -> KMeansFit {
+fn mini_batch(data: &[f32], dim: usize, mut centroids: Vec<f32>, opts: &KMeansOptions, rng: &mut SplitMix64) -> KMeansFit {
     let n = data.len() / dim;
     let k = centroids.len() / dim;
     let b = opts.batch_size.clamp(1, n);
@@ -254,7 +253,7 @@ fn mini_batch(data: &[f32], dim: usize, mut centroids: Vec<f32>, opts: &KMeansOp
     let mut last_shift = f64::INFINITY;
     for _ in 0..opts.max_iter {
         iterations += 1;
-        let batch: Vec<usize> = (0..b).map(|_| rng.random_range(0..n)).collect();
+        let batch: Vec<usize> = (0..b).map(|_| rng.below(n)).collect();
         let near: Vec<usize> = batch.par_iter().map(|&i| nearest_centroid(&centroids, dim, &data[i * dim..(i + 1) * dim]).0).collect();
         let before = centroids.clone();
         for (&i, &c) in batch.iter().zip(&near) {
@@ -295,8 +294,8 @@ pub fn silhouette(data: &[f32], dim: usize, assign: &[u32], k: usize, sample: us
     let rows: Vec<usize> = if n <= sample {
         (0..n).collect()
     } else {
-        let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5111_0e77e);
-        rand::seq::index::sample(&mut rng, n, sample).into_vec()
+        let mut rng = SplitMix64(seed ^ 0x5111_0e77e);
+        rng.sample(n, sample)
     };
     let m = rows.len();
     let scores: Vec<f64> = rows
@@ -399,8 +398,8 @@ pub fn choose_k(data: &[f32], dim: usize, ks: std::ops::RangeInclusive<usize>, o
     let n = check(data, dim, hi)?;
     let sample: Vec<f32>;
     let data = if n > curve_rows {
-        let mut rng = ChaCha8Rng::seed_from_u64(opts.seed ^ 0xc0_ffee);
-        let mut idx = rand::seq::index::sample(&mut rng, n, curve_rows).into_vec();
+        let mut rng = SplitMix64(opts.seed ^ 0xc0_ffee);
+        let mut idx = rng.sample(n, curve_rows);
         idx.sort_unstable();
         sample = idx.iter().flat_map(|&i| data[i * dim..(i + 1) * dim].iter().copied()).collect();
         &sample[..]

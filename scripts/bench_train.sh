@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Training and inference throughput: soundalike (burn, flex CPU backend, with soundalike's CPU kernels for
-# the conv blocks in training, cpu_ops.rs; for inference also its fused CPU path, engine.rs, which embedding
+# the conv blocks in training, fast/cpu_train.rs; for inference also its fused CPU path, fast/cpu_infer.rs, which embedding
 # uses) and the same network in PyTorch
 # (CPU), on the same real tiles, same batch, same thread count, back to back in one run; peak memory of
 # each (every measurement in its own process).

@@ -63,12 +63,12 @@ pub enum AudioError {
     #[error("invalid front-end config: {0}")]
     Config(String),
     /// Writing an output (npy/png) failed.
-    #[error("{path}: cannot write: {reason}")]
+    #[error("{path}: cannot write: {cause}")]
     Write {
         /// The output file.
         path: PathBuf,
-        /// Why.
-        reason: String,
+        /// Why: the operating system's error, or the encoder's wrapped as one (part of the message).
+        cause: std::io::Error,
     },
 }
 

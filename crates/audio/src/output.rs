@@ -4,8 +4,8 @@ use std::path::Path;
 
 use crate::{AudioError, LogMel, Result, Tiles};
 
-fn write_err(path: &Path, e: impl std::fmt::Display) -> AudioError {
-    AudioError::Write { path: path.to_path_buf(), reason: e.to_string() }
+fn write_err(path: &Path, cause: std::io::Error) -> AudioError {
+    AudioError::Write { path: path.to_path_buf(), cause }
 }
 
 /// Writes `bytes` to `path` atomically ([`soundalike_core::write_atomic`]: temp file, fsync, rename, fsync
@@ -49,14 +49,14 @@ fn grey(rows: usize, cols: usize, data: &[f32]) -> image::GrayImage {
 
 fn save_png(path: &Path, img: &image::GrayImage) -> Result<()> {
     let mut bytes = Vec::new();
-    img.write_to(&mut std::io::Cursor::new(&mut bytes), image::ImageFormat::Png).map_err(|e| write_err(path, e))?;
+    img.write_to(&mut std::io::Cursor::new(&mut bytes), image::ImageFormat::Png).map_err(|e| write_err(path, std::io::Error::other(e)))?;
     write_atomic(path, &bytes)
 }
 
 /// Writes the whole spectrogram as a greyscale PNG (width = frames, height = mel bands).
 pub fn write_png(path: &Path, mel: &LogMel) -> Result<()> {
     if mel.n_frames == 0 || mel.n_mels == 0 {
-        return Err(write_err(path, "empty spectrogram"));
+        return Err(write_err(path, std::io::Error::other("empty spectrogram")));
     }
     save_png(path, &grey(mel.n_mels, mel.n_frames, &mel.data))
 }

@@ -3,13 +3,13 @@ use std::path::PathBuf;
 /// Errors of the store and index.
 #[derive(Debug, thiserror::Error)]
 pub enum IndexError {
-    /// File system trouble, naming the path.
-    #[error("{path}: {reason}")]
+    /// File system trouble (or a file that cannot be encoded or decoded), naming the path.
+    #[error("{path}: {cause}")]
     Io {
         /// Path.
         path: PathBuf,
-        /// Why.
-        reason: String,
+        /// Why: the operating system's error, or the encoder's wrapped as one (part of the message).
+        cause: std::io::Error,
     },
     /// A store or index made by another model, format version or settings.
     #[error("{path}: {reason}")]
@@ -38,6 +38,35 @@ pub enum IndexError {
 /// Result alias.
 pub type Result<T, E = IndexError> = std::result::Result<T, E>;
 
-pub(crate) fn io_err(path: &std::path::Path, e: impl std::fmt::Display) -> IndexError {
-    IndexError::Io { path: path.to_path_buf(), reason: e.to_string() }
+pub(crate) fn io_err(path: &std::path::Path, e: impl IntoCause) -> IndexError {
+    IndexError::Io { path: path.to_path_buf(), cause: e.into_cause() }
+}
+
+/// What can be the cause of an [`IndexError::Io`]: an `io::Error` as it is, anything else wrapped in one.
+pub(crate) trait IntoCause {
+    fn into_cause(self) -> std::io::Error;
+}
+
+impl IntoCause for std::io::Error {
+    fn into_cause(self) -> std::io::Error {
+        self
+    }
+}
+
+impl IntoCause for serde_json::Error {
+    fn into_cause(self) -> std::io::Error {
+        std::io::Error::other(self)
+    }
+}
+
+impl IntoCause for String {
+    fn into_cause(self) -> std::io::Error {
+        std::io::Error::other(self)
+    }
+}
+
+impl IntoCause for &str {
+    fn into_cause(self) -> std::io::Error {
+        std::io::Error::other(self.to_string())
+    }
 }

@@ -575,7 +575,7 @@ fn check_lines(dir: &Path, header: &StoreHeader, split: bool) -> Result<(Journal
 fn read_header(dir: &Path) -> Result<StoreHeader> {
     let hp = Store::header_path(dir);
     let b = std::fs::read(&hp)
-        .map_err(|e| IndexError::Io { path: hp.clone(), reason: format!("not a soundalike store ({e}); make one with `soundalike embed`") })?;
+        .map_err(|e| io_err(&hp, format!("not a soundalike store ({e}); make one with `soundalike embed`")))?;
     let header: StoreHeader = serde_json::from_slice(&b).map_err(|e| IndexError::Incompatible { path: hp.clone(), reason: e.to_string() })?;
     if header.format_version != STORE_FORMAT_VERSION {
         return Err(IndexError::Incompatible {

@@ -68,23 +68,19 @@ pub fn query(a: QueryArgs) -> Result<ExitCode> {
         for q in &a.songs {
             seeds.push(cat.resolve(q).await?);
         }
-        let mut vectors = Vec::new();
-        for s in &seeds {
-            vectors.push(cat.vector(&s.id).await?);
-        }
-        Ok::<_, soundalike_db::DbError>((cat.meta.clone(), seeds, vectors, cat))
+        Ok::<_, soundalike_db::DbError>((cat.meta.clone(), seeds, cat))
     });
-    let (meta, seeds, mut vectors, cat) = recs?;
+    let (meta, seeds, cat) = recs?;
+    let mut extra = Vec::new();
     let mut describe: Vec<String> = seeds.iter().map(|s| format!("{} ({})", s.title, s.id)).collect();
     if let Some(file) = &a.file {
         let model_dir = a.model.clone().unwrap_or_else(|| Path::new("models").join(&meta.model_name));
         let embedder = crate::embedder::FileEmbedder::load(&model_dir, &meta.model_fingerprint, &meta.model_name)?;
-        vectors.push(embedder.embed(file)?);
+        extra.push(embedder.embed(file)?);
         describe.push(file.display().to_string());
     }
-    let mut query = vec![0f32; meta.dim];
-    vectors.iter().for_each(|v| query.iter_mut().zip(v).for_each(|(q, x)| *q += x));
-    soundalike_index::normalise(&mut query);
+    let ids: Vec<&str> = seeds.iter().map(|s| s.id.as_str()).collect();
+    let query = rt.block_on(cat.centroid(&ids, &extra.iter().map(Vec::as_slice).collect::<Vec<_>>()))?;
     let records: Vec<SongRecord> = seeds.iter().map(|s| s.record()).collect();
     let refs: Vec<&SongRecord> = records.iter().collect();
     let filters = Filters::around(&refs, crate::args::around(&a));

@@ -128,7 +128,7 @@ pub fn query(a: QueryArgs) -> Result<ExitCode> {
         // The query's clusters: each seed song's, and a new file's nearest.
         let mut cs: Vec<u32> = seeds.iter().filter_map(|&r| cat.cluster_of(r)).collect();
         if let Some(c) = &clustering {
-            cs.extend(extra.iter().map(|v| soundalike_index::nearest_centroid(&c.centroids.concat(), c.dim, v).0 as u32));
+            cs.extend(extra.iter().map(|v| c.nearest(v)));
         }
         cs.sort_unstable();
         cs.dedup();

@@ -636,6 +636,18 @@ impl DbCatalog {
         Ok(row.get::<_, pgvector::Vector>(0).to_vec())
     }
 
+    /// The query vector of a request: the L2-normalised sum of the stored vectors of the songs `ids` and of
+    /// `extra` vectors (a new file), as [`soundalike_index::Catalog::centroid`] makes it from a store.
+    pub async fn centroid(&self, ids: &[&str], extra: &[&[f32]]) -> Result<Vec<f32>> {
+        let mut q = vec![0f32; self.meta.dim];
+        for id in ids {
+            self.vector(id).await?.iter().zip(q.iter_mut()).for_each(|(x, a)| *a += x);
+        }
+        extra.iter().for_each(|v| v.iter().zip(q.iter_mut()).for_each(|(x, a)| *a += x));
+        soundalike_index::normalise(&mut q);
+        Ok(q)
+    }
+
     /// The `k` songs most similar to `query` that pass `f` (all of [`Filters`] but clusters): a filtered
     /// HNSW search with iterative scans, an exact scan when it still returns fewer than k, then the
     /// per-album cap.

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::error::io_err;
-use crate::kmeans::{nearest_centroid, KChoice, KMeansFit};
+use crate::kmeans::{KChoice, KMeansFit};
 use crate::store::{read_if_exists, write_atomic};
 use crate::{dot, IndexError, Result, SongRecord, StoreHeader};
 
@@ -228,11 +228,23 @@ impl Clustering {
         self.members.binary_search_by(|m| m.id.as_str().cmp(id)).ok().map(|i| self.members[i].cluster)
     }
 
+    /// The cluster whose centroid is most similar to `vector`.
+    pub fn nearest(&self, vector: &[f32]) -> u32 {
+        let mut best = (0, f32::NEG_INFINITY);
+        for (c, centre) in self.centroids.iter().enumerate() {
+            let s = dot(centre, vector);
+            if s > best.1 {
+                best = (c, s);
+            }
+        }
+        best.0 as u32
+    }
+
     /// The cluster of a song: its member's, when placed with this content, else its nearest centroid.
     pub fn place(&self, id: &str, fingerprint: &str, vector: &[f32]) -> u32 {
         match self.members.binary_search_by(|m| m.id.as_str().cmp(id)) {
             Ok(i) if self.members[i].fingerprint == fingerprint => self.members[i].cluster,
-            _ => nearest_centroid(&self.centroids.concat(), self.dim, vector).0 as u32,
+            _ => self.nearest(vector),
         }
     }
 
@@ -242,7 +254,6 @@ impl Clustering {
     pub fn refresh(&mut self, header: &StoreHeader, songs: &[&SongRecord]) -> Staleness {
         let old: HashMap<&str, &Member> = self.members.iter().map(|m| (m.id.as_str(), m)).collect();
         let mut now = Staleness::default();
-        let flat: Vec<f32> = self.centroids.concat();
         let mut members = Vec::with_capacity(songs.len());
         for s in songs {
             match old.get(s.id.as_str()) {
@@ -253,7 +264,7 @@ impl Clustering {
                     } else {
                         now.added += 1;
                     }
-                    let c = nearest_centroid(&flat, self.dim, &s.vector).0 as u32;
+                    let c = self.nearest(&s.vector);
                     members.push(Member { id: s.id.clone(), fingerprint: s.fingerprint.clone(), cluster: c, late: true });
                 }
             }

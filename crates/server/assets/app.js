@@ -99,27 +99,8 @@ function render(res) {
   const ol = $("results");
   ol.innerHTML = "";
   for (const r of res.results) {
-    const li = document.createElement("li");
+    const li = songItem(r, { score: true, group: true });
     li.className = "result";
-    li.dataset.id = r.id;
-    const btn = document.createElement("button");
-    btn.className = "play";
-    btn.title = "play";
-    btn.textContent = "▶";
-    btn.onclick = () => play(r.id, r.title);
-    btn.disabled = !previews;
-    const score = document.createElement("span");
-    score.className = "score";
-    score.textContent = r.score.toFixed(3);
-    const a = document.createElement("a");
-    a.href = "#";
-    a.textContent = r.title;
-    a.title = "songs like this one";
-    a.onclick = (e) => { e.preventDefault(); showSimilar(r.id); };
-    const meta = document.createElement("span");
-    meta.className = "muted";
-    meta.textContent = " " + [r.artist, r.genre, r.group].filter(Boolean).join(" · ");
-    li.append(btn, score, a, meta, ...markButtons(r.id));
     ol.append(li);
   }
   if (!res.results.length) ol.innerHTML = "<li class='muted'>no song passes these filters</li>";
@@ -131,7 +112,9 @@ function render(res) {
   if (clusters && query.cluster !== undefined && query.cluster !== null) showCluster(query.cluster, false);
 }
 
-function songItem(r) {
+// A song as a list item: play button, (its score,) title linking to its neighbours, artist and genre (and
+// group), like/dislike buttons.
+function songItem(r, opts = {}) {
   const li = document.createElement("li");
   li.dataset.id = r.id;
   const btn = document.createElement("button");
@@ -140,6 +123,13 @@ function songItem(r) {
   btn.textContent = "▶";
   btn.onclick = () => play(r.id, r.title);
   btn.disabled = !previews;
+  const parts = [btn];
+  if (opts.score) {
+    const score = document.createElement("span");
+    score.className = "score";
+    score.textContent = r.score.toFixed(3);
+    parts.push(score);
+  }
   const a = document.createElement("a");
   a.href = "#";
   a.textContent = r.title;
@@ -147,8 +137,8 @@ function songItem(r) {
   a.onclick = (e) => { e.preventDefault(); showSimilar(r.id); };
   const meta = document.createElement("span");
   meta.className = "muted";
-  meta.textContent = " " + [r.artist, r.genre].filter(Boolean).join(" · ");
-  li.append(btn, a, meta, ...markButtons(r.id));
+  meta.textContent = " " + [r.artist, r.genre, opts.group ? r.group : null].filter(Boolean).join(" · ");
+  li.append(...parts, a, meta, ...markButtons(r.id));
   return li;
 }
 

@@ -311,7 +311,7 @@ fn recommend(st: &AppState, rows: &[usize], extra: Option<&[f32]>, o: SimilarOpt
             Some(n) => vec![n as u32],
             None => {
                 let mut cs: Vec<u32> = rows.iter().filter_map(|&r| cat.cluster_of(r)).collect();
-                cs.extend(extra.iter().map(|v| soundalike_index::nearest_centroid(&c.centroids.concat(), c.dim, v).0 as u32));
+                cs.extend(extra.iter().map(|v| c.nearest(v)));
                 cs.sort_unstable();
                 cs.dedup();
                 cs
@@ -610,34 +610,51 @@ pub(crate) fn map_json(cat: &Catalog, max_points: usize) -> anyhow::Result<Vec<u
     let rows: Vec<usize> = (0..n).step_by(step).collect();
     let mut m = Vec::with_capacity(rows.len() * cat.header.dim);
     rows.iter().for_each(|&r| m.extend_from_slice(&cat.vector(r)));
-    let pts = crate::pca_2d(&m, cat.header.dim);
-    let points: Vec<Value> = rows
-        .iter()
-        .zip(&pts)
-        .map(|(&r, p)| {
-            let s = &cat.songs()[r];
-            json!({"id": s.id, "title": s.title, "genre": s.genre, "cluster": cat.cluster_of(r), "x": p[0], "y": p[1]})
-        })
-        .collect();
-    Ok(serde_json::to_vec(&json!({"songs": n, "sampled": rows.len() < n, "points": points}))?)
+    let points = rows.iter().map(|&r| {
+        let s = &cat.songs()[r];
+        json!({"id": s.id, "title": s.title, "genre": s.genre, "cluster": cat.cluster_of(r)})
+    });
+    map_bytes(points.collect(), &m, cat.header.dim, n)
 }
 
-/// The song's file, if it is in the store and really inside the library folder.
-fn audio_path(st: &AppState, id: &str) -> Option<PathBuf> {
-    st.cat.row(id)?;
-    let root = st.root.as_ref()?;
+/// The map's JSON for sampled songs (`points`: each song's `id`, `title`, `genre`, `cluster`) with their
+/// vectors (row-major, `dim` wide) in a library of `songs`: each point placed at the first two principal
+/// components. Shared by the store's and the database's servers.
+pub(crate) fn map_bytes(points: Vec<Value>, vectors: &[f32], dim: usize, songs: usize) -> anyhow::Result<Vec<u8>> {
+    let pts = crate::pca_2d(vectors, dim);
+    let points: Vec<Value> = points
+        .into_iter()
+        .zip(&pts)
+        .map(|(mut v, p)| {
+            v["x"] = json!(p[0]);
+            v["y"] = json!(p[1]);
+            v
+        })
+        .collect();
+    Ok(serde_json::to_vec(&json!({"songs": songs, "sampled": points.len() < songs, "points": points}))?)
+}
+
+/// `id`'s file under the library folder `root` (canonical), only if it resolves (symlinks followed) to a
+/// file inside it.
+pub(crate) fn file_in_library(root: &std::path::Path, id: &str) -> Option<PathBuf> {
     let p = std::fs::canonicalize(root.join(id)).ok()?;
     (p.starts_with(root) && p.is_file()).then_some(p)
 }
 
-async fn audio(State(st): Shared, q: Result<Query<SongIdQuery>, QueryRejection>, req: Request) -> ApiResult {
-    let Query(q) = q?;
-    // One answer for "not in the store", "outside the library" and "gone": nothing to learn by probing.
-    let Some(path) = audio_path(&st, &q.id) else {
+/// Serves a song's file (ranges and all), or one 404 for "not in the library", "outside the library" and
+/// "gone": nothing to learn by probing.
+pub(crate) async fn send_audio(path: Option<PathBuf>, req: Request) -> ApiResult {
+    let Some(path) = path else {
         return Err(ApiError(StatusCode::NOT_FOUND, "no such song".into()));
     };
     let res = ServeFile::new(path).oneshot(req).await.map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     Ok(res.map(Body::new))
+}
+
+async fn audio(State(st): Shared, q: Result<Query<SongIdQuery>, QueryRejection>, req: Request) -> ApiResult {
+    let Query(q) = q?;
+    let path = st.cat.row(&q.id).and(st.root.as_ref()).and_then(|root| file_in_library(root, &q.id));
+    send_audio(path, req).await
 }
 
 /// Where the page fetches a song's audio.

@@ -16,10 +16,8 @@ use axum::{Json, Router};
 use serde_json::{json, Value};
 use soundalike_db::{DbCatalog, DbError, DbSong};
 use soundalike_index::{Filters, SongRecord};
-use tower::ServiceExt;
-use tower_http::services::ServeFile;
 
-use crate::api::{audio_url, bad, receive_upload, unique_ids, with_limits, with_page, ApiError, ApiResult, SongIdQuery, SearchQ, SimilarOpts, SimilarPost, Upload, UploadQ};
+use crate::api::{audio_url, bad, file_in_library, map_bytes, receive_upload, send_audio, unique_ids, with_limits, with_page, ApiError, ApiResult, SongIdQuery, SearchQ, SimilarOpts, SimilarPost, Upload, UploadQ};
 use crate::{Embedder, ServerConfig};
 
 /// What the database server's handlers share.
@@ -59,9 +57,8 @@ impl DbState {
         }
         let sample = db.sample(cfg.map_points).await?;
         let m: Vec<f32> = sample.iter().flat_map(|(_, v)| v.iter().copied()).collect();
-        let pts = soundalike_index::pca_2d(&m, db.meta.dim);
-        let points: Vec<Value> = sample.iter().zip(&pts).map(|((s, _), p)| json!({"id": s.id, "title": s.title, "genre": s.genre, "cluster": null, "x": p[0], "y": p[1]})).collect();
-        let map_json = serde_json::to_vec(&json!({"songs": songs, "sampled": points.len() < songs, "points": points}))?;
+        let points = sample.iter().map(|(s, _)| json!({"id": s.id, "title": s.title, "genre": s.genre, "cluster": null})).collect();
+        let map_json = map_bytes(points, &m, db.meta.dim, songs)?;
         let uploads = Arc::new(tokio::sync::Semaphore::new(cfg.upload_concurrency.max(1)));
         Ok(DbState { db, songs, genres, root, embedder, cfg, map_json, uploads })
     }
@@ -157,14 +154,8 @@ async fn recommend(st: &DbState, seeds: &[DbSong], extra: Option<&[f32]>, o: Sim
     if filters.same_genres.as_ref().is_some_and(|g| g.is_empty()) {
         return Err(bad("same_genre: the query songs have no genre in this library"));
     }
-    let mut q = vec![0f32; st.db.meta.dim];
-    for s in seeds {
-        st.db.vector(&s.id).await?.iter().zip(q.iter_mut()).for_each(|(x, a)| *a += x);
-    }
-    if let Some(v) = extra {
-        v.iter().zip(q.iter_mut()).for_each(|(x, a)| *a += x);
-    }
-    soundalike_index::normalise(&mut q);
+    let ids: Vec<&str> = seeds.iter().map(|s| s.id.as_str()).collect();
+    let q = st.db.centroid(&ids, &extra.into_iter().collect::<Vec<_>>()).await?;
     let recs = st.db.recommend(&q, k, &filters).await?;
     Ok(json!({
         "query": seeds.iter().map(summary).collect::<Vec<_>>(),
@@ -211,14 +202,10 @@ async fn similar_upload(State(st): Shared, q: Result<Query<UploadQ>, QueryReject
 
 async fn audio(State(st): Shared, q: Result<Query<SongIdQuery>, QueryRejection>, req: Request) -> ApiResult {
     let Query(q) = q?;
-    // One answer for "not in the library", "outside the library" and "gone": nothing to learn by probing.
-    let none = || ApiError(StatusCode::NOT_FOUND, "no such song".into());
-    let root = st.root.as_ref().ok_or_else(none)?;
-    st.db.get(&q.id).await?.ok_or_else(none)?;
-    let p = std::fs::canonicalize(root.join(&q.id)).map_err(|_| none())?;
-    if !(p.starts_with(root) && p.is_file()) {
-        return Err(none());
-    }
-    let res = ServeFile::new(p).oneshot(req).await.map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-    Ok(res.map(Body::new))
+    let known = match &st.root {
+        Some(_) => st.db.get(&q.id).await?.is_some(),
+        None => false,
+    };
+    let path = st.root.as_ref().filter(|_| known).and_then(|root| file_in_library(root, &q.id));
+    send_audio(path, req).await
 }

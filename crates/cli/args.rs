@@ -366,6 +366,14 @@ pub struct TrainArgs {
     /// Conv channels per block, comma separated (overrides the preset).
     #[arg(long, value_delimiter = ',')]
     pub channels: Option<Vec<usize>>,
+    /// How the last feature map reaches the dense layer: global (average over frequency and time), time
+    /// (average over time, keeping frequency bands) or time-std (also each band's standard deviation).
+    #[arg(long, value_enum)]
+    pub pool: Option<PoolKind>,
+    /// Frequency bands the time pools keep (default: every row of the last feature map, 8 for the default
+    /// network on 128 mel bands).
+    #[arg(long, requires = "pool")]
+    pub pool_bands: Option<usize>,
     /// Continue an interrupted run from its last checkpoint.
     #[arg(long)]
     pub resume: bool,
@@ -400,9 +408,15 @@ pub struct TrainArgs {
     /// songs and regressed from the embedding (distillation); the head is not part of the saved model.
     #[arg(long)]
     pub teacher_vectors: Option<PathBuf>,
-    /// Weight of the teacher-vector regression (with --teacher-vectors).
+    /// Weight of the teacher-vector regression (with --teacher-vectors and/or --logmel-target).
     #[arg(long, default_value_t = 1.0)]
     pub vec_weight: f32,
+    /// Also regress the song's log-mel statistics (each band's mean and standard deviation over the song,
+    /// relative to its loudest value, standardised over the training songs) from the embedding, appended to
+    /// the teacher vector and weighted by --vec-weight: keeps in the embedding what plain log-mel statistics
+    /// know about a production's sound.
+    #[arg(long)]
+    pub logmel_target: bool,
 }
 
 #[derive(Args, Debug)]
@@ -722,4 +736,12 @@ pub fn around(a: &QueryArgs) -> soundalike_index::Around {
 
 fn parse_genre_source(s: &str) -> Result<soundalike_index::GenreSource, String> {
     s.parse()
+}
+
+/// `train --pool`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum PoolKind {
+    Global,
+    Time,
+    TimeStd,
 }

@@ -8,9 +8,9 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use serde_json::json;
 use soundalike_library::{split_songs, write_atomic, SongLabels, SongFile, SplitAssignment, SplitOptions, Splits, SpectrogramCache};
-use soundalike_model::{eval::confusion_csv, ArchConfig, EvalReport, LabelledSong, ModelConfig, Progress, TrainOptions};
+use soundalike_model::{eval::confusion_csv, ArchConfig, Pool, EvalReport, LabelledSong, ModelConfig, Progress, TrainOptions};
 
-use crate::args::{CacheArgs, EvaluateArgs, Preset, SplitArgs, SplitOpts, TrainArgs};
+use crate::args::{CacheArgs, EvaluateArgs, PoolKind, Preset, SplitArgs, SplitOpts, TrainArgs};
 use crate::util::{bar, scan_with_labels, frontend};
 
 /// Builds the cache for `files` with a progress bar; returns fingerprints (None = failed) and prints failures.
@@ -117,6 +117,14 @@ pub fn train(a: TrainArgs) -> Result<ExitCode> {
         anyhow::ensure!(!ch.is_empty() && ch.iter().all(|&c| c > 0), "--channels needs positive numbers");
         arch.channels = ch.clone();
     }
+    if let Some(kind) = a.pool {
+        let rows = a.pool_bands.unwrap_or(fe.n_mels >> arch.channels.len());
+        arch.pool = match kind {
+            PoolKind::Global => Pool::Global,
+            PoolKind::Time => Pool::Time { rows, std: false },
+            PoolKind::TimeStd => Pool::Time { rows, std: true },
+        };
+    }
     let device = soundalike_model::device_from_name(&a.device)?;
     let (files, entries) = scan_with_labels(&a.library, &a.labels, true)?;
     let splits = make_splits(&entries, &a.split)?;
@@ -150,17 +158,29 @@ pub fn train(a: TrainArgs) -> Result<ExitCode> {
         }
         None => Vec::new(),
     };
+    // Regression targets per training song: the teacher's vector and/or the song's log-mel statistics.
+    let mut raw: Vec<Option<Vec<f32>>> = vec![Some(Vec::new()); train_set.len()];
     if let Some(p) = &a.teacher_vectors {
-        let (names, vecs) = read_csv_vectors(p, None)?;
-        let mut rows: Vec<(usize, &Vec<f32>)> = Vec::new();
-        for (i, s) in train_set.iter().enumerate() {
-            if let Some(v) = vecs.get(&s.id).or_else(|| vecs.get(strip_ext(&s.id))) {
-                rows.push((i, v));
+        let (_, vecs) = read_csv_vectors(p, None)?;
+        for (s, r) in train_set.iter().zip(&mut raw) {
+            match vecs.get(&s.id).or_else(|| vecs.get(strip_ext(&s.id))) {
+                Some(v) => r.iter_mut().for_each(|r| r.extend_from_slice(v)),
+                None => *r = None,
             }
         }
-        anyhow::ensure!(!rows.is_empty(), "{}: no row matches a training song", p.display());
-        // Standardise each dimension over the training songs (a flat dimension stays 0).
-        let d = names.len();
+        anyhow::ensure!(raw.iter().any(Option::is_some), "{}: no row matches a training song", p.display());
+    }
+    if a.logmel_target {
+        for (s, r) in train_set.iter().zip(&mut raw) {
+            if let Some(r) = r {
+                r.extend(s.mel.band_statistics());
+            }
+        }
+    }
+    if a.teacher_vectors.is_some() || a.logmel_target {
+        // Standardise each dimension over the training songs that have a row (a flat dimension stays 0).
+        let rows: Vec<(usize, &Vec<f32>)> = raw.iter().enumerate().filter_map(|(i, r)| Some((i, r.as_ref()?))).collect();
+        let d = rows[0].1.len();
         let n = rows.len() as f64;
         let mean: Vec<f64> = (0..d).map(|j| rows.iter().map(|(_, v)| v[j] as f64).sum::<f64>() / n).collect();
         let sd: Vec<f64> = (0..d).map(|j| (rows.iter().map(|(_, v)| (v[j] as f64 - mean[j]).powi(2)).sum::<f64>() / n).sqrt()).collect();
@@ -168,10 +188,16 @@ pub fn train(a: TrainArgs) -> Result<ExitCode> {
             .iter()
             .map(|(i, v)| (*i, (0..d).map(|j| if sd[j] > 1e-9 { ((v[j] as f64 - mean[j]) / sd[j]) as f32 } else { 0.0 }).collect()))
             .collect();
+        let have = std_rows.len();
         for (i, v) in std_rows {
             train_set[i].teacher_vec = v;
         }
-        eprintln!("teacher vectors: {d} dimensions for {} of {} training songs", rows.len(), train_set.len());
+        let what = match (a.teacher_vectors.is_some(), a.logmel_target) {
+            (true, true) => "teacher vectors + log-mel statistics",
+            (true, false) => "teacher vectors",
+            _ => "log-mel statistics",
+        };
+        eprintln!("{what}: {d} dimensions for {have} of {} training songs", train_set.len());
     }
     let groups: Vec<String> = if a.group_weight > 0.0 {
         let g: BTreeSet<String> = entries
@@ -208,7 +234,7 @@ pub fn train(a: TrainArgs) -> Result<ExitCode> {
         group_weight: a.group_weight,
         augment: a.augment,
         song_weight: a.song_weight,
-        vec_weight: if a.teacher_vectors.is_some() { a.vec_weight } else { 0.0 },
+        vec_weight: if a.teacher_vectors.is_some() || a.logmel_target { a.vec_weight } else { 0.0 },
         ..Default::default()
     };
     let steps_total = (train_set.len() * opts.crops_per_song).div_ceil(opts.batch_size) as u64;
@@ -255,6 +281,7 @@ pub fn train(a: TrainArgs) -> Result<ExitCode> {
         "teacher_tags": a.teacher_tags.as_ref().map(|p| p.display().to_string()),
         "tag_names": tag_names,
         "teacher_vectors": a.teacher_vectors.as_ref().map(|p| p.display().to_string()),
+        "logmel_target": a.logmel_target,
         "groups": groups,
         "validation": summary.best_val,
         "test": test,
@@ -352,4 +379,3 @@ pub fn draw_plots(dir: &std::path::Path) -> Result<()> {
     let title = format!("test songs: {:.1}% correct (chance {:.1}%)", 100.0 * test.song_accuracy, 100.0 * test.chance_majority);
     crate::plots::confusion_png(&dir.join("confusion.png"), &test, &labels, &title)
 }
-

@@ -83,6 +83,22 @@ impl LogMel {
     pub fn min(&self) -> f32 {
         self.data.iter().copied().fold(f32::INFINITY, f32::min)
     }
+
+    /// Log-mel statistics, `2 x n_mels` values: each band's mean over time, then each band's standard
+    /// deviation, in dB relative to the loudest value (so playback gain does not move them). Empty for a
+    /// spectrogram without frames.
+    pub fn band_statistics(&self) -> Vec<f32> {
+        if self.n_frames == 0 {
+            return Vec::new();
+        }
+        let top = self.max() as f64;
+        let n = self.n_frames as f64;
+        let rows = self.data.chunks_exact(self.n_frames);
+        let means: Vec<f64> = rows.clone().map(|r| r.iter().map(|&v| v as f64 - top).sum::<f64>() / n).collect();
+        let sds: Vec<f64> =
+            rows.zip(&means).map(|(r, m)| (r.iter().map(|&v| (v as f64 - top - m).powi(2)).sum::<f64>() / n).sqrt()).collect();
+        means.iter().chain(&sds).map(|&v| v as f32).collect()
+    }
 }
 
 /// Streaming log-mel: push samples at the target rate in any chunk sizes, then [`MelStream::finish`].

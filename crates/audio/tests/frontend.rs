@@ -283,3 +283,18 @@ proptest! {
         prop_assert_eq!(log_mel(&sig, &cfg).n_frames, 1 + n / 512);
     }
 }
+
+#[test]
+fn band_statistics_are_per_band_mean_and_spread_relative_to_the_loudest_value() {
+    // Band 0 alternates -10 / -30 dB (mean -20, spread 10), band 1 is flat at 0 dB (the loudest value).
+    let mel = LogMel { n_mels: 2, n_frames: 4, data: vec![-10.0, -30.0, -10.0, -30.0, 0.0, 0.0, 0.0, 0.0] };
+    let s = mel.band_statistics();
+    assert_eq!(s.len(), 4);
+    for (got, want) in s.iter().zip([-20.0, 0.0, 10.0, 0.0]) {
+        assert!((got - want).abs() < 1e-5, "{s:?}");
+    }
+    // The same music 12 dB quieter has the same statistics.
+    let quieter = LogMel { data: mel.data.iter().map(|v| v - 12.0).collect(), ..mel.clone() };
+    assert_eq!(quieter.band_statistics(), s);
+    assert!(LogMel { n_mels: 2, n_frames: 0, data: vec![] }.band_statistics().is_empty());
+}

@@ -28,7 +28,7 @@ pub use fast::cpu_infer::CpuNet;
 pub use fast::{Impl, Layers};
 pub use eval::{evaluate, EvalReport};
 pub use infer::{l2_normalise, SongEmbedding};
-pub use model::{ArchConfig, FoldedNet, SoundNet};
+pub use model::{ArchConfig, FoldedNet, Pool, SoundNet};
 pub use train::{optimizer, train, train_step, train_step_multi, BatchTargets, LabelledSong, Progress, TrainJob, TrainNet, TrainOptions, TrainSummary};
 
 pub use burn::prelude::Device;

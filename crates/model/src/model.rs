@@ -1,7 +1,8 @@
-//! The CNN: conv blocks -> global average pool -> 128-d dense layer (the embedding) -> classifier head.
+//! The CNN: conv blocks -> average pool (global, or over time keeping frequency bands) -> 128-d dense layer
+//! (the embedding) -> classifier head.
 
 use burn::nn::conv::{Conv2d, Conv2dConfig};
-use burn::nn::pool::{AdaptiveAvgPool2d, AdaptiveAvgPool2dConfig, MaxPool2d, MaxPool2dConfig};
+use burn::nn::pool::{AdaptiveAvgPool2dConfig, MaxPool2d, MaxPool2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, Dropout, DropoutConfig, Linear, LinearConfig, PaddingConfig2d, Relu};
 use burn::module::Param;
 use burn::prelude::*;
@@ -18,19 +19,82 @@ pub struct ArchConfig {
     pub embedding_dim: usize,
     /// Dropout before the classifier head.
     pub dropout: f64,
+    /// How the last feature map becomes the dense layer's input (absent in configs written before it
+    /// existed: global).
+    #[serde(default, skip_serializing_if = "Pool::is_global")]
+    pub pool: Pool,
+}
+
+/// How the last conv block's feature map `[channels, rows, frames]` is pooled into the dense layer's input.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum Pool {
+    /// Average over frequency and time: `channels` features. Where a sound sits in frequency is lost, except
+    /// as far as the filters encode it.
+    #[default]
+    Global,
+    /// Average over time only, in `rows` frequency bands (adaptive average over the map's rows):
+    /// `channels x rows` features, so the dense layer sees which band holds what; with `std`, also each
+    /// feature's standard deviation over its band and time (`2 x channels x rows` features), as log-mel
+    /// statistics keep both the mean and the spread of every band.
+    Time {
+        /// Frequency bands kept (at most the last map's rows).
+        rows: usize,
+        /// Also the standard deviation.
+        std: bool,
+    },
+}
+
+/// Added to a variance before its square root (keeps the gradient finite where a feature is constant).
+pub const POOL_STD_EPS: f32 = 1e-5;
+
+impl Pool {
+    fn is_global(&self) -> bool {
+        *self == Pool::Global
+    }
+
+    /// Features the pool hands the dense layer for a last map of `channels` channels.
+    pub fn features(&self, channels: usize) -> usize {
+        match *self {
+            Pool::Global => channels,
+            Pool::Time { rows, std } => channels * rows * if std { 2 } else { 1 },
+        }
+    }
+
+    /// Rows `[start, end)` of a map of `h` rows that pooled band `r` of `rows` averages (burn's adaptive
+    /// average pool: floor of the start, ceiling of the end).
+    pub fn band(r: usize, rows: usize, h: usize) -> (usize, usize) {
+        (r * h / rows, ((r + 1) * h).div_ceil(rows))
+    }
+
+    /// `[batch, c, h, w]` -> `[batch, features]`.
+    fn forward(&self, x: Tensor<4>) -> Tensor<2> {
+        match *self {
+            Pool::Global => AdaptiveAvgPool2dConfig::new([1, 1]).init().forward(x).flatten(1, 3),
+            Pool::Time { rows, std } => {
+                let pool = AdaptiveAvgPool2dConfig::new([rows, 1]).init();
+                let mean = pool.forward(x.clone());
+                if !std {
+                    return mean.flatten(1, 3);
+                }
+                let var = pool.forward(x.clone().mul(x)).sub(mean.clone().mul(mean.clone())).clamp_min(0.0);
+                Tensor::cat(vec![mean, var.add_scalar(POOL_STD_EPS).sqrt()], 1).flatten(1, 3)
+            }
+        }
+    }
 }
 
 impl Default for ArchConfig {
     /// Compact default: 4 blocks 16/32/64/128, dense 128. About 120 k parameters.
     fn default() -> Self {
-        ArchConfig { channels: vec![16, 32, 64, 128], embedding_dim: 128, dropout: 0.3 }
+        ArchConfig { channels: vec![16, 32, 64, 128], embedding_dim: 128, dropout: 0.3, pool: Pool::Global }
     }
 }
 
 impl ArchConfig {
     /// The 2017 original: 4 conv layers 64/128/256/512, dense 128 (use with the 256x256 front-end preset).
     pub fn original_2017() -> Self {
-        ArchConfig { channels: vec![64, 128, 256, 512], embedding_dim: 128, dropout: 0.5 }
+        ArchConfig { channels: vec![64, 128, 256, 512], embedding_dim: 128, dropout: 0.5, pool: Pool::Global }
     }
 
     /// Rejects a network that could not run on tiles of `n_mels x tile_frames`: every 2x2 max-pool halves
@@ -57,6 +121,12 @@ impl ArchConfig {
                 "tiles of {n_mels} mel bands x {tile_frames} frames are too small for {} conv blocks (each halves both sides): both must be at least {min}",
                 self.channels.len()
             ));
+        }
+        if let Pool::Time { rows, .. } = self.pool {
+            let h = n_mels >> self.channels.len();
+            if rows == 0 || rows > h {
+                return bad(format!("pool over time in {rows} bands: the last feature map has {h} rows (need 1..={h})"));
+            }
         }
         Ok(())
     }
@@ -200,7 +270,8 @@ fn conv3x3_as_matmul(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
 #[derive(Module, Debug)]
 pub struct SoundNet {
     blocks: Vec<ConvBlock>,
-    gap: AdaptiveAvgPool2d,
+    #[module(skip)]
+    pool: Pool,
     dense: Linear,
     relu: Relu,
     dropout: Dropout,
@@ -222,8 +293,8 @@ impl SoundNet {
             .collect();
         SoundNet {
             blocks,
-            gap: AdaptiveAvgPool2dConfig::new([1, 1]).init(),
-            dense: LinearConfig::new(cin, arch.embedding_dim).init(device),
+            pool: arch.pool,
+            dense: LinearConfig::new(arch.pool.features(cin), arch.embedding_dim).init(device),
             relu: Relu::new(),
             dropout: DropoutConfig::new(arch.dropout).init(),
             head: LinearConfig::new(arch.embedding_dim, n_classes.max(1)).init(device),
@@ -236,8 +307,7 @@ impl SoundNet {
         for b in &self.blocks {
             x = b.forward(x); // [batch, c, h/2, w/2]
         }
-        let x = self.gap.forward(x); // [batch, c, 1, 1]
-        let x: Tensor<2> = x.flatten(1, 3); // [batch, c]
+        let x = self.pool.forward(x); // [batch, features]
         self.relu.forward(self.dense.forward(x))
     }
 
@@ -267,7 +337,8 @@ pub struct FoldedBlock {
 #[derive(Module, Debug)]
 pub struct FoldedNet {
     blocks: Vec<FoldedBlock>,
-    gap: AdaptiveAvgPool2d,
+    #[module(skip)]
+    pool: Pool,
     dense: Linear,
     relu: Relu,
     head: Linear,
@@ -296,7 +367,7 @@ impl SoundNet {
                 FoldedBlock { conv, pool: b.pool.clone(), relu: Relu::new() }
             })
             .collect();
-        FoldedNet { blocks, gap: self.gap.clone(), dense: self.dense.clone(), relu: Relu::new(), head: self.head.clone() }
+        FoldedNet { blocks, pool: self.pool, dense: self.dense.clone(), relu: Relu::new(), head: self.head.clone() }
     }
 }
 
@@ -307,13 +378,17 @@ impl FoldedNet {
         for b in &self.blocks {
             x = b.pool.forward(b.relu.forward(conv3x3(&b.conv, x)));
         }
-        let x: Tensor<2> = self.gap.forward(x).flatten(1, 3);
-        self.relu.forward(self.dense.forward(x))
+        self.relu.forward(self.dense.forward(self.pool.forward(x)))
     }
 
     /// Logits from an embedding, as [`SoundNet::head_logits`] outside training.
     pub fn head_logits(&self, embedding: Tensor<2>) -> Tensor<2> {
         self.head.forward(embedding)
+    }
+
+    /// How the last feature map is pooled.
+    pub(crate) fn pool(&self) -> Pool {
+        self.pool
     }
 
     /// Each block's folded convolution: weight `[cout, cin, 3, 3]` and bias `[cout]`.

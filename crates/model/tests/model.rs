@@ -10,7 +10,7 @@ fn small_frontend() -> FrontendConfig {
 }
 
 fn small_arch() -> ArchConfig {
-    ArchConfig { channels: vec![4, 8], embedding_dim: 16, dropout: 0.2 }
+    ArchConfig { channels: vec![4, 8], embedding_dim: 16, dropout: 0.2, pool: Pool::Global }
 }
 
 /// Class 0: energy in the low bands; class 1: in the high bands; plus noise.
@@ -252,23 +252,49 @@ fn burn_batch() -> usize {
 }
 
 #[test]
-fn fused_cpu_engine_handles_any_channel_counts() {
-    // Channel counts that fit no SIMD width, three blocks, a 7-d embedding, 3 classes; fresh weights.
+fn fused_cpu_engine_handles_any_channel_counts_and_every_pool() {
+    // Channel counts that fit no SIMD width, three blocks, a 7-d embedding, 3 classes; fresh weights. The last
+    // map has 3 rows: pooled whole, over time in 3 bands, and in 2 uneven bands (rows 0-1 and 1-2, as burn's
+    // adaptive pool overlaps them), with and without the standard deviation.
     let dev = Device::flex();
-    let arch = ArchConfig { channels: vec![3, 5, 6], embedding_dim: 7, dropout: 0.0 };
-    let folded = SoundNet::new(&arch, 3, &dev).fold_batch_norm();
-    let engine = CpuNet::from_folded(&folded);
-    let (n, h, w) = (4, 24, 40);
-    let x = burn::tensor::Tensor::<4>::random([n, 1, h, w], burn::tensor::Distribution::Uniform(0.0, 1.0), &dev);
-    let data = x.clone().into_data().try_to_vec::<f32>().unwrap();
-    let emb = folded.forward_embedding(x);
-    let probs = burn::tensor::activation::softmax(folded.head_logits(emb.clone()), 1).into_data().try_to_vec::<f32>().unwrap();
-    let emb = emb.into_data().try_to_vec::<f32>().unwrap();
-    let (e2, p2) = engine.forward(&data, h, w);
-    assert_eq!((e2.len(), p2.len()), (n * 7, n * 3));
-    let (worst, scale) = worst_diff(&emb, &e2);
-    assert!(scale > 0.0 && worst < 1e-5 * scale.max(1.0), "embedding differs by {worst} (scale {scale})");
-    assert!(worst_diff(&probs, &p2).0 < 1e-5);
+    let pools = [
+        Pool::Global,
+        Pool::Time { rows: 3, std: false },
+        Pool::Time { rows: 3, std: true },
+        Pool::Time { rows: 2, std: true },
+    ];
+    for pool in pools {
+        let arch = ArchConfig { channels: vec![3, 5, 6], embedding_dim: 7, dropout: 0.0, pool };
+        arch.validate(24, 40).unwrap();
+        let folded = SoundNet::new(&arch, 3, &dev).fold_batch_norm();
+        let engine = CpuNet::from_folded(&folded);
+        let (n, h, w) = (4, 24, 40);
+        let x = burn::tensor::Tensor::<4>::random([n, 1, h, w], burn::tensor::Distribution::Uniform(0.0, 1.0), &dev);
+        let data = x.clone().into_data().try_to_vec::<f32>().unwrap();
+        let emb = folded.forward_embedding(x);
+        let probs = burn::tensor::activation::softmax(folded.head_logits(emb.clone()), 1).into_data().try_to_vec::<f32>().unwrap();
+        let emb = emb.into_data().try_to_vec::<f32>().unwrap();
+        let (e2, p2) = engine.forward(&data, h, w);
+        assert_eq!((e2.len(), p2.len()), (n * 7, n * 3));
+        let (worst, scale) = worst_diff(&emb, &e2);
+        assert!(scale > 0.0 && worst < 1e-5 * scale.max(1.0), "{pool:?}: embedding differs by {worst} (scale {scale})");
+        assert!(worst_diff(&probs, &p2).0 < 1e-5, "{pool:?}");
+    }
+}
+
+#[test]
+fn a_pool_with_more_bands_than_the_last_map_has_rows_is_refused() {
+    // 4 blocks on 128 mel bands leave 8 rows.
+    let arch = |rows| ArchConfig { pool: Pool::Time { rows, std: true }, ..ArchConfig::default() };
+    assert!(arch(8).validate(128, 128).is_ok());
+    assert!(arch(9).validate(128, 128).unwrap_err().to_string().contains("8 rows"));
+    assert!(arch(0).validate(128, 128).is_err());
+    // A config written before the pool existed reads as the global pool, and a global pool is not written.
+    let old: ArchConfig = serde_json::from_str(r#"{"channels":[16,32,64,128],"embedding_dim":128,"dropout":0.3}"#).unwrap();
+    assert_eq!(old, ArchConfig::default());
+    assert!(!serde_json::to_string(&old).unwrap().contains("pool"));
+    let new = serde_json::to_string(&arch(8)).unwrap();
+    assert_eq!(serde_json::from_str::<ArchConfig>(&new).unwrap(), arch(8));
 }
 
 /// Mean cosine of same-attribute pairs minus different-attribute pairs of `songs`' embeddings.

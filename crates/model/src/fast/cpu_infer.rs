@@ -12,7 +12,7 @@ use burn::prelude::*;
 use rayon::prelude::*;
 
 use crate::fast::kernels::{im2col_strip, matmul};
-use crate::model::FoldedNet;
+use crate::model::{FoldedNet, Pool, POOL_STD_EPS};
 
 /// Output positions per strip GEMM (the strip height is this divided by the row width, rounded to even).
 const STRIP_POSITIONS: usize = 512;
@@ -49,6 +49,7 @@ impl Dense {
 #[derive(Clone, Debug)]
 pub struct CpuNet {
     convs: Vec<ConvLayer>,
+    pool: Pool,
     dense: Dense,
     head: Dense,
 }
@@ -60,7 +61,7 @@ struct Scratch {
     b: Vec<f32>,
     col: Vec<f32>,
     strip: Vec<f32>,
-    /// Globally pooled features.
+    /// Pooled features (the dense layer's input).
     feat: Vec<f32>,
 }
 
@@ -86,7 +87,7 @@ impl CpuNet {
             Dense { d_in, d_out, weight: to_vec(w.reshape([d_in * d_out])), bias: to_vec(b) }
         };
         let (d, h) = net.dense_weights();
-        CpuNet { convs, dense: dense(d), head: dense(h) }
+        CpuNet { convs, pool: net.pool(), dense: dense(d), head: dense(h) }
     }
 
     /// Width of the embedding.
@@ -122,11 +123,8 @@ impl CpuNet {
             std::mem::swap(&mut s.a, &mut s.b);
             (h, w) = (h / 2, w / 2);
         }
-        // Global average pool.
-        let c = self.dense.d_in;
-        let hw = (h * w).max(1);
-        s.feat.clear();
-        s.feat.extend(s.a.chunks_exact(hw).take(c).map(|plane| plane.iter().sum::<f32>() / hw as f32));
+        pool(self.pool, &s.a, h, w, &mut s.feat);
+        debug_assert_eq!(s.feat.len(), self.dense.d_in);
         self.dense.forward(&s.feat, emb);
         emb.iter_mut().for_each(|v| *v = v.max(0.0));
         self.head.forward(emb, probs);
@@ -134,6 +132,34 @@ impl CpuNet {
         probs.iter_mut().for_each(|p| *p = (*p - max).exp());
         let sum: f32 = probs.iter().sum();
         probs.iter_mut().for_each(|p| *p /= sum);
+    }
+}
+
+/// The last feature map `[c, h, w]` -> the dense layer's input, in the order of [`Pool`]'s burn form
+/// (flattened `[c, rows]` means, then as many standard deviations).
+fn pool(pool: Pool, map: &[f32], h: usize, w: usize, feat: &mut Vec<f32>) {
+    feat.clear();
+    let hw = (h * w).max(1);
+    match pool {
+        Pool::Global => feat.extend(map.chunks_exact(hw).map(|plane| plane.iter().sum::<f32>() / hw as f32)),
+        Pool::Time { rows, std } => {
+            let c = map.len() / hw;
+            let mut sq = Vec::with_capacity(if std { c * rows } else { 0 });
+            for plane in map.chunks_exact(hw) {
+                for r in 0..rows {
+                    let (r0, r1) = Pool::band(r, rows, h);
+                    let band = &plane[r0 * w..r1 * w];
+                    let n = band.len().max(1) as f32;
+                    let mean = band.iter().sum::<f32>() / n;
+                    feat.push(mean);
+                    if std {
+                        let msq = band.iter().map(|v| v * v).sum::<f32>() / n;
+                        sq.push(((msq - mean * mean).max(0.0) + POOL_STD_EPS).sqrt());
+                    }
+                }
+            }
+            feat.extend(sq);
+        }
     }
 }
 

@@ -17,6 +17,7 @@ over folds (mean and spread):
 for the model and, on the same queries and candidates, for: log-mel statistics (mean and std of each of 128
 mel bands over the song, each dimension z-scored over the corpus; no learning), musicnn's MSD penultimate layer
 (200-d, mean over 3-s patches, z-scored; trained on the Million Song Dataset, a pretrained peer) and chance.
+--compare NAME=VARIANT adds a variant already run in OUT as a row (each fold's own model).
 Results: OUT/results.json and OUT/results.md. Models and stores stay in OUT/fold<k>/ for reuse (--no-train).
 """
 import argparse, csv, json, os, random, shlex, subprocess, sys
@@ -105,6 +106,8 @@ def main():
     ap.add_argument("--zscore-model", action="store_true", help="also score the model's vectors z-scored per dimension (as the baselines are)")
     ap.add_argument("--extra", action="append", default=[], metavar="NAME=SONGS.jsonl",
                     help="another embedding of the whole corpus (`soundalike export --format jsonl`) scored on the same queries")
+    ap.add_argument("--compare", action="append", default=[], metavar="NAME=VARIANT",
+                    help="another training variant already run in OUT (its fold models' songs.jsonl) scored as a row on the same queries")
     a = ap.parse_args()
     corpus = os.path.abspath(a.corpus)
     rows = list(csv.DictReader(open(os.path.join(corpus, "labels.csv"))))
@@ -169,6 +172,10 @@ def main():
             tr = np.array([p not in set(folds[f]) for p in prods])
             mu, sd = m[tr].mean(0), m[tr].std(0) + 1e-6
             table[f"soundalike ({a.variant}, z-scored with training statistics)"] = unit((m - mu) / sd)
+        for spec in a.compare:
+            name, variant = spec.split("=", 1)
+            e = load_jsonl(os.path.join(a.out, f"fold{f}", variant, "songs.jsonl"))
+            table[name] = unit(np.stack([e[x] for x in ids]))
         for spec in a.extra:
             name, path = spec.split("=", 1)
             e = load_jsonl(path)

@@ -366,13 +366,14 @@ pub struct TrainArgs {
     /// Conv channels per block, comma separated (overrides the preset).
     #[arg(long, value_delimiter = ',')]
     pub channels: Option<Vec<usize>>,
-    /// How the last feature map reaches the dense layer: global (average over frequency and time), time
-    /// (average over time, keeping frequency bands) or time-std (also each band's standard deviation).
+    /// How the last feature map reaches the dense layer: global (average over frequency and time, as in the
+    /// 2017 design), time (average over time, keeping frequency bands) or time-std (also each band's standard
+    /// deviation). Default: time-std, or global with --preset original2017.
     #[arg(long, value_enum)]
     pub pool: Option<PoolKind>,
     /// Frequency bands the time pools keep (default: every row of the last feature map, 8 for the default
     /// network on 128 mel bands).
-    #[arg(long, requires = "pool")]
+    #[arg(long)]
     pub pool_bands: Option<usize>,
     /// Continue an interrupted run from its last checkpoint.
     #[arg(long)]

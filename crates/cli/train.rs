@@ -117,7 +117,13 @@ pub fn train(a: TrainArgs) -> Result<ExitCode> {
         anyhow::ensure!(!ch.is_empty() && ch.iter().all(|&c| c > 0), "--channels needs positive numbers");
         arch.channels = ch.clone();
     }
-    if let Some(kind) = a.pool {
+    // The default network pools over time in frequency bands (what the yardstick measured best); the 2017
+    // network keeps its global pool.
+    let kind = a.pool.unwrap_or(match a.preset {
+        Preset::Default => PoolKind::TimeStd,
+        Preset::Original2017 => PoolKind::Global,
+    });
+    {
         let rows = a.pool_bands.unwrap_or(fe.n_mels >> arch.channels.len());
         arch.pool = match kind {
             PoolKind::Global => Pool::Global,

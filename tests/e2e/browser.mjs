@@ -124,17 +124,32 @@ try {
   }
 
   // Clicking a point of the map plays it and shows its neighbours.
+  // The point clicked is one that is not playing already and lies farthest from any other (so the click
+  // cannot land on a neighbour, whatever layout the model's vectors give the map).
   const before = await page.evaluate(() => document.getElementById("player").src);
+  await page.locator("#map").scrollIntoViewIfNeeded();
   const pt = await page.evaluate(async () => {
     const m = await (await fetch("/api/map")).json();
+    const playing = decodeURIComponent(document.getElementById("player").src.split("id=")[1] || "");
     const cv = document.getElementById("map");
     const r = cv.getBoundingClientRect();
-    const p = m.points[0];
-    return { id: p.id, x: r.left + ((14 + ((p.x + 1) / 2) * (cv.width - 28)) / cv.width) * r.width, y: r.top + ((14 + ((1 - p.y) / 2) * (cv.height - 28)) / cv.height) * r.height };
+    const at = (p) => ({ x: 14 + ((p.x + 1) / 2) * (cv.width - 28), y: 14 + ((1 - p.y) / 2) * (cv.height - 28) });
+    let p = null, room = -1;
+    for (const q of m.points) {
+      if (q.id === playing) continue;
+      const a = at(q);
+      // Only where the canvas itself takes the click (not under the legend or off the screen).
+      if (document.elementFromPoint(r.left + (a.x / cv.width) * r.width, r.top + (a.y / cv.height) * r.height) !== cv) continue;
+      const d = Math.min(...m.points.filter((o) => o !== q).map((o) => { const b = at(o); return Math.hypot(a.x - b.x, a.y - b.y); }));
+      if (d > room) { room = d; p = q; }
+    }
+    const c = at(p);
+    return { id: p.id, x: r.left + (c.x / cv.width) * r.width, y: r.top + (c.y / cv.height) * r.height };
   });
   await page.mouse.click(pt.x, pt.y);
   await page.waitForFunction((b) => document.getElementById("player").src !== b, before, { timeout: 10000 });
   checks.map_click_played = await page.evaluate(() => decodeURIComponent(document.getElementById("player").src.split("id=")[1]));
+  if (checks.map_click_played !== pt.id) throw new Error(`clicked ${pt.id} on the map, ${checks.map_click_played} played`);
 
   if (shot) await page.screenshot({ path: shot, fullPage: true });
   if (errors.length) throw new Error("page errors: " + errors.join("; "));

@@ -123,14 +123,12 @@ pub fn train(a: TrainArgs) -> Result<ExitCode> {
         Preset::Default => PoolKind::TimeStd,
         Preset::Original2017 => PoolKind::Global,
     });
-    {
-        let rows = a.pool_bands.unwrap_or(fe.n_mels >> arch.channels.len());
-        arch.pool = match kind {
-            PoolKind::Global => Pool::Global,
-            PoolKind::Time => Pool::Time { rows, std: false },
-            PoolKind::TimeStd => Pool::Time { rows, std: true },
-        };
-    }
+    let rows = a.pool_bands.unwrap_or(fe.n_mels >> arch.channels.len());
+    arch.pool = match kind {
+        PoolKind::Global => Pool::Global,
+        PoolKind::Time => Pool::Time { rows, std: false },
+        PoolKind::TimeStd => Pool::Time { rows, std: true },
+    };
     let device = soundalike_model::device_from_name(&a.device)?;
     let (files, entries) = scan_with_labels(&a.library, &a.labels, true)?;
     let splits = make_splits(&entries, &a.split)?;

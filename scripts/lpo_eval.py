@@ -103,6 +103,9 @@ def main():
     ap.add_argument("--tag", default="", help="suffix of the results files (results-VARIANT[-TAG].json/.md)")
     ap.add_argument("--skip-ids", help="file of song ids (one per line) to leave out of every method, e.g. silent previews")
     ap.add_argument("--no-train", action="store_true", help="reuse the models and stores already in OUT")
+    ap.add_argument("--train-only-prefix", default="folk-styles/", metavar="PREFIX,PREFIX",
+                    help="productions starting with one of these are training material only (default: the folk-styles "
+                         "renderings add_folk.py adds): never dealt into a fold, queried or a candidate")
     ap.add_argument("--zscore-model", action="store_true", help="also score the model's vectors z-scored per dimension (as the baselines are)")
     ap.add_argument("--extra", action="append", default=[], metavar="NAME=SONGS.jsonl",
                     help="another embedding of the whole corpus (`soundalike export --format jsonl`) scored on the same queries")
@@ -111,6 +114,9 @@ def main():
     a = ap.parse_args()
     corpus = os.path.abspath(a.corpus)
     rows = list(csv.DictReader(open(os.path.join(corpus, "labels.csv"))))
+    # Training material only (datasets/debian-music/add_folk.py): never in a fold, a query or a candidate.
+    train_only = tuple(filter(None, a.train_only_prefix.split(",")))
+    rows = [r for r in rows if not (train_only and r["production"].startswith(train_only))]
     os.makedirs(a.out, exist_ok=True)
     prods_all = sorted({r["production"] for r in rows})
     rng = random.Random(a.seed)

@@ -418,6 +418,22 @@ pub struct TrainArgs {
     /// know about a production's sound.
     #[arg(long)]
     pub logmel_target: bool,
+    /// Weight of a supervised contrastive term (SupCon/NT-Xent) on the embedding: each batch holds pairs of
+    /// crops of one song (or of two renderings of one work, see --work-column), pulled together while every
+    /// other crop in the batch is pushed away; 0 = none.
+    #[arg(long, default_value_t = 0.0)]
+    pub contrast_weight: f32,
+    /// Temperature of the contrastive term.
+    #[arg(long, default_value_t = 0.1)]
+    pub contrast_temperature: f32,
+    /// Column of the labels CSV naming the work a song renders (e.g. `work`: one MIDI file through two
+    /// soundfonts): songs sharing a value are positives of each other in the contrastive term.
+    #[arg(long)]
+    pub work_column: Option<String>,
+    /// In the contrastive term, songs of one --group-column value (production) are positives of each other
+    /// too (supervised contrastive learning of the group).
+    #[arg(long)]
+    pub contrast_groups: bool,
 }
 
 #[derive(Args, Debug)]

@@ -123,12 +123,19 @@ pub fn train(a: TrainArgs) -> Result<ExitCode> {
         Preset::Default => PoolKind::TimeStd,
         Preset::Original2017 => PoolKind::Global,
     });
+    anyhow::ensure!(
+        !(matches!(kind, PoolKind::Global) && a.pool_bands.is_some()),
+        "--pool-bands sets the bands of --pool time or time-std; the global pool has none"
+    );
     let rows = a.pool_bands.unwrap_or(fe.n_mels >> arch.channels.len());
     arch.pool = match kind {
         PoolKind::Global => Pool::Global,
         PoolKind::Time => Pool::Time { rows, std: false },
         PoolKind::TimeStd => Pool::Time { rows, std: true },
     };
+    anyhow::ensure!(a.work_column.is_none() || a.labels.labels.is_some(), "--work-column needs --labels (a CSV)");
+    anyhow::ensure!(a.work_column.is_none() || a.contrast_weight > 0.0, "--work-column is used by the contrastive term: give --contrast-weight too");
+    anyhow::ensure!(!a.contrast_groups || a.contrast_weight > 0.0, "--contrast-groups is part of the contrastive term: give --contrast-weight too");
     let device = soundalike_model::device_from_name(&a.device)?;
     let (files, entries) = scan_with_labels(&a.library, &a.labels, true)?;
     let splits = make_splits(&entries, &a.split)?;
@@ -203,13 +210,13 @@ pub fn train(a: TrainArgs) -> Result<ExitCode> {
         };
         eprintln!("{what}: {d} dimensions for {have} of {} training songs", train_set.len());
     }
-    let groups: Vec<String> = if a.group_weight > 0.0 {
+    let groups: Vec<String> = if a.group_weight > 0.0 || a.contrast_groups {
         let g: BTreeSet<String> = entries
             .iter()
             .filter(|e| splits.assignment.get(&e.rel_path) == Some(&SplitAssignment::Train))
             .filter_map(|e| e.group.clone())
             .collect();
-        anyhow::ensure!(g.len() >= 2, "--group-weight needs a --group-column with at least two groups among the training songs");
+        anyhow::ensure!(g.len() >= 2, "--group-weight and --contrast-groups need a --group-column with at least two groups among the training songs");
         let group_of: std::collections::HashMap<&str, usize> = entries
             .iter()
             .filter_map(|e| Some((e.rel_path.as_str(), g.iter().position(|x| Some(x) == e.group.as_ref())?)))
@@ -221,6 +228,26 @@ pub fn train(a: TrainArgs) -> Result<ExitCode> {
     } else {
         Vec::new()
     };
+    if let Some(col) = &a.work_column {
+        // The labels CSV again, read with the work column as the group: the same row-to-file matching.
+        let opts = soundalike_library::LabelOptions { group_column: Some(col.clone()), ..crate::util::label_options(&a.labels) };
+        let by_work = soundalike_library::load_labels(&files, &opts)?;
+        let work_of: std::collections::HashMap<&str, &str> =
+            by_work.iter().filter_map(|e| Some((e.rel_path.as_str(), e.group.as_deref()?))).collect();
+        let mut index: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+        for s in &mut train_set {
+            if let Some(wk) = work_of.get(s.id.as_str()) {
+                let n = index.len();
+                s.work = Some(*index.entry(wk).or_insert(n));
+            }
+        }
+        let shared = {
+            let mut count = vec![0usize; index.len()];
+            train_set.iter().filter_map(|s| s.work).for_each(|w| count[w] += 1);
+            count.iter().filter(|&&c| c > 1).count()
+        };
+        eprintln!("works ({col}): {} for {} training songs, {shared} with more than one rendering", index.len(), train_set.iter().filter(|s| s.work.is_some()).count());
+    }
     eprintln!("{} classes, {} train songs, {} validation songs", labels.len(), train_set.len(), val_set.len());
     anyhow::ensure!(labels.len() >= 2, "need at least two labels to train a classifier, found {labels:?}");
 
@@ -239,6 +266,9 @@ pub fn train(a: TrainArgs) -> Result<ExitCode> {
         augment: a.augment,
         song_weight: a.song_weight,
         vec_weight: if a.teacher_vectors.is_some() || a.logmel_target { a.vec_weight } else { 0.0 },
+        contrast_weight: a.contrast_weight,
+        contrast_temperature: a.contrast_temperature,
+        contrast_groups: a.contrast_groups,
         ..Default::default()
     };
     let steps_total = (train_set.len() * opts.crops_per_song).div_ceil(opts.batch_size) as u64;
@@ -286,6 +316,7 @@ pub fn train(a: TrainArgs) -> Result<ExitCode> {
         "tag_names": tag_names,
         "teacher_vectors": a.teacher_vectors.as_ref().map(|p| p.display().to_string()),
         "logmel_target": a.logmel_target,
+        "work_column": a.work_column,
         "groups": groups,
         "validation": summary.best_val,
         "test": test,

@@ -28,18 +28,22 @@ pub fn bar(len: u64, what: &str) -> ProgressBar {
     pb
 }
 
+/// How the label flags read a CSV.
+pub fn label_options(labels: &LabelArgs) -> LabelOptions {
+    LabelOptions {
+        csv: labels.labels.clone(),
+        label_column: Some(labels.label_column.clone()),
+        group_column: labels.group_column.clone(),
+        key_columns: vec![],
+    }
+}
+
 /// Scans `library` and reads labels/metadata as the flags say.
 /// Files and what is known of them. With `tags`, songs without a CSV or folder label take their genre tag
 /// as the label (training, splits, evaluation); `embed` reads tags while decoding instead.
 pub fn scan_with_labels(library: &Path, labels: &LabelArgs, tags: bool) -> Result<(Vec<SongFile>, Vec<SongLabels>)> {
     let files = scan_library(library).with_context(|| format!("cannot scan library {}", library.display()))?;
-    let opts = LabelOptions {
-        csv: labels.labels.clone(),
-        label_column: Some(labels.label_column.clone()),
-        group_column: labels.group_column.clone(),
-        key_columns: vec![],
-    };
-    let mut entries = load_labels(&files, &opts)?;
+    let mut entries = load_labels(&files, &label_options(labels))?;
     if tags {
         soundalike_library::fill_tag_labels(&files, &mut entries);
     }

@@ -39,12 +39,15 @@ pub struct LabelledSong {
     /// A pretrained model's embedding of the song (standardised), regressed by the teacher-vector head; empty
     /// when none.
     pub teacher_vec: Vec<f32>,
+    /// Index of the work the song is a rendering of: songs sharing one are positives of each other in the
+    /// contrastive term (e.g. one MIDI file through two soundfonts); `None` = a work of its own.
+    pub work: Option<usize>,
 }
 
 impl LabelledSong {
     /// A song with a class label only (no tags, no group).
     pub fn new(id: impl Into<String>, label: usize, mel: LogMel) -> Self {
-        LabelledSong { id: id.into(), label, mel, tags: Vec::new(), group: None, teacher_vec: Vec::new() }
+        LabelledSong { id: id.into(), label, mel, tags: Vec::new(), group: None, teacher_vec: Vec::new(), work: None }
     }
 }
 
@@ -84,6 +87,22 @@ pub struct TrainOptions {
     /// embedding of the song: distillation of what it knows of music); 0 = none.
     #[serde(default)]
     pub vec_weight: f32,
+    /// Weight of a supervised contrastive term (SupCon / NT-Xent) on the unit-length embeddings: crops of one
+    /// song (or of renderings of one work) drawn in pairs into each batch are pulled together, every other
+    /// crop in the batch pushed away; 0 = none (and batches are drawn crop by crop).
+    #[serde(default)]
+    pub contrast_weight: f32,
+    /// Temperature of the contrastive term's softmax over cosine similarities.
+    #[serde(default = "default_contrast_temperature")]
+    pub contrast_temperature: f32,
+    /// In the contrastive term, crops of songs of one group (production) are positives too, not only
+    /// crops of one song or work.
+    #[serde(default)]
+    pub contrast_groups: bool,
+}
+
+fn default_contrast_temperature() -> f32 {
+    0.1
 }
 
 impl Default for TrainOptions {
@@ -102,6 +121,9 @@ impl Default for TrainOptions {
             augment: false,
             song_weight: 0.0,
             vec_weight: 0.0,
+            contrast_weight: 0.0,
+            contrast_temperature: default_contrast_temperature(),
+            contrast_groups: false,
         }
     }
 }
@@ -152,6 +174,24 @@ pub struct BatchTargets {
     pub songs: Option<Tensor<2>>,
     /// Teacher vectors `[b, d]`, a row mask `[b, 1]` and the number of rows that have one.
     pub vecs: Option<(Tensor<2>, Tensor<2>, f32)>,
+    /// Contrastive targets: `[b, b]` positives (1 where two different rows are crops of one song or work)
+    /// and the `[b, b]` self mask (a large number on the diagonal, 0 elsewhere).
+    pub contrast: Option<(Tensor<2>, Tensor<2>)>,
+}
+
+/// The supervised contrastive loss (Khosla et al. 2020, "SupCon"; NT-Xent when every row has one positive)
+/// of embeddings `emb [b, d]`: cosine similarities over `temperature`, each row's log-softmax over the other
+/// rows (the self mask removes the row itself), averaged over the row's positives, then over the rows that
+/// have any. Returns a scalar tensor.
+pub fn supcon_loss(emb: Tensor<2>, positives: Tensor<2>, self_mask: Tensor<2>, temperature: f32) -> Tensor<1> {
+    let norm = emb.clone().powf_scalar(2.0).sum_dim(1).add_scalar(1e-8).sqrt();
+    let z = emb.div(norm);
+    let sim = z.clone().matmul(z.transpose()).div_scalar(temperature).sub(self_mask);
+    let logp = log_softmax(sim, 1);
+    let n_pos = positives.clone().sum_dim(1); // [b, 1]
+    let anchors = n_pos.clone().clamp_max(1.0).sum();
+    let per_row = logp.mul(positives).sum_dim(1).div(n_pos.clamp_min(1.0));
+    per_row.sum().neg().div(anchors.clamp_min(1.0))
 }
 
 /// One optimiser step of the multi-task loss: class cross-entropy + `tag_weight` x tag binary cross-entropy
@@ -176,6 +216,9 @@ pub fn train_step_multi(net: TrainNet, optim: &mut ModuleOptimizer, x: Tensor<4>
         let d = vecs.dims()[1] as f32;
         let diff = head.forward(emb.clone()).sub(vecs);
         loss = loss.add(diff.clone().mul(diff).mul(mask).sum().div_scalar((n * d).max(1e-6)).mul_scalar(opts.vec_weight));
+    }
+    if let Some((pos, self_mask)) = t.contrast {
+        loss = loss.add(supcon_loss(emb.clone(), pos, self_mask, opts.contrast_temperature).mul_scalar(opts.contrast_weight));
     }
     if let (Some(head), Some(songs)) = (&net.song_head, t.songs) {
         let b = songs.dims()[0] as f32;
@@ -265,6 +308,34 @@ fn rng_for(seed: u64, epoch: usize) -> SplitMix64 {
     SplitMix64(seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15))
 }
 
+/// One epoch's (song, crop start) items in batch order. Without `pairs`: `crops` random crops per song,
+/// shuffled. With `pairs`: `crops / 2` (rounded up) pairs per song, each a crop of the song and a crop of a
+/// random rendering of its work (itself when it has no other), adjacent in the order, pairs shuffled; a batch
+/// of even size then holds whole pairs, the contrastive term's positives.
+fn epoch_items(songs: &[LabelledSong], works: &[Vec<usize>], crops: usize, pairs: bool, w: usize, rng: &mut SplitMix64) -> Vec<(usize, usize)> {
+    let start = |si: usize, rng: &mut SplitMix64| rng.below(songs[si].mel.n_frames.saturating_sub(w) + 1);
+    let mut groups: Vec<Vec<(usize, usize)>> = Vec::with_capacity(songs.len() * crops);
+    for si in 0..songs.len() {
+        if pairs {
+            for _ in 0..crops.div_ceil(2) {
+                let partner = match songs[si].work.map(|wk| &works[wk]) {
+                    Some(m) if m.len() > 1 => m[rng.below(m.len())],
+                    _ => si,
+                };
+                groups.push(vec![(si, start(si, rng)), (partner, start(partner, rng))]);
+            }
+        } else {
+            for _ in 0..crops {
+                groups.push(vec![(si, start(si, rng))]);
+            }
+        }
+    }
+    for i in (1..groups.len()).rev() {
+        groups.swap(i, rng.below(i + 1));
+    }
+    groups.concat()
+}
+
 /// Class weights `sqrt(N / (K * n_c))` normalised to mean 1 over training songs: rare soundtracks count
 /// more without letting a 2-song class dominate.
 pub fn class_weights(songs: &[LabelledSong], k: usize) -> Vec<f32> {
@@ -294,7 +365,7 @@ pub fn optimizer(weight_decay: f32) -> ModuleOptimizer {
 /// loss and the logits.
 pub fn train_step(model: SoundNet, optim: &mut ModuleOptimizer, x: Tensor<4>, target: Tensor<2>, wsum: f32, lr: f64) -> (SoundNet, f32, Tensor<2>) {
     let net = TrainNet { net: model, tag_head: None, group_head: None, song_head: None, vec_head: None };
-    let t = BatchTargets { class: target, class_wsum: wsum, tags: None, groups: None, songs: None, vecs: None };
+    let t = BatchTargets { class: target, class_wsum: wsum, tags: None, groups: None, songs: None, vecs: None, contrast: None };
     let (net, loss, logits) = train_step_multi(net, optim, x, t, &TrainOptions::default(), lr);
     (net.net, loss, logits)
 }
@@ -366,6 +437,19 @@ pub fn train(job: TrainJob<'_>, on: &mut dyn FnMut(Progress), stop: &dyn Fn(usiz
         optim = optim.load(dir.join("optim.bpk")).map_err(|e| io_err(&dir, e))?;
     }
     let weights = class_weights(train_songs, k);
+    let contrast = opts.contrast_weight > 0.0;
+    // Contrastive batches hold whole pairs: an even number of crops.
+    let batch_size = if contrast { (opts.batch_size.max(2) + 1) & !1 } else { opts.batch_size };
+    let n_works = train_songs.iter().filter_map(|s| s.work).max().map_or(0, |m| m + 1);
+    if opts.contrast_groups && train_songs.iter().all(|s| s.group.is_none()) {
+        return Err(ModelError::Invalid("contrastive positives by group need songs with a group".into()));
+    }
+    let mut works: Vec<Vec<usize>> = vec![Vec::new(); n_works];
+    for (si, s) in train_songs.iter().enumerate() {
+        if let Some(wk) = s.work {
+            works[wk].push(si);
+        }
+    }
     let mut best_cfg = if state.best_epoch > 0 { crate::load_config(out_dir).ok() } else { None };
     let mut stopped_early = false;
 
@@ -380,19 +464,10 @@ pub fn train(job: TrainJob<'_>, on: &mut dyn FnMut(Progress), stop: &dyn Fn(usiz
         ad.seed(opts.seed ^ (epoch as u64).wrapping_mul(0xD1B5_4A32_D192_ED03));
         let lr = opts.learning_rate * 0.5 * (1.0 + (std::f64::consts::PI * (epoch - 1) as f64 / opts.epochs as f64).cos());
         let mut rng = rng_for(opts.seed, epoch);
-        // (song, crop start) pairs, shuffled.
-        let mut items: Vec<(usize, usize)> = Vec::with_capacity(train_songs.len() * opts.crops_per_song);
-        for (si, s) in train_songs.iter().enumerate() {
-            for _ in 0..opts.crops_per_song {
-                items.push((si, rng.below(s.mel.n_frames.saturating_sub(w) + 1)));
-            }
-        }
-        for i in (1..items.len()).rev() {
-            items.swap(i, rng.below(i + 1));
-        }
-        let steps = items.len().div_ceil(opts.batch_size);
+        let items = epoch_items(train_songs, &works, opts.crops_per_song, contrast, w, &mut rng);
+        let steps = items.len().div_ceil(batch_size);
         let (mut loss_sum, mut hits, mut seen) = (0f64, 0usize, 0usize);
-        for (step, batch) in items.chunks(opts.batch_size).enumerate() {
+        for (step, batch) in items.chunks(batch_size).enumerate() {
             let b = batch.len();
             let mut data = vec![0f32; b * h * w];
             let mut target = vec![0f32; b * k];
@@ -445,6 +520,28 @@ pub fn train(job: TrainJob<'_>, on: &mut dyn FnMut(Progress), stop: &dyn Fn(usiz
                 groups: (n_groups > 0).then(|| (t2(groups, n_groups), n_grouped)),
                 songs: (n_song_ids > 0).then(|| t2(song_ids, n_song_ids)),
                 vecs: (n_vec > 0).then(|| (t2(vecs, n_vec), t2(vec_mask, 1), n_vecs)),
+                contrast: contrast.then(|| {
+                    // Positives share a key: the group (with contrast_groups), else the work, else the song.
+                    let key = |si: usize| {
+                        let s = &train_songs[si];
+                        match (opts.contrast_groups, s.group, s.work) {
+                            (true, Some(g), _) => (0, g),
+                            (_, _, Some(wk)) => (1, wk),
+                            _ => (2, si),
+                        }
+                    };
+                    let mut pos = vec![0f32; b * b];
+                    let mut self_mask = vec![0f32; b * b];
+                    for (i, &(si, _)) in batch.iter().enumerate() {
+                        self_mask[i * b + i] = 1e4;
+                        for (j, &(sj, _)) in batch.iter().enumerate() {
+                            if i != j && key(si) == key(sj) {
+                                pos[i * b + j] = 1.0;
+                            }
+                        }
+                    }
+                    (t2(pos, b), t2(self_mask, b))
+                }),
             };
             let (next, loss_v, logits) = train_step_multi(model, &mut optim, x, bt, opts, lr);
             model = next;

@@ -358,6 +358,88 @@ fn tag_and_group_heads_teach_the_embedding_and_are_not_saved() {
     assert_eq!(state["options"]["tag_weight"], 4.0);
 }
 
+/// The contrastive loss is the SupCon formula: checked against a plain computation on random embeddings,
+/// and lower when positives point the same way than when they are orthogonal.
+#[test]
+fn supcon_loss_is_the_formula_and_rewards_aligned_positives() {
+    let dev = Device::flex();
+    let (b, d, temp) = (6usize, 4usize, 0.2f32);
+    let emb: Vec<f32> = (0..b * d).map(|i| (((i * 7919) % 97) as f32 / 48.5) - 1.0).collect();
+    // Rows 0-1 and 2-3-4 are positives of each other; row 5 has none (it only counts as a negative).
+    let key = [0, 0, 1, 1, 1, 2];
+    let pos: Vec<f32> = (0..b * b).map(|ij| ((ij / b != ij % b) && key[ij / b] == key[ij % b]) as u8 as f32).collect();
+    let self_mask: Vec<f32> = (0..b * b).map(|ij| if ij / b == ij % b { 1e4 } else { 0.0 }).collect();
+    use burn::tensor::{Tensor, TensorData};
+    let t2 = |v: Vec<f32>, r: usize, c: usize| Tensor::<2>::from_data(TensorData::new(v, [r, c]), &dev);
+    let loss = |e: &[f32]| -> f32 {
+        let l = supcon_loss(t2(e.to_vec(), b, d), t2(pos.clone(), b, b), t2(self_mask.clone(), b, b), temp);
+        l.into_data().try_into_vec::<f32>().unwrap()[0]
+    };
+    let reference = |e: &[f32]| -> f32 {
+        let z: Vec<Vec<f32>> = e.chunks(d).map(|r| {
+            let n = r.iter().map(|x| x * x).sum::<f32>().sqrt();
+            r.iter().map(|x| x / n).collect()
+        }).collect();
+        let (mut total, mut anchors) = (0f32, 0f32);
+        for i in 0..b {
+            let s: Vec<f32> = (0..b).map(|j| z[i].iter().zip(&z[j]).map(|(x, y)| x * y).sum::<f32>() / temp).collect();
+            let lse = (0..b).filter(|&j| j != i).map(|j| s[j].exp()).sum::<f32>().ln();
+            let ps: Vec<usize> = (0..b).filter(|&j| j != i && key[j] == key[i]).collect();
+            if !ps.is_empty() {
+                total += -ps.iter().map(|&j| s[j] - lse).sum::<f32>() / ps.len() as f32;
+                anchors += 1.0;
+            }
+        }
+        total / anchors
+    };
+    let (got, want) = (loss(&emb), reference(&emb));
+    assert!((got - want).abs() < 1e-4 * want.abs().max(1.0), "burn {got}, formula {want}");
+    // Positives sharing a direction (one axis per key) score lower than the same rows scrambled.
+    let aligned: Vec<f32> = (0..b).flat_map(|i| (0..d).map(move |k| if k == key[i] { 1.0 } else { 0.05 })).collect();
+    let scrambled: Vec<f32> = (0..b).flat_map(|i| (0..d).map(move |k| if k == i % d { 1.0 } else { 0.05 })).collect();
+    assert!(loss(&aligned) < loss(&scrambled) - 1.0, "aligned {}, scrambled {}", loss(&aligned), loss(&scrambled));
+}
+
+/// The contrastive term teaches the embedding through works: with class labels unrelated to an attribute,
+/// songs grouped into works by that attribute end up closer together than without the term.
+#[test]
+fn the_contrastive_term_pulls_renderings_of_a_work_together() {
+    let _g = serial();
+    let dev = Device::flex();
+    let mk = |range: std::ops::Range<usize>, works: bool| -> (Vec<LabelledSong>, Vec<usize>) {
+        range
+            .map(|i| {
+                let b = i % 2;
+                let mut s = song(i, b);
+                s.label = (i / 2) % 2;
+                // Four works per attribute value: every work's renderings share where their energy sits.
+                s.work = works.then_some(b * 4 + (i / 2) % 4);
+                (s, b)
+            })
+            .unzip()
+    };
+    let (train_set, _) = mk(0..24, true);
+    let (val, attr) = mk(100..112, false);
+    let run = |contrast_weight: f32, contrast_groups: bool, train_set: &[LabelledSong]| {
+        let dir = tempfile::tempdir().unwrap();
+        let o = TrainOptions { contrast_weight, contrast_groups, batch_size: 7, ..opts(5) };
+        let s = train(TrainJob { out_dir: dir.path(), config: &config(), train: train_set, val: &val, opts: &o, resume: false, device: &dev }, &mut |_| {}, &|_| false).unwrap();
+        assert!(s.state.history.iter().all(|h| h.train_loss.is_finite()));
+        separation(&load_model(dir.path(), &dev).unwrap(), &val, &attr, &dev)
+    };
+    let (plain, contrast) = (run(0.0, false, &train_set), run(2.0, false, &train_set));
+    assert!(contrast > plain + 0.05, "with the contrastive term {contrast}, without {plain}");
+    // The same through groups instead of works (supervised contrastive learning of the group).
+    let by_group: Vec<LabelledSong> = train_set.iter().map(|s| LabelledSong { work: None, group: s.work.map(|w| w / 4), ..s.clone() }).collect();
+    let grouped = run(2.0, true, &by_group);
+    assert!(grouped > plain + 0.05, "with groups as positives {grouped}, without the term {plain}");
+    // Groups as positives need songs with a group.
+    let dir = tempfile::tempdir().unwrap();
+    let o = TrainOptions { contrast_weight: 1.0, contrast_groups: true, ..opts(1) };
+    let r = train(TrainJob { out_dir: dir.path(), config: &config(), train: &val, val: &val, opts: &o, resume: false, device: &dev }, &mut |_| {}, &|_| false);
+    assert!(r.is_err_and(|e| e.to_string().contains("need songs with a group")));
+}
+
 #[test]
 fn tempo_and_eq_augmentation_keep_the_tile_sane() {
     use soundalike_model::data::{eq_tilt, write_tile, write_tile_stretched};

@@ -1,0 +1,55 @@
+//! `soundalike train` end to end on the committed tiny set: the multi-task options reach the run and its
+//! metrics, the model it writes embeds, and contradictory options are refused before any work.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests stop at the first surprise
+
+mod util;
+
+use util::*;
+
+fn base<'a>(out: &'a str, cache: &'a str) -> Vec<&'a str> {
+    vec![
+        "train", "datasets/tiny", "--labels", "datasets/tiny/tracks.csv", "--label-column", "teacher_genre", "--group-column", "source",
+        "--out", out, "--cache", cache, "--epochs", "1", "--crops-per-song", "2", "--batch-size", "8", "--val-fraction", "0",
+        "--test-fraction", "0.2",
+    ]
+}
+
+#[test]
+fn contrastive_training_runs_records_its_options_and_embeds() {
+    let dir = tempfile::tempdir().unwrap();
+    let (out, cache) = (dir.path().join("model"), dir.path().join("cache"));
+    let mut args = base(s(&out), s(&cache));
+    args.extend(["--contrast-weight", "0.5", "--contrast-temperature", "0.2", "--contrast-groups", "--work-column", "source", "--pool-bands", "4"]);
+    let o = run(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("works (source):"), "{}", stderr(&o));
+    let m: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("metrics.json")).unwrap()).unwrap();
+    assert_eq!(m["options"]["contrast_weight"], 0.5);
+    assert_eq!(m["options"]["contrast_groups"], true);
+    assert!((m["options"]["contrast_temperature"].as_f64().unwrap() - 0.2).abs() < 1e-6);
+    assert_eq!(m["work_column"], "source");
+    let cfg: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("config.json")).unwrap()).unwrap();
+    assert_eq!(cfg["arch"]["pool"]["time"]["rows"], 4);
+    // The model it wrote embeds a song.
+    let store = dir.path().join("store");
+    let o = run(&["embed", "datasets/tiny/asc-music", "--model", s(&out), "--out", s(&store), "--index", "false"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(std::fs::read_to_string(store.join("songs.jsonl")).unwrap().lines().count() >= 3);
+}
+
+#[test]
+fn contradictory_training_options_are_refused_before_any_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let (out, cache) = (dir.path().join("model"), dir.path().join("cache"));
+    for (extra, why) in [
+        (&["--pool", "global", "--pool-bands", "4"][..], "the global pool has none"),
+        (&["--work-column", "source"][..], "give --contrast-weight too"),
+        (&["--contrast-groups"][..], "give --contrast-weight too"),
+    ] {
+        let mut args = base(s(&out), s(&cache));
+        args.extend(extra);
+        let o = run(&args);
+        assert!(!o.status.success() && stderr(&o).contains(why), "{extra:?}: {}", stderr(&o));
+        assert!(!out.join("config.json").exists(), "{extra:?} wrote a model");
+    }
+}

@@ -19,7 +19,7 @@ fn contrastive_training_runs_records_its_options_and_embeds() {
     let dir = tempfile::tempdir().unwrap();
     let (out, cache) = (dir.path().join("model"), dir.path().join("cache"));
     let mut args = base(s(&out), s(&cache));
-    args.extend(["--contrast-weight", "0.5", "--contrast-temperature", "0.2", "--contrast-groups", "--work-column", "source", "--pool-bands", "4"]);
+    args.extend(["--contrast-weight", "0.5", "--contrast-temperature", "0.2", "--contrast-groups", "--work-column", "source", "--pool-bands", "4", "--tile-frames", "96"]);
     let o = run(&args);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stderr(&o).contains("works (source):"), "{}", stderr(&o));
@@ -30,11 +30,14 @@ fn contrastive_training_runs_records_its_options_and_embeds() {
     assert_eq!(m["work_column"], "source");
     let cfg: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("config.json")).unwrap()).unwrap();
     assert_eq!(cfg["arch"]["pool"]["time"]["rows"], 4);
+    assert_eq!((cfg["frontend"]["tile_frames"].as_u64(), cfg["frontend"]["tile_hop"].as_u64()), (Some(96), Some(96)));
     // The model it wrote embeds a song.
     let store = dir.path().join("store");
     let o = run(&["embed", "datasets/tiny/asc-music", "--model", s(&out), "--out", s(&store), "--index", "false"]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(std::fs::read_to_string(store.join("songs.jsonl")).unwrap().lines().count() >= 3);
+    let st: serde_json::Value = serde_json::from_slice(&std::fs::read(store.join("store.json")).unwrap()).unwrap();
+    assert!(st.to_string().contains("\"tile_frames\":96"), "the store records the model's tiles: {st}");
 }
 
 #[test]

@@ -371,6 +371,10 @@ pub struct TrainArgs {
     /// deviation). Default: time-std, or global with --preset original2017.
     #[arg(long, value_enum)]
     pub pool: Option<PoolKind>,
+    /// Frames per tile (and between tiles) instead of the preset's (128 frames = 3 s by default); the model
+    /// records it, so embedding uses the same.
+    #[arg(long)]
+    pub tile_frames: Option<usize>,
     /// Frequency bands the time pools keep (default: every row of the last feature map, 8 for the default
     /// network on 128 mel bands).
     #[arg(long)]

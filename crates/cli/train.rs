@@ -108,7 +108,11 @@ fn print_report(name: &str, r: &EvalReport) {
 
 pub fn train(a: TrainArgs) -> Result<ExitCode> {
     let t_start = Instant::now();
-    let fe = frontend(a.preset);
+    let mut fe = frontend(a.preset);
+    if let Some(n) = a.tile_frames {
+        anyhow::ensure!(n > 0, "--tile-frames must be > 0");
+        (fe.tile_frames, fe.tile_hop) = (n, n);
+    }
     let mut arch = match a.preset {
         Preset::Default => ArchConfig::default(),
         Preset::Original2017 => ArchConfig::original_2017(),

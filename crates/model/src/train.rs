@@ -308,6 +308,76 @@ fn rng_for(seed: u64, epoch: usize) -> SplitMix64 {
     SplitMix64(seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15))
 }
 
+/// The batch's contrastive masks, `[b, b]` each: positives (1 where two different rows share a key: the
+/// group with `by_group`, else the work, else the song) and the self mask (1e4 on the diagonal).
+fn contrast_masks(songs: &[LabelledSong], batch: &[(usize, usize)], by_group: bool) -> (Vec<f32>, Vec<f32>) {
+    let key = |si: usize| {
+        let s = &songs[si];
+        match (by_group, s.group, s.work) {
+            (true, Some(g), _) => (0, g),
+            (_, _, Some(wk)) => (1, wk),
+            _ => (2, si),
+        }
+    };
+    let b = batch.len();
+    let (mut pos, mut self_mask) = (vec![0f32; b * b], vec![0f32; b * b]);
+    for (i, &(si, _)) in batch.iter().enumerate() {
+        self_mask[i * b + i] = 1e4;
+        for (j, &(sj, _)) in batch.iter().enumerate() {
+            if i != j && key(si) == key(sj) {
+                pos[i * b + j] = 1.0;
+            }
+        }
+    }
+    (pos, self_mask)
+}
+
+/// Width of a per-song soft target (tags, teacher vectors) when its loss has a weight: the longest song's,
+/// which every song that has one must share (songs without one are masked out of the loss).
+fn soft_width(songs: &[LabelledSong], weight: f32, of: impl Fn(&LabelledSong) -> &Vec<f32>, what: &str) -> Result<usize> {
+    let width = if weight > 0.0 { songs.iter().map(|s| of(s).len()).max().unwrap_or(0) } else { 0 };
+    if width > 0 && songs.iter().any(|s| !of(s).is_empty() && of(s).len() != width) {
+        return Err(ModelError::Invalid(format!("training songs have different {what}")));
+    }
+    Ok(width)
+}
+
+/// One batch's rows of a soft target: `[b, width]` values, a `[b, 1]` mask (1 where the song has the target)
+/// and how many rows have it.
+struct SoftRows {
+    width: usize,
+    values: Vec<f32>,
+    mask: Vec<f32>,
+    n: f32,
+}
+
+impl SoftRows {
+    fn new(b: usize, width: usize) -> Self {
+        SoftRows { width, values: vec![0f32; b * width], mask: vec![0f32; b], n: 0.0 }
+    }
+
+    /// Row `i` takes `v` if it has the target's width (a song without the target leaves it masked).
+    fn set(&mut self, i: usize, v: &[f32]) {
+        if self.width > 0 && v.len() == self.width {
+            self.values[i * self.width..(i + 1) * self.width].copy_from_slice(v);
+            self.mask[i] = 1.0;
+            self.n += 1.0;
+        }
+    }
+
+    /// The tensors [`BatchTargets`] takes, or `None` when the target is not trained.
+    fn tensors(self, device: &Device) -> Option<(Tensor<2>, Tensor<2>, f32)> {
+        let b = self.mask.len();
+        (self.width > 0).then(|| {
+            (
+                Tensor::<2>::from_data(TensorData::new(self.values, [b, self.width]), device),
+                Tensor::<2>::from_data(TensorData::new(self.mask, [b, 1]), device),
+                self.n,
+            )
+        })
+    }
+}
+
 /// One epoch's (song, crop start) items in batch order. Without `pairs`: `crops` random crops per song,
 /// shuffled. With `pairs`: `crops / 2` (rounded up) pairs per song, each a crop of the song and a crop of a
 /// random rendering of its work (itself when it has no other), adjacent in the order, pairs shuffled; a batch
@@ -410,16 +480,10 @@ pub fn train(job: TrainJob<'_>, on: &mut dyn FnMut(Progress), stop: &dyn Fn(usiz
     std::fs::create_dir_all(&ckpt_root).map_err(|e| io_err(&ckpt_root, e))?;
     let state_path = ckpt_root.join("state.json");
 
-    let n_tags = if opts.tag_weight > 0.0 { train_songs.iter().map(|s| s.tags.len()).max().unwrap_or(0) } else { 0 };
-    if n_tags > 0 && train_songs.iter().any(|s| !s.tags.is_empty() && s.tags.len() != n_tags) {
-        return Err(ModelError::Invalid("training songs have different numbers of tags".into()));
-    }
+    let n_tags = soft_width(train_songs, opts.tag_weight, |s| &s.tags, "numbers of tags")?;
     let n_groups = if opts.group_weight > 0.0 { train_songs.iter().filter_map(|s| s.group).max().map_or(0, |g| g + 1) } else { 0 };
     let n_song_ids = if opts.song_weight > 0.0 { train_songs.len() } else { 0 };
-    let n_vec = if opts.vec_weight > 0.0 { train_songs.iter().map(|s| s.teacher_vec.len()).max().unwrap_or(0) } else { 0 };
-    if n_vec > 0 && train_songs.iter().any(|s| !s.teacher_vec.is_empty() && s.teacher_vec.len() != n_vec) {
-        return Err(ModelError::Invalid("training songs have teacher vectors of different lengths".into()));
-    }
+    let n_vec = soft_width(train_songs, opts.vec_weight, |s| &s.teacher_vec, "teacher vector lengths")?;
     let mut model = TrainNet::new(&config.arch, k, n_tags, n_groups, n_song_ids, n_vec, &ad);
     let mut optim = optimizer(opts.weight_decay);
     let mut state = TrainState { epochs_done: 0, best_val_loss: f64::INFINITY, best_epoch: 0, history: vec![], options: opts.clone(), checkpoint: String::new() };
@@ -471,10 +535,10 @@ pub fn train(job: TrainJob<'_>, on: &mut dyn FnMut(Progress), stop: &dyn Fn(usiz
             let b = batch.len();
             let mut data = vec![0f32; b * h * w];
             let mut target = vec![0f32; b * k];
-            let (mut tags, mut tag_mask, mut n_tagged) = (vec![0f32; b * n_tags], vec![0f32; b], 0f32);
+            let mut tags = SoftRows::new(b, n_tags);
             let (mut groups, mut n_grouped) = (vec![0f32; b * n_groups], 0f32);
             let mut song_ids = vec![0f32; b * n_song_ids];
-            let (mut vecs, mut vec_mask, mut n_vecs) = (vec![0f32; b * n_vec], vec![0f32; b], 0f32);
+            let mut vecs = SoftRows::new(b, n_vec);
             let mut wsum = 0f32;
             for (i, &(si, start)) in batch.iter().enumerate() {
                 let song = &train_songs[si];
@@ -493,11 +557,7 @@ pub fn train(job: TrainJob<'_>, on: &mut dyn FnMut(Progress), stop: &dyn Fn(usiz
                 let lw = weights[song.label];
                 target[i * k + song.label] = lw;
                 wsum += lw;
-                if n_tags > 0 && song.tags.len() == n_tags {
-                    tags[i * n_tags..(i + 1) * n_tags].copy_from_slice(&song.tags);
-                    tag_mask[i] = 1.0;
-                    n_tagged += 1.0;
-                }
+                tags.set(i, &song.tags);
                 if let (true, Some(g)) = (n_groups > 0, song.group) {
                     groups[i * n_groups + g] = 1.0;
                     n_grouped += 1.0;
@@ -505,41 +565,19 @@ pub fn train(job: TrainJob<'_>, on: &mut dyn FnMut(Progress), stop: &dyn Fn(usiz
                 if n_song_ids > 0 {
                     song_ids[i * n_song_ids + si] = 1.0;
                 }
-                if n_vec > 0 && song.teacher_vec.len() == n_vec {
-                    vecs[i * n_vec..(i + 1) * n_vec].copy_from_slice(&song.teacher_vec);
-                    vec_mask[i] = 1.0;
-                    n_vecs += 1.0;
-                }
+                vecs.set(i, &song.teacher_vec);
             }
             let x = batch_tensor(data, b, h, w, &ad);
             let t2 = |v: Vec<f32>, cols: usize| Tensor::<2>::from_data(TensorData::new(v, [b, cols]), &ad);
             let bt = BatchTargets {
                 class: t2(target.clone(), k),
                 class_wsum: wsum,
-                tags: (n_tags > 0).then(|| (t2(tags, n_tags), t2(tag_mask, 1), n_tagged)),
+                tags: tags.tensors(&ad),
                 groups: (n_groups > 0).then(|| (t2(groups, n_groups), n_grouped)),
                 songs: (n_song_ids > 0).then(|| t2(song_ids, n_song_ids)),
-                vecs: (n_vec > 0).then(|| (t2(vecs, n_vec), t2(vec_mask, 1), n_vecs)),
+                vecs: vecs.tensors(&ad),
                 contrast: contrast.then(|| {
-                    // Positives share a key: the group (with contrast_groups), else the work, else the song.
-                    let key = |si: usize| {
-                        let s = &train_songs[si];
-                        match (opts.contrast_groups, s.group, s.work) {
-                            (true, Some(g), _) => (0, g),
-                            (_, _, Some(wk)) => (1, wk),
-                            _ => (2, si),
-                        }
-                    };
-                    let mut pos = vec![0f32; b * b];
-                    let mut self_mask = vec![0f32; b * b];
-                    for (i, &(si, _)) in batch.iter().enumerate() {
-                        self_mask[i * b + i] = 1e4;
-                        for (j, &(sj, _)) in batch.iter().enumerate() {
-                            if i != j && key(si) == key(sj) {
-                                pos[i * b + j] = 1.0;
-                            }
-                        }
-                    }
+                    let (pos, self_mask) = contrast_masks(train_songs, batch, opts.contrast_groups);
                     (t2(pos, b), t2(self_mask, b))
                 }),
             };

@@ -9,6 +9,7 @@ Writes, atomically and resumably (rows already present are kept):
                                    (`mtt:` columns: these name classical, strings, choir... that MSD lacks)
   CORPUS/musicnn_penultimate.csv   id + the MSD model's 200-d penultimate layer, mean over the same patches
                                    (the pretrained peer in the yardstick, scripts/lpo_eval.py)
+  CORPUS/musicnn_mtt_penultimate.csv  the same of the MagnaTagATune model (instruments, voices, textures)
   CORPUS/labels.csv                tracks.csv plus `genre` and `genre_margin`: a listener's genre bucket from the
                                    tags (GENRES below; the bucket whose strongest tag is strongest), a GUESS
 These are a pretrained tagger's GUESSES, not ground truth: every report that uses them must say so.
@@ -61,12 +62,14 @@ def main():
     corpus = sys.argv[1]
     rows = list(csv.DictReader(open(os.path.join(corpus, "tracks.csv"))))
     tag_path, pen_path = os.path.join(corpus, "teacher_tags.csv"), os.path.join(corpus, "musicnn_penultimate.csv")
+    mtt_path = os.path.join(corpus, "musicnn_mtt_penultimate.csv")
     done = {}
-    if os.path.exists(tag_path) and os.path.exists(pen_path):
+    if all(os.path.exists(p) for p in (tag_path, pen_path, mtt_path)):
         pens = {r[0]: r[1:] for r in list(csv.reader(open(pen_path)))[1:]}
+        mtts = {r[0]: r[1:] for r in list(csv.reader(open(mtt_path)))[1:]}
         for r in list(csv.reader(open(tag_path)))[1:]:
-            if r[0] in pens:
-                done[r[0]] = (r[1:], pens[r[0]])
+            if r[0] in pens and r[0] in mtts:
+                done[r[0]] = (r[1:], pens[r[0]], mtts[r[0]])
     n_frames = librosa.time_to_frames(3, sr=config.SR, n_fft=config.FFT_SIZE, hop_length=config.FFT_HOP) + 1
     tf.compat.v1.disable_eager_execution()
     nets = []
@@ -86,7 +89,8 @@ def main():
     failed = []
 
     def flush():
-        for path, header, idx in ((tag_path, tag_names, 0), (pen_path, [f"p{i}" for i in range(200)], 1)):
+        for path, header, idx in ((tag_path, tag_names, 0), (pen_path, [f"p{i}" for i in range(200)], 1),
+                                  (mtt_path, [f"p{i}" for i in range(200)], 2)):
             with open(path + ".tmp", "w", newline="") as f:
                 w = csv.writer(f)
                 w.writerow(["id"] + list(header))
@@ -103,12 +107,12 @@ def main():
             batch = np.stack([rep[s:s + n_frames] for s in starts])
             if len(batch) == 0:
                 raise ValueError("shorter than one 3-s patch")
-            probs, pen = [], None
+            probs, pens = [], []
             for sess, x, is_training, prob, penultimate in nets:
                 p, q = sess.run([prob, penultimate], feed_dict={x: batch, is_training: False})
                 probs += [f"{v:.5f}" for v in p.mean(0)]
-                pen = pen if pen is not None else [f"{v:.5f}" for v in q.mean(0)]
-            done[r["id"]] = (probs, pen)
+                pens.append([f"{v:.5f}" for v in q.mean(0)])
+            done[r["id"]] = (probs, pens[0], pens[1])
         except Exception as e:  # noqa: BLE001 - reported, never fatal
             failed.append((r["id"], str(e)[:200]))
         if (i + 1) % 50 == 0:

@@ -146,6 +146,15 @@ def main():
         "log-mel statistics (256-d, z-scored, no learning)": unit(zscore(np.stack([lm[x] for x in ids]))),
         "musicnn MSD penultimate (200-d, z-scored, pretrained)": unit(zscore(np.stack([pen_d[x] for x in ids]))),
     }
+    mtt_path = os.path.join(corpus, "musicnn_mtt_penultimate.csv")
+    if os.path.exists(mtt_path):
+        # The MagnaTagATune model's penultimate (tag.py writes it too), alone and beside the MSD model's.
+        mtt_d = load_csv_vectors(mtt_path)
+        if all(x in mtt_d for x in ids):
+            mtt = zscore(np.stack([mtt_d[x] for x in ids]))
+            msd = zscore(np.stack([pen_d[x] for x in ids]))
+            baselines["musicnn MTT penultimate (200-d, z-scored, pretrained on MagnaTagATune)"] = unit(mtt)
+            baselines["musicnn MSD + MTT penultimates (400-d, z-scored)"] = unit(np.concatenate([msd, mtt], 1))
     counts = {p: int((prods == p).sum()) for p in set(prods)}
     results = {"corpus_songs": len(ids), "productions": len(set(prods)), "folds": folds, "ran": which, "seed": a.seed,
                "train_args": a.train_args, "variant": a.variant, "per_fold": []}

@@ -18,16 +18,36 @@ fn base<'a>(out: &'a str, cache: &'a str) -> Vec<&'a str> {
 fn contrastive_training_runs_records_its_options_and_embeds() {
     let dir = tempfile::tempdir().unwrap();
     let (out, cache) = (dir.path().join("model"), dir.path().join("cache"));
+    // Two teachers' vectors, joined per song; a song missing from one file gets no target.
+    let ids: Vec<String> = std::fs::read_to_string(root().join("datasets/tiny/tracks.csv")).unwrap().lines().skip(1).map(|l| l.split(',').next().unwrap().to_string()).collect();
+    let (ta, tb) = (dir.path().join("a.csv"), dir.path().join("b.csv"));
+    let rows = |cols: usize, skip: usize| -> String {
+        let head = std::iter::once("id".to_string()).chain((0..cols).map(|c| format!("v{c}"))).collect::<Vec<_>>().join(",");
+        let body: Vec<String> = ids.iter().enumerate().skip(skip).map(|(i, id)| format!("{id},{}", (0..cols).map(|c| format!("{}", (i * 7 + c) % 5)).collect::<Vec<_>>().join(","))).collect();
+        format!("{head}\n{}\n", body.join("\n"))
+    };
+    std::fs::write(&ta, rows(2, 0)).unwrap();
+    std::fs::write(&tb, rows(3, 1)).unwrap();
     let mut args = base(s(&out), s(&cache));
+    args.extend(["--teacher-vectors", s(&ta), "--teacher-vectors", s(&tb)]);
     args.extend(["--contrast-weight", "0.5", "--contrast-temperature", "0.2", "--contrast-groups", "--work-column", "source", "--pool-bands", "4", "--tile-frames", "96"]);
     let o = run(&args);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stderr(&o).contains("works (source):"), "{}", stderr(&o));
+    let line = stderr(&o).lines().find(|l| l.starts_with("teacher vectors:")).unwrap_or_default().to_string();
+    let n_train: usize = line.rsplit(" of ").next().and_then(|t| t.split_whitespace().next()).and_then(|n| n.parse().ok()).unwrap_or(0);
+    assert!(line.starts_with("teacher vectors: 5 dimensions for ") && n_train > 1, "{line}");
+    // The first song (missing from the second file) has no target if it trains.
+    let have: usize = line.trim_start_matches("teacher vectors: 5 dimensions for ").split(' ').next().unwrap().parse().unwrap();
+    let split: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("split.json")).unwrap()).unwrap();
+    let first_trains = split["assignment"][format!("{}.mp3", ids[0])] == "train";
+    assert_eq!(have, n_train - usize::from(first_trains), "{line}");
     let m: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("metrics.json")).unwrap()).unwrap();
     assert_eq!(m["options"]["contrast_weight"], 0.5);
     assert_eq!(m["options"]["contrast_groups"], true);
     assert!((m["options"]["contrast_temperature"].as_f64().unwrap() - 0.2).abs() < 1e-6);
     assert_eq!(m["work_column"], "source");
+    assert_eq!(m["teacher_vectors"].as_array().map(Vec::len), Some(2));
     let cfg: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("config.json")).unwrap()).unwrap();
     assert_eq!(cfg["arch"]["pool"]["time"]["rows"], 4);
     assert_eq!((cfg["frontend"]["tile_frames"].as_u64(), cfg["frontend"]["tile_hop"].as_u64()), (Some(96), Some(96)));

@@ -411,8 +411,10 @@ pub struct TrainArgs {
     /// CSV of a pretrained model's song vectors (`id`, then one column per dimension; e.g. musicnn's
     /// penultimate layer from datasets/debian-music/tag.py): each dimension is standardised over the training
     /// songs and regressed from the embedding (distillation); the head is not part of the saved model.
+    /// Repeat it for several pretrained models: each song's vectors are joined end to end (a song must be in
+    /// every file to get a target).
     #[arg(long)]
-    pub teacher_vectors: Option<PathBuf>,
+    pub teacher_vectors: Vec<PathBuf>,
     /// Weight of the teacher-vector regression (with --teacher-vectors and/or --logmel-target).
     #[arg(long, default_value_t = 1.0)]
     pub vec_weight: f32,

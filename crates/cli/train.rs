@@ -175,7 +175,7 @@ pub fn train(a: TrainArgs) -> Result<ExitCode> {
     };
     // Regression targets per training song: the teacher's vector and/or the song's log-mel statistics.
     let mut raw: Vec<Option<Vec<f32>>> = vec![Some(Vec::new()); train_set.len()];
-    if let Some(p) = &a.teacher_vectors {
+    for p in &a.teacher_vectors {
         let (_, vecs) = read_csv_vectors(p, None)?;
         for (s, r) in train_set.iter().zip(&mut raw) {
             match vecs.get(&s.id).or_else(|| vecs.get(strip_ext(&s.id))) {
@@ -192,7 +192,7 @@ pub fn train(a: TrainArgs) -> Result<ExitCode> {
             }
         }
     }
-    if a.teacher_vectors.is_some() || a.logmel_target {
+    if !a.teacher_vectors.is_empty() || a.logmel_target {
         // Standardise each dimension over the training songs that have a row (a flat dimension stays 0).
         let rows: Vec<(usize, &Vec<f32>)> = raw.iter().enumerate().filter_map(|(i, r)| Some((i, r.as_ref()?))).collect();
         let d = rows[0].1.len();
@@ -207,7 +207,7 @@ pub fn train(a: TrainArgs) -> Result<ExitCode> {
         for (i, v) in std_rows {
             train_set[i].teacher_vec = v;
         }
-        let what = match (a.teacher_vectors.is_some(), a.logmel_target) {
+        let what = match (!a.teacher_vectors.is_empty(), a.logmel_target) {
             (true, true) => "teacher vectors + log-mel statistics",
             (true, false) => "teacher vectors",
             _ => "log-mel statistics",
@@ -269,7 +269,7 @@ pub fn train(a: TrainArgs) -> Result<ExitCode> {
         group_weight: a.group_weight,
         augment: a.augment,
         song_weight: a.song_weight,
-        vec_weight: if a.teacher_vectors.is_some() || a.logmel_target { a.vec_weight } else { 0.0 },
+        vec_weight: if !a.teacher_vectors.is_empty() || a.logmel_target { a.vec_weight } else { 0.0 },
         contrast_weight: a.contrast_weight,
         contrast_temperature: a.contrast_temperature,
         contrast_groups: a.contrast_groups,
@@ -318,7 +318,7 @@ pub fn train(a: TrainArgs) -> Result<ExitCode> {
         "options": opts,
         "teacher_tags": a.teacher_tags.as_ref().map(|p| p.display().to_string()),
         "tag_names": tag_names,
-        "teacher_vectors": a.teacher_vectors.as_ref().map(|p| p.display().to_string()),
+        "teacher_vectors": a.teacher_vectors.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
         "logmel_target": a.logmel_target,
         "work_column": a.work_column,
         "groups": groups,

@@ -385,10 +385,10 @@ impl SoftRows {
 fn epoch_items(songs: &[LabelledSong], works: &[Vec<usize>], crops: usize, pairs: bool, w: usize, rng: &mut SplitMix64) -> Vec<(usize, usize)> {
     let start = |si: usize, rng: &mut SplitMix64| rng.below(songs[si].mel.n_frames.saturating_sub(w) + 1);
     let mut groups: Vec<Vec<(usize, usize)>> = Vec::with_capacity(songs.len() * crops);
-    for si in 0..songs.len() {
+    for (si, song) in songs.iter().enumerate() {
         if pairs {
             for _ in 0..crops.div_ceil(2) {
-                let partner = match songs[si].work.map(|wk| &works[wk]) {
+                let partner = match song.work.map(|wk| &works[wk]) {
                     Some(m) if m.len() > 1 => m[rng.below(m.len())],
                     _ => si,
                 };

@@ -470,6 +470,13 @@ pub fn train(job: TrainJob<'_>, on: &mut dyn FnMut(Progress), stop: &dyn Fn(usiz
     if opts.batch_size == 0 || opts.crops_per_song == 0 || opts.epochs == 0 {
         return Err(ModelError::Invalid("epochs, batch size and crops per song must be > 0".into()));
     }
+    let loss_weights = [opts.tag_weight, opts.group_weight, opts.song_weight, opts.vec_weight, opts.contrast_weight];
+    if loss_weights.iter().any(|w| !(w.is_finite() && *w >= 0.0)) {
+        return Err(ModelError::Invalid(format!("loss weights must be finite and >= 0, got {loss_weights:?}")));
+    }
+    if opts.contrast_weight > 0.0 && !(opts.contrast_temperature.is_finite() && opts.contrast_temperature > 0.0) {
+        return Err(ModelError::Invalid(format!("the contrastive temperature must be > 0, got {}", opts.contrast_temperature)));
+    }
     let k = config.labels.len();
     let (h, w) = (config.frontend.n_mels, config.frontend.tile_frames);
     config.frontend.validate().map_err(|e| crate::ModelError::Invalid(e.to_string()))?;

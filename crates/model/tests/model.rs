@@ -433,6 +433,12 @@ fn the_contrastive_term_pulls_renderings_of_a_work_together() {
     let by_group: Vec<LabelledSong> = train_set.iter().map(|s| LabelledSong { work: None, group: s.work.map(|w| w / 4), ..s.clone() }).collect();
     let grouped = run(2.0, true, &by_group);
     assert!(grouped > plain + 0.05, "with groups as positives {grouped}, without the term {plain}");
+    // A temperature of 0 or a negative weight is refused before training.
+    for o in [TrainOptions { contrast_weight: 1.0, contrast_temperature: 0.0, ..opts(1) }, TrainOptions { contrast_weight: -1.0, ..opts(1) }] {
+        let dir = tempfile::tempdir().unwrap();
+        let r = train(TrainJob { out_dir: dir.path(), config: &config(), train: &train_set, val: &val, opts: &o, resume: false, device: &dev }, &mut |_| {}, &|_| false);
+        assert!(r.is_err_and(|e| e.to_string().contains("temperature must be > 0") || e.to_string().contains("loss weights")));
+    }
     // Groups as positives need songs with a group.
     let dir = tempfile::tempdir().unwrap();
     let o = TrainOptions { contrast_weight: 1.0, contrast_groups: true, ..opts(1) };

@@ -174,16 +174,17 @@ pub struct BatchTargets {
     pub songs: Option<Tensor<2>>,
     /// Teacher vectors `[b, d]`, a row mask `[b, 1]` and the number of rows that have one.
     pub vecs: Option<(Tensor<2>, Tensor<2>, f32)>,
-    /// Contrastive targets: `[b, b]` positives (1 where two different rows are crops of one song or work)
-    /// and the `[b, b]` self mask (a large number on the diagonal, 0 elsewhere).
-    pub contrast: Option<(Tensor<2>, Tensor<2>)>,
+    /// Contrastive targets: `[b, b]` positives (1 where two different rows are crops of one song or work).
+    pub contrast: Option<Tensor<2>>,
 }
 
 /// The supervised contrastive loss (Khosla et al. 2020, "SupCon"; NT-Xent when every row has one positive)
 /// of embeddings `emb [b, d]`: cosine similarities over `temperature`, each row's log-softmax over the other
-/// rows (the self mask removes the row itself), averaged over the row's positives, then over the rows that
-/// have any. Returns a scalar tensor.
-pub fn supcon_loss(emb: Tensor<2>, positives: Tensor<2>, self_mask: Tensor<2>, temperature: f32) -> Tensor<1> {
+/// rows (a large number subtracted on the diagonal removes the row itself), averaged over the row's
+/// `positives` (`[b, b]`, 0 on the diagonal), then over the rows that have any. Returns a scalar tensor.
+pub fn supcon_loss(emb: Tensor<2>, positives: Tensor<2>, temperature: f32) -> Tensor<1> {
+    let b = emb.dims()[0];
+    let self_mask = Tensor::<2>::eye(b, &emb.device()).mul_scalar(1e4);
     let norm = emb.clone().powf_scalar(2.0).sum_dim(1).add_scalar(1e-8).sqrt();
     let z = emb.div(norm);
     let sim = z.clone().matmul(z.transpose()).div_scalar(temperature).sub(self_mask);
@@ -217,8 +218,8 @@ pub fn train_step_multi(net: TrainNet, optim: &mut ModuleOptimizer, x: Tensor<4>
         let diff = head.forward(emb.clone()).sub(vecs);
         loss = loss.add(diff.clone().mul(diff).mul(mask).sum().div_scalar((n * d).max(1e-6)).mul_scalar(opts.vec_weight));
     }
-    if let Some((pos, self_mask)) = t.contrast {
-        loss = loss.add(supcon_loss(emb.clone(), pos, self_mask, opts.contrast_temperature).mul_scalar(opts.contrast_weight));
+    if let Some(pos) = t.contrast {
+        loss = loss.add(supcon_loss(emb.clone(), pos, opts.contrast_temperature).mul_scalar(opts.contrast_weight));
     }
     if let (Some(head), Some(songs)) = (&net.song_head, t.songs) {
         let b = songs.dims()[0] as f32;
@@ -308,9 +309,9 @@ fn rng_for(seed: u64, epoch: usize) -> SplitMix64 {
     SplitMix64(seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15))
 }
 
-/// The batch's contrastive masks, `[b, b]` each: positives (1 where two different rows share a key: the
-/// group with `by_group`, else the work, else the song) and the self mask (1e4 on the diagonal).
-fn contrast_masks(songs: &[LabelledSong], batch: &[(usize, usize)], by_group: bool) -> (Vec<f32>, Vec<f32>) {
+/// The batch's contrastive positives, `[b, b]`: 1 where two different rows share a key (the group with
+/// `by_group`, else the work, else the song).
+fn contrast_positives(songs: &[LabelledSong], batch: &[(usize, usize)], by_group: bool) -> Vec<f32> {
     let key = |si: usize| {
         let s = &songs[si];
         match (by_group, s.group, s.work) {
@@ -320,16 +321,15 @@ fn contrast_masks(songs: &[LabelledSong], batch: &[(usize, usize)], by_group: bo
         }
     };
     let b = batch.len();
-    let (mut pos, mut self_mask) = (vec![0f32; b * b], vec![0f32; b * b]);
+    let mut pos = vec![0f32; b * b];
     for (i, &(si, _)) in batch.iter().enumerate() {
-        self_mask[i * b + i] = 1e4;
         for (j, &(sj, _)) in batch.iter().enumerate() {
             if i != j && key(si) == key(sj) {
                 pos[i * b + j] = 1.0;
             }
         }
     }
-    (pos, self_mask)
+    pos
 }
 
 /// Width of a per-song soft target (tags, teacher vectors) when its loss has a weight: the longest song's,
@@ -477,6 +477,9 @@ pub fn train(job: TrainJob<'_>, on: &mut dyn FnMut(Progress), stop: &dyn Fn(usiz
     if opts.contrast_weight > 0.0 && !(opts.contrast_temperature.is_finite() && opts.contrast_temperature > 0.0) {
         return Err(ModelError::Invalid(format!("the contrastive temperature must be > 0, got {}", opts.contrast_temperature)));
     }
+    if opts.contrast_groups && train_songs.iter().all(|s| s.group.is_none()) {
+        return Err(ModelError::Invalid("contrastive positives by group need songs with a group".into()));
+    }
     let k = config.labels.len();
     let (h, w) = (config.frontend.n_mels, config.frontend.tile_frames);
     config.frontend.validate().map_err(|e| crate::ModelError::Invalid(e.to_string()))?;
@@ -512,9 +515,6 @@ pub fn train(job: TrainJob<'_>, on: &mut dyn FnMut(Progress), stop: &dyn Fn(usiz
     // Contrastive batches hold whole pairs: an even number of crops.
     let batch_size = if contrast { (opts.batch_size.max(2) + 1) & !1 } else { opts.batch_size };
     let n_works = train_songs.iter().filter_map(|s| s.work).max().map_or(0, |m| m + 1);
-    if opts.contrast_groups && train_songs.iter().all(|s| s.group.is_none()) {
-        return Err(ModelError::Invalid("contrastive positives by group need songs with a group".into()));
-    }
     let mut works: Vec<Vec<usize>> = vec![Vec::new(); n_works];
     for (si, s) in train_songs.iter().enumerate() {
         if let Some(wk) = s.work {
@@ -583,10 +583,7 @@ pub fn train(job: TrainJob<'_>, on: &mut dyn FnMut(Progress), stop: &dyn Fn(usiz
                 groups: (n_groups > 0).then(|| (t2(groups, n_groups), n_grouped)),
                 songs: (n_song_ids > 0).then(|| t2(song_ids, n_song_ids)),
                 vecs: vecs.tensors(&ad),
-                contrast: contrast.then(|| {
-                    let (pos, self_mask) = contrast_masks(train_songs, batch, opts.contrast_groups);
-                    (t2(pos, b), t2(self_mask, b))
-                }),
+                contrast: contrast.then(|| t2(contrast_positives(train_songs, batch, opts.contrast_groups), b)),
             };
             let (next, loss_v, logits) = train_step_multi(model, &mut optim, x, bt, opts, lr);
             model = next;

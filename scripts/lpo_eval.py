@@ -17,6 +17,9 @@ over folds (mean and spread):
 for the model and, on the same queries and candidates, for: log-mel statistics (mean and std of each of 128
 mel bands over the song, each dimension z-scored over the corpus; no learning), musicnn's MSD penultimate layer
 (200-d, mean over 3-s patches, z-scored; trained on the Million Song Dataset, a pretrained peer) and chance.
+When tag.py also wrote musicnn_mtt_penultimate.csv, the MagnaTagATune model's penultimate and the two
+penultimates joined are rows too. Productions starting with --train-only-prefix (the folk-styles renderings
+add_folk.py adds) are training material only: never in a fold, a query or a candidate.
 --compare NAME=VARIANT adds a variant already run in OUT as a row (each fold's own model).
 Results: OUT/results.json and OUT/results.md. Models and stores stay in OUT/fold<k>/ for reuse (--no-train).
 """
@@ -142,9 +145,10 @@ def main():
         base, ids, prods, tags = [base[i] for i in keep], [ids[i] for i in keep], prods[keep], tags[keep]
     print(f"{len(ids)} candidate songs from {len(set(prods))} productions")
     lm = logmel_stats(corpus, base, os.path.join(a.out, "logmel_stats.npy"))
+    msd = zscore(np.stack([pen_d[x] for x in ids]))
     baselines = {
         "log-mel statistics (256-d, z-scored, no learning)": unit(zscore(np.stack([lm[x] for x in ids]))),
-        "musicnn MSD penultimate (200-d, z-scored, pretrained)": unit(zscore(np.stack([pen_d[x] for x in ids]))),
+        "musicnn MSD penultimate (200-d, z-scored, pretrained)": unit(msd),
     }
     mtt_path = os.path.join(corpus, "musicnn_mtt_penultimate.csv")
     if os.path.exists(mtt_path):
@@ -152,7 +156,6 @@ def main():
         mtt_d = load_csv_vectors(mtt_path)
         if all(x in mtt_d for x in ids):
             mtt = zscore(np.stack([mtt_d[x] for x in ids]))
-            msd = zscore(np.stack([pen_d[x] for x in ids]))
             baselines["musicnn MTT penultimate (200-d, z-scored, pretrained on MagnaTagATune)"] = unit(mtt)
             baselines["musicnn MSD + MTT penultimates (400-d, z-scored)"] = unit(np.concatenate([msd, mtt], 1))
     counts = {p: int((prods == p).sum()) for p in set(prods)}

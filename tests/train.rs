@@ -30,7 +30,7 @@ fn contrastive_training_runs_records_its_options_and_embeds() {
     std::fs::write(&tb, rows(3, 1)).unwrap();
     let mut args = base(s(&out), s(&cache));
     args.extend(["--teacher-vectors", s(&ta), "--teacher-vectors", s(&tb)]);
-    args.extend(["--contrast-weight", "0.5", "--contrast-temperature", "0.2", "--contrast-groups", "--work-column", "source", "--pool-bands", "4", "--tile-frames", "96"]);
+    args.extend(["--contrast-weight", "0.5", "--contrast-temperature", "0.2", "--contrast-groups", "--work-column", "source", "--pool-bands", "4", "--pool-blocks", "2", "--tile-frames", "96"]);
     let o = run(&args);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stderr(&o).contains("works (source):"), "{}", stderr(&o));
@@ -50,6 +50,7 @@ fn contrastive_training_runs_records_its_options_and_embeds() {
     assert_eq!(m["teacher_vectors"].as_array().map(Vec::len), Some(2));
     let cfg: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("config.json")).unwrap()).unwrap();
     assert_eq!(cfg["arch"]["pool"]["time"]["rows"], 4);
+    assert_eq!(cfg["arch"]["pool_blocks"], 2);
     assert_eq!((cfg["frontend"]["tile_frames"].as_u64(), cfg["frontend"]["tile_hop"].as_u64()), (Some(96), Some(96)));
     // The model it wrote embeds a song.
     let store = dir.path().join("store");
@@ -68,6 +69,8 @@ fn contradictory_training_options_are_refused_before_any_work() {
         (&["--pool", "global", "--pool-bands", "4"][..], "the global pool has none"),
         (&["--work-column", "source"][..], "give --contrast-weight too"),
         (&["--contrast-groups"][..], "give --contrast-weight too"),
+        (&["--teacher-patches", "p.csv", "--teacher-vectors", "v.csv"][..], "give --teacher-patches alone"),
+        (&["--pool-blocks", "9"][..], "the network has 4"),
     ] {
         let mut args = base(s(&out), s(&cache));
         args.extend(extra);
@@ -75,4 +78,49 @@ fn contradictory_training_options_are_refused_before_any_work() {
         assert!(!o.status.success() && stderr(&o).contains(why), "{extra:?}: {}", stderr(&o));
         assert!(!out.join("config.json").exists(), "{extra:?} wrote a model");
     }
+}
+
+#[test]
+fn teacher_patches_from_two_files_are_joined_per_song_and_train() {
+    let dir = tempfile::tempdir().unwrap();
+    let (out, cache) = (dir.path().join("model"), dir.path().join("cache"));
+    let ids: Vec<String> = std::fs::read_to_string(root().join("datasets/tiny/tracks.csv")).unwrap().lines().skip(1).map(|l| l.split(',').next().unwrap().to_string()).collect();
+    // Three 3-s patches a song; file b lacks the first song and starts the second song's patches elsewhere,
+    // so those two songs get no patches; every other song gets 2 + 3 dimensions.
+    let rows = |cols: usize, b: bool| -> String {
+        let head = ["id", "start_s", "end_s"].into_iter().map(String::from).chain((0..cols).map(|c| format!("v{c}"))).collect::<Vec<_>>().join(",");
+        let mut body = Vec::new();
+        for (i, id) in ids.iter().enumerate() {
+            if b && i == 0 {
+                continue;
+            }
+            for k in 0..3 {
+                let start = 3.0 * k as f32 + if b && i == 1 { 1.0 } else { 0.0 };
+                body.push(format!("{id},{start},{},{}", start + 3.0, (0..cols).map(|c| format!("{}", (i * 7 + c + k) % 5)).collect::<Vec<_>>().join(",")));
+            }
+        }
+        format!("{head}\n{}\n", body.join("\n"))
+    };
+    let (pa, pb) = (dir.path().join("a.csv"), dir.path().join("b.csv"));
+    std::fs::write(&pa, rows(2, false)).unwrap();
+    std::fs::write(&pb, rows(3, true)).unwrap();
+    let mut args = base(s(&out), s(&cache));
+    args.extend(["--teacher-patches", s(&pa), "--teacher-patches", s(&pb), "--vec-weight", "2"]);
+    let o = run(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let line = stderr(&o).lines().find(|l| l.starts_with("teacher patches:")).unwrap_or_default().to_string();
+    let split: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("split.json")).unwrap()).unwrap();
+    let trains = |i: usize| split["assignment"][format!("{}.mp3", ids[i])] == "train";
+    let n_train = (0..ids.len()).filter(|&i| trains(i)).count();
+    let have = n_train - usize::from(trains(0)) - usize::from(trains(1));
+    assert_eq!(line, format!("teacher patches: 5 dimensions, {} patches for {have} of {n_train} training songs", 3 * have));
+    let m: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("metrics.json")).unwrap()).unwrap();
+    assert_eq!(m["teacher_patches"].as_array().map(Vec::len), Some(2));
+    assert_eq!(m["options"]["vec_weight"], 2.0);
+    // A patch that ends before it starts is refused, naming the file and row.
+    std::fs::write(&pa, "id,start_s,end_s,v0\nx,3,1,0.5\n").unwrap();
+    let mut args = base(s(&out), s(&cache));
+    args.extend(["--teacher-patches", s(&pa)]);
+    let o = run(&args);
+    assert!(!o.status.success() && stderr(&o).contains("row 2: a patch must end after it starts"), "{}", stderr(&o));
 }

@@ -379,6 +379,11 @@ pub struct TrainArgs {
     /// network on 128 mel bands).
     #[arg(long)]
     pub pool_bands: Option<usize>,
+    /// How many conv blocks, counted from the last, reach the dense layer, each pooled as --pool says and
+    /// joined (1: the last block only; 4 on the default network: every block's map, from low-level to
+    /// high-level features).
+    #[arg(long, default_value_t = 1)]
+    pub pool_blocks: usize,
     /// Continue an interrupted run from its last checkpoint.
     #[arg(long)]
     pub resume: bool,
@@ -415,7 +420,14 @@ pub struct TrainArgs {
     /// every file to get a target).
     #[arg(long)]
     pub teacher_vectors: Vec<PathBuf>,
-    /// Weight of the teacher-vector regression (with --teacher-vectors and/or --logmel-target).
+    /// CSV of a pretrained model's vectors of stretches of each song (`id`, `start_s`, `end_s`, then one
+    /// column per dimension, one row per stretch; e.g. musicnn's 3-s patches from datasets/debian-music/tag.py):
+    /// each training crop regresses the mean of the patches it overlaps, weighted by the overlap (distillation
+    /// crop by crop, instead of every crop regressing its song's mean). Repeat it for several pretrained models
+    /// (their patches must match in number and start). In place of --teacher-vectors, not beside it.
+    #[arg(long)]
+    pub teacher_patches: Vec<PathBuf>,
+    /// Weight of the teacher-vector regression (with --teacher-vectors, --teacher-patches and/or --logmel-target).
     #[arg(long, default_value_t = 1.0)]
     pub vec_weight: f32,
     /// Also regress the song's log-mel statistics (each band's mean and standard deviation over the song,

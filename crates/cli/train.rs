@@ -137,6 +137,11 @@ pub fn train(a: TrainArgs) -> Result<ExitCode> {
         PoolKind::Time => Pool::Time { rows, std: false },
         PoolKind::TimeStd => Pool::Time { rows, std: true },
     };
+    arch.pool_blocks = a.pool_blocks;
+    anyhow::ensure!(
+        a.teacher_patches.is_empty() || (a.teacher_vectors.is_empty() && !a.logmel_target),
+        "--teacher-patches, --teacher-vectors and --logmel-target train one head: give --teacher-patches alone"
+    );
     anyhow::ensure!(a.work_column.is_none() || a.labels.labels.is_some(), "--work-column needs --labels (a CSV)");
     anyhow::ensure!(a.work_column.is_none() || a.contrast_weight > 0.0, "--work-column is used by the contrastive term: give --contrast-weight too");
     anyhow::ensure!(!a.contrast_groups || a.contrast_weight > 0.0, "--contrast-groups is part of the contrastive term: give --contrast-weight too");
@@ -214,6 +219,10 @@ pub fn train(a: TrainArgs) -> Result<ExitCode> {
         };
         eprintln!("{what}: {d} dimensions for {have} of {} training songs", train_set.len());
     }
+    if !a.teacher_patches.is_empty() {
+        let (d, n_patches, have) = attach_teacher_patches(&mut train_set, &a.teacher_patches)?;
+        eprintln!("teacher patches: {d} dimensions, {n_patches} patches for {have} of {} training songs", train_set.len());
+    }
     let groups: Vec<String> = if a.group_weight > 0.0 || a.contrast_groups {
         let g: BTreeSet<String> = entries
             .iter()
@@ -269,7 +278,7 @@ pub fn train(a: TrainArgs) -> Result<ExitCode> {
         group_weight: a.group_weight,
         augment: a.augment,
         song_weight: a.song_weight,
-        vec_weight: if !a.teacher_vectors.is_empty() || a.logmel_target { a.vec_weight } else { 0.0 },
+        vec_weight: if !a.teacher_vectors.is_empty() || a.logmel_target || !a.teacher_patches.is_empty() { a.vec_weight } else { 0.0 },
         contrast_weight: a.contrast_weight,
         contrast_temperature: a.contrast_temperature,
         contrast_groups: a.contrast_groups,
@@ -319,6 +328,7 @@ pub fn train(a: TrainArgs) -> Result<ExitCode> {
         "teacher_tags": a.teacher_tags.as_ref().map(|p| p.display().to_string()),
         "tag_names": tag_names,
         "teacher_vectors": a.teacher_vectors.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
+        "teacher_patches": a.teacher_patches.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
         "logmel_target": a.logmel_target,
         "work_column": a.work_column,
         "groups": groups,
@@ -351,6 +361,87 @@ fn strip_ext(id: &str) -> &str {
 
 /// Column names and one vector per song id, from a CSV of `id` + numeric columns.
 type CsvVectors = (Vec<String>, std::collections::HashMap<String, Vec<f32>>);
+
+/// One song's patches from a teacher-patch CSV: `(start_s, end_s, vector)` in file order.
+type Patches = Vec<(f32, f32, Vec<f32>)>;
+
+/// Reads a teacher-patch CSV: `id`, `start_s`, `end_s`, then one column per dimension; a row per patch.
+fn read_patch_csv(p: &std::path::Path) -> Result<std::collections::HashMap<String, Patches>> {
+    let mut rdr = csv::Reader::from_path(p).with_context(|| format!("cannot read {}", p.display()))?;
+    let headers: Vec<String> = rdr.headers().with_context(|| format!("{}: no header", p.display()))?.iter().map(String::from).collect();
+    anyhow::ensure!(
+        headers.len() >= 4 && headers[..3] == ["id", "start_s", "end_s"],
+        "{}: the columns must be `id`, `start_s`, `end_s`, then one column per dimension",
+        p.display()
+    );
+    let mut out: std::collections::HashMap<String, Patches> = std::collections::HashMap::new();
+    for (i, rec) in rdr.records().enumerate() {
+        let rec = rec.with_context(|| format!("{}: row {}", p.display(), i + 2))?;
+        let v: Vec<f32> = rec
+            .iter()
+            .skip(1)
+            .map(|x| x.trim().parse::<f32>().ok().filter(|v| v.is_finite()))
+            .collect::<Option<_>>()
+            .with_context(|| format!("{}: row {}: values must be finite numbers", p.display(), i + 2))?;
+        anyhow::ensure!(v.len() == headers.len() - 1, "{}: row {} has {} values for {} columns", p.display(), i + 2, v.len(), headers.len() - 1);
+        anyhow::ensure!(v[1] > v[0] && v[0] >= 0.0, "{}: row {}: a patch must end after it starts (start_s {}, end_s {})", p.display(), i + 2, v[0], v[1]);
+        out.entry(rec[0].to_string()).or_default().push((v[0], v[1], v[2..].to_vec()));
+    }
+    Ok(out)
+}
+
+/// Reads the teacher-patch CSVs, joins each song's patches across them (a song whose patches differ in number
+/// or start between files, or that is missing from one, gets none), standardises every dimension over all
+/// patches of the training songs, and attaches them. Returns (dimensions, patches, songs with patches).
+fn attach_teacher_patches(train_set: &mut [soundalike_model::LabelledSong], paths: &[std::path::PathBuf]) -> Result<(usize, usize, usize)> {
+    let files: Vec<_> = paths.iter().map(|p| read_patch_csv(p)).collect::<Result<_>>()?;
+    let mut joined: Vec<Option<Patches>> = Vec::with_capacity(train_set.len());
+    for s in train_set.iter() {
+        let mut acc: Option<Patches> = None;
+        for f in &files {
+            let Some(mine) = f.get(&s.id).or_else(|| f.get(strip_ext(&s.id))) else {
+                acc = None;
+                break;
+            };
+            acc = match acc {
+                None => Some(mine.clone()),
+                Some(prev) if prev.len() == mine.len() && prev.iter().zip(mine).all(|(a, b)| (a.0 - b.0).abs() < 1e-3) => {
+                    Some(prev.into_iter().zip(mine).map(|((s0, e0, mut v), (_, _, w))| {
+                        v.extend_from_slice(w);
+                        (s0, e0, v)
+                    }).collect())
+                }
+                Some(_) => None,
+            };
+            if acc.is_none() {
+                break;
+            }
+        }
+        joined.push(acc);
+    }
+    let all: Vec<&Vec<f32>> = joined.iter().flatten().flatten().map(|(_, _, v)| v).collect();
+    anyhow::ensure!(!all.is_empty(), "{}: no patches match a training song", paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "));
+    let d = all[0].len();
+    anyhow::ensure!(all.iter().all(|v| v.len() == d), "teacher patches of different lengths");
+    let n = all.len() as f64;
+    let mean: Vec<f64> = (0..d).map(|j| all.iter().map(|v| v[j] as f64).sum::<f64>() / n).collect();
+    let sd: Vec<f64> = (0..d).map(|j| (all.iter().map(|v| (v[j] as f64 - mean[j]).powi(2)).sum::<f64>() / n).sqrt()).collect();
+    let (mut have, mut count) = (0, 0);
+    for (s, j) in train_set.iter_mut().zip(joined) {
+        let Some(patches) = j else { continue };
+        have += 1;
+        count += patches.len();
+        s.teacher_patches = patches
+            .into_iter()
+            .map(|(start_s, end_s, v)| soundalike_model::TeacherPatch {
+                start_s,
+                end_s,
+                vec: v.iter().enumerate().map(|(k, &x)| if sd[k] > 1e-9 { ((x as f64 - mean[k]) / sd[k]) as f32 } else { 0.0 }).collect(),
+            })
+            .collect();
+    }
+    Ok((d, count, have))
+}
 
 /// Reads a teacher-tag CSV: `id` then one column per tag (probabilities in [0, 1]).
 fn read_teacher_tags(p: &std::path::Path) -> Result<CsvVectors> {

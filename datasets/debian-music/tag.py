@@ -10,6 +10,9 @@ Writes, atomically and resumably (rows already present are kept):
   CORPUS/musicnn_penultimate.csv   id + the MSD model's 200-d penultimate layer, mean over the same patches
                                    (the pretrained peer in the yardstick, scripts/lpo_eval.py)
   CORPUS/musicnn_mtt_penultimate.csv  the same of the MagnaTagATune model (instruments, voices, textures)
+  CORPUS/musicnn_patches.csv       id, start_s, end_s + the MSD model's 200-d penultimate of each 3-s patch (one row
+                                   a patch: what `soundalike train --teacher-patches` distils crop by crop)
+  CORPUS/musicnn_mtt_patches.csv   the same of the MagnaTagATune model
   CORPUS/labels.csv                tracks.csv plus `genre` and `genre_margin`: a listener's genre bucket from the
                                    tags (GENRES below; the bucket whose strongest tag is strongest), a GUESS
 These are a pretrained tagger's GUESSES, not ground truth: every report that uses them must say so.
@@ -63,13 +66,20 @@ def main():
     rows = list(csv.DictReader(open(os.path.join(corpus, "tracks.csv"))))
     tag_path, pen_path = os.path.join(corpus, "teacher_tags.csv"), os.path.join(corpus, "musicnn_penultimate.csv")
     mtt_path = os.path.join(corpus, "musicnn_mtt_penultimate.csv")
-    done = {}
-    if all(os.path.exists(p) for p in (tag_path, pen_path, mtt_path)):
+    patch_paths = [os.path.join(corpus, f) for f in ("musicnn_patches.csv", "musicnn_mtt_patches.csv")]
+    done = {}  # id -> (tags, MSD mean, MTT mean, MSD patch rows, MTT patch rows)
+    if all(os.path.exists(p) for p in (tag_path, pen_path, mtt_path, *patch_paths)):
         pens = {r[0]: r[1:] for r in list(csv.reader(open(pen_path)))[1:]}
         mtts = {r[0]: r[1:] for r in list(csv.reader(open(mtt_path)))[1:]}
+        patches = []
+        for path in patch_paths:
+            by_id = {}
+            for r in list(csv.reader(open(path)))[1:]:
+                by_id.setdefault(r[0], []).append(r[1:])
+            patches.append(by_id)
         for r in list(csv.reader(open(tag_path)))[1:]:
-            if r[0] in pens and r[0] in mtts:
-                done[r[0]] = (r[1:], pens[r[0]], mtts[r[0]])
+            if r[0] in pens and r[0] in mtts and all(r[0] in p for p in patches):
+                done[r[0]] = (r[1:], pens[r[0]], mtts[r[0]], patches[0][r[0]], patches[1][r[0]])
     n_frames = librosa.time_to_frames(3, sr=config.SR, n_fft=config.FFT_SIZE, hop_length=config.FFT_HOP) + 1
     tf.compat.v1.disable_eager_execution()
     nets = []
@@ -88,14 +98,20 @@ def main():
     tag_names = [f"{p}:{t}" for p, _, labels in MODELS for t in labels]
     failed = []
 
+    pen_names = [f"p{i}" for i in range(200)]
+
     def flush():
-        for path, header, idx in ((tag_path, tag_names, 0), (pen_path, [f"p{i}" for i in range(200)], 1),
-                                  (mtt_path, [f"p{i}" for i in range(200)], 2)):
+        for path, header, idx in ((tag_path, tag_names, 0), (pen_path, pen_names, 1), (mtt_path, pen_names, 2),
+                                  (patch_paths[0], ["start_s", "end_s"] + pen_names, 3),
+                                  (patch_paths[1], ["start_s", "end_s"] + pen_names, 4)):
             with open(path + ".tmp", "w", newline="") as f:
                 w = csv.writer(f)
                 w.writerow(["id"] + list(header))
                 for k, v in done.items():
-                    w.writerow([k] + list(v[idx]))
+                    if idx < 3:
+                        w.writerow([k] + list(v[idx]))
+                    else:
+                        w.writerows([k] + list(row) for row in v[idx])
             os.replace(path + ".tmp", path)
 
     for i, r in enumerate(rows):
@@ -107,12 +123,15 @@ def main():
             batch = np.stack([rep[s:s + n_frames] for s in starts])
             if len(batch) == 0:
                 raise ValueError("shorter than one 3-s patch")
-            probs, pens = [], []
+            # Patch k covers frames [k n, (k + 1) n) of musicnn's spectrogram (hop 256 at 16 kHz).
+            spans = [(s * config.FFT_HOP / config.SR, (s + n_frames) * config.FFT_HOP / config.SR) for s in starts]
+            probs, pens, per_patch = [], [], []
             for sess, x, is_training, prob, penultimate in nets:
                 p, q = sess.run([prob, penultimate], feed_dict={x: batch, is_training: False})
                 probs += [f"{v:.5f}" for v in p.mean(0)]
                 pens.append([f"{v:.5f}" for v in q.mean(0)])
-            done[r["id"]] = (probs, pens[0], pens[1])
+                per_patch.append([[f"{a:.3f}", f"{b:.3f}"] + [f"{v:.4f}" for v in row] for (a, b), row in zip(spans, q)])
+            done[r["id"]] = (probs, pens[0], pens[1], per_patch[0], per_patch[1])
         except Exception as e:  # noqa: BLE001 - reported, never fatal
             failed.append((r["id"], str(e)[:200]))
         if (i + 1) % 50 == 0:

@@ -23,6 +23,20 @@ pub struct ArchConfig {
     /// existed: global).
     #[serde(default, skip_serializing_if = "Pool::is_global")]
     pub pool: Pool,
+    /// How many conv blocks, counted from the last, hand their pooled feature maps to the dense layer (each
+    /// pooled as `pool` says, joined in block order). 1 (the default, and what configs written before it existed
+    /// mean) pools the last block only; more gives the dense layer the earlier blocks' lower-level features too
+    /// (multi-level aggregation, as in Lee et al. 2017).
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub pool_blocks: usize,
+}
+
+fn one() -> usize {
+    1
+}
+
+fn is_one(n: &usize) -> bool {
+    *n == 1
 }
 
 /// How the last conv block's feature map `[channels, rows, frames]` is pooled into the dense layer's input.
@@ -84,17 +98,25 @@ impl Pool {
     }
 }
 
+/// The pooled maps of several blocks `[batch, features_i]` -> `[batch, sum of features]`, in block order.
+fn join(mut pooled: Vec<Tensor<2>>) -> Tensor<2> {
+    if pooled.len() == 1 {
+        return pooled.remove(0);
+    }
+    Tensor::cat(pooled, 1)
+}
+
 impl Default for ArchConfig {
     /// Compact default: 4 blocks 16/32/64/128, dense 128. About 120 k parameters.
     fn default() -> Self {
-        ArchConfig { channels: vec![16, 32, 64, 128], embedding_dim: 128, dropout: 0.3, pool: Pool::Global }
+        ArchConfig { channels: vec![16, 32, 64, 128], embedding_dim: 128, dropout: 0.3, pool: Pool::Global, pool_blocks: 1 }
     }
 }
 
 impl ArchConfig {
     /// The 2017 original: 4 conv layers 64/128/256/512, dense 128 (use with the 256x256 front-end preset).
     pub fn original_2017() -> Self {
-        ArchConfig { channels: vec![64, 128, 256, 512], embedding_dim: 128, dropout: 0.5, pool: Pool::Global }
+        ArchConfig { channels: vec![64, 128, 256, 512], embedding_dim: 128, dropout: 0.5, pool: Pool::Global, pool_blocks: 1 }
     }
 
     /// Rejects a network that could not run on tiles of `n_mels x tile_frames`: every 2x2 max-pool halves
@@ -122,6 +144,15 @@ impl ArchConfig {
                 self.channels.len()
             ));
         }
+        if self.pool_blocks == 0 || self.pool_blocks > self.channels.len() {
+            return bad(format!(
+                "pooling the last {} blocks: the network has {} (need 1..={})",
+                self.pool_blocks,
+                self.channels.len(),
+                self.channels.len()
+            ));
+        }
+        // The earlier blocks' maps have more rows than the last one's: the last one bounds the bands.
         if let Pool::Time { rows, .. } = self.pool {
             let h = n_mels >> self.channels.len();
             if rows == 0 || rows > h {
@@ -272,6 +303,9 @@ pub struct SoundNet {
     blocks: Vec<ConvBlock>,
     #[module(skip)]
     pool: Pool,
+    /// The first block (index) whose pooled map reaches the dense layer.
+    #[module(skip)]
+    pool_from: usize,
     dense: Linear,
     relu: Relu,
     dropout: Dropout,
@@ -291,24 +325,35 @@ impl SoundNet {
                 b
             })
             .collect();
+        let pool_from = arch.channels.len().saturating_sub(arch.pool_blocks.max(1));
+        let features = arch.channels[pool_from..].iter().map(|&c| arch.pool.features(c)).sum();
         SoundNet {
             blocks,
             pool: arch.pool,
-            dense: LinearConfig::new(arch.pool.features(cin), arch.embedding_dim).init(device),
+            pool_from,
+            dense: LinearConfig::new(features, arch.embedding_dim).init(device),
             relu: Relu::new(),
             dropout: DropoutConfig::new(arch.dropout).init(),
             head: LinearConfig::new(arch.embedding_dim, n_classes.max(1)).init(device),
         }
     }
 
+    /// Inputs of the dense (embedding) layer: the pooled features of every block that reaches it.
+    pub fn dense_inputs(&self) -> usize {
+        self.dense.weight.dims()[0]
+    }
+
     /// Input `[batch, 1, n_mels, frames]` (normalised tiles) -> embedding `[batch, embedding_dim]`.
     pub fn forward_embedding(&self, x: Tensor<4>) -> Tensor<2> {
         let mut x = x;
-        for b in &self.blocks {
+        let mut pooled = Vec::with_capacity(self.blocks.len() - self.pool_from);
+        for (i, b) in self.blocks.iter().enumerate() {
             x = b.forward(x); // [batch, c, h/2, w/2]
+            if i >= self.pool_from {
+                pooled.push(self.pool.forward(x.clone())); // [batch, features of this block]
+            }
         }
-        let x = self.pool.forward(x); // [batch, features]
-        self.relu.forward(self.dense.forward(x))
+        self.relu.forward(self.dense.forward(join(pooled)))
     }
 
     /// Logits `[batch, n_classes]`: the embedding, dropout, then the linear head (one code path).
@@ -339,6 +384,8 @@ pub struct FoldedNet {
     blocks: Vec<FoldedBlock>,
     #[module(skip)]
     pool: Pool,
+    #[module(skip)]
+    pool_from: usize,
     dense: Linear,
     relu: Relu,
     head: Linear,
@@ -367,7 +414,7 @@ impl SoundNet {
                 FoldedBlock { conv, pool: b.pool.clone(), relu: Relu::new() }
             })
             .collect();
-        FoldedNet { blocks, pool: self.pool, dense: self.dense.clone(), relu: Relu::new(), head: self.head.clone() }
+        FoldedNet { blocks, pool: self.pool, pool_from: self.pool_from, dense: self.dense.clone(), relu: Relu::new(), head: self.head.clone() }
     }
 }
 
@@ -375,10 +422,14 @@ impl FoldedNet {
     /// Input `[batch, 1, n_mels, frames]` -> embedding `[batch, embedding_dim]`, as [`SoundNet::forward_embedding`].
     pub fn forward_embedding(&self, x: Tensor<4>) -> Tensor<2> {
         let mut x = x;
-        for b in &self.blocks {
+        let mut pooled = Vec::with_capacity(self.blocks.len() - self.pool_from);
+        for (i, b) in self.blocks.iter().enumerate() {
             x = b.pool.forward(b.relu.forward(conv3x3(&b.conv, x)));
+            if i >= self.pool_from {
+                pooled.push(self.pool.forward(x.clone()));
+            }
         }
-        self.relu.forward(self.dense.forward(self.pool.forward(x)))
+        self.relu.forward(self.dense.forward(join(pooled)))
     }
 
     /// Logits from an embedding, as [`SoundNet::head_logits`] outside training.
@@ -386,9 +437,9 @@ impl FoldedNet {
         self.head.forward(embedding)
     }
 
-    /// How the last feature map is pooled.
-    pub(crate) fn pool(&self) -> Pool {
-        self.pool
+    /// How the feature maps are pooled, and the first block whose pooled map reaches the dense layer.
+    pub(crate) fn pool(&self) -> (Pool, usize) {
+        (self.pool, self.pool_from)
     }
 
     /// Each block's folded convolution: weight `[cout, cin, 3, 3]` and bias `[cout]`.

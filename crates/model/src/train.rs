@@ -39,6 +39,10 @@ pub struct LabelledSong {
     /// A pretrained model's embedding of the song (standardised), regressed by the teacher-vector head; empty
     /// when none.
     pub teacher_vec: Vec<f32>,
+    /// A pretrained model's vectors of stretches of the song (standardised, as wide as `teacher_vec` would
+    /// be): when present, a crop's teacher-vector target is the mean of the patches it overlaps, weighted by
+    /// the overlap ([`patch_target`]), instead of the song's one vector.
+    pub teacher_patches: Vec<TeacherPatch>,
     /// Index of the work the song is a rendering of: songs sharing one are positives of each other in the
     /// contrastive term (e.g. one MIDI file through two soundfonts); `None` = a work of its own.
     pub work: Option<usize>,
@@ -47,8 +51,39 @@ pub struct LabelledSong {
 impl LabelledSong {
     /// A song with a class label only (no tags, no group).
     pub fn new(id: impl Into<String>, label: usize, mel: LogMel) -> Self {
-        LabelledSong { id: id.into(), label, mel, tags: Vec::new(), group: None, teacher_vec: Vec::new(), work: None }
+        LabelledSong { id: id.into(), label, mel, tags: Vec::new(), group: None, teacher_vec: Vec::new(), teacher_patches: Vec::new(), work: None }
     }
+}
+
+/// A teacher's vector of one stretch of a song (seconds from the start of the audio the spectrogram was made of).
+#[derive(Clone, Debug, PartialEq)]
+pub struct TeacherPatch {
+    /// Start of the stretch, seconds.
+    pub start_s: f32,
+    /// End of the stretch, seconds.
+    pub end_s: f32,
+    /// The teacher's vector of it.
+    pub vec: Vec<f32>,
+}
+
+/// The teacher target of a crop covering `[start_s, end_s)`: the mean of the patches it overlaps, each weighted
+/// by the seconds it shares with the crop; `None` when it overlaps none (e.g. past the last patch).
+pub fn patch_target(patches: &[TeacherPatch], start_s: f32, end_s: f32) -> Option<Vec<f32>> {
+    let mut out: Option<Vec<f32>> = None;
+    let mut total = 0f32;
+    for p in patches {
+        let overlap = end_s.min(p.end_s) - start_s.max(p.start_s);
+        if overlap <= 0.0 {
+            continue;
+        }
+        let acc = out.get_or_insert_with(|| vec![0.0; p.vec.len()]);
+        acc.iter_mut().zip(&p.vec).for_each(|(a, v)| *a += overlap * v);
+        total += overlap;
+    }
+    out.map(|mut v| {
+        v.iter_mut().for_each(|a| *a /= total);
+        v
+    })
 }
 
 /// Training settings (saved with the checkpoint; a resume must use the same).
@@ -493,7 +528,12 @@ pub fn train(job: TrainJob<'_>, on: &mut dyn FnMut(Progress), stop: &dyn Fn(usiz
     let n_tags = soft_width(train_songs, opts.tag_weight, |s| &s.tags, "numbers of tags")?;
     let n_groups = if opts.group_weight > 0.0 { train_songs.iter().filter_map(|s| s.group).max().map_or(0, |g| g + 1) } else { 0 };
     let n_song_ids = if opts.song_weight > 0.0 { train_songs.len() } else { 0 };
-    let n_vec = soft_width(train_songs, opts.vec_weight, |s| &s.teacher_vec, "teacher vector lengths")?;
+    let n_vec = soft_width(train_songs, opts.vec_weight, |s| s.teacher_patches.first().map_or(&s.teacher_vec, |p| &p.vec), "teacher vector lengths")?;
+    if train_songs.iter().any(|s| s.teacher_patches.iter().any(|p| p.vec.len() != n_vec) || (!s.teacher_patches.is_empty() && !s.teacher_vec.is_empty() && s.teacher_vec.len() != n_vec)) {
+        return Err(ModelError::Invalid("teacher patches and vectors of different lengths".into()));
+    }
+    // Seconds per spectrogram frame, to place a crop among the teacher's patches.
+    let frame_s = config.frontend.hop_length as f32 / config.frontend.sample_rate as f32;
     let mut model = TrainNet::new(&config.arch, k, n_tags, n_groups, n_song_ids, n_vec, &ad);
     let mut optim = optimizer(opts.weight_decay);
     let mut state = TrainState { epochs_done: 0, best_val_loss: f64::INFINITY, best_epoch: 0, history: vec![], options: opts.clone(), checkpoint: String::new() };
@@ -572,7 +612,10 @@ pub fn train(job: TrainJob<'_>, on: &mut dyn FnMut(Progress), stop: &dyn Fn(usiz
                 if n_song_ids > 0 {
                     song_ids[i * n_song_ids + si] = 1.0;
                 }
-                vecs.set(i, &song.teacher_vec);
+                match patch_target(&song.teacher_patches, start as f32 * frame_s, (start + w) as f32 * frame_s) {
+                    Some(v) => vecs.set(i, &v),
+                    None => vecs.set(i, &song.teacher_vec),
+                }
             }
             let x = batch_tensor(data, b, h, w, &ad);
             let t2 = |v: Vec<f32>, cols: usize| Tensor::<2>::from_data(TensorData::new(v, [b, cols]), &ad);

@@ -10,7 +10,7 @@ fn small_frontend() -> FrontendConfig {
 }
 
 fn small_arch() -> ArchConfig {
-    ArchConfig { channels: vec![4, 8], embedding_dim: 16, dropout: 0.2, pool: Pool::Global }
+    ArchConfig { channels: vec![4, 8], embedding_dim: 16, dropout: 0.2, pool: Pool::Global, pool_blocks: 1 }
 }
 
 /// Class 0: energy in the low bands; class 1: in the high bands; plus noise.
@@ -257,14 +257,15 @@ fn fused_cpu_engine_handles_any_channel_counts_and_every_pool() {
     // map has 3 rows: pooled whole, over time in 3 bands, and in 2 uneven bands (rows 0-1 and 1-2, as burn's
     // adaptive pool overlaps them), with and without the standard deviation.
     let dev = Device::flex();
+    // Each also with the last two and all three blocks' maps joined (multi-level pooling).
     let pools = [
         Pool::Global,
         Pool::Time { rows: 3, std: false },
         Pool::Time { rows: 3, std: true },
         Pool::Time { rows: 2, std: true },
     ];
-    for pool in pools {
-        let arch = ArchConfig { channels: vec![3, 5, 6], embedding_dim: 7, dropout: 0.0, pool };
+    for (pool, pool_blocks) in pools.into_iter().flat_map(|p| [(p, 1), (p, 2), (p, 3)]) {
+        let arch = ArchConfig { channels: vec![3, 5, 6], embedding_dim: 7, dropout: 0.0, pool, pool_blocks };
         arch.validate(24, 40).unwrap();
         let folded = SoundNet::new(&arch, 3, &dev).fold_batch_norm();
         let engine = CpuNet::from_folded(&folded);
@@ -277,8 +278,8 @@ fn fused_cpu_engine_handles_any_channel_counts_and_every_pool() {
         let (e2, p2) = engine.forward(&data, h, w);
         assert_eq!((e2.len(), p2.len()), (n * 7, n * 3));
         let (worst, scale) = worst_diff(&emb, &e2);
-        assert!(scale > 0.0 && worst < 1e-5 * scale.max(1.0), "{pool:?}: embedding differs by {worst} (scale {scale})");
-        assert!(worst_diff(&probs, &p2).0 < 1e-5, "{pool:?}");
+        assert!(scale > 0.0 && worst < 1e-5 * scale.max(1.0), "{pool:?} x {pool_blocks}: embedding differs by {worst} (scale {scale})");
+        assert!(worst_diff(&probs, &p2).0 < 1e-5, "{pool:?} x {pool_blocks}");
     }
 }
 
@@ -295,6 +296,31 @@ fn a_pool_with_more_bands_than_the_last_map_has_rows_is_refused() {
     assert!(!serde_json::to_string(&old).unwrap().contains("pool"));
     let new = serde_json::to_string(&arch(8)).unwrap();
     assert_eq!(serde_json::from_str::<ArchConfig>(&new).unwrap(), arch(8));
+    // Pooling more blocks than the network has, or none, is refused; the count round-trips and is written
+    // only when it is not 1 (so older readers see the configs they know).
+    let levels = |pool_blocks| ArchConfig { pool_blocks, ..arch(8) };
+    assert!(levels(4).validate(128, 128).is_ok());
+    assert!(levels(5).validate(128, 128).unwrap_err().to_string().contains("has 4"));
+    assert!(levels(0).validate(128, 128).is_err());
+    assert_eq!(old.pool_blocks, 1);
+    assert!(!new.contains("pool_blocks"));
+    let four = serde_json::to_string(&levels(4)).unwrap();
+    assert!(four.contains("\"pool_blocks\":4"), "{four}");
+    assert_eq!(serde_json::from_str::<ArchConfig>(&four).unwrap(), levels(4));
+}
+
+#[test]
+fn pooling_several_blocks_feeds_each_one_to_the_dense_layer() {
+    // 8 bands with spread on 16/32/64/128 channels: 2,048 dense inputs from the last block, 3,840 from all four
+    // (that the joined features are the right ones, in the right order, is checked against the fused engine
+    // above).
+    let dev = Device::flex();
+    for (pool_blocks, inputs) in [(1, 2048), (2, 3072), (4, 3840)] {
+        let arch = ArchConfig { pool: Pool::Time { rows: 8, std: true }, pool_blocks, ..ArchConfig::default() };
+        arch.validate(128, 128).unwrap();
+        let net = SoundNet::new(&arch, 3, &dev);
+        assert_eq!(net.dense_inputs(), inputs, "pool_blocks {pool_blocks}");
+    }
 }
 
 /// Mean cosine of same-attribute pairs minus different-attribute pairs of `songs`' embeddings.
@@ -498,4 +524,18 @@ fn a_network_too_deep_for_its_tiles_is_refused_before_it_can_panic() {
     v["frontend"]["tile_frames"] = 2.into();
     std::fs::write(&p, serde_json::to_vec(&v).unwrap()).unwrap();
     assert!(load_config(out.path()).is_err_and(|e| e.to_string().contains("too small")));
+}
+
+#[test]
+fn a_crop_regresses_the_patches_it_overlaps_weighted_by_the_overlap() {
+    let p = |start_s: f32, end_s: f32, vec: Vec<f32>| TeacherPatch { start_s, end_s, vec };
+    let patches = [p(0.0, 3.0, vec![1.0, 0.0]), p(3.0, 6.0, vec![0.0, 1.0])];
+    let close = |a: Vec<f32>, b: [f32; 2]| a.iter().zip(b).all(|(x, y)| (x - y).abs() < 1e-6);
+    assert!(close(patch_target(&patches, 0.0, 3.0).unwrap(), [1.0, 0.0]));
+    assert!(close(patch_target(&patches, 1.5, 4.5).unwrap(), [0.5, 0.5]));
+    assert!(close(patch_target(&patches, 2.0, 5.0).unwrap(), [1.0 / 3.0, 2.0 / 3.0]));
+    // Touching a patch's end is no overlap; past the last patch there is no target.
+    assert!(close(patch_target(&patches, 3.0, 5.0).unwrap(), [0.0, 1.0]));
+    assert_eq!(patch_target(&patches, 6.0, 9.0), None);
+    assert_eq!(patch_target(&[], 0.0, 3.0), None);
 }

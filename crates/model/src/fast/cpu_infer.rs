@@ -50,6 +50,8 @@ impl Dense {
 pub struct CpuNet {
     convs: Vec<ConvLayer>,
     pool: Pool,
+    /// The first conv layer whose pooled map joins the dense layer's input.
+    pool_from: usize,
     dense: Dense,
     head: Dense,
 }
@@ -87,7 +89,8 @@ impl CpuNet {
             Dense { d_in, d_out, weight: to_vec(w.reshape([d_in * d_out])), bias: to_vec(b) }
         };
         let (d, h) = net.dense_weights();
-        CpuNet { convs, pool: net.pool(), dense: dense(d), head: dense(h) }
+        let (pool, pool_from) = net.pool();
+        CpuNet { convs, pool, pool_from, dense: dense(d), head: dense(h) }
     }
 
     /// Width of the embedding.
@@ -118,12 +121,15 @@ impl CpuNet {
     fn forward_tile(&self, tile: &[f32], mut h: usize, mut w: usize, s: &mut Scratch, emb: &mut [f32], probs: &mut [f32]) {
         s.a.clear();
         s.a.extend_from_slice(tile);
-        for layer in &self.convs {
+        s.feat.clear();
+        for (i, layer) in self.convs.iter().enumerate() {
             conv_relu_pool(layer, &s.a, h, w, &mut s.b, &mut s.col, &mut s.strip);
             std::mem::swap(&mut s.a, &mut s.b);
             (h, w) = (h / 2, w / 2);
+            if i >= self.pool_from {
+                pool(self.pool, &s.a, h, w, &mut s.feat);
+            }
         }
-        pool(self.pool, &s.a, h, w, &mut s.feat);
         debug_assert_eq!(s.feat.len(), self.dense.d_in);
         self.dense.forward(&s.feat, emb);
         emb.iter_mut().for_each(|v| *v = v.max(0.0));
@@ -135,10 +141,9 @@ impl CpuNet {
     }
 }
 
-/// The last feature map `[c, h, w]` -> the dense layer's input, in the order of [`Pool`]'s burn form
-/// (flattened `[c, rows]` means, then as many standard deviations).
+/// A feature map `[c, h, w]` -> its part of the dense layer's input, appended to `feat` in the order of
+/// [`Pool`]'s burn form (flattened `[c, rows]` means, then as many standard deviations).
 fn pool(pool: Pool, map: &[f32], h: usize, w: usize, feat: &mut Vec<f32>) {
-    feat.clear();
     let hw = (h * w).max(1);
     match pool {
         Pool::Global => feat.extend(map.chunks_exact(hw).map(|plane| plane.iter().sum::<f32>() / hw as f32)),

@@ -70,6 +70,7 @@ fn contradictory_training_options_are_refused_before_any_work() {
         (&["--work-column", "source"][..], "give --contrast-weight too"),
         (&["--contrast-groups"][..], "give --contrast-weight too"),
         (&["--teacher-patches", "p.csv", "--teacher-vectors", "v.csv"][..], "give --teacher-patches alone"),
+        (&["--relation-weight", "1"][..], "give --teacher-vectors or --teacher-patches too"),
         (&["--pool-blocks", "9"][..], "the network has 4"),
     ] {
         let mut args = base(s(&out), s(&cache));
@@ -105,7 +106,7 @@ fn teacher_patches_from_two_files_are_joined_per_song_and_train() {
     std::fs::write(&pa, rows(2, false)).unwrap();
     std::fs::write(&pb, rows(3, true)).unwrap();
     let mut args = base(s(&out), s(&cache));
-    args.extend(["--teacher-patches", s(&pa), "--teacher-patches", s(&pb), "--vec-weight", "2"]);
+    args.extend(["--teacher-patches", s(&pa), "--teacher-patches", s(&pb), "--vec-weight", "2", "--relation-weight", "3"]);
     let o = run(&args);
     assert!(o.status.success(), "{}", stderr(&o));
     let line = stderr(&o).lines().find(|l| l.starts_with("teacher patches:")).unwrap_or_default().to_string();
@@ -117,6 +118,7 @@ fn teacher_patches_from_two_files_are_joined_per_song_and_train() {
     let m: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("metrics.json")).unwrap()).unwrap();
     assert_eq!(m["teacher_patches"].as_array().map(Vec::len), Some(2));
     assert_eq!(m["options"]["vec_weight"], 2.0);
+    assert_eq!(m["options"]["relation_weight"], 3.0);
     // A patch that ends before it starts is refused, naming the file and row.
     std::fs::write(&pa, "id,start_s,end_s,v0\nx,3,1,0.5\n").unwrap();
     let mut args = base(s(&out), s(&cache));

@@ -427,6 +427,12 @@ pub struct TrainArgs {
     /// (their patches must match in number and start). In place of --teacher-vectors, not beside it.
     #[arg(long)]
     pub teacher_patches: Vec<PathBuf>,
+    /// Weight of relational distillation (with --teacher-vectors or --teacher-patches): the distances between a
+    /// batch's embeddings (unit length, over their mean) are pulled towards the teacher's, so the embedding
+    /// learns the teacher's similarity structure rather than its coordinates; 0 = none. Works beside
+    /// --vec-weight or alone (--vec-weight 0).
+    #[arg(long, default_value_t = 0.0)]
+    pub relation_weight: f32,
     /// Weight of the teacher-vector regression (with --teacher-vectors, --teacher-patches and/or --logmel-target).
     #[arg(long, default_value_t = 1.0)]
     pub vec_weight: f32,

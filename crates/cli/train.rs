@@ -142,6 +142,10 @@ pub fn train(a: TrainArgs) -> Result<ExitCode> {
         a.teacher_patches.is_empty() || (a.teacher_vectors.is_empty() && !a.logmel_target),
         "--teacher-patches, --teacher-vectors and --logmel-target train one head: give --teacher-patches alone"
     );
+    anyhow::ensure!(
+        a.relation_weight == 0.0 || !a.teacher_vectors.is_empty() || !a.teacher_patches.is_empty(),
+        "--relation-weight distils a teacher's similarities: give --teacher-vectors or --teacher-patches too"
+    );
     anyhow::ensure!(a.work_column.is_none() || a.labels.labels.is_some(), "--work-column needs --labels (a CSV)");
     anyhow::ensure!(a.work_column.is_none() || a.contrast_weight > 0.0, "--work-column is used by the contrastive term: give --contrast-weight too");
     anyhow::ensure!(!a.contrast_groups || a.contrast_weight > 0.0, "--contrast-groups is part of the contrastive term: give --contrast-weight too");
@@ -282,6 +286,7 @@ pub fn train(a: TrainArgs) -> Result<ExitCode> {
         contrast_weight: a.contrast_weight,
         contrast_temperature: a.contrast_temperature,
         contrast_groups: a.contrast_groups,
+        relation_weight: a.relation_weight,
         ..Default::default()
     };
     let steps_total = (train_set.len() * opts.crops_per_song).div_ceil(opts.batch_size) as u64;

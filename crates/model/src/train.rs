@@ -134,6 +134,12 @@ pub struct TrainOptions {
     /// crops of one song or work.
     #[serde(default)]
     pub contrast_groups: bool,
+    /// Weight of relational distillation (Park et al. 2019, "RKD", distance-wise): the distances between the
+    /// batch's unit-length embeddings, each divided by their mean, are pulled towards the same of the
+    /// teacher's unit-length vectors (`--teacher-vectors` or `--teacher-patches`): the student learns the
+    /// teacher's similarity structure itself, which is what retrieval uses; 0 = none.
+    #[serde(default)]
+    pub relation_weight: f32,
 }
 
 fn default_contrast_temperature() -> f32 {
@@ -159,6 +165,7 @@ impl Default for TrainOptions {
             contrast_weight: 0.0,
             contrast_temperature: default_contrast_temperature(),
             contrast_groups: false,
+            relation_weight: 0.0,
         }
     }
 }
@@ -211,6 +218,57 @@ pub struct BatchTargets {
     pub vecs: Option<(Tensor<2>, Tensor<2>, f32)>,
     /// Contrastive targets: `[b, b]` positives (1 where two different rows are crops of one song or work).
     pub contrast: Option<Tensor<2>>,
+    /// Relational targets: the teacher's pairwise distances `[b, b]` (over their mean) and the pairs that count
+    /// (`[b, b]`, 1 where two different rows both have a teacher vector), from [`relation_targets`].
+    pub relation: Option<(Tensor<2>, Tensor<2>)>,
+}
+
+/// Pairwise distances of the rows of `z` (`[b, d]`, unit length) over their mean over the pairs `mask` counts.
+fn relative_distances(z: Tensor<2>, mask: Tensor<2>) -> Tensor<2> {
+    let sim = z.clone().matmul(z.transpose());
+    let d = sim.neg().add_scalar(1.0).mul_scalar(2.0).clamp_min(0.0).add_scalar(1e-4).sqrt(); // the epsilon bounds the gradient at 0
+    let mean = d.clone().mul(mask.clone()).sum().div(mask.sum().clamp_min(1.0)).add_scalar(1e-8);
+    d.div(mean.reshape([1, 1]))
+}
+
+/// The teacher's side of the relational term for a batch of `b` rows of `width` values (`mask[i]` 1 where row
+/// `i` has a vector): pairwise distances of the unit-length rows over their mean, and the pair mask.
+pub fn relation_targets(values: &[f32], mask: &[f32], width: usize) -> (Vec<f32>, Vec<f32>) {
+    let b = mask.len();
+    let unit: Vec<Vec<f32>> = values
+        .chunks_exact(width)
+        .map(|r| {
+            let n = r.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-8);
+            r.iter().map(|v| v / n).collect()
+        })
+        .collect();
+    let mut d = vec![0f32; b * b];
+    let mut m = vec![0f32; b * b];
+    let (mut sum, mut n) = (0f64, 0f64);
+    for i in 0..b {
+        for j in 0..b {
+            if i != j && mask[i] > 0.0 && mask[j] > 0.0 {
+                let cos: f32 = unit[i].iter().zip(&unit[j]).map(|(x, y)| x * y).sum();
+                let dist = ((2.0 - 2.0 * cos).max(0.0) + 1e-4).sqrt(); // as the student's side
+                d[i * b + j] = dist;
+                m[i * b + j] = 1.0;
+                sum += dist as f64;
+                n += 1.0;
+            }
+        }
+    }
+    let mean = if n > 0.0 { (sum / n) as f32 + 1e-8 } else { 1.0 };
+    d.iter_mut().for_each(|v| *v /= mean);
+    (d, m)
+}
+
+/// The relational distillation loss: mean squared difference between the student's relative pairwise
+/// distances (of `emb [b, d]`, made unit length) and the teacher's (`target`, from [`relation_targets`]) over
+/// the pairs `mask` counts. Returns a scalar tensor.
+pub fn relation_loss(emb: Tensor<2>, target: Tensor<2>, mask: Tensor<2>) -> Tensor<1> {
+    let norm = emb.clone().powf_scalar(2.0).sum_dim(1).add_scalar(1e-8).sqrt();
+    let diff = relative_distances(emb.div(norm), mask.clone()).sub(target);
+    diff.clone().mul(diff).mul(mask.clone()).sum().div(mask.sum().clamp_min(1.0))
 }
 
 /// The supervised contrastive loss (Khosla et al. 2020, "SupCon"; NT-Xent when every row has one positive)
@@ -252,6 +310,9 @@ pub fn train_step_multi(net: TrainNet, optim: &mut ModuleOptimizer, x: Tensor<4>
         let d = vecs.dims()[1] as f32;
         let diff = head.forward(emb.clone()).sub(vecs);
         loss = loss.add(diff.clone().mul(diff).mul(mask).sum().div_scalar((n * d).max(1e-6)).mul_scalar(opts.vec_weight));
+    }
+    if let Some((target, mask)) = t.relation {
+        loss = loss.add(relation_loss(emb.clone(), target, mask).mul_scalar(opts.relation_weight));
     }
     if let Some(pos) = t.contrast {
         loss = loss.add(supcon_loss(emb.clone(), pos, opts.contrast_temperature).mul_scalar(opts.contrast_weight));
@@ -470,7 +531,7 @@ pub fn optimizer(weight_decay: f32) -> ModuleOptimizer {
 /// loss and the logits.
 pub fn train_step(model: SoundNet, optim: &mut ModuleOptimizer, x: Tensor<4>, target: Tensor<2>, wsum: f32, lr: f64) -> (SoundNet, f32, Tensor<2>) {
     let net = TrainNet { net: model, tag_head: None, group_head: None, song_head: None, vec_head: None };
-    let t = BatchTargets { class: target, class_wsum: wsum, tags: None, groups: None, songs: None, vecs: None, contrast: None };
+    let t = BatchTargets { class: target, class_wsum: wsum, tags: None, groups: None, songs: None, vecs: None, contrast: None, relation: None };
     let (net, loss, logits) = train_step_multi(net, optim, x, t, &TrainOptions::default(), lr);
     (net.net, loss, logits)
 }
@@ -505,7 +566,7 @@ pub fn train(job: TrainJob<'_>, on: &mut dyn FnMut(Progress), stop: &dyn Fn(usiz
     if opts.batch_size == 0 || opts.crops_per_song == 0 || opts.epochs == 0 {
         return Err(ModelError::Invalid("epochs, batch size and crops per song must be > 0".into()));
     }
-    let loss_weights = [opts.tag_weight, opts.group_weight, opts.song_weight, opts.vec_weight, opts.contrast_weight];
+    let loss_weights = [opts.tag_weight, opts.group_weight, opts.song_weight, opts.vec_weight, opts.contrast_weight, opts.relation_weight];
     if loss_weights.iter().any(|w| !(w.is_finite() && *w >= 0.0)) {
         return Err(ModelError::Invalid(format!("loss weights must be finite and >= 0, got {loss_weights:?}")));
     }
@@ -528,13 +589,17 @@ pub fn train(job: TrainJob<'_>, on: &mut dyn FnMut(Progress), stop: &dyn Fn(usiz
     let n_tags = soft_width(train_songs, opts.tag_weight, |s| &s.tags, "numbers of tags")?;
     let n_groups = if opts.group_weight > 0.0 { train_songs.iter().filter_map(|s| s.group).max().map_or(0, |g| g + 1) } else { 0 };
     let n_song_ids = if opts.song_weight > 0.0 { train_songs.len() } else { 0 };
-    let n_vec = soft_width(train_songs, opts.vec_weight, |s| s.teacher_patches.first().map_or(&s.teacher_vec, |p| &p.vec), "teacher vector lengths")?;
+    let n_vec = soft_width(train_songs, opts.vec_weight.max(opts.relation_weight), |s| s.teacher_patches.first().map_or(&s.teacher_vec, |p| &p.vec), "teacher vector lengths")?;
     if train_songs.iter().any(|s| s.teacher_patches.iter().any(|p| p.vec.len() != n_vec) || (!s.teacher_patches.is_empty() && !s.teacher_vec.is_empty() && s.teacher_vec.len() != n_vec)) {
         return Err(ModelError::Invalid("teacher patches and vectors of different lengths".into()));
     }
     // Seconds per spectrogram frame, to place a crop among the teacher's patches.
     let frame_s = config.frontend.hop_length as f32 / config.frontend.sample_rate as f32;
-    let mut model = TrainNet::new(&config.arch, k, n_tags, n_groups, n_song_ids, n_vec, &ad);
+    if opts.relation_weight > 0.0 && n_vec == 0 {
+        return Err(ModelError::Invalid("the relational term needs teacher vectors or patches".into()));
+    }
+    let vec_head = if opts.vec_weight > 0.0 { n_vec } else { 0 };
+    let mut model = TrainNet::new(&config.arch, k, n_tags, n_groups, n_song_ids, vec_head, &ad);
     let mut optim = optimizer(opts.weight_decay);
     let mut state = TrainState { epochs_done: 0, best_val_loss: f64::INFINITY, best_epoch: 0, history: vec![], options: opts.clone(), checkpoint: String::new() };
     if resume && state_path.exists() {
@@ -617,6 +682,7 @@ pub fn train(job: TrainJob<'_>, on: &mut dyn FnMut(Progress), stop: &dyn Fn(usiz
                     None => vecs.set(i, &song.teacher_vec),
                 }
             }
+            let relation = (opts.relation_weight > 0.0).then(|| relation_targets(&vecs.values, &vecs.mask, n_vec));
             let x = batch_tensor(data, b, h, w, &ad);
             let t2 = |v: Vec<f32>, cols: usize| Tensor::<2>::from_data(TensorData::new(v, [b, cols]), &ad);
             let bt = BatchTargets {
@@ -627,6 +693,7 @@ pub fn train(job: TrainJob<'_>, on: &mut dyn FnMut(Progress), stop: &dyn Fn(usiz
                 songs: (n_song_ids > 0).then(|| t2(song_ids, n_song_ids)),
                 vecs: vecs.tensors(&ad),
                 contrast: contrast.then(|| t2(contrast_positives(train_songs, batch, opts.contrast_groups), b)),
+                relation: relation.map(|(d, m)| (t2(d, b), t2(m, b))),
             };
             let (next, loss_v, logits) = train_step_multi(model, &mut optim, x, bt, opts, lr);
             model = next;

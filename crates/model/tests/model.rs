@@ -539,3 +539,77 @@ fn a_crop_regresses_the_patches_it_overlaps_weighted_by_the_overlap() {
     assert_eq!(patch_target(&patches, 6.0, 9.0), None);
     assert_eq!(patch_target(&[], 0.0, 3.0), None);
 }
+
+/// Relational distillation: the teacher's side is each pair's distance over the mean distance of the pairs
+/// that count; the loss is 0 when the student's embeddings have the teacher's geometry (whatever their scale),
+/// and larger the further they are from it.
+#[test]
+fn relational_distillation_matches_distances_up_to_scale() {
+    let dev = Device::flex();
+    use burn::tensor::{Tensor, TensorData};
+    let t2 = |v: Vec<f32>, r: usize, c: usize| Tensor::<2>::from_data(TensorData::new(v, [r, c]), &dev);
+    // Rows 0 and 3 point one way, 1 another, 2 has no teacher vector.
+    let (b, d) = (4, 3);
+    let teacher = vec![1.0, 0.0, 0.0, 0.0, 2.0, 0.0, 9.0, 9.0, 9.0, 3.0, 0.0, 0.0];
+    let mask = [1.0, 1.0, 0.0, 1.0];
+    let (dist, pairs) = relation_targets(&teacher, &mask, d);
+    let counted: Vec<(usize, usize)> = (0..b * b).filter(|&ij| pairs[ij] > 0.0).map(|ij| (ij / b, ij % b)).collect();
+    assert_eq!(counted, vec![(0, 1), (0, 3), (1, 0), (1, 3), (3, 0), (3, 1)]);
+    let mean = counted.iter().map(|&(i, j)| dist[i * b + j]).sum::<f32>() / counted.len() as f32;
+    assert!((mean - 1.0).abs() < 1e-5, "distances are over their mean: {mean}");
+    // 0 and 3 share a direction (distance ~0); 0 and 1 are orthogonal (sqrt 2 before the division).
+    assert!(dist[3] < 0.02 && (dist[1] - dist[b + 3]).abs() < 1e-6 && dist[1] > 1.4, "{dist:?}");
+    let loss = |e: Vec<f32>| relation_loss(t2(e, b, d), t2(dist.clone(), b, b), t2(pairs.clone(), b, b)).into_data().try_into_vec::<f32>().unwrap()[0];
+    // The teacher's own vectors, scaled, score ~0 (row 2, without a target, may be anything).
+    let same: Vec<f32> = teacher.iter().enumerate().map(|(i, v)| if i / d == 2 { 0.3 } else { 5.0 * v }).collect();
+    assert!(loss(same) < 1e-6);
+    // Rows 0 and 3 apart, 1 close to 0: far from the teacher's geometry.
+    let wrong = vec![1.0, 0.0, 0.0, 1.0, 0.1, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 1.0];
+    assert!(loss(wrong) > 0.3);
+}
+
+/// The relational term alone (no regression head) and the regression from per-crop teacher patches (no song
+/// vector) each teach the embedding an attribute that only the teacher's vectors carry.
+#[test]
+fn relational_term_and_teacher_patches_teach_the_embedding() {
+    let _g = serial();
+    let dev = Device::flex();
+    let mk = |range: std::ops::Range<usize>, patches: bool| -> (Vec<LabelledSong>, Vec<usize>) {
+        range
+            .map(|i| {
+                let b = i % 2;
+                let mut s = song(i, b);
+                s.label = (i / 2) % 2;
+                let v = if b == 0 { vec![1.0, -1.0, 0.2] } else { vec![-1.0, 1.0, 0.2] };
+                if patches {
+                    // Two halves of the song, the same vector: any crop overlaps them.
+                    s.teacher_patches = vec![TeacherPatch { start_s: 0.0, end_s: 500.0, vec: v.clone() }, TeacherPatch { start_s: 500.0, end_s: 1000.0, vec: v }];
+                } else {
+                    s.teacher_vec = v;
+                }
+                (s, b)
+            })
+            .unzip()
+    };
+    let (val, attr) = mk(100..112, false);
+    let run = |train_set: &[LabelledSong], vec_weight: f32, relation_weight: f32| {
+        let dir = tempfile::tempdir().unwrap();
+        let o = TrainOptions { vec_weight, relation_weight, ..opts(5) };
+        train(TrainJob { out_dir: dir.path(), config: &config(), train: train_set, val: &val, opts: &o, resume: false, device: &dev }, &mut |_| {}, &|_| false).unwrap();
+        separation(&load_model(dir.path(), &dev).unwrap(), &val, &attr, &dev)
+    };
+    let (by_song, _) = mk(0..24, false);
+    let (by_patch, _) = mk(0..24, true);
+    let plain = run(&by_song, 0.0, 0.0);
+    let related = run(&by_song, 0.0, 5.0);
+    assert!(related > plain + 0.05, "relational term {related}, none {plain}");
+    let patched = run(&by_patch, 1.0, 0.0);
+    assert!(patched > plain + 0.05, "teacher patches {patched}, none {plain}");
+    // Without any teacher vector the relational term is refused.
+    let (bare, _) = mk(0..24, false);
+    let bare: Vec<LabelledSong> = bare.into_iter().map(|s| LabelledSong { teacher_vec: vec![], ..s }).collect();
+    let dir = tempfile::tempdir().unwrap();
+    let o = TrainOptions { relation_weight: 1.0, ..opts(1) };
+    let e = train(TrainJob { out_dir: dir.path(), config: &config(), train: &bare, val: &val, opts: &o, resume: false, device: &dev }, &mut |_| {}, &|_| false).err().map(|e| e.to_string());
+    assert!(e.as_deref().is_some_and(|e| e.contains("needs teacher vectors")), "{e:?}");
+}

@@ -106,6 +106,9 @@ def main():
     ap.add_argument("--tag", default="", help="suffix of the results files (results-VARIANT[-TAG].json/.md)")
     ap.add_argument("--skip-ids", help="file of song ids (one per line) to leave out of every method, e.g. silent previews")
     ap.add_argument("--no-train", action="store_true", help="reuse the models and stores already in OUT")
+    ap.add_argument("--group-column", default="production",
+                    help="labels.csv column the trainer's production head and --holdout-group read (default production; "
+                         "a column that is empty for training-only songs leaves them without a group)")
     ap.add_argument("--train-only-prefix", default="folk-styles/", metavar="PREFIX,PREFIX",
                     help="productions starting with one of these are training material only (default: the folk-styles "
                          "renderings add_folk.py adds): never dealt into a fold, queried or a candidate")
@@ -169,7 +172,7 @@ def main():
         model_dir, store = os.path.join(fold_dir, "model"), os.path.join(fold_dir, "store")
         if not a.no_train:
             cmd = [a.bin, "train", os.path.join(corpus, "previews"), "--labels", os.path.join(corpus, "labels.csv"),
-                   "--label-column", "genre", "--group-column", "production", "--out", model_dir, "--cache", a.cache,
+                   "--label-column", "genre", "--group-column", a.group_column, "--out", model_dir, "--cache", a.cache,
                    "--teacher-tags", os.path.join(corpus, "teacher_tags.csv"), "--name", f"lpo-fold{f}",
                    "--label-description", "genre: listener genre bucket of the musicnn taggers' tags (a tagger's guess, not ground truth)"]
             for p in folds[f]:

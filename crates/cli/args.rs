@@ -21,7 +21,7 @@ pub enum Command {
     /// Write a song-level, stratified, seeded train/val/test split of a library.
     Split(SplitArgs),
     /// Train the CNN classifier on a labelled library and write a model folder.
-    Train(TrainArgs),
+    Train(Box<TrainArgs>),
     /// Evaluate a model on a labelled library's test split (and held-out groups).
     Evaluate(EvaluateArgs),
     /// Redraw a model's training.png and confusion.png from its metrics.json.

@@ -24,7 +24,7 @@ fn main() -> ExitCode {
         args::Command::Spectrogram(a) => spectrogram::spectrogram(a),
         args::Command::Cache(a) => train::cache(a),
         args::Command::Split(a) => train::split(a),
-        args::Command::Train(a) => train::train(a),
+        args::Command::Train(a) => train::train(*a),
         args::Command::Evaluate(a) => train::evaluate(a),
         args::Command::Plot(a) => plots::plot(a),
         args::Command::Embed(a) => embed::embed(a),

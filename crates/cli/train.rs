@@ -205,13 +205,8 @@ pub fn train(a: TrainArgs) -> Result<ExitCode> {
         // Standardise each dimension over the training songs that have a row (a flat dimension stays 0).
         let rows: Vec<(usize, &Vec<f32>)> = raw.iter().enumerate().filter_map(|(i, r)| Some((i, r.as_ref()?))).collect();
         let d = rows[0].1.len();
-        let n = rows.len() as f64;
-        let mean: Vec<f64> = (0..d).map(|j| rows.iter().map(|(_, v)| v[j] as f64).sum::<f64>() / n).collect();
-        let sd: Vec<f64> = (0..d).map(|j| (rows.iter().map(|(_, v)| (v[j] as f64 - mean[j]).powi(2)).sum::<f64>() / n).sqrt()).collect();
-        let std_rows: Vec<(usize, Vec<f32>)> = rows
-            .iter()
-            .map(|(i, v)| (*i, (0..d).map(|j| if sd[j] > 1e-9 { ((v[j] as f64 - mean[j]) / sd[j]) as f32 } else { 0.0 }).collect()))
-            .collect();
+        let standardise = standardiser(&rows.iter().map(|(_, v)| v.as_slice()).collect::<Vec<_>>());
+        let std_rows: Vec<(usize, Vec<f32>)> = rows.iter().map(|(i, v)| (*i, standardise(v))).collect();
         let have = std_rows.len();
         for (i, v) in std_rows {
             train_set[i].teacher_vec = v;
@@ -367,6 +362,33 @@ fn strip_ext(id: &str) -> &str {
 /// Column names and one vector per song id, from a CSV of `id` + numeric columns.
 type CsvVectors = (Vec<String>, std::collections::HashMap<String, Vec<f32>>);
 
+/// Per dimension, the mean and standard deviation over `rows` (all as wide as the first): a function that
+/// standardises a row with them (a dimension flat over `rows` becomes 0).
+fn standardiser(rows: &[&[f32]]) -> impl Fn(&[f32]) -> Vec<f32> {
+    let d = rows.first().map_or(0, |r| r.len());
+    let n = rows.len().max(1) as f64;
+    let mean: Vec<f64> = (0..d).map(|j| rows.iter().map(|v| v[j] as f64).sum::<f64>() / n).collect();
+    let sd: Vec<f64> = (0..d).map(|j| (rows.iter().map(|v| (v[j] as f64 - mean[j]).powi(2)).sum::<f64>() / n).sqrt()).collect();
+    move |v| v.iter().zip(mean.iter().zip(&sd)).map(|(&x, (m, s))| if *s > 1e-9 { ((x as f64 - m) / s) as f32 } else { 0.0 }).collect()
+}
+
+/// Row `i` (0-based, after the header) of a CSV of `width` columns: the record and its values after the first
+/// column, each a finite number (in `range` when given), as many as the header has columns.
+fn csv_values(rec: csv::Result<csv::StringRecord>, p: &std::path::Path, i: usize, width: usize, range: Option<(f32, f32)>) -> Result<(csv::StringRecord, Vec<f32>)> {
+    let rec = rec.with_context(|| format!("{}: row {}", p.display(), i + 2))?;
+    let v: Vec<f32> = rec
+        .iter()
+        .skip(1)
+        .map(|x| x.trim().parse::<f32>().ok().filter(|v| v.is_finite() && range.is_none_or(|(lo, hi)| (lo..=hi).contains(v))))
+        .collect::<Option<_>>()
+        .with_context(|| match range {
+            Some((lo, hi)) => format!("{}: row {}: values must be numbers in [{lo}, {hi}]", p.display(), i + 2),
+            None => format!("{}: row {}: values must be finite numbers", p.display(), i + 2),
+        })?;
+    anyhow::ensure!(v.len() == width - 1, "{}: row {} has {} values for {} columns", p.display(), i + 2, v.len(), width - 1);
+    Ok((rec, v))
+}
+
 /// One song's patches from a teacher-patch CSV: `(start_s, end_s, vector)` in file order.
 type Patches = Vec<(f32, f32, Vec<f32>)>;
 
@@ -381,14 +403,7 @@ fn read_patch_csv(p: &std::path::Path) -> Result<std::collections::HashMap<Strin
     );
     let mut out: std::collections::HashMap<String, Patches> = std::collections::HashMap::new();
     for (i, rec) in rdr.records().enumerate() {
-        let rec = rec.with_context(|| format!("{}: row {}", p.display(), i + 2))?;
-        let v: Vec<f32> = rec
-            .iter()
-            .skip(1)
-            .map(|x| x.trim().parse::<f32>().ok().filter(|v| v.is_finite()))
-            .collect::<Option<_>>()
-            .with_context(|| format!("{}: row {}: values must be finite numbers", p.display(), i + 2))?;
-        anyhow::ensure!(v.len() == headers.len() - 1, "{}: row {} has {} values for {} columns", p.display(), i + 2, v.len(), headers.len() - 1);
+        let (rec, v) = csv_values(rec, p, i, headers.len(), None)?;
         anyhow::ensure!(v[1] > v[0] && v[0] >= 0.0, "{}: row {}: a patch must end after it starts (start_s {}, end_s {})", p.display(), i + 2, v[0], v[1]);
         out.entry(rec[0].to_string()).or_default().push((v[0], v[1], v[2..].to_vec()));
     }
@@ -424,13 +439,11 @@ fn attach_teacher_patches(train_set: &mut [soundalike_model::LabelledSong], path
         }
         joined.push(acc);
     }
-    let all: Vec<&Vec<f32>> = joined.iter().flatten().flatten().map(|(_, _, v)| v).collect();
+    let all: Vec<&[f32]> = joined.iter().flatten().flatten().map(|(_, _, v)| v.as_slice()).collect();
     anyhow::ensure!(!all.is_empty(), "{}: no patches match a training song", paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "));
     let d = all[0].len();
     anyhow::ensure!(all.iter().all(|v| v.len() == d), "teacher patches of different lengths");
-    let n = all.len() as f64;
-    let mean: Vec<f64> = (0..d).map(|j| all.iter().map(|v| v[j] as f64).sum::<f64>() / n).collect();
-    let sd: Vec<f64> = (0..d).map(|j| (all.iter().map(|v| (v[j] as f64 - mean[j]).powi(2)).sum::<f64>() / n).sqrt()).collect();
+    let standardise = standardiser(&all);
     let (mut have, mut count) = (0, 0);
     for (s, j) in train_set.iter_mut().zip(joined) {
         let Some(patches) = j else { continue };
@@ -438,11 +451,7 @@ fn attach_teacher_patches(train_set: &mut [soundalike_model::LabelledSong], path
         count += patches.len();
         s.teacher_patches = patches
             .into_iter()
-            .map(|(start_s, end_s, v)| soundalike_model::TeacherPatch {
-                start_s,
-                end_s,
-                vec: v.iter().enumerate().map(|(k, &x)| if sd[k] > 1e-9 { ((x as f64 - mean[k]) / sd[k]) as f32 } else { 0.0 }).collect(),
-            })
+            .map(|(start_s, end_s, v)| soundalike_model::TeacherPatch { start_s, end_s, vec: standardise(&v) })
             .collect();
     }
     Ok((d, count, have))
@@ -460,17 +469,7 @@ fn read_csv_vectors(p: &std::path::Path, range: Option<(f32, f32)>) -> Result<Cs
     anyhow::ensure!(headers.len() >= 2 && headers[0] == "id", "{}: the first column must be `id`, then one column per value", p.display());
     let mut out = std::collections::HashMap::new();
     for (i, rec) in rdr.records().enumerate() {
-        let rec = rec.with_context(|| format!("{}: row {}", p.display(), i + 2))?;
-        let v: Vec<f32> = rec
-            .iter()
-            .skip(1)
-            .map(|x| x.trim().parse::<f32>().ok().filter(|v| v.is_finite() && range.is_none_or(|(lo, hi)| (lo..=hi).contains(v))))
-            .collect::<Option<_>>()
-            .with_context(|| match range {
-                Some((lo, hi)) => format!("{}: row {}: values must be numbers in [{lo}, {hi}]", p.display(), i + 2),
-                None => format!("{}: row {}: values must be finite numbers", p.display(), i + 2),
-            })?;
-        anyhow::ensure!(v.len() == headers.len() - 1, "{}: row {} has {} values for {} columns", p.display(), i + 2, v.len(), headers.len() - 1);
+        let (rec, v) = csv_values(rec, p, i, headers.len(), range)?;
         out.insert(rec[0].to_string(), v);
     }
     Ok((headers[1..].to_vec(), out))

@@ -98,8 +98,17 @@ impl Pool {
     }
 }
 
-/// The pooled maps of several blocks `[batch, features_i]` -> `[batch, sum of features]`, in block order.
-fn join(mut pooled: Vec<Tensor<2>>) -> Tensor<2> {
+/// Runs `x` through `blocks` (each by `forward`) and returns the dense layer's input: the maps of the blocks
+/// from index `pool_from` on, each pooled by `pool`, joined in block order (`[batch, sum of features]`).
+fn pooled_blocks<B>(blocks: &[B], forward: impl Fn(&B, Tensor<4>) -> Tensor<4>, pool: Pool, pool_from: usize, x: Tensor<4>) -> Tensor<2> {
+    let mut x = x;
+    let mut pooled = Vec::with_capacity(blocks.len().saturating_sub(pool_from));
+    for (i, b) in blocks.iter().enumerate() {
+        x = forward(b, x); // [batch, c, h/2, w/2]
+        if i >= pool_from {
+            pooled.push(pool.forward(x.clone())); // [batch, features of this block]
+        }
+    }
     if pooled.len() == 1 {
         return pooled.remove(0);
     }
@@ -345,15 +354,8 @@ impl SoundNet {
 
     /// Input `[batch, 1, n_mels, frames]` (normalised tiles) -> embedding `[batch, embedding_dim]`.
     pub fn forward_embedding(&self, x: Tensor<4>) -> Tensor<2> {
-        let mut x = x;
-        let mut pooled = Vec::with_capacity(self.blocks.len() - self.pool_from);
-        for (i, b) in self.blocks.iter().enumerate() {
-            x = b.forward(x); // [batch, c, h/2, w/2]
-            if i >= self.pool_from {
-                pooled.push(self.pool.forward(x.clone())); // [batch, features of this block]
-            }
-        }
-        self.relu.forward(self.dense.forward(join(pooled)))
+        let features = pooled_blocks(&self.blocks, ConvBlock::forward, self.pool, self.pool_from, x);
+        self.relu.forward(self.dense.forward(features))
     }
 
     /// Logits `[batch, n_classes]`: the embedding, dropout, then the linear head (one code path).
@@ -421,15 +423,9 @@ impl SoundNet {
 impl FoldedNet {
     /// Input `[batch, 1, n_mels, frames]` -> embedding `[batch, embedding_dim]`, as [`SoundNet::forward_embedding`].
     pub fn forward_embedding(&self, x: Tensor<4>) -> Tensor<2> {
-        let mut x = x;
-        let mut pooled = Vec::with_capacity(self.blocks.len() - self.pool_from);
-        for (i, b) in self.blocks.iter().enumerate() {
-            x = b.pool.forward(b.relu.forward(conv3x3(&b.conv, x)));
-            if i >= self.pool_from {
-                pooled.push(self.pool.forward(x.clone()));
-            }
-        }
-        self.relu.forward(self.dense.forward(join(pooled)))
+        let block = |b: &FoldedBlock, x| b.pool.forward(b.relu.forward(conv3x3(&b.conv, x)));
+        let features = pooled_blocks(&self.blocks, block, self.pool, self.pool_from, x);
+        self.relu.forward(self.dense.forward(features))
     }
 
     /// Logits from an embedding, as [`SoundNet::head_logits`] outside training.

@@ -593,11 +593,11 @@ pub fn train(job: TrainJob<'_>, on: &mut dyn FnMut(Progress), stop: &dyn Fn(usiz
     if train_songs.iter().any(|s| s.teacher_patches.iter().any(|p| p.vec.len() != n_vec) || (!s.teacher_patches.is_empty() && !s.teacher_vec.is_empty() && s.teacher_vec.len() != n_vec)) {
         return Err(ModelError::Invalid("teacher patches and vectors of different lengths".into()));
     }
-    // Seconds per spectrogram frame, to place a crop among the teacher's patches.
-    let frame_s = config.frontend.hop_length as f32 / config.frontend.sample_rate as f32;
     if opts.relation_weight > 0.0 && n_vec == 0 {
         return Err(ModelError::Invalid("the relational term needs teacher vectors or patches".into()));
     }
+    // Seconds per spectrogram frame, to place a crop among the teacher's patches.
+    let frame_s = config.frontend.hop_length as f32 / config.frontend.sample_rate as f32;
     let vec_head = if opts.vec_weight > 0.0 { n_vec } else { 0 };
     let mut model = TrainNet::new(&config.arch, k, n_tags, n_groups, n_song_ids, vec_head, &ad);
     let mut optim = optimizer(opts.weight_decay);

@@ -89,6 +89,14 @@ def run(cmd, ok=(0,)):
         sys.exit(f"failed ({rc}): {cmd[0]} {cmd[1]}")
 
 
+def training_command(model_dir):
+    """The command that trained a fold model (its metrics.json), or None where the model has none."""
+    try:
+        return json.load(open(os.path.join(model_dir, "metrics.json"))).get("command")
+    except (OSError, ValueError):
+        return None
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("corpus")
@@ -163,7 +171,9 @@ def main():
             baselines["musicnn MSD + MTT penultimates (400-d, z-scored)"] = unit(np.concatenate([msd, mtt], 1))
     counts = {p: int((prods == p).sum()) for p in set(prods)}
     results = {"corpus_songs": len(ids), "productions": len(set(prods)), "folds": folds, "ran": which, "seed": a.seed,
-               "train_args": a.train_args, "variant": a.variant, "per_fold": []}
+               # With --no-train the fold models come from an earlier run: their own training commands are in
+               # each fold's "commands" (read from the models' metrics.json), not in --train-args.
+               "train_args": None if a.no_train else a.train_args, "variant": a.variant, "per_fold": []}
     for f in which:
         excluded = set(filter(None, a.exclude_queries.split(",")))
         held = [p for p in folds[f] if counts.get(p, 0) >= a.min_songs and p not in excluded]
@@ -202,7 +212,10 @@ def main():
             e = load_jsonl(path)
             table[name] = unit(np.stack([e[x] for x in ids]))
         table.update(baselines)
-        fold_res = {"fold": f, "held_out": held, "queries": int(len(queries)), "methods": {}}
+        fold_res = {"fold": f, "held_out": held, "queries": int(len(queries)), "methods": {},
+                    "commands": {name: training_command(os.path.join(a.out, f"fold{f}", variant, "model"))
+                                 for name, variant in [(f"soundalike ({a.variant})", a.variant)]
+                                 + [tuple(spec.split("=", 1)) for spec in a.compare]}}
         for name, v in table.items():
             r = retrieval(v, prods, tags, queries)
             per_prod = [r[prods[queries] == p][:, 1].mean() for p in held]

@@ -21,6 +21,7 @@ When tag.py also wrote musicnn_mtt_penultimate.csv, the MagnaTagATune model's pe
 penultimates joined are rows too. Productions starting with --train-only-prefix (the folk-styles renderings
 add_folk.py adds) are training material only: never in a fold, a query or a candidate.
 --compare NAME=VARIANT adds a variant already run in OUT as a row (each fold's own model).
+--mean-of NAME=VARIANT,VARIANT adds a row averaging several such variants' scores fold by fold (a recipe's seeds).
 Results: OUT/results.json and OUT/results.md. Models and stores stay in OUT/fold<k>/ for reuse (--no-train).
 """
 import argparse, csv, json, os, random, shlex, subprocess, sys
@@ -125,6 +126,10 @@ def main():
                     help="another embedding of the whole corpus (`soundalike export --format jsonl`) scored on the same queries")
     ap.add_argument("--compare", action="append", default=[], metavar="NAME=VARIANT",
                     help="another training variant already run in OUT (its fold models' songs.jsonl) scored as a row on the same queries")
+    ap.add_argument("--mean-of", action="append", default=[], metavar="NAME=VARIANT,VARIANT",
+                    help="a row averaging, fold by fold, the scores of several variants already run in OUT (e.g. one "
+                         "recipe's seeds): each variant's fold models are scored on the same queries, then their "
+                         "P@1, P@10 and tags@10 are averaged")
     a = ap.parse_args()
     corpus = os.path.abspath(a.corpus)
     rows = list(csv.DictReader(open(os.path.join(corpus, "labels.csv"))))
@@ -221,6 +226,19 @@ def main():
             per_prod = [r[prods[queries] == p][:, 1].mean() for p in held]
             fold_res["methods"][name] = {"p1": r[:, 0].mean(), "p10": r[:, 1].mean(), "tags10": r[:, 2].mean(),
                                          "p10_std_over_productions": float(np.std(per_prod))}
+        for spec in a.mean_of:
+            name, variants = spec.split("=", 1)
+            scores = [retrieval(unit(np.stack([e[x] for x in ids])), prods, tags, queries)
+                      for e in (load_jsonl(os.path.join(a.out, f"fold{f}", v, "songs.jsonl")) for v in variants.split(","))]
+            fold_res["methods"][name] = {"p1": float(np.mean([r[:, 0].mean() for r in scores])),
+                                         "p10": float(np.mean([r[:, 1].mean() for r in scores])),
+                                         "tags10": float(np.mean([r[:, 2].mean() for r in scores]))}
+            fold_res["commands"][name] = [training_command(os.path.join(a.out, f"fold{f}", v, "model")) for v in variants.split(",")]
+        # The seed means right under the model's own row.
+        order = list(fold_res["methods"])
+        means = [spec.split("=", 1)[0] for spec in a.mean_of]
+        order = order[:1] + means + [n for n in order[1:] if n not in means]
+        fold_res["methods"] = {n: fold_res["methods"][n] for n in order}
         ch = [(counts[prods[q]] - 1) / (len(ids) - 1) for q in queries]
         fold_res["methods"]["chance"] = {"p1": float(np.mean(ch)), "p10": float(np.mean(ch)),
                                          "tags10": float(np.mean(unit(tags) @ unit(tags).mean(0)))}

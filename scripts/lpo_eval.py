@@ -208,10 +208,18 @@ def main():
             tr = np.array([p not in set(folds[f]) for p in prods])
             mu, sd = m[tr].mean(0), m[tr].std(0) + 1e-6
             table[f"soundalike ({a.variant}, z-scored with training statistics)"] = unit((m - mu) / sd)
+        loaded = {}
+
+        def vectors(variant):
+            """Another variant's fold-model song vectors (unit length), read once per fold."""
+            if variant not in loaded:
+                e = load_jsonl(os.path.join(a.out, f"fold{f}", variant, "songs.jsonl"))
+                loaded[variant] = unit(np.stack([e[x] for x in ids]))
+            return loaded[variant]
+
         for spec in a.compare:
             name, variant = spec.split("=", 1)
-            e = load_jsonl(os.path.join(a.out, f"fold{f}", variant, "songs.jsonl"))
-            table[name] = unit(np.stack([e[x] for x in ids]))
+            table[name] = vectors(variant)
         for spec in a.extra:
             name, path = spec.split("=", 1)
             e = load_jsonl(path)
@@ -221,24 +229,22 @@ def main():
                     "commands": {name: training_command(os.path.join(a.out, f"fold{f}", variant, "model"))
                                  for name, variant in [(f"soundalike ({a.variant})", a.variant)]
                                  + [tuple(spec.split("=", 1)) for spec in a.compare]}}
-        for name, v in table.items():
+        def score(v):
             r = retrieval(v, prods, tags, queries)
             per_prod = [r[prods[queries] == p][:, 1].mean() for p in held]
-            fold_res["methods"][name] = {"p1": r[:, 0].mean(), "p10": r[:, 1].mean(), "tags10": r[:, 2].mean(),
-                                         "p10_std_over_productions": float(np.std(per_prod))}
+            return {"p1": r[:, 0].mean(), "p10": r[:, 1].mean(), "tags10": r[:, 2].mean(),
+                    "p10_std_over_productions": float(np.std(per_prod))}
+
+        scored = {name: score(v) for name, v in table.items()}
+        # The model's own row first, then the seed means, then the other rows.
+        first = next(iter(scored))
+        fold_res["methods"][first] = scored.pop(first)
         for spec in a.mean_of:
             name, variants = spec.split("=", 1)
-            scores = [retrieval(unit(np.stack([e[x] for x in ids])), prods, tags, queries)
-                      for e in (load_jsonl(os.path.join(a.out, f"fold{f}", v, "songs.jsonl")) for v in variants.split(","))]
-            fold_res["methods"][name] = {"p1": float(np.mean([r[:, 0].mean() for r in scores])),
-                                         "p10": float(np.mean([r[:, 1].mean() for r in scores])),
-                                         "tags10": float(np.mean([r[:, 2].mean() for r in scores]))}
+            runs = [score(vectors(v)) for v in variants.split(",")]
+            fold_res["methods"][name] = {m: float(np.mean([r[m] for r in runs])) for m in ("p1", "p10", "tags10")}
             fold_res["commands"][name] = [training_command(os.path.join(a.out, f"fold{f}", v, "model")) for v in variants.split(",")]
-        # The seed means right under the model's own row.
-        order = list(fold_res["methods"])
-        means = [spec.split("=", 1)[0] for spec in a.mean_of]
-        order = order[:1] + means + [n for n in order[1:] if n not in means]
-        fold_res["methods"] = {n: fold_res["methods"][n] for n in order}
+        fold_res["methods"].update(scored)
         ch = [(counts[prods[q]] - 1) / (len(ids) - 1) for q in queries]
         fold_res["methods"]["chance"] = {"p1": float(np.mean(ch)), "p10": float(np.mean(ch)),
                                          "tags10": float(np.mean(unit(tags) @ unit(tags).mean(0)))}

@@ -22,6 +22,9 @@ penultimates joined are rows too. Productions starting with --train-only-prefix 
 add_folk.py adds) are training material only: never in a fold, a query or a candidate.
 --compare NAME=VARIANT adds a variant already run in OUT as a row (each fold's own model).
 --mean-of NAME=VARIANT,VARIANT adds a row averaging several such variants' scores fold by fold (a recipe's seeds).
+--train-fraction F trains each fold's model on a seeded random share F of the other folds' productions only (the
+rest are held out of training too, but stay candidates): P@10 against the number of training productions, a
+learning curve that says what more productions would buy.
 Results: OUT/results.json and OUT/results.md. Models and stores stay in OUT/fold<k>/ for reuse (--no-train).
 """
 import argparse, csv, json, os, random, shlex, subprocess, sys
@@ -126,6 +129,8 @@ def main():
                     help="another embedding of the whole corpus (`soundalike export --format jsonl`) scored on the same queries")
     ap.add_argument("--compare", action="append", default=[], metavar="NAME=VARIANT",
                     help="another training variant already run in OUT (its fold models' songs.jsonl) scored as a row on the same queries")
+    ap.add_argument("--train-fraction", type=float, default=1.0,
+                    help="share of the other folds' productions each fold model trains on (seeded per fold; default 1 = all)")
     ap.add_argument("--mean-of", action="append", default=[], metavar="NAME=VARIANT,VARIANT",
                     help="a row averaging, fold by fold, the scores of several variants already run in OUT (e.g. one "
                          "recipe's seeds): each variant's fold models are scored on the same queries, then their "
@@ -144,7 +149,9 @@ def main():
     folds = [sorted(order[i::a.folds]) for i in range(a.folds)]
     which = [int(x) for x in a.run.split(",")] if a.run else list(range(a.folds))
 
-    base = [r for r in rows if r["variant"] == "0"]
+    # Candidates and queries: first renderings of previews; a track's other windows (build.py --segments) and second
+    # renderings are training material only.
+    base = [r for r in rows if r["variant"] == "0" and r.get("segment", "0") in ("", "0")]
     ids = [r["id"] for r in base]
     prods = np.array([r["production"] for r in base])
     tags_d = load_csv_vectors(os.path.join(corpus, "teacher_tags.csv"))
@@ -184,13 +191,17 @@ def main():
         held = [p for p in folds[f] if counts.get(p, 0) >= a.min_songs and p not in excluded]
         queries = np.array([i for i, p in enumerate(prods) if p in held])
         fold_dir = os.path.join(a.out, f"fold{f}", a.variant)
+        # --train-fraction: a seeded share of the other folds' productions trains; the rest are held out too.
+        others = sorted(set(prods_all) - set(folds[f]))
+        n_keep = max(1, round(a.train_fraction * len(others)))
+        dropped = sorted(random.Random(f"{a.seed}-{f}-{a.train_fraction}").sample(others, len(others) - n_keep)) if n_keep < len(others) else []
         model_dir, store = os.path.join(fold_dir, "model"), os.path.join(fold_dir, "store")
         if not a.no_train:
             cmd = [a.bin, "train", os.path.join(corpus, "previews"), "--labels", os.path.join(corpus, "labels.csv"),
                    "--label-column", "genre", "--group-column", a.group_column, "--out", model_dir, "--cache", a.cache,
                    "--teacher-tags", os.path.join(corpus, "teacher_tags.csv"), "--name", f"lpo-fold{f}",
                    "--label-description", "genre: listener genre bucket of the musicnn taggers' tags (a tagger's guess, not ground truth)"]
-            for p in folds[f]:
+            for p in folds[f] + dropped:
                 cmd += ["--holdout-group", p]
             run(cmd + shlex.split(a.train_args))
             # Exit 1 = some files could not be embedded (e.g. a digitally silent preview): they are listed and left out.
@@ -225,7 +236,7 @@ def main():
             e = load_jsonl(path)
             table[name] = unit(np.stack([e[x] for x in ids]))
         table.update(baselines)
-        fold_res = {"fold": f, "held_out": held, "queries": int(len(queries)), "methods": {},
+        fold_res = {"fold": f, "training_productions": len(others) - len(dropped), "held_out": held, "queries": int(len(queries)), "methods": {},
                     "commands": {name: training_command(os.path.join(a.out, f"fold{f}", variant, "model"))
                                  for name, variant in [(f"soundalike ({a.variant})", a.variant)]
                                  + [tuple(spec.split("=", 1)) for spec in a.compare]}}

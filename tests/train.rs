@@ -126,3 +126,38 @@ fn teacher_patches_from_two_files_are_joined_per_song_and_train() {
     let o = run(&args);
     assert!(!o.status.success() && stderr(&o).contains("row 2: a patch must end after it starts"), "{}", stderr(&o));
 }
+
+#[test]
+fn split_column_keeps_the_songs_of_one_work_in_one_part() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("split.json");
+    // `source` as the unit: every song of a source lands in one part (the tiny set has a handful of sources,
+    // so with a test fraction of a third some source is test and others train).
+    let args = ["split", "datasets/tiny", "--labels", "datasets/tiny/tracks.csv", "--label-column", "teacher_genre", "--test-fraction", "0.34",
+                "--val-fraction", "0", "--split-column", "source", "--out", s(&out)];
+    let o = run(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let split: serde_json::Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+    let csv = std::fs::read_to_string(root().join("datasets/tiny/tracks.csv")).unwrap();
+    let mut part_of_source: std::collections::HashMap<String, std::collections::BTreeSet<String>> = Default::default();
+    for line in csv.lines().skip(1) {
+        let cols: Vec<&str> = line.split(',').collect();
+        let part = split["assignment"][cols[1]].as_str().unwrap_or_else(|| panic!("{} not in the split", cols[1])).to_string();
+        part_of_source.entry(cols[2].to_string()).or_default().insert(part);
+    }
+    assert!(part_of_source.values().all(|p| p.len() == 1), "{part_of_source:?}");
+    let parts: std::collections::BTreeSet<_> = part_of_source.values().flatten().cloned().collect();
+    assert!(parts.contains("test") && parts.contains("train"), "{parts:?}");
+    // Song by song, the same settings put songs of one source in both parts.
+    let o = run(&args[..args.len() - 4].iter().chain(["--out", s(&out)].iter()).copied().collect::<Vec<_>>());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let split: serde_json::Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+    let mixed = csv.lines().skip(1).map(|l| l.split(',').collect::<Vec<_>>()).fold(std::collections::HashMap::<String, std::collections::BTreeSet<String>>::new(), |mut m, c| {
+        m.entry(c[2].to_string()).or_default().insert(split["assignment"][c[1]].as_str().unwrap().to_string());
+        m
+    });
+    assert!(mixed.values().any(|p| p.len() > 1), "{mixed:?}");
+    // A unit column needs a CSV.
+    let o = run(&["split", "datasets/tiny", "--split-column", "source", "--out", s(&out)]);
+    assert!(!o.status.success() && stderr(&o).contains("--split-column needs --labels"), "{}", stderr(&o));
+}

@@ -316,6 +316,11 @@ pub struct SplitOpts {
     /// Hold out every song of this group (repeatable): evaluated as never-seen music.
     #[arg(long = "holdout-group")]
     pub holdout_groups: Vec<String>,
+    /// Column of the labels CSV naming the work a song belongs to (e.g. `work`: the renderings of one MIDI
+    /// file, the windows of one track): songs sharing a value land in the same part, so no test song has a
+    /// sibling in training.
+    #[arg(long)]
+    pub split_column: Option<String>,
 }
 
 #[derive(Args, Debug)]

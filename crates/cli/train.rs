@@ -7,10 +7,10 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use serde_json::json;
-use soundalike_library::{split_songs, write_atomic, SongLabels, SongFile, SplitAssignment, SplitOptions, Splits, SpectrogramCache};
+use soundalike_library::{split_songs, split_songs_by_unit, write_atomic, SongLabels, SongFile, SplitAssignment, SplitOptions, Splits, SpectrogramCache};
 use soundalike_model::{eval::confusion_csv, ArchConfig, Pool, EvalReport, LabelledSong, ModelConfig, Progress, TrainOptions};
 
-use crate::args::{CacheArgs, EvaluateArgs, PoolKind, Preset, SplitArgs, SplitOpts, TrainArgs};
+use crate::args::{CacheArgs, EvaluateArgs, LabelArgs, PoolKind, Preset, SplitArgs, SplitOpts, TrainArgs};
 use crate::util::{bar, scan_with_labels, frontend};
 
 /// Builds the cache for `files` with a progress bar; returns fingerprints (None = failed) and prints failures.
@@ -32,16 +32,29 @@ pub fn cache(a: CacheArgs) -> Result<ExitCode> {
     Ok(if fps.iter().any(Option::is_none) { ExitCode::from(1) } else { ExitCode::SUCCESS })
 }
 
-fn make_splits(entries: &[SongLabels], s: &SplitOpts) -> Result<Splits> {
-    let songs: Vec<(String, String, Option<String>)> =
-        entries.iter().filter_map(|e| Some((e.rel_path.clone(), e.label.clone()?, e.group.clone()))).collect();
+/// Each file's value of `column` in the labels CSV (matched to files as the labels are).
+fn column_of(files: &[SongFile], labels: &LabelArgs, column: &str) -> Result<std::collections::HashMap<String, String>> {
+    let opts = soundalike_library::LabelOptions { group_column: Some(column.to_string()), ..crate::util::label_options(labels) };
+    Ok(soundalike_library::load_labels(files, &opts)?.into_iter().filter_map(|e| Some((e.rel_path, e.group?))).collect())
+}
+
+fn make_splits(files: &[SongFile], entries: &[SongLabels], labels: &LabelArgs, s: &SplitOpts) -> Result<Splits> {
+    let opts = SplitOptions { seed: s.seed, val_fraction: s.val_fraction, test_fraction: s.test_fraction, holdout_groups: s.holdout_groups.clone() };
+    let songs = entries.iter().filter_map(|e| Some((e.rel_path.clone(), e.label.clone()?, e.group.clone())));
+    let Some(col) = &s.split_column else {
+        let songs: Vec<_> = songs.collect();
+        if songs.is_empty() {
+            bail!("no labelled songs: name a CSV with --labels/--label-column, or lay the library out as <label>/<song>");
+        }
+        return Ok(split_songs(&songs, &opts)?);
+    };
+    anyhow::ensure!(labels.labels.is_some(), "--split-column needs --labels (a CSV)");
+    let unit_of = column_of(files, labels, col)?;
+    let songs: Vec<_> = songs.map(|(id, l, g)| { let u = unit_of.get(&id).cloned(); (id, l, g, u) }).collect();
     if songs.is_empty() {
         bail!("no labelled songs: name a CSV with --labels/--label-column, or lay the library out as <label>/<song>");
     }
-    Ok(split_songs(
-        &songs,
-        &SplitOptions { seed: s.seed, val_fraction: s.val_fraction, test_fraction: s.test_fraction, holdout_groups: s.holdout_groups.clone() },
-    )?)
+    Ok(split_songs_by_unit(&songs, &opts)?)
 }
 
 fn counts(splits: &Splits) -> serde_json::Value {
@@ -54,8 +67,8 @@ fn counts(splits: &Splits) -> serde_json::Value {
 }
 
 pub fn split(a: SplitArgs) -> Result<ExitCode> {
-    let (_, entries) = scan_with_labels(&a.library, &a.labels, true)?;
-    let splits = make_splits(&entries, &a.split)?;
+    let (files, entries) = scan_with_labels(&a.library, &a.labels, true)?;
+    let splits = make_splits(&files, &entries, &a.labels, &a.split)?;
     write_atomic(&a.out, &serde_json::to_vec_pretty(&splits)?)?;
     println!("wrote {} ({})", a.out.display(), counts(&splits));
     Ok(ExitCode::SUCCESS)
@@ -151,10 +164,13 @@ pub fn train(a: TrainArgs) -> Result<ExitCode> {
     anyhow::ensure!(!a.contrast_groups || a.contrast_weight > 0.0, "--contrast-groups is part of the contrastive term: give --contrast-weight too");
     let device = soundalike_model::device_from_name(&a.device)?;
     let (files, entries) = scan_with_labels(&a.library, &a.labels, true)?;
-    let splits = make_splits(&entries, &a.split)?;
+    let splits = make_splits(&files, &entries, &a.labels, &a.split)?;
     std::fs::create_dir_all(&a.out).with_context(|| format!("cannot create {}", a.out.display()))?;
     write_atomic(&a.out.join("split.json"), &serde_json::to_vec_pretty(&splits)?)?;
-    eprintln!("split by song: {}", counts(&splits));
+    match &a.split.split_column {
+        Some(c) => eprintln!("split by {c}: {}", counts(&splits)),
+        None => eprintln!("split by song: {}", counts(&splits)),
+    }
 
     let cache = SpectrogramCache::open(&a.cache, &fe)?;
     let fps = build_cache(&cache, &files);
@@ -242,15 +258,12 @@ pub fn train(a: TrainArgs) -> Result<ExitCode> {
     };
     if let Some(col) = &a.work_column {
         // The labels CSV again, read with the work column as the group: the same row-to-file matching.
-        let opts = soundalike_library::LabelOptions { group_column: Some(col.clone()), ..crate::util::label_options(&a.labels) };
-        let by_work = soundalike_library::load_labels(&files, &opts)?;
-        let work_of: std::collections::HashMap<&str, &str> =
-            by_work.iter().filter_map(|e| Some((e.rel_path.as_str(), e.group.as_deref()?))).collect();
+        let work_of = column_of(&files, &a.labels, col)?;
         let mut index: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
         for s in &mut train_set {
             if let Some(wk) = work_of.get(s.id.as_str()) {
                 let n = index.len();
-                s.work = Some(*index.entry(wk).or_insert(n));
+                s.work = Some(*index.entry(wk.as_str()).or_insert(n));
             }
         }
         let shared = {
@@ -321,6 +334,7 @@ pub fn train(a: TrainArgs) -> Result<ExitCode> {
         "split": counts(&splits),
         "split_seed": a.split.seed,
         "holdout_groups": a.split.holdout_groups,
+        "split_column": a.split.split_column,
         "best_epoch": summary.state.best_epoch,
         "epochs_run": summary.state.epochs_done,
         "stopped_early": summary.stopped_early,

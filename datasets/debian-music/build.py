@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Builds the `debian-music` corpus: one-minute previews of every free production listed in packages.tsv.
 
-    python3 datasets/debian-music/build.py OUT [--debs DIR] [--soundtracks DIR] [--only PKG,PKG] [--jobs N]
+    python3 datasets/debian-music/build.py OUT [--debs DIR] [--soundtracks DIR] [--only PKG,PKG] [--jobs N] [--segments N]
 
 Stages (each resumable: finished files are kept and skipped on the next run):
   1. download   `apt-get download PKG` for each package of packages.tsv (Debian 12 main only)
@@ -11,10 +11,14 @@ Stages (each resumable: finished files are kept and skipped on the next run):
                 Tracker modules: rendered once through openmpt123 (xmp if that fails), then cut the same way.
                 MIDI: rendered through two soundfonts (FluidR3_GM, TimGM6mb) with fluidsynth, then cut; the second
                 rendering is marked `variant=1` (same music, other timbre: training only, never a query).
+                With --segments 1 or 2, each track also gives one or two more 60-s windows (right after the
+                preview, then right before it; tracks of at least 150 s and 217 s), `PREVIEW.seg1.mp3`/`.seg2.mp3`,
+                marked `segment=1/2`: more audio of the same songs, training material only, never a query or a
+                candidate. (Not for the ten --soundtracks productions, whose full tracks are not at hand.)
   4. manifest   OUT/tracks.csv: id, file, production (= Debian package, ground truth), kind
                 (recorded/module/midi:<soundfont>), variant, work, title, artist (from tags), track_duration_s,
                 preview_start_s, preview_duration_s, licence (License: fields of the package's copyright file),
-                and OUT/failed.csv: what was left out and why. Licences in OUT/licenses/PKG.copyright.
+                source_file, segment (0 = the preview), and OUT/failed.csv: what was left out and why. Licences in OUT/licenses/PKG.copyright.
 The musicnn tagger (the soft labels) runs separately: datasets/debian-music/tag.py.
 
 With --soundtracks DIR (the shared `soundtracks` set, or what datasets/soundtracks/build.sh made), its ten
@@ -67,10 +71,29 @@ def licences(copyright_path):
     return "; ".join(found)
 
 
-def cut(src, dst, dur):
-    """60 s from 30% into the track (the whole track when shorter than 60 s + margin), mono 22,050 Hz mp3."""
+def preview_window(dur):
+    """60 s from 30% into the track (the whole track when shorter than 60 s)."""
     start = max(0.0, min(dur * START_FRAC, dur - PREVIEW_S)) if dur > PREVIEW_S else 0.0
-    length = min(PREVIEW_S, dur - start)
+    return start, min(PREVIEW_S, dur - start)
+
+
+def segment_windows(dur, n):
+    """Up to n more 60-s windows of a track beside its preview, training material only: the first right after the
+    preview (pulled back to end 5 s before the track does, overlapping the preview by at most 20 s), the second
+    right before it (not in the first 5 s). A track too short for a window gets fewer."""
+    start, _ = preview_window(dur)
+    out = []
+    after = min(start + PREVIEW_S, dur - PREVIEW_S - 5.0)
+    if n >= 1 and after >= start + PREVIEW_S - 20.0:
+        out.append(after)
+    before = start - PREVIEW_S
+    if n >= 2 and before >= 5.0:
+        out.append(before)
+    return out
+
+
+def cut(src, dst, start, length=PREVIEW_S):
+    """length seconds from start, mono 22,050 Hz 64 kbit/s mp3 (atomically: a temp file, then a rename)."""
     tmp = dst + ".part.mp3"
     r = run(["ffmpeg", "-v", "error", "-y", "-ss", f"{start:.3f}", "-t", f"{length:.3f}", "-i", src, "-vn", "-ac", "1",
              "-ar", "22050", "-b:a", "64k", tmp])
@@ -85,7 +108,6 @@ def cut(src, dst, dur):
         os.remove(tmp)
         raise RuntimeError("the preview is digital silence")
     os.replace(tmp, dst)
-    return start, length
 
 
 def render_module(src, wav):
@@ -135,8 +157,8 @@ def find_music(root):
                 yield "midi", p
 
 
-def process(pkg, kind, path, xroot, out, work):
-    """Returns (rows, failures) for one source file."""
+def process(pkg, kind, path, xroot, out, work, segments=0):
+    """Returns (rows, failures) for one source file: its preview and up to `segments` more windows of it."""
     rel = os.path.relpath(path, xroot)
     stem = safe_name(os.path.splitext(os.path.basename(path))[0])
     work_id = f"{pkg}/{stem}"
@@ -175,16 +197,26 @@ def process(pkg, kind, path, xroot, out, work):
         dst = os.path.join(out, dst_rel)
         os.makedirs(os.path.dirname(dst), exist_ok=True)
         try:
-            start = max(0.0, min(dur * START_FRAC, dur - PREVIEW_S)) if dur > PREVIEW_S else 0.0
-            length = min(PREVIEW_S, dur - start)
+            start, length = preview_window(dur)
             if not os.path.exists(dst):
-                start, length = cut(src, dst, dur)
+                cut(src, dst, start, length)
         except Exception as e:  # noqa: BLE001
             fails.append((pkg, rel, f"{k}: {e}"))
             continue
-        rows.append({"id": f"{pkg}/{name}", "file": dst_rel, "production": pkg, "kind": k, "variant": variant, "work": work_id,
-                     "title": meta.get("title", ""), "artist": meta.get("artist", ""), "track_duration_s": f"{dur:.2f}",
-                     "preview_start_s": f"{start:.2f}", "preview_duration_s": f"{length:.2f}", "source_file": rel})
+        row = {"id": f"{pkg}/{name}", "file": dst_rel, "production": pkg, "kind": k, "variant": variant, "work": work_id,
+               "title": meta.get("title", ""), "artist": meta.get("artist", ""), "track_duration_s": f"{dur:.2f}",
+               "preview_start_s": f"{start:.2f}", "preview_duration_s": f"{length:.2f}", "source_file": rel, "segment": 0}
+        rows.append(row)
+        for seg, s_start in enumerate(segment_windows(dur, segments), 1):
+            seg_rel = f"previews/{pkg}/{name}.seg{seg}.mp3"
+            try:
+                if not os.path.exists(os.path.join(out, seg_rel)):
+                    cut(src, os.path.join(out, seg_rel), s_start)
+            except Exception as e:  # noqa: BLE001 - a window that fails (e.g. silence) is reported, the preview stays
+                fails.append((pkg, rel, f"{k}: segment {seg}: {e}"))
+                continue
+            rows.append({**row, "id": f"{pkg}/{name}.seg{seg}", "file": seg_rel, "preview_start_s": f"{s_start:.2f}",
+                         "preview_duration_s": f"{PREVIEW_S:.2f}", "segment": seg})
     return rows, fails
 
 
@@ -195,6 +227,9 @@ def main():
     ap.add_argument("--soundtracks", help="an existing `soundtracks` set: its ten productions are copied, not downloaded")
     ap.add_argument("--only", help="comma-separated packages (default: every package of packages.tsv)")
     ap.add_argument("--jobs", type=int, default=os.cpu_count() or 2)
+    ap.add_argument("--segments", type=int, default=0, choices=(0, 1, 2),
+                    help="more 60-s windows per track beside its preview (after it, then before it), marked segment=1/2: "
+                         "training material only, never a query or a candidate (default 0)")
     a = ap.parse_args()
     here = os.path.dirname(os.path.abspath(__file__))
     out = os.path.abspath(a.out)
@@ -224,7 +259,7 @@ def main():
                 rows.append({"id": f"{pkg}/{os.path.splitext(os.path.basename(r['file']))[0]}", "file": dst_rel, "production": pkg,
                              "kind": "recorded", "variant": 0, "work": r["id"], "title": r["title"], "artist": r["artist"],
                              "track_duration_s": r["track_duration_s"], "preview_start_s": r["preview_start_s"],
-                             "preview_duration_s": r["preview_duration_s"], "source_file": r["id"]})
+                             "preview_duration_s": r["preview_duration_s"], "source_file": r["id"], "segment": 0})
             lic = os.path.join(a.soundtracks, "licenses", f"{pkg}.copyright")
             if os.path.exists(lic):
                 shutil.copyfile(lic, os.path.join(out, "licenses", f"{pkg}.copyright"))
@@ -262,14 +297,23 @@ def main():
         os.makedirs(rwork, exist_ok=True)
         prow = []
         with cf.ThreadPoolExecutor(a.jobs) as ex:
-            for r_, f_ in ex.map(lambda kp: process(pkg, kp[0], kp[1], xroot, out, rwork), uniq):
+            for r_, f_ in ex.map(lambda kp: process(pkg, kp[0], kp[1], xroot, out, rwork, a.segments), uniq):
                 prow += r_
                 fails += f_
-        if len(prow) > MAX_PER_PRODUCTION:
-            for r_ in prow[MAX_PER_PRODUCTION:]:
-                fails.append((pkg, r_["source_file"], f"over {MAX_PER_PRODUCTION} tracks for one production"))
+        # At most MAX_PER_PRODUCTION previews a production; a dropped preview's segments (the rows right after
+        # it) go with it.
+        kept, n_prev, keep = [], 0, True
+        for r_ in prow:
+            if r_["segment"] == 0:
+                n_prev += 1
+                keep = n_prev <= MAX_PER_PRODUCTION
+                if not keep:
+                    fails.append((pkg, r_["source_file"], f"over {MAX_PER_PRODUCTION} tracks for one production"))
+            if keep:
+                kept.append(r_)
+            else:
                 os.remove(os.path.join(out, r_["file"]))
-            prow = prow[:MAX_PER_PRODUCTION]
+        prow = kept
         for r_ in prow:
             r_["licence"] = lic
         rows += prow
@@ -280,7 +324,7 @@ def main():
         if not r.get("licence"):
             r["licence"] = licences(os.path.join(out, "licenses", f"{r['production']}.copyright"))
     cols = ["id", "file", "production", "kind", "variant", "work", "title", "artist", "track_duration_s", "preview_start_s",
-            "preview_duration_s", "licence", "source_file"]
+            "preview_duration_s", "licence", "source_file", "segment"]
     tmp = os.path.join(out, "tracks.csv.tmp")
     with open(tmp, "w", newline="") as f:
         w = csv.DictWriter(f, cols)
@@ -292,7 +336,8 @@ def main():
         w.writerow(["production", "source_file", "reason"])
         w.writerows(fails)
     prods = {r["production"] for r in rows}
-    print(f"{len(rows)} previews from {len(prods)} productions in {out}/tracks.csv; {len(fails)} left out (failed.csv)")
+    n_seg = sum(1 for r in rows if r["segment"])
+    print(f"{len(rows) - n_seg} previews (+ {n_seg} segments) from {len(prods)} productions in {out}/tracks.csv; {len(fails)} left out (failed.csv)")
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ pub use cache::{frontend_fingerprint, CacheReport, CachedMel, SpectrogramCache, 
 pub use error::{LibraryError, Result};
 pub use labels::{fill_tag_labels, load_labels, title_from_path, SongLabels, LabelOptions, LabelSource};
 pub use scan::{component_id, fingerprint_file, scan_library, SongFile};
-pub use split::{split_songs, SplitAssignment, SplitOptions, Splits, SPLIT_FORMAT_VERSION};
+pub use split::{split_songs, split_songs_by_unit, SplitAssignment, SplitOptions, Splits, SPLIT_FORMAT_VERSION};
 
 pub use soundalike_core::SplitMix64;
 

@@ -104,3 +104,43 @@ pub fn split_songs(songs: &[(String, String, Option<String>)], opts: &SplitOptio
     }
     Ok(Splits { format_version: SPLIT_FORMAT_VERSION, seed: opts.seed, holdout_groups: opts.holdout_groups.clone(), assignment })
 }
+
+/// [`split_songs`] over units of songs `(id, label, group, unit)`: songs sharing a unit (the renderings or
+/// the windows of one work) always land in the same part, so no test song has a sibling in training. A
+/// held-out group's songs go to `Holdout` one by one as before; the rest are gathered by unit (a song with
+/// no unit is a unit of its own, under its id), each unit takes the label of its first song in id order,
+/// the units are split as [`split_songs`] splits songs, and every song takes its unit's part. Without any
+/// unit the result is exactly [`split_songs`]'s.
+pub fn split_songs_by_unit(songs: &[(String, String, Option<String>, Option<String>)], opts: &SplitOptions) -> Result<Splits> {
+    let holdout: BTreeSet<&str> = opts.holdout_groups.iter().map(String::as_str).collect();
+    let mut seen = BTreeSet::new();
+    let mut sorted: Vec<&(String, String, Option<String>, Option<String>)> = songs.iter().collect();
+    sorted.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut assignment = BTreeMap::new();
+    // Unit key -> (label, member ids). Units are keyed apart from song ids so that a unit named like a
+    // song cannot merge with it.
+    let mut units: BTreeMap<String, (String, Vec<&str>)> = BTreeMap::new();
+    for (id, label, group, unit) in sorted {
+        if !seen.insert(id.as_str()) {
+            return Err(LibraryError::Invalid(format!("duplicate song id {id}")));
+        }
+        if group.as_deref().is_some_and(|g| holdout.contains(g)) {
+            assignment.insert(id.clone(), SplitAssignment::Holdout);
+            continue;
+        }
+        let key = match unit {
+            Some(u) => format!("\u{1}{u}"),
+            None => id.clone(),
+        };
+        units.entry(key).or_insert_with(|| (label.clone(), Vec::new())).1.push(id.as_str());
+    }
+    let rows: Vec<(String, String, Option<String>)> = units.iter().map(|(k, (l, _))| (k.clone(), l.clone(), None)).collect();
+    let by_unit = split_songs(&rows, &SplitOptions { holdout_groups: vec![], ..opts.clone() })?;
+    for (k, (_, ids)) in &units {
+        let part = by_unit.assignment[k];
+        for id in ids {
+            assignment.insert(id.to_string(), part);
+        }
+    }
+    Ok(Splits { format_version: SPLIT_FORMAT_VERSION, seed: opts.seed, holdout_groups: opts.holdout_groups.clone(), assignment })
+}

@@ -154,6 +154,45 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(32))]
+
+    /// Songs of one unit (a work's renderings or windows) share a part; without units the split is the
+    /// song-level one; held-out groups still go to Holdout song by song.
+    #[test]
+    fn unit_split_keeps_siblings_together(counts in prop::collection::vec(3usize..30, 1..5), per_unit in 1usize..4,
+                                          seed in any::<u64>(), hold in any::<bool>()) {
+        let s = songs(&counts.iter().copied().enumerate().collect::<Vec<_>>());
+        let opts = SplitOptions { seed, holdout_groups: if hold { vec!["g2".into()] } else { vec![] }, ..Default::default() };
+        let none: Vec<_> = s.iter().map(|(i, l, g)| (i.clone(), l.clone(), g.clone(), None)).collect();
+        prop_assert_eq!(split_songs_by_unit(&none, &opts).unwrap(), split_songs(&s, &opts).unwrap());
+        // Consecutive songs of a label form a unit of `per_unit` songs.
+        let units: Vec<_> = s.iter().enumerate().map(|(k, (i, l, g))| (i.clone(), l.clone(), g.clone(), Some(format!("{l}-w{}", k / per_unit)))).collect();
+        let sp = split_songs_by_unit(&units, &opts).unwrap();
+        prop_assert_eq!(sp.assignment.len(), s.len());
+        for (i, _, g, u) in &units {
+            let part = sp.assignment[i];
+            prop_assert_eq!(part == SplitAssignment::Holdout, hold && g.as_deref() == Some("g2"));
+            for (j, _, g2, u2) in &units {
+                if u == u2 && !(hold && (g.as_deref() == Some("g2") || g2.as_deref() == Some("g2"))) {
+                    prop_assert_eq!(part, sp.assignment[j], "{} and {} share unit {:?}", i, j, u);
+                }
+            }
+        }
+        // Some song is in test whenever a label has 3+ units outside the held-out group.
+        if counts.iter().any(|&n| n >= 12 * per_unit) {
+            prop_assert!(sp.assignment.values().any(|p| *p == SplitAssignment::Test));
+        }
+    }
+}
+
+#[test]
+fn unit_split_refuses_duplicates() {
+    let mut s: Vec<_> = songs(&[(0, 5)]).into_iter().map(|(i, l, g)| (i, l, g, Some("w".to_string()))).collect();
+    s.push(s[0].clone());
+    assert!(split_songs_by_unit(&s, &SplitOptions::default()).unwrap_err().to_string().contains("duplicate"));
+}
+
 #[test]
 fn split_refuses_duplicates_and_bad_fractions() {
     let mut s = songs(&[(0, 5)]);

@@ -157,6 +157,9 @@ fn split_column_keeps_the_songs_of_one_work_in_one_part() {
         m
     });
     assert!(mixed.values().any(|p| p.len() > 1), "{mixed:?}");
+    // A column the CSV lacks is named.
+    let o = run(&["split", "datasets/tiny", "--labels", "datasets/tiny/tracks.csv", "--label-column", "teacher_genre", "--split-column", "nope", "--out", s(&out)]);
+    assert!(!o.status.success() && stderr(&o).contains("\"nope\""), "{}", stderr(&o));
     // A unit column needs a CSV.
     let o = run(&["split", "datasets/tiny", "--split-column", "source", "--out", s(&out)]);
     assert!(!o.status.success() && stderr(&o).contains("--split-column needs --labels"), "{}", stderr(&o));

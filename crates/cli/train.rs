@@ -35,25 +35,25 @@ pub fn cache(a: CacheArgs) -> Result<ExitCode> {
 /// Each file's value of `column` in the labels CSV (matched to files as the labels are).
 fn column_of(files: &[SongFile], labels: &LabelArgs, column: &str) -> Result<std::collections::HashMap<String, String>> {
     let opts = soundalike_library::LabelOptions { group_column: Some(column.to_string()), ..crate::util::label_options(labels) };
-    Ok(soundalike_library::load_labels(files, &opts)?.into_iter().filter_map(|e| Some((e.rel_path, e.group?))).collect())
+    let rows = soundalike_library::load_labels(files, &opts).with_context(|| format!("reading column {column:?} of the labels CSV"))?;
+    Ok(rows.into_iter().filter_map(|e| Some((e.rel_path, e.group?))).collect())
 }
 
+/// Song-level splits, or, with --split-column, splits that keep the songs of one work in one part.
 fn make_splits(files: &[SongFile], entries: &[SongLabels], labels: &LabelArgs, s: &SplitOpts) -> Result<Splits> {
     let opts = SplitOptions { seed: s.seed, val_fraction: s.val_fraction, test_fraction: s.test_fraction, holdout_groups: s.holdout_groups.clone() };
-    let songs = entries.iter().filter_map(|e| Some((e.rel_path.clone(), e.label.clone()?, e.group.clone())));
-    let Some(col) = &s.split_column else {
-        let songs: Vec<_> = songs.collect();
-        if songs.is_empty() {
-            bail!("no labelled songs: name a CSV with --labels/--label-column, or lay the library out as <label>/<song>");
-        }
-        return Ok(split_songs(&songs, &opts)?);
-    };
-    anyhow::ensure!(labels.labels.is_some(), "--split-column needs --labels (a CSV)");
-    let unit_of = column_of(files, labels, col)?;
-    let songs: Vec<_> = songs.map(|(id, l, g)| { let u = unit_of.get(&id).cloned(); (id, l, g, u) }).collect();
+    let songs: Vec<(String, String, Option<String>)> =
+        entries.iter().filter_map(|e| Some((e.rel_path.clone(), e.label.clone()?, e.group.clone()))).collect();
     if songs.is_empty() {
         bail!("no labelled songs: name a CSV with --labels/--label-column, or lay the library out as <label>/<song>");
     }
+    let Some(col) = &s.split_column else { return Ok(split_songs(&songs, &opts)?) };
+    anyhow::ensure!(labels.labels.is_some(), "--split-column needs --labels (a CSV)");
+    let unit_of = column_of(files, labels, col)?;
+    let songs: Vec<_> = songs.into_iter().map(|(id, l, g)| {
+        let unit = unit_of.get(&id).cloned();
+        (id, l, g, unit)
+    }).collect();
     Ok(split_songs_by_unit(&songs, &opts)?)
 }
 

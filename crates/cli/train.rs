@@ -167,10 +167,7 @@ pub fn train(a: TrainArgs) -> Result<ExitCode> {
     let splits = make_splits(&files, &entries, &a.labels, &a.split)?;
     std::fs::create_dir_all(&a.out).with_context(|| format!("cannot create {}", a.out.display()))?;
     write_atomic(&a.out.join("split.json"), &serde_json::to_vec_pretty(&splits)?)?;
-    match &a.split.split_column {
-        Some(c) => eprintln!("split by {c}: {}", counts(&splits)),
-        None => eprintln!("split by song: {}", counts(&splits)),
-    }
+    eprintln!("split by {}: {}", a.split.split_column.as_deref().unwrap_or("song"), counts(&splits));
 
     let cache = SpectrogramCache::open(&a.cache, &fe)?;
     let fps = build_cache(&cache, &files);

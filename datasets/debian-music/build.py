@@ -77,11 +77,11 @@ def preview_window(dur):
     return start, min(PREVIEW_S, dur - start)
 
 
-def segment_windows(dur, n):
+def segment_windows(dur, start, n):
     """Up to n more 60-s windows of a track beside its preview, training material only: the first right after the
     preview (pulled back to end 5 s before the track does, overlapping the preview by at most 20 s), the second
-    right before it (not in the first 5 s). A track too short for a window gets fewer."""
-    start, _ = preview_window(dur)
+    right before it (not in the first 5 s); `start` is where the preview starts (`preview_window`). A track
+    too short for a window gets fewer."""
     out = []
     after = min(start + PREVIEW_S, dur - PREVIEW_S - 5.0)
     if n >= 1 and after >= start + PREVIEW_S - 20.0:
@@ -207,7 +207,7 @@ def process(pkg, kind, path, xroot, out, work, segments=0):
                "title": meta.get("title", ""), "artist": meta.get("artist", ""), "track_duration_s": f"{dur:.2f}",
                "preview_start_s": f"{start:.2f}", "preview_duration_s": f"{length:.2f}", "source_file": rel, "segment": 0}
         rows.append(row)
-        for seg, s_start in enumerate(segment_windows(dur, segments), 1):
+        for seg, s_start in enumerate(segment_windows(dur, start, segments), 1):
             seg_rel = f"previews/{pkg}/{name}.seg{seg}.mp3"
             try:
                 if not os.path.exists(os.path.join(out, seg_rel)):

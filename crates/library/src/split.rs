@@ -63,65 +63,30 @@ impl Splits {
 /// Splits songs `(id, label, group)` by song, stratified by label: in each label the songs are sorted by
 /// id, shuffled with the seed, and the first `round(n * test)` go to test, the next `round(n * val)` to
 /// validation (each at least 1 when the label has 3+ songs), the rest to train. Songs of a held-out group go
-/// to `Holdout` whatever their label.
+/// to `Holdout` whatever their label. ([`split_songs_by_unit`] with no units.)
 pub fn split_songs(songs: &[(String, String, Option<String>)], opts: &SplitOptions) -> Result<Splits> {
-    if !(0.0..1.0).contains(&(opts.val_fraction + opts.test_fraction)) || opts.val_fraction < 0.0 || opts.test_fraction < 0.0 {
-        return Err(LibraryError::Invalid("val + test fractions must be in [0, 1)".into()));
-    }
-    let holdout: BTreeSet<&str> = opts.holdout_groups.iter().map(String::as_str).collect();
-    let mut seen = BTreeSet::new();
-    let mut by_label: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
-    let mut assignment = BTreeMap::new();
-    for (id, label, group) in songs {
-        if !seen.insert(id.as_str()) {
-            return Err(LibraryError::Invalid(format!("duplicate song id {id}")));
-        }
-        if group.as_deref().is_some_and(|g| holdout.contains(g)) {
-            assignment.insert(id.clone(), SplitAssignment::Holdout);
-        } else {
-            by_label.entry(label.as_str()).or_default().push(id.as_str());
-        }
-    }
-    for (label, mut ids) in by_label {
-        ids.sort_unstable();
-        // Seed per label so adding a label does not reshuffle the others.
-        let mut rng = SplitMix64(opts.seed ^ blake3::hash(label.as_bytes()).as_bytes()[..8].iter().fold(0u64, |a, &b| a << 8 | b as u64));
-        rng.shuffle(&mut ids);
-        let n = ids.len();
-        let at_least = |x: f64| if n >= 3 && x > 0.0 { ((n as f64 * x).round() as usize).max(1) } else { (n as f64 * x).round() as usize };
-        let n_test = at_least(opts.test_fraction);
-        let n_val = at_least(opts.val_fraction).min(n - n_test.min(n));
-        for (i, id) in ids.into_iter().enumerate() {
-            let part = if i < n_test {
-                SplitAssignment::Test
-            } else if i < n_test + n_val {
-                SplitAssignment::Val
-            } else {
-                SplitAssignment::Train
-            };
-            assignment.insert(id.to_string(), part);
-        }
-    }
-    Ok(Splits { format_version: SPLIT_FORMAT_VERSION, seed: opts.seed, holdout_groups: opts.holdout_groups.clone(), assignment })
+    let songs: Vec<_> = songs.iter().map(|(id, label, group)| (id.clone(), label.clone(), group.clone(), None)).collect();
+    split_songs_by_unit(&songs, opts)
 }
 
 /// [`split_songs`] over units of songs `(id, label, group, unit)`: songs sharing a unit (the renderings or
 /// the windows of one work) always land in the same part, so no test song has a sibling in training. A
-/// held-out group's songs go to `Holdout` one by one as before; the rest are gathered by unit (a song with
-/// no unit is a unit of its own, under its id), each unit takes the label of its first song in id order,
-/// the units are split as [`split_songs`] splits songs, and every song takes its unit's part. Without any
-/// unit the result is exactly [`split_songs`]'s.
+/// held-out group's songs go to `Holdout` one by one; the rest are gathered by unit (a song with no unit is
+/// a unit of its own, under its id), each unit takes the label of its first song in id order, the units are
+/// split as [`split_songs`] describes for songs, and every song takes its unit's part.
 pub fn split_songs_by_unit(songs: &[(String, String, Option<String>, Option<String>)], opts: &SplitOptions) -> Result<Splits> {
+    if !(0.0..1.0).contains(&(opts.val_fraction + opts.test_fraction)) || opts.val_fraction < 0.0 || opts.test_fraction < 0.0 {
+        return Err(LibraryError::Invalid("val + test fractions must be in [0, 1)".into()));
+    }
     let holdout: BTreeSet<&str> = opts.holdout_groups.iter().map(String::as_str).collect();
-    let mut seen = BTreeSet::new();
     let mut sorted: Vec<&(String, String, Option<String>, Option<String>)> = songs.iter().collect();
     sorted.sort_by(|a, b| a.0.cmp(&b.0));
     let mut assignment = BTreeMap::new();
     // Unit key -> (label, member ids). Units are keyed apart from song ids so that a unit named like a
     // song cannot merge with it.
-    let mut units: BTreeMap<String, (String, Vec<&str>)> = BTreeMap::new();
-    for (id, label, group, unit) in sorted {
-        if !seen.insert(id.as_str()) {
+    let mut units: BTreeMap<String, (&str, Vec<&str>)> = BTreeMap::new();
+    for (k, (id, label, group, unit)) in sorted.iter().enumerate() {
+        if k > 0 && sorted[k - 1].0 == *id {
             return Err(LibraryError::Invalid(format!("duplicate song id {id}")));
         }
         if group.as_deref().is_some_and(|g| holdout.contains(g)) {
@@ -132,14 +97,31 @@ pub fn split_songs_by_unit(songs: &[(String, String, Option<String>, Option<Stri
             Some(u) => format!("\u{1}{u}"),
             None => id.clone(),
         };
-        units.entry(key).or_insert_with(|| (label.clone(), Vec::new())).1.push(id.as_str());
+        units.entry(key).or_insert_with(|| (label.as_str(), Vec::new())).1.push(id.as_str());
     }
-    let rows: Vec<(String, String, Option<String>)> = units.iter().map(|(k, (l, _))| (k.clone(), l.clone(), None)).collect();
-    let by_unit = split_songs(&rows, &SplitOptions { holdout_groups: vec![], ..opts.clone() })?;
-    for (k, (_, ids)) in &units {
-        let part = by_unit.assignment[k];
-        for id in ids {
-            assignment.insert(id.to_string(), part);
+    let mut by_label: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for (key, (label, _)) in &units {
+        by_label.entry(label).or_default().push(key.as_str());
+    }
+    for (label, mut keys) in by_label {
+        // Units come sorted by key (BTreeMap order). Seed per label so adding a label does not reshuffle the others.
+        let mut rng = SplitMix64(opts.seed ^ blake3::hash(label.as_bytes()).as_bytes()[..8].iter().fold(0u64, |a, &b| a << 8 | b as u64));
+        rng.shuffle(&mut keys);
+        let n = keys.len();
+        let at_least = |x: f64| if n >= 3 && x > 0.0 { ((n as f64 * x).round() as usize).max(1) } else { (n as f64 * x).round() as usize };
+        let n_test = at_least(opts.test_fraction);
+        let n_val = at_least(opts.val_fraction).min(n - n_test.min(n));
+        for (i, key) in keys.into_iter().enumerate() {
+            let part = if i < n_test {
+                SplitAssignment::Test
+            } else if i < n_test + n_val {
+                SplitAssignment::Val
+            } else {
+                SplitAssignment::Train
+            };
+            for id in &units[key].1 {
+                assignment.insert(id.to_string(), part);
+            }
         }
     }
     Ok(Splits { format_version: SPLIT_FORMAT_VERSION, seed: opts.seed, holdout_groups: opts.holdout_groups.clone(), assignment })

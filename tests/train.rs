@@ -72,6 +72,8 @@ fn contradictory_training_options_are_refused_before_any_work() {
         (&["--teacher-patches", "p.csv", "--teacher-vectors", "v.csv"][..], "give --teacher-patches alone"),
         (&["--relation-weight", "1"][..], "give --teacher-vectors or --teacher-patches too"),
         (&["--pool-blocks", "9"][..], "the network has 4"),
+        (&["--mixup", "1.5"][..], "give a number from 0 to 1"),
+        (&["--mixup", "0.5", "--contrast-weight", "1"][..], "do not go together"),
     ] {
         let mut args = base(s(&out), s(&cache));
         args.extend(extra);
@@ -106,7 +108,7 @@ fn teacher_patches_from_two_files_are_joined_per_song_and_train() {
     std::fs::write(&pa, rows(2, false)).unwrap();
     std::fs::write(&pb, rows(3, true)).unwrap();
     let mut args = base(s(&out), s(&cache));
-    args.extend(["--teacher-patches", s(&pa), "--teacher-patches", s(&pb), "--vec-weight", "2", "--relation-weight", "3"]);
+    args.extend(["--teacher-patches", s(&pa), "--teacher-patches", s(&pb), "--vec-weight", "2", "--relation-weight", "3", "--mixup", "0.5"]);
     let o = run(&args);
     assert!(o.status.success(), "{}", stderr(&o));
     let line = stderr(&o).lines().find(|l| l.starts_with("teacher patches:")).unwrap_or_default().to_string();
@@ -119,6 +121,7 @@ fn teacher_patches_from_two_files_are_joined_per_song_and_train() {
     assert_eq!(m["teacher_patches"].as_array().map(Vec::len), Some(2));
     assert_eq!(m["options"]["vec_weight"], 2.0);
     assert_eq!(m["options"]["relation_weight"], 3.0);
+    assert_eq!(m["options"]["mixup"], 0.5);
     // A patch that ends before it starts is refused, naming the file and row.
     std::fs::write(&pa, "id,start_s,end_s,v0\nx,3,1,0.5\n").unwrap();
     let mut args = base(s(&out), s(&cache));

@@ -438,6 +438,10 @@ pub struct TrainArgs {
     /// --vec-weight or alone (--vec-weight 0).
     #[arg(long, default_value_t = 0.0)]
     pub relation_weight: f32,
+    /// Mixup within each batch: this share of the training crops (0-1) is mixed with another crop of the
+    /// batch (`lam * own + (1 - lam) * other`, `lam` uniform in [0.5, 1]), input and targets alike; 0 = none.
+    #[arg(long, default_value_t = 0.0)]
+    pub mixup: f32,
     /// Weight of the teacher-vector regression (with --teacher-vectors, --teacher-patches and/or --logmel-target).
     #[arg(long, default_value_t = 1.0)]
     pub vec_weight: f32,

@@ -140,6 +140,12 @@ pub struct TrainOptions {
     /// teacher's similarity structure itself, which is what retrieval uses; 0 = none.
     #[serde(default)]
     pub relation_weight: f32,
+    /// Mixup (Zhang et al. 2018) within each batch: this share of the training crops (0-1) is mixed with
+    /// another crop of the batch, `lam * own + (1 - lam) * other` with `lam` uniform in [0.5, 1], in the
+    /// network's input and in every target (class, tags, group, song, teacher vector; a target one of the two
+    /// lacks stays the crop's own); 0 = none.
+    #[serde(default)]
+    pub mixup: f32,
 }
 
 fn default_contrast_temperature() -> f32 {
@@ -166,6 +172,7 @@ impl Default for TrainOptions {
             contrast_temperature: default_contrast_temperature(),
             contrast_groups: false,
             relation_weight: 0.0,
+            mixup: 0.0,
         }
     }
 }
@@ -401,6 +408,25 @@ pub struct TrainSummary {
     pub stopped_early: bool,
 }
 
+/// Mixup of `[b, width]` rows in place: for each `(i, j, lam)` of `mixes`, row `i` becomes `lam * row i +
+/// (1 - lam) * row j` of the rows as they were before any mixing. With `mask` (1 where a row has the
+/// target), a pair where either row lacks it leaves row `i` as it was.
+pub fn mix_rows(values: &mut [f32], width: usize, mixes: &[(usize, usize, f32)], mask: Option<&[f32]>) {
+    if width == 0 || mixes.is_empty() {
+        return;
+    }
+    let orig = values.to_vec();
+    for &(i, j, lam) in mixes {
+        if mask.is_some_and(|m| m[i] == 0.0 || m[j] == 0.0) {
+            continue;
+        }
+        let (ri, rj) = (&orig[i * width..(i + 1) * width], &orig[j * width..(j + 1) * width]);
+        for (o, (a, b)) in values[i * width..(i + 1) * width].iter_mut().zip(ri.iter().zip(rj)) {
+            *o = lam * a + (1.0 - lam) * b;
+        }
+    }
+}
+
 fn rng_for(seed: u64, epoch: usize) -> SplitMix64 {
     SplitMix64(seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15))
 }
@@ -573,6 +599,12 @@ pub fn train(job: TrainJob<'_>, on: &mut dyn FnMut(Progress), stop: &dyn Fn(usiz
     if opts.contrast_weight > 0.0 && !(opts.contrast_temperature.is_finite() && opts.contrast_temperature > 0.0) {
         return Err(ModelError::Invalid(format!("the contrastive temperature must be > 0, got {}", opts.contrast_temperature)));
     }
+    if !(0.0..=1.0).contains(&opts.mixup) {
+        return Err(ModelError::Invalid(format!("the mixup share must be in [0, 1], got {}", opts.mixup)));
+    }
+    if opts.mixup > 0.0 && opts.contrast_weight > 0.0 {
+        return Err(ModelError::Invalid("mixup and the contrastive term do not go together (a mixed crop has no clear positive)".into()));
+    }
     if opts.contrast_groups && train_songs.iter().all(|s| s.group.is_none()) {
         return Err(ModelError::Invalid("contrastive positives by group need songs with a group".into()));
     }
@@ -681,6 +713,23 @@ pub fn train(job: TrainJob<'_>, on: &mut dyn FnMut(Progress), stop: &dyn Fn(usiz
                     Some(v) => vecs.set(i, &v),
                     None => vecs.set(i, &song.teacher_vec),
                 }
+            }
+            if opts.mixup > 0.0 && b > 1 {
+                let mut mixes: Vec<(usize, usize, f32)> = Vec::new();
+                for i in 0..b {
+                    if rng.unit() < opts.mixup {
+                        let j = (i + 1 + rng.below(b - 1)) % b; // another row
+                        mixes.push((i, j, 0.5 + 0.5 * rng.unit()));
+                    }
+                }
+                let has_group: Vec<f32> = batch.iter().map(|&(si, _)| if train_songs[si].group.is_some() { 1.0 } else { 0.0 }).collect();
+                mix_rows(&mut data, h * w, &mixes, None);
+                mix_rows(&mut target, k, &mixes, None);
+                wsum = target.iter().sum();
+                mix_rows(&mut tags.values, tags.width, &mixes, Some(&tags.mask));
+                mix_rows(&mut groups, n_groups, &mixes, Some(&has_group));
+                mix_rows(&mut song_ids, n_song_ids, &mixes, None);
+                mix_rows(&mut vecs.values, vecs.width, &mixes, Some(&vecs.mask));
             }
             let relation = (opts.relation_weight > 0.0).then(|| relation_targets(&vecs.values, &vecs.mask, n_vec));
             let x = batch_tensor(data, b, h, w, &ad);

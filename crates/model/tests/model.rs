@@ -613,3 +613,49 @@ fn relational_term_and_teacher_patches_teach_the_embedding() {
     let e = train(TrainJob { out_dir: dir.path(), config: &config(), train: &bare, val: &val, opts: &o, resume: false, device: &dev }, &mut |_| {}, &|_| false).err().map(|e| e.to_string());
     assert!(e.as_deref().is_some_and(|e| e.contains("needs teacher vectors")), "{e:?}");
 }
+
+/// Mixup's row mixing: each mixed row is `lam * own + (1 - lam) * other` of the rows as they were before any
+/// mixing (a pair mixed both ways reads the originals), and a row whose pair lacks the target keeps its own.
+#[test]
+fn mix_rows_mixes_from_the_unmixed_rows_and_respects_the_mask() {
+    let mut v = vec![1.0, 0.0, 0.0, 1.0, 4.0, 4.0];
+    mix_rows(&mut v, 2, &[(0, 1, 0.75), (1, 0, 0.5)], None);
+    assert_eq!(v, vec![0.75, 0.25, 0.5, 0.5, 4.0, 4.0]);
+    let mut v = vec![1.0, 0.0, 0.0, 1.0, 4.0, 4.0];
+    let mask = [1.0, 1.0, 0.0];
+    mix_rows(&mut v, 2, &[(0, 2, 0.6), (2, 1, 0.6), (1, 0, 0.6)], Some(&mask));
+    // Rows 0 and 2 pair with row 2, which lacks the target: unchanged. Row 1 mixes with row 0.
+    let want = [1.0, 0.0, 0.4, 0.6, 4.0, 4.0];
+    assert!(v.iter().zip(want).all(|(a, b)| (a - b).abs() < 1e-6), "{v:?}");
+    // Width 0 (a target that is not trained) and no mixes leave everything alone.
+    let mut e: Vec<f32> = vec![];
+    mix_rows(&mut e, 0, &[(0, 1, 0.5)], None);
+    let mut v = vec![1.0, 2.0];
+    mix_rows(&mut v, 1, &[], None);
+    assert_eq!(v, vec![1.0, 2.0]);
+}
+
+/// Training with mixup: it still learns the separable task, the same seed gives the same model, it is not
+/// the model trained without mixup, and a share outside [0, 1] or beside the contrastive term is refused.
+#[test]
+fn mixup_trains_reproducibly_and_is_checked() {
+    let _g = serial();
+    let dev = Device::flex();
+    let (train_set, val) = sets();
+    let run = |mixup: f32| {
+        let dir = tempfile::tempdir().unwrap();
+        let o = TrainOptions { mixup, ..opts(4) };
+        let s = train(TrainJob { out_dir: dir.path(), config: &config(), train: &train_set, val: &val, opts: &o, resume: false, device: &dev }, &mut |_| {}, &|_| false).unwrap();
+        let m = load_model(dir.path(), &dev).unwrap();
+        (s.best_val.song_accuracy, m.embed_mel(&val[0].mel, &dev).vector)
+    };
+    let (acc, mixed) = run(1.0);
+    assert!(acc >= 0.9, "val song accuracy with mixup {acc}");
+    assert_eq!(run(1.0).1, mixed, "same seed, same model");
+    assert_ne!(run(0.0).1, mixed, "mixup changed nothing");
+    for (o, why) in [(TrainOptions { mixup: 1.5, ..opts(1) }, "in [0, 1]"), (TrainOptions { mixup: 0.5, contrast_weight: 1.0, ..opts(1) }, "do not go together")] {
+        let dir = tempfile::tempdir().unwrap();
+        let e = train(TrainJob { out_dir: dir.path(), config: &config(), train: &train_set, val: &val, opts: &o, resume: false, device: &dev }, &mut |_| {}, &|_| false).err().map(|e| e.to_string());
+        assert!(e.as_deref().is_some_and(|e| e.contains(why)), "{e:?}");
+    }
+}

@@ -73,6 +73,8 @@ fn contradictory_training_options_are_refused_before_any_work() {
         (&["--relation-weight", "1"][..], "give --teacher-vectors or --teacher-patches too"),
         (&["--pool-blocks", "9"][..], "the network has 4"),
         (&["--mixup", "1.5"][..], "give a number from 0 to 1"),
+        (&["--cosine-heads", "20"][..], "give --group-weight or --song-weight too"),
+        (&["--cosine-heads=-1", "--group-weight", "1"][..], "give a number >= 0"),
         (&["--mixup", "0.5", "--contrast-weight", "1"][..], "do not go together"),
     ] {
         let mut args = base(s(&out), s(&cache));
@@ -108,7 +110,7 @@ fn teacher_patches_from_two_files_are_joined_per_song_and_train() {
     std::fs::write(&pa, rows(2, false)).unwrap();
     std::fs::write(&pb, rows(3, true)).unwrap();
     let mut args = base(s(&out), s(&cache));
-    args.extend(["--teacher-patches", s(&pa), "--teacher-patches", s(&pb), "--vec-weight", "2", "--relation-weight", "3", "--mixup", "0.5"]);
+    args.extend(["--teacher-patches", s(&pa), "--teacher-patches", s(&pb), "--vec-weight", "2", "--relation-weight", "3", "--mixup", "0.5", "--song-weight", "1", "--cosine-heads", "16"]);
     let o = run(&args);
     assert!(o.status.success(), "{}", stderr(&o));
     let line = stderr(&o).lines().find(|l| l.starts_with("teacher patches:")).unwrap_or_default().to_string();
@@ -122,6 +124,7 @@ fn teacher_patches_from_two_files_are_joined_per_song_and_train() {
     assert_eq!(m["options"]["vec_weight"], 2.0);
     assert_eq!(m["options"]["relation_weight"], 3.0);
     assert_eq!(m["options"]["mixup"], 0.5);
+    assert_eq!(m["options"]["cosine_scale"], 16.0);
     // A patch that ends before it starts is refused, naming the file and row.
     std::fs::write(&pa, "id,start_s,end_s,v0\nx,3,1,0.5\n").unwrap();
     let mut args = base(s(&out), s(&cache));

@@ -442,6 +442,11 @@ pub struct TrainArgs {
     /// batch (`lam * own + (1 - lam) * other`, `lam` uniform in [0.5, 1]), input and targets alike; 0 = none.
     #[arg(long, default_value_t = 0.0)]
     pub mixup: f32,
+    /// Cosine (normalised-softmax) group and song-identity heads: their logits are this scale times the
+    /// cosine between the embedding and each class's weights, the geometry retrieval uses (20 is a usual
+    /// scale); 0 = plain linear heads.
+    #[arg(long, default_value_t = 0.0)]
+    pub cosine_heads: f32,
     /// Weight of the teacher-vector regression (with --teacher-vectors, --teacher-patches and/or --logmel-target).
     #[arg(long, default_value_t = 1.0)]
     pub vec_weight: f32,

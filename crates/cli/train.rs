@@ -162,6 +162,8 @@ pub fn train(a: TrainArgs) -> Result<ExitCode> {
     anyhow::ensure!(a.work_column.is_none() || a.labels.labels.is_some(), "--work-column needs --labels (a CSV)");
     anyhow::ensure!(a.work_column.is_none() || a.contrast_weight > 0.0, "--work-column is used by the contrastive term: give --contrast-weight too");
     anyhow::ensure!(!a.contrast_groups || a.contrast_weight > 0.0, "--contrast-groups is part of the contrastive term: give --contrast-weight too");
+    anyhow::ensure!(a.cosine_heads.is_finite() && a.cosine_heads >= 0.0, "--cosine-heads is a logit scale: give a number >= 0 (0 = plain heads), not {}", a.cosine_heads);
+    anyhow::ensure!(a.cosine_heads == 0.0 || a.group_weight > 0.0 || a.song_weight > 0.0, "--cosine-heads changes the group and song-identity heads: give --group-weight or --song-weight too");
     anyhow::ensure!((0.0..=1.0).contains(&a.mixup), "--mixup is the share of crops mixed: give a number from 0 to 1, not {}", a.mixup);
     anyhow::ensure!(a.mixup == 0.0 || a.contrast_weight == 0.0, "--mixup and --contrast-weight do not go together (a mixed crop has no clear positive): give one");
     let device = soundalike_model::device_from_name(&a.device)?;
@@ -295,6 +297,7 @@ pub fn train(a: TrainArgs) -> Result<ExitCode> {
         contrast_groups: a.contrast_groups,
         relation_weight: a.relation_weight,
         mixup: a.mixup,
+        cosine_scale: a.cosine_heads,
         ..Default::default()
     };
     let steps_total = (train_set.len() * opts.crops_per_song).div_ceil(opts.batch_size) as u64;

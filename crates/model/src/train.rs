@@ -146,6 +146,12 @@ pub struct TrainOptions {
     /// lacks stays the crop's own); 0 = none.
     #[serde(default)]
     pub mixup: f32,
+    /// Scale of cosine (normalised-softmax) group and song-identity heads: their logits are `scale x` the
+    /// cosine between the embedding and each class's weight vector, so they train the geometry retrieval
+    /// uses (Zhai & Wu 2019, "Classification is a strong baseline for deep metric learning"); 0 = plain
+    /// linear heads.
+    #[serde(default)]
+    pub cosine_scale: f32,
 }
 
 fn default_contrast_temperature() -> f32 {
@@ -173,6 +179,7 @@ impl Default for TrainOptions {
             contrast_groups: false,
             relation_weight: 0.0,
             mixup: 0.0,
+            cosine_scale: 0.0,
         }
     }
 }
@@ -295,6 +302,18 @@ pub fn supcon_loss(emb: Tensor<2>, positives: Tensor<2>, temperature: f32) -> Te
     per_row.sum().neg().div(anchors.clamp_min(1.0))
 }
 
+/// A head's logits: the plain linear layer, or with `cosine_scale > 0` that scale times the cosine between
+/// each row of `emb` and each column of the head's weight (its bias unused).
+pub fn head_logits(head: &Linear, emb: Tensor<2>, cosine_scale: f32) -> Tensor<2> {
+    if cosine_scale <= 0.0 {
+        return head.forward(emb);
+    }
+    let w = head.weight.val(); // [d, classes]
+    let w = w.clone().div(w.powf_scalar(2.0).sum_dim(0).add_scalar(1e-8).sqrt());
+    let e = emb.clone().div(emb.powf_scalar(2.0).sum_dim(1).add_scalar(1e-8).sqrt());
+    e.matmul(w).mul_scalar(cosine_scale)
+}
+
 /// One optimiser step of the multi-task loss: class cross-entropy + `tag_weight` x tag binary cross-entropy
 /// (mean over tags and tagged rows) + `group_weight` x group cross-entropy + `vec_weight` x teacher-vector
 /// squared error + `song_weight` x song-identity cross-entropy, for the heads `net` has. Returns the updated network, the
@@ -310,7 +329,7 @@ pub fn train_step_multi(net: TrainNet, optim: &mut ModuleOptimizer, x: Tensor<4>
         loss = loss.add(bce.mul(mask).sum().neg().div_scalar((n * n_tags).max(1e-6)).mul_scalar(opts.tag_weight));
     }
     if let (Some(head), Some((groups, n))) = (&net.group_head, t.groups) {
-        let z = head.forward(emb.clone());
+        let z = head_logits(head, emb.clone(), opts.cosine_scale);
         loss = loss.add(log_softmax(z, 1).mul(groups).sum().neg().div_scalar(n.max(1e-6)).mul_scalar(opts.group_weight));
     }
     if let (Some(head), Some((vecs, mask, n))) = (&net.vec_head, t.vecs) {
@@ -326,7 +345,7 @@ pub fn train_step_multi(net: TrainNet, optim: &mut ModuleOptimizer, x: Tensor<4>
     }
     if let (Some(head), Some(songs)) = (&net.song_head, t.songs) {
         let b = songs.dims()[0] as f32;
-        let z = head.forward(emb);
+        let z = head_logits(head, emb, opts.cosine_scale);
         loss = loss.add(log_softmax(z, 1).mul(songs).sum().neg().div_scalar(b).mul_scalar(opts.song_weight));
     }
     let loss_v = loss.clone().into_data().try_into_vec::<f32>().unwrap_or_default().first().copied().unwrap_or(f32::NAN);
@@ -601,6 +620,9 @@ pub fn train(job: TrainJob<'_>, on: &mut dyn FnMut(Progress), stop: &dyn Fn(usiz
     }
     if !(0.0..=1.0).contains(&opts.mixup) {
         return Err(ModelError::Invalid(format!("the mixup share must be in [0, 1], got {}", opts.mixup)));
+    }
+    if !(opts.cosine_scale.is_finite() && opts.cosine_scale >= 0.0) {
+        return Err(ModelError::Invalid(format!("the cosine head scale must be >= 0, got {}", opts.cosine_scale)));
     }
     if opts.mixup > 0.0 && opts.contrast_weight > 0.0 {
         return Err(ModelError::Invalid("mixup and the contrastive term do not go together (a mixed crop has no clear positive)".into()));

@@ -189,6 +189,7 @@ fn inference_does_not_depend_on_the_rest_of_the_batch() {
 
 #[test]
 fn folded_batch_norm_gives_the_same_outputs() {
+    let _g = serial(); // draws from the device RNG
     // The shipped model: real running statistics, far from the identity.
     let dev = Device::flex();
     let m = load_model(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/default"), &dev).unwrap();
@@ -212,6 +213,7 @@ fn worst_diff(a: &[f32], b: &[f32]) -> (f32, f32) {
 
 #[test]
 fn fused_cpu_engine_equals_burns_folded_network() {
+    let _g = serial(); // draws from the device RNG
     let dev = Device::flex();
     let m = load_model(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/default"), &dev).unwrap();
     let engine = CpuNet::from_folded(&m.folded);
@@ -253,10 +255,12 @@ fn burn_batch() -> usize {
 
 #[test]
 fn fused_cpu_engine_handles_any_channel_counts_and_every_pool() {
+    let _g = serial(); // draws from the device RNG
     // Channel counts that fit no SIMD width, three blocks, a 7-d embedding, 3 classes; fresh weights. The last
     // map has 3 rows: pooled whole, over time in 3 bands, and in 2 uneven bands (rows 0-1 and 1-2, as burn's
     // adaptive pool overlaps them), with and without the standard deviation.
     let dev = Device::flex();
+    dev.seed(11); // fresh weights this small can leave every embedding unit dead; these ones do not
     // Each also with the last two and all three blocks' maps joined (multi-level pooling).
     let pools = [
         Pool::Global,
@@ -311,6 +315,7 @@ fn a_pool_with_more_bands_than_the_last_map_has_rows_is_refused() {
 
 #[test]
 fn pooling_several_blocks_feeds_each_one_to_the_dense_layer() {
+    let _g = serial(); // draws from the device RNG
     // 8 bands with spread on 16/32/64/128 channels: 2,048 dense inputs from the last block, 3,840 from all four
     // (that the joined features are the right ones, in the right order, is checked against the fused engine
     // above).
@@ -342,6 +347,20 @@ fn separation(m: &soundalike_model::LoadedModel, songs: &[LabelledSong], attr: &
     same / ns as f32 - diff / nd as f32
 }
 
+/// Songs whose attribute `b = i % 2` (energy low or high, `song(i, b)`) the class label (`(i / 2) % 2`) knows
+/// nothing of; `extra` gives each song the targets that may carry it. Returns the songs and their attributes.
+fn attribute_songs(range: std::ops::Range<usize>, extra: impl Fn(usize, usize, &mut LabelledSong)) -> (Vec<LabelledSong>, Vec<usize>) {
+    range
+        .map(|i| {
+            let b = i % 2;
+            let mut s = song(i, b);
+            s.label = (i / 2) % 2;
+            extra(i, b, &mut s);
+            (s, b)
+        })
+        .unzip()
+}
+
 /// Tag distillation shapes the embedding: with class labels that carry nothing about where a song's energy
 /// sits, only the tag head (soft targets that do) can teach the embedding to tell the two apart. The group
 /// head trains too, and the saved model is the plain network (it loads and embeds like any other).
@@ -350,18 +369,12 @@ fn tag_and_group_heads_teach_the_embedding_and_are_not_saved() {
     let _g = serial();
     let dev = Device::flex();
     // Attribute: energy low or high (song(i, b)); label: unrelated to it.
-    let mk = |range: std::ops::Range<usize>| -> (Vec<LabelledSong>, Vec<usize>) {
-        range
-            .map(|i| {
-                let b = i % 2;
-                let mut s = song(i, b);
-                s.label = (i / 2) % 2;
-                s.tags = if b == 0 { vec![0.9, 0.1, 0.5] } else { vec![0.1, 0.9, 0.5] };
-                s.group = Some(i % 3);
-                s.teacher_vec = if b == 0 { vec![1.0, -1.0] } else { vec![-1.0, 1.0] };
-                (s, b)
-            })
-            .unzip()
+    let mk = |range: std::ops::Range<usize>| {
+        attribute_songs(range, |i, b, s| {
+            s.tags = if b == 0 { vec![0.9, 0.1, 0.5] } else { vec![0.1, 0.9, 0.5] };
+            s.group = Some(i % 3);
+            s.teacher_vec = if b == 0 { vec![1.0, -1.0] } else { vec![-1.0, 1.0] };
+        })
     };
     let (train_set, _) = mk(0..24);
     let (val, attr) = mk(100..112);
@@ -658,4 +671,46 @@ fn mixup_trains_reproducibly_and_is_checked() {
         let e = train(TrainJob { out_dir: dir.path(), config: &config(), train: &train_set, val: &val, opts: &o, resume: false, device: &dev }, &mut |_| {}, &|_| false).err().map(|e| e.to_string());
         assert!(e.as_deref().is_some_and(|e| e.contains(why)), "{e:?}");
     }
+}
+
+/// Cosine heads: the logits are the scale times the cosine between each embedding row and each weight
+/// column (checked by hand); scale 0 is the plain linear layer; a cosine group head teaches the embedding
+/// its groups' attribute as the plain head does; a negative scale is refused.
+#[test]
+fn cosine_heads_are_scaled_cosines_and_teach_the_embedding() {
+    use burn::nn::LinearConfig;
+    use burn::tensor::{Tensor, TensorData};
+    let _g = serial();
+    let dev = Device::flex();
+    let head = LinearConfig::new(3, 2).init(&dev);
+    let w = head.weight.val().into_data().try_into_vec::<f32>().unwrap(); // [3, 2], row-major
+    let emb = vec![1.0f32, 2.0, 2.0, 0.0, 3.0, 4.0];
+    let e = Tensor::<2>::from_data(TensorData::new(emb.clone(), [2, 3]), &dev);
+    let got = head_logits(&head, e.clone(), 10.0).into_data().try_into_vec::<f32>().unwrap();
+    for r in 0..2 {
+        for c in 0..2 {
+            let col: Vec<f32> = (0..3).map(|k| w[k * 2 + c]).collect();
+            let row = &emb[r * 3..r * 3 + 3];
+            let dot: f32 = row.iter().zip(&col).map(|(a, b)| a * b).sum();
+            let n = |v: &[f32]| v.iter().map(|x| x * x).sum::<f32>().sqrt();
+            let want = 10.0 * dot / (n(row) * n(&col));
+            assert!((got[r * 2 + c] - want).abs() < 1e-4, "logit {r},{c}: {} vs {want}", got[r * 2 + c]);
+        }
+    }
+    assert_eq!(head_logits(&head, e.clone(), 0.0).into_data(), head.forward(e).into_data());
+    // The group attribute (energy low or high) is what the groups carry; the class label carries nothing of it.
+    let mk = |range: std::ops::Range<usize>| attribute_songs(range, |i, b, s| s.group = Some(b * 2 + (i / 4) % 2));
+    let (train_set, _) = mk(0..24);
+    let (val, attr) = mk(100..112);
+    let run = |group_weight: f32, cosine_scale: f32| {
+        let dir = tempfile::tempdir().unwrap();
+        let o = TrainOptions { group_weight, cosine_scale, ..opts(5) };
+        train(TrainJob { out_dir: dir.path(), config: &config(), train: &train_set, val: &val, opts: &o, resume: false, device: &dev }, &mut |_| {}, &|_| false).map(|_| separation(&load_model(dir.path(), &dev).unwrap(), &val, &attr, &dev))
+    };
+    let plain = run(0.0, 0.0).unwrap();
+    let linear = run(2.0, 0.0).unwrap();
+    let cosine = run(2.0, 5.0).unwrap();
+    assert!(cosine > plain + 0.05, "cosine group head {cosine}, linear {linear}, none {plain}");
+    let e = run(1.0, -1.0).err().map(|e| e.to_string());
+    assert!(e.as_deref().is_some_and(|e| e.contains("must be >= 0")), "{e:?}");
 }

@@ -111,7 +111,9 @@ def main():
     ap.add_argument("--bin", default="target/release/soundalike")
     ap.add_argument("--cache", default=".soundalike-cache")
     ap.add_argument("--variant", default="model", help="name of this training variant (a subfolder of each fold)")
-    ap.add_argument("--train-args", default="--epochs 14 --patience 4 --crops-per-song 8 --lr 2e-3 --augment --tag-weight 1.0")
+    ap.add_argument("--train-args", default="--epochs 14 --patience 4 --crops-per-song 8 --lr 2e-3 --augment --tag-weight 1.0",
+                    help="arguments of each fold model's `soundalike train`; {fold} is replaced by the fold's number (e.g. a "
+                         "teacher file made from that fold's earlier model, which never heard the fold)")
     ap.add_argument("--min-songs", type=int, default=5)
     ap.add_argument("--exclude-queries", default="", metavar="PROD,PROD",
                     help="productions whose songs are never queries (e.g. those an --extra model trained on), still candidates")
@@ -203,7 +205,7 @@ def main():
                    "--label-description", "genre: listener genre bucket of the musicnn taggers' tags (a tagger's guess, not ground truth)"]
             for p in folds[f] + dropped:
                 cmd += ["--holdout-group", p]
-            run(cmd + shlex.split(a.train_args))
+            run(cmd + shlex.split(a.train_args.replace("{fold}", str(f))))
             # Exit 1 = some files could not be embedded (e.g. a digitally silent preview): they are listed and left out.
             run([a.bin, "embed", os.path.join(corpus, "previews"), "--model", model_dir, "--out", store, "--index", "false"], ok=(0, 1))
             run([a.bin, "export", store, "--format", "jsonl", "--out", os.path.join(fold_dir, "songs.jsonl")])

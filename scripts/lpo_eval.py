@@ -86,6 +86,31 @@ def load_jsonl(path):
     return out
 
 
+TRAIN_ONLY_PREFIX = "folk-styles/"
+
+
+def corpus_rows(corpus, train_only_prefix=TRAIN_ONLY_PREFIX):
+    """The corpus' labels.csv rows, less the training material only (productions starting with one of the
+    comma-separated prefixes, e.g. datasets/debian-music/add_folk.py's): never in a fold, a query or a candidate."""
+    rows = list(csv.DictReader(open(os.path.join(corpus, "labels.csv"))))
+    train_only = tuple(filter(None, train_only_prefix.split(",")))
+    return [r for r in rows if not (train_only and r["production"].startswith(train_only))]
+
+
+def candidates(corpus, rows, skip_ids=None):
+    """Candidates and queries: first renderings of previews that have tags and a musicnn vector; a track's other
+    windows (build.py --segments) and second renderings are training material only, and the ids in the file
+    `skip_ids` (songs soundalike cannot embed, e.g. digitally silent previews) are no candidates for any method.
+    Returns the rows, their ids, productions and tag vectors, and the musicnn MSD vectors by id."""
+    base = [r for r in rows if r["variant"] == "0" and r.get("segment", "0") in ("", "0")]
+    tags_d = load_csv_vectors(os.path.join(corpus, "teacher_tags.csv"))
+    pen_d = load_csv_vectors(os.path.join(corpus, "musicnn_penultimate.csv"))
+    drop = set(open(skip_ids).read().split()) if skip_ids else set()
+    base = [r for r in base if r["id"] in tags_d and r["id"] in pen_d and r["id"] not in drop]
+    ids = [r["id"] for r in base]
+    return base, ids, np.array([r["production"] for r in base]), np.stack([tags_d[x] for x in ids]), pen_d
+
+
 def run(cmd, ok=(0,)):
     print("+", " ".join(shlex.quote(c) for c in cmd), flush=True)
     rc = subprocess.run(cmd).returncode
@@ -123,7 +148,7 @@ def main():
     ap.add_argument("--group-column", default="production",
                     help="labels.csv column the trainer's production head and --holdout-group read (default production; "
                          "a column that is empty for training-only songs leaves them without a group)")
-    ap.add_argument("--train-only-prefix", default="folk-styles/", metavar="PREFIX,PREFIX",
+    ap.add_argument("--train-only-prefix", default=TRAIN_ONLY_PREFIX, metavar="PREFIX,PREFIX",
                     help="productions starting with one of these are training material only (default: the folk-styles "
                          "renderings add_folk.py adds): never dealt into a fold, queried or a candidate")
     ap.add_argument("--zscore-model", action="store_true", help="also score the model's vectors z-scored per dimension (as the baselines are)")
@@ -139,10 +164,7 @@ def main():
                          "P@1, P@10 and tags@10 are averaged")
     a = ap.parse_args()
     corpus = os.path.abspath(a.corpus)
-    rows = list(csv.DictReader(open(os.path.join(corpus, "labels.csv"))))
-    # Training material only (datasets/debian-music/add_folk.py): never in a fold, a query or a candidate.
-    train_only = tuple(filter(None, a.train_only_prefix.split(",")))
-    rows = [r for r in rows if not (train_only and r["production"].startswith(train_only))]
+    rows = corpus_rows(corpus, a.train_only_prefix)
     os.makedirs(a.out, exist_ok=True)
     prods_all = sorted({r["production"] for r in rows})
     rng = random.Random(a.seed)
@@ -151,23 +173,7 @@ def main():
     folds = [sorted(order[i::a.folds]) for i in range(a.folds)]
     which = [int(x) for x in a.run.split(",")] if a.run else list(range(a.folds))
 
-    # Candidates and queries: first renderings of previews; a track's other windows (build.py --segments) and second
-    # renderings are training material only.
-    base = [r for r in rows if r["variant"] == "0" and r.get("segment", "0") in ("", "0")]
-    ids = [r["id"] for r in base]
-    prods = np.array([r["production"] for r in base])
-    tags_d = load_csv_vectors(os.path.join(corpus, "teacher_tags.csv"))
-    pen_d = load_csv_vectors(os.path.join(corpus, "musicnn_penultimate.csv"))
-    keep = [i for i, x in enumerate(ids) if x in tags_d and x in pen_d]
-    base = [base[i] for i in keep]
-    ids = [ids[i] for i in keep]
-    prods = prods[keep]
-    tags = np.stack([tags_d[x] for x in ids])
-    # Songs soundalike cannot embed (digitally silent previews) are no candidates for any method.
-    if a.skip_ids:
-        drop = set(open(a.skip_ids).read().split())
-        keep = [i for i, x in enumerate(ids) if x not in drop]
-        base, ids, prods, tags = [base[i] for i in keep], [ids[i] for i in keep], prods[keep], tags[keep]
+    base, ids, prods, tags, pen_d = candidates(corpus, rows, a.skip_ids)
     print(f"{len(ids)} candidate songs from {len(set(prods))} productions")
     lm = logmel_stats(corpus, base, os.path.join(a.out, "logmel_stats.npy"))
     msd = zscore(np.stack([pen_d[x] for x in ids]))

@@ -11,11 +11,11 @@ scores above both parts does.
     python3 scripts/lpo_join.py CORPUS --out target/lpo --folds-from R-rel10-msd \\
         --join "R-rel10-msd+0.5*msd" --join "R-rel10-msd+R-rel10-msd-seed1" [--mtt CORPUS/musicnn_mtt_penultimate.csv]
 """
-import argparse, csv, json, os, sys
+import argparse, json, os, sys
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from lpo_eval import load_csv_vectors, load_jsonl, retrieval, unit, zscore  # noqa: E402
+from lpo_eval import candidates, corpus_rows, load_csv_vectors, load_jsonl, retrieval, unit, zscore  # noqa: E402
 
 
 def main():
@@ -29,15 +29,7 @@ def main():
     ap.add_argument("--skip-ids", help="file of song ids to leave out, as given to lpo_eval.py")
     a = ap.parse_args()
     res = json.load(open(os.path.join(a.out, f"results-{a.folds_from}.json")))
-    rows = [r for r in csv.DictReader(open(os.path.join(a.corpus, "labels.csv")))
-            if r["variant"] == "0" and r.get("segment", "0") in ("", "0")]
-    drop = set(open(a.skip_ids).read().split()) if a.skip_ids else set()
-    tags_d = load_csv_vectors(os.path.join(a.corpus, "teacher_tags.csv"))
-    msd_d = load_csv_vectors(os.path.join(a.corpus, "musicnn_penultimate.csv"))
-    rows = [r for r in rows if r["id"] not in drop and r["id"] in tags_d and r["id"] in msd_d]
-    ids = [r["id"] for r in rows]
-    prods = np.array([r["production"] for r in rows])
-    tags = np.stack([tags_d[x] for x in ids])
+    _, ids, prods, tags, msd_d = candidates(a.corpus, corpus_rows(a.corpus), a.skip_ids)
     assert len(ids) == res["corpus_songs"], f"{len(ids)} candidates here, {res['corpus_songs']} in the run: pass its --skip-ids"
     base = {"msd": lambda: zscore(np.stack([msd_d[x] for x in ids]))}
     mtt_path = a.mtt or os.path.join(a.corpus, "musicnn_mtt_penultimate.csv")

@@ -376,3 +376,54 @@ fn shard_stores_are_never_mixed_up() {
     let o = run(&["merge", "--out", s(&out), s(&sh(0, 2)), s(&sh(1, 2))]);
     assert!(o.status.success(), "{}", stderr(&o));
 }
+
+/// Issue 30, items 1, 2 and 5: a library kept the way most people keep music (`Artist/Album/NN Title.mp3`,
+/// no tags). `embed` saves the index it reports (under the lock it holds); folders are never genres
+/// (genres come from tags, else the model); artist, album and title fall back to the path and say so;
+/// `export --out -` writes to standard output.
+#[test]
+fn a_tagless_artist_album_library_gets_no_folder_genres_and_a_saved_index() {
+    let d = tempfile::tempdir().unwrap();
+    let (lib, store, staged) = (d.path().join("Music"), d.path().join("store"), d.path().join("staged"));
+    let ids = library(&staged, 8);
+    let place = |i: usize| {
+        let dir = lib.join(format!("Artist {}", i % 2)).join("Greatest Hits");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::copy(staged.join(&ids[i]), dir.join(format!("{:02} Song {i}.mp3", i + 1))).unwrap();
+    };
+    (0..6).for_each(place);
+    let o = run(&["embed", s(&lib), "--out", s(&store), "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(json(&o)["index"], "built, saved");
+    let graph = store.join("index/index.bin");
+    let before = std::fs::read(&graph).expect("embed writes the index it builds");
+
+    let o = run(&["export", s(&store), "--format", "jsonl", "--out", "-"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let songs: Vec<serde_json::Value> = stdout(&o).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(songs.len(), 6);
+    for x in &songs {
+        assert!(x["genre"].is_null(), "a folder is no genre: {x}");
+        assert!(x["artist"] == "Artist 0" || x["artist"] == "Artist 1", "{x}");
+        assert_eq!(x["album"], "Greatest Hits");
+        assert!(x["title"].as_str().unwrap().starts_with("Song "), "{x}");
+        let from: Vec<&str> = x["from_path"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+        assert_eq!(from, ["title", "artist", "album"], "{x}");
+    }
+    let o = run(&["export", s(&store), "--format", "csv", "--out", "-"]);
+    assert!(stdout(&o).starts_with("id,title,artist,album,genre"), "{}", stdout(&o));
+    assert_eq!(stdout(&o).lines().count(), 7);
+    assert!(run(&["export", s(&store), "--format", "npy", "--out", "-"]).status.code() != Some(0));
+
+    // `--same-genre` is the predicted genre, never "same folder".
+    let first = songs[0]["id"].as_str().unwrap();
+    let r = json(&run(&["query", s(&store), "--song", first, "-k", "5", "--json", "--same-genre"]));
+    let predicted = &songs[0]["predicted"];
+    assert!(r["results"].as_array().unwrap().iter().all(|x| &x["genre"] == predicted), "{r}");
+
+    // Two more songs: the saved index is updated by embed itself.
+    (6..8).for_each(place);
+    let o = run(&["embed", s(&lib), "--out", s(&store), "--json"]);
+    assert_eq!(json(&o)["index"], "updated: 2 added, 0 removed, saved");
+    assert_ne!(std::fs::read(&graph).unwrap(), before, "the saved index follows the store");
+}

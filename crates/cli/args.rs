@@ -565,7 +565,7 @@ pub struct ExportArgs {
     /// Format.
     #[arg(long, value_enum)]
     pub format: ExportFormat,
-    /// Output file (for npy, ids go to OUT.ids.txt beside it).
+    /// Output file (for npy, ids go to OUT.ids.txt beside it); `-` writes csv or jsonl to standard output.
     #[arg(long)]
     pub out: PathBuf,
 }
@@ -776,6 +776,10 @@ pub struct ServeArgs {
     /// there is one, else the prediction).
     #[arg(long, default_value = "either", value_parser = parse_genre_source)]
     pub genre_source: soundalike_index::GenreSource,
+    /// Follow the store: when `embed`, `index` or `clusters` change it, load it afresh beside the served
+    /// data and swap it in, at most once per this many seconds (0: never; serve what was loaded at start).
+    #[arg(long, default_value_t = 3.0, conflicts_with = "db")]
+    pub reload_every: f64,
 }
 
 /// The filters a query's flags ask for around its songs.

@@ -10,7 +10,7 @@ use rayon::prelude::*;
 use serde_json::json;
 use soundalike_audio::analyze_file;
 use soundalike_index::{ShardInfo, Store, StoreHeader, StoreWriter, STORE_FORMAT_VERSION};
-use soundalike_library::{fingerprint_file, title_from_path, SongLabels, SongFile};
+use soundalike_library::{fingerprint_file, metadata_from_path, SongFile, SongLabels};
 use soundalike_model::LoadedModel;
 
 use crate::args::{EmbedArgs, ExportArgs, ExportFormat, MergeArgs};
@@ -52,13 +52,25 @@ pub fn embed_one(model: &LoadedModel, device: &soundalike_model::Device, f: &Son
     let a = analyze_file(&f.path, &model.config.frontend).map_err(|err| SongFailure { kind: err.kind().to_string(), reason: err.to_string() })?;
     let emb = model.embed_mel(&a.mel, device);
     let tags = &a.info.tags;
+    // Tags first, then the CSV, then the usual `Artist/Album/NN Title` layout (recorded as read from the
+    // path). The genre is the CSV's genre column or the genre tag: a folder name is a training set's
+    // convention, not a library's (an artist's folder is no genre); songs without one get the model's.
+    let path = metadata_from_path(&f.rel_path);
+    let mut from_path = Vec::new();
+    let mut or_path = |v: Option<String>, p: Option<String>, what: &str| {
+        v.filter(|v| !v.trim().is_empty()).or_else(|| p.inspect(|_| from_path.push(what.to_string())))
+    };
+    let title = or_path(tags.title.clone().or(e.title.clone()), Some(path.title), "title");
+    let artist = or_path(tags.artist.clone().or(e.artist.clone()), path.artist, "artist");
+    let album = or_path(tags.album.clone().or(e.album.clone()), path.album, "album");
     Ok(soundalike_index::SongRecord {
         id: f.rel_path.clone(),
-        title: tags.title.clone().or(e.title.clone()).unwrap_or_else(|| title_from_path(&f.rel_path)),
-        artist: tags.artist.clone().or(e.artist.clone()),
-        album: tags.album.clone().or(e.album.clone()),
-        genre: e.genre.clone().or(tags.genre.clone()).or(e.label.clone()),
+        title: title.unwrap_or_default(),
+        artist,
+        album,
+        genre: e.genre.clone().or(tags.genre.clone()),
         group: e.group.clone(),
+        from_path,
         duration_s: a.info.duration_s,
         fingerprint: fp,
         size: f.size,
@@ -169,8 +181,9 @@ pub fn embed(a: EmbedArgs) -> Result<ExitCode> {
     if (a.index || has_clusters) && !store.is_empty() {
         let full = Store::open(&a.out)?;
         if a.index {
-            // Updated in place (inserts and tombstones) when songs changed; untouched when none did.
-            let (_, up) = soundalike_index::sync_index(&full, &soundalike_index::AnnParams::default())?;
+            // Updated in place (inserts and tombstones) when songs changed; untouched when none did. Saved
+            // under the lock this writer already holds (taking it again would fail and keep it in memory).
+            let (_, up) = soundalike_index::sync_index_with(&full, &soundalike_index::AnnParams::default(), Some(store.lock()), false)?;
             index_note = Some(crate::query::describe_update(&up));
         }
         if has_clusters {
@@ -371,7 +384,7 @@ pub fn export(a: ExportArgs) -> Result<ExitCode> {
                 s.vector.iter().for_each(|v| out.push_str(&format!(",{v}")));
                 out.push('\n');
             }
-            soundalike_library::write_atomic(&a.out, out.as_bytes())?;
+            write_export(&a.out, &out)?;
         }
         ExportFormat::Jsonl => {
             for s in store.songs() {
@@ -381,9 +394,12 @@ pub fn export(a: ExportArgs) -> Result<ExitCode> {
                 out.push_str(&serde_json::to_string(&v)?);
                 out.push('\n');
             }
-            soundalike_library::write_atomic(&a.out, out.as_bytes())?;
+            write_export(&a.out, &out)?;
         }
         ExportFormat::Npy => {
+            if is_stdout(&a.out) {
+                bail!("--out -: npy is written to a file (with its ids beside it); standard output takes csv or jsonl");
+            }
             let (m, rows) = store.matrix();
             soundalike_library::write_atomic(&a.out, &soundalike_audio::output::npy_bytes(&[rows.len(), store.header.dim], &m))?;
             let ids: String = rows.iter().map(|s| format!("{}\n", s.id)).collect();
@@ -398,8 +414,31 @@ pub fn export(a: ExportArgs) -> Result<ExitCode> {
             }
         }
     }
-    println!("exported {} songs to {}", store.len(), a.out.display());
+    if is_stdout(&a.out) {
+        eprintln!("exported {} songs to standard output", store.len());
+    } else {
+        println!("exported {} songs to {}", store.len(), a.out.display());
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `--out -`: standard output.
+fn is_stdout(p: &Path) -> bool {
+    p.as_os_str() == "-"
+}
+
+/// Writes an export to its file atomically, or to standard output for `-` (a reader that stops early, as
+/// `head` does, ends the export quietly).
+fn write_export(out: &Path, text: &str) -> Result<()> {
+    if !is_stdout(out) {
+        return Ok(soundalike_library::write_atomic(out, text.as_bytes())?);
+    }
+    use std::io::Write;
+    let mut so = std::io::stdout().lock();
+    match so.write_all(text.as_bytes()).and_then(|_| so.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e).context("cannot write to standard output"),
+        _ => Ok(()),
+    }
 }
 
 pub fn store(a: crate::args::StoreArgs) -> Result<ExitCode> {

@@ -36,12 +36,17 @@ pub fn index(a: IndexArgs) -> Result<ExitCode> {
 
 /// One line for what an index sync did.
 pub fn describe_update(u: &IndexUpdate) -> String {
-    if u.rebuilt {
-        "built".into()
+    let what = if u.rebuilt {
+        "built".to_string()
     } else if u.changed() {
         format!("updated: {} added, {} removed", u.added, u.removed)
     } else {
-        "unchanged".into()
+        return "unchanged".into();
+    };
+    if u.saved {
+        format!("{what}, saved")
+    } else {
+        format!("{what} in memory only (not saved: another process holds the store's lock)")
     }
 }
 

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::Result;
 use soundalike_index::{AnnParams, Catalog, Method};
-use soundalike_server::{AppState, EmbedError, Embedder, ServerConfig};
+use soundalike_server::{AppState, EmbedError, Embedder, Reload, ServerConfig};
 
 use crate::args::ServeArgs;
 use crate::embedder::FileEmbedder;
@@ -58,8 +58,16 @@ fn serve_db(a: ServeArgs) -> Result<ExitCode> {
 pub fn serve(a: ServeArgs) -> Result<ExitCode> {
     let Some(store) = a.store.clone() else { return serve_db(a) };
     let method = if a.exact { Method::Exact } else { Method::Auto };
-    let mut cat = Catalog::open(&store, method, &AnnParams::default())?;
-    cat.use_genres(a.genre_source);
+    let genre_source = a.genre_source;
+    // A reload never takes the store's lock (a writer about to start must not find it held) and never
+    // writes: `embed` saves the index it updates, and the server brings it in step in memory otherwise.
+    let open = move |dir: &Path, save: bool| -> Result<Catalog> {
+        let p = AnnParams::default();
+        let mut cat = if save { Catalog::open(dir, method, &p)? } else { Catalog::open_without_saving(dir, method, &p)? };
+        cat.use_genres(genre_source);
+        Ok(cat)
+    };
+    let cat = open(&store, true)?;
     let model_dir = a.model.clone().unwrap_or_else(|| Path::new("models").join(&cat.header.model_name));
     let embedder: Option<Arc<dyn Embedder>> = match FileEmbedder::load(&model_dir, &cat.header.model_fingerprint, &cat.header.model_name) {
         Ok(e) => Some(Arc::new(ModelEmbedder(Mutex::new(e)))),
@@ -72,6 +80,19 @@ pub fn serve(a: ServeArgs) -> Result<ExitCode> {
     let cfg = config(&a);
     let songs = cat.len();
     let mut state = AppState::new(cat, embedder, cfg)?;
+    if !(a.reload_every >= 0.0 && a.reload_every <= 86_400.0) {
+        anyhow::bail!("--reload-every {}: give seconds from 0 (never) to 86400", a.reload_every);
+    }
+    if a.reload_every > 0.0 {
+        let gap = std::time::Duration::from_secs_f64(a.reload_every);
+        let dir = store.clone();
+        state = state.reloading(Reload {
+            dir: store.clone(),
+            open: Box::new(move || open(&dir, false)),
+            check_every: gap.min(std::time::Duration::from_secs(1)),
+            min_gap: gap,
+        });
+    }
     if let Some(dir) = &a.profile {
         state = state.with_profile(dir)?;
     }

@@ -27,14 +27,50 @@ try {
   checks.map_points = Number(await page.getAttribute("#map", "data-points"));
   if (checks.map_points !== stats.songs) throw new Error(`map has ${checks.map_points} points, library ${stats.songs}`);
 
+  // The first screen is not empty: a song of the library with its neighbours, named in the address.
+  checks.first_screen_results = await page.locator("#results li.result").count();
+  checks.first_screen_song = new URL(page.url()).searchParams.get("song");
+  if (!checks.first_screen_results || !checks.first_screen_song) throw new Error("the first screen shows no song");
+  const showing = (id) => page.waitForFunction((q) => document.getElementById("results").dataset.query === q &&
+    document.querySelectorAll("#results li.result").length > 0, id, { timeout: 10000 });
+
   // Search with suggestions, pick the first one.
   await page.fill("#search", "battle");
   await page.waitForSelector("#suggestions li", { timeout: 10000 });
   checks.suggestions = await page.locator("#suggestions li").count();
+  const picked = await page.locator("#suggestions li").first().getAttribute("data-id");
   await page.locator("#suggestions li").first().dispatchEvent("mousedown");
-  await page.waitForSelector("#results li.result", { timeout: 10000 });
+  await showing(picked);
   checks.results = await page.locator("#results li.result").count();
   if (checks.results !== 10) throw new Error(`expected 10 results, got ${checks.results}`);
+
+  // The address follows the song; following a result to its own neighbours and pressing back returns.
+  if (new URL(page.url()).searchParams.get("song") !== picked) throw new Error(`address ${page.url()} after picking ${picked}`);
+  const next = await page.locator("#results li.result").nth(1).getAttribute("data-id");
+  await page.locator("#results li.result >> nth=1 >> a").click();
+  await showing(next);
+  checks.followed = new URL(page.url()).searchParams.get("song");
+  await page.goBack();
+  await showing(picked);
+  checks.back_to = await page.evaluate(() => current.id);
+  checks.picked = picked;
+  if (checks.followed !== next || checks.back_to !== picked) throw new Error(`followed ${checks.followed} (want ${next}), back to ${checks.back_to} (want ${picked})`);
+
+  // A deep link opens the song with its filters.
+  {
+    const genre = stats.genres.find((g) => g.songs >= 4).name;
+    const deep = await browser.newPage();
+    deep.on("pageerror", (e) => errors.push(e.message));
+    await deep.goto(url + "?song=" + encodeURIComponent(next) + "&genre=" + encodeURIComponent(genre) + "&k=3");
+    await deep.waitForSelector("body[data-ready=true]", { timeout: 15000 });
+    const seen = await deep.evaluate(() => ({ query: document.getElementById("results").dataset.query,
+      genre: document.getElementById("genre").value, k: document.getElementById("k").value,
+      results: [...document.querySelectorAll("#results li.result")].map((x) => x.textContent) }));
+    await deep.close();
+    checks.deep_link = { query: seen.query, genre: seen.genre, results: seen.results.length };
+    if (seen.query !== next || seen.genre !== genre || seen.k !== "3" || seen.results.length !== 3 || !seen.results.every((t) => t.includes(genre)))
+      throw new Error("deep link opened " + JSON.stringify(seen));
+  }
 
   // The force graph: the query plus one node per match, each linked to the centre.
   checks.graph_nodes = await page.locator("#graph circle").count();

@@ -49,6 +49,7 @@ fn main() {
                 genre: None,
                 group: None,
                 duration_s: 30.0,
+                from_path: Vec::new(),
                 fingerprint: format!("f{i}"),
                 size: 1,
                 mtime: 1,

@@ -459,6 +459,7 @@ impl DbSong {
             genre: self.genre.clone(),
             group: self.group.clone(),
             duration_s: 0.0,
+            from_path: Vec::new(),
             fingerprint: String::new(),
             size: 0,
             mtime: 0,
@@ -650,7 +651,7 @@ impl DbCatalog {
 
     /// The `k` songs most similar to `query` that pass `f` (all of [`Filters`] but clusters): a filtered
     /// HNSW search with iterative scans, an exact scan when it still returns fewer than k, then the
-    /// per-album cap.
+    /// per-album cap (fetching more until k pass it or the songs run out).
     pub async fn recommend(&self, query: &[f32], k: usize, f: &Filters) -> Result<Vec<DbRecommendation>> {
         if k == 0 {
             return Err(DbError::Invalid("k must be at least 1".into()));
@@ -661,32 +662,40 @@ impl DbCatalog {
         if f.clusters.is_some() {
             return Err(DbError::Invalid("cluster filters are not available from the database yet; query the store".into()));
         }
-        let want = if f.max_per_album.is_some() { k * 4 } else { k };
-        let mut rows = self.search(query, want, f, false).await?;
-        if rows.len() < want {
-            // What the graph could not fill (a very selective filter): an exact scan of the rows that pass.
-            let exact = self.search(query, want, f, true).await?;
-            if exact.len() > rows.len() {
-                rows = exact;
-            }
-        }
-        let mut per_album: HashMap<String, usize> = HashMap::new();
-        let mut out = Vec::new();
-        for (score, song) in rows {
-            if let Some(cap) = f.max_per_album {
-                let key = song.album.clone().or(song.group.clone()).unwrap_or(song.id.clone());
-                let c = per_album.entry(key).or_default();
-                if *c >= cap {
-                    continue;
+        // With a per-album cap, fetch more and cap greedily; grow until k are kept or every song that passes
+        // the filters was fetched (as the store's catalog does).
+        let mut want = if f.max_per_album.is_some() { k * 4 } else { k };
+        loop {
+            let mut rows = self.search(query, want, f, false).await?;
+            if rows.len() < want {
+                // What the graph could not fill (a very selective filter): an exact scan of the rows that pass.
+                let exact = self.search(query, want, f, true).await?;
+                if exact.len() > rows.len() {
+                    rows = exact;
                 }
-                *c += 1;
             }
-            out.push(DbRecommendation { rank: out.len() + 1, score, song });
-            if out.len() == k {
-                break;
+            let exhausted = rows.len() < want;
+            let mut per_album: HashMap<String, usize> = HashMap::new();
+            let mut out = Vec::new();
+            for (score, song) in rows {
+                if let Some(cap) = f.max_per_album {
+                    let key = song.album.clone().or(song.group.clone()).unwrap_or(song.id.clone());
+                    let c = per_album.entry(key).or_default();
+                    if *c >= cap {
+                        continue;
+                    }
+                    *c += 1;
+                }
+                out.push(DbRecommendation { rank: out.len() + 1, score, song });
+                if out.len() == k {
+                    break;
+                }
             }
+            if out.len() == k || exhausted {
+                return Ok(out);
+            }
+            want = want.saturating_mul(4);
         }
-        Ok(out)
     }
 
     async fn search(&self, query: &[f32], k: usize, f: &Filters, exact: bool) -> Result<Vec<(f32, DbSong)>> {

@@ -39,6 +39,7 @@ fn main() {
                 genre: Some("electronic".into()),
                 group: None,
                 duration_s: 215.3,
+                from_path: Vec::new(),
                 fingerprint: format!("{:032x}", (i as u128).wrapping_mul(0x9E37_79B9_7F4A_7C15_F39C_C060_5CED_C835)),
                 size: 5_000_000 + i as u64,
                 mtime: 1_700_000_000,

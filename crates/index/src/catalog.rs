@@ -34,6 +34,9 @@ pub struct IndexUpdate {
     pub added: usize,
     /// Songs tombstoned (removed or changed).
     pub removed: usize,
+    /// Whether the result was written to disk. `false` when nothing changed, and when a reader found
+    /// another process holding the store's lock (the graph was updated in memory only).
+    pub saved: bool,
 }
 
 impl IndexUpdate {
@@ -64,8 +67,10 @@ pub fn sync_index(store: &Store, params: &AnnParams) -> Result<(AnnIndex, IndexU
 }
 
 /// [`sync_index`] for a caller that holds the store's lock (`lock`; `None` = do not save), with `rebuild`
-/// building a new graph whatever is saved. The saved index is replaced by rename only once the new one is
-/// complete: a failed or killed build leaves the old one in place.
+/// building a new graph whatever is saved. Never takes the lock itself: a writer that holds it passes it
+/// here (taking it again from the same process would fail, and the index would silently stay in memory).
+/// The saved index is replaced by rename only once the new one is complete: a failed or killed build
+/// leaves the old one in place.
 pub fn sync_index_with(store: &Store, params: &AnnParams, lock: Option<&crate::StoreLock>, rebuild: bool) -> Result<(AnnIndex, IndexUpdate)> {
     let h = &store.header;
     let songs: Vec<&SongRecord> = store.songs().collect();
@@ -114,6 +119,7 @@ pub fn sync_index_with(store: &Store, params: &AnnParams, lock: Option<&crate::S
     };
     if update.changed() && lock.is_some() {
         index.save(store.dir(), &h.model_fingerprint)?;
+        update.saved = true;
     }
     // The search list is the caller's choice, not the one saved with the graph.
     index.params.ef_search = params.ef_search;
@@ -253,10 +259,22 @@ impl Catalog {
         Self::from_store(Store::open(dir)?, method, params)
     }
 
+    /// [`Catalog::open`] that never takes the store's lock and never writes: an index out of step with the
+    /// store is brought in step in memory only. For a long-running reader (`serve` reloading its store), so
+    /// that it never holds the lock a writer (`embed`) is about to take.
+    pub fn open_without_saving(dir: &Path, method: Method, params: &AnnParams) -> Result<Catalog> {
+        Self::from_store_saving(Store::open(dir)?, method, params, false)
+    }
+
     /// [`Catalog::open`] over an already opened store.
     pub fn from_store(store: Store, method: Method, params: &AnnParams) -> Result<Catalog> {
+        Self::from_store_saving(store, method, params, true)
+    }
+
+    fn from_store_saving(store: Store, method: Method, params: &AnnParams, save: bool) -> Result<Catalog> {
         let use_index = method == Method::Ann || (method == Method::Auto && store.len() >= EXACT_BELOW);
-        let synced = if use_index && !store.is_empty() { Some(sync_index(&store, params)?) } else { None };
+        let sync = |store: &Store| if save { sync_index(store, params) } else { sync_index_with(store, params, None, false) };
+        let synced = if use_index && !store.is_empty() { Some(sync(&store)?) } else { None };
         let dir = store.dir().to_path_buf();
         let (header, mut songs) = store.into_parts();
         let (mut matrix, mut slot_row, mut row_slot, mut index, mut index_update) = (Vec::new(), Vec::new(), Vec::new(), None, None);

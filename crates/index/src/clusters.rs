@@ -369,6 +369,7 @@ mod tests {
             genre: genre.map(str::to_string),
             group: None,
             duration_s: 1.0,
+            from_path: Vec::new(),
             fingerprint: format!("f-{id}"),
             size: 1,
             mtime: 1,

@@ -46,10 +46,14 @@ pub struct SongRecord {
     pub artist: Option<String>,
     /// Album, if known.
     pub album: Option<String>,
-    /// Genre (CSV column or tag), used by genre filters.
+    /// Genre (the CSV's `genre` column or the file's genre tag; never a folder name), used by genre filters.
     pub genre: Option<String>,
     /// Group (e.g. soundtrack), used by `--exclude-same`.
     pub group: Option<String>,
+    /// Which of `artist`, `album` and `title` were read from the file's path (`Artist/Album/NN Title`)
+    /// because its tags and the CSV left them empty. Absent from older journals (read as empty).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub from_path: Vec<String>,
     /// Seconds of audio.
     pub duration_s: f64,
     /// BLAKE3 of the file's bytes.

@@ -656,6 +656,7 @@ mod tests {
             genre: None,
             group: None,
             duration_s: 1.0,
+            from_path: Vec::new(),
             fingerprint: format!("f{id}"),
             size: 1,
             mtime: 1,

@@ -33,6 +33,7 @@ fn real_store() -> (tempfile::TempDir, Vec<u8>, Vec<u8>) {
             genre: Some("rock".into()),
             group: None,
             duration_s: 30.0,
+            from_path: Vec::new(),
             fingerprint: format!("{i:032x}"),
             size: 1,
             mtime: 1,

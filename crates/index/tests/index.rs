@@ -27,6 +27,7 @@ fn song(id: &str, v: [f32; 4], genre: &str) -> SongRecord {
         genre: Some(genre.into()),
         group: None,
         duration_s: 1.0,
+        from_path: Vec::new(),
         fingerprint: "f".into(),
         size: 1,
         mtime: 1,
@@ -159,7 +160,7 @@ fn index_follows_store_changes_with_inserts_and_tombstones() {
     }
     store.compact().unwrap();
     let (ix, up) = sync_index(&store, &p).unwrap();
-    assert_eq!(up, IndexUpdate { rebuilt: false, added: 31, removed: 21 });
+    assert_eq!(up, IndexUpdate { rebuilt: false, added: 31, removed: 21, saved: true });
     assert_eq!(ix.len(), store.len());
     assert_eq!(ix.slots(), 400 + 31);
     drop(store);

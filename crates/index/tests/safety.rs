@@ -28,6 +28,7 @@ fn song(id: &str, i: usize) -> SongRecord {
         genre: None,
         group: None,
         duration_s: 1.0,
+        from_path: Vec::new(),
         fingerprint: format!("f{i}"),
         size: 1,
         mtime: 1,

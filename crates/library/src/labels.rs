@@ -158,3 +158,48 @@ pub fn fill_tag_labels(files: &[SongFile], entries: &mut [SongLabels]) {
 pub fn title_from_path(rel_path: &str) -> String {
     Path::new(rel_path).file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()
 }
+
+/// Artist, album and title as the usual `Artist/Album/NN Title.ext` layout of a music folder spells
+/// them: the last fallback for songs whose tags (and CSV row) leave them empty. Artist and album need
+/// two folders above the file (one folder alone may be an artist, an album or a genre: it is not
+/// guessed); the title is the file name without its extension and without a leading track number
+/// (`01 `, `01 - `, `01. `, `1-01 `, `01_`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PathMetadata {
+    /// The folder two above the file.
+    pub artist: Option<String>,
+    /// The folder holding the file.
+    pub album: Option<String>,
+    /// The file name, track number and extension removed.
+    pub title: String,
+}
+
+/// Reads [`PathMetadata`] from a song's path relative to the library root.
+pub fn metadata_from_path(rel_path: &str) -> PathMetadata {
+    let parts: Vec<&str> = rel_path.split('/').filter(|p| !p.is_empty()).collect();
+    let n = parts.len();
+    let folder = |i: usize| Some(parts[i].trim().to_string()).filter(|s| !s.is_empty());
+    let (artist, album) = if n >= 3 { (folder(n - 3), folder(n - 2)) } else { (None, None) };
+    PathMetadata { artist, album, title: strip_track_number(&title_from_path(rel_path)) }
+}
+
+/// `01 - Title` -> `Title`; a name that is only a number (`01`) or has nothing after the number is kept.
+fn strip_track_number(stem: &str) -> String {
+    let b = stem.as_bytes();
+    let digits = |from: usize| b[from..].iter().take_while(|c| c.is_ascii_digit()).count();
+    let mut i = digits(0);
+    if i == 0 || i > 3 {
+        return stem.to_string();
+    }
+    // Disc-track numbers: `1-01`.
+    if b.get(i) == Some(&b'-') && (1..=3).contains(&digits(i + 1)) {
+        i += 1 + digits(i + 1);
+    }
+    let sep = b[i..].iter().take_while(|c| matches!(c, b' ' | b'.' | b'-' | b'_')).count();
+    let rest = stem[i + sep..].trim();
+    if sep == 0 || rest.is_empty() {
+        stem.to_string()
+    } else {
+        rest.to_string()
+    }
+}

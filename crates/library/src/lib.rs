@@ -17,7 +17,7 @@ mod split;
 
 pub use cache::{frontend_fingerprint, CacheReport, CachedMel, SpectrogramCache, CACHE_FORMAT_VERSION};
 pub use error::{LibraryError, Result};
-pub use labels::{fill_tag_labels, load_labels, title_from_path, SongLabels, LabelOptions, LabelSource};
+pub use labels::{fill_tag_labels, load_labels, metadata_from_path, title_from_path, LabelOptions, LabelSource, PathMetadata, SongLabels};
 pub use scan::{component_id, fingerprint_file, scan_library, SongFile};
 pub use split::{split_songs, split_songs_by_unit, SplitAssignment, SplitOptions, Splits, SPLIT_FORMAT_VERSION};
 

@@ -272,3 +272,17 @@ fn symlinked_songs_and_folders_are_followed_once() {
     let ids: Vec<String> = scan_library(lib).unwrap().into_iter().map(|f| f.rel_path).collect();
     assert_eq!(ids, ["linked-album/one.mp3", "linked.mp3"]);
 }
+
+/// Issue 30: the `Artist/Album/NN Title` layout names artist, album and title when tags are empty; one
+/// folder alone is never taken for an artist (it may be a genre or an album).
+#[test]
+fn metadata_from_the_usual_artist_album_layout() {
+    let m = metadata_from_path("Daft Punk/Discovery/01 One More Time.mp3");
+    assert_eq!((m.artist.as_deref(), m.album.as_deref(), m.title.as_str()), (Some("Daft Punk"), Some("Discovery"), "One More Time"));
+    let m = metadata_from_path("Music/Miles Davis/Kind of Blue/1-03 - Blue in Green.flac");
+    assert_eq!((m.artist.as_deref(), m.album.as_deref(), m.title.as_str()), (Some("Miles Davis"), Some("Kind of Blue"), "Blue in Green"));
+    for (path, title) in [("Album/05. Song.ogg", "Song"), ("Album/07_Intro.mp3", "Intro"), ("x/12.mp3", "12"), ("x/2001 A Space Odyssey.mp3", "2001 A Space Odyssey"), ("x/99 Luftballons.mp3", "Luftballons"), ("flat.mp3", "flat")] {
+        let m = metadata_from_path(path);
+        assert_eq!((m.artist, m.album, m.title.as_str()), (None, None, title), "{path}");
+    }
+}

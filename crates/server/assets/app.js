@@ -60,35 +60,74 @@ function options() {
   return q;
 }
 
-async function showSimilar(id) {
+// The address bar follows the song on screen and its filters (`?song=ID&genre=G&k=5&same_genre=1...`), so
+// a link opens the same view and the back button returns to the previous song.
+const FLAGS = [["same-genre", "same_genre"], ["exclude-artist", "exclude_artist"], ["exclude-group", "exclude_group"],
+  ["same-cluster", "same_cluster"], ["taste-rank", "taste"]];
+function addressOf(id) {
+  const q = new URLSearchParams();
+  q.set("song", id);
+  if ($("genre").value) q.set("genre", $("genre").value);
+  if (($("k").value || "10") !== "10") q.set("k", $("k").value);
+  for (const [el, key] of FLAGS) if ($(el).checked) q.set(key, "1");
+  return "?" + q;
+}
+// Sets the controls from an address; returns its song (or null).
+function applyAddress(search) {
+  const q = new URLSearchParams(search);
+  const g = q.get("genre") || "";
+  $("genre").value = [...$("genre").options].some((o) => o.value === g) ? g : "";
+  $("k").value = q.get("k") || "10";
+  for (const [el, key] of FLAGS) $(el).checked = q.get(key) === "1";
+  return q.get("song");
+}
+
+// `how`: "push" (a new song: a new history entry), "replace" (same song, other filters) or "none" (the
+// view is being restored from the address).
+let asked = 0; // the newest request: an older answer that arrives late is dropped
+async function showSimilar(id, how = "push") {
   current = { kind: "song", id };
   const q = options();
   q.set("id", id);
+  if (how !== "none" && location.search !== addressOf(id)) {
+    if (how === "push") history.pushState({ song: id }, "", addressOf(id));
+    else history.replaceState({ song: id }, "", addressOf(id));
+  }
+  const mine = ++asked;
   status("searching…");
   try {
-    render(await getJson("/api/similar?" + q));
+    const res = await getJson("/api/similar?" + q);
+    if (mine !== asked) return;
+    render(res);
     status("");
   } catch (e) {
-    status(e.message, true);
+    if (mine === asked) status(e.message, true);
   }
 }
+window.addEventListener("popstate", () => {
+  const id = applyAddress(location.search);
+  if (id) showSimilar(id, "none");
+});
 
 async function uploadFile(file) {
   current = { kind: "upload", file };
   const q = options();
   q.set("name", file.name);
+  const mine = ++asked;
   status("listening to " + file.name + "…");
   try {
-    render(await getJson("/api/similar/upload?" + q, { method: "POST", body: file, headers: { "X-Soundalike": "1" } }));
+    const res = await getJson("/api/similar/upload?" + q, { method: "POST", body: file, headers: { "X-Soundalike": "1" } });
+    if (mine !== asked) return;
+    render(res);
     status("");
   } catch (e) {
-    status(e.message, true);
+    if (mine === asked) status(e.message, true);
   }
 }
 
 function rerun() {
   if (!current) return;
-  if (current.kind === "song") showSimilar(current.id);
+  if (current.kind === "song") showSimilar(current.id, "replace");
   else uploadFile(current.file);
 }
 
@@ -98,6 +137,7 @@ function render(res) {
   $("query-title").textContent = (genre ? genre + " songs" : "Songs") + " that sound like " + (query.title || "this");
   const ol = $("results");
   ol.innerHTML = "";
+  ol.dataset.query = query.id || "";
   for (const r of res.results) {
     const li = songItem(r, { score: true, group: true });
     li.className = "result";
@@ -391,10 +431,33 @@ drop.addEventListener("drop", (e) => {
   if (e.dataTransfer.files[0]) uploadFile(e.dataTransfer.files[0]);
 });
 
+// The header line: the library, and when the served data was loaded (and what changed then). The server
+// follows its store, so the line is refreshed now and then; a new load redraws the map.
+let generation = null;
+function showStats(st) {
+  const l = st.loaded || {};
+  const at = l.at ? new Date(l.at * 1000).toLocaleTimeString() : "";
+  const c = l.changes;
+  const changed = c ? " (" + ["+" + c.added, "−" + c.removed, c.changed + " changed"].join(", ") + ")" : "";
+  $("stats").textContent = st.songs + " songs · " + st.hours.toFixed(1) + " h · model " + st.model + " · " + st.search + " search" +
+    (at ? " · loaded " + at + changed : "") + (l.reload_error ? " · not reloaded: " + l.reload_error : "");
+  $("stats").dataset.generation = String(l.generation ?? "");
+  $("stats").dataset.songs = String(st.songs);
+  generation = l.generation ?? null;
+}
+setInterval(async () => {
+  try {
+    const before = generation;
+    const st = await getJson("/api/stats");
+    showStats(st);
+    if (before !== null && st.loaded && st.loaded.generation !== before) { mapData = await getJson("/api/map"); drawMap(); }
+  } catch (e) { /* the next tick tries again */ }
+}, 10000);
+
 (async function init() {
   try {
     const st = await getJson("/api/stats");
-    $("stats").textContent = st.songs + " songs · " + st.hours.toFixed(1) + " h · model " + st.model + " · " + st.search + " search";
+    showStats(st);
     for (const g of st.genres) {
       const o = document.createElement("option");
       o.value = g.name; o.textContent = g.name + " (" + g.songs + ")";
@@ -428,6 +491,11 @@ drop.addEventListener("drop", (e) => {
     }
     mapData = await getJson("/api/map");
     drawMap();
+    // The first screen: the song the address names, else a song of the library at random (with its
+    // neighbours, graph and cluster), so there is something to start from.
+    const named = applyAddress(location.search);
+    const start = named || (mapData.points.length ? mapData.points[Math.floor(Math.random() * mapData.points.length)].id : null);
+    if (start) await showSimilar(start, "replace");
     document.body.dataset.ready = "true";
   } catch (e) {
     status("cannot load the library: " + e.message, true);

@@ -18,7 +18,7 @@ use tower::ServiceExt;
 use tower_http::services::ServeFile;
 use tower_http::timeout::TimeoutLayer;
 
-use crate::AppState;
+use crate::{AppState, Served};
 
 type Shared = State<Arc<AppState>>;
 
@@ -166,6 +166,20 @@ pub(crate) fn page(content_type: &'static str, body: &'static str) -> Response {
     ([(header::CONTENT_TYPE, content_type), (header::CACHE_CONTROL, "no-cache")], body).into_response()
 }
 
+/// When the served data was loaded, what changed then, and why the last reload failed (if it did).
+fn loaded_json(st: &AppState, sv: &Served) -> Value {
+    let secs = |t: std::time::SystemTime| t.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let status = st.reload_status.lock().unwrap_or_else(|e| e.into_inner());
+    json!({
+        "at": secs(sv.loaded_at),
+        "generation": sv.generation,
+        "changes": sv.changes,
+        "follows_store": st.follows_store(),
+        "reload_error": status.error,
+        "reload_failed_at": status.failed_at.map(secs),
+    })
+}
+
 /// What lists and details show of a song.
 fn summary(cat: &Catalog, s: &SongRecord) -> Value {
     json!({
@@ -173,6 +187,7 @@ fn summary(cat: &Catalog, s: &SongRecord) -> Value {
         "title": s.title,
         "artist": s.artist,
         "album": s.album,
+        "from_path": s.from_path,
         "genre": s.genre,
         "group": s.group,
         "duration_s": s.duration_s,
@@ -182,11 +197,12 @@ fn summary(cat: &Catalog, s: &SongRecord) -> Value {
 }
 
 async fn health(State(st): Shared) -> Json<Value> {
-    Json(json!({"status": "ok", "songs": st.cat.len()}))
+    Json(json!({"status": "ok", "songs": st.served().cat.len()}))
 }
 
 async fn stats(State(st): Shared) -> Json<Value> {
-    let cat = &st.cat;
+    let sv = st.served();
+    let cat = &sv.cat;
     let mut genres: std::collections::BTreeMap<&str, usize> = Default::default();
     let mut groups: std::collections::BTreeMap<&str, usize> = Default::default();
     let mut seconds = 0.0;
@@ -214,8 +230,9 @@ async fn stats(State(st): Shared) -> Json<Value> {
         "previews": st.root.is_some(),
         "max_upload_bytes": st.cfg.max_upload_bytes,
         "max_k": st.cfg.max_k,
-        "clusters": st.clusters.as_ref().map(|c| c.k),
+        "clusters": sv.clusters.as_ref().map(|c| c.k),
         "taste": st.taste.is_some(),
+        "loaded": loaded_json(&st, &sv),
     }))
 }
 
@@ -228,8 +245,9 @@ pub(crate) struct SearchQ {
 async fn search(State(st): Shared, q: Result<Query<SearchQ>, QueryRejection>) -> ApiResult<Json<Value>> {
     let Query(q) = q?;
     let limit = q.limit.unwrap_or(10).clamp(1, 100);
-    let rows = st.cat.search_text(&q.q, limit);
-    Ok(Json(json!({"results": rows.iter().map(|&r| summary(&st.cat, &st.cat.songs()[r])).collect::<Vec<_>>()})))
+    let sv = st.served();
+    let rows = sv.cat.search_text(&q.q, limit);
+    Ok(Json(json!({"results": rows.iter().map(|&r| summary(&sv.cat, &sv.cat.songs()[r])).collect::<Vec<_>>()})))
 }
 
 #[derive(Deserialize)]
@@ -243,7 +261,8 @@ fn row_of(cat: &Catalog, id: &str) -> ApiResult<usize> {
 
 async fn song(State(st): Shared, q: Result<Query<SongIdQuery>, QueryRejection>) -> ApiResult<Json<Value>> {
     let Query(q) = q?;
-    let cat = &st.cat;
+    let sv = st.served();
+    let cat = &sv.cat;
     let s = &cat.songs()[row_of(cat, &q.id)?];
     let mut v = summary(cat, s);
     let mut probs: Vec<(&String, f32)> = cat.header.labels.iter().zip(s.probs.iter().copied()).collect();
@@ -284,8 +303,8 @@ pub(crate) struct SimilarPost {
 }
 
 /// Recommendations for the centroid of `rows` plus `extra` vectors, with the request's filters.
-fn recommend(st: &AppState, rows: &[usize], extra: Option<&[f32]>, o: SimilarOpts) -> ApiResult<Value> {
-    let cat = &st.cat;
+fn recommend(st: &AppState, sv: &Served, rows: &[usize], extra: Option<&[f32]>, o: SimilarOpts) -> ApiResult<Value> {
+    let cat = &sv.cat;
     let k = o.k.unwrap_or(10);
     if k == 0 || k > st.cfg.max_k {
         return Err(bad(format!("k must be between 1 and {}", st.cfg.max_k)));
@@ -305,7 +324,7 @@ fn recommend(st: &AppState, rows: &[usize], extra: Option<&[f32]>, o: SimilarOpt
     let extra: Vec<&[f32]> = extra.into_iter().collect();
     let mut filters = filters;
     if o.same_cluster || o.cluster.is_some() {
-        let c = clusters_of(st)?;
+        let c = clusters_of(sv)?;
         filters.clusters = Some(match o.cluster {
             Some(n) if n >= c.k => return Err(bad(format!("cluster: this library has clusters 0 to {}", c.k - 1))),
             Some(n) => vec![n as u32],
@@ -348,15 +367,17 @@ fn recommend(st: &AppState, rows: &[usize], extra: Option<&[f32]>, o: SimilarOpt
 // The query string is read twice (id, then the options): `serde(flatten)` would turn numbers into strings.
 async fn similar_get(State(st): Shared, q: Result<Query<SongIdQuery>, QueryRejection>, o: Result<Query<SimilarOpts>, QueryRejection>) -> ApiResult<Json<Value>> {
     let (Query(q), Query(o)) = (q?, o?);
-    let row = row_of(&st.cat, &q.id)?;
-    Ok(Json(recommend(&st, &[row], None, o)?))
+    let sv = st.served();
+    let row = row_of(&sv.cat, &q.id)?;
+    Ok(Json(recommend(&st, &sv, &[row], None, o)?))
 }
 
 async fn similar_post(State(st): Shared, body: Result<Json<SimilarPost>, JsonRejection>) -> ApiResult<Json<Value>> {
     let Json(b) = body?;
     let unique = unique_ids(&b.ids, st.cfg.max_ids)?;
-    let rows = unique.iter().map(|id| row_of(&st.cat, id)).collect::<ApiResult<Vec<_>>>()?;
-    Ok(Json(recommend(&st, &rows, None, b.opts)?))
+    let sv = st.served();
+    let rows = unique.iter().map(|id| row_of(&sv.cat, id)).collect::<ApiResult<Vec<_>>>()?;
+    Ok(Json(recommend(&st, &sv, &rows, None, b.opts)?))
 }
 
 #[derive(Deserialize)]
@@ -452,10 +473,11 @@ async fn similar_upload(
         Upload::Vector(v, n) => (v, n),
         Upload::Busy(res) => return Ok(res),
     };
-    if vector.len() != st.cat.header.dim {
+    let sv = st.served();
+    if vector.len() != sv.cat.header.dim {
         return Err(ApiError(StatusCode::INTERNAL_SERVER_ERROR, "the model's vectors do not match the store".into()));
     }
-    let mut out = recommend(&st, &[], Some(&vector), o)?;
+    let mut out = recommend(&st, &sv, &[], Some(&vector), o)?;
     out["query"] = json!([{"title": shown, "upload": true}]);
     Ok(Json(out).into_response())
 }
@@ -471,8 +493,8 @@ fn taste_state(st: &AppState) -> ApiResult<std::sync::MutexGuard<'_, crate::Tast
 }
 
 /// The marks, the model, and the songs the listener would most likely like ("for you").
-fn taste_json(st: &AppState, t: &crate::TasteState) -> Value {
-    let cat = &st.cat;
+fn taste_json(sv: &Served, t: &crate::TasteState) -> Value {
+    let cat = &sv.cat;
     let (likes, dislikes) = t.profile.counts();
     let for_you: Vec<Value> = t
         .model
@@ -500,7 +522,7 @@ fn taste_json(st: &AppState, t: &crate::TasteState) -> Value {
 
 async fn taste_get(State(st): Shared) -> ApiResult<Json<Value>> {
     let t = taste_state(&st)?;
-    Ok(Json(taste_json(&st, &t)))
+    Ok(Json(taste_json(&st.served(), &t)))
 }
 
 #[derive(Deserialize)]
@@ -513,7 +535,8 @@ struct MarkBody {
 /// Marks a song, saves the profile (atomically) and retrains the model; answers as `GET /api/taste`.
 async fn taste_mark(State(st): Shared, body: Result<Json<MarkBody>, JsonRejection>) -> ApiResult<Json<Value>> {
     let Json(b) = body?;
-    let row = row_of(&st.cat, &b.id)?;
+    let sv = st.served();
+    let row = row_of(&sv.cat, &b.id)?;
     let mark = match b.mark.as_str() {
         "none" => None,
         m => Some(m.parse::<soundalike_index::Mark>().map_err(bad)?),
@@ -525,7 +548,7 @@ async fn taste_mark(State(st): Shared, body: Result<Json<MarkBody>, JsonRejectio
         let before = t.profile.clone();
         match mark {
             Some(m) => {
-                t.profile.mark(&st.cat.songs()[row], &st.cat.vector(row), m);
+                t.profile.mark(&sv.cat.songs()[row], &sv.cat.vector(row), m);
             }
             None => {
                 t.profile.unmark(&b.id);
@@ -536,20 +559,21 @@ async fn taste_mark(State(st): Shared, body: Result<Json<MarkBody>, JsonRejectio
             t.profile = before;
             return Err(e);
         }
-        t.retrain(&st.cat).map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")))?;
-        Ok(Json(taste_json(&st, &t)))
+        t.retrain(&sv.cat).map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")))?;
+        Ok(Json(taste_json(&sv, &t)))
     })
     .await
     .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
 }
 
-fn clusters_of(st: &AppState) -> ApiResult<&soundalike_index::Clustering> {
-    st.clusters.as_ref().ok_or_else(|| ApiError(StatusCode::NOT_FOUND, "this library has no clusters yet (run `soundalike clusters STORE`, then restart serve)".into()))
+fn clusters_of(sv: &Served) -> ApiResult<&soundalike_index::Clustering> {
+    sv.clusters.as_ref().ok_or_else(|| ApiError(StatusCode::NOT_FOUND, "this library has no clusters yet (run `soundalike clusters STORE`; serve picks them up)".into()))
 }
 
 /// Every cluster's summary, and how k was chosen.
 async fn clusters(State(st): Shared) -> ApiResult<Json<Value>> {
-    let c = clusters_of(&st)?;
+    let sv = st.served();
+    let c = clusters_of(&sv)?;
     Ok(Json(json!({
         "k": c.k, "method": c.method, "silhouette": c.silhouette, "fitted_songs": c.fitted_songs,
         "stale": c.stale, "choice": c.choice, "clusters": c.summaries,
@@ -570,11 +594,12 @@ struct ClusterQ {
 /// One cluster: its summary and songs, either nearest its centre or drawn at random.
 async fn cluster(State(st): Shared, q: Result<Query<ClusterQ>, QueryRejection>) -> ApiResult<Json<Value>> {
     let Query(q) = q?;
-    let c = clusters_of(&st)?;
+    let sv = st.served();
+    let c = clusters_of(&sv)?;
     if q.id >= c.k {
         return Err(ApiError(StatusCode::NOT_FOUND, format!("no cluster {}; this library has clusters 0 to {}", q.id, c.k - 1)));
     }
-    let cat = &st.cat;
+    let cat = &sv.cat;
     let n = q.random.or(q.k).unwrap_or(10);
     if n == 0 || n > st.cfg.max_k {
         return Err(bad(format!("random and k must be between 1 and {}", st.cfg.max_k)));
@@ -600,7 +625,7 @@ async fn cluster(State(st): Shared, q: Result<Query<ClusterQ>, QueryRejection>) 
 }
 
 async fn map(State(st): Shared) -> Response {
-    ([(header::CONTENT_TYPE, "application/json")], st.map_json.clone()).into_response()
+    ([(header::CONTENT_TYPE, "application/json")], st.served().map_json.clone()).into_response()
 }
 
 /// Precomputes the map's JSON: PCA of the song vectors, evenly sampled down to `max_points`.
@@ -653,7 +678,7 @@ pub(crate) async fn send_audio(path: Option<PathBuf>, req: Request) -> ApiResult
 
 async fn audio(State(st): Shared, q: Result<Query<SongIdQuery>, QueryRejection>, req: Request) -> ApiResult {
     let Query(q) = q?;
-    let path = st.cat.row(&q.id).and(st.root.as_ref()).and_then(|root| file_in_library(root, &q.id));
+    let path = st.served().cat.row(&q.id).and(st.root.as_ref()).and_then(|root| file_in_library(root, &q.id));
     send_audio(path, req).await
 }
 

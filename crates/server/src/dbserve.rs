@@ -1,6 +1,7 @@
 //! `serve --db`: the same page and API answered from PostgreSQL + pgvector, so any number of stateless
 //! processes can sit behind a load balancer on one primary and its read replicas. Each process keeps only
-//! its connection pool, the library map computed at start, and (with a model) the embedder for uploads.
+//! its connection pool, the library map computed at start, and (with a model) the embedder for uploads:
+//! counts, genres, search and recommendations are read per request, so pushed rows are served at once.
 //! Clusters and listener profiles live in stores, not (yet) in the database: those endpoints say so.
 
 use std::path::PathBuf;
@@ -23,8 +24,8 @@ use crate::{Embedder, ServerConfig};
 /// What the database server's handlers share.
 pub struct DbState {
     pub(crate) db: DbCatalog,
+    /// Songs at start (for the first line printed; the API counts per request).
     pub(crate) songs: usize,
-    pub(crate) genres: Vec<(String, usize)>,
     pub(crate) root: Option<PathBuf>,
     pub(crate) embedder: Option<Arc<dyn Embedder>>,
     pub(crate) cfg: ServerConfig,
@@ -50,7 +51,6 @@ impl DbState {
     /// and the map (PCA of an even sample of the vectors).
     pub async fn new(db: DbCatalog, embedder: Option<Arc<dyn Embedder>>, cfg: ServerConfig) -> anyhow::Result<DbState> {
         let songs = db.len().await?;
-        let genres = db.genres().await?;
         let root = std::fs::canonicalize(&db.meta.library_root).ok();
         if root.is_none() {
             eprintln!("note: previews are off: the library folder {} is not on this machine", db.meta.library_root);
@@ -60,7 +60,7 @@ impl DbState {
         let points = sample.iter().map(|(s, _)| json!({"id": s.id, "title": s.title, "genre": s.genre, "cluster": null})).collect();
         let map_json = map_bytes(points, &m, db.meta.dim, songs)?;
         let uploads = Arc::new(tokio::sync::Semaphore::new(cfg.upload_concurrency.max(1)));
-        Ok(DbState { db, songs, genres, root, embedder, cfg, map_json, uploads })
+        Ok(DbState { db, songs, root, embedder, cfg, map_json, uploads })
     }
 }
 
@@ -93,8 +93,9 @@ fn summary(s: &DbSong) -> Value {
     json!({"id": s.id, "title": s.title, "artist": s.artist, "album": s.album, "genre": s.genre, "group": s.group, "cluster": null})
 }
 
-async fn health(State(st): Shared) -> Json<Value> {
-    Json(json!({"status": "ok", "songs": st.songs, "db": st.db_url()}))
+async fn health(State(st): Shared) -> ApiResult<Json<Value>> {
+    // Counted per request: rows pushed while the server runs are served at once.
+    Ok(Json(json!({"status": "ok", "songs": st.db.len().await?, "db": st.db_url()})))
 }
 
 impl DbState {
@@ -103,15 +104,20 @@ impl DbState {
     }
 }
 
-async fn stats(State(st): Shared) -> Json<Value> {
+async fn stats(State(st): Shared) -> ApiResult<Json<Value>> {
     let m = &st.db.meta;
-    Json(json!({
-        "songs": st.songs, "hours": 0.0, "model": m.model_name, "model_fingerprint": m.model_fingerprint, "dim": m.dim,
+    // Read per request (the database is the state; nothing to reload). The map is the one computed at start.
+    let (songs, genres) = (st.db.len().await?, st.db.genres().await?);
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    Ok(Json(json!({
+        "songs": songs, "hours": 0.0, "model": m.model_name, "model_fingerprint": m.model_fingerprint, "dim": m.dim,
         "labels": m.labels, "search": "pgvector",
-        "genres": st.genres.iter().map(|(g, n)| json!({"name": g, "songs": n})).collect::<Vec<_>>(), "groups": [],
+        "genres": genres.iter().map(|(g, n)| json!({"name": g, "songs": n})).collect::<Vec<_>>(), "groups": [],
         "upload": st.embedder.is_some(), "previews": st.root.is_some(), "max_upload_bytes": st.cfg.max_upload_bytes,
         "max_k": st.cfg.max_k, "clusters": null, "taste": false,
-    }))
+        "loaded": {"at": now, "generation": null, "changes": null, "follows_store": true, "reload_error": null, "reload_failed_at": null,
+                   "source": "the database, read per request (the map: at start)"},
+    })))
 }
 
 async fn search(State(st): Shared, q: Result<Query<SearchQ>, QueryRejection>) -> ApiResult<Json<Value>> {
@@ -145,8 +151,10 @@ async fn recommend(st: &DbState, seeds: &[DbSong], extra: Option<&[f32]>, o: Sim
         return Err(ApiError(StatusCode::NOT_FOUND, "cluster and taste filters are served from a store, not from the database".into()));
     }
     let genre = o.genre.filter(|g| !g.trim().is_empty());
-    if let Some(g) = genre.as_deref().filter(|g| !st.genres.iter().any(|(x, _)| x.eq_ignore_ascii_case(g))) {
-        return Err(bad(format!("no song in this library has genre {g:?} (see /api/stats)")));
+    if let Some(g) = genre.as_deref() {
+        if !st.db.genres().await?.iter().any(|(x, _)| x.eq_ignore_ascii_case(g)) {
+            return Err(bad(format!("no song in this library has genre {g:?} (see /api/stats)")));
+        }
     }
     let records: Vec<SongRecord> = seeds.iter().map(DbSong::record).collect();
     let refs: Vec<&SongRecord> = records.iter().collect();

@@ -23,7 +23,7 @@ mod dbserve;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, Result};
 use soundalike_index::Catalog;
@@ -92,19 +92,104 @@ impl Default for ServerConfig {
     }
 }
 
+/// One loaded state of the store: the catalog, its map and clusters. A request takes the current one
+/// ([`AppState::served`]) and reads only it, so a reload swapped in meanwhile is never half seen.
+pub struct Served {
+    pub(crate) cat: Catalog,
+    pub(crate) map_json: Vec<u8>,
+    /// The store's clusters (summaries and centroids; each song's cluster is in the catalog).
+    pub(crate) clusters: Option<soundalike_index::Clustering>,
+    /// When it was loaded, and how many times the store has been loaded before it.
+    pub(crate) loaded_at: SystemTime,
+    pub(crate) generation: u64,
+    /// What changed against the state it replaced (none for the first).
+    pub(crate) changes: Option<Changes>,
+}
+
+/// Songs added, removed and changed (same id, new content) between two loads of a store.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Changes {
+    /// Ids new to the store.
+    pub added: usize,
+    /// Ids gone from it.
+    pub removed: usize,
+    /// Ids whose file's content changed.
+    pub changed: usize,
+}
+
+impl Changes {
+    /// What changed from `old` to `new`.
+    pub fn between(old: &Catalog, new: &Catalog) -> Changes {
+        let before: std::collections::HashMap<&str, &str> = old.songs().iter().map(|s| (s.id.as_str(), s.fingerprint.as_str())).collect();
+        let mut c = Changes::default();
+        let mut kept = 0;
+        for s in new.songs() {
+            match before.get(s.id.as_str()) {
+                None => c.added += 1,
+                Some(fp) => {
+                    kept += 1;
+                    if *fp != s.fingerprint {
+                        c.changed += 1;
+                    }
+                }
+            }
+        }
+        c.removed = before.len() - kept;
+        c
+    }
+}
+
+impl Served {
+    fn load(mut cat: Catalog, cfg: &ServerConfig, generation: u64, changes: Option<Changes>) -> Result<Served> {
+        // Clusters are optional: a store without them, or with another model's, is served without.
+        let clusters = match cat.use_clusters() {
+            Ok(c) => c.map(|mut c| {
+                c.members = Vec::new();
+                c
+            }),
+            Err(e) => {
+                eprintln!("note: clusters are off: {e}");
+                None
+            }
+        };
+        let map_json = api::map_json(&cat, cfg.map_points)?;
+        Ok(Served { cat, map_json, clusters, loaded_at: SystemTime::now(), generation, changes })
+    }
+}
+
+/// How a served store is reloaded when it changes on disk (see [`AppState::reloading`]).
+pub struct Reload {
+    /// The store folder that is watched.
+    pub dir: PathBuf,
+    /// Opens the store afresh (as the server first opened it: search method, genre source).
+    pub open: Box<dyn Fn() -> Result<Catalog> + Send + Sync>,
+    /// How often the store's files are looked at (a few `stat` calls).
+    pub check_every: Duration,
+    /// The least time between two reloads: a burst of changes (an `embed` appending for minutes) is
+    /// loaded at most this often.
+    pub min_gap: Duration,
+}
+
+/// The last reload's outcome, for `/api/stats` and the log.
+#[derive(Default)]
+pub(crate) struct ReloadStatus {
+    /// Why the last try failed (the old state is still served); `None` after a good load.
+    pub(crate) error: Option<String>,
+    pub(crate) failed_at: Option<SystemTime>,
+}
+
 /// What the handlers share.
 pub struct AppState {
-    pub(crate) cat: Catalog,
+    served: std::sync::RwLock<Arc<Served>>,
     /// Library folder, canonical; `None` when it is not on this machine (previews are then off).
     pub(crate) root: Option<PathBuf>,
     pub(crate) embedder: Option<Arc<dyn Embedder>>,
     pub(crate) cfg: ServerConfig,
-    pub(crate) map_json: Vec<u8>,
     pub(crate) uploads: Arc<tokio::sync::Semaphore>,
-    /// The store's clusters (summaries and centroids; each song's cluster is in the catalog).
-    pub(crate) clusters: Option<soundalike_index::Clustering>,
     /// A listener's profile, when serving with one (`--profile`).
     pub(crate) taste: Option<std::sync::Mutex<TasteState>>,
+    reload: Option<Reload>,
+    pub(crate) reload_status: std::sync::Mutex<ReloadStatus>,
 }
 
 /// The listener's marks and the model trained on them; the server holds the profile's lock while it runs.
@@ -126,18 +211,7 @@ impl TasteState {
 impl AppState {
     /// Prepares the state: loads the store's clusters if it has them, resolves the library folder and
     /// computes the 2-D map.
-    pub fn new(mut cat: Catalog, embedder: Option<Arc<dyn Embedder>>, cfg: ServerConfig) -> Result<AppState> {
-        // Clusters are optional: a store without them, or with another model's, is served without.
-        let clusters = match cat.use_clusters() {
-            Ok(c) => c.map(|mut c| {
-                c.members = Vec::new();
-                c
-            }),
-            Err(e) => {
-                eprintln!("note: clusters are off: {e}");
-                None
-            }
-        };
+    pub fn new(cat: Catalog, embedder: Option<Arc<dyn Embedder>>, cfg: ServerConfig) -> Result<AppState> {
         let root = match std::fs::canonicalize(&cat.header.library_root) {
             Ok(r) => Some(r),
             Err(e) => {
@@ -145,10 +219,100 @@ impl AppState {
                 None
             }
         };
-        let map_json = api::map_json(&cat, cfg.map_points)?;
+        let served = Served::load(cat, &cfg, 0, None)?;
         let uploads = Arc::new(tokio::sync::Semaphore::new(cfg.upload_concurrency.max(1)));
-        Ok(AppState { cat, root, embedder, cfg, map_json, uploads, clusters, taste: None })
+        Ok(AppState { served: std::sync::RwLock::new(Arc::new(served)), root, embedder, cfg, uploads, taste: None, reload: None, reload_status: Default::default() })
     }
+
+    /// Whether the server follows its store on disk ([`AppState::reloading`]).
+    pub fn follows_store(&self) -> bool {
+        self.reload.is_some()
+    }
+
+    /// The state a request reads, whole (a reload swaps in a new one between requests).
+    pub fn served(&self) -> Arc<Served> {
+        self.served.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Follows the store on disk: [`run`] then watches its files and, when they change, opens the store
+    /// afresh beside the served one and swaps it in (see [`AppState::reload_now`]).
+    pub fn reloading(mut self, reload: Reload) -> AppState {
+        self.reload = Some(reload);
+        self
+    }
+
+    /// Opens the store again and, if that works and it is still the same model's, swaps it in; the
+    /// requests under way finish on the old state, which is freed after them. A store that cannot be
+    /// opened (a damaged journal, another model's vectors) leaves the old state served; why is logged and
+    /// shown in `/api/stats`. Returns what changed, or `None` when there is nothing to reload from.
+    pub fn reload_now(&self) -> Option<Result<Changes>> {
+        let r = self.reload.as_ref()?;
+        let old = self.served();
+        let loaded = (r.open)().and_then(|cat| {
+            if cat.header.model_fingerprint != old.cat.header.model_fingerprint || cat.header.dim != old.cat.header.dim {
+                anyhow::bail!(
+                    "{}: the store now holds vectors of model {} ({}), not {} ({}) as when serving began; restart serve to serve it",
+                    r.dir.display(),
+                    cat.header.model_name,
+                    cat.header.model_fingerprint,
+                    old.cat.header.model_name,
+                    old.cat.header.model_fingerprint
+                );
+            }
+            let changes = Changes::between(&old.cat, &cat);
+            Served::load(cat, &self.cfg, old.generation + 1, Some(changes))
+        });
+        let mut status = self.reload_status.lock().unwrap_or_else(|e| e.into_inner());
+        match loaded {
+            Ok(new) => {
+                let changes = new.changes.unwrap_or_default();
+                if let Some(t) = &self.taste {
+                    let mut t = t.lock().unwrap_or_else(|e| e.into_inner());
+                    if let Err(e) = t.retrain(&new.cat) {
+                        eprintln!("note: the taste model was not retrained on the reloaded store: {e:#}");
+                    }
+                }
+                *self.served.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(new);
+                *status = ReloadStatus::default();
+                drop(old);
+                eprintln!("reloaded {}: {} added, {} removed, {} changed", r.dir.display(), changes.added, changes.removed, changes.changed);
+                Some(Ok(changes))
+            }
+            Err(e) => {
+                eprintln!("note: {} changed but was not reloaded; still serving the data loaded before: {e:#}", r.dir.display());
+                status.error = Some(format!("{e:#}"));
+                status.failed_at = Some(SystemTime::now());
+                Some(Err(e))
+            }
+        }
+    }
+}
+
+/// Size and modification time of the files a store's state lives in: journal, header, index, clusters.
+fn store_signature(dir: &Path) -> Vec<Option<(u64, SystemTime)>> {
+    let files = [dir.join("songs.jsonl"), dir.join("store.json"), soundalike_index::index_dir(dir).join("index.bin"), soundalike_index::Clustering::path(dir)];
+    files.iter().map(|f| std::fs::metadata(f).ok().map(|m| (m.len(), m.modified().unwrap_or(SystemTime::UNIX_EPOCH)))).collect()
+}
+
+/// The watcher: a thread that looks at the store's files every `check_every` and reloads when they
+/// changed, at most once per `min_gap`. A reload that fails is not tried again until the files change again.
+fn watch(state: Arc<AppState>) {
+    let Some(r) = state.reload.as_ref() else { return };
+    let (dir, every, gap) = (r.dir.clone(), r.check_every, r.min_gap);
+    std::thread::spawn(move || {
+        let mut seen = store_signature(&dir);
+        let mut last = std::time::Instant::now();
+        loop {
+            std::thread::sleep(every);
+            let now = store_signature(&dir);
+            if now == seen || last.elapsed() < gap {
+                continue;
+            }
+            last = std::time::Instant::now();
+            seen = now;
+            state.reload_now();
+        }
+    });
 }
 
 impl AppState {
@@ -156,9 +320,9 @@ impl AppState {
     /// saved there (atomically; the server holds its lock), and the taste model is retrained on each.
     pub fn with_profile(mut self, dir: &Path) -> Result<AppState> {
         let lock = soundalike_index::Profile::lock(dir, soundalike_index::LockWait::No).with_context(|| format!("cannot use the profile {}", dir.display()))?;
-        let profile = soundalike_index::Profile::load_or_new(dir, &self.cat.header)?;
+        let profile = soundalike_index::Profile::load_or_new(dir, &self.served().cat.header)?;
         let mut t = TasteState { dir: dir.to_path_buf(), profile, model: None, _lock: lock };
-        t.retrain(&self.cat)?;
+        t.retrain(&self.served().cat)?;
         self.taste = Some(std::sync::Mutex::new(t));
         Ok(self)
     }
@@ -169,7 +333,9 @@ impl AppState {
 pub fn run(state: AppState, host: &str, port: u16, on_ready: impl FnOnce(SocketAddr)) -> Result<()> {
     let rt = runtime()?;
     let header_timeout = state.cfg.header_timeout;
-    rt.block_on(serve_router(router(Arc::new(state)), header_timeout, host, port, on_ready))
+    let state = Arc::new(state);
+    watch(state.clone());
+    rt.block_on(serve_router(router(state), header_timeout, host, port, on_ready))
 }
 
 /// `serve --db`: connects to the database (a pool of `pool` connections; refusing another model's vectors

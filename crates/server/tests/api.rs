@@ -77,6 +77,7 @@ fn fixture() -> Fixture {
                 genre: Some(genres[i % 3].into()),
                 group: Some(format!("group{}", i % 2)),
                 duration_s: 15.0,
+                from_path: Vec::new(),
                 fingerprint: format!("fp{i}"),
                 size: 1,
                 mtime: 1,

@@ -3,15 +3,17 @@
 # turn, with wrk (apt-get install wrk), for a bounded time. Writes requests/s and latency percentiles.
 #   bash scripts/bench_serve.sh [STORE=target/demo-store] [SECONDS=10] [CONNECTIONS=16] [OUT=target/bench_serve.json]
 # The server and wrk share this machine's cores; the binary is the dev profile (dependencies and the
-# index crate at opt-level 3), as `cargo run` builds it.
+# index crate at opt-level 3), as `cargo run` builds it. SOUNDALIKE_BIN=PATH serves with another binary
+# (say an older build, to compare two in one session; run them alternately).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 store="${1:-target/demo-store}"; secs="${2:-10}"; conns="${3:-16}"; out="${4:-target/bench_serve.json}"
 command -v wrk >/dev/null || { echo "needs wrk: apt-get install wrk" >&2; exit 1; }
-cargo build -q
-[ -f "$store/store.json" ] || target/debug/soundalike demo --out "$store" >/dev/null
+bin="${SOUNDALIKE_BIN:-target/debug/soundalike}"
+[ -n "${SOUNDALIKE_BIN:-}" ] || cargo build -q
+[ -f "$store/store.json" ] || "$bin" demo --out "$store" >/dev/null
 tmp="$(mktemp -d)"
-target/debug/soundalike serve "$store" --port 0 >"$tmp/log" 2>&1 &
+"$bin" serve "$store" --port 0 >"$tmp/log" 2>&1 &
 pid=$!
 trap 'kill $pid 2>/dev/null; rm -rf "$tmp"' EXIT
 for _ in $(seq 100); do grep -q http "$tmp/log" && break; sleep 0.1; done

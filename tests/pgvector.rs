@@ -243,6 +243,19 @@ fn push_and_query_from_postgres_match_the_store() {
         assert!(http(addr, "GET", "/api/clusters", b"").0.contains("404"));
         assert!(body_json(&http(addr, "GET", "/api/map", b"").1)["points"].as_array().unwrap().len() == 30);
     }
+    // Issue 31: `/api/stats` and the songs' fields over the database say what the store's say: hours,
+    // groups, each song's duration and predicted genre.
+    let songs: Vec<serde_json::Value> = std::fs::read_to_string(&export).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let hours: f64 = songs.iter().map(|x| x["duration_s"].as_f64().unwrap()).sum::<f64>() / 3600.0;
+    let mut groups: std::collections::BTreeMap<String, u64> = Default::default();
+    songs.iter().for_each(|x| *groups.entry(x["group"].as_str().unwrap().to_string()).or_default() += 1);
+    let st = body_json(&http(&servers[0].1, "GET", "/api/stats", b"").1);
+    assert!((st["hours"].as_f64().unwrap() - hours).abs() < 1e-6, "{st}");
+    let served: std::collections::BTreeMap<String, u64> = st["groups"].as_array().unwrap().iter().map(|g| (g["name"].as_str().unwrap().to_string(), g["songs"].as_u64().unwrap())).collect();
+    assert_eq!(served, groups);
+    let song = body_json(&http(&servers[0].1, "GET", &format!("/api/song?id={q}"), b"").1);
+    let want = songs.iter().find(|x| x["id"] == q).unwrap();
+    assert_eq!((&song["duration_s"], &song["predicted"]), (&want["duration_s"], &want["predicted"]), "{song}");
     // Issue 36: the database is the state: rows pushed while the servers run are counted and served at once.
     assert!(run(&["push", s(&smaller), "--db", &url]).status.success());
     let st = body_json(&http(&servers[1].1, "GET", "/api/stats", b"").1);

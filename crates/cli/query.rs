@@ -3,9 +3,9 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use serde_json::json;
-use soundalike_index::{AnnParams, Catalog, Filters, IndexUpdate, Method, Recommendation, SongRecord, Store};
+use soundalike_index::{Answer, AnnParams, Catalog, ClusterScope, Filters, IndexUpdate, Library, LibraryError, Method, Recommendation, Request, Scored, Store};
 
 use crate::args::{AnnArgs, DemoArgs, EmbedArgs, IndexArgs, LabelArgs, QueryArgs};
 use crate::embedder::FileEmbedder;
@@ -51,25 +51,32 @@ pub fn describe_update(u: &IndexUpdate) -> String {
 }
 
 pub fn print_table(recs: &[Recommendation]) {
-    let clusters = recs.iter().any(|r| r.cluster.is_some());
+    print_rows(recs.iter().map(|r| (r.rank, r.score, r.title, r.artist, r.genre, r.cluster, r.id)));
+}
+
+/// Rows of (rank, score, title, artist, genre, cluster, path) as a table.
+fn print_rows<'a>(rows: impl Iterator<Item = (usize, f32, &'a str, Option<&'a str>, Option<&'a str>, Option<u32>, &'a str)> + Clone) {
+    let clusters = rows.clone().any(|r| r.5.is_some());
     println!("{:>4}  {:>6}  {:<28} {:<16} {:<14} {}path", "rank", "score", "title", "artist", "genre", if clusters { "clu  " } else { "" });
-    for r in recs {
+    for (rank, score, title, artist, genre, cluster, id) in rows {
         let cut = |s: &str, n: usize| if s.chars().count() > n { format!("{}…", s.chars().take(n - 1).collect::<String>()) } else { s.to_string() };
         println!(
             "{:>4}  {:>6.3}  {:<28} {:<16} {:<14} {}{}",
-            r.rank,
-            r.score,
-            cut(r.title, 28),
-            cut(r.artist.unwrap_or("-"), 16),
-            cut(r.genre.unwrap_or("-"), 14),
-            if clusters { format!("{:<5}", r.cluster.map_or("-".into(), |c| c.to_string())) } else { String::new() },
-            r.id
+            rank,
+            score,
+            cut(title, 28),
+            cut(artist.unwrap_or("-"), 16),
+            cut(genre.unwrap_or("-"), 14),
+            if clusters { format!("{:<5}", cluster.map_or("-".into(), |c| c.to_string())) } else { String::new() },
+            id
         );
     }
 }
 
+/// `query` and `query --db`: one path. The arguments become a [`Request`] that either library answers
+/// (the store's catalog, or the database); only what needs a store (a listener's taste, songs drawn at
+/// random from a cluster) takes the store's own plan of the same request.
 pub fn query(a: QueryArgs) -> Result<ExitCode> {
-    let Some(store) = a.store.clone() else { return crate::db::query(a) };
     if a.songs.is_empty() && a.file.is_none() && a.cluster.is_none() {
         bail!("say what to match: --song ID|PATH|TEXT (repeatable), --file NEW.mp3, or --cluster N");
     }
@@ -79,8 +86,61 @@ pub fn query(a: QueryArgs) -> Result<ExitCode> {
     if a.random_from_cluster && !a.same_cluster && a.cluster.is_none() && a.songs.is_empty() {
         bail!("--random-from-cluster draws from a song's cluster: give --song, or --cluster N");
     }
+    if a.taste.is_some() && !(0.0..=1.0).contains(&a.taste_weight) {
+        bail!("--taste-weight must be between 0 and 1");
+    }
+    if a.min_like.is_some() && a.taste.is_none() {
+        bail!("--min-like needs --taste PROFILE");
+    }
+    let rt = soundalike_db::runtime()?;
+    let (describe, answer) = match a.store.clone() {
+        Some(store) => {
+            let cat = open_for_query(&a, &store)?;
+            let (req, describe) = rt.block_on(request(&a, &cat, &cat.header.model_name, &cat.header.model_fingerprint))?;
+            let answer = if a.taste.is_some() || a.random_from_cluster { store_extras(&a, &cat, &req)? } else { rt.block_on(ask(&cat, &req))? };
+            (describe, answer)
+        }
+        None => {
+            let url = crate::db::url(a.db.as_deref())?;
+            rt.block_on(async {
+                let db = soundalike_db::Db::connect(&url, 2).await?;
+                let mut cat = soundalike_db::DbCatalog::open(db, None).await?;
+                cat.use_genres(a.genre_source);
+                cat.ef_search = a.ann.ef_search;
+                let (req, describe) = request(&a, &cat, &cat.meta.model_name, &cat.meta.model_fingerprint).await?;
+                Ok::<_, anyhow::Error>((describe, ask(&cat, &req).await?))
+            })?
+        }
+    };
+    let mut describe = describe;
+    if a.random_from_cluster {
+        let from = format!("cluster {}", answer.clusters.iter().flatten().map(u32::to_string).collect::<Vec<_>>().join(", "));
+        describe = vec![if describe.is_empty() || a.cluster.is_some() { from } else { format!("{from} (the cluster of {})", describe.join(" + ")) }];
+    }
+    let recs = &answer.results;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&json!({"query": describe, "clusters": answer.clusters, "results": recs}))?);
+    } else {
+        if a.random_from_cluster {
+            println!("{} songs at random from {}:", recs.len(), describe.join(" + "));
+        } else {
+            println!("songs that sound like {}:", describe.join(" + "));
+        }
+        if a.taste.is_some() {
+            println!("(score = {:.2} x similarity + {:.2} x probability the listener likes it)", 1.0 - a.taste_weight, a.taste_weight);
+        }
+        print_scored(recs);
+        if recs.len() < a.k {
+            println!("(only {} songs pass the filters)", recs.len());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The store opened for `query`, with its clusters when it has them (required by the cluster flags).
+fn open_for_query(a: &QueryArgs, store: &Path) -> Result<Catalog> {
     let method = if a.exact { Method::Exact } else if a.ann_index { Method::Ann } else { Method::Auto };
-    let mut cat = Catalog::open(&store, method, &params(&a.ann))?;
+    let mut cat = Catalog::open(store, method, &params(&a.ann))?;
     cat.use_genres(a.genre_source);
     let wants_clusters = a.same_cluster || a.cluster.is_some() || a.random_from_cluster;
     let clustering = match cat.use_clusters() {
@@ -102,84 +162,86 @@ pub fn query(a: QueryArgs) -> Result<ExitCode> {
     if let Some(note) = clustering.as_ref().and_then(|c| c.stale_note()).filter(|_| wants_clusters) {
         eprintln!("note: {note}");
     }
-    let mut seeds: Vec<usize> = Vec::new();
+    Ok(cat)
+}
+
+/// The request the flags describe, against either library (songs resolved by id, path or text; a new
+/// file embedded with the library's model), and a line naming what it starts from.
+async fn request<L: Library>(a: &QueryArgs, lib: &L, model_name: &str, model_fingerprint: &str) -> Result<(Request, Vec<String>)> {
+    let mut seeds = Vec::new();
+    let mut describe = Vec::new();
     for q in &a.songs {
-        seeds.push(cat.resolve(q)?);
+        let s = lib.resolve(q).await?;
+        describe.push(format!("{} ({})", s.title, s.id));
+        seeds.push(s.id);
     }
-    let seed_songs: Vec<&SongRecord> = seeds.iter().map(|&r| &cat.songs()[r]).collect();
-    let mut describe: Vec<String> = seed_songs.iter().map(|s| format!("{} ({})", s.title, s.id)).collect();
     let mut extra = Vec::new();
     if let Some(file) = &a.file {
-        let model_dir = a.model.clone().unwrap_or_else(|| Path::new("models").join(&cat.header.model_name));
-        let embedder = FileEmbedder::load(&model_dir, &cat.header.model_fingerprint, &cat.header.model_name)?;
+        let model_dir = a.model.clone().unwrap_or_else(|| Path::new("models").join(model_name));
+        let embedder = FileEmbedder::load(&model_dir, model_fingerprint, model_name)?;
         extra.push(embedder.embed(file)?);
         describe.push(file.display().to_string());
     }
-    let mut filters = Filters::around(&seed_songs, crate::args::around(&a));
-    if a.same_genre && filters.same_genres.as_ref().is_some_and(|g| g.is_empty()) {
-        bail!("--same-genre: the query songs have no genre tag in the store (use --genre-source either or predicted, or embed with --labels CSV that has a genre column)");
-    }
-    let query = if seeds.is_empty() && extra.is_empty() {
-        // Only --cluster N: the songs nearest its centre.
-        let n = a.cluster.unwrap_or(0);
+    let clusters = match (a.cluster, a.same_cluster || a.random_from_cluster) {
+        (Some(n), _) => ClusterScope::Only(n),
+        (None, true) => ClusterScope::Same,
+        (None, false) => ClusterScope::Any,
+    };
+    if let (Some(n), true) = (a.cluster, seeds.is_empty() && extra.is_empty()) {
         describe.push(format!("the centre of cluster {n}"));
-        clustering.as_ref().map(|c| c.centroids[n].clone()).unwrap_or_default()
-    } else {
-        cat.centroid(&seeds, &extra.iter().map(Vec::as_slice).collect::<Vec<_>>())
-    };
-    if let Some(n) = a.cluster {
-        filters.clusters = Some(vec![n as u32]);
-    } else if a.same_cluster || a.random_from_cluster {
-        // The query's clusters: each seed song's, and a new file's nearest.
-        let mut cs: Vec<u32> = seeds.iter().filter_map(|&r| cat.cluster_of(r)).collect();
-        if let Some(c) = &clustering {
-            cs.extend(extra.iter().map(|v| c.nearest(v)));
-        }
-        cs.sort_unstable();
-        cs.dedup();
-        filters.clusters = Some(cs);
     }
-    let taste = match &a.taste {
-        Some(dir) => {
-            if !(0.0..=1.0).contains(&a.taste_weight) {
-                bail!("--taste-weight must be between 0 and 1");
-            }
-            Some(crate::taste::model_for(dir, &cat, 0)?)
-        }
-        None if a.min_like.is_some() => bail!("--min-like needs --taste PROFILE"),
-        None => None,
+    let around = crate::args::around(a);
+    let req = Request {
+        seeds,
+        extra,
+        k: a.k,
+        genre: around.genre,
+        same_genre: around.same_genre,
+        exclude_same_artist: around.exclude_same_artist,
+        exclude_same_group: around.exclude_same_group,
+        max_per_album: around.max_per_album,
+        clusters,
     };
-    let recs = if let (Some((marks, m, _)), false) = (&taste, a.random_from_cluster) {
-        // Re-ranked: a wider pool of similar songs (never one the listener disliked).
-        let pool = cat.recommend(&query, (a.k * 10).max(200).min(cat.len()), &filters)?;
-        soundalike_index::rerank(&cat, pool, m, marks, a.taste_weight, a.min_like, a.k).into_iter().map(|(r, _)| r).collect()
-    } else if a.random_from_cluster {
+    Ok((req.validate(usize::MAX).map_err(flag_hint)?, describe))
+}
+
+/// Asks a library, with the flags named in what it says.
+async fn ask<L: Library>(lib: &L, req: &Request) -> Result<Answer> {
+    lib.recommend(req).await.map_err(flag_hint)
+}
+
+/// A library's error, with the flag that fixes it named where there is one.
+fn flag_hint(e: LibraryError) -> anyhow::Error {
+    match e {
+        LibraryError::NoSeedGenre => anyhow::anyhow!(
+            "--same-genre: the query songs have no genre tag in the library (use --genre-source either or predicted, or embed with --labels CSV that has a genre column)"
+        ),
+        e => e.into(),
+    }
+}
+
+/// What needs the store itself: songs drawn at random from the request's clusters, or a wider pool of
+/// similar songs re-ranked by a listener's taste (never one the listener disliked).
+fn store_extras(a: &QueryArgs, cat: &Catalog, req: &Request) -> Result<Answer> {
+    let plan = cat.plan(req).map_err(flag_hint)?;
+    let results = if a.random_from_cluster {
         let seed = a.seed.unwrap_or_else(|| std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64));
-        let cs = filters.clusters.clone().unwrap_or_default();
-        let from = format!("cluster {}", cs.iter().map(u32::to_string).collect::<Vec<_>>().join(", "));
-        describe = vec![if describe.is_empty() || a.cluster.is_some() { from } else { format!("{from} (the cluster of {})", describe.join(" + ")) }];
-        let rows = cat.random_in_clusters(&cs, a.k, &filters.exclude, seed);
-        rows.iter().enumerate().map(|(i, &r)| cat.recommendation(r, i + 1, soundalike_index::dot(&cat.vector(r), &query))).collect()
+        let cs = plan.filters.clusters.clone().unwrap_or_default();
+        let rows = cat.random_in_clusters(&cs, a.k, &plan.filters.exclude, seed);
+        rows.iter().enumerate().map(|(i, &r)| cat.scored(i + 1, soundalike_index::dot(&cat.vector(r), &plan.query), &cat.songs()[r].id)).collect::<Result<Vec<_>, _>>()?
     } else {
-        cat.recommend(&query, a.k, &filters)?
+        let dir = a.taste.as_ref().context("--taste PROFILE")?;
+        let (marks, m, _) = crate::taste::model_for(dir, cat, 0)?;
+        let pool = cat.recommend(&plan.query, (a.k * 10).max(200).min(cat.len()), &plan.filters)?;
+        let picked = soundalike_index::rerank(cat, pool, &m, &marks, a.taste_weight, a.min_like, a.k);
+        picked.into_iter().map(|(r, _)| cat.scored(r.rank, r.score, r.id)).collect::<Result<Vec<_>, _>>()?
     };
-    if a.json {
-        println!("{}", serde_json::to_string_pretty(&json!({"query": describe, "clusters": filters.clusters, "results": recs}))?);
-    } else {
-        if a.random_from_cluster {
-            println!("{} songs at random from {}:", recs.len(), describe.join(" + "));
-        } else {
-            println!("songs that sound like {}:", describe.join(" + "));
-        }
-        if a.taste.is_some() {
-            println!("(score = {:.2} x similarity + {:.2} x probability the listener likes it)", 1.0 - a.taste_weight, a.taste_weight);
-        }
-        print_table(&recs);
-        if recs.len() < a.k {
-            println!("(only {} songs pass the filters)", recs.len());
-        }
-    }
-    Ok(ExitCode::SUCCESS)
+    Ok(Answer { query: plan.rows.iter().map(|&r| cat.view(r)).collect(), clusters: plan.filters.clusters, results })
+}
+
+/// Recommendations as a table.
+pub fn print_scored(recs: &[Scored]) {
+    print_rows(recs.iter().map(|r| (r.rank, r.score, r.song.title.as_str(), r.song.artist.as_deref(), r.song.genre.as_deref(), r.song.cluster, r.song.id.as_str())));
 }
 
 pub fn demo(a: DemoArgs) -> Result<ExitCode> {

@@ -26,7 +26,7 @@ use std::collections::{HashMap, HashSet};
 
 use deadpool_postgres::{GenericClient, Manager, ManagerConfig, Pool, RecyclingMethod};
 use futures_util::SinkExt;
-use soundalike_index::{Filters, GenreSource, SongRecord, Store};
+use soundalike_index::{Answer, ClusterScope, Filters, GenreSource, Library, LibraryError, LibraryStats, Request, Scored, SongRecord, SongView, Store};
 use tokio_postgres::NoTls;
 
 /// Version of the table layout.
@@ -431,56 +431,6 @@ pub async fn push(db: &Db, store: &Store, precision: Precision) -> Result<PushRe
     Ok(report)
 }
 
-/// A song as the database holds it.
-#[derive(Clone, Debug, PartialEq, serde::Serialize)]
-pub struct DbSong {
-    /// Id (path relative to the library).
-    pub id: String,
-    /// Title.
-    pub title: String,
-    /// Artist.
-    pub artist: Option<String>,
-    /// Album.
-    pub album: Option<String>,
-    /// Genre (by the catalog's genre source).
-    pub genre: Option<String>,
-    /// Group.
-    pub group: Option<String>,
-}
-
-impl DbSong {
-    /// As a store record (no vector), for [`Filters::around`].
-    pub fn record(&self) -> SongRecord {
-        SongRecord {
-            id: self.id.clone(),
-            title: self.title.clone(),
-            artist: self.artist.clone(),
-            album: self.album.clone(),
-            genre: self.genre.clone(),
-            group: self.group.clone(),
-            duration_s: 0.0,
-            from_path: Vec::new(),
-            fingerprint: String::new(),
-            size: 0,
-            mtime: 0,
-            probs: vec![],
-            vector: vec![],
-        }
-    }
-}
-
-/// A recommendation from the database.
-#[derive(Clone, Debug, serde::Serialize)]
-pub struct DbRecommendation {
-    /// 1-based.
-    pub rank: usize,
-    /// Cosine similarity (of the stored precision).
-    pub score: f32,
-    /// The song.
-    #[serde(flatten)]
-    pub song: DbSong,
-}
-
 /// Recommendations answered by PostgreSQL: what `query --db` and `serve --db` search through.
 pub struct DbCatalog {
     db: Db,
@@ -491,7 +441,7 @@ pub struct DbCatalog {
     pub ef_search: usize,
 }
 
-const COLUMNS: &str = "id, title, artist, album, genre, predicted, grp";
+const COLUMNS: &str = "id, title, artist, album, genre, predicted, grp, duration_s";
 
 /// Text matched literally inside an ILIKE pattern.
 fn like_escape(s: &str) -> String {
@@ -525,7 +475,7 @@ impl DbCatalog {
         }
     }
 
-    fn song(&self, r: &tokio_postgres::Row) -> DbSong {
+    fn song(&self, r: &tokio_postgres::Row) -> SongView {
         let genre: Option<String> = r.get(4);
         let predicted: Option<String> = r.get(5);
         let g = match self.genre_source {
@@ -534,7 +484,18 @@ impl DbCatalog {
             GenreSource::Either => genre.filter(|x| !x.is_empty()).or(predicted.filter(|x| !x.is_empty())),
         };
         let some = |v: Option<String>| v.filter(|x| !x.is_empty());
-        DbSong { id: r.get(0), title: r.get(1), artist: some(r.get(2)), album: some(r.get(3)), genre: g, group: some(r.get(6)) }
+        SongView {
+            id: r.get(0),
+            title: r.get(1),
+            artist: some(r.get(2)),
+            album: some(r.get(3)),
+            genre: g,
+            group: some(r.get(6)),
+            duration_s: r.get(7),
+            predicted: some(r.get(5)),
+            from_path: Vec::new(),
+            cluster: None,
+        }
     }
 
     /// Number of songs.
@@ -546,7 +507,7 @@ impl DbCatalog {
 
     /// The song a user means: exact id, else text in title, artist or id (ambiguous text is an error listing
     /// the candidates).
-    pub async fn resolve(&self, q: &str) -> Result<DbSong> {
+    pub async fn resolve(&self, q: &str) -> Result<SongView> {
         let c = self.db.client().await?;
         let err = |e: tokio_postgres::Error| sql_err(&self.db.url, "finding a song", pg_reason(&e));
         if let Some(r) = c.query_opt(&format!("SELECT {COLUMNS} FROM {SONGS} WHERE id = $1"), &[&q]).await.map_err(err)? {
@@ -572,7 +533,7 @@ impl DbCatalog {
     }
 
     /// A song by id.
-    pub async fn get(&self, id: &str) -> Result<Option<DbSong>> {
+    pub async fn get(&self, id: &str) -> Result<Option<SongView>> {
         let c = self.db.client().await?;
         let r = c.query_opt(&format!("SELECT {COLUMNS} FROM {SONGS} WHERE id = $1"), &[&id]).await.map_err(|e| sql_err(&self.db.url, "reading a song", pg_reason(&e)))?;
         Ok(r.map(|r| self.song(&r)))
@@ -580,7 +541,7 @@ impl DbCatalog {
 
     /// Songs whose title, artist or id contain every word of `text` (case-insensitive), titles starting
     /// with the text first.
-    pub async fn search_text(&self, text: &str, limit: usize) -> Result<Vec<DbSong>> {
+    pub async fn search_text(&self, text: &str, limit: usize) -> Result<Vec<SongView>> {
         let words: Vec<String> = text.split_whitespace().map(|w| format!("%{}%", like_escape(w))).collect();
         if words.is_empty() {
             return Ok(vec![]);
@@ -600,6 +561,15 @@ impl DbCatalog {
         Ok(rows.iter().map(|r| self.song(r)).collect())
     }
 
+    /// Hours of audio and the number of songs of each group, most first.
+    pub async fn hours_and_groups(&self) -> Result<(f64, Vec<(String, usize)>)> {
+        let c = self.db.client().await?;
+        let err = |e: tokio_postgres::Error| sql_err(&self.db.url, "counting hours and groups", pg_reason(&e));
+        let secs: f64 = c.query_one(&format!("SELECT coalesce(sum(duration_s), 0)::float8 FROM {SONGS}"), &[]).await.map_err(err)?.get(0);
+        let rows = c.query(&format!("SELECT grp, count(*) FROM {SONGS} WHERE nullif(grp, '') IS NOT NULL GROUP BY 1 ORDER BY 2 DESC, 1"), &[]).await.map_err(err)?;
+        Ok((secs / 3600.0, rows.iter().map(|r| (r.get::<_, String>(0), r.get::<_, i64>(1) as usize)).collect()))
+    }
+
     /// The number of songs of each genre (by the genre source), most first.
     pub async fn genres(&self) -> Result<Vec<(String, usize)>> {
         let c = self.db.client().await?;
@@ -612,7 +582,7 @@ impl DbCatalog {
     }
 
     /// At most `limit` songs with their vectors, evenly spread over the ids (for the library map).
-    pub async fn sample(&self, limit: usize) -> Result<Vec<(DbSong, Vec<f32>)>> {
+    pub async fn sample(&self, limit: usize) -> Result<Vec<(SongView, Vec<f32>)>> {
         let c = self.db.client().await?;
         let n = self.len().await?;
         let step = n.div_ceil(limit.max(1)).max(1) as i64;
@@ -623,7 +593,7 @@ impl DbCatalog {
             )
             .await
             .map_err(|e| sql_err(&self.db.url, "sampling songs", pg_reason(&e)))?;
-        Ok(rows.iter().map(|r| (self.song(r), r.get::<_, pgvector::Vector>(7).to_vec())).collect())
+        Ok(rows.iter().map(|r| (self.song(r), r.get::<_, pgvector::Vector>(8).to_vec())).collect())
     }
 
     /// A song's vector, as stored.
@@ -652,7 +622,7 @@ impl DbCatalog {
     /// The `k` songs most similar to `query` that pass `f` (all of [`Filters`] but clusters): a filtered
     /// HNSW search with iterative scans, an exact scan when it still returns fewer than k, then the
     /// per-album cap (fetching more until k pass it or the songs run out).
-    pub async fn recommend(&self, query: &[f32], k: usize, f: &Filters) -> Result<Vec<DbRecommendation>> {
+    pub async fn recommend(&self, query: &[f32], k: usize, f: &Filters) -> Result<Vec<Scored>> {
         if k == 0 {
             return Err(DbError::Invalid("k must be at least 1".into()));
         }
@@ -686,7 +656,7 @@ impl DbCatalog {
                     }
                     *c += 1;
                 }
-                out.push(DbRecommendation { rank: out.len() + 1, score, song });
+                out.push(Scored { rank: out.len() + 1, score, song });
                 if out.len() == k {
                     break;
                 }
@@ -698,7 +668,7 @@ impl DbCatalog {
         }
     }
 
-    async fn search(&self, query: &[f32], k: usize, f: &Filters, exact: bool) -> Result<Vec<(f32, DbSong)>> {
+    async fn search(&self, query: &[f32], k: usize, f: &Filters, exact: bool) -> Result<Vec<(f32, SongView)>> {
         let url = &self.db.url;
         let err = |what: &'static str| move |e: tokio_postgres::Error| sql_err(url, what, pg_reason(&e));
         let mut c = self.db.client().await?;
@@ -729,7 +699,7 @@ impl DbCatalog {
         let groups: Vec<String> = groups.into_iter().filter(|a| !a.is_empty()).collect();
         let rows = t.query(&sql, &[&qv, &f.exclude, &genre, &same, &artists, &groups, &(k as i64)]).await.map_err(err("searching"))?;
         t.commit().await.map_err(err("ending the search"))?;
-        let mut out: Vec<(f32, DbSong)> = rows.iter().map(|r| (1.0 - r.get::<_, f64>(7) as f32, self.song(r))).collect();
+        let mut out: Vec<(f32, SongView)> = rows.iter().map(|r| (1.0 - r.get::<_, f64>(8) as f32, self.song(r))).collect();
         // Iterative scans in relaxed order may return neighbours slightly out of order.
         out.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.id.cmp(&b.1.id)));
         Ok(out)
@@ -739,6 +709,79 @@ impl DbCatalog {
 /// A small runtime for the command line: keep it while the pool is used (connections live on it).
 pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()
+}
+
+impl From<DbError> for LibraryError {
+    fn from(e: DbError) -> Self {
+        match e {
+            DbError::Invalid(m) if m.starts_with("no song") => LibraryError::NotFound(m),
+            DbError::Invalid(m) => LibraryError::Invalid(m),
+            e @ DbError::Connect { .. } => LibraryError::Unavailable(e.to_string()),
+            e => LibraryError::Failed(e.to_string()),
+        }
+    }
+}
+
+impl DbCatalog {
+    /// [`Library::recommend`] from the database: the same request, the same checks and filters as the
+    /// store's, answered by pgvector. Cluster scopes are refused (clusters live in stores).
+    pub async fn answer(&self, req: &Request) -> std::result::Result<Answer, LibraryError> {
+        if req.clusters != ClusterScope::Any {
+            return Err(LibraryError::Invalid("cluster filters are served from a store, not from the database".into()));
+        }
+        let mut seeds = Vec::new();
+        for id in &req.seeds {
+            seeds.push(self.get(id).await?.ok_or_else(|| LibraryError::NotFound(format!("no song with id {id:?} in this library")))?);
+        }
+        if let Some(g) = req.genre.as_deref() {
+            if !self.genres().await?.iter().any(|(x, _)| x.eq_ignore_ascii_case(g)) {
+                return Err(LibraryError::Invalid(format!("no song in this library has genre {g:?}")));
+            }
+        }
+        let filters = req.filters(&seeds)?;
+        if req.extra.iter().any(|v| v.len() != self.meta.dim) {
+            return Err(LibraryError::Invalid(format!("a query vector does not have the library's {} values", self.meta.dim)));
+        }
+        let ids: Vec<&str> = seeds.iter().map(|s| s.id.as_str()).collect();
+        let extra: Vec<&[f32]> = req.extra.iter().map(Vec::as_slice).collect();
+        let q = self.centroid(&ids, &extra).await?;
+        let found = self.recommend(&q, req.k, &filters).await?;
+        Ok(Answer {
+            query: seeds,
+            clusters: None,
+            results: found,
+        })
+    }
+}
+
+impl Library for DbCatalog {
+    async fn count(&self) -> std::result::Result<usize, LibraryError> {
+        Ok(self.len().await?)
+    }
+
+    async fn stats(&self) -> std::result::Result<LibraryStats, LibraryError> {
+        let (songs, mut genres, (hours, mut groups)) = (self.len().await?, self.genres().await?, self.hours_and_groups().await?);
+        // By name, as the store lists them.
+        genres.sort();
+        groups.sort();
+        Ok(LibraryStats { songs, hours, genres, groups, search: "pgvector".into() })
+    }
+
+    async fn song(&self, id: &str) -> std::result::Result<SongView, LibraryError> {
+        self.get(id).await?.ok_or_else(|| LibraryError::NotFound(format!("no song with id {id:?} in this library")))
+    }
+
+    async fn resolve(&self, text: &str) -> std::result::Result<SongView, LibraryError> {
+        Ok(DbCatalog::resolve(self, text).await?)
+    }
+
+    async fn search(&self, text: &str, limit: usize) -> std::result::Result<Vec<SongView>, LibraryError> {
+        Ok(self.search_text(text, limit).await?)
+    }
+
+    async fn recommend(&self, req: &Request) -> std::result::Result<Answer, LibraryError> {
+        self.answer(req).await
+    }
 }
 
 #[cfg(test)]

@@ -197,8 +197,8 @@ pub struct Filters {
 impl Filters {
     /// The filters a request around `seeds` (the query songs) asks for (see [`Around`]): never the seeds
     /// themselves, and what `around` asks.
-    pub fn around(seeds: &[&SongRecord], around: Around) -> Filters {
-        let of = |f: fn(&SongRecord) -> &Option<String>| seeds.iter().filter_map(|s| f(s).clone()).collect::<Vec<String>>();
+    pub fn around(seeds: &[crate::SongView], around: Around) -> Filters {
+        let of = |f: fn(&crate::SongView) -> &Option<String>| seeds.iter().filter_map(|s| f(s).clone()).collect::<Vec<String>>();
         Filters {
             exclude: seeds.iter().map(|s| s.id.clone()).collect(),
             genre: around.genre,
@@ -250,6 +250,8 @@ pub struct Catalog {
     pub index_update: Option<IndexUpdate>,
     /// Per row: its cluster (empty until [`Catalog::use_clusters`]).
     cluster: Vec<Option<u32>>,
+    /// The clusters' centres (empty until [`Catalog::use_clusters`]).
+    centroids: Vec<Vec<f32>>,
 }
 
 impl Catalog {
@@ -298,7 +300,7 @@ impl Catalog {
             songs.iter().for_each(|s| matrix.extend_from_slice(&s.vector));
         }
         songs.iter_mut().for_each(|s| s.vector = Vec::new());
-        Ok(Catalog { header, dir, songs, matrix, index, slot_row, row_slot, index_update, cluster: Vec::new() })
+        Ok(Catalog { header, dir, songs, matrix, index, slot_row, row_slot, index_update, cluster: Vec::new(), centroids: Vec::new() })
     }
 
     /// The store folder.
@@ -363,7 +365,25 @@ impl Catalog {
     pub fn use_clusters(&mut self) -> Result<Option<crate::Clustering>> {
         let Some(c) = crate::Clustering::load(&self.dir, &self.header)? else { return Ok(None) };
         self.cluster = (0..self.songs.len()).map(|r| Some(c.place(&self.songs[r].id, &self.songs[r].fingerprint, &self.vector(r)))).collect();
+        self.centroids = c.centroids.clone();
         Ok(Some(c))
+    }
+
+    /// The clusters' centres, once [`Catalog::use_clusters`] found clusters (else empty).
+    pub fn centroids(&self) -> &[Vec<f32>] {
+        &self.centroids
+    }
+
+    /// The cluster whose centre is nearest `v` (0 without clusters).
+    pub fn nearest_cluster(&self, v: &[f32]) -> u32 {
+        let mut best = (0, f32::NEG_INFINITY);
+        for (c, centre) in self.centroids.iter().enumerate() {
+            let s = dot(centre, v);
+            if s > best.1 {
+                best = (c as u32, s);
+            }
+        }
+        best.0
     }
 
     /// The cluster of row `row`, once [`Catalog::use_clusters`] found clusters.

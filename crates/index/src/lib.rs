@@ -22,6 +22,7 @@ mod graph;
 mod kmeans;
 mod lock;
 mod pca;
+mod recommend;
 mod search;
 mod store;
 mod taste;
@@ -33,6 +34,7 @@ pub use clusters::{ClusterSummary, Clustering, Medoid, Member, Neighbour, Share,
 pub use kmeans::{choose_k, elbow, kmeans, nearest_centroid, silhouette, CurvePoint, KChoice, KMeansFit, KMeansOptions, SILHOUETTE_MARGIN};
 pub use lock::{LockWait, StoreLock, LOCK_FILE};
 pub use pca::pca_2d;
+pub use recommend::{Answer, ClusterScope, Library, LibraryError, LibraryStats, Plan, Request, Scored, SongView};
 pub use search::{exact_search, Hit};
 pub use taste::{candidates, cross_validate, discover, rerank, roc_auc, train as train_taste, train_on as train_taste_on, Classifier, CvScores, Mark, Marked, Profile, Standardise, TasteModel, BACKGROUND_PER_LIKE, BACKGROUND_POOL, PROFILE_FORMAT_VERSION};
 pub use store::{check_journal, repair_journal, JournalCheck, ShardInfo, SongMeta, SongRecord, Store, StoreHeader, StoreWriter, STORE_FORMAT_VERSION};

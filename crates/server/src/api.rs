@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
-use axum::extract::{DefaultBodyLimit, Query, Request, State};
+use axum::extract::{Query, Request, State};
 use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -13,7 +13,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
-use soundalike_index::{Catalog, Filters, IndexError, SongRecord};
+use soundalike_index::{Catalog, Filters, IndexError, Library, LibraryError, LibraryStats, SongView};
 use tower::ServiceExt;
 use tower_http::services::ServeFile;
 use tower_http::timeout::TimeoutLayer;
@@ -91,25 +91,100 @@ pub(crate) fn unique_ids(ids: &[String], max: usize) -> ApiResult<Vec<&String>> 
     Ok(unique)
 }
 
-/// The router: the page, the API, and the limits (request time, upload size).
+/// The router: the page, the shared API ([`crate::routes`]), the store's own routes (clusters, taste), and
+/// the limits (request time, upload size).
 pub fn router(state: Arc<AppState>) -> Router {
-    let upload_limit = state.cfg.max_upload_bytes;
     let cfg = state.cfg.clone();
-    let r = with_page(Router::new())
-        .route("/api/health", get(health))
-        .route("/api/stats", get(stats))
-        .route("/api/search", get(search))
-        .route("/api/song", get(song))
-        .route("/api/similar", get(similar_get).post(similar_post))
-        .route("/api/similar/upload", post(similar_upload).layer(DefaultBodyLimit::max(upload_limit)))
-        .route("/api/map", get(map))
+    let r = crate::routes::routes(with_page(Router::new()), cfg.max_upload_bytes)
         .route("/api/clusters", get(clusters))
         .route("/api/cluster", get(cluster))
         .route("/api/taste", get(taste_get))
         .route("/api/taste/mark", post(taste_mark))
-        .route("/api/audio", get(audio))
         .with_state(state);
     with_limits(r, &cfg)
+}
+
+impl Library for Served {
+    fn count(&self) -> impl std::future::Future<Output = Result<usize, LibraryError>> + Send {
+        Library::count(&self.cat)
+    }
+    fn stats(&self) -> impl std::future::Future<Output = Result<LibraryStats, LibraryError>> + Send {
+        Library::stats(&self.cat)
+    }
+    fn song(&self, id: &str) -> impl std::future::Future<Output = Result<SongView, LibraryError>> + Send {
+        Library::song(&self.cat, id)
+    }
+    fn resolve(&self, text: &str) -> impl std::future::Future<Output = Result<SongView, LibraryError>> + Send {
+        Library::resolve(&self.cat, text)
+    }
+    fn search(&self, text: &str, limit: usize) -> impl std::future::Future<Output = Result<Vec<SongView>, LibraryError>> + Send {
+        Library::search(&self.cat, text, limit)
+    }
+    fn recommend(&self, req: &soundalike_index::Request) -> impl std::future::Future<Output = Result<soundalike_index::Answer, LibraryError>> + Send {
+        Library::recommend(&self.cat, req)
+    }
+}
+
+impl crate::routes::Backend for AppState {
+    type Lib = Served;
+    fn library(&self) -> impl std::ops::Deref<Target = Served> + Send + Sync + '_ {
+        self.served()
+    }
+    fn cfg(&self) -> &crate::ServerConfig {
+        &self.cfg
+    }
+    fn root(&self) -> Option<&std::path::Path> {
+        self.root.as_deref()
+    }
+    fn embedder(&self) -> Option<Arc<dyn crate::Embedder>> {
+        self.embedder.clone()
+    }
+    fn uploads(&self) -> &Arc<tokio::sync::Semaphore> {
+        &self.uploads
+    }
+    fn map_json(&self) -> Vec<u8> {
+        self.served().map_json.clone()
+    }
+    fn model(&self) -> Value {
+        let h = &self.served().cat.header;
+        json!({"model": h.model_name, "model_fingerprint": h.model_fingerprint, "dim": h.dim, "labels": h.labels})
+    }
+    fn stats_extra(&self) -> Value {
+        let sv = self.served();
+        json!({"clusters": sv.clusters.as_ref().map(|c| c.k), "taste": self.taste.is_some(), "loaded": loaded_json(self, &sv)})
+    }
+    fn song_extra(&self, id: &str, v: &mut Value) {
+        let sv = self.served();
+        let Some(s) = sv.cat.get(id) else { return };
+        let mut probs: Vec<(&String, f32)> = sv.cat.header.labels.iter().zip(s.probs.iter().copied()).collect();
+        probs.sort_by(|a, b| b.1.total_cmp(&a.1));
+        v["probabilities"] = json!(probs.iter().take(5).map(|(l, p)| json!({"label": l, "p": p})).collect::<Vec<_>>());
+        v["fingerprint"] = json!(s.fingerprint);
+    }
+    /// Plain answers from the catalog; with `taste`, a wider pool re-ranked by the served profile (never a
+    /// disliked song), each result with the listener's mark.
+    async fn similar(&self, req: soundalike_index::Request, taste: bool) -> ApiResult<Value> {
+        let sv = self.served();
+        let cat = &sv.cat;
+        let guard = self.taste.as_ref().map(|t| t.lock().unwrap_or_else(|e| e.into_inner()));
+        let (query, results) = match (&guard, taste) {
+            (Some(t), true) => {
+                let Some(model) = &t.model else { return Err(bad("taste: mark a song you like first")) };
+                let plan = cat.plan(&req)?;
+                let pool = cat.recommend(&plan.query, (req.k * 10).max(200).min(cat.len()), &plan.filters)?;
+                let picked = soundalike_index::rerank(cat, pool, model, &t.profile, TASTE_WEIGHT, None, req.k);
+                let results = picked.into_iter().map(|(r, p)| Ok((cat.scored(r.rank, r.score, r.id)?, Some(p)))).collect::<Result<Vec<_>, LibraryError>>()?;
+                (plan.rows.iter().map(|&r| cat.view(r)).collect::<Vec<_>>(), results)
+            }
+            (None, true) => return Err(bad("taste: this server has no profile (start serve with --profile DIR)")),
+            _ => {
+                let a = cat.answer(&req)?;
+                (a.query, a.results.into_iter().map(|r| (r, None)).collect())
+            }
+        };
+        let mark_of = |id: &str| guard.as_ref().and_then(|t| t.profile.mark_of(id));
+        Ok(crate::routes::answer_json(&query, results, taste, &mark_of))
+    }
 }
 
 /// The header a non-JSON POST (an upload) must carry: a cross-site form or `text/plain` POST cannot set
@@ -180,61 +255,6 @@ fn loaded_json(st: &AppState, sv: &Served) -> Value {
     })
 }
 
-/// What lists and details show of a song.
-fn summary(cat: &Catalog, s: &SongRecord) -> Value {
-    json!({
-        "id": s.id,
-        "title": s.title,
-        "artist": s.artist,
-        "album": s.album,
-        "from_path": s.from_path,
-        "genre": s.genre,
-        "group": s.group,
-        "duration_s": s.duration_s,
-        "predicted": s.predicted(&cat.header.labels),
-        "cluster": cat.row(&s.id).and_then(|r| cat.cluster_of(r)),
-    })
-}
-
-async fn health(State(st): Shared) -> Json<Value> {
-    Json(json!({"status": "ok", "songs": st.served().cat.len()}))
-}
-
-async fn stats(State(st): Shared) -> Json<Value> {
-    let sv = st.served();
-    let cat = &sv.cat;
-    let mut genres: std::collections::BTreeMap<&str, usize> = Default::default();
-    let mut groups: std::collections::BTreeMap<&str, usize> = Default::default();
-    let mut seconds = 0.0;
-    for s in cat.songs() {
-        if let Some(g) = &s.genre {
-            *genres.entry(g).or_default() += 1;
-        }
-        if let Some(g) = &s.group {
-            *groups.entry(g).or_default() += 1;
-        }
-        seconds += s.duration_s;
-    }
-    let count = |m: std::collections::BTreeMap<&str, usize>| m.into_iter().map(|(k, v)| json!({"name": k, "songs": v})).collect::<Vec<_>>();
-    Json(json!({
-        "songs": cat.len(),
-        "hours": seconds / 3600.0,
-        "model": cat.header.model_name,
-        "model_fingerprint": cat.header.model_fingerprint,
-        "dim": cat.header.dim,
-        "labels": cat.header.labels,
-        "search": if cat.uses_index() { "hnsw" } else { "exact" },
-        "genres": count(genres),
-        "groups": count(groups),
-        "upload": st.embedder.is_some(),
-        "previews": st.root.is_some(),
-        "max_upload_bytes": st.cfg.max_upload_bytes,
-        "max_k": st.cfg.max_k,
-        "clusters": sv.clusters.as_ref().map(|c| c.k),
-        "taste": st.taste.is_some(),
-        "loaded": loaded_json(&st, &sv),
-    }))
-}
 
 #[derive(Deserialize)]
 pub(crate) struct SearchQ {
@@ -242,35 +262,9 @@ pub(crate) struct SearchQ {
     pub(crate) limit: Option<usize>,
 }
 
-async fn search(State(st): Shared, q: Result<Query<SearchQ>, QueryRejection>) -> ApiResult<Json<Value>> {
-    let Query(q) = q?;
-    let limit = q.limit.unwrap_or(10).clamp(1, 100);
-    let sv = st.served();
-    let rows = sv.cat.search_text(&q.q, limit);
-    Ok(Json(json!({"results": rows.iter().map(|&r| summary(&sv.cat, &sv.cat.songs()[r])).collect::<Vec<_>>()})))
-}
-
 #[derive(Deserialize)]
 pub(crate) struct SongIdQuery {
     pub(crate) id: String,
-}
-
-fn row_of(cat: &Catalog, id: &str) -> ApiResult<usize> {
-    cat.row(id).ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no song with id {id:?} in this library")))
-}
-
-async fn song(State(st): Shared, q: Result<Query<SongIdQuery>, QueryRejection>) -> ApiResult<Json<Value>> {
-    let Query(q) = q?;
-    let sv = st.served();
-    let cat = &sv.cat;
-    let s = &cat.songs()[row_of(cat, &q.id)?];
-    let mut v = summary(cat, s);
-    let mut probs: Vec<(&String, f32)> = cat.header.labels.iter().zip(s.probs.iter().copied()).collect();
-    probs.sort_by(|a, b| b.1.total_cmp(&a.1));
-    v["probabilities"] = json!(probs.iter().take(5).map(|(l, p)| json!({"label": l, "p": p})).collect::<Vec<_>>());
-    v["fingerprint"] = json!(s.fingerprint);
-    v["audio"] = json!(audio_url(&s.id));
-    Ok(Json(v))
 }
 
 /// Filters and `k` as a request names them (query string or JSON).
@@ -300,84 +294,6 @@ pub(crate) struct SimilarPost {
     pub(crate) ids: Vec<String>,
     #[serde(flatten)]
     pub(crate) opts: SimilarOpts,
-}
-
-/// Recommendations for the centroid of `rows` plus `extra` vectors, with the request's filters.
-fn recommend(st: &AppState, sv: &Served, rows: &[usize], extra: Option<&[f32]>, o: SimilarOpts) -> ApiResult<Value> {
-    let cat = &sv.cat;
-    let k = o.k.unwrap_or(10);
-    if k == 0 || k > st.cfg.max_k {
-        return Err(bad(format!("k must be between 1 and {}", st.cfg.max_k)));
-    }
-    if o.max_per_album == Some(0) {
-        return Err(bad("max_per_album must be at least 1"));
-    }
-    let genre = o.genre.filter(|g| !g.trim().is_empty());
-    if let Some(g) = genre.as_deref().filter(|g| !cat.has_genre(g)) {
-        return Err(bad(format!("no song in this library has genre {g:?} (see /api/stats)")));
-    }
-    let seeds: Vec<&SongRecord> = rows.iter().map(|&r| &cat.songs()[r]).collect();
-    let filters = Filters::around(&seeds, soundalike_index::Around { genre, same_genre: o.same_genre, exclude_same_artist: o.exclude_same_artist, exclude_same_group: o.exclude_same_group, max_per_album: o.max_per_album });
-    if filters.same_genres.as_ref().is_some_and(|g| g.is_empty()) {
-        return Err(bad("same_genre: the query songs have no genre in this library"));
-    }
-    let extra: Vec<&[f32]> = extra.into_iter().collect();
-    let mut filters = filters;
-    if o.same_cluster || o.cluster.is_some() {
-        let c = clusters_of(sv)?;
-        filters.clusters = Some(match o.cluster {
-            Some(n) if n >= c.k => return Err(bad(format!("cluster: this library has clusters 0 to {}", c.k - 1))),
-            Some(n) => vec![n as u32],
-            None => {
-                let mut cs: Vec<u32> = rows.iter().filter_map(|&r| cat.cluster_of(r)).collect();
-                cs.extend(extra.iter().map(|v| c.nearest(v)));
-                cs.sort_unstable();
-                cs.dedup();
-                cs
-            }
-        });
-    }
-    let query = cat.centroid(rows, &extra);
-    let guard = st.taste.as_ref().map(|t| t.lock().unwrap_or_else(|e| e.into_inner()));
-    let recs: Vec<(soundalike_index::Recommendation, Option<f32>)> = match (&guard, o.taste) {
-        (Some(t), true) => {
-            let Some(model) = &t.model else { return Err(bad("taste: mark a song you like first")) };
-            let pool = cat.recommend(&query, (k * 10).max(200).min(cat.len()), &filters)?;
-            soundalike_index::rerank(cat, pool, model, &t.profile, TASTE_WEIGHT, None, k).into_iter().map(|(r, p)| (r, Some(p))).collect()
-        }
-        (None, true) => return Err(bad("taste: this server has no profile (start serve with --profile DIR)")),
-        _ => cat.recommend(&query, k, &filters)?.into_iter().map(|r| (r, None)).collect(),
-    };
-    let mark_of = |id: &str| guard.as_ref().and_then(|t| t.profile.mark_of(id));
-    Ok(json!({
-        "query": seeds.iter().map(|s| summary(cat, s)).collect::<Vec<_>>(),
-        "taste": o.taste,
-        "results": recs.iter().map(|(r, p)| {
-            let mut v = serde_json::to_value(r).unwrap_or(Value::Null);
-            v["audio"] = json!(audio_url(r.id));
-            v["mark"] = json!(mark_of(r.id));
-            if let Some(p) = p {
-                v["p_like"] = json!(p);
-            }
-            v
-        }).collect::<Vec<_>>(),
-    }))
-}
-
-// The query string is read twice (id, then the options): `serde(flatten)` would turn numbers into strings.
-async fn similar_get(State(st): Shared, q: Result<Query<SongIdQuery>, QueryRejection>, o: Result<Query<SimilarOpts>, QueryRejection>) -> ApiResult<Json<Value>> {
-    let (Query(q), Query(o)) = (q?, o?);
-    let sv = st.served();
-    let row = row_of(&sv.cat, &q.id)?;
-    Ok(Json(recommend(&st, &sv, &[row], None, o)?))
-}
-
-async fn similar_post(State(st): Shared, body: Result<Json<SimilarPost>, JsonRejection>) -> ApiResult<Json<Value>> {
-    let Json(b) = body?;
-    let unique = unique_ids(&b.ids, st.cfg.max_ids)?;
-    let sv = st.served();
-    let rows = unique.iter().map(|id| row_of(&sv.cat, id)).collect::<ApiResult<Vec<_>>>()?;
-    Ok(Json(recommend(&st, &sv, &rows, None, b.opts)?))
 }
 
 #[derive(Deserialize)]
@@ -462,26 +378,6 @@ pub(crate) async fn receive_upload(
     Ok(Upload::Vector(vector, name))
 }
 
-async fn similar_upload(
-    State(st): Shared,
-    q: Result<Query<UploadQ>, QueryRejection>,
-    o: Result<Query<SimilarOpts>, QueryRejection>,
-    body: Body,
-) -> ApiResult<Response> {
-    let (Query(q), Query(o)) = (q?, o?);
-    let (vector, shown) = match receive_upload(st.embedder.clone(), &st.uploads, &st.cfg, q.name.as_deref(), body).await? {
-        Upload::Vector(v, n) => (v, n),
-        Upload::Busy(res) => return Ok(res),
-    };
-    let sv = st.served();
-    if vector.len() != sv.cat.header.dim {
-        return Err(ApiError(StatusCode::INTERNAL_SERVER_ERROR, "the model's vectors do not match the store".into()));
-    }
-    let mut out = recommend(&st, &sv, &[], Some(&vector), o)?;
-    out["query"] = json!([{"title": shown, "upload": true}]);
-    Ok(Json(out).into_response())
-}
-
 /// The weight of taste in the page's "taste ranking" (`(1 - w) * similarity + w * p(like)`).
 const TASTE_WEIGHT: f32 = 0.5;
 /// Songs in the "for you" list.
@@ -536,7 +432,7 @@ struct MarkBody {
 async fn taste_mark(State(st): Shared, body: Result<Json<MarkBody>, JsonRejection>) -> ApiResult<Json<Value>> {
     let Json(b) = body?;
     let sv = st.served();
-    let row = row_of(&sv.cat, &b.id)?;
+    let row = sv.cat.row(&b.id).ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no song with id {:?} in this library", b.id)))?;
     let mark = match b.mark.as_str() {
         "none" => None,
         m => Some(m.parse::<soundalike_index::Mark>().map_err(bad)?),
@@ -624,10 +520,6 @@ async fn cluster(State(st): Shared, q: Result<Query<ClusterQ>, QueryRejection>) 
     })))
 }
 
-async fn map(State(st): Shared) -> Response {
-    ([(header::CONTENT_TYPE, "application/json")], st.served().map_json.clone()).into_response()
-}
-
 /// Precomputes the map's JSON: PCA of the song vectors, evenly sampled down to `max_points`.
 pub(crate) fn map_json(cat: &Catalog, max_points: usize) -> anyhow::Result<Vec<u8>> {
     let n = cat.len();
@@ -674,12 +566,6 @@ pub(crate) async fn send_audio(path: Option<PathBuf>, req: Request) -> ApiResult
     };
     let res = ServeFile::new(path).oneshot(req).await.map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     Ok(res.map(Body::new))
-}
-
-async fn audio(State(st): Shared, q: Result<Query<SongIdQuery>, QueryRejection>, req: Request) -> ApiResult {
-    let Query(q) = q?;
-    let path = st.served().cat.row(&q.id).and(st.root.as_ref()).and_then(|root| file_in_library(root, &q.id));
-    send_audio(path, req).await
 }
 
 /// Where the page fetches a song's audio.

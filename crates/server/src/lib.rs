@@ -19,6 +19,7 @@
 
 mod api;
 mod dbserve;
+mod routes;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

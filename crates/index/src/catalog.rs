@@ -515,6 +515,11 @@ impl Catalog {
     /// The `k` songs most similar to `query` that pass `f`: filtered in the index (not
     /// search-then-filter, with an exact fallback, so k come back whenever k pass), then the per-album cap.
     pub fn recommend(&self, query: &[f32], k: usize, f: &Filters) -> Result<Vec<Recommendation<'_>>> {
+        Ok(self.recommend_rows(query, k, f)?.into_iter().enumerate().map(|(i, h)| self.recommendation(h.row, i + 1, h.score)).collect())
+    }
+
+    /// [`Catalog::recommend`] as rows and scores, best first.
+    pub fn recommend_rows(&self, query: &[f32], k: usize, f: &Filters) -> Result<Vec<Hit>> {
         if self.songs.is_empty() {
             return Err(IndexError::Invalid(format!("{}: the store is empty", self.dir.display())));
         }
@@ -573,7 +578,7 @@ impl Catalog {
                     }
                     *c += 1;
                 }
-                out.push(self.recommendation(h.row, out.len() + 1, h.score));
+                out.push(h);
                 if out.len() == k {
                     break;
                 }

@@ -272,7 +272,8 @@ impl Catalog {
     /// [`Library::recommend`], at once.
     pub fn answer(&self, req: &Request) -> Result<Answer, LibraryError> {
         let plan = self.plan(req)?;
-        let results = self.recommend(&plan.query, req.k, &plan.filters)?.into_iter().map(|r| self.scored(r.rank, r.score, r.id)).collect::<Result<_, _>>()?;
+        let hits = self.recommend_rows(&plan.query, req.k, &plan.filters)?;
+        let results = hits.into_iter().enumerate().map(|(i, h)| Scored { rank: i + 1, score: h.score, song: self.view(h.row) }).collect();
         Ok(Answer { query: plan.seeds, clusters: plan.filters.clusters, results })
     }
 

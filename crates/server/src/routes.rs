@@ -149,7 +149,10 @@ pub(crate) fn answer_json(query: &[SongView], results: Vec<(Scored, Option<f32>)
         "query": query,
         "taste": taste,
         "results": results.into_iter().map(|(r, p)| {
-            let mut v = serde_json::to_value(&r).unwrap_or(Value::Null);
+            // The song's fields, then rank and score (serde's flatten is slow on this hot path).
+            let mut v = serde_json::to_value(&r.song).unwrap_or(Value::Null);
+            v["rank"] = json!(r.rank);
+            v["score"] = json!(r.score);
             v["audio"] = json!(audio_url(&r.song.id));
             v["mark"] = json!(mark_of(&r.song.id));
             if let Some(p) = p {

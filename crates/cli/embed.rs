@@ -83,7 +83,7 @@ pub fn embed_one(model: &LoadedModel, device: &soundalike_model::Device, f: &Son
 pub fn embed(a: EmbedArgs) -> Result<ExitCode> {
     let t0 = Instant::now();
     let device = soundalike_model::device_from_name(&a.device)?;
-    let model = soundalike_model::load_model(&a.model, &device).with_context(|| format!("cannot load model {}", a.model.display()))?;
+    let model = soundalike_model::load_model(&a.model, &device)?;
     let (files, entries) = scan_with_labels(&a.library, &a.labels, false)?;
     let shard = a.shard.as_deref().map(parse_shard).transpose()?;
     let mine: Vec<usize> = (0..files.len()).filter(|&i| shard.is_none_or(|(k, n)| shard_of(&files[i].rel_path, n) == k)).collect();

@@ -16,8 +16,11 @@ struct ModelEmbedder(Mutex<FileEmbedder>);
 
 impl Embedder for ModelEmbedder {
     fn embed_file(&self, path: &Path) -> Result<Vec<f32>, EmbedError> {
-        let e = self.0.lock().map_err(|_| EmbedError("the model is unavailable after an earlier failure".into()))?;
-        e.embed(path).map_err(|e| EmbedError(format!("{e:#}")))
+        let e = self.0.lock().map_err(|_| EmbedError::Model("the model is unavailable after an earlier failure".into()))?;
+        e.embed(path).map_err(|e| match e.downcast_ref::<soundalike_audio::AudioError>() {
+            Some(a) => EmbedError::BadFile { reason: a.reason() },
+            None => EmbedError::Model(format!("{e:#}")),
+        })
     }
 }
 

@@ -73,6 +73,31 @@ pub enum AudioError {
 }
 
 impl AudioError {
+    /// The file the error is about (none for a bad setting).
+    pub fn path(&self) -> Option<&std::path::Path> {
+        match self {
+            AudioError::Io { path, .. }
+            | AudioError::Empty { path }
+            | AudioError::Unsupported { path, .. }
+            | AudioError::NoAudioTrack { path }
+            | AudioError::Corrupt { path, .. }
+            | AudioError::TooShort { path, .. }
+            | AudioError::Silent { path, .. }
+            | AudioError::Write { path, .. } => Some(path),
+            AudioError::Config(_) => None,
+        }
+    }
+
+    /// The message without the file's name in front (for a caller that names the file its own way, as
+    /// `serve` names an upload by the uploader's file name).
+    pub fn reason(&self) -> String {
+        let msg = self.to_string();
+        match self.path() {
+            Some(p) => msg.strip_prefix(&format!("{}: ", p.display())).map_or_else(|| msg.clone(), str::to_string),
+            None => msg,
+        }
+    }
+
     /// A short machine-readable name of the error class, used in JSON reports.
     pub fn kind(&self) -> &'static str {
         match self {

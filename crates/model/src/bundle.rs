@@ -65,40 +65,40 @@ fn fingerprint_bytes(b: &[u8]) -> String {
 }
 
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    soundalike_audio::output::write_atomic(path, bytes).map_err(|e| ModelError::Io(e.to_string()))
+    soundalike_core::write_atomic(path, bytes).map_err(|e| ModelError::io(path, e))
 }
 
 /// Saves `net` and `config` into `dir` (weights first, config last: a model dir is valid once its config
 /// exists). Returns the config with its fingerprint set.
 pub fn save_model(dir: &Path, net: &SoundNet, config: &ModelConfig) -> Result<ModelConfig> {
-    std::fs::create_dir_all(dir).map_err(|e| ModelError::Io(format!("{}: {e}", dir.display())))?;
+    std::fs::create_dir_all(dir).map_err(|e| ModelError::io(dir, e))?;
     let tmp = dir.join(format!(".model.{}.bpk.tmp", std::process::id()));
-    net.clone().save_file(&tmp).map_err(|e| ModelError::Io(format!("{}: {e}", tmp.display())))?;
+    net.clone().save_file(&tmp).map_err(|e| ModelError::io(&tmp, std::io::Error::other(e.to_string())))?;
     // burn may append its own extension; find what it wrote.
     let written = if tmp.exists() { tmp.clone() } else { tmp.with_extension("bpk") };
-    let bytes = std::fs::read(&written).map_err(|e| ModelError::Io(format!("{}: {e}", written.display())))?;
+    let bytes = std::fs::read(&written).map_err(|e| ModelError::io(&written, e))?;
     let final_path = dir.join("model.bpk");
-    std::fs::rename(&written, &final_path).map_err(|e| ModelError::Io(format!("{}: {e}", final_path.display())))?;
+    std::fs::rename(&written, &final_path).map_err(|e| ModelError::io(&final_path, e))?;
     let mut cfg = config.clone();
     cfg.fingerprint = fingerprint_bytes(&bytes);
-    write_atomic(&dir.join("config.json"), &serde_json::to_vec_pretty(&cfg).map_err(|e| ModelError::Io(e.to_string()))?)?;
+    let config_path = dir.join("config.json");
+    write_atomic(&config_path, &serde_json::to_vec_pretty(&cfg).map_err(|e| ModelError::format(&config_path, e))?)?;
     Ok(cfg)
 }
 
 /// Reads `config.json` only (cheap: for checking stores against a model).
 pub fn load_config(dir: &Path) -> Result<ModelConfig> {
     let p = dir.join("config.json");
-    let b = std::fs::read(&p).map_err(|e| ModelError::Incompatible(format!("{}: cannot read model config: {e}", p.display())))?;
-    let cfg: ModelConfig = serde_json::from_slice(&b).map_err(|e| ModelError::Incompatible(format!("{}: not a soundalike model config: {e}", p.display())))?;
+    let b = std::fs::read(&p).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => ModelError::NotFound(dir.to_path_buf()),
+        _ => ModelError::io(&p, e),
+    })?;
+    let cfg: ModelConfig = serde_json::from_slice(&b).map_err(|e| ModelError::format(&p, format!("not a soundalike model config: {e}")))?;
     if cfg.format_version != MODEL_FORMAT_VERSION {
-        return Err(ModelError::Incompatible(format!(
-            "{}: model format version {} but this soundalike reads version {MODEL_FORMAT_VERSION}",
-            p.display(),
-            cfg.format_version
-        )));
+        return Err(ModelError::format(&p, format!("model format version {} but this soundalike reads version {MODEL_FORMAT_VERSION}", cfg.format_version)));
     }
-    cfg.frontend.validate().map_err(|e| ModelError::Incompatible(format!("{}: {e}", p.display())))?;
-    cfg.arch.validate(cfg.frontend.n_mels, cfg.frontend.tile_frames).map_err(|e| ModelError::Incompatible(format!("{}: {e}", p.display())))?;
+    cfg.frontend.validate().map_err(|e| ModelError::format(&p, e))?;
+    cfg.arch.validate(cfg.frontend.n_mels, cfg.frontend.tile_frames).map_err(|e| ModelError::format(&p, e))?;
     Ok(cfg)
 }
 
@@ -106,18 +106,15 @@ pub fn load_config(dir: &Path) -> Result<ModelConfig> {
 pub fn load_model(dir: &Path, device: &Device) -> Result<LoadedModel> {
     let config = load_config(dir)?;
     let wp = dir.join("model.bpk");
-    let bytes = std::fs::read(&wp).map_err(|e| ModelError::Incompatible(format!("{}: {e}", wp.display())))?;
+    let bytes = std::fs::read(&wp).map_err(|e| ModelError::io(&wp, e))?;
     let fp = fingerprint_bytes(&bytes);
     if fp != config.fingerprint {
-        return Err(ModelError::Incompatible(format!(
-            "{}: weights fingerprint {fp} does not match config.json ({}); the model directory is mixed up",
-            wp.display(),
-            config.fingerprint
-        )));
+        return Err(ModelError::Mismatch {
+            path: wp,
+            reason: format!("weights fingerprint {fp} does not match config.json ({}); the model directory is mixed up", config.fingerprint),
+        });
     }
-    let net = SoundNet::new(&config.arch, config.labels.len(), device)
-        .try_load_file(&wp)
-        .map_err(|e| ModelError::Incompatible(format!("{}: {e}", wp.display())))?;
+    let net = SoundNet::new(&config.arch, config.labels.len(), device).try_load_file(&wp).map_err(|e| ModelError::format(&wp, e))?;
     let net = net.valid();
     let folded = net.fold_batch_norm();
     let engine = crate::fast::cpu_infer::CpuNet::from_folded(&folded);

@@ -33,18 +33,72 @@ pub use train::{head_logits, mix_rows, optimizer, patch_target, train, train_ste
 
 pub use burn::prelude::Device;
 
-/// Errors of the model crate.
+/// Errors of the model crate: cases a caller can act on, each naming the file it is about.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ModelError {
-    /// Reading or writing model files failed.
-    #[error("{0}")]
-    Io(String),
-    /// A model or checkpoint that does not match what is asked of it.
-    #[error("{0}")]
-    Incompatible(String),
+    /// No model at this path (its `config.json` is missing): a mistyped path, most likely.
+    #[error("{}: no soundalike model here (no config.json)", .0.display())]
+    NotFound(std::path::PathBuf),
+    /// Reading or writing a model file failed.
+    #[error("{}: {}", .path.display(), .source)]
+    Io {
+        /// The file or folder.
+        path: std::path::PathBuf,
+        /// What the system said.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A model file that is not what it should be: not a model config, another format version, settings
+    /// that do not validate, weights that do not load.
+    #[error("{}: {reason}", .path.display())]
+    Format {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// Files that do not belong together (weights that are not the config's).
+    #[error("{}: {reason}", .path.display())]
+    Mismatch {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What does not match.
+        reason: String,
+    },
+    /// Training diverged (a loss that is not finite).
+    #[error("training diverged at epoch {epoch} step {step} (loss {loss})")]
+    Diverged {
+        /// The epoch (from 1).
+        epoch: usize,
+        /// The step within it (from 1).
+        step: usize,
+        /// The loss.
+        loss: f32,
+    },
+    /// No compute device of that name in this build.
+    #[error("unknown device {name:?}; available: {available}")]
+    UnknownDevice {
+        /// The name asked for.
+        name: String,
+        /// The names this build has.
+        available: String,
+    },
     /// Bad arguments.
     #[error("{0}")]
     Invalid(String),
+}
+
+impl ModelError {
+    /// An I/O error about `path`.
+    pub fn io(path: &std::path::Path, source: std::io::Error) -> ModelError {
+        ModelError::Io { path: path.to_path_buf(), source }
+    }
+
+    /// A file at `path` that is not what it should be.
+    pub fn format(path: &std::path::Path, reason: impl std::fmt::Display) -> ModelError {
+        ModelError::Format { path: path.to_path_buf(), reason: reason.to_string() }
+    }
 }
 
 /// Result alias.
@@ -66,16 +120,17 @@ pub fn device_from_name(name: &str) -> Result<Device> {
         "wgpu" | "gpu" => Ok(Device::wgpu(Default::default())),
         #[cfg(feature = "vulkan")]
         "vulkan" => Ok(Device::vulkan(Default::default())),
-        other => Err(ModelError::Invalid(format!(
-            "unknown device {other:?}; available: cpu{}",
-            if cfg!(feature = "vulkan") {
-                ", wgpu, vulkan"
+        other => Err(ModelError::UnknownDevice {
+            name: other.to_string(),
+            available: if cfg!(feature = "vulkan") {
+                "cpu, wgpu, vulkan"
             } else if cfg!(feature = "wgpu") {
-                ", wgpu"
+                "cpu, wgpu"
             } else {
-                " (rebuild with --features wgpu for a GPU)"
+                "cpu (a build with the wgpu feature adds the GPU)"
             }
-        ))),
+            .to_string(),
+        }),
     }
 }
 

@@ -558,8 +558,13 @@ pub fn class_weights(songs: &[LabelledSong], k: usize) -> Vec<f32> {
     w.iter().map(|x| x / mean.max(1e-6)).collect()
 }
 
-fn io_err(p: &Path, e: impl std::fmt::Display) -> ModelError {
-    ModelError::Io(format!("{}: {e}", p.display()))
+fn io_err(p: &Path, e: std::io::Error) -> ModelError {
+    ModelError::io(p, e)
+}
+
+/// A checkpoint file burn or serde could not read or write.
+fn file_err(p: &Path, e: impl std::fmt::Display) -> ModelError {
+    ModelError::format(p, e)
 }
 
 /// Trains a model into `out_dir` (best weights + config, `checkpoint/`, `history.json`).
@@ -658,7 +663,7 @@ pub fn train(job: TrainJob<'_>, on: &mut dyn FnMut(Progress), stop: &dyn Fn(usiz
     let mut state = TrainState { epochs_done: 0, best_val_loss: f64::INFINITY, best_epoch: 0, history: vec![], options: opts.clone(), checkpoint: String::new() };
     if resume && state_path.exists() {
         let b = std::fs::read(&state_path).map_err(|e| io_err(&state_path, e))?;
-        state = serde_json::from_slice(&b).map_err(|e| io_err(&state_path, e))?;
+        state = serde_json::from_slice(&b).map_err(|e| file_err(&state_path, e))?;
         if state.options != *opts {
             return Err(ModelError::Invalid(format!(
                 "{}: checkpoint was made with other training options; rerun without --resume or with the same options",
@@ -666,8 +671,8 @@ pub fn train(job: TrainJob<'_>, on: &mut dyn FnMut(Progress), stop: &dyn Fn(usiz
             )));
         }
         let dir = ckpt_root.join(&state.checkpoint);
-        model = model.try_load_file(dir.join("model.bpk")).map_err(|e| io_err(&dir, e))?;
-        optim = optim.load(dir.join("optim.bpk")).map_err(|e| io_err(&dir, e))?;
+        model = model.try_load_file(dir.join("model.bpk")).map_err(|e| file_err(&dir, e))?;
+        optim = optim.load(dir.join("optim.bpk")).map_err(|e| file_err(&dir, e))?;
     }
     let weights = class_weights(train_songs, k);
     let contrast = opts.contrast_weight > 0.0;
@@ -769,7 +774,7 @@ pub fn train(job: TrainJob<'_>, on: &mut dyn FnMut(Progress), stop: &dyn Fn(usiz
             let (next, loss_v, logits) = train_step_multi(model, &mut optim, x, bt, opts, lr);
             model = next;
             if !loss_v.is_finite() {
-                return Err(ModelError::Invalid(format!("training diverged at epoch {epoch} step {} (loss {loss_v})", step + 1)));
+                return Err(ModelError::Diverged { epoch, step: step + 1, loss: loss_v });
             }
             let lv = logits.into_data().try_into_vec::<f32>().unwrap_or_default();
             for (i, row) in lv.chunks_exact(k).enumerate() {
@@ -809,11 +814,10 @@ pub fn train(job: TrainJob<'_>, on: &mut dyn FnMut(Progress), stop: &dyn Fn(usiz
         let name = format!("epoch-{epoch:04}");
         let dir = ckpt_root.join(&name);
         std::fs::create_dir_all(&dir).map_err(|e| io_err(&dir, e))?;
-        model.clone().save_file(dir.join("model.bpk")).map_err(|e| io_err(&dir, e))?;
-        optim.save(dir.join("optim.bpk")).map_err(|e| io_err(&dir, e))?;
+        model.clone().save_file(dir.join("model.bpk")).map_err(|e| file_err(&dir, e))?;
+        optim.save(dir.join("optim.bpk")).map_err(|e| file_err(&dir, e))?;
         let old = std::mem::replace(&mut state.checkpoint, name);
-        soundalike_audio::output::write_atomic(&state_path, &serde_json::to_vec_pretty(&state).map_err(|e| io_err(&state_path, e))?)
-            .map_err(|e| io_err(&state_path, e))?;
+        soundalike_core::write_atomic(&state_path, &serde_json::to_vec_pretty(&state).map_err(|e| file_err(&state_path, e))?).map_err(|e| io_err(&state_path, e))?;
         if !old.is_empty() && old != state.checkpoint {
             let _ = std::fs::remove_dir_all(ckpt_root.join(old));
         }

@@ -714,3 +714,36 @@ fn cosine_heads_are_scaled_cosines_and_teach_the_embedding() {
     let e = run(1.0, -1.0).err().map(|e| e.to_string());
     assert!(e.as_deref().is_some_and(|e| e.contains("must be >= 0")), "{e:?}");
 }
+
+/// Issue 31, item 4: model errors a caller can act on, each naming the file.
+#[test]
+fn model_errors_are_typed_and_name_the_file() {
+    let dev = device_from_name("cpu").unwrap();
+    let d = tempfile::tempdir().unwrap();
+    // A mistyped path: not found, not "incompatible".
+    let missing = d.path().join("modles/default");
+    let e = load_model(&missing, &dev).err().unwrap();
+    assert!(matches!(&e, ModelError::NotFound(p) if p == &missing), "{e:?}");
+    assert!(e.to_string().contains("no soundalike model here"), "{e}");
+    // Not a model config.
+    let bad = d.path().join("bad");
+    std::fs::create_dir_all(&bad).unwrap();
+    std::fs::write(bad.join("config.json"), b"{\"hello\": 1}").unwrap();
+    let e = load_model(&bad, &dev).err().unwrap();
+    assert!(matches!(&e, ModelError::Format { path, .. } if path.ends_with("config.json")), "{e:?}");
+    // Weights that are not the config's.
+    let shipped = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/default");
+    let mixed = d.path().join("mixed");
+    std::fs::create_dir_all(&mixed).unwrap();
+    std::fs::copy(shipped.join("config.json"), mixed.join("config.json")).unwrap();
+    let mut w = std::fs::read(shipped.join("model.bpk")).unwrap();
+    let last = w.len() - 1;
+    w[last] ^= 1;
+    std::fs::write(mixed.join("model.bpk"), &w).unwrap();
+    let e = load_model(&mixed, &dev).err().unwrap();
+    assert!(matches!(&e, ModelError::Mismatch { path, .. } if path.ends_with("model.bpk")), "{e:?}");
+    // A device this build does not have.
+    assert!(matches!(device_from_name("tpu"), Err(ModelError::UnknownDevice { name, .. }) if name == "tpu"));
+    // The shipped model loads.
+    assert!(load_model(&shipped, &dev).is_ok());
+}

@@ -369,11 +369,10 @@ pub(crate) async fn receive_upload(
     })
     .await
     .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, format!("embedding failed: {e}")))?
-    .map_err(|e| {
-        // The message names the temp file; show the user's file name instead.
-        let msg = format!("{e:#}");
-        let reason = msg.rsplit_once(&format!("{shown}: ")).map(|(_, r)| r.to_string()).unwrap_or(msg);
-        ApiError(StatusCode::UNPROCESSABLE_ENTITY, format!("{shown}: {reason}"))
+    .map_err(|e| match e {
+        // Named by the uploader's file name, not the temp file's.
+        crate::EmbedError::BadFile { reason } => ApiError(StatusCode::UNPROCESSABLE_ENTITY, format!("{shown}: {reason}")),
+        e => ApiError(StatusCode::INTERNAL_SERVER_ERROR, format!("{shown}: the model failed: {e}")),
     })?;
     Ok(Upload::Vector(vector, name))
 }

@@ -39,11 +39,21 @@ pub trait Embedder: Send + Sync + 'static {
     fn embed_file(&self, path: &Path) -> Result<Vec<f32>, EmbedError>;
 }
 
-/// Why an uploaded file could not be embedded (the message names the file and the reason; it is shown to
-/// the user, with the upload's own name in place of the temporary file's).
+/// Why an uploaded file could not be embedded.
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct EmbedError(pub String);
+#[non_exhaustive]
+pub enum EmbedError {
+    /// The file cannot be used (not audio, damaged, too short, silent): the uploader's to fix (422). The
+    /// reason does not name the file: the server names it by the uploader's file name.
+    #[error("{reason}")]
+    BadFile {
+        /// Why, without the file's name.
+        reason: String,
+    },
+    /// The model failed: the server's fault (500).
+    #[error("{0}")]
+    Model(String),
+}
 
 /// Limits and sizes.
 #[derive(Clone, Debug)]

@@ -18,9 +18,9 @@ struct FakeEmbedder;
 
 impl Embedder for FakeEmbedder {
     fn embed_file(&self, path: &Path) -> Result<Vec<f32>, EmbedError> {
-        let b = std::fs::read(path).map_err(|e| EmbedError(format!("{}: {e}", path.display())))?;
+        let b = std::fs::read(path).map_err(|e| EmbedError::BadFile { reason: e.to_string() })?;
         if !(b.starts_with(b"ID3") || b.starts_with(&[0xFF])) {
-            return Err(EmbedError(format!("{}: not a supported audio file", path.display())));
+            return Err(EmbedError::BadFile { reason: "not a supported audio file".into() });
         }
         let mut v = vec![0f32; 8];
         v[0] = 1.0;
@@ -453,4 +453,28 @@ fn slow_header_clients_are_disconnected() {
     let mut text = String::new();
     c.read_to_string(&mut text).unwrap();
     assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+}
+
+struct BrokenModel;
+
+impl Embedder for BrokenModel {
+    fn embed_file(&self, _: &Path) -> Result<Vec<f32>, EmbedError> {
+        Err(EmbedError::Model("the model ran out of memory".into()))
+    }
+}
+
+/// Issue 31, item 4: a file the uploader must fix is a 422 named by the upload's name; a model that fails
+/// is the server's fault, a 500.
+#[tokio::test]
+async fn a_failing_model_is_a_500_and_a_bad_file_a_422() {
+    let f = fixture();
+    let cat = Catalog::open(&f.store, Method::Auto, &AnnParams::default()).unwrap();
+    let broken = router(Arc::new(AppState::new(cat, Some(Arc::new(BrokenModel)), ServerConfig::default()).unwrap()));
+    let (s, v) = post(&broken, "/api/similar/upload?name=song.mp3", "audio/mpeg", b"ID3 some bytes".to_vec()).await;
+    assert_eq!(s, StatusCode::INTERNAL_SERVER_ERROR, "{v}");
+    assert!(v["error"].as_str().unwrap().contains("out of memory"), "{v}");
+    let app = app(&f, true, ServerConfig::default());
+    let (s, v) = post(&app, "/api/similar/upload?name=song.mp3", "audio/mpeg", b"not audio".to_vec()).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert!(v["error"].as_str().unwrap().starts_with("song.mp3: "), "{v}");
 }

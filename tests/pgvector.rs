@@ -109,6 +109,7 @@ fn synthetic_store(dir: &Path, n: usize, rare: usize, fingerprint: &str) {
         labels: vec![],
         dim: 128,
         library_root: "/music".into(),
+        metadata_version: soundalike_index::METADATA_VERSION,
     };
     let v = random_unit_vectors(n, 128, 99);
     let mut w = StoreWriter::open_or_create(dir, header).unwrap();

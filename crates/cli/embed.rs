@@ -29,6 +29,7 @@ pub fn header_for(model: &LoadedModel, library_root: &Path) -> Result<StoreHeade
         labels: model.config.labels.clone(),
         dim: model.config.arch.embedding_dim,
         library_root: std::fs::canonicalize(library_root).unwrap_or_else(|_| library_root.to_path_buf()),
+        metadata_version: soundalike_index::METADATA_VERSION,
     })
 }
 
@@ -47,30 +48,45 @@ pub struct SongFailure {
     pub reason: String,
 }
 
+/// What a song is called and its genre, by the rules of [`soundalike_index::METADATA_VERSION`].
+struct Names {
+    title: String,
+    artist: Option<String>,
+    album: Option<String>,
+    genre: Option<String>,
+    from_path: Vec<String>,
+}
+
+impl Names {
+    /// Tags first, then the CSV, then the usual `Artist/Album/NN Title` layout (recorded as read from the
+    /// path). The genre is the CSV's genre column or the genre tag: a folder name is a training set's
+    /// convention, not a library's (an artist's folder is no genre); songs without one get the model's.
+    fn of(tags: &soundalike_audio::Tags, e: &SongLabels, rel_path: &str) -> Names {
+        let path = metadata_from_path(rel_path);
+        let mut from_path = Vec::new();
+        let mut or_path = |v: Option<String>, p: Option<String>, what: &str| {
+            v.filter(|v| !v.trim().is_empty()).or_else(|| p.inspect(|_| from_path.push(what.to_string())))
+        };
+        let title = or_path(tags.title.clone().or(e.title.clone()), Some(path.title), "title").unwrap_or_default();
+        let artist = or_path(tags.artist.clone().or(e.artist.clone()), path.artist, "artist");
+        let album = or_path(tags.album.clone().or(e.album.clone()), path.album, "album");
+        Names { title, artist, album, genre: e.genre.clone().or(tags.genre.clone()), from_path }
+    }
+}
+
 pub fn embed_one(model: &LoadedModel, device: &soundalike_model::Device, f: &SongFile, e: &SongLabels) -> Result<soundalike_index::SongRecord, SongFailure> {
     let fp = fingerprint_file(&f.path).map_err(|err| SongFailure { kind: "io".into(), reason: err.to_string() })?;
     let a = analyze_file(&f.path, &model.config.frontend).map_err(|err| SongFailure { kind: err.kind().to_string(), reason: err.to_string() })?;
     let emb = model.embed_mel(&a.mel, device);
-    let tags = &a.info.tags;
-    // Tags first, then the CSV, then the usual `Artist/Album/NN Title` layout (recorded as read from the
-    // path). The genre is the CSV's genre column or the genre tag: a folder name is a training set's
-    // convention, not a library's (an artist's folder is no genre); songs without one get the model's.
-    let path = metadata_from_path(&f.rel_path);
-    let mut from_path = Vec::new();
-    let mut or_path = |v: Option<String>, p: Option<String>, what: &str| {
-        v.filter(|v| !v.trim().is_empty()).or_else(|| p.inspect(|_| from_path.push(what.to_string())))
-    };
-    let title = or_path(tags.title.clone().or(e.title.clone()), Some(path.title), "title");
-    let artist = or_path(tags.artist.clone().or(e.artist.clone()), path.artist, "artist");
-    let album = or_path(tags.album.clone().or(e.album.clone()), path.album, "album");
+    let m = Names::of(&a.info.tags, e, &f.rel_path);
     Ok(soundalike_index::SongRecord {
         id: f.rel_path.clone(),
-        title: title.unwrap_or_default(),
-        artist,
-        album,
-        genre: e.genre.clone().or(tags.genre.clone()),
+        title: m.title,
+        artist: m.artist,
+        album: m.album,
+        genre: m.genre,
         group: e.group.clone(),
-        from_path,
+        from_path: m.from_path,
         duration_s: a.info.duration_s,
         fingerprint: fp,
         size: f.size,
@@ -141,6 +157,27 @@ pub fn embed(a: EmbedArgs) -> Result<ExitCode> {
         }
     }
     let unchanged = mine.len() - todo.len();
+    // A store named by older rules (a folder taken for a genre): its unchanged songs' names and genres are
+    // read again from their tags (no decoding), once.
+    let mut renamed = 0usize;
+    if store.header.metadata_version < soundalike_index::METADATA_VERSION {
+        let again: std::collections::HashSet<usize> = todo.iter().copied().collect();
+        let keep: Vec<usize> = mine.iter().copied().filter(|i| !again.contains(i) && store.get(&files[*i].rel_path).is_some()).collect();
+        let tags: Vec<_> = keep.par_iter().map(|&i| soundalike_audio::read_file_tags(&files[i].path).unwrap_or_default()).collect();
+        for (&i, t) in keep.iter().zip(&tags) {
+            let old = store.record(&files[i].rel_path)?;
+            let m = Names::of(t, &entries[i], &files[i].rel_path);
+            if (&old.title, &old.artist, &old.album, &old.genre, &old.from_path) != (&m.title, &m.artist, &m.album, &m.genre, &m.from_path) {
+                store.put(soundalike_index::SongRecord { title: m.title, artist: m.artist, album: m.album, genre: m.genre, from_path: m.from_path, ..old })?;
+                renamed += 1;
+            }
+        }
+        store.sync()?;
+        store.set_metadata_version(soundalike_index::METADATA_VERSION)?;
+        if renamed > 0 && !a.json {
+            eprintln!("{}: {renamed} songs renamed by the current rules (tags read again; a folder is no longer a genre)", a.out.display());
+        }
+    }
     let pb = bar(todo.len() as u64, "embedding");
     let mut failed: Vec<(String, String, String)> = Vec::new();
     let mut embedded = 0usize;
@@ -204,6 +241,7 @@ pub fn embed(a: EmbedArgs) -> Result<ExitCode> {
         "removed": vanished.len(),
         "removed_ids": vanished,
         "unchanged_content_new_mtime": retimed,
+        "renamed": renamed,
         "library_root_updated": root_moved,
         "failed": failed.iter().map(|(p, k, w)| json!({"path": p, "kind": k, "reason": w})).collect::<Vec<_>>(),
         "seconds": secs,

@@ -36,6 +36,7 @@ fn main() {
             labels: vec![],
             dim,
             library_root: "/music".into(),
+            metadata_version: soundalike_index::METADATA_VERSION,
         };
         let mut w = StoreWriter::open_or_create(&dir, header).expect("store");
         for i in 0..nb {

@@ -24,6 +24,7 @@ fn main() {
         labels: (0..10).map(|i| format!("class{i}")).collect(),
         dim: 128,
         library_root: "/music".into(),
+        metadata_version: soundalike_index::METADATA_VERSION,
     };
     if !dir.join("songs.jsonl").exists() {
         let mut w = StoreWriter::open_or_create(&dir, header.clone()).expect("create");

@@ -355,6 +355,7 @@ mod tests {
             labels: vec!["calm".into(), "loud".into()],
             dim: 2,
             library_root: "/lib".into(),
+            metadata_version: crate::METADATA_VERSION,
         }
     }
 

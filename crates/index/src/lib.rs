@@ -37,7 +37,7 @@ pub use pca::pca_2d;
 pub use recommend::{Answer, ClusterScope, Library, LibraryError, LibraryStats, Plan, Request, Scored, SongView};
 pub use search::{exact_search, Hit};
 pub use taste::{candidates, cross_validate, discover, rerank, roc_auc, train as train_taste, train_on as train_taste_on, Classifier, CvScores, Mark, Marked, Profile, Standardise, TasteModel, BACKGROUND_PER_LIKE, BACKGROUND_POOL, PROFILE_FORMAT_VERSION};
-pub use store::{check_journal, repair_journal, JournalCheck, ShardInfo, SongMeta, SongRecord, Store, StoreHeader, StoreWriter, STORE_FORMAT_VERSION};
+pub use store::{check_journal, repair_journal, JournalCheck, ShardInfo, SongMeta, SongRecord, Store, StoreHeader, StoreWriter, METADATA_VERSION, STORE_FORMAT_VERSION};
 
 /// Cosine similarity of two L2-normalised vectors (their dot product). Uses AVX2+FMA when the CPU has them
 /// (checked at run time; the default x86_64 target only assumes SSE2), else eight independent

@@ -16,6 +16,11 @@ use crate::{IndexError, Result};
 /// Version of the store format.
 pub const STORE_FORMAT_VERSION: u32 = 1;
 
+/// Version of the rules that name a song and its genre at embed time (1: a folder is never a genre;
+/// artist, album and title fall back to the `Artist/Album/NN Title` path). A store whose header has an older
+/// one gets its songs' names and genres read again (tags only) on its next `embed`.
+pub const METADATA_VERSION: u32 = 1;
+
 /// What every record of a store shares.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct StoreHeader {
@@ -33,6 +38,9 @@ pub struct StoreHeader {
     pub dim: usize,
     /// Library folder the relative paths refer to.
     pub library_root: PathBuf,
+    /// [`METADATA_VERSION`] of the rules its songs were named by (0: a store from before them).
+    #[serde(default)]
+    pub metadata_version: u32,
 }
 
 /// One song.
@@ -341,6 +349,16 @@ impl StoreWriter {
     /// Points the store at the library's new location (same relative paths), rewriting `store.json`.
     pub fn set_library_root(&mut self, root: &Path) -> Result<()> {
         self.header.library_root = root.to_path_buf();
+        self.save_header()
+    }
+
+    /// Records that every song is named by the rules of `version` ([`METADATA_VERSION`]).
+    pub fn set_metadata_version(&mut self, version: u32) -> Result<()> {
+        self.header.metadata_version = version;
+        self.save_header()
+    }
+
+    fn save_header(&self) -> Result<()> {
         let hp = Store::header_path(&self.dir);
         write_atomic(&hp, &serde_json::to_vec_pretty(&self.header).map_err(|e| io_err(&hp, e))?)
     }

@@ -644,6 +644,7 @@ mod tests {
             labels: vec![],
             dim: 16,
             library_root: "/lib".into(),
+            metadata_version: crate::METADATA_VERSION,
         }
     }
 

@@ -15,6 +15,7 @@ fn header(dir: &std::path::Path) -> StoreHeader {
         labels: vec!["a".into(), "b".into()],
         dim: 8,
         library_root: dir.to_path_buf(),
+        metadata_version: soundalike_index::METADATA_VERSION,
     }
 }
 

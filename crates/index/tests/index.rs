@@ -13,6 +13,7 @@ fn header(dir: &std::path::Path, fp: &str) -> StoreHeader {
         labels: vec!["a".into(), "b".into()],
         dim: 4,
         library_root: dir.to_path_buf(),
+        metadata_version: soundalike_index::METADATA_VERSION,
     }
 }
 

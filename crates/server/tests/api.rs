@@ -56,6 +56,7 @@ fn fixture() -> Fixture {
         labels: vec!["x".into(), "y".into()],
         dim: 8,
         library_root: lib.clone(),
+        metadata_version: soundalike_index::METADATA_VERSION,
     };
     let store_dir = dir.path().join("store");
     let mut store = Store::open_or_create(&store_dir, h).unwrap();

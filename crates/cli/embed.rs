@@ -221,7 +221,7 @@ pub fn embed(a: EmbedArgs) -> Result<ExitCode> {
             // Updated in place (inserts and tombstones) when songs changed; untouched when none did. Saved
             // under the lock this writer already holds (taking it again would fail and keep it in memory).
             let (_, up) = soundalike_index::sync_index_with(&full, &soundalike_index::AnnParams::default(), Some(store.lock()), false)?;
-            index_note = Some(crate::query::describe_update(&up));
+            index_note = Some(crate::output::describe_update(&up));
         }
         if has_clusters {
             // New and changed songs get their nearest cluster; the clustering is marked stale.

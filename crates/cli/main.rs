@@ -3,8 +3,10 @@
 mod args;
 mod clusters;
 mod db;
+mod demo;
 mod embed;
 mod embedder;
+mod output;
 mod plots;
 mod query;
 mod serve;
@@ -32,7 +34,7 @@ fn main() -> ExitCode {
         args::Command::Export(a) => embed::export(a),
         args::Command::Index(a) => query::index(a),
         args::Command::Query(a) => query::query(a),
-        args::Command::Demo(a) => query::demo(a),
+        args::Command::Demo(a) => demo::demo(a),
         args::Command::Serve(a) => serve::serve(a),
         args::Command::Store(a) => embed::store(a),
         args::Command::Clusters(a) => clusters::clusters(a),

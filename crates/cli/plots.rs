@@ -268,7 +268,19 @@ pub fn taste_png(path: &Path, m: &soundalike_index::TasteModel) -> Result<()> {
 
 /// `soundalike plot MODEL`: redraws a model's training.png and confusion.png from its metrics.json.
 pub fn plot(a: crate::args::PlotArgs) -> Result<std::process::ExitCode> {
-    crate::train::draw_plots(&a.model)?;
+    draw_plots(&a.model)?;
     println!("wrote {} and {}", a.model.join("training.png").display(), a.model.join("confusion.png").display());
     Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// Draws training.png and confusion.png from the model's metrics.json.
+pub fn draw_plots(dir: &std::path::Path) -> Result<()> {
+    let p = dir.join("metrics.json");
+    let m: serde_json::Value = serde_json::from_slice(&std::fs::read(&p).map_err(|e| anyhow!("cannot read {}: {e}", p.display()))?)?;
+    let history: Vec<soundalike_model::train::EpochRecord> = serde_json::from_value(m["history"].clone())?;
+    let test: EvalReport = serde_json::from_value(m["test"].clone())?;
+    let labels: Vec<String> = serde_json::from_value(m["labels"].clone())?;
+    training_png(&dir.join("training.png"), &history)?;
+    let title = format!("test songs: {:.1}% correct (chance {:.1}%)", 100.0 * test.song_accuracy, 100.0 * test.chance_majority);
+    confusion_png(&dir.join("confusion.png"), &test, &labels, &title)
 }

@@ -1,13 +1,14 @@
-//! `index`, `query`, `demo`: cosine recommendations from the store, exact or through HNSW.
+//! `index` and `query`: cosine recommendations from the store or the database, exact or through HNSW.
 
 use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use serde_json::json;
-use soundalike_index::{Answer, AnnParams, Catalog, ClusterScope, Filters, IndexUpdate, Library, LibraryError, Method, Recommendation, Request, Scored, Store};
+use soundalike_index::{Answer, AnnParams, Catalog, ClusterScope, Library, LibraryError, Method, Request, Store};
 
-use crate::args::{AnnArgs, DemoArgs, EmbedArgs, IndexArgs, LabelArgs, QueryArgs};
+use crate::args::{AnnArgs, IndexArgs, QueryArgs};
+use crate::output::{describe_update, print_scored};
 use crate::embedder::FileEmbedder;
 
 fn params(a: &AnnArgs) -> AnnParams {
@@ -32,45 +33,6 @@ pub fn index(a: IndexArgs) -> Result<ExitCode> {
         soundalike_index::index_dir(&a.store).display()
     );
     Ok(ExitCode::SUCCESS)
-}
-
-/// One line for what an index sync did.
-pub fn describe_update(u: &IndexUpdate) -> String {
-    let what = if u.rebuilt {
-        "built".to_string()
-    } else if u.changed() {
-        format!("updated: {} added, {} removed", u.added, u.removed)
-    } else {
-        return "unchanged".into();
-    };
-    if u.saved {
-        format!("{what}, saved")
-    } else {
-        format!("{what} in memory only (not saved: another process holds the store's lock)")
-    }
-}
-
-pub fn print_table(recs: &[Recommendation]) {
-    print_rows(recs.iter().map(|r| (r.rank, r.score, r.title, r.artist, r.genre, r.cluster, r.id)));
-}
-
-/// Rows of (rank, score, title, artist, genre, cluster, path) as a table.
-fn print_rows<'a>(rows: impl Iterator<Item = (usize, f32, &'a str, Option<&'a str>, Option<&'a str>, Option<u32>, &'a str)> + Clone) {
-    let clusters = rows.clone().any(|r| r.5.is_some());
-    println!("{:>4}  {:>6}  {:<28} {:<16} {:<14} {}path", "rank", "score", "title", "artist", "genre", if clusters { "clu  " } else { "" });
-    for (rank, score, title, artist, genre, cluster, id) in rows {
-        let cut = |s: &str, n: usize| if s.chars().count() > n { format!("{}…", s.chars().take(n - 1).collect::<String>()) } else { s.to_string() };
-        println!(
-            "{:>4}  {:>6.3}  {:<28} {:<16} {:<14} {}{}",
-            rank,
-            score,
-            cut(title, 28),
-            cut(artist.unwrap_or("-"), 16),
-            cut(genre.unwrap_or("-"), 14),
-            if clusters { format!("{:<5}", cluster.map_or("-".into(), |c| c.to_string())) } else { String::new() },
-            id
-        );
-    }
 }
 
 /// `query` and `query --db`: one path. The arguments become a [`Request`] that either library answers
@@ -237,56 +199,4 @@ fn store_extras(a: &QueryArgs, cat: &Catalog, req: &Request) -> Result<Answer> {
         picked.into_iter().map(|(r, _)| cat.scored(r.rank, r.score, r.id)).collect::<Result<Vec<_>, _>>()?
     };
     Ok(Answer { query: plan.rows.iter().map(|&r| cat.view(r)).collect(), clusters: plan.filters.clusters, results })
-}
-
-/// Recommendations as a table.
-pub fn print_scored(recs: &[Scored]) {
-    print_rows(recs.iter().map(|r| (r.rank, r.score, r.song.title.as_str(), r.song.artist.as_deref(), r.song.genre.as_deref(), r.song.cluster, r.song.id.as_str())));
-}
-
-pub fn demo(a: DemoArgs) -> Result<ExitCode> {
-    let csv = a.library.join("tracks.csv");
-    let labels = LabelArgs {
-        labels: csv.exists().then_some(csv),
-        label_column: "source".into(),
-        group_column: Some("source".into()),
-    };
-    let code = crate::embed::embed(EmbedArgs {
-        library: a.library.clone(),
-        model: a.model.clone(),
-        out: a.out.clone(),
-        labels,
-        shard: None,
-        json: false,
-        device: "cpu".into(),
-        index: true,
-        batch: 16,
-        wait: false,
-        prune: false,
-    })?;
-    let mut cat = Catalog::open(&a.out, Method::Auto, &AnnParams::default())?;
-    cat.use_genres(a.genre_source);
-    let first: Vec<usize> = {
-        // One query per group, so the demo shows different kinds of music.
-        let mut seen = std::collections::BTreeSet::new();
-        (0..cat.len()).filter(|&r| seen.insert(cat.songs()[r].group.clone())).take(3).collect()
-    };
-    for &r in &first {
-        let s = &cat.songs()[r];
-        println!("\nsongs that sound like {} [{}] ({}):", s.title, s.genre.as_deref().unwrap_or("-"), s.id);
-        let f = Filters { exclude: vec![s.id.clone()], ..Default::default() };
-        print_table(&cat.recommend(&cat.vector(r), a.k, &f)?);
-    }
-    if let Some(&r) = first.first() {
-        let s = &cat.songs()[r];
-        let target = cat.songs().iter().filter_map(|x| x.genre.clone()).find(|g| Some(g) != s.genre.as_ref());
-        if let Some(g) = target {
-            println!("\n{} {g} songs that sound like {} [{}]:", a.k.min(3), s.title, s.genre.as_deref().unwrap_or("-"));
-            let f = Filters { exclude: vec![s.id.clone()], genre: Some(g), ..Default::default() };
-            print_table(&cat.recommend(&cat.vector(r), a.k.min(3), &f)?);
-        }
-    }
-    println!("\nnext: soundalike query {} --song \"<title or id>\" -k 10", a.out.display());
-    println!("  or: soundalike serve {} --model {}   (then open http://127.0.0.1:8080/)", a.out.display(), a.model.display());
-    Ok(code)
 }

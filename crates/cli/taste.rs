@@ -270,7 +270,7 @@ fn discover(a: TasteDiscoverArgs) -> Result<ExitCode> {
         let (l, d) = p.counts();
         println!("songs {} ({l} likes, {d} dislikes) would most likely like ({}{}):", profile.display(), model.classifier.name(), if fresh { ", trained just now" } else { "" });
         println!("(score = probability of liking)");
-        crate::query::print_table(&picks.iter().map(|(_, r)| r.clone()).collect::<Vec<_>>());
+        crate::output::print_table(&picks.iter().map(|(_, r)| r.clone()).collect::<Vec<_>>());
         if let Some(path) = &m3u {
             println!("wrote {}", path.display());
         }

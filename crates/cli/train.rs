@@ -359,7 +359,7 @@ pub fn train(a: TrainArgs) -> Result<ExitCode> {
     });
     write_atomic(&a.out.join("metrics.json"), &serde_json::to_vec_pretty(&metrics)?)?;
     write_atomic(&a.out.join("confusion.csv"), confusion_csv(&test, &labels).as_bytes())?;
-    draw_plots(&a.out)?;
+    crate::plots::draw_plots(&a.out)?;
     println!("model written to {} (best epoch {}, fingerprint {})", a.out.display(), summary.state.best_epoch, summary.config.fingerprint);
     print_report("validation", &summary.best_val);
     print_report("test", &test);
@@ -519,14 +519,3 @@ pub fn evaluate(a: EvaluateArgs) -> Result<ExitCode> {
 }
 
 
-/// Draws training.png and confusion.png from the model's metrics.json.
-pub fn draw_plots(dir: &std::path::Path) -> Result<()> {
-    let p = dir.join("metrics.json");
-    let m: serde_json::Value = serde_json::from_slice(&std::fs::read(&p).with_context(|| format!("cannot read {}", p.display()))?)?;
-    let history: Vec<soundalike_model::train::EpochRecord> = serde_json::from_value(m["history"].clone())?;
-    let test: EvalReport = serde_json::from_value(m["test"].clone())?;
-    let labels: Vec<String> = serde_json::from_value(m["labels"].clone())?;
-    crate::plots::training_png(&dir.join("training.png"), &history)?;
-    let title = format!("test songs: {:.1}% correct (chance {:.1}%)", 100.0 * test.song_accuracy, 100.0 * test.chance_majority);
-    crate::plots::confusion_png(&dir.join("confusion.png"), &test, &labels, &title)
-}

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 /// Why a file could not be turned into a spectrogram.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum AudioError {
     /// The file could not be opened or read.
     #[error("{path}: cannot read file: {cause}")]

@@ -37,6 +37,7 @@ pub const MIN_PGVECTOR: (u32, u32) = (0, 8);
 
 /// Errors, each naming what is wrong (never the password).
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum DbError {
     /// The URL could not be parsed.
     #[error("{url}: not a PostgreSQL URL ({reason}); write postgres://USER:PASSWORD@HOST:PORT/DATABASE")]

@@ -2,6 +2,7 @@ use std::path::PathBuf;
 
 /// Errors of the store and index.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum IndexError {
     /// File system trouble (or a file that cannot be encoded or decoded), naming the path.
     #[error("{path}: {cause}")]

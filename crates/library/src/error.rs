@@ -2,6 +2,7 @@ use std::path::PathBuf;
 
 /// Errors of library handling; each names the file concerned.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum LibraryError {
     /// Reading a file or folder failed.
     #[error("{path}: {cause}")]

@@ -2,7 +2,7 @@
 //! directory and a free loopback port, password authentication on). A plain `cargo test` leaves it out and
 //! counts it as ignored; with `--include-ignored` but without PostgreSQL and pgvector it says what is missing
 //! and returns, unless SOUNDALIKE_PG=require (set by .ci/run, which installs them with
-//! scripts/install_pgvector.sh), when it fails.
+//! scripts/deploy/install_pgvector.sh), when it fails.
 
 mod util;
 
@@ -57,7 +57,7 @@ impl Pg {
 
     fn start() -> Option<Pg> {
         let Some(bin) = find_pg() else {
-            let msg = "PostgreSQL test skipped: needs PostgreSQL and pgvector >= 0.8 (bash scripts/install_pgvector.sh)";
+            let msg = "PostgreSQL test skipped: needs PostgreSQL and pgvector >= 0.8 (bash scripts/deploy/install_pgvector.sh)";
             assert!(std::env::var("SOUNDALIKE_PG").as_deref() != Ok("require"), "{msg}");
             eprintln!("{msg}");
             return None;
@@ -143,7 +143,7 @@ fn ids(v: &serde_json::Value) -> Vec<(String, f64)> {
 }
 
 #[test]
-#[ignore = "needs PostgreSQL 15+ with pgvector (sudo bash scripts/install_pgvector.sh; run with --include-ignored)"]
+#[ignore = "needs PostgreSQL 15+ with pgvector (sudo bash scripts/deploy/install_pgvector.sh; run with --include-ignored)"]
 fn push_and_query_from_postgres_match_the_store() {
     let Some(pg) = Pg::start() else { return };
     let d = tempfile::tempdir().unwrap();

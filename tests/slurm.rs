@@ -1,5 +1,5 @@
 //! The sharded embedding on a real Slurm: a single-node cluster (Debian's `slurm-wlm` and `munge`, daemons
-//! started by hand on loopback with their config in a temp folder) runs `scripts/slurm/submit.sh` on
+//! started by hand on loopback with their config in a temp folder) runs `scripts/deploy/slurm/submit.sh` on
 //! `datasets/tiny` with 3 shards; the merged store must be byte-identical to a one-process `embed`, also
 //! after a task killed half-way is submitted again alone. A plain `cargo test` leaves it out and counts it
 //! as ignored; with `--include-ignored` but without Slurm it says so and returns, unless
@@ -161,7 +161,7 @@ fn sharded_embedding_on_slurm_equals_one_process_and_survives_a_killed_task() {
     let out = d.join("merged");
     let o = cluster
         .cmd("bash")
-        .arg(root().join("scripts/slurm/submit.sh"))
+        .arg(root().join("scripts/deploy/slurm/submit.sh"))
         .args([s(&lib), s(&out), "3", s(&model)])
         .current_dir(d)
         .env("SOUNDALIKE_BIN", env!("CARGO_BIN_EXE_soundalike"))
@@ -195,8 +195,8 @@ fn sharded_embedding_on_slurm_equals_one_process_and_survives_a_killed_task() {
     let again = d.join("again");
     let o = run(&["merge", "--out", s(&again), s(&shards.join("shard-0-of-3")), s(&s1), s(&shards.join("shard-2-of-3"))]);
     assert!(!o.status.success() && stderr(&o).contains("did not finish"), "{}", stderr(&o));
-    let task = cluster.sbatch(&["--array=1", s(&root().join("scripts/slurm/embed.sbatch")), s(&lib), s(&shards), "3", s(&model)]);
-    let merge = cluster.sbatch(&[&format!("--dependency=afterok:{task}"), s(&root().join("scripts/slurm/merge.sbatch")), s(&shards), "3", s(&again)]);
+    let task = cluster.sbatch(&["--array=1", s(&root().join("scripts/deploy/slurm/embed.sbatch")), s(&lib), s(&shards), "3", s(&model)]);
+    let merge = cluster.sbatch(&[&format!("--dependency=afterok:{task}"), s(&root().join("scripts/deploy/slurm/merge.sbatch")), s(&shards), "3", s(&again)]);
     assert_eq!(cluster.wait(&merge), "COMPLETED", "{}", cluster.logs());
     same_store(&reference, &again);
 }

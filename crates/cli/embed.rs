@@ -337,7 +337,7 @@ fn check_shard_set(stores: &[std::path::PathBuf]) -> Result<()> {
     let missing: Vec<String> = have.iter().enumerate().filter(|(_, h)| h.is_none()).map(|(k, _)| k.to_string()).collect();
     if !missing.is_empty() {
         bail!(
-            "shard{} {} of {} missing (have {} of them); run the missing task{} again (e.g. `sbatch --array={} scripts/slurm/embed.sbatch ...`), then merge",
+            "shard{} {} of {} missing (have {} of them); run the missing task{} again (e.g. `sbatch --array={} scripts/deploy/slurm/embed.sbatch ...`), then merge",
             if missing.len() > 1 { "s" } else { "" },
             missing.join(", "),
             first.of,

@@ -12,7 +12,7 @@ CORPUS/previews/folk-styles/<style>/<piece>.mp3 and gets a row in CORPUS/tracks.
   kind        `midi:folk-styles` (MIDI rendered through FluidR3_GM, one drawn instrument per piece)
   variant     0; work = the piece; title from the manifest; licence: the music is out of copyright, the
               encodings ship with music21 (see datasets/folk-styles/README.md)
-These productions are training material only: scripts/lpo_eval.py never deals them into a fold, queries them or
+These productions are training material only: scripts/eval/lpo_eval.py never deals them into a fold, queries them or
 counts them as candidates, so the yardstick stays "productions of Debian's archive".
 --max-per-style N keeps N pieces of each style (a seeded draw; the default keeps all): the whole set (2,127 pieces
 of 30 s) would otherwise outnumber the corpus' own 1,127 previews two to one.

@@ -8,7 +8,7 @@ Writes, atomically and resumably (rows already present are kept):
                                    the 50 Million Song Dataset tags (`msd:` columns) and the 50 MagnaTagATune tags
                                    (`mtt:` columns: these name classical, strings, choir... that MSD lacks)
   CORPUS/musicnn_penultimate.csv   id + the MSD model's 200-d penultimate layer, mean over the same patches
-                                   (the pretrained peer in the yardstick, scripts/lpo_eval.py)
+                                   (the pretrained peer in the yardstick, scripts/eval/lpo_eval.py)
   CORPUS/musicnn_mtt_penultimate.csv  the same of the MagnaTagATune model (instruments, voices, textures)
   CORPUS/musicnn_patches.csv       id, start_s, end_s + the MSD model's 200-d penultimate of each 3-s patch (one row
                                    a patch: what `soundalike train --teacher-patches` distils crop by crop)

@@ -1,5 +1,5 @@
 //! Front-end throughput on a list of files, one thread: `decode` (decode + mono + resample) or `mel`
-//! (decode + log-mel). Prints one JSON line. Driven by scripts/bench_frontend.sh.
+//! (decode + log-mel). Prints one JSON line. Driven by scripts/bench/bench_frontend.sh.
 //!
 //! cargo run --release -p soundalike-audio --example bench_frontend -- mel FILE...
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests and benchmarks stop at the first surprise

@@ -5,8 +5,8 @@
 //! filtered-search SQL) and recall@10 against exact f32 search; build time, table and index size. Both vector
 //! precisions (halfvec and vector). Prints one JSON line per precision.
 //!   cargo run --release -p soundalike-db --example bench_pgvector -- URL [N=100000] [VECTORS.f32]
-//! VECTORS.f32: N x 128 little-endian f32 (the last 1,000 are the queries), as `scripts/bench_ann.sh` writes
-//! them, so pgvector sees the same vectors as the other tools (`SOUNDALIKE_BENCH_PG=URL bash scripts/bench_ann.sh`).
+//! VECTORS.f32: N x 128 little-endian f32 (the last 1,000 are the queries), as `scripts/bench/bench_ann.sh` writes
+//! them, so pgvector sees the same vectors as the other tools (`SOUNDALIKE_BENCH_PG=URL bash scripts/bench/bench_ann.sh`).
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests and benchmarks stop at the first surprise
 
 use std::time::Instant;

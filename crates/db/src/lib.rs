@@ -174,7 +174,7 @@ impl Db {
             .await
             .map_err(|e| sql_err(&db.url, "checking pgvector", pg_reason(&e)))?;
         let Some(row) = avail else {
-            return Err(DbError::Incompatible { url: db.url.clone(), reason: "pgvector is not installed on this server (see scripts/install_pgvector.sh)".into() });
+            return Err(DbError::Incompatible { url: db.url.clone(), reason: "pgvector is not installed on this server (see scripts/deploy/install_pgvector.sh)".into() });
         };
         let v: String = row.get(0);
         let mut parts = v.split('.').map(|x| x.parse::<u32>().unwrap_or(0));

@@ -1,5 +1,5 @@
 //! ANN benchmark on synthetic unit vectors (or a .npy matrix): build time, memory, and for several ef:
-//! recall@10 against exact search and single-thread queries/s. Prints JSON. Driven by scripts/bench_ann.sh.
+//! recall@10 against exact search and single-thread queries/s. Prints JSON. Driven by scripts/bench/bench_ann.sh.
 //!
 //! cargo run --release -p soundalike-index --example bench_ann -- N DIM QUERIES [vectors.f32|-] [native|hnsw-rs] [f32|i16]
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests and benchmarks stop at the first surprise
@@ -11,7 +11,7 @@ use soundalike_index::{exact_search, random_unit_vectors, AnnIndex, AnnParams, B
 mod common;
 use common::rss_kb;
 
-/// Search lists tried (the same in scripts/bench_ann.sh for hnswlib and faiss).
+/// Search lists tried (the same in scripts/bench/bench_ann.sh for hnswlib and faiss).
 const EFS: [usize; 10] = [10, 20, 40, 80, 160, 320, 640, 1280, 2560, 5120];
 
 fn main() {

@@ -1,7 +1,7 @@
 //! Memory of opening a store for embedding: the lean writer (what `embed` uses) against the full store
 //! (what `query` uses), on a synthetic journal of N songs with 128-d vectors. Prints one JSON line.
 //!   cargo run --release -p soundalike-index --example bench_store -- [N=200000] [MODE=writer|store]
-//! Run each mode in its own process (scripts/bench_store.sh) so one's allocations do not hide the other's.
+//! Run each mode in its own process (scripts/bench/bench_store.sh) so one's allocations do not hide the other's.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests and benchmarks stop at the first surprise
 
 use std::time::Instant;

@@ -45,7 +45,7 @@ pub enum Precision {
     F32,
     /// 16-bit fixed point with one f32 scale per vector (`v_i = scale * q_i`, `scale = max |v_i| / 32767`):
     /// 2 bytes per value, each within `scale / 2` of its f32, so a cosine moves by about 1e-5. Measured
-    /// (`scripts/bench_ann.sh`): about 0.8x the raw f32 vectors in memory instead of 1.28x, faster builds and
+    /// (`scripts/bench/bench_ann.sh`): about 0.8x the raw f32 vectors in memory instead of 1.28x, faster builds and
     /// searches (a search reads half the bytes), recall on real song vectors within 0.001 of f32's.
     I16,
 }

@@ -1,5 +1,5 @@
 //! Training and inference throughput of the default network in burn (on the CPU, flex, by default; on a GPU
-//! with `wgpu` when built with `--features wgpu`), on tiles read from a file, for scripts/bench_train.sh
+//! with `wgpu` when built with `--features wgpu`), on tiles read from a file, for scripts/bench/bench_train.sh
 //! (which runs PyTorch on the same tiles in the same run).
 //!   bench_train train|infer TILES.f32 LABELS.u8 N_CLASSES BATCH STEPS [DEVICE=cpu]
 //! TILES.f32: N x 128 x 128 little-endian f32 (normalised tiles); LABELS.u8: N class indices.

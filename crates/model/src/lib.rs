@@ -137,7 +137,7 @@ pub fn device_from_name(name: &str) -> Result<Device> {
 /// Makes glibc keep freed memory for reuse instead of returning each large tensor buffer to the kernel.
 /// By default every buffer over 128 kB is a fresh `mmap`, so each layer of each batch page-faults its
 /// output in again (and flushes TLBs on both cores when it is unmapped): measured here, that cost a third
-/// of inference time (`scripts/bench_train.sh`: 116 -> 168 tiles/s) and a quarter of training time.
+/// of inference time (`scripts/bench/bench_train.sh`: 116 -> 168 tiles/s) and a quarter of training time.
 /// Call once at start-up, before threads are spawned. A no-op off glibc.
 pub fn tune_allocator() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]

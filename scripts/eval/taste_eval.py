@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
 """Simulated listeners with a known taste, and how well `soundalike taste` learns it.
 
-    python3 scripts/taste_eval.py --store STORE --logmel-store LSTORE --likes-groups 2 --out OUT.json \
+    python3 scripts/eval/taste_eval.py --store STORE --logmel-store LSTORE --likes-groups 2 --out OUT.json \
         [--bin target/release/soundalike] [--marks 5,10,20,50] [--seeds 0,...,9] [--name NAME]
 
-STORE and LSTORE are the two stores `scripts/cluster_eval.py` builds (the model's vectors, and plain log-mel
+STORE and LSTORE are the two stores `scripts/eval/cluster_eval.py` builds (the model's vectors, and plain log-mel
 statistics), whose `group` is the ground truth (style, soundtrack). For each seed a listener likes
 `--likes-groups` groups drawn at random and dislikes the rest; with N marks (half likes, rounded up, half
 dislikes, drawn at random; a seed's marks at a smaller N are the first of those at a larger N), `taste mark` + `taste discover` (the classifier kept by cross-validation) rank

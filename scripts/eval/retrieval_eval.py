@@ -3,7 +3,7 @@
 the same group (e.g. the same soundtrack), against the share expected by chance.
 
     soundalike export STORE --format jsonl --out songs.jsonl
-    python3 scripts/retrieval_eval.py songs.jsonl [--split models/default/split.json --part test] [-k 5]
+    python3 scripts/eval/retrieval_eval.py songs.jsonl [--split models/default/split.json --part test] [-k 5]
 
 With --split, only songs of that part are queries (songs the model never trained on); every song is a candidate.
 """

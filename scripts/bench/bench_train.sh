@@ -4,14 +4,14 @@
 # uses) and the same network in PyTorch
 # (CPU), on the same real tiles, same batch, same thread count, back to back in one run; peak memory of
 # each (every measurement in its own process).
-#   bash scripts/bench_train.sh [THREADS=2] [BATCH=32] [OUT=target/bench_train.json] [DEVICE=cpu]
+#   bash scripts/bench/bench_train.sh [THREADS=2] [BATCH=32] [OUT=target/bench_train.json] [DEVICE=cpu]
 # DEVICE=wgpu|vulkan: soundalike on burn's wgpu backend (built with --features DEVICE) against PyTorch on CUDA.
 # SOUNDALIKE_BIN_DIR=DIR: use DIR/soundalike and DIR/bench_train as built (e.g. on a machine without cargo)
 # instead of building them here.
 # Needs: pip install numpy torch. Tiles: every 128x128 tile of the 30 clips in datasets/tiny (log-mel by
 # soundalike's front end, normalised per tile as training does), labelled by soundtrack.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 threads="${1:-2}"; batch="${2:-32}"; out="${3:-target/bench_train.json}"; device="${4:-cpu}"
 train_steps=30; infer_steps=60
 tmp="$(mktemp -d)"; trap 'rm -rf "$tmp"' EXIT

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """How well `soundalike clusters` recovers a library's true groups, against two baselines.
 
-    python3 scripts/cluster_eval.py --library DIR --labels CSV --label-column COL --out OUT_DIR \
+    python3 scripts/eval/cluster_eval.py --library DIR --labels CSV --label-column COL --out OUT_DIR \
         [--bin target/release/soundalike] [--model models/default] [--k K] [--seeds 0,1,2,3,4]
 
 1. Embeds the library with the model (the label column becomes each song's group in the store).

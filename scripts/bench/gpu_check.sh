@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The GPU path end to end, on a machine with a GPU, for a soundalike built with `--features wgpu`:
-#   bash scripts/gpu_check.sh [BIN=target/release/soundalike] [OUT=target/gpu_check.json]
+#   bash scripts/bench/gpu_check.sh [BIN=target/release/soundalike] [OUT=target/gpu_check.json]
 # 1. embeds datasets/tiny with the shipped model on the CPU and on the GPU (burn's wgpu backend) and
 #    compares every song's vector (the two must agree to rounding);
 # 2. trains the same small model on datasets/tiny on the GPU and on the CPU (same seed and settings; the
@@ -8,7 +8,7 @@
 # 3. evaluates the GPU-trained model on both devices (the two reports must agree).
 # Exits non-zero when a check fails. Needs python3 (no packages).
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 bin="$(realpath "${1:-target/release/soundalike}")"; out="${2:-target/gpu_check.json}"
 tmp="$(mktemp -d)"; trap 'rm -rf "$tmp"' EXIT
 lib=datasets/tiny; labels=(--labels datasets/tiny/tracks.csv --label-column source)

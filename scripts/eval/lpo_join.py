@@ -8,7 +8,7 @@ queries see that fold's model) or a baseline: `msd`, `mtt` (musicnn's penultimat
 `logmel` (log-mel statistics, z-scored). Tells whether two embeddings know different things: a join that
 scores above both parts does.
 
-    python3 scripts/lpo_join.py CORPUS --out target/lpo --folds-from R-rel10-msd \\
+    python3 scripts/eval/lpo_join.py CORPUS --out target/lpo --folds-from R-rel10-msd \\
         --join "R-rel10-msd+0.5*msd" --join "R-rel10-msd+R-rel10-msd-seed1" [--mtt CORPUS/musicnn_mtt_penultimate.csv]
 """
 import argparse, json, os, sys

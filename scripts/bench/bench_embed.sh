@@ -3,10 +3,10 @@
 #   soundalike embed (decode + log-mel + CNN + mean + store) over every preview, peak memory included, and
 #   the pretrained musicnn tagger (TensorFlow) extracting its 200-d penultimate embeddings from the same files
 #   (graph built once, all 3-s patches of a file in one batch, mean per song).
-#   bash scripts/bench_embed.sh [PREVIEWS_DIR] [MUSICNN_FILES=40] [OUT=target/bench_embed.json]
+#   bash scripts/bench/bench_embed.sh [PREVIEWS_DIR] [MUSICNN_FILES=40] [OUT=target/bench_embed.json]
 # musicnn needs: pip install tensorflow-cpu tf-keras librosa && pip install --no-deps musicnn
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 dir="${1:-../shared/datasets/soundtracks/previews}"; nm="${2:-40}"; out="${3:-target/bench_embed.json}"
 cargo build -q   # the dev profile compiles dependencies and hot crates at opt-level 3 (Cargo.toml)
 tmp="$(mktemp -d)"

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # A/B of training and inference throughput between an earlier revision and the working tree, on the same
 # tiles, alternating runs (for refactors that must not change speed; PyTorch is the peer in bench_train.sh).
-#   bash scripts/bench_ab.sh REV [THREADS=2] [BATCH=32] [ROUNDS=2]
+#   bash scripts/bench/bench_ab.sh REV [THREADS=2] [BATCH=32] [ROUNDS=2]
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 rev="$1"; threads="${2:-2}"; batch="${3:-32}"; rounds="${4:-2}"
 wt="target/ab-$(git rev-parse --short "$rev")"
 [ -d "$wt" ] || git worktree add -q --detach "$wt" "$rev"

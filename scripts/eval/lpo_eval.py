@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Leave-productions-out yardstick: does a model find songs of the same production among music it never heard?
 
-    python3 scripts/lpo_eval.py CORPUS --out target/lpo [--folds 5] [--run 0,1] [--bin target/release/soundalike]
+    python3 scripts/eval/lpo_eval.py CORPUS --out target/lpo [--folds 5] [--run 0,1] [--bin target/release/soundalike]
         [--train-args "--epochs 14 ..."] [--variant NAME] [--no-train]
 
 CORPUS is what datasets/debian-music/build.py + tag.py made (labels.csv, teacher_tags.csv,

@@ -4,12 +4,12 @@
 # hnswlib and faiss HNSW, side by side in one run: build time
 # (2 threads), single-thread queries/s and recall@10 at several ef, memory over the raw vectors.
 # The hnsw_rs build is skipped above 200,000 vectors (about 25 minutes at 1M on 2 cores).
-#   bash scripts/bench_ann.sh [N=100000] [OUT=target/bench_ann.json]
-#   bash scripts/bench_ann.sh STORE_DIR [OUT]    real song vectors of a store (a tenth held out as queries)
+#   bash scripts/bench/bench_ann.sh [N=100000] [OUT=target/bench_ann.json]
+#   bash scripts/bench/bench_ann.sh STORE_DIR [OUT]    real song vectors of a store (a tenth held out as queries)
 # Needs: pip install numpy hnswlib faiss-cpu. With SOUNDALIKE_BENCH_PG=postgres://... (a scratch database with
 # pgvector 0.8), pgvector joins the table (crates/db/examples/bench_pgvector.rs; ef up to its limit, 1000).
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 n="${1:-100000}"; out="${2:-target/bench_ann.json}"; dim=128; nq=1000
 tmp="$(mktemp -d)"
 if [ -d "$n" ]; then

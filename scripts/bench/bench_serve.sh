@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Load check of `soundalike serve` on loopback: similar-song queries (k=10) for every song of a store in
 # turn, with wrk (apt-get install wrk), for a bounded time. Writes requests/s and latency percentiles.
-#   bash scripts/bench_serve.sh [STORE=target/demo-store] [SECONDS=10] [CONNECTIONS=16] [OUT=target/bench_serve.json]
+#   bash scripts/bench/bench_serve.sh [STORE=target/demo-store] [SECONDS=10] [CONNECTIONS=16] [OUT=target/bench_serve.json]
 # The server and wrk share this machine's cores; the binary is the dev profile (dependencies and the
 # index crate at opt-level 3), as `cargo run` builds it. SOUNDALIKE_BIN=PATH serves with another binary
 # (say an older build, to compare two in one session; run them alternately).
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 store="${1:-target/demo-store}"; secs="${2:-10}"; conns="${3:-16}"; out="${4:-target/bench_serve.json}"
 command -v wrk >/dev/null || { echo "needs wrk: apt-get install wrk" >&2; exit 1; }
 bin="${SOUNDALIKE_BIN:-target/debug/soundalike}"
@@ -18,7 +18,7 @@ pid=$!
 trap 'kill $pid 2>/dev/null; rm -rf "$tmp"' EXIT
 for _ in $(seq 100); do grep -q http "$tmp/log" && break; sleep 0.1; done
 url=$(grep -o 'http://[^ ]*' "$tmp/log" | head -1)
-python3 scripts/wrk_similar.py lua "$url" "$tmp/ids.lua"
+python3 scripts/bench/wrk_similar.py lua "$url" "$tmp/ids.lua"
 wrk -t1 -c"$conns" -d"${secs}s" --latency -s "$tmp/ids.lua" "$url" | tee "$tmp/wrk.txt"
 songs=$(python3 -c "import json,urllib.request; print(json.load(urllib.request.urlopen('${url}api/health'))['songs'])")
 python3 - "$tmp/wrk.txt" "$out" "$secs" "$conns" "$songs" <<'PY'

@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """wrk helpers shared by the serve benchmarks.
 
-    python3 scripts/wrk_similar.py lua URL OUT.lua      a wrk script asking GET /api/similar?k=10 for every
+    python3 scripts/bench/wrk_similar.py lua URL OUT.lua      a wrk script asking GET /api/similar?k=10 for every
                                                         song of the server's map in turn
-    python3 scripts/wrk_similar.py parse SECONDS WRK_OUTPUT...   sums the JSON lines of several wrk runs
+    python3 scripts/bench/wrk_similar.py parse SECONDS WRK_OUTPUT...   sums the JSON lines of several wrk runs
 """
 import json, re, sys, urllib.parse, urllib.request
 

@@ -3,7 +3,7 @@
 # Debian 12 ships pgvector 0.4, and `query --db` needs 0.8's iterative index scans (a filtered HNSW search
 # that still returns k). Reproducible: the source is fetched with apt (signature-checked Release, checksums
 # from the .dsc) at a pinned version, and its tarball's SHA-256 is checked here. Needs root (or sudo).
-#   bash scripts/install_pgvector.sh
+#   bash scripts/deploy/install_pgvector.sh
 set -euo pipefail
 PG=15
 VERSION=0.8.0-1

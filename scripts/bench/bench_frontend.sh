@@ -4,10 +4,10 @@
 #   (both in one Python process), ffmpeg decoding every file in one process.
 # Plus the same for a 44.1 kHz stereo copy of the files (resampling path).
 #
-#   bash scripts/bench_frontend.sh [PREVIEWS_DIR] [OUT.json]
+#   bash scripts/bench/bench_frontend.sh [PREVIEWS_DIR] [OUT.json]
 # Needs: python3 with librosa + soundfile (pip install librosa soundfile), ffmpeg, taskset.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 dir="${1:-../shared/datasets/soundtracks/previews}"
 out="${2:-target/bench_frontend.json}"
 mapfile -t files < <(find "$dir" -name '*.mp3' | sort)

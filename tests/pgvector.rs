@@ -9,7 +9,7 @@ mod util;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use soundalike_index::{normalise, random_unit_vectors, SongRecord, StoreHeader, StoreWriter, STORE_FORMAT_VERSION};
+use soundalike_recommend::{normalise, random_unit_vectors, SongRecord, StoreHeader, StoreWriter, STORE_FORMAT_VERSION};
 use util::*;
 
 struct Pg {
@@ -109,7 +109,7 @@ fn synthetic_store(dir: &Path, n: usize, rare: usize, fingerprint: &str) {
         labels: vec![],
         dim: 128,
         library_root: "/music".into(),
-        metadata_version: soundalike_index::METADATA_VERSION,
+        metadata_version: soundalike_recommend::METADATA_VERSION,
     };
     let v = random_unit_vectors(n, 128, 99);
     let mut w = StoreWriter::open_or_create(dir, header).unwrap();
@@ -194,7 +194,7 @@ fn push_and_query_from_postgres_match_the_store() {
     let smaller = d.path().join("smaller");
     copy_dir(&store, &smaller);
     {
-        let mut w = StoreWriter::open_or_create(&smaller, soundalike_index::Store::open(&store).unwrap().header).unwrap();
+        let mut w = StoreWriter::open_or_create(&smaller, soundalike_recommend::Store::open(&store).unwrap().header).unwrap();
         for id in &all[..5] {
             w.remove(id).unwrap();
         }

@@ -125,7 +125,7 @@ fn index_rebuild_with_bad_settings_keeps_the_index_and_store_check_repairs() {
     library(&lib, 8);
     assert!(run(&["embed", s(&lib), "--out", s(&store)]).status.success());
     assert!(run(&["index", s(&store)]).status.success());
-    let ix = soundalike_index_file(&store);
+    let ix = soundalike_recommend_file(&store);
     let before = std::fs::read(&ix).unwrap();
     let o = run(&["index", s(&store), "--rebuild", "--m", "1"]);
     assert_ne!(o.status.code(), Some(0));
@@ -145,7 +145,7 @@ fn index_rebuild_with_bad_settings_keeps_the_index_and_store_check_repairs() {
     assert_eq!((r["embedded"].as_u64(), r["songs_in_store"].as_u64()), (Some(1), Some(8)), "{r}");
 }
 
-fn soundalike_index_file(store: &std::path::Path) -> std::path::PathBuf {
+fn soundalike_recommend_file(store: &std::path::Path) -> std::path::PathBuf {
     let mut found = None;
     for e in walk(store) {
         if e.file_name().is_some_and(|n| n == "index.bin") {

@@ -145,7 +145,7 @@ pub struct TasteMarkArgs {
     pub from: Option<PathBuf>,
     /// The mark for every song of a playlist given with --from.
     #[arg(long = "as", value_parser = parse_mark)]
-    pub as_mark: Option<soundalike_index::Mark>,
+    pub as_mark: Option<soundalike_recommend::Mark>,
     /// When another process is changing the profile, wait for it instead of stopping.
     #[arg(long)]
     pub wait: bool,
@@ -216,10 +216,10 @@ pub struct TasteDiscoverArgs {
     pub json: bool,
     /// Where a song's genre comes from (tag, predicted or either).
     #[arg(long, default_value = "either", value_parser = parse_genre_source)]
-    pub genre_source: soundalike_index::GenreSource,
+    pub genre_source: soundalike_recommend::GenreSource,
 }
 
-fn parse_mark(s: &str) -> Result<soundalike_index::Mark, String> {
+fn parse_mark(s: &str) -> Result<soundalike_recommend::Mark, String> {
     s.parse()
 }
 
@@ -598,11 +598,11 @@ pub enum PrecisionArg {
     I16,
 }
 
-impl From<PrecisionArg> for soundalike_index::Precision {
+impl From<PrecisionArg> for soundalike_recommend::Precision {
     fn from(p: PrecisionArg) -> Self {
         match p {
-            PrecisionArg::F32 => soundalike_index::Precision::F32,
-            PrecisionArg::I16 => soundalike_index::Precision::I16,
+            PrecisionArg::F32 => soundalike_recommend::Precision::F32,
+            PrecisionArg::I16 => soundalike_recommend::Precision::I16,
         }
     }
 }
@@ -614,11 +614,11 @@ pub enum BuilderArg {
     HnswRs,
 }
 
-impl From<BuilderArg> for soundalike_index::Builder {
+impl From<BuilderArg> for soundalike_recommend::Builder {
     fn from(b: BuilderArg) -> Self {
         match b {
-            BuilderArg::Native => soundalike_index::Builder::Native,
-            BuilderArg::HnswRs => soundalike_index::Builder::HnswRs,
+            BuilderArg::Native => soundalike_recommend::Builder::Native,
+            BuilderArg::HnswRs => soundalike_recommend::Builder::HnswRs,
         }
     }
 }
@@ -709,7 +709,7 @@ pub struct QueryArgs {
     /// column recorded at embed time), `predicted` (the model's predicted genre) or `either` (the tag where
     /// there is one, else the prediction).
     #[arg(long, default_value = "either", value_parser = parse_genre_source)]
-    pub genre_source: soundalike_index::GenreSource,
+    pub genre_source: soundalike_recommend::GenreSource,
 }
 
 #[derive(Args, Debug)]
@@ -730,7 +730,7 @@ pub struct DemoArgs {
     /// column recorded at embed time), `predicted` (the model's predicted genre) or `either` (the tag where
     /// there is one, else the prediction).
     #[arg(long, default_value = "either", value_parser = parse_genre_source)]
-    pub genre_source: soundalike_index::GenreSource,
+    pub genre_source: soundalike_recommend::GenreSource,
 }
 
 #[derive(Args, Debug)]
@@ -775,7 +775,7 @@ pub struct ServeArgs {
     /// column recorded at embed time), `predicted` (the model's predicted genre) or `either` (the tag where
     /// there is one, else the prediction).
     #[arg(long, default_value = "either", value_parser = parse_genre_source)]
-    pub genre_source: soundalike_index::GenreSource,
+    pub genre_source: soundalike_recommend::GenreSource,
     /// Follow the store: when `embed`, `index` or `clusters` change it, load it afresh beside the served
     /// data and swap it in, at most once per this many seconds (0: never; serve what was loaded at start).
     #[arg(long, default_value_t = 3.0, conflicts_with = "db")]
@@ -783,8 +783,8 @@ pub struct ServeArgs {
 }
 
 /// The filters a query's flags ask for around its songs.
-pub fn around(a: &QueryArgs) -> soundalike_index::Around {
-    soundalike_index::Around {
+pub fn around(a: &QueryArgs) -> soundalike_recommend::Around {
+    soundalike_recommend::Around {
         genre: a.genre.clone(),
         same_genre: a.same_genre,
         exclude_same_artist: a.exclude_same_artist,
@@ -793,7 +793,7 @@ pub fn around(a: &QueryArgs) -> soundalike_index::Around {
     }
 }
 
-fn parse_genre_source(s: &str) -> Result<soundalike_index::GenreSource, String> {
+fn parse_genre_source(s: &str) -> Result<soundalike_recommend::GenreSource, String> {
     s.parse()
 }
 

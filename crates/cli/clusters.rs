@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Result};
 use serde_json::json;
-use soundalike_index::{choose_k, kmeans, silhouette, Clustering, KMeansOptions, SongRecord, Store, StoreLock};
+use soundalike_recommend::{choose_k, kmeans, silhouette, Clustering, KMeansOptions, SongRecord, Store, StoreLock};
 
 use crate::args::ClustersArgs;
 
@@ -102,7 +102,7 @@ fn report(c: &Clustering, a: &ClustersArgs, pictures: &[std::path::PathBuf]) {
         c.method,
         c.silhouette.map(|s| format!("{s:.3}")).unwrap_or("-".into())
     );
-    let shares = |v: &[soundalike_index::Share]| v.iter().take(2).map(|s| format!("{} {:.0}%", s.genre, 100.0 * s.share)).collect::<Vec<_>>().join(", ");
+    let shares = |v: &[soundalike_recommend::Share]| v.iter().take(2).map(|s| format!("{} {:.0}%", s.genre, 100.0 * s.share)).collect::<Vec<_>>().join(", ");
     println!("{:>3}  {:>6}  {:>5}  {:>8}  {:<26} {:<26} {:<10} nearest the centre", "#", "songs", "share", "cohesion", "genres (tags)", "genres (model)", "near");
     for s in &c.summaries {
         let cut = |t: String, n: usize| if t.chars().count() > n { format!("{}…", t.chars().take(n - 1).collect::<String>()) } else { t };

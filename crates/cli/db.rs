@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Context, Result};
 use serde_json::json;
 use soundalike_db::{Db, Precision};
-use soundalike_index::Store;
+use soundalike_recommend::Store;
 
 use crate::args::PushArgs;
 

@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use anyhow::Result;
-use soundalike_index::{AnnParams, Catalog, Filters, Method};
+use soundalike_recommend::{AnnParams, Catalog, Filters, Method};
 
 use crate::args::{DemoArgs, EmbedArgs, LabelArgs};
 use crate::output::print_table;

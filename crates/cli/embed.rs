@@ -9,7 +9,7 @@ use anyhow::{bail, Context, Result};
 use rayon::prelude::*;
 use serde_json::json;
 use soundalike_audio::analyze_file;
-use soundalike_index::{ShardInfo, Store, StoreHeader, StoreWriter, STORE_FORMAT_VERSION};
+use soundalike_recommend::{ShardInfo, Store, StoreHeader, StoreWriter, STORE_FORMAT_VERSION};
 use soundalike_library::{fingerprint_file, metadata_from_path, SongFile, SongLabels};
 use soundalike_model::LoadedModel;
 
@@ -29,7 +29,7 @@ pub fn header_for(model: &LoadedModel, library_root: &Path) -> Result<StoreHeade
         labels: model.config.labels.clone(),
         dim: model.config.arch.embedding_dim,
         library_root: std::fs::canonicalize(library_root).unwrap_or_else(|_| library_root.to_path_buf()),
-        metadata_version: soundalike_index::METADATA_VERSION,
+        metadata_version: soundalike_recommend::METADATA_VERSION,
     })
 }
 
@@ -48,7 +48,7 @@ pub struct SongFailure {
     pub reason: String,
 }
 
-/// What a song is called and its genre, by the rules of [`soundalike_index::METADATA_VERSION`].
+/// What a song is called and its genre, by the rules of [`soundalike_recommend::METADATA_VERSION`].
 struct Names {
     title: String,
     artist: Option<String>,
@@ -74,12 +74,12 @@ impl Names {
     }
 }
 
-pub fn embed_one(model: &LoadedModel, device: &soundalike_model::Device, f: &SongFile, e: &SongLabels) -> Result<soundalike_index::SongRecord, SongFailure> {
+pub fn embed_one(model: &LoadedModel, device: &soundalike_model::Device, f: &SongFile, e: &SongLabels) -> Result<soundalike_recommend::SongRecord, SongFailure> {
     let fp = fingerprint_file(&f.path).map_err(|err| SongFailure { kind: "io".into(), reason: err.to_string() })?;
     let a = analyze_file(&f.path, &model.config.frontend).map_err(|err| SongFailure { kind: err.kind().to_string(), reason: err.to_string() })?;
     let emb = model.embed_mel(&a.mel, device);
     let m = Names::of(&a.info.tags, e, &f.rel_path);
-    Ok(soundalike_index::SongRecord {
+    Ok(soundalike_recommend::SongRecord {
         id: f.rel_path.clone(),
         title: m.title,
         artist: m.artist,
@@ -147,7 +147,7 @@ pub fn embed(a: EmbedArgs) -> Result<ExitCode> {
             Some(s) if s.size == f.size => {
                 let old = store.record(&f.rel_path)?;
                 if fingerprint_file(&f.path).ok().as_deref() == Some(old.fingerprint.as_str()) {
-                    store.put(soundalike_index::SongRecord { mtime: f.mtime, ..old })?;
+                    store.put(soundalike_recommend::SongRecord { mtime: f.mtime, ..old })?;
                     retimed += 1;
                 } else {
                     todo.push(i);
@@ -160,7 +160,7 @@ pub fn embed(a: EmbedArgs) -> Result<ExitCode> {
     // A store named by older rules (a folder taken for a genre): its unchanged songs' names and genres are
     // read again from their tags (no decoding), once.
     let mut renamed = 0usize;
-    if store.header.metadata_version < soundalike_index::METADATA_VERSION {
+    if store.header.metadata_version < soundalike_recommend::METADATA_VERSION {
         let again: std::collections::HashSet<usize> = todo.iter().copied().collect();
         let keep: Vec<usize> = mine.iter().copied().filter(|i| !again.contains(i) && store.get(&files[*i].rel_path).is_some()).collect();
         let tags: Vec<_> = keep.par_iter().map(|&i| soundalike_audio::read_file_tags(&files[i].path).unwrap_or_default()).collect();
@@ -168,12 +168,12 @@ pub fn embed(a: EmbedArgs) -> Result<ExitCode> {
             let old = store.record(&files[i].rel_path)?;
             let m = Names::of(t, &entries[i], &files[i].rel_path);
             if (&old.title, &old.artist, &old.album, &old.genre, &old.from_path) != (&m.title, &m.artist, &m.album, &m.genre, &m.from_path) {
-                store.put(soundalike_index::SongRecord { title: m.title, artist: m.artist, album: m.album, genre: m.genre, from_path: m.from_path, ..old })?;
+                store.put(soundalike_recommend::SongRecord { title: m.title, artist: m.artist, album: m.album, genre: m.genre, from_path: m.from_path, ..old })?;
                 renamed += 1;
             }
         }
         store.sync()?;
-        store.set_metadata_version(soundalike_index::METADATA_VERSION)?;
+        store.set_metadata_version(soundalike_recommend::METADATA_VERSION)?;
         if renamed > 0 && !a.json {
             eprintln!("{}: {renamed} songs renamed by the current rules (tags read again; a folder is no longer a genre)", a.out.display());
         }
@@ -214,13 +214,13 @@ pub fn embed(a: EmbedArgs) -> Result<ExitCode> {
     }
     let secs = t0.elapsed().as_secs_f64();
     let (mut index_note, mut clusters_note) = (None, None);
-    let has_clusters = soundalike_index::Clustering::path(&a.out).exists();
+    let has_clusters = soundalike_recommend::Clustering::path(&a.out).exists();
     if (a.index || has_clusters) && !store.is_empty() {
         let full = Store::open(&a.out)?;
         if a.index {
             // Updated in place (inserts and tombstones) when songs changed; untouched when none did. Saved
             // under the lock this writer already holds (taking it again would fail and keep it in memory).
-            let (_, up) = soundalike_index::sync_index_with(&full, &soundalike_index::AnnParams::default(), Some(store.lock()), false)?;
+            let (_, up) = soundalike_recommend::sync_index_with(&full, &soundalike_recommend::AnnParams::default(), Some(store.lock()), false)?;
             index_note = Some(crate::output::describe_update(&up));
         }
         if has_clusters {
@@ -377,7 +377,7 @@ pub fn merge(a: MergeArgs) -> Result<ExitCode> {
         }
     }
     out.compact()?;
-    soundalike_index::sync_index(&out, &soundalike_index::AnnParams::default())?;
+    soundalike_recommend::sync_index(&out, &soundalike_recommend::AnnParams::default())?;
     println!("merged {} stores into {} ({} songs)", shards.len(), a.out.display(), out.len());
     Ok(ExitCode::SUCCESS)
 }
@@ -394,11 +394,11 @@ pub fn export(a: ExportArgs) -> Result<ExitCode> {
     let store = Store::open(&a.store)?;
     let labels = &store.header.labels;
     // The cluster column: empty until `soundalike clusters` has run.
-    let clustering = soundalike_index::Clustering::load(&a.store, &store.header).unwrap_or_else(|e| {
+    let clustering = soundalike_recommend::Clustering::load(&a.store, &store.header).unwrap_or_else(|e| {
         eprintln!("note: no cluster column: {e}");
         None
     });
-    let cluster = |s: &soundalike_index::SongRecord| clustering.as_ref().map(|c| c.place(&s.id, &s.fingerprint, &s.vector));
+    let cluster = |s: &soundalike_recommend::SongRecord| clustering.as_ref().map(|c| c.place(&s.id, &s.fingerprint, &s.vector));
     let mut out = String::new();
     match a.format {
         ExportFormat::Csv => {
@@ -482,10 +482,10 @@ fn write_export(out: &Path, text: &str) -> Result<()> {
 pub fn store(a: crate::args::StoreArgs) -> Result<ExitCode> {
     let crate::args::StoreCommand::Check { store, repair, wait } = a.cmd;
     let check = if repair {
-        let lock = soundalike_index::StoreLock::acquire(&store, wait.into())?;
-        soundalike_index::repair_journal(&store, &lock)?
+        let lock = soundalike_recommend::StoreLock::acquire(&store, wait.into())?;
+        soundalike_recommend::repair_journal(&store, &lock)?
     } else {
-        soundalike_index::check_journal(&store)?
+        soundalike_recommend::check_journal(&store)?
     };
     println!("{}: {} valid records, {} songs, {} damaged lines", store.display(), check.valid_lines, check.songs, check.damaged.len());
     for (n, at, len) in &check.damaged {

@@ -1,7 +1,7 @@
 //! What the commands print: recommendation tables and one-line reports, shared by `query`, `demo`,
 //! `taste`, `embed` and `index`.
 
-use soundalike_index::{IndexUpdate, Recommendation, Scored};
+use soundalike_recommend::{IndexUpdate, Recommendation, Scored};
 
 /// One line for what an index sync did.
 pub fn describe_update(u: &IndexUpdate) -> String {

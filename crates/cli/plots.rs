@@ -137,7 +137,7 @@ pub fn cluster_colour(c: usize) -> RGBColor {
 }
 
 /// Inertia (left axis) and mean silhouette (right axis) against k, the elbow and the chosen k marked.
-pub fn elbow_png(path: &Path, ch: &soundalike_index::KChoice) -> Result<()> {
+pub fn elbow_png(path: &Path, ch: &soundalike_recommend::KChoice) -> Result<()> {
     let (k0, k1) = (ch.curve.first().map_or(1, |p| p.k) as f64, ch.curve.last().map_or(2, |p| p.k) as f64);
     let max_i = ch.curve.iter().map(|p| p.inertia).fold(0f64, f64::max).max(1e-9) * 1.05;
     let sils: Vec<f64> = ch.curve.iter().filter_map(|p| p.silhouette).collect();
@@ -179,7 +179,7 @@ pub fn clusters_png(path: &Path, matrix: &[f32], dim: usize, assign: &[u32], k: 
     let step = n.div_ceil(MOST).max(1);
     let rows: Vec<usize> = (0..n).step_by(step).collect();
     let sample: Vec<f32> = rows.iter().flat_map(|&i| matrix[i * dim..(i + 1) * dim].iter().copied()).collect();
-    let pts = soundalike_index::pca_2d(&sample, dim);
+    let pts = soundalike_recommend::pca_2d(&sample, dim);
     let mut centre = vec![(0f64, 0f64, 0usize); k];
     for (p, &i) in pts.iter().zip(&rows) {
         let c = &mut centre[assign[i] as usize];
@@ -214,7 +214,7 @@ pub fn clusters_png(path: &Path, matrix: &[f32], dim: usize, assign: &[u32], k: 
 }
 
 /// The kept taste classifier's cross-validated ROC curve (left) and confusion matrix (right).
-pub fn taste_png(path: &Path, m: &soundalike_index::TasteModel) -> Result<()> {
+pub fn taste_png(path: &Path, m: &soundalike_recommend::TasteModel) -> Result<()> {
     let Some(cv) = m.cv.iter().find(|s| s.classifier == m.classifier.name()) else { return Ok(()) };
     // ROC points: thresholds from the highest score down.
     let mut s = cv.scores.clone();

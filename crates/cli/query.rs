@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use serde_json::json;
-use soundalike_index::{Answer, AnnParams, Catalog, ClusterScope, Library, LibraryError, Method, Request, Store};
+use soundalike_recommend::{Answer, AnnParams, Catalog, ClusterScope, Library, LibraryError, Method, Request, Store};
 
 use crate::args::{AnnArgs, IndexArgs, QueryArgs};
 use crate::output::{describe_update, print_scored};
@@ -22,15 +22,15 @@ pub fn index(a: IndexArgs) -> Result<ExitCode> {
     }
     let t = std::time::Instant::now();
     let p = params(&a.ann);
-    let lock = soundalike_index::StoreLock::acquire(store.dir(), a.wait.into())?;
+    let lock = soundalike_recommend::StoreLock::acquire(store.dir(), a.wait.into())?;
     // A rebuild builds the new graph beside the saved one, which is replaced by rename once it is done.
-    let what = soundalike_index::sync_index_with(&store, &p, Some(&lock), a.rebuild)?.1;
+    let what = soundalike_recommend::sync_index_with(&store, &p, Some(&lock), a.rebuild)?.1;
     println!(
         "indexed {} songs in {:.2} s ({}) -> {}",
         store.len(),
         t.elapsed().as_secs_f64(),
         describe_update(&what),
-        soundalike_index::index_dir(&a.store).display()
+        soundalike_recommend::index_dir(&a.store).display()
     );
     Ok(ExitCode::SUCCESS)
 }
@@ -190,12 +190,12 @@ fn store_extras(a: &QueryArgs, cat: &Catalog, req: &Request) -> Result<Answer> {
         let seed = a.seed.unwrap_or_else(|| std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64));
         let cs = plan.filters.clusters.clone().unwrap_or_default();
         let rows = cat.random_in_clusters(&cs, a.k, &plan.filters.exclude, seed);
-        rows.iter().enumerate().map(|(i, &r)| cat.scored(i + 1, soundalike_index::dot(&cat.vector(r), &plan.query), &cat.songs()[r].id)).collect::<Result<Vec<_>, _>>()?
+        rows.iter().enumerate().map(|(i, &r)| cat.scored(i + 1, soundalike_recommend::dot(&cat.vector(r), &plan.query), &cat.songs()[r].id)).collect::<Result<Vec<_>, _>>()?
     } else {
         let dir = a.taste.as_ref().context("--taste PROFILE")?;
         let (marks, m, _) = crate::taste::model_for(dir, cat, 0)?;
         let pool = cat.recommend(&plan.query, (a.k * 10).max(200).min(cat.len()), &plan.filters)?;
-        let picked = soundalike_index::rerank(cat, pool, &m, &marks, a.taste_weight, a.min_like, a.k);
+        let picked = soundalike_recommend::rerank(cat, pool, &m, &marks, a.taste_weight, a.min_like, a.k);
         picked.into_iter().map(|(r, _)| cat.scored(r.rank, r.score, r.id)).collect::<Result<Vec<_>, _>>()?
     };
     Ok(Answer { query: plan.rows.iter().map(|&r| cat.view(r)).collect(), clusters: plan.filters.clusters, results })

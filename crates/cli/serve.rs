@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 
 use anyhow::Result;
-use soundalike_index::{AnnParams, Catalog, Method};
+use soundalike_recommend::{AnnParams, Catalog, Method};
 use soundalike_server::{AppState, EmbedError, Embedder, Reload, ServerConfig};
 
 use crate::args::ServeArgs;

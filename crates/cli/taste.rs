@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use serde_json::json;
-use soundalike_index::{AnnParams, Catalog, Mark, Method, Profile, Recommendation, TasteModel};
+use soundalike_recommend::{AnnParams, Catalog, Mark, Method, Profile, Recommendation, TasteModel};
 
 use crate::args::{TasteArgs, TasteCommand, TasteDiscoverArgs, TasteFilterArgs, TasteMarkArgs, TasteTrainArgs};
 
@@ -112,7 +112,7 @@ pub fn model_for(profile: &Path, cat: &Catalog, seed: u64) -> Result<(Profile, T
 }
 
 fn train_now(p: &Profile, cat: &Catalog, seed: u64) -> Result<TasteModel> {
-    Ok(soundalike_index::train_taste_on(p, cat, seed, true)?)
+    Ok(soundalike_recommend::train_taste_on(p, cat, seed, true)?)
 }
 
 fn train(a: TasteTrainArgs) -> Result<ExitCode> {
@@ -120,7 +120,7 @@ fn train(a: TasteTrainArgs) -> Result<ExitCode> {
     let (profile, store) = (profile.as_path(), store.as_path());
     let cat = open(store)?;
     let Some(p) = Profile::load(profile, &cat.header)? else { bail!("{}: no marks yet", profile.display()) };
-    let _lock = Profile::lock(profile, soundalike_index::LockWait::No)?;
+    let _lock = Profile::lock(profile, soundalike_recommend::LockWait::No)?;
     let m = train_now(&p, &cat, seed)?;
     m.save(profile)?;
     let png = profile.join("taste.png");
@@ -255,7 +255,7 @@ fn discover(a: TasteDiscoverArgs) -> Result<ExitCode> {
         genre.as_deref().is_none_or(|x| eq(g, x)) && (!other_genres || !liked_genres.iter().any(|x| eq(g, x)))
     };
     let picks: Vec<(f32, Recommendation)> =
-        soundalike_index::discover(&cat, &p, &model, k, max_per, &keep).into_iter().enumerate().map(|(i, (r, pl))| (pl, cat.recommendation(r, i + 1, pl))).collect();
+        soundalike_recommend::discover(&cat, &p, &model, k, max_per, &keep).into_iter().enumerate().map(|(i, (r, pl))| (pl, cat.recommendation(r, i + 1, pl))).collect();
     if let Some(path) = &m3u {
         let mut body = String::from("#EXTM3U\n");
         for (_, r) in &picks {

@@ -34,7 +34,7 @@ v /= np.linalg.norm(v, axis=1, keepdims=True)
 v.tofile(p)
 PY
 fi
-cargo build --release -q -p soundalike-index --example bench_ann
+cargo build --release -q -p soundalike-recommend --example bench_ann
 ours=$(RAYON_NUM_THREADS=2 target/release/examples/bench_ann "$n" "$dim" "$nq" "$tmp/v.f32" native)
 ours="$ours"$'\n'"$(RAYON_NUM_THREADS=2 target/release/examples/bench_ann "$n" "$dim" "$nq" "$tmp/v.f32" native i16)"
 if [ "$n" -le 200000 ]; then

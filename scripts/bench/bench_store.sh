@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 n="${1:-200000}"; out="${2:-target/bench_store.json}"
-cargo build --release -q -p soundalike-index --example bench_store
+cargo build --release -q -p soundalike-recommend --example bench_store
 bin=target/release/examples/bench_store
 "$bin" "$n" writer >/dev/null   # creates the synthetic store once
 w=$("$bin" "$n" writer); s=$("$bin" "$n" store)

@@ -12,7 +12,7 @@
 use std::time::Instant;
 
 use soundalike_db::{Db, DbCatalog, Precision};
-use soundalike_index::{exact_search, normalise, random_unit_vectors, Filters, SongRecord, Store, StoreHeader, StoreWriter, STORE_FORMAT_VERSION};
+use soundalike_recommend::{exact_search, normalise, random_unit_vectors, Filters, SongRecord, Store, StoreHeader, StoreWriter, STORE_FORMAT_VERSION};
 
 fn main() {
     let a: Vec<String> = std::env::args().skip(1).collect();
@@ -36,7 +36,7 @@ fn main() {
             labels: vec![],
             dim,
             library_root: "/music".into(),
-            metadata_version: soundalike_index::METADATA_VERSION,
+            metadata_version: soundalike_recommend::METADATA_VERSION,
         };
         let mut w = StoreWriter::open_or_create(&dir, header).expect("store");
         for i in 0..nb {

@@ -12,7 +12,7 @@
 //! ```no_run
 //! # async fn f() -> Result<(), soundalike_db::DbError> {
 //! use soundalike_db::{push, Db, DbCatalog, Precision};
-//! let store = soundalike_index::Store::open(std::path::Path::new("my-store")).unwrap();
+//! let store = soundalike_recommend::Store::open(std::path::Path::new("my-store")).unwrap();
 //! let db = Db::connect("postgres://me:secret@localhost/music", 4).await?;
 //! push(&db, &store, Precision::Half).await?;
 //! let cat = DbCatalog::open(db, Some(&store.header.model_fingerprint)).await?;
@@ -26,7 +26,7 @@ use std::collections::{HashMap, HashSet};
 
 use deadpool_postgres::{GenericClient, Manager, ManagerConfig, Pool, RecyclingMethod};
 use futures_util::SinkExt;
-use soundalike_index::{Answer, ClusterScope, Filters, GenreSource, Library, LibraryError, LibraryStats, Request, Scored, SongRecord, SongView, Store};
+use soundalike_recommend::{Answer, ClusterScope, Filters, GenreSource, Library, LibraryError, LibraryStats, Request, Scored, SongRecord, SongView, Store};
 use tokio_postgres::NoTls;
 
 /// Version of the table layout.
@@ -463,7 +463,7 @@ impl DbCatalog {
         self.db.url()
     }
 
-    /// Where a song's genre comes from (as [`soundalike_index::Catalog::use_genres`]).
+    /// Where a song's genre comes from (as [`soundalike_recommend::Catalog::use_genres`]).
     pub fn use_genres(&mut self, source: GenreSource) {
         self.genre_source = source;
     }
@@ -609,14 +609,14 @@ impl DbCatalog {
     }
 
     /// The query vector of a request: the L2-normalised sum of the stored vectors of the songs `ids` and of
-    /// `extra` vectors (a new file), as [`soundalike_index::Catalog::centroid`] makes it from a store.
+    /// `extra` vectors (a new file), as [`soundalike_recommend::Catalog::centroid`] makes it from a store.
     pub async fn centroid(&self, ids: &[&str], extra: &[&[f32]]) -> Result<Vec<f32>> {
         let mut q = vec![0f32; self.meta.dim];
         for id in ids {
             self.vector(id).await?.iter().zip(q.iter_mut()).for_each(|(x, a)| *a += x);
         }
         extra.iter().for_each(|v| v.iter().zip(q.iter_mut()).for_each(|(x, a)| *a += x));
-        soundalike_index::normalise(&mut q);
+        soundalike_recommend::normalise(&mut q);
         Ok(q)
     }
 

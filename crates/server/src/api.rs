@@ -13,7 +13,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
-use soundalike_index::{Catalog, Filters, IndexError, Library, LibraryError, LibraryStats, SongView};
+use soundalike_recommend::{Catalog, Filters, IndexError, Library, LibraryError, LibraryStats, SongView};
 use tower::ServiceExt;
 use tower_http::services::ServeFile;
 use tower_http::timeout::TimeoutLayer;
@@ -120,7 +120,7 @@ impl Library for Served {
     fn search(&self, text: &str, limit: usize) -> impl std::future::Future<Output = Result<Vec<SongView>, LibraryError>> + Send {
         Library::search(&self.cat, text, limit)
     }
-    fn recommend(&self, req: &soundalike_index::Request) -> impl std::future::Future<Output = Result<soundalike_index::Answer, LibraryError>> + Send {
+    fn recommend(&self, req: &soundalike_recommend::Request) -> impl std::future::Future<Output = Result<soundalike_recommend::Answer, LibraryError>> + Send {
         Library::recommend(&self.cat, req)
     }
 }
@@ -163,7 +163,7 @@ impl crate::routes::Backend for AppState {
     }
     /// Plain answers from the catalog; with `taste`, a wider pool re-ranked by the served profile (never a
     /// disliked song), each result with the listener's mark.
-    async fn similar(&self, req: soundalike_index::Request, taste: bool) -> ApiResult<Value> {
+    async fn similar(&self, req: soundalike_recommend::Request, taste: bool) -> ApiResult<Value> {
         let sv = self.served();
         let cat = &sv.cat;
         let guard = self.taste.as_ref().map(|t| t.lock().unwrap_or_else(|e| e.into_inner()));
@@ -172,7 +172,7 @@ impl crate::routes::Backend for AppState {
                 let Some(model) = &t.model else { return Err(bad("taste: mark a song you like first")) };
                 let plan = cat.plan(&req)?;
                 let pool = cat.recommend(&plan.query, (req.k * 10).max(200).min(cat.len()), &plan.filters)?;
-                let picked = soundalike_index::rerank(cat, pool, model, &t.profile, TASTE_WEIGHT, None, req.k);
+                let picked = soundalike_recommend::rerank(cat, pool, model, &t.profile, TASTE_WEIGHT, None, req.k);
                 let results = picked.into_iter().map(|(r, p)| Ok((cat.scored(r.rank, r.score, r.id)?, Some(p)))).collect::<Result<Vec<_>, LibraryError>>()?;
                 (plan.rows.iter().map(|&r| cat.view(r)).collect::<Vec<_>>(), results)
             }
@@ -394,7 +394,7 @@ fn taste_json(sv: &Served, t: &crate::TasteState) -> Value {
     let for_you: Vec<Value> = t
         .model
         .as_ref()
-        .map(|m| soundalike_index::discover(cat, &t.profile, m, FOR_YOU, 2, &|_| true))
+        .map(|m| soundalike_recommend::discover(cat, &t.profile, m, FOR_YOU, 2, &|_| true))
         .unwrap_or_default()
         .into_iter()
         .enumerate()
@@ -434,7 +434,7 @@ async fn taste_mark(State(st): Shared, body: Result<Json<MarkBody>, JsonRejectio
     let row = sv.cat.row(&b.id).ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no song with id {:?} in this library", b.id)))?;
     let mark = match b.mark.as_str() {
         "none" => None,
-        m => Some(m.parse::<soundalike_index::Mark>().map_err(bad)?),
+        m => Some(m.parse::<soundalike_recommend::Mark>().map_err(bad)?),
     };
     let st2 = st.clone();
     tokio::task::spawn_blocking(move || -> ApiResult<Json<Value>> {
@@ -461,7 +461,7 @@ async fn taste_mark(State(st): Shared, body: Result<Json<MarkBody>, JsonRejectio
     .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
 }
 
-fn clusters_of(sv: &Served) -> ApiResult<&soundalike_index::Clustering> {
+fn clusters_of(sv: &Served) -> ApiResult<&soundalike_recommend::Clustering> {
     sv.clusters.as_ref().ok_or_else(|| ApiError(StatusCode::NOT_FOUND, "this library has no clusters yet (run `soundalike clusters STORE`; serve picks them up)".into()))
 }
 
@@ -504,7 +504,7 @@ async fn cluster(State(st): Shared, q: Result<Query<ClusterQ>, QueryRejection>) 
         Some(n) => {
             let seed = q.seed.unwrap_or_else(|| std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64));
             let rows = cat.random_in_clusters(&[q.id as u32], n, &[], seed);
-            rows.iter().enumerate().map(|(i, &r)| cat.recommendation(r, i + 1, soundalike_index::dot(&cat.vector(r), centre))).collect()
+            rows.iter().enumerate().map(|(i, &r)| cat.recommendation(r, i + 1, soundalike_recommend::dot(&cat.vector(r), centre))).collect()
         }
         None => cat.recommend(centre, n, &Filters { clusters: Some(vec![q.id as u32]), ..Default::default() })?,
     };

@@ -110,7 +110,7 @@ impl crate::routes::Backend for DbState {
                        "source": "the database, read per request (the map: at start)"},
         })
     }
-    async fn similar(&self, req: soundalike_index::Request, taste: bool) -> ApiResult<Value> {
+    async fn similar(&self, req: soundalike_recommend::Request, taste: bool) -> ApiResult<Value> {
         if taste {
             return Err(ApiError(StatusCode::NOT_FOUND, "cluster and taste filters are served from a store, not from the database".into()));
         }

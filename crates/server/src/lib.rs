@@ -9,7 +9,7 @@
 //! bad parameters get a 4xx with a JSON `{"error": ...}`, never a panic.
 //!
 //! ```no_run
-//! use soundalike_index::{AnnParams, Catalog, Method};
+//! use soundalike_recommend::{AnnParams, Catalog, Method};
 //! use soundalike_server::{run, AppState, ServerConfig};
 //! let cat = Catalog::open(std::path::Path::new("my-store"), Method::Auto, &AnnParams::default()).unwrap();
 //! let state = AppState::new(cat, None, ServerConfig::default()).unwrap(); // no model: uploads off
@@ -18,6 +18,7 @@
 #![warn(missing_docs)]
 
 mod api;
+#[cfg(feature = "db")]
 mod dbserve;
 mod routes;
 
@@ -27,11 +28,12 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, Result};
-use soundalike_index::Catalog;
+use soundalike_recommend::Catalog;
 
 pub use api::{router, POST_HEADER};
+#[cfg(feature = "db")]
 pub use dbserve::{db_router, DbState};
-pub use soundalike_index::pca_2d;
+pub use soundalike_recommend::pca_2d;
 
 /// Turns an audio file that is not in the library into a song vector comparable with the store's.
 pub trait Embedder: Send + Sync + 'static {
@@ -109,7 +111,7 @@ pub struct Served {
     pub(crate) cat: Catalog,
     pub(crate) map_json: Vec<u8>,
     /// The store's clusters (summaries and centroids; each song's cluster is in the catalog).
-    pub(crate) clusters: Option<soundalike_index::Clustering>,
+    pub(crate) clusters: Option<soundalike_recommend::Clustering>,
     /// When it was loaded, and how many times the store has been loaded before it.
     pub(crate) loaded_at: SystemTime,
     pub(crate) generation: u64,
@@ -206,15 +208,15 @@ pub struct AppState {
 /// The listener's marks and the model trained on them; the server holds the profile's lock while it runs.
 pub struct TasteState {
     pub(crate) dir: PathBuf,
-    pub(crate) profile: soundalike_index::Profile,
-    pub(crate) model: Option<soundalike_index::TasteModel>,
-    _lock: soundalike_index::StoreLock,
+    pub(crate) profile: soundalike_recommend::Profile,
+    pub(crate) model: Option<soundalike_recommend::TasteModel>,
+    _lock: soundalike_recommend::StoreLock,
 }
 
 impl TasteState {
     /// Retrains the model on the current marks (none without a like).
     pub(crate) fn retrain(&mut self, cat: &Catalog) -> Result<()> {
-        self.model = if self.profile.counts().0 > 0 { Some(soundalike_index::train_taste_on(&self.profile, cat, 0, false)?) } else { None };
+        self.model = if self.profile.counts().0 > 0 { Some(soundalike_recommend::train_taste_on(&self.profile, cat, 0, false)?) } else { None };
         Ok(())
     }
 }
@@ -301,7 +303,7 @@ impl AppState {
 
 /// Size and modification time of the files a store's state lives in: journal, header, index, clusters.
 fn store_signature(dir: &Path) -> Vec<Option<(u64, SystemTime)>> {
-    let files = [dir.join("songs.jsonl"), dir.join("store.json"), soundalike_index::index_dir(dir).join("index.bin"), soundalike_index::Clustering::path(dir)];
+    let files = [dir.join("songs.jsonl"), dir.join("store.json"), soundalike_recommend::index_dir(dir).join("index.bin"), soundalike_recommend::Clustering::path(dir)];
     files.iter().map(|f| std::fs::metadata(f).ok().map(|m| (m.len(), m.modified().unwrap_or(SystemTime::UNIX_EPOCH)))).collect()
 }
 
@@ -330,8 +332,8 @@ impl AppState {
     /// Serves with a listener's profile folder (created if absent): like/dislike marks from the page are
     /// saved there (atomically; the server holds its lock), and the taste model is retrained on each.
     pub fn with_profile(mut self, dir: &Path) -> Result<AppState> {
-        let lock = soundalike_index::Profile::lock(dir, soundalike_index::LockWait::No).with_context(|| format!("cannot use the profile {}", dir.display()))?;
-        let profile = soundalike_index::Profile::load_or_new(dir, &self.served().cat.header)?;
+        let lock = soundalike_recommend::Profile::lock(dir, soundalike_recommend::LockWait::No).with_context(|| format!("cannot use the profile {}", dir.display()))?;
+        let profile = soundalike_recommend::Profile::load_or_new(dir, &self.served().cat.header)?;
         let mut t = TasteState { dir: dir.to_path_buf(), profile, model: None, _lock: lock };
         t.retrain(&self.served().cat)?;
         self.taste = Some(std::sync::Mutex::new(t));
@@ -349,6 +351,7 @@ pub fn run(state: AppState, host: &str, port: u16, on_ready: impl FnOnce(SocketA
     rt.block_on(serve_router(router(state), header_timeout, host, port, on_ready))
 }
 
+#[cfg(feature = "db")]
 /// `serve --db`: connects to the database (a pool of `pool` connections; refusing another model's vectors
 /// when `model_fingerprint` is given), then serves the page and API from it as [`run`] does.
 #[allow(clippy::too_many_arguments)]
@@ -356,7 +359,7 @@ pub fn run_db(
     url: &str,
     pool: usize,
     model_fingerprint: Option<String>,
-    genre_source: soundalike_index::GenreSource,
+    genre_source: soundalike_recommend::GenreSource,
     embedder_for: impl FnOnce(&soundalike_db::Meta) -> Option<Arc<dyn Embedder>>,
     cfg: ServerConfig,
     host: &str,

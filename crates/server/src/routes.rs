@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{json, Value};
-use soundalike_index::{ClusterScope, Library, LibraryError, Request, Scored, SongView};
+use soundalike_recommend::{ClusterScope, Library, LibraryError, Request, Scored, SongView};
 
 use crate::api::{audio_url, file_in_library, receive_upload, send_audio, unique_ids, ApiError, ApiResult, SearchQ, SimilarOpts, SimilarPost, SongIdQuery, Upload, UploadQ};
 use crate::{Embedder, ServerConfig};
@@ -144,7 +144,7 @@ impl SimilarOpts {
 
 /// The API's answer: the query songs, and each result with its audio address, the listener's mark
 /// (`mark_of`) and, re-ranked by taste, its probability of being liked.
-pub(crate) fn answer_json(query: &[SongView], results: Vec<(Scored, Option<f32>)>, taste: bool, mark_of: &dyn Fn(&str) -> Option<soundalike_index::Mark>) -> Value {
+pub(crate) fn answer_json(query: &[SongView], results: Vec<(Scored, Option<f32>)>, taste: bool, mark_of: &dyn Fn(&str) -> Option<soundalike_recommend::Mark>) -> Value {
     json!({
         "query": query,
         "taste": taste,

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use axum::body::{to_bytes, Body};
 use axum::http::{header, Request, StatusCode};
 use serde_json::{json, Value};
-use soundalike_index::{normalise, AnnParams, Catalog, Method, SongRecord, Store, StoreHeader, STORE_FORMAT_VERSION};
+use soundalike_recommend::{normalise, AnnParams, Catalog, Method, SongRecord, Store, StoreHeader, STORE_FORMAT_VERSION};
 use soundalike_server::{router, AppState, EmbedError, Embedder, ServerConfig, POST_HEADER};
 use tower::ServiceExt;
 
@@ -56,7 +56,7 @@ fn fixture() -> Fixture {
         labels: vec!["x".into(), "y".into()],
         dim: 8,
         library_root: lib.clone(),
-        metadata_version: soundalike_index::METADATA_VERSION,
+        metadata_version: soundalike_recommend::METADATA_VERSION,
     };
     let store_dir = dir.path().join("store");
     let mut store = Store::open_or_create(&store_dir, h).unwrap();

@@ -10,7 +10,7 @@ use rand_xoshiro::rand_core::SeedableRng;
 use linfa::DatasetBase;
 use linfa_clustering::KMeans;
 use ndarray::Array2;
-use soundalike_index::{dot, kmeans, nearest_centroid, normalise, random_unit_vectors, KMeansOptions};
+use soundalike_recommend::{dot, kmeans, nearest_centroid, normalise, random_unit_vectors, KMeansOptions};
 
 fn main() {
     let a: Vec<String> = std::env::args().skip(1).collect();

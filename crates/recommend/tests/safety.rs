@@ -2,7 +2,7 @@
 //! files, and index rebuilds that never leave a store without its index.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests and benchmarks stop at the first surprise
 
-use soundalike_index::*;
+use soundalike_recommend::*;
 
 fn header(dir: &std::path::Path, fp: &str) -> StoreHeader {
     StoreHeader {
@@ -13,7 +13,7 @@ fn header(dir: &std::path::Path, fp: &str) -> StoreHeader {
         labels: vec!["a".into(), "b".into()],
         dim: 4,
         library_root: dir.to_path_buf(),
-        metadata_version: soundalike_index::METADATA_VERSION,
+        metadata_version: soundalike_recommend::METADATA_VERSION,
     }
 }
 

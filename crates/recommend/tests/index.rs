@@ -2,7 +2,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests and benchmarks stop at the first surprise
 
 use proptest::prelude::*;
-use soundalike_index::*;
+use soundalike_recommend::*;
 
 fn header(dir: &std::path::Path, fp: &str) -> StoreHeader {
     StoreHeader {
@@ -13,7 +13,7 @@ fn header(dir: &std::path::Path, fp: &str) -> StoreHeader {
         labels: vec!["a".into(), "b".into()],
         dim: 4,
         library_root: dir.to_path_buf(),
-        metadata_version: soundalike_index::METADATA_VERSION,
+        metadata_version: soundalike_recommend::METADATA_VERSION,
     }
 }
 
@@ -246,7 +246,7 @@ fn quantised_index_holds_half_the_vectors_and_survives_a_round_trip() {
         assert_eq!(b[0].row, qi);
         // Cosines within rounding of the exact ones.
         for h in &b {
-            let exact = soundalike_index::exact_search(&v, dim, q, n, &|r| r == h.row)[0].score;
+            let exact = soundalike_recommend::exact_search(&v, dim, q, n, &|r| r == h.row)[0].score;
             assert!((h.score - exact).abs() < 1e-4, "{} vs {exact}", h.score);
             assert!((small.similarity(q, h.row) - exact).abs() < 1e-4);
         }
@@ -281,7 +281,7 @@ fn index_save_load_roundtrip_and_model_check() {
     let bytes = more.heap_bytes();
     // Vectors plus 2M + 1 = 49 layer-0 words per point, a few upper-layer ones and the lock stripes.
     assert!(bytes >= 301 * dim * 4 && bytes < 301 * (dim + 2 * 49) * 4 + 40_000, "{bytes}");
-    let file = soundalike_index::index_dir(d.path()).join("index.bin");
+    let file = soundalike_recommend::index_dir(d.path()).join("index.bin");
     let good = std::fs::read(&file).unwrap();
     let mut flipped = good.clone();
     let mid = good.len() / 2;

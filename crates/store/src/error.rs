@@ -1,6 +1,6 @@
 use std::path::PathBuf;
 
-/// Errors of the store and index.
+/// Errors of the store (and, through [`From`], of the vector crate's index files).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum IndexError {
@@ -39,12 +39,14 @@ pub enum IndexError {
 /// Result alias.
 pub type Result<T, E = IndexError> = std::result::Result<T, E>;
 
-pub(crate) fn io_err(path: &std::path::Path, e: impl IntoCause) -> IndexError {
+/// An [`IndexError::Io`] about `path`.
+pub fn io_err(path: &std::path::Path, e: impl IntoCause) -> IndexError {
     IndexError::Io { path: path.to_path_buf(), cause: e.into_cause() }
 }
 
 /// What can be the cause of an [`IndexError::Io`]: an `io::Error` as it is, anything else wrapped in one.
-pub(crate) trait IntoCause {
+pub trait IntoCause {
+    /// As an `io::Error`.
     fn into_cause(self) -> std::io::Error;
 }
 
@@ -69,5 +71,17 @@ impl IntoCause for String {
 impl IntoCause for &str {
     fn into_cause(self) -> std::io::Error {
         std::io::Error::other(self.to_string())
+    }
+}
+
+impl From<soundalike_vectors::VectorError> for IndexError {
+    fn from(e: soundalike_vectors::VectorError) -> Self {
+        use soundalike_vectors::VectorError as V;
+        match e {
+            V::Io { path, cause } => IndexError::Io { path, cause },
+            V::Incompatible { path, reason } => IndexError::Incompatible { path, reason },
+            V::Invalid(m) => IndexError::Invalid(m),
+            e => IndexError::Invalid(e.to_string()),
+        }
     }
 }

@@ -1,12 +1,12 @@
 //! ANN benchmark on synthetic unit vectors (or a .npy matrix): build time, memory, and for several ef:
 //! recall@10 against exact search and single-thread queries/s. Prints JSON. Driven by scripts/bench/bench_ann.sh.
 //!
-//! cargo run --release -p soundalike-index --example bench_ann -- N DIM QUERIES [vectors.f32|-] [native|hnsw-rs] [f32|i16]
+//! cargo run --release -p soundalike-recommend --example bench_ann -- N DIM QUERIES [vectors.f32|-] [native|hnsw-rs] [f32|i16]
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests and benchmarks stop at the first surprise
 
 use std::time::Instant;
 
-use soundalike_index::{exact_search, random_unit_vectors, AnnIndex, AnnParams, Builder, Precision};
+use soundalike_recommend::{exact_search, random_unit_vectors, AnnIndex, AnnParams, Builder, Precision};
 
 mod common;
 use common::rss_kb;

@@ -10,8 +10,7 @@ use std::path::{Path, PathBuf};
 use soundalike_core::SplitMix64;
 use serde::{Deserialize, Serialize};
 
-use crate::error::io_err;
-use crate::store::{read_if_exists, write_atomic};
+use soundalike_store::{io_err, read_if_exists, write_atomic};
 use crate::{dot, Catalog, IndexError, LockWait, Recommendation, Result, SongRecord, StoreHeader, StoreLock};
 
 /// Version of a profile's `marks.json` and `taste.json`.

@@ -5,14 +5,13 @@ use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
-use crate::search::{exact_rows, Hit};
+use soundalike_vectors::{exact_rows, Hit};
 use crate::{dot, AnnIndex, AnnParams, IndexError, Result, SongRecord, Store, StoreHeader};
 
 /// Below this many songs, exact search is as fast as the graph and always exact.
 pub const EXACT_BELOW: usize = 2000;
 
-/// Rebuild the graph instead of updating it once this share of its slots are tombstones.
-pub const REBUILD_DEAD_FRACTION: f64 = 0.25;
+use soundalike_vectors::REBUILD_DEAD_FRACTION;
 
 /// How to search.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

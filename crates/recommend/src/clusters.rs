@@ -8,9 +8,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::io_err;
-use crate::kmeans::{KChoice, KMeansFit};
-use crate::store::{read_if_exists, write_atomic};
+use soundalike_store::{io_err, read_if_exists, write_atomic};
+use soundalike_vectors::{KChoice, KMeansFit};
 use crate::{dot, IndexError, Result, SongRecord, StoreHeader};
 
 /// Version of `clusters.json`.
@@ -344,7 +343,7 @@ impl Clustering {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kmeans::{kmeans, KMeansOptions};
+    use soundalike_vectors::{kmeans, KMeansOptions};
 
     fn header() -> StoreHeader {
         StoreHeader {

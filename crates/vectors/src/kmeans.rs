@@ -7,7 +7,7 @@ use soundalike_core::SplitMix64;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::{dot, normalise, IndexError, Result};
+use crate::{dot, normalise, VectorError, Result};
 
 /// Rows per parallel work item (fixed, so sums do not depend on the thread count).
 const CHUNK: usize = 2048;
@@ -79,17 +79,17 @@ pub fn nearest_centroid(centroids: &[f32], dim: usize, v: &[f32]) -> (usize, f32
 
 fn check(data: &[f32], dim: usize, k: usize) -> Result<usize> {
     if dim == 0 || !data.len().is_multiple_of(dim) {
-        return Err(IndexError::Invalid(format!("{} values are not rows of {dim}", data.len())));
+        return Err(VectorError::Invalid(format!("{} values are not rows of {dim}", data.len())));
     }
     let n = data.len() / dim;
     if n == 0 {
-        return Err(IndexError::Invalid("no songs to cluster: the store is empty".into()));
+        return Err(VectorError::Invalid("no songs to cluster: the store is empty".into()));
     }
     if k == 0 {
-        return Err(IndexError::Invalid("k must be at least 1".into()));
+        return Err(VectorError::Invalid("k must be at least 1".into()));
     }
     if k > n {
-        return Err(IndexError::Invalid(format!("k = {k} is more than the {n} songs in the store")));
+        return Err(VectorError::Invalid(format!("k = {k} is more than the {n} songs in the store")));
     }
     Ok(n)
 }
@@ -390,10 +390,10 @@ pub fn elbow(curve: &[CurvePoint]) -> usize {
 pub fn choose_k(data: &[f32], dim: usize, ks: std::ops::RangeInclusive<usize>, opts: &KMeansOptions, curve_rows: usize, silhouette_rows: usize) -> Result<KChoice> {
     let (lo, hi) = (*ks.start(), *ks.end());
     if lo > hi {
-        return Err(IndexError::Invalid(format!("k range {lo}..{hi} is in the wrong order (write the smaller first)")));
+        return Err(VectorError::Invalid(format!("k range {lo}..{hi} is in the wrong order (write the smaller first)")));
     }
     if lo < 2 || hi - lo < 2 {
-        return Err(IndexError::Invalid(format!("k range {lo}..{hi}: it must start at 2 or more and span at least 3 values of k")));
+        return Err(VectorError::Invalid(format!("k range {lo}..{hi}: it must start at 2 or more and span at least 3 values of k")));
     }
     let n = check(data, dim, hi)?;
     let sample: Vec<f32>;

@@ -705,7 +705,7 @@ fn truncate(path: &Path, len: u64) -> Result<()> {
 
 /// Temp file + rename.
 /// The bytes of a file that may not exist yet (`Ok(None)`); any other read error names the path.
-pub(crate) fn read_if_exists(path: &Path) -> Result<Option<Vec<u8>>> {
+pub fn read_if_exists(path: &Path) -> Result<Option<Vec<u8>>> {
     match std::fs::read(path) {
         Ok(b) => Ok(Some(b)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
@@ -714,11 +714,7 @@ pub(crate) fn read_if_exists(path: &Path) -> Result<Option<Vec<u8>>> {
 }
 
 /// Writes `bytes` to `path` atomically ([`soundalike_core::write_atomic`]), naming the path in errors.
-pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     soundalike_core::write_atomic(path, bytes).map_err(|e| io_err(path, e))
 }
 
-/// [`write_atomic`] for content written in pieces ([`soundalike_core::write_atomic_with`]).
-pub(crate) fn write_atomic_with(path: &Path, fill: &mut dyn FnMut(&mut dyn Write) -> std::io::Result<()>) -> Result<()> {
-    soundalike_core::write_atomic_with(path, fill).map_err(|e| io_err(path, e))
-}

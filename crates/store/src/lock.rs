@@ -93,7 +93,7 @@ impl StoreLock {
     /// Removes `.*.tmp` files in the store folder and its `index/` folder that this process did not make.
     fn remove_stale_temp_files(&self) {
         let mine = format!(".{}.tmp", std::process::id());
-        for d in [self.dir().to_path_buf(), crate::index_dir(self.dir())] {
+        for d in [self.dir().to_path_buf(), crate::layout::index_dir(self.dir())] {
             let Ok(rd) = std::fs::read_dir(&d) else { continue };
             for e in rd.flatten() {
                 let name = e.file_name().to_string_lossy().into_owned();

@@ -4,7 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests and benchmarks stop at the first surprise
 
 use proptest::prelude::*;
-use soundalike_index::*;
+use soundalike_recommend::*;
 
 fn header(dir: &std::path::Path) -> StoreHeader {
     StoreHeader {
@@ -15,7 +15,7 @@ fn header(dir: &std::path::Path) -> StoreHeader {
         labels: vec!["a".into(), "b".into()],
         dim: 8,
         library_root: dir.to_path_buf(),
-        metadata_version: soundalike_index::METADATA_VERSION,
+        metadata_version: soundalike_recommend::METADATA_VERSION,
     }
 }
 

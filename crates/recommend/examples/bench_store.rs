@@ -1,12 +1,12 @@
 //! Memory of opening a store for embedding: the lean writer (what `embed` uses) against the full store
 //! (what `query` uses), on a synthetic journal of N songs with 128-d vectors. Prints one JSON line.
-//!   cargo run --release -p soundalike-index --example bench_store -- [N=200000] [MODE=writer|store]
+//!   cargo run --release -p soundalike-recommend --example bench_store -- [N=200000] [MODE=writer|store]
 //! Run each mode in its own process (scripts/bench/bench_store.sh) so one's allocations do not hide the other's.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests and benchmarks stop at the first surprise
 
 use std::time::Instant;
 
-use soundalike_index::{normalise, SongRecord, Store, StoreHeader, StoreWriter, STORE_FORMAT_VERSION};
+use soundalike_recommend::{normalise, SongRecord, Store, StoreHeader, StoreWriter, STORE_FORMAT_VERSION};
 
 mod common;
 use common::rss_kb;
@@ -24,7 +24,7 @@ fn main() {
         labels: (0..10).map(|i| format!("class{i}")).collect(),
         dim: 128,
         library_root: "/music".into(),
-        metadata_version: soundalike_index::METADATA_VERSION,
+        metadata_version: soundalike_recommend::METADATA_VERSION,
     };
     if !dir.join("songs.jsonl").exists() {
         let mut w = StoreWriter::open_or_create(&dir, header.clone()).expect("create");

@@ -1,47 +1,39 @@
-//! Song vectors and "sounds like this" search: the embedding store (append-only journal, atomic
-//! compaction), exact cosine search, and an HNSW index (own construction on flat arrays, or hnsw_rs as the builder).
-//! Also the library's clusters (spherical k-means), its 2-D map (PCA) and a listener's taste (like/dislike
-//! classifiers on the song vectors). No machine-learning dependencies.
+//! Vector maths and search that know nothing of songs: dot products (AVX2 when the CPU has it), exact
+//! search, an HNSW index on flat arrays (hnsw_rs as an optional builder) with atomic save and load,
+//! spherical k-means with the choice of k, and a 2-D PCA.
 //!
 //! ```
-//! use soundalike_index::{exact_search, kmeans, random_unit_vectors, KMeansOptions};
-//! let songs = random_unit_vectors(1000, 128, 7); // 1,000 song vectors, row-major
-//! let query = &songs[..128];
-//! let hits = exact_search(&songs, 128, query, 5, &|_| true);
-//! assert_eq!(hits[0].row, 0); // a song is most like itself
-//! let fit = kmeans(&songs, 128, &KMeansOptions { k: 8, ..Default::default() }).unwrap();
+//! use soundalike_vectors::{exact_search, kmeans, random_unit_vectors, KMeansOptions};
+//! let rows = random_unit_vectors(1000, 128, 7); // 1,000 vectors, row-major
+//! let query = &rows[..128];
+//! let hits = exact_search(&rows, 128, query, 5, &|_| true);
+//! assert_eq!(hits[0].row, 0); // a vector is most like itself
+//! let fit = kmeans(&rows, 128, &KMeansOptions { k: 8, ..Default::default() }).unwrap();
 //! assert_eq!(fit.assign.len(), 1000);
 //! ```
 #![warn(missing_docs)]
 
 mod ann;
-mod catalog;
-mod clusters;
 mod error;
 mod graph;
 mod kmeans;
-mod lock;
 mod pca;
-mod recommend;
 mod search;
-mod store;
-mod taste;
 
 pub use ann::{index_dir, AnnIndex, AnnParams, Builder, Precision, INDEX_FORMAT_VERSION};
-pub use catalog::{sync_index, sync_index_with, Around, Catalog, Filters, GenreSource, IndexUpdate, Method, Recommendation, EXACT_BELOW, REBUILD_DEAD_FRACTION};
-pub use error::{IndexError, Result};
-pub use clusters::{ClusterSummary, Clustering, Medoid, Member, Neighbour, Share, Staleness, CLUSTERS_FILE, CLUSTERS_FORMAT_VERSION, MEDOIDS};
+pub use error::{Result, VectorError};
 pub use kmeans::{choose_k, elbow, kmeans, nearest_centroid, silhouette, CurvePoint, KChoice, KMeansFit, KMeansOptions, SILHOUETTE_MARGIN};
-pub use lock::{LockWait, StoreLock, LOCK_FILE};
 pub use pca::pca_2d;
-pub use recommend::{Answer, ClusterScope, Library, LibraryError, LibraryStats, Plan, Request, Scored, SongView};
-pub use search::{exact_search, Hit};
-pub use taste::{candidates, cross_validate, discover, rerank, roc_auc, train as train_taste, train_on as train_taste_on, Classifier, CvScores, Mark, Marked, Profile, Standardise, TasteModel, BACKGROUND_PER_LIKE, BACKGROUND_POOL, PROFILE_FORMAT_VERSION};
-pub use store::{check_journal, repair_journal, JournalCheck, ShardInfo, SongMeta, SongRecord, Store, StoreHeader, StoreWriter, METADATA_VERSION, STORE_FORMAT_VERSION};
+pub use search::{exact_rows, exact_search, Hit};
+
+/// Rebuild a graph instead of updating it once this share of its slots are tombstones (see
+/// [`AnnIndex::remove`]).
+pub const REBUILD_DEAD_FRACTION: f64 = 0.25;
 
 /// Cosine similarity of two L2-normalised vectors (their dot product). Uses AVX2+FMA when the CPU has them
 /// (checked at run time; the default x86_64 target only assumes SSE2), else eight independent
 /// accumulators, which the compiler maps to SIMD lanes.
+#[inline]
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     #[cfg(target_arch = "x86_64")]
     {

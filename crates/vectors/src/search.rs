@@ -18,7 +18,7 @@ pub fn exact_search(vectors: &[f32], dim: usize, query: &[f32], k: usize, keep: 
 }
 
 /// [`exact_search`] over rows `0..n`, `score(row)` being the row's cosine with the query.
-pub(crate) fn exact_rows(n: usize, score: &dyn Fn(usize) -> f32, k: usize, keep: &dyn Fn(usize) -> bool) -> Vec<Hit> {
+pub fn exact_rows(n: usize, score: &dyn Fn(usize) -> f32, k: usize, keep: &dyn Fn(usize) -> bool) -> Vec<Hit> {
     let mut hits: Vec<Hit> = (0..n).filter(|&r| keep(r)).map(|row| Hit { row, score: score(row) }).collect();
     rank(&mut hits, k);
     hits

@@ -12,8 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::io_err;
 use crate::graph::Graph;
 use crate::search::Hit;
-use crate::store::write_atomic_with;
-use crate::{IndexError, Result};
+use crate::{VectorError, Result};
 
 /// Below this many vectors the graph is built on one thread, deterministically.
 pub const PARALLEL_BUILD_ABOVE: usize = 20_000;
@@ -76,10 +75,10 @@ impl Default for AnnParams {
 impl AnnParams {
     fn validate(&self) -> Result<()> {
         if !(2..=255).contains(&self.m) {
-            return Err(IndexError::Invalid(format!("M must be in 2..=255, got {}", self.m)));
+            return Err(VectorError::Invalid(format!("M must be in 2..=255, got {}", self.m)));
         }
         if self.ef_construction == 0 || self.ef_search == 0 {
-            return Err(IndexError::Invalid("ef_construction and ef_search must be > 0".into()));
+            return Err(VectorError::Invalid("ef_construction and ef_search must be > 0".into()));
         }
         Ok(())
     }
@@ -132,12 +131,12 @@ impl AnnIndex {
     pub fn build_keyed(vectors: &[f32], dim: usize, params: &AnnParams, keys: Vec<String>) -> Result<Self> {
         params.validate()?;
         if dim == 0 || !vectors.len().is_multiple_of(dim) {
-            return Err(IndexError::Invalid(format!("{} values do not make rows of {dim}", vectors.len())));
+            return Err(VectorError::Invalid(format!("{} values do not make rows of {dim}", vectors.len())));
         }
         let n = vectors.len() / dim;
         let keys = if keys.is_empty() { vec![String::new(); n] } else { keys };
         if keys.len() != n {
-            return Err(IndexError::Invalid(format!("{} keys for {n} vectors", keys.len())));
+            return Err(VectorError::Invalid(format!("{} keys for {n} vectors", keys.len())));
         }
         // Small libraries are built in order, so the graph is the same on every run (parallel insertion
         // depends on thread timing).
@@ -155,7 +154,7 @@ impl AnnIndex {
                     data.iter().for_each(|&(v, i)| hnsw.insert_slice((v, i)));
                 }
                 Graph::from_hnsw(&hnsw, n, dim, params.m, params.ef_construction, quantised)
-                    .ok_or_else(|| IndexError::Invalid("hnsw_rs returned a graph that does not hold every vector once".into()))?
+                    .ok_or_else(|| VectorError::Invalid("hnsw_rs returned a graph that does not hold every vector once".into()))?
             }
         };
         Ok(AnnIndex { graph, dead: vec![false; n], n_dead: 0, keys, params: params.clone() })
@@ -164,7 +163,7 @@ impl AnnIndex {
     /// Adds one vector with its key; returns its slot.
     pub fn insert(&mut self, vector: &[f32], key: String) -> Result<usize> {
         if vector.len() != self.graph.dim() {
-            return Err(IndexError::Invalid(format!("vector has {} values, index dim {}", vector.len(), self.graph.dim())));
+            return Err(VectorError::Invalid(format!("vector has {} values, index dim {}", vector.len(), self.graph.dim())));
         }
         let slot = self.graph.insert(vector) as usize;
         self.keys.push(key);
@@ -243,7 +242,7 @@ impl AnnIndex {
 
     fn search_inner(&self, query: &[f32], k: usize, keep_opt: Option<&(dyn Fn(usize) -> bool + Sync)>) -> Result<Vec<Hit>> {
         if query.len() != self.dim() {
-            return Err(IndexError::Invalid(format!("query has {} values, index dim {}", query.len(), self.dim())));
+            return Err(VectorError::Invalid(format!("query has {} values, index dim {}", query.len(), self.dim())));
         }
         if k == 0 || self.is_empty() {
             return Ok(vec![]);
@@ -272,7 +271,7 @@ impl AnnIndex {
         };
         let json = serde_json::to_vec(&meta).map_err(|e| io_err(&idx, e))?;
         let path = idx.join("index.bin");
-        write_atomic_with(&path, &mut |w| {
+        soundalike_core::write_atomic_with(&path, &mut |w| {
             let mut h = HashWriter { inner: w, hash: blake3::Hasher::new() };
             h.write_all(MAGIC)?;
             h.write_all(&INDEX_FORMAT_VERSION.to_le_bytes())?;
@@ -281,7 +280,8 @@ impl AnnIndex {
             self.graph.write_to(&mut h)?;
             let sum = h.hash.finalize();
             h.inner.write_all(sum.as_bytes())
-        })?;
+        })
+        .map_err(|e| io_err(&path, e))?;
         // Files of the older, hnsw_rs-dump format.
         for old in ["index.json", "graph.hnsw.graph", "graph.hnsw.data"] {
             let _ = std::fs::remove_file(idx.join(old));
@@ -294,7 +294,7 @@ impl AnnIndex {
     /// damaged (checksum, sizes, links out of range).
     pub fn load(dir: &Path, model_fingerprint: &str, dim: usize) -> Result<Option<Self>> {
         let path = index_dir(dir).join("index.bin");
-        let bad = |reason: String| IndexError::Incompatible {
+        let bad = |reason: String| VectorError::Incompatible {
             path: path.clone(),
             reason: format!("{reason}; rebuild it with `soundalike index --rebuild STORE`"),
         };
@@ -322,7 +322,7 @@ impl AnnIndex {
         r.read_exact(&mut json).map_err(|_| bad("file is truncated".into()))?;
         let meta: IndexMeta = serde_json::from_slice(&json).map_err(|e| bad(format!("unreadable header: {e}")))?;
         if meta.model_fingerprint != model_fingerprint {
-            return Err(IndexError::Incompatible {
+            return Err(VectorError::Incompatible {
                 path,
                 reason: format!("index built for model {}, store is model {model_fingerprint}", meta.model_fingerprint),
             });

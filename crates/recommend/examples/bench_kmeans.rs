@@ -2,13 +2,13 @@
 //! scattered around 200 hidden centres): the k-means fit at k (with the command's defaults: 4 restarts,
 //! mini-batches above 100,000 vectors, then an exact assignment of every vector), the sampled silhouette,
 //! and optionally the choice of k over a range (on the command's 50,000-vector sample). Prints one JSON line.
-//!   cargo run --release -p soundalike-index --example bench_kmeans -- [N=100000] [K=50] [LO..HI]
+//!   cargo run --release -p soundalike-recommend --example bench_kmeans -- [N=100000] [K=50] [LO..HI]
 //! `BENCH_KMEANS_LLOYD=1` runs full Lloyd iterations whatever N (the comparison for mini-batches).
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests and benchmarks stop at the first surprise
 
 use std::time::Instant;
 
-use soundalike_index::{choose_k, kmeans, normalise, random_unit_vectors, silhouette, KMeansOptions};
+use soundalike_recommend::{choose_k, kmeans, normalise, random_unit_vectors, silhouette, KMeansOptions};
 
 mod common;
 use common::{peak_rss_kb, rss_kb};

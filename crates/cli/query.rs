@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use serde_json::json;
-use soundalike_recommend::{Answer, AnnParams, Catalog, ClusterScope, Library, LibraryError, Method, Request, Store};
+use soundalike_recommend::{Answer, AnnParams, Catalog, ClusterScope, Library, LibraryError, Method, Request, Scored, Store};
 
 use crate::args::{AnnArgs, IndexArgs, QueryArgs};
 use crate::output::{describe_update, print_scored};
@@ -152,18 +152,7 @@ async fn request<L: Library>(a: &QueryArgs, lib: &L, model_name: &str, model_fin
     if let (Some(n), true) = (a.cluster, seeds.is_empty() && extra.is_empty()) {
         describe.push(format!("the centre of cluster {n}"));
     }
-    let around = crate::args::around(a);
-    let req = Request {
-        seeds,
-        extra,
-        k: a.k,
-        genre: around.genre,
-        same_genre: around.same_genre,
-        exclude_same_artist: around.exclude_same_artist,
-        exclude_same_group: around.exclude_same_group,
-        max_per_album: around.max_per_album,
-        clusters,
-    };
+    let req = Request { seeds, extra, k: a.k, around: crate::args::around(a), clusters };
     Ok((req.validate(usize::MAX).map_err(flag_hint)?, describe))
 }
 
@@ -185,18 +174,15 @@ fn flag_hint(e: LibraryError) -> anyhow::Error {
 /// What needs the store itself: songs drawn at random from the request's clusters, or a wider pool of
 /// similar songs re-ranked by a listener's taste (never one the listener disliked).
 fn store_extras(a: &QueryArgs, cat: &Catalog, req: &Request) -> Result<Answer> {
-    let plan = cat.plan(req).map_err(flag_hint)?;
-    let results = if a.random_from_cluster {
-        let seed = a.seed.unwrap_or_else(|| std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64));
-        let cs = plan.filters.clusters.clone().unwrap_or_default();
-        let rows = cat.random_in_clusters(&cs, a.k, &plan.filters.exclude, seed);
-        rows.iter().enumerate().map(|(i, &r)| cat.scored(i + 1, soundalike_recommend::dot(&cat.vector(r), &plan.query), &cat.songs()[r].id)).collect::<Result<Vec<_>, _>>()?
-    } else {
+    if !a.random_from_cluster {
         let dir = a.taste.as_ref().context("--taste PROFILE")?;
         let (marks, m, _) = crate::taste::model_for(dir, cat, 0)?;
-        let pool = cat.recommend(&plan.query, (a.k * 10).max(200).min(cat.len()), &plan.filters)?;
-        let picked = soundalike_recommend::rerank(cat, pool, &m, &marks, a.taste_weight, a.min_like, a.k);
-        picked.into_iter().map(|(r, _)| cat.scored(r.rank, r.score, r.id)).collect::<Result<Vec<_>, _>>()?
-    };
-    Ok(Answer { query: plan.rows.iter().map(|&r| cat.view(r)).collect(), clusters: plan.filters.clusters, results })
+        return Ok(cat.answer_by_taste(req, &m, &marks, a.taste_weight, a.min_like).map_err(flag_hint)?.0);
+    }
+    let plan = cat.plan(req).map_err(flag_hint)?;
+    let seed = a.seed.unwrap_or_else(|| std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64));
+    let cs = plan.filters.clusters.clone().unwrap_or_default();
+    let rows = cat.random_in_clusters(&cs, a.k, &plan.filters.exclude, seed);
+    let results = rows.iter().enumerate().map(|(i, &r)| Scored { rank: i + 1, score: soundalike_recommend::dot(&cat.vector(r), &plan.query), song: cat.view(r) }).collect();
+    Ok(Answer { query: plan.seeds, clusters: plan.filters.clusters, results })
 }

@@ -60,6 +60,9 @@ fn serve_db(a: ServeArgs) -> Result<ExitCode> {
 
 pub fn serve(a: ServeArgs) -> Result<ExitCode> {
     let Some(store) = a.store.clone() else { return serve_db(a) };
+    if !(a.reload_every >= 0.0 && a.reload_every <= 86_400.0) {
+        anyhow::bail!("--reload-every {}: give seconds from 0 (never) to 86400", a.reload_every);
+    }
     let method = if a.exact { Method::Exact } else { Method::Auto };
     let genre_source = a.genre_source;
     // A reload never takes the store's lock (a writer about to start must not find it held) and never
@@ -83,9 +86,6 @@ pub fn serve(a: ServeArgs) -> Result<ExitCode> {
     let cfg = config(&a);
     let songs = cat.len();
     let mut state = AppState::new(cat, embedder, cfg)?;
-    if !(a.reload_every >= 0.0 && a.reload_every <= 86_400.0) {
-        anyhow::bail!("--reload-every {}: give seconds from 0 (never) to 86400", a.reload_every);
-    }
     if a.reload_every > 0.0 {
         let gap = std::time::Duration::from_secs_f64(a.reload_every);
         let dir = store.clone();

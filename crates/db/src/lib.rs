@@ -63,9 +63,12 @@ pub enum DbError {
         /// What does not match.
         reason: String,
     },
-    /// A bad query or song.
+    /// A bad query.
     #[error("{0}")]
     Invalid(String),
+    /// No such song (or no song matches the text).
+    #[error("{0}")]
+    NotFound(String),
     /// A statement failed.
     #[error("{url}: {what}: {reason}")]
     Sql {
@@ -521,7 +524,7 @@ impl DbCatalog {
             .map_err(err)?;
         let exact: Vec<&tokio_postgres::Row> = rows.iter().filter(|r| r.get::<_, String>(1).eq_ignore_ascii_case(q)).collect();
         match (rows.len(), exact.len()) {
-            (0, _) => Err(DbError::Invalid(format!("no song matches {q:?} in {}", self.db.url))),
+            (0, _) => Err(DbError::NotFound(format!("no song matches {q:?} in {}", self.db.url))),
             (1, _) => Ok(self.song(&rows[0])),
             (_, 1) => Ok(self.song(exact[0])),
             _ => Err(DbError::Invalid(format!(
@@ -562,13 +565,16 @@ impl DbCatalog {
         Ok(rows.iter().map(|r| self.song(r)).collect())
     }
 
-    /// Hours of audio and the number of songs of each group, most first.
+    /// Hours of audio and the number of songs of each group, by name.
     pub async fn hours_and_groups(&self) -> Result<(f64, Vec<(String, usize)>)> {
         let c = self.db.client().await?;
         let err = |e: tokio_postgres::Error| sql_err(&self.db.url, "counting hours and groups", pg_reason(&e));
         let secs: f64 = c.query_one(&format!("SELECT coalesce(sum(duration_s), 0)::float8 FROM {SONGS}"), &[]).await.map_err(err)?.get(0);
-        let rows = c.query(&format!("SELECT grp, count(*) FROM {SONGS} WHERE nullif(grp, '') IS NOT NULL GROUP BY 1 ORDER BY 2 DESC, 1"), &[]).await.map_err(err)?;
-        Ok((secs / 3600.0, rows.iter().map(|r| (r.get::<_, String>(0), r.get::<_, i64>(1) as usize)).collect()))
+        let rows = c.query(&format!("SELECT grp, count(*) FROM {SONGS} WHERE nullif(grp, '') IS NOT NULL GROUP BY 1"), &[]).await.map_err(err)?;
+        // Sorted here, byte by byte as the store sorts, not by the database's collation.
+        let mut groups: Vec<(String, usize)> = rows.iter().map(|r| (r.get::<_, String>(0), r.get::<_, i64>(1) as usize)).collect();
+        groups.sort();
+        Ok((secs / 3600.0, groups))
     }
 
     /// The number of songs of each genre (by the genre source), most first.
@@ -604,7 +610,7 @@ impl DbCatalog {
             .query_opt(&format!("SELECT embedding::vector FROM {SONGS} WHERE id = $1"), &[&id])
             .await
             .map_err(|e| sql_err(&self.db.url, "reading a vector", pg_reason(&e)))?
-            .ok_or_else(|| DbError::Invalid(format!("no song with id {id:?}")))?;
+            .ok_or_else(|| DbError::NotFound(format!("no song with id {id:?}")))?;
         Ok(row.get::<_, pgvector::Vector>(0).to_vec())
     }
 
@@ -715,7 +721,7 @@ pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
 impl From<DbError> for LibraryError {
     fn from(e: DbError) -> Self {
         match e {
-            DbError::Invalid(m) if m.starts_with("no song") => LibraryError::NotFound(m),
+            DbError::NotFound(m) => LibraryError::NotFound(m),
             DbError::Invalid(m) => LibraryError::Invalid(m),
             e @ DbError::Connect { .. } => LibraryError::Unavailable(e.to_string()),
             e => LibraryError::Failed(e.to_string()),
@@ -734,15 +740,9 @@ impl DbCatalog {
         for id in &req.seeds {
             seeds.push(self.get(id).await?.ok_or_else(|| LibraryError::NotFound(format!("no song with id {id:?} in this library")))?);
         }
-        if let Some(g) = req.genre.as_deref() {
-            if !self.genres().await?.iter().any(|(x, _)| x.eq_ignore_ascii_case(g)) {
-                return Err(LibraryError::Invalid(format!("no song in this library has genre {g:?}")));
-            }
-        }
+        let genres = if req.around.genre.is_some() { self.genres().await? } else { Vec::new() };
+        req.check_against(self.meta.dim, |g| genres.iter().any(|(x, _)| x.eq_ignore_ascii_case(g)))?;
         let filters = req.filters(&seeds)?;
-        if req.extra.iter().any(|v| v.len() != self.meta.dim) {
-            return Err(LibraryError::Invalid(format!("a query vector does not have the library's {} values", self.meta.dim)));
-        }
         let ids: Vec<&str> = seeds.iter().map(|s| s.id.as_str()).collect();
         let extra: Vec<&[f32]> = req.extra.iter().map(Vec::as_slice).collect();
         let q = self.centroid(&ids, &extra).await?;
@@ -761,10 +761,9 @@ impl Library for DbCatalog {
     }
 
     async fn stats(&self) -> std::result::Result<LibraryStats, LibraryError> {
-        let (songs, mut genres, (hours, mut groups)) = (self.len().await?, self.genres().await?, self.hours_and_groups().await?);
-        // By name, as the store lists them.
+        let (songs, mut genres, (hours, groups)) = (self.len().await?, self.genres().await?, self.hours_and_groups().await?);
+        // By name, as the store lists them (`genres` counts most first, for its other callers).
         genres.sort();
-        groups.sort();
         Ok(LibraryStats { songs, hours, genres, groups, search: "pgvector".into() })
     }
 

@@ -5,13 +5,12 @@ use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
-use soundalike_vectors::{exact_rows, Hit};
+use soundalike_vectors::{exact_rows, Hit, REBUILD_DEAD_FRACTION};
+
 use crate::{dot, AnnIndex, AnnParams, IndexError, Result, SongRecord, Store, StoreHeader};
 
 /// Below this many songs, exact search is as fast as the graph and always exact.
 pub const EXACT_BELOW: usize = 2000;
-
-use soundalike_vectors::REBUILD_DEAD_FRACTION;
 
 /// How to search.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

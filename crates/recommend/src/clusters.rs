@@ -16,7 +16,7 @@ use crate::{dot, IndexError, Result, SongRecord, StoreHeader};
 pub const CLUSTERS_FORMAT_VERSION: u32 = 1;
 
 /// The file in a store folder.
-pub const CLUSTERS_FILE: &str = "clusters.json";
+pub const CLUSTERS_FILE: &str = soundalike_store::layout::CLUSTERS;
 
 /// Songs listed as a cluster's medoids (nearest its centroid).
 pub const MEDOIDS: usize = 5;

@@ -9,7 +9,7 @@
 use std::future::Future;
 
 use crate::catalog::Catalog;
-use crate::{Filters, IndexError};
+use crate::{Around, Filters, IndexError, Profile, TasteModel};
 
 /// One song as every front end shows it (owned: the same from a store or a database).
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
@@ -71,16 +71,9 @@ pub struct Request {
     pub extra: Vec<Vec<f32>>,
     /// How many results.
     pub k: usize,
-    /// Only songs of this genre.
-    pub genre: Option<String>,
-    /// Only songs sharing a query song's genre.
-    pub same_genre: bool,
-    /// None by a query song's artist.
-    pub exclude_same_artist: bool,
-    /// None of a query song's group.
-    pub exclude_same_group: bool,
-    /// At most this many songs per album (or group, where there is no album).
-    pub max_per_album: Option<usize>,
+    /// What may come back around the seed songs: a genre, the seeds' genre, other artists and groups, an
+    /// album cap.
+    pub around: Around,
     /// Which clusters results may come from.
     pub clusters: ClusterScope,
 }
@@ -95,27 +88,30 @@ impl Request {
         if self.k == 0 || self.k > max_k {
             return Err(LibraryError::Invalid(format!("k must be between 1 and {max_k}")));
         }
-        if self.max_per_album == Some(0) {
+        if self.around.max_per_album == Some(0) {
             return Err(LibraryError::Invalid("max_per_album must be at least 1".into()));
         }
-        self.genre = self.genre.map(|g| g.trim().to_string()).filter(|g| !g.is_empty());
+        self.around.genre = self.around.genre.map(|g| g.trim().to_string()).filter(|g| !g.is_empty());
         let mut seen = std::collections::HashSet::new();
         self.seeds.retain(|s| seen.insert(s.clone()));
         Ok(self)
     }
 
+    /// Checks it against a library whose vectors have `dim` values and which knows the genres
+    /// `knows_genre` accepts: the extra vectors' width, and a target genre some song has.
+    pub fn check_against(&self, dim: usize, knows_genre: impl FnOnce(&str) -> bool) -> Result<(), LibraryError> {
+        if self.extra.iter().any(|v| v.len() != dim) {
+            return Err(LibraryError::Invalid(format!("a query vector does not have the library's {dim} values")));
+        }
+        match self.around.genre.as_deref() {
+            Some(g) if !knows_genre(g) => Err(LibraryError::Invalid(format!("no song in this library has genre {g:?}"))),
+            _ => Ok(()),
+        }
+    }
+
     /// The filters it asks for around its seed songs (as the library holds them).
     pub fn filters(&self, seeds: &[SongView]) -> Result<Filters, LibraryError> {
-        let f = Filters::around(
-            seeds,
-            crate::Around {
-                genre: self.genre.clone(),
-                same_genre: self.same_genre,
-                exclude_same_artist: self.exclude_same_artist,
-                exclude_same_group: self.exclude_same_group,
-                max_per_album: self.max_per_album,
-            },
-        );
+        let f = Filters::around(seeds, self.around.clone());
         if f.same_genres.as_ref().is_some_and(|g| g.is_empty()) {
             return Err(LibraryError::NoSeedGenre);
         }
@@ -238,15 +234,10 @@ impl Catalog {
     /// Resolves a request against the store: seeds by id, filters, clusters, the query vector.
     pub fn plan(&self, req: &Request) -> Result<Plan, LibraryError> {
         let rows = req.seeds.iter().map(|id| self.row_or_not_found(id)).collect::<Result<Vec<_>, _>>()?;
-        if let Some(g) = req.genre.as_deref().filter(|g| !self.has_genre(g)) {
-            return Err(LibraryError::Invalid(format!("no song in this library has genre {g:?}")));
-        }
+        req.check_against(self.header.dim, |g| self.has_genre(g))?;
         let seeds: Vec<SongView> = rows.iter().map(|&r| self.view(r)).collect();
         let mut filters = req.filters(&seeds)?;
         let extra: Vec<&[f32]> = req.extra.iter().map(Vec::as_slice).collect();
-        if extra.iter().any(|v| v.len() != self.header.dim) {
-            return Err(LibraryError::Invalid(format!("a query vector does not have the library's {} values", self.header.dim)));
-        }
         let no_clusters = || LibraryError::Invalid("this library has no clusters yet (run `soundalike clusters STORE`)".into());
         let centroids = self.centroids();
         filters.clusters = match req.clusters {
@@ -277,15 +268,25 @@ impl Catalog {
         Ok(Answer { query: plan.seeds, clusters: plan.filters.clusters, results })
     }
 
-    /// A song of the store, ranked and scored.
-    pub fn scored(&self, rank: usize, score: f32, id: &str) -> Result<Scored, LibraryError> {
-        Ok(Scored { rank, score, song: self.view(self.row_or_not_found(id)?) })
+    /// [`Catalog::answer`] re-ranked by a listener's taste: a wider pool of similar songs (ten times k, at
+    /// least 200) re-ranked by [`crate::rerank`] (never a song the listener disliked; each scored
+    /// `(1 - weight) * similarity + weight * p(like)`), with each result's probability of being liked.
+    pub fn answer_by_taste(&self, req: &Request, model: &TasteModel, profile: &Profile, weight: f32, min_like: Option<f32>) -> Result<(Answer, Vec<f32>), LibraryError> {
+        let plan = self.plan(req)?;
+        let pool = self.recommend(&plan.query, (req.k * 10).max(200).min(self.len()), &plan.filters)?;
+        let mut results = Vec::new();
+        let mut p_like = Vec::new();
+        for (r, p) in crate::rerank(self, pool, model, profile, weight, min_like, req.k) {
+            results.push(Scored { rank: r.rank, score: r.score, song: self.view(self.row_or_not_found(r.id)?) });
+            p_like.push(p);
+        }
+        Ok((Answer { query: plan.seeds, clusters: plan.filters.clusters, results }, p_like))
     }
 
     /// [`Library::stats`], at once.
     pub fn stats(&self) -> LibraryStats {
-        let mut genres: std::collections::HashMap<&str, usize> = Default::default();
-        let mut groups: std::collections::HashMap<&str, usize> = Default::default();
+        let mut genres: std::collections::BTreeMap<&str, usize> = Default::default();
+        let mut groups: std::collections::BTreeMap<&str, usize> = Default::default();
         let mut seconds = 0.0;
         for s in self.songs() {
             if let Some(g) = &s.genre {
@@ -296,11 +297,7 @@ impl Catalog {
             }
             seconds += s.duration_s;
         }
-        let sorted = |m: std::collections::HashMap<&str, usize>| {
-            let mut v: Vec<(String, usize)> = m.into_iter().map(|(k, n)| (k.to_string(), n)).collect();
-            v.sort();
-            v
-        };
+        let sorted = |m: std::collections::BTreeMap<&str, usize>| m.into_iter().map(|(k, n)| (k.to_string(), n)).collect();
         LibraryStats {
             songs: self.len(),
             hours: seconds / 3600.0,

@@ -145,16 +145,14 @@ impl crate::routes::Backend for AppState {
     fn map_json(&self) -> Vec<u8> {
         self.served().map_json.clone()
     }
-    fn model(&self) -> Value {
-        let h = &self.served().cat.header;
+    fn model(&self, sv: &Served) -> Value {
+        let h = &sv.cat.header;
         json!({"model": h.model_name, "model_fingerprint": h.model_fingerprint, "dim": h.dim, "labels": h.labels})
     }
-    fn stats_extra(&self) -> Value {
-        let sv = self.served();
-        json!({"clusters": sv.clusters.as_ref().map(|c| c.k), "taste": self.taste.is_some(), "loaded": loaded_json(self, &sv)})
+    fn stats_extra(&self, sv: &Served) -> Value {
+        json!({"clusters": sv.clusters.as_ref().map(|c| c.k), "taste": self.taste.is_some(), "loaded": loaded_json(self, sv)})
     }
-    fn song_extra(&self, id: &str, v: &mut Value) {
-        let sv = self.served();
+    fn song_extra(&self, sv: &Served, id: &str, v: &mut Value) {
         let Some(s) = sv.cat.get(id) else { return };
         let mut probs: Vec<(&String, f32)> = sv.cat.header.labels.iter().zip(s.probs.iter().copied()).collect();
         probs.sort_by(|a, b| b.1.total_cmp(&a.1));
@@ -170,11 +168,8 @@ impl crate::routes::Backend for AppState {
         let (query, results) = match (&guard, taste) {
             (Some(t), true) => {
                 let Some(model) = &t.model else { return Err(bad("taste: mark a song you like first")) };
-                let plan = cat.plan(&req)?;
-                let pool = cat.recommend(&plan.query, (req.k * 10).max(200).min(cat.len()), &plan.filters)?;
-                let picked = soundalike_recommend::rerank(cat, pool, model, &t.profile, TASTE_WEIGHT, None, req.k);
-                let results = picked.into_iter().map(|(r, p)| Ok((cat.scored(r.rank, r.score, r.id)?, Some(p)))).collect::<Result<Vec<_>, LibraryError>>()?;
-                (plan.rows.iter().map(|&r| cat.view(r)).collect::<Vec<_>>(), results)
+                let (a, p_like) = cat.answer_by_taste(&req, model, &t.profile, TASTE_WEIGHT, None)?;
+                (a.query, a.results.into_iter().zip(p_like.into_iter().map(Some)).collect())
             }
             (None, true) => return Err(bad("taste: this server has no profile (start serve with --profile DIR)")),
             _ => {

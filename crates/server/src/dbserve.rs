@@ -11,7 +11,7 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::Router;
 use serde_json::{json, Value};
-use soundalike_db::{DbCatalog, DbError};
+use soundalike_db::DbCatalog;
 
 use crate::api::{map_bytes, with_limits, with_page, ApiError, ApiResult};
 use crate::{Embedder, ServerConfig};
@@ -26,17 +26,6 @@ pub struct DbState {
     pub(crate) cfg: ServerConfig,
     pub(crate) map_json: Vec<u8>,
     pub(crate) uploads: Arc<tokio::sync::Semaphore>,
-}
-
-impl From<DbError> for ApiError {
-    fn from(e: DbError) -> Self {
-        let status = match e {
-            DbError::Invalid(_) => StatusCode::BAD_REQUEST,
-            DbError::Connect { .. } => StatusCode::SERVICE_UNAVAILABLE,
-            _ => StatusCode::INTERNAL_SERVER_ERROR,
-        };
-        ApiError(status, e.to_string())
-    }
 }
 
 impl DbState {
@@ -94,14 +83,14 @@ impl crate::routes::Backend for DbState {
     fn map_json(&self) -> Vec<u8> {
         self.map_json.clone()
     }
-    fn model(&self) -> Value {
-        let m = &self.db.meta;
+    fn model(&self, db: &DbCatalog) -> Value {
+        let m = &db.meta;
         json!({"model": m.model_name, "model_fingerprint": m.model_fingerprint, "dim": m.dim, "labels": m.labels})
     }
     fn health_extra(&self) -> Value {
         json!({"db": self.db.url()})
     }
-    fn stats_extra(&self) -> Value {
+    fn stats_extra(&self, _db: &DbCatalog) -> Value {
         // Read per request (the database is the state; nothing to reload). The map is the one computed at start.
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
         json!({

@@ -303,7 +303,8 @@ impl AppState {
 
 /// Size and modification time of the files a store's state lives in: journal, header, index, clusters.
 fn store_signature(dir: &Path) -> Vec<Option<(u64, SystemTime)>> {
-    let files = [dir.join("songs.jsonl"), dir.join("store.json"), soundalike_recommend::index_dir(dir).join("index.bin"), soundalike_recommend::Clustering::path(dir)];
+    use soundalike_recommend::layout;
+    let files = [dir.join(layout::JOURNAL), dir.join(layout::HEADER), layout::index_dir(dir).join("index.bin"), dir.join(layout::CLUSTERS)];
     files.iter().map(|f| std::fs::metadata(f).ok().map(|m| (m.len(), m.modified().unwrap_or(SystemTime::UNIX_EPOCH)))).collect()
 }
 

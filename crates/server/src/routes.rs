@@ -43,16 +43,17 @@ pub(crate) trait Backend: Send + Sync + 'static {
     fn embedder(&self) -> Option<Arc<dyn Embedder>>;
     fn uploads(&self) -> &Arc<tokio::sync::Semaphore>;
     fn map_json(&self) -> Vec<u8>;
-    /// The model's name, fingerprint, vector width and class labels.
-    fn model(&self) -> Value;
+    /// The model's name, fingerprint, vector width and class labels. The `lib` arguments are the library
+    /// a request took, so all its parts come from one loaded state.
+    fn model(&self, lib: &Self::Lib) -> Value;
     /// What `/api/health` adds.
     fn health_extra(&self) -> Value {
         json!({})
     }
     /// What `/api/stats` adds: clusters, taste, when the data was loaded.
-    fn stats_extra(&self) -> Value;
+    fn stats_extra(&self, lib: &Self::Lib) -> Value;
     /// What `/api/song` adds to the song's fields (a store: its class probabilities and fingerprint).
-    fn song_extra(&self, _id: &str, _v: &mut Value) {}
+    fn song_extra(&self, _lib: &Self::Lib, _id: &str, _v: &mut Value) {}
     /// Answers a validated request as the API's JSON; `taste` re-ranks by the served profile (a store's).
     fn similar(&self, req: Request, taste: bool) -> impl std::future::Future<Output = ApiResult<Value>> + Send;
 }
@@ -85,7 +86,8 @@ async fn health<B: Backend>(State(st): St<B>) -> ApiResult<Json<Value>> {
 }
 
 async fn stats<B: Backend>(State(st): St<B>) -> ApiResult<Json<Value>> {
-    let s = st.library().stats().await?;
+    let lib = st.library();
+    let s = lib.stats().await?;
     let count = |m: &[(String, usize)]| m.iter().map(|(k, n)| json!({"name": k, "songs": n})).collect::<Vec<_>>();
     let cfg = st.cfg();
     let mut v = json!({
@@ -99,8 +101,8 @@ async fn stats<B: Backend>(State(st): St<B>) -> ApiResult<Json<Value>> {
         "max_upload_bytes": cfg.max_upload_bytes,
         "max_k": cfg.max_k,
     });
-    merge(&mut v, st.model());
-    merge(&mut v, st.stats_extra());
+    merge(&mut v, st.model(&lib));
+    merge(&mut v, st.stats_extra(&lib));
     Ok(Json(v))
 }
 
@@ -112,10 +114,11 @@ async fn search<B: Backend>(State(st): St<B>, q: Result<Query<SearchQ>, QueryRej
 
 async fn song<B: Backend>(State(st): St<B>, q: Result<Query<SongIdQuery>, QueryRejection>) -> ApiResult<Json<Value>> {
     let Query(q) = q?;
-    let s = st.library().song(&q.id).await?;
+    let lib = st.library();
+    let s = lib.song(&q.id).await?;
     let mut v = serde_json::to_value(&s).unwrap_or(Value::Null);
     v["audio"] = json!(audio_url(&s.id));
-    st.song_extra(&s.id, &mut v);
+    st.song_extra(&lib, &s.id, &mut v);
     Ok(Json(v))
 }
 
@@ -131,11 +134,13 @@ impl SimilarOpts {
             seeds,
             extra,
             k: self.k.unwrap_or(10),
-            genre: self.genre.clone(),
-            same_genre: self.same_genre,
-            exclude_same_artist: self.exclude_same_artist,
-            exclude_same_group: self.exclude_same_group,
-            max_per_album: self.max_per_album,
+            around: soundalike_recommend::Around {
+                genre: self.genre.clone(),
+                same_genre: self.same_genre,
+                exclude_same_artist: self.exclude_same_artist,
+                exclude_same_group: self.exclude_same_group,
+                max_per_album: self.max_per_album,
+            },
             clusters,
         };
         Ok(req.validate(max_k)?)

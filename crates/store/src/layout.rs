@@ -10,20 +10,16 @@
 //! | `shard.json` | a shard store's place in a sharded embedding | `embed --shard` |
 //! | `.NAME.PID.tmp` | a file being written (renamed when complete; removed when a writer that died left it) | any writer |
 
-use std::path::{Path, PathBuf};
-
 /// The header.
 pub const HEADER: &str = "store.json";
 /// The journal.
 pub const JOURNAL: &str = "songs.jsonl";
-/// The folder of the HNSW index.
-pub const INDEX_DIR: &str = "index";
 /// The clusters.
 pub const CLUSTERS: &str = "clusters.json";
 /// A shard store's marker.
 pub const SHARD: &str = "shard.json";
 
-/// The index folder of the store at `dir`.
-pub fn index_dir(dir: &Path) -> PathBuf {
-    dir.join(INDEX_DIR)
-}
+/// The index folder of the store at `dir` (`index/`: the vector crate's `AnnIndex` saves there).
+pub use soundalike_vectors::index_dir;
+/// The writer's lock file.
+pub use crate::lock::LOCK_FILE as LOCK;

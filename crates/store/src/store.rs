@@ -105,10 +105,10 @@ pub struct Store {
 
 impl Store {
     fn header_path(dir: &Path) -> PathBuf {
-        dir.join("store.json")
+        dir.join(crate::layout::HEADER)
     }
     fn journal_path(dir: &Path) -> PathBuf {
-        dir.join("songs.jsonl")
+        dir.join(crate::layout::JOURNAL)
     }
 
     /// Opens an existing store read-only.
@@ -248,7 +248,7 @@ pub struct ShardInfo {
 impl ShardInfo {
     /// `STORE/shard.json`.
     pub fn path(dir: &Path) -> PathBuf {
-        dir.join("shard.json")
+        dir.join(crate::layout::SHARD)
     }
 
     /// The shard marker of a store, if it is a shard store.

@@ -3,8 +3,9 @@
 //! A front end turns what the user typed into a [`Request`] (which checks itself), hands it to a
 //! [`Library`] (the store's [`Catalog`], or the database's catalog in `soundalike-db`), and shows the
 //! [`Answer`]: the query songs and the scored results, each an owned [`SongView`] with the same fields
-//! whichever library answered. A new filter is a field of [`Request`], a check in [`Request::validate`],
-//! and its test in each library's search (the store's row filter and the database's SQL).
+//! whichever library answered. A new filter is a field of [`Around`] (the request's filters around its
+//! seeds), a check in [`Request::validate`], and its test in each library's search (the store's row filter
+//! and the database's SQL).
 
 use std::future::Future;
 

@@ -135,7 +135,13 @@ fn index_rebuild_with_bad_settings_keeps_the_index_and_store_check_repairs() {
     let mut lines: Vec<String> = std::fs::read_to_string(&jp).unwrap().lines().map(String::from).collect();
     lines[2] = lines[2].replace("\"vector\"", "\"vec\u{0}tor\"");
     std::fs::write(&jp, lines.join("\n") + "\n").unwrap();
-    assert_eq!(run(&["query", s(&store), "--song", "x"]).status.code(), Some(2));
+    let o = run(&["query", s(&store), "--song", "x"]);
+    assert_eq!(o.status.code(), Some(2));
+    let hint = format!("soundalike store check {}", store.display());
+    assert!(stderr(&o).contains("line 3") && stderr(&o).contains(&hint) && stderr(&o).contains("--repair"), "{}", stderr(&o));
+    // Another model's store is refused with what to do, and a folder that is no store says how to make one.
+    let o = run(&["query", s(&lib), "--song", "x"]);
+    assert!(stderr(&o).contains("not a soundalike store") && stderr(&o).contains("soundalike embed"), "{}", stderr(&o));
     let o = run(&["store", "check", s(&store)]);
     assert_eq!(o.status.code(), Some(1));
     assert!(stdout(&o).contains("line 3"), "{}", stdout(&o));

@@ -1,50 +1,104 @@
-//! `soundalike`: what sounds like this song? One binary, subcommands for each job.
+//! `soundalike`: what sounds like this song? One binary, one file per subcommand in `commands/`, each with
+//! its flags beside its `run`; flag groups several commands take are in `flags`, what they print in
+//! `output`, and drawing in `draw`.
 
-mod args;
-mod clusters;
-mod db;
-mod demo;
-mod embed;
+mod commands;
+mod draw;
 mod embedder;
+mod flags;
+mod hints;
 mod output;
-mod plots;
-mod query;
-mod serve;
-mod spectrogram;
-mod taste;
-mod train;
+mod training;
 mod util;
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
+
+/// What sounds like this song? Log-mel CNN embeddings and HNSW search over your music library.
+#[derive(Parser, Debug)]
+#[command(name = "soundalike", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Compute a file's log-mel spectrogram (librosa defaults) and write it as .npy and/or PNG.
+    Spectrogram(commands::spectrogram::SpectrogramArgs),
+    /// Precompute the spectrogram cache of a library (parallel, resumable).
+    Cache(commands::cache::CacheArgs),
+    /// Write a song-level, stratified, seeded train/val/test split of a library.
+    Split(commands::split::SplitArgs),
+    /// Train the CNN classifier on a labelled library and write a model folder.
+    Train(Box<commands::train::TrainArgs>),
+    /// Evaluate a model on a labelled library's test split (and held-out groups).
+    Evaluate(commands::evaluate::EvaluateArgs),
+    /// Redraw a model's training.png and confusion.png from its metrics.json.
+    Plot(commands::plot::PlotArgs),
+    /// Embed every song of a library into a store (incremental, resumable, shardable).
+    Embed(commands::embed::EmbedArgs),
+    /// Merge shard stores made by `embed --shard` into one store.
+    Merge(commands::merge::MergeArgs),
+    /// Export a store as CSV, JSON lines or .npy for Python or a database.
+    Export(commands::export::ExportArgs),
+    /// Build or update the HNSW index of a store.
+    Index(commands::index::IndexArgs),
+    /// Recommend songs that sound like a song, a new file, or a playlist.
+    Query(commands::query::QueryArgs),
+    /// The quickstart: embed the bundled tiny set with the shipped model, index it and print recommendations.
+    Demo(commands::demo::DemoArgs),
+    /// Web page and JSON API over a store: search, recommendations with previews, graph and map.
+    Serve(commands::serve::ServeArgs),
+    /// Group a store's songs into clusters (k-means on the song vectors), with a summary of each, an elbow
+    /// plot and a map; `query --same-cluster` and the web page use them.
+    Clusters(commands::clusters::ClustersArgs),
+    /// A listener's taste: mark songs liked or disliked, train a model of it, then clean playlists,
+    /// discover songs and re-rank recommendations with it.
+    Taste(commands::taste::TasteArgs),
+    /// Write a store's songs and vectors into PostgreSQL + pgvector (incremental, one transaction), for
+    /// `query --db` and many stateless servers.
+    Push(commands::push::PushArgs),
+    /// Look after a store: `store check STORE` reports damaged journal lines, `--repair` keeps every valid
+    /// record and moves the damage aside.
+    Store(commands::store::StoreArgs),
+}
+
+impl Command {
+    fn run(self) -> anyhow::Result<ExitCode> {
+        use commands::*;
+        match self {
+            Command::Spectrogram(a) => spectrogram::run(a),
+            Command::Cache(a) => cache::run(a),
+            Command::Split(a) => split::run(a),
+            Command::Train(a) => train::run(*a),
+            Command::Evaluate(a) => evaluate::run(a),
+            Command::Plot(a) => plot::run(a),
+            Command::Embed(a) => embed::run(a),
+            Command::Merge(a) => merge::run(a),
+            Command::Export(a) => export::run(a),
+            Command::Index(a) => index::run(a),
+            Command::Query(a) => query::run(a),
+            Command::Demo(a) => demo::run(a),
+            Command::Serve(a) => serve::run(a),
+            Command::Store(a) => store::run(a),
+            Command::Clusters(a) => clusters::run(a),
+            Command::Taste(a) => taste::run(a),
+            Command::Push(a) => push::run(a),
+        }
+    }
+}
 
 fn main() -> ExitCode {
     soundalike_model::tune_allocator();
-    let cli = args::Cli::parse();
-    let result = match cli.command {
-        args::Command::Spectrogram(a) => spectrogram::spectrogram(a),
-        args::Command::Cache(a) => train::cache(a),
-        args::Command::Split(a) => train::split(a),
-        args::Command::Train(a) => train::train(*a),
-        args::Command::Evaluate(a) => train::evaluate(a),
-        args::Command::Plot(a) => plots::plot(a),
-        args::Command::Embed(a) => embed::embed(a),
-        args::Command::Merge(a) => embed::merge(a),
-        args::Command::Export(a) => embed::export(a),
-        args::Command::Index(a) => query::index(a),
-        args::Command::Query(a) => query::query(a),
-        args::Command::Demo(a) => demo::demo(a),
-        args::Command::Serve(a) => serve::serve(a),
-        args::Command::Store(a) => embed::store(a),
-        args::Command::Clusters(a) => clusters::clusters(a),
-        args::Command::Taste(a) => taste::taste(a),
-        args::Command::Push(a) => db::push(a),
-    };
-    match result {
+    match Cli::parse().command.run() {
         Ok(code) => code,
         Err(e) => {
             eprintln!("soundalike: error: {e:#}");
+            if let Some(h) = hints::hint(&e) {
+                eprintln!("  hint: {h}");
+            }
             ExitCode::from(2)
         }
     }

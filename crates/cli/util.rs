@@ -5,9 +5,9 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use soundalike_audio::FrontendConfig;
-use soundalike_library::{load_labels, scan_library, SongLabels, LabelOptions, SongFile};
+use soundalike_dataset::{load_labels, scan_library, SongLabels, LabelOptions, SongFile};
 
-use crate::args::{LabelArgs, Preset};
+use crate::flags::{LabelArgs, Preset};
 
 pub fn frontend(preset: Preset) -> FrontendConfig {
     match preset {
@@ -45,7 +45,7 @@ pub fn scan_with_labels(library: &Path, labels: &LabelArgs, tags: bool) -> Resul
     let files = scan_library(library).with_context(|| format!("cannot scan library {}", library.display()))?;
     let mut entries = load_labels(&files, &label_options(labels))?;
     if tags {
-        soundalike_library::fill_tag_labels(&files, &mut entries);
+        soundalike_dataset::fill_tag_labels(&files, &mut entries);
     }
     Ok((files, entries))
 }
@@ -56,4 +56,13 @@ pub fn parse_shard(s: &str) -> Result<(usize, usize)> {
     let (k, n): (usize, usize) = (k.trim().parse().context("shard K")?, n.trim().parse().context("shard N")?);
     anyhow::ensure!(n > 0 && k < n, "--shard {s}: need 0 <= K < N");
     Ok((k, n))
+}
+
+/// The URL from the flag, else $SOUNDALIKE_DB, else $DATABASE_URL.
+pub fn db_url(flag: Option<&str>) -> Result<String> {
+    flag.map(str::to_string)
+        .or_else(|| std::env::var("SOUNDALIKE_DB").ok())
+        .or_else(|| std::env::var("DATABASE_URL").ok())
+        .filter(|u| !u.trim().is_empty())
+        .context("say which database: --db postgres://USER:PASSWORD@HOST:PORT/DATABASE (or set SOUNDALIKE_DB)")
 }

@@ -665,10 +665,10 @@ pub fn train(job: TrainJob<'_>, on: &mut dyn FnMut(Progress), stop: &dyn Fn(usiz
         let b = std::fs::read(&state_path).map_err(|e| io_err(&state_path, e))?;
         state = serde_json::from_slice(&b).map_err(|e| file_err(&state_path, e))?;
         if state.options != *opts {
-            return Err(ModelError::Invalid(format!(
-                "{}: checkpoint was made with other training options; rerun without --resume or with the same options",
-                state_path.display()
-            )));
+            return Err(ModelError::Mismatch {
+                path: state_path.clone(),
+                reason: "the checkpoint was made with other training options".into(),
+            });
         }
         let dir = ckpt_root.join(&state.checkpoint);
         model = model.try_load_file(dir.join("model.bpk")).map_err(|e| file_err(&dir, e))?;

@@ -289,7 +289,7 @@ impl Catalog {
                 }
             }
             if row_slot.contains(&u32::MAX) {
-                return Err(IndexError::Invalid(format!("{}: the index does not hold every song; run `soundalike index --rebuild`", dir.display())));
+                return Err(IndexError::StaleIndex { path: dir.to_path_buf(), reason: "the index does not hold every song".into() });
             }
             index = Some(ix);
             index_update = Some(up);

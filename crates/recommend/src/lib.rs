@@ -27,6 +27,6 @@ pub use taste::{candidates, cross_validate, discover, rerank, roc_auc, train as 
 
 pub use soundalike_store::{check_journal, layout, repair_journal, IndexError, JournalCheck, LockWait, Result, ShardInfo, SongMeta, SongRecord, Store, StoreHeader, StoreLock, StoreWriter, LOCK_FILE, METADATA_VERSION, STORE_FORMAT_VERSION};
 pub use soundalike_vectors::{
-    choose_k, dot, elbow, exact_search, index_dir, kmeans, nearest_centroid, normalise, pca_2d, random_unit_vectors, silhouette, AnnIndex, AnnParams, Builder, CurvePoint, Hit, KChoice, KMeansFit, KMeansOptions, Precision,
+    choose_k, dot, elbow, exact_search, index_dir, kmeans, nearest_centroid, normalise, pca_2d, random_unit_vectors, silhouette, AnnIndex, AnnParams, Builder, CurvePoint, Hit, KChoice, KMeansFit, KMeansOptions, Precision, VectorError,
     INDEX_FORMAT_VERSION, REBUILD_DEAD_FRACTION, SILHOUETTE_MARGIN,
 };

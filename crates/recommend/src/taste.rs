@@ -463,7 +463,7 @@ pub fn train(profile: &Profile, library: &[(&str, &[f32])], seed: u64) -> Result
 pub fn train_with(profile: &Profile, library: &[(&str, &[f32])], seed: u64, cross_validate_candidates: bool) -> Result<TasteModel> {
     let (likes, dislikes) = profile.counts();
     if likes == 0 {
-        return Err(IndexError::Invalid("no likes at all: mark at least one song the listener likes (`soundalike taste mark PROFILE --like SONG`)".into()));
+        return Err(IndexError::Invalid("no likes at all: mark at least one song the listener likes".into()));
     }
     let mut x: Vec<&[f32]> = profile.marks.iter().map(|m| m.vector.as_slice()).collect();
     let mut y: Vec<bool> = profile.marks.iter().map(|m| m.mark == Mark::Like).collect();

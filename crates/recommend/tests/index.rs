@@ -287,8 +287,9 @@ fn index_save_load_roundtrip_and_model_check() {
     let mid = good.len() / 2;
     flipped[mid] ^= 0x40;
     std::fs::write(&file, &flipped).unwrap();
-    let e = AnnIndex::load(d.path(), "m1", dim).err().expect("a damaged index is refused").to_string();
-    assert!(e.contains("index.bin") && e.contains("--rebuild"), "{e}");
+    let e = AnnIndex::load(d.path(), "m1", dim).err().expect("a damaged index is refused");
+    assert!(matches!(e, soundalike_recommend::VectorError::StaleIndex { .. }), "{e}");
+    assert!(e.to_string().contains("index.bin") && e.to_string().contains("rebuilt"), "{e}");
     std::fs::write(&file, &good[..good.len() - 10]).unwrap();
     assert!(AnnIndex::load(d.path(), "m1", dim).is_err());
     std::fs::write(&file, b"not an index").unwrap();

@@ -53,7 +53,8 @@ fn a_second_writer_is_refused_with_the_holders_pid_or_waits() {
     let e = StoreWriter::open_or_create(d.path(), header(d.path(), "m1")).err().unwrap();
     assert!(matches!(e, IndexError::Locked { .. }), "{e}");
     let msg = e.to_string();
-    assert!(msg.contains(&format!("pid {}", std::process::id())) && msg.contains("--wait"), "{msg}");
+    // The library names the holder and leaves flags to the command line (`hints` adds `--wait` there).
+    assert!(msg.contains(&format!("pid {}", std::process::id())) && !msg.contains("--"), "{msg}");
     // Store (the whole-store writer) and index saves take the same lock.
     assert!(matches!(Store::open_or_create(d.path(), header(d.path(), "m1")), Err(IndexError::Locked { .. })));
     assert!(StoreLock::try_acquire(d.path()).unwrap().is_none());
@@ -97,8 +98,9 @@ fn a_damaged_line_mid_journal_is_repaired_keeping_every_valid_record() {
     let mut lines: Vec<String> = text.lines().map(String::from).collect();
     lines[3] = format!("{}#garbage", &lines[3][..40]);
     std::fs::write(&jp, lines.join("\n") + "\n").unwrap();
-    let e = Store::open(d.path()).err().unwrap().to_string();
-    assert!(e.contains("line 4") && e.contains("store check") && e.contains("--repair"), "{e}");
+    let e = Store::open(d.path()).err().unwrap();
+    assert!(matches!(e, IndexError::Damaged { line: 4, .. }), "{e}");
+    assert!(e.to_string().contains("line 4"), "{e}");
     let c = check_journal(d.path()).unwrap();
     assert_eq!((c.valid_lines, c.songs, c.damaged.len()), (5, 4, 1));
     assert_eq!(c.damaged[0].0, 4);

@@ -26,13 +26,50 @@ pub enum IndexError {
     /// No such song.
     #[error("{0}")]
     NotFound(String),
-    /// Another process is writing the store.
-    #[error("{path}: another soundalike ({holder}) is writing this store; wait for it to finish, or pass --wait to queue behind it")]
+    /// Another process is writing the folder (a store or a listener's profile).
+    #[error("{path}: another soundalike ({holder}) is writing here; try again when it has finished")]
     Locked {
-        /// Store folder.
+        /// The folder.
         path: PathBuf,
         /// Who holds the lock (`pid N`).
         holder: String,
+    },
+    /// A folder without a store in it (no readable `store.json`).
+    #[error("{path}: not a soundalike store ({cause})")]
+    NotAStore {
+        /// The header file looked for.
+        path: PathBuf,
+        /// Why it could not be read.
+        cause: std::io::Error,
+    },
+    /// A store whose vectors were made by another model or front end than the one writing to it.
+    #[error("{path}: store was made by model {found}, not {wanted}")]
+    OtherModel {
+        /// The store's header.
+        path: PathBuf,
+        /// The model that made it (`name (fingerprint)`).
+        found: String,
+        /// The model writing now.
+        wanted: String,
+    },
+    /// A damaged line in a store's journal (not a torn last write, which is skipped).
+    #[error("{path}: line {line}: {reason}")]
+    Damaged {
+        /// The journal.
+        path: PathBuf,
+        /// The line (from 1).
+        line: usize,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// An index file that cannot serve this store (damaged, of another model, or missing songs): it must be
+    /// rebuilt from the store's vectors.
+    #[error("{path}: {reason}; the index must be rebuilt")]
+    StaleIndex {
+        /// The index file or store folder.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
     },
 }
 
@@ -80,6 +117,7 @@ impl From<soundalike_vectors::VectorError> for IndexError {
         match e {
             V::Io { path, cause } => IndexError::Io { path, cause },
             V::Incompatible { path, reason } => IndexError::Incompatible { path, reason },
+            V::StaleIndex { path, reason } => IndexError::StaleIndex { path, reason },
             V::Invalid(m) => IndexError::Invalid(m),
             e => IndexError::Invalid(e.to_string()),
         }

@@ -596,8 +596,7 @@ fn check_lines(dir: &Path, header: &StoreHeader, split: bool) -> Result<(Journal
 /// Reads and checks `store.json`.
 fn read_header(dir: &Path) -> Result<StoreHeader> {
     let hp = Store::header_path(dir);
-    let b = std::fs::read(&hp)
-        .map_err(|e| io_err(&hp, format!("not a soundalike store ({e}); make one with `soundalike embed`")))?;
+    let b = std::fs::read(&hp).map_err(|cause| IndexError::NotAStore { path: hp.clone(), cause })?;
     let header: StoreHeader = serde_json::from_slice(&b).map_err(|e| IndexError::Incompatible { path: hp.clone(), reason: e.to_string() })?;
     if header.format_version != STORE_FORMAT_VERSION {
         return Err(IndexError::Incompatible {
@@ -628,12 +627,10 @@ fn ensure_header(dir: &Path, header: StoreHeader) -> Result<StoreHeader> {
     }
     let h = read_header(dir)?;
     if h.model_fingerprint != header.model_fingerprint || h.frontend != header.frontend || h.dim != header.dim {
-        return Err(IndexError::Incompatible {
+        return Err(IndexError::OtherModel {
             path: hp,
-            reason: format!(
-                "store was made by model {} ({}), not {} ({}); use another --out folder or delete it",
-                h.model_name, h.model_fingerprint, header.model_name, header.model_fingerprint
-            ),
+            found: format!("{} ({})", h.model_name, h.model_fingerprint),
+            wanted: format!("{} ({})", header.model_name, header.model_fingerprint),
         });
     }
     Ok(h)
@@ -685,13 +682,7 @@ fn scan_journal(dir: &Path, header: &StoreHeader, mut on: impl FnMut(Entry, u64)
             Ok(e) => on(e, offset),
             Err(_) if line.last() != Some(&b'\n') => scan.torn_at = Some(offset),
             Err(e) => {
-                return Err(IndexError::Incompatible {
-                    path: jp,
-                    reason: format!(
-                        "line {n}: {e}; `soundalike store check {}` lists the damage and `--repair` keeps every valid record",
-                        dir.display()
-                    ),
-                })
+                return Err(IndexError::Damaged { path: jp, line: n, reason: e.to_string() })
             }
         }
     }

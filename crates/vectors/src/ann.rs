@@ -294,10 +294,7 @@ impl AnnIndex {
     /// damaged (checksum, sizes, links out of range).
     pub fn load(dir: &Path, model_fingerprint: &str, dim: usize) -> Result<Option<Self>> {
         let path = index_dir(dir).join("index.bin");
-        let bad = |reason: String| VectorError::Incompatible {
-            path: path.clone(),
-            reason: format!("{reason}; rebuild it with `soundalike index --rebuild STORE`"),
-        };
+        let bad = |reason: String| VectorError::StaleIndex { path: path.clone(), reason };
         let file = match std::fs::File::open(&path) {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),

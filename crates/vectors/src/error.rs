@@ -23,6 +23,14 @@ pub enum VectorError {
     /// A bad parameter.
     #[error("{0}")]
     Invalid(String),
+    /// An index file that is damaged or belongs to another model: it must be rebuilt from the vectors.
+    #[error("{path}: {reason}; the index must be rebuilt")]
+    StaleIndex {
+        /// The index file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
 }
 
 /// Result alias.

@@ -1,23 +1,63 @@
 //! `clusters`: k-means over a store's song vectors, saved in the store with a summary per cluster, an
 //! elbow plot and a map.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{bail, Result};
+use clap::Args;
 use serde_json::json;
 use soundalike_recommend::{choose_k, kmeans, silhouette, Clustering, KMeansOptions, SongRecord, Store, StoreLock};
 
-use crate::args::ClustersArgs;
+#[derive(Args, Debug)]
+pub struct ClustersArgs {
+    /// Store folder (from `soundalike embed`).
+    pub store: PathBuf,
+    /// Number of clusters (default: chosen over --k-range).
+    #[arg(long, conflicts_with = "k_range")]
+    pub k: Option<usize>,
+    /// Range of k to choose from, `LO..HI` (both included): k-means for each, then the elbow of the inertia
+    /// curve unless the mean silhouette is clearly better elsewhere. Default 2..20, capped at the number of
+    /// songs.
+    #[arg(long, value_parser = parse_k_range)]
+    pub k_range: Option<std::ops::RangeInclusive<usize>>,
+    /// Seed (the same seed gives the same clusters).
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Independent k-means runs per k; the lowest inertia is kept.
+    #[arg(long, default_value_t = 4)]
+    pub restarts: usize,
+    /// Print the existing clusters of the store instead of fitting new ones.
+    #[arg(long, conflicts_with_all = ["k", "k_range"])]
+    pub show: bool,
+    /// Print JSON (the summaries and how k was chosen) instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Do not draw elbow.png and clusters.png.
+    #[arg(long)]
+    pub no_plots: bool,
+    /// When another process is writing the store, wait for it to finish instead of stopping.
+    #[arg(long)]
+    pub wait: bool,
+}
+
+fn parse_k_range(s: &str) -> Result<std::ops::RangeInclusive<usize>, String> {
+    let (a, b) = s.split_once("..").ok_or_else(|| format!("{s:?}: write the range as LO..HI, e.g. 2..40"))?;
+    let num = |x: &str| x.trim().trim_start_matches('=').parse::<usize>().map_err(|_| format!("{s:?}: {x:?} is not a whole number"));
+    Ok(num(a)?..=num(b)?)
+}
 
 /// The silhouette is computed on at most this many songs (a seeded sample of a larger library).
 const SILHOUETTE_ROWS: usize = 4000;
+
 /// Choosing k over a range runs k-means on at most this many songs (a seeded sample); the chosen k is
 /// then fitted on every song.
 const CURVE_ROWS: usize = 50_000;
+
 /// The default range of k.
 const DEFAULT_RANGE: (usize, usize) = (2, 20);
 
-pub fn clusters(a: ClustersArgs) -> Result<ExitCode> {
+pub fn run(a: ClustersArgs) -> Result<ExitCode> {
     let store = Store::open(&a.store)?;
     if a.show {
         let Some(c) = Clustering::load(&a.store, &store.header)? else {
@@ -64,11 +104,11 @@ pub fn clusters(a: ClustersArgs) -> Result<ExitCode> {
     if !a.no_plots {
         if let Some(ch) = &c.choice {
             let p = a.store.join("elbow.png");
-            crate::plots::elbow_png(&p, ch)?;
+            crate::draw::elbow_png(&p, ch)?;
             pictures.push(p);
         }
         let p = a.store.join("clusters.png");
-        crate::plots::clusters_png(&p, &matrix, dim, &fit.assign, k)?;
+        crate::draw::clusters_png(&p, &matrix, dim, &fit.assign, k)?;
         pictures.push(p);
     }
     drop(lock);

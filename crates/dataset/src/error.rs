@@ -3,7 +3,7 @@ use std::path::PathBuf;
 /// Errors of library handling; each names the file concerned.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
-pub enum LibraryError {
+pub enum DatasetError {
     /// Reading a file or folder failed.
     #[error("{path}: {cause}")]
     Io {
@@ -45,8 +45,8 @@ pub enum LibraryError {
 }
 
 /// Result alias.
-pub type Result<T, E = LibraryError> = std::result::Result<T, E>;
+pub type Result<T, E = DatasetError> = std::result::Result<T, E>;
 
-pub(crate) fn io(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> LibraryError + '_ {
-    move |cause| LibraryError::Io { path: path.to_path_buf(), cause }
+pub(crate) fn io(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> DatasetError + '_ {
+    move |cause| DatasetError::Io { path: path.to_path_buf(), cause }
 }

@@ -1,125 +1,168 @@
-//! `cache`, `split`, `train`, `evaluate`: from a labelled library to a model folder with honest metrics.
+//! `train`: from a labelled library to a model folder with honest metrics (song-level split, early
+//! stopping, checkpoints to resume from, plots).
 
 use std::collections::BTreeSet;
-
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
+use clap::Args;
 use serde_json::json;
-use soundalike_library::{split_songs, split_songs_by_unit, write_atomic, SongLabels, SongFile, SplitAssignment, SplitOptions, Splits, SpectrogramCache};
-use soundalike_model::{eval::confusion_csv, ArchConfig, Pool, EvalReport, LabelledSong, ModelConfig, Progress, TrainOptions};
+use soundalike_dataset::{write_atomic, SpectrogramCache, SplitAssignment};
+use soundalike_model::{eval::confusion_csv, ArchConfig, ModelConfig, Pool, Progress, TrainOptions};
 
-use crate::args::{CacheArgs, EvaluateArgs, LabelArgs, PoolKind, Preset, SplitArgs, SplitOpts, TrainArgs};
-use crate::util::{bar, scan_with_labels, frontend};
+use crate::flags::{LabelArgs, Preset, SplitOpts};
+use crate::training::{build_cache, column_of, counts, make_splits, print_report, songs_for};
+use crate::util::{bar, frontend, scan_with_labels};
 
-/// Builds the cache for `files` with a progress bar; returns fingerprints (None = failed) and prints failures.
-fn build_cache(cache: &SpectrogramCache, files: &[SongFile]) -> Vec<Option<String>> {
-    let pb = bar(files.len() as u64, "spectrograms");
-    let (fps, report) = cache.build(files, &|_| pb.inc(1));
-    pb.finish_and_clear();
-    eprintln!("spectrograms: {} computed, {} from cache, {} failed", report.computed, report.reused, report.failed.len());
-    for (f, why) in &report.failed {
-        eprintln!("  skipped {f}: {why}");
-    }
-    fps
+#[derive(Args, Debug)]
+pub struct TrainArgs {
+    /// Library folder.
+    pub library: PathBuf,
+    #[command(flatten)]
+    pub labels: LabelArgs,
+    #[command(flatten)]
+    pub split: SplitOpts,
+    /// Output model folder (e.g. models/mine).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Cache folder for spectrograms.
+    #[arg(long, default_value = ".soundalike-cache")]
+    pub cache: PathBuf,
+    /// Front-end and architecture preset.
+    #[arg(long, value_enum, default_value = "default")]
+    pub preset: Preset,
+    /// Maximum epochs.
+    #[arg(long, default_value_t = 30)]
+    pub epochs: usize,
+    /// Tiles per step.
+    #[arg(long, default_value_t = 32)]
+    pub batch_size: usize,
+    /// Peak learning rate.
+    #[arg(long, default_value_t = 2e-3)]
+    pub lr: f64,
+    /// Random crops per song per epoch.
+    #[arg(long, default_value_t = 8)]
+    pub crops_per_song: usize,
+    /// Early-stopping patience in epochs.
+    #[arg(long, default_value_t = 6)]
+    pub patience: usize,
+    /// Conv channels per block, comma separated (overrides the preset).
+    #[arg(long, value_delimiter = ',')]
+    pub channels: Option<Vec<usize>>,
+    /// How the last feature map reaches the dense layer: global (average over frequency and time, as in the
+    /// 2017 design), time (average over time, keeping frequency bands) or time-std (also each band's standard
+    /// deviation). Default: time-std, or global with --preset original2017.
+    #[arg(long, value_enum)]
+    pub pool: Option<PoolKind>,
+    /// Frames per tile (and between tiles) instead of the preset's (128 frames = 3 s by default); the model
+    /// records it, so embedding uses the same.
+    #[arg(long)]
+    pub tile_frames: Option<usize>,
+    /// Frequency bands the time pools keep (default: every row of the last feature map, 8 for the default
+    /// network on 128 mel bands).
+    #[arg(long)]
+    pub pool_bands: Option<usize>,
+    /// How many conv blocks, counted from the last, reach the dense layer, each pooled as --pool says and
+    /// joined (1: the last block only; 4 on the default network: every block's map, from low-level to
+    /// high-level features).
+    #[arg(long, default_value_t = 1)]
+    pub pool_blocks: usize,
+    /// Continue an interrupted run from its last checkpoint.
+    #[arg(long)]
+    pub resume: bool,
+    /// Compute device: cpu (default), wgpu (build with --features wgpu) or vulkan (--features vulkan).
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// Model name written to its config (default: the output folder's name).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Free text describing the labels (e.g. that they are a tagger's guesses).
+    #[arg(long)]
+    pub label_description: Option<String>,
+    /// CSV of soft tag targets: `id` (the song's relative path, with or without extension) then one column per
+    /// tag with probabilities in [0, 1] (a tagger's output, e.g. datasets/debian-music/tag.py). Trains a tag
+    /// head on the embedding (distillation); the head is not part of the saved model.
+    #[arg(long)]
+    pub teacher_tags: Option<PathBuf>,
+    /// Weight of the tag-distillation loss (with --teacher-tags).
+    #[arg(long, default_value_t = 1.0)]
+    pub tag_weight: f32,
+    /// Weight of a group head (the --group-column's values, e.g. production) trained on the embedding; 0 = none.
+    #[arg(long, default_value_t = 0.0)]
+    pub group_weight: f32,
+    /// Augment training crops with a random EQ tilt (+-6 dB) and tempo change (+-8%).
+    #[arg(long)]
+    pub augment: bool,
+    /// Weight of a song-identity head on the embedding (crops of one song together, other songs apart); 0 = none.
+    #[arg(long, default_value_t = 0.0)]
+    pub song_weight: f32,
+    /// CSV of a pretrained model's song vectors (`id`, then one column per dimension; e.g. musicnn's
+    /// penultimate layer from datasets/debian-music/tag.py): each dimension is standardised over the training
+    /// songs and regressed from the embedding (distillation); the head is not part of the saved model.
+    /// Repeat it for several pretrained models: each song's vectors are joined end to end (a song must be in
+    /// every file to get a target).
+    #[arg(long)]
+    pub teacher_vectors: Vec<PathBuf>,
+    /// CSV of a pretrained model's vectors of stretches of each song (`id`, `start_s`, `end_s`, then one
+    /// column per dimension, one row per stretch; e.g. musicnn's 3-s patches from datasets/debian-music/tag.py):
+    /// each training crop regresses the mean of the patches it overlaps, weighted by the overlap (distillation
+    /// crop by crop, instead of every crop regressing its song's mean). Repeat it for several pretrained models
+    /// (their patches must match in number and start). In place of --teacher-vectors, not beside it.
+    #[arg(long)]
+    pub teacher_patches: Vec<PathBuf>,
+    /// Weight of relational distillation (with --teacher-vectors or --teacher-patches): the distances between a
+    /// batch's embeddings (unit length, over their mean) are pulled towards the teacher's, so the embedding
+    /// learns the teacher's similarity structure rather than its coordinates; 0 = none. Works beside
+    /// --vec-weight or alone (--vec-weight 0).
+    #[arg(long, default_value_t = 0.0)]
+    pub relation_weight: f32,
+    /// Mixup within each batch: this share of the training crops (0-1) is mixed with another crop of the
+    /// batch (`lam * own + (1 - lam) * other`, `lam` uniform in [0.5, 1]), input and targets alike; 0 = none.
+    #[arg(long, default_value_t = 0.0)]
+    pub mixup: f32,
+    /// Cosine (normalised-softmax) group and song-identity heads: their logits are this scale times the
+    /// cosine between the embedding and each class's weights, the geometry retrieval uses (20 is a usual
+    /// scale); 0 = plain linear heads.
+    #[arg(long, default_value_t = 0.0)]
+    pub cosine_heads: f32,
+    /// Weight of the teacher-vector regression (with --teacher-vectors, --teacher-patches and/or --logmel-target).
+    #[arg(long, default_value_t = 1.0)]
+    pub vec_weight: f32,
+    /// Also regress the song's log-mel statistics (each band's mean and standard deviation over the song,
+    /// relative to its loudest value, standardised over the training songs) from the embedding, appended to
+    /// the teacher vector and weighted by --vec-weight: keeps in the embedding what plain log-mel statistics
+    /// know about a production's sound.
+    #[arg(long)]
+    pub logmel_target: bool,
+    /// Weight of a supervised contrastive term (SupCon/NT-Xent) on the embedding: each batch holds pairs of
+    /// crops of one song (or of two renderings of one work, see --work-column), pulled together while every
+    /// other crop in the batch is pushed away; 0 = none.
+    #[arg(long, default_value_t = 0.0)]
+    pub contrast_weight: f32,
+    /// Temperature of the contrastive term.
+    #[arg(long, default_value_t = 0.1)]
+    pub contrast_temperature: f32,
+    /// Column of the labels CSV naming the work a song renders (e.g. `work`: one MIDI file through two
+    /// soundfonts): songs sharing a value are positives of each other in the contrastive term.
+    #[arg(long)]
+    pub work_column: Option<String>,
+    /// In the contrastive term, songs of one --group-column value (production) are positives of each other
+    /// too (supervised contrastive learning of the group).
+    #[arg(long)]
+    pub contrast_groups: bool,
 }
 
-pub fn cache(a: CacheArgs) -> Result<ExitCode> {
-    let files = soundalike_library::scan_library(&a.library)?;
-    let cache = SpectrogramCache::open(&a.cache, &frontend(a.preset))?;
-    let fps = build_cache(&cache, &files);
-    Ok(if fps.iter().any(Option::is_none) { ExitCode::from(1) } else { ExitCode::SUCCESS })
+/// `train --pool`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum PoolKind {
+    Global,
+    Time,
+    TimeStd,
 }
 
-/// Each file's value of `column` in the labels CSV (matched to files as the labels are).
-fn column_of(files: &[SongFile], labels: &LabelArgs, column: &str) -> Result<std::collections::HashMap<String, String>> {
-    let opts = soundalike_library::LabelOptions { group_column: Some(column.to_string()), ..crate::util::label_options(labels) };
-    let rows = soundalike_library::load_labels(files, &opts).with_context(|| format!("reading column {column:?} of the labels CSV"))?;
-    Ok(rows.into_iter().filter_map(|e| Some((e.rel_path, e.group?))).collect())
-}
-
-/// Song-level splits, or, with --split-column, splits that keep the songs of one work in one part.
-fn make_splits(files: &[SongFile], entries: &[SongLabels], labels: &LabelArgs, s: &SplitOpts) -> Result<Splits> {
-    let opts = SplitOptions { seed: s.seed, val_fraction: s.val_fraction, test_fraction: s.test_fraction, holdout_groups: s.holdout_groups.clone() };
-    let songs: Vec<(String, String, Option<String>)> =
-        entries.iter().filter_map(|e| Some((e.rel_path.clone(), e.label.clone()?, e.group.clone()))).collect();
-    if songs.is_empty() {
-        bail!("no labelled songs: name a CSV with --labels/--label-column, or lay the library out as <label>/<song>");
-    }
-    let Some(col) = &s.split_column else { return Ok(split_songs(&songs, &opts)?) };
-    anyhow::ensure!(labels.labels.is_some(), "--split-column needs --labels (a CSV)");
-    let unit_of = column_of(files, labels, col)?;
-    let songs: Vec<_> = songs.into_iter().map(|(id, l, g)| {
-        let unit = unit_of.get(&id).cloned();
-        (id, l, g, unit)
-    }).collect();
-    Ok(split_songs_by_unit(&songs, &opts)?)
-}
-
-fn counts(splits: &Splits) -> serde_json::Value {
-    json!({
-        "train": splits.ids(SplitAssignment::Train).len(),
-        "val": splits.ids(SplitAssignment::Val).len(),
-        "test": splits.ids(SplitAssignment::Test).len(),
-        "holdout": splits.ids(SplitAssignment::Holdout).len(),
-    })
-}
-
-pub fn split(a: SplitArgs) -> Result<ExitCode> {
-    let (files, entries) = scan_with_labels(&a.library, &a.labels, true)?;
-    let splits = make_splits(&files, &entries, &a.labels, &a.split)?;
-    write_atomic(&a.out, &serde_json::to_vec_pretty(&splits)?)?;
-    println!("wrote {} ({})", a.out.display(), counts(&splits));
-    Ok(ExitCode::SUCCESS)
-}
-
-/// Loads the cached spectrograms of the songs in `part`, labelled by index into `labels`.
-fn songs_for(
-    part: SplitAssignment,
-    splits: &Splits,
-    files: &[SongFile],
-    entries: &[SongLabels],
-    fps: &[Option<String>],
-    cache: &SpectrogramCache,
-    labels: &[String],
-) -> Result<Vec<LabelledSong>> {
-    let mut out = Vec::new();
-    for (i, e) in entries.iter().enumerate() {
-        if splits.assignment.get(&e.rel_path) != Some(&part) {
-            continue;
-        }
-        let (Some(fp), Some(label)) = (&fps[i], &e.label) else { continue };
-        let Some(li) = labels.iter().position(|l| l == label) else { continue };
-        let c = cache.load(fp).with_context(|| format!("cache entry of {}", files[i].rel_path))?;
-        out.push(LabelledSong::new(e.rel_path.clone(), li, c.mel));
-    }
-    Ok(out)
-}
-
-fn print_report(name: &str, r: &EvalReport) {
-    if r.n_songs == 0 {
-        println!("{name}: no songs");
-        return;
-    }
-    println!(
-        "{name}: {} songs / {} tiles | song acc {:.1}% | tile acc {:.1}% | macro-F1 {:.3} | chance: majority {:.1}%, uniform {:.1}%",
-        r.n_songs,
-        r.n_tiles,
-        100.0 * r.song_accuracy,
-        100.0 * r.tile_accuracy,
-        r.song_macro_f1,
-        100.0 * r.chance_majority,
-        100.0 * r.chance_uniform
-    );
-    for (c, acc) in &r.per_class_accuracy {
-        if let Some(acc) = acc {
-            println!("    {c:<28} {:5.1}%", 100.0 * acc);
-        }
-    }
-}
-
-pub fn train(a: TrainArgs) -> Result<ExitCode> {
+pub fn run(a: TrainArgs) -> Result<ExitCode> {
     let t_start = Instant::now();
     let mut fe = frontend(a.preset);
     if let Some(n) = a.tile_frames {
@@ -359,7 +402,7 @@ pub fn train(a: TrainArgs) -> Result<ExitCode> {
     });
     write_atomic(&a.out.join("metrics.json"), &serde_json::to_vec_pretty(&metrics)?)?;
     write_atomic(&a.out.join("confusion.csv"), confusion_csv(&test, &labels).as_bytes())?;
-    crate::plots::draw_plots(&a.out)?;
+    crate::draw::draw_plots(&a.out)?;
     println!("model written to {} (best epoch {}, fingerprint {})", a.out.display(), summary.state.best_epoch, summary.config.fingerprint);
     print_report("validation", &summary.best_val);
     print_report("test", &test);
@@ -491,31 +534,3 @@ fn read_csv_vectors(p: &std::path::Path, range: Option<(f32, f32)>) -> Result<Cs
     }
     Ok((headers[1..].to_vec(), out))
 }
-
-pub fn evaluate(a: EvaluateArgs) -> Result<ExitCode> {
-    let device = soundalike_model::device_from_name(&a.device)?;
-    let model = soundalike_model::load_model(&a.model, &device)?;
-    let split_path = a.split.clone().unwrap_or_else(|| a.model.join("split.json"));
-    let splits: Splits = serde_json::from_slice(&std::fs::read(&split_path).with_context(|| format!("cannot read split {}", split_path.display()))?)
-        .with_context(|| format!("{}: not a split file", split_path.display()))?;
-    let (files, entries) = scan_with_labels(&a.library, &a.labels, true)?;
-    let cache = SpectrogramCache::open(&a.cache, &model.config.frontend)?;
-    let fps = build_cache(&cache, &files);
-    let labels = &model.config.labels;
-    let w = model.config.frontend.tile_frames;
-    let mut out = serde_json::Map::new();
-    for (name, part) in [("test", SplitAssignment::Test), ("holdout", SplitAssignment::Holdout)] {
-        let songs = songs_for(part, &splits, &files, &entries, &fps, &cache, labels)?;
-        let r = soundalike_model::evaluate(&model.net, &songs, labels, w, w, &device);
-        if !a.json {
-            print_report(name, &r);
-        }
-        out.insert(name.into(), serde_json::to_value(&r)?);
-    }
-    if a.json {
-        println!("{}", serde_json::to_string_pretty(&out)?);
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-

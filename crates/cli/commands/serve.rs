@@ -1,15 +1,66 @@
 //! `serve`: the web page and JSON API (crates/server), with the store's model for uploads.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::{Arc, Mutex};
 
 use anyhow::Result;
+use clap::Args;
+use std::sync::{Arc, Mutex};
+
 use soundalike_recommend::{AnnParams, Catalog, Method};
 use soundalike_server::{AppState, EmbedError, Embedder, Reload, ServerConfig};
 
-use crate::args::ServeArgs;
 use crate::embedder::FileEmbedder;
+use crate::flags::parse_genre_source;
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Store folder (from `soundalike embed`); or, without one, the PostgreSQL database of --db,
+    /// $SOUNDALIKE_DB or $DATABASE_URL.
+    pub store: Option<PathBuf>,
+    /// Serve from PostgreSQL + pgvector (a database `soundalike push` filled): stateless, so several
+    /// processes can share one database. Clusters and listener profiles need a store.
+    #[arg(long, conflicts_with_all = ["store", "profile", "exact"])]
+    pub db: Option<String>,
+    /// With --db: connections in this process's pool.
+    #[arg(long, default_value_t = 8)]
+    pub db_pool: usize,
+    /// Model for uploads (default: models/<the store's model name>); without it uploads are off.
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Address to listen on. The default serves this machine only; 0.0.0.0 opens it to the network.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+    /// Port (0: any free port; the address is printed).
+    #[arg(long, default_value_t = 8080)]
+    pub port: u16,
+    /// Largest upload, in MB (1 to 4096).
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..=4096))]
+    pub max_upload_mb: u64,
+    /// Another host name the page may be reached by (repeatable; e.g. this machine's name). Serving on a
+    /// loopback address, only loopback names are accepted otherwise.
+    #[arg(long = "allow-host")]
+    pub allow_hosts: Vec<String>,
+    /// Seconds a request may take.
+    #[arg(long, default_value_t = 60)]
+    pub timeout: u64,
+    /// A listener's profile folder (see `soundalike taste`; created if absent): the page shows like and
+    /// dislike buttons, a "for you" list and a taste ranking, and saves the marks there.
+    #[arg(long)]
+    pub profile: Option<PathBuf>,
+    /// Always brute-force search (default: exact under 2,000 songs, HNSW above).
+    #[arg(long)]
+    pub exact: bool,
+    /// Where a song's genre comes from for --genre, --same-genre and the tables: `tag` (the genre tag or CSV
+    /// column recorded at embed time), `predicted` (the model's predicted genre) or `either` (the tag where
+    /// there is one, else the prediction).
+    #[arg(long, default_value = "either", value_parser = parse_genre_source)]
+    pub genre_source: soundalike_recommend::GenreSource,
+    /// Follow the store: when `embed`, `index` or `clusters` change it, load it afresh beside the served
+    /// data and swap it in, at most once per this many seconds (0: never; serve what was loaded at start).
+    #[arg(long, default_value_t = 3.0, conflicts_with = "db")]
+    pub reload_every: f64,
+}
 
 /// The model behind a lock: one upload runs inference at a time (it uses every core anyway).
 struct ModelEmbedder(Mutex<FileEmbedder>);
@@ -41,7 +92,7 @@ fn ready(songs: usize, addr: std::net::SocketAddr, from: &str) {
 
 /// `serve --db`: the page and API answered from PostgreSQL.
 fn serve_db(a: ServeArgs) -> Result<ExitCode> {
-    let url = crate::db::url(a.db.as_deref())?;
+    let url = crate::util::db_url(a.db.as_deref())?;
     let model = a.model.clone();
     let embedder_for = |meta: &soundalike_db::Meta| -> Option<Arc<dyn Embedder>> {
         let dir = model.clone().unwrap_or_else(|| Path::new("models").join(&meta.model_name));
@@ -58,7 +109,7 @@ fn serve_db(a: ServeArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn serve(a: ServeArgs) -> Result<ExitCode> {
+pub fn run(a: ServeArgs) -> Result<ExitCode> {
     let Some(store) = a.store.clone() else { return serve_db(a) };
     if !(a.reload_every >= 0.0 && a.reload_every <= 86_400.0) {
         anyhow::bail!("--reload-every {}: give seconds from 0 (never) to 86400", a.reload_every);

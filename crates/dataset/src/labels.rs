@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use crate::{LibraryError, Result, SongFile};
+use crate::{DatasetError, Result, SongFile};
 
 /// Where a song's label comes from.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -71,7 +71,7 @@ pub fn load_labels(files: &[SongFile], opts: &LabelOptions) -> Result<Vec<SongLa
         })
         .collect();
     let Some(csv_path) = &opts.csv else { return Ok(entries) };
-    let bad = |reason: String| LibraryError::Csv { path: csv_path.clone(), reason };
+    let bad = |reason: String| DatasetError::Csv { path: csv_path.clone(), reason };
     let mut rdr = csv::Reader::from_path(csv_path).map_err(|e| bad(e.to_string()))?;
     let headers: Vec<String> = rdr.headers().map_err(|e| bad(e.to_string()))?.iter().map(String::from).collect();
     let col = |name: &str| headers.iter().position(|h| h == name);

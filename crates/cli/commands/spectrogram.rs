@@ -1,15 +1,35 @@
 //! `spectrogram`: what the model sees of a file (log-mel as .npy, PNG, and the tiles as PNGs).
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Result;
+use clap::Args;
 use soundalike_audio::{analyze_file, output};
 
-use crate::args::SpectrogramArgs;
+use crate::flags::Preset;
 use crate::util::frontend;
 
+#[derive(Args, Debug)]
+pub struct SpectrogramArgs {
+    /// Audio file (mp3, ogg, flac, wav, m4a...).
+    pub file: PathBuf,
+    /// Write the log-mel matrix as float32 .npy, shape [n_mels, frames].
+    #[arg(long)]
+    pub npy: Option<PathBuf>,
+    /// Write the whole spectrogram as a greyscale PNG.
+    #[arg(long)]
+    pub png: Option<PathBuf>,
+    /// Write one PNG per tile into this folder.
+    #[arg(long)]
+    pub tiles_png: Option<PathBuf>,
+    /// Front-end preset.
+    #[arg(long, value_enum, default_value = "default")]
+    pub preset: Preset,
+}
+
 /// `soundalike spectrogram FILE [--npy] [--png] [--tiles-png]`.
-pub fn spectrogram(a: SpectrogramArgs) -> Result<ExitCode> {
+pub fn run(a: SpectrogramArgs) -> Result<ExitCode> {
     let cfg = frontend(a.preset);
     let an = analyze_file(&a.file, &cfg)?;
     let tiles = an.tiles(&cfg);
@@ -41,4 +61,3 @@ pub fn spectrogram(a: SpectrogramArgs) -> Result<ExitCode> {
     }
     Ok(ExitCode::SUCCESS)
 }
-

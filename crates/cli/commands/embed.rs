@@ -1,20 +1,57 @@
-//! `embed`, `merge`, `export`: library-scale extraction of song vectors into a store.
+//! `embed`: every song of a library into a store (parallel, incremental, resumable, shardable).
 
-use std::collections::{HashMap, HashSet};
-use std::path::Path;
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
-use anyhow::{bail, Context, Result};
-use rayon::prelude::*;
+use anyhow::{bail, Result};
+use clap::Args;
 use serde_json::json;
+use rayon::prelude::*;
 use soundalike_audio::analyze_file;
-use soundalike_recommend::{ShardInfo, Store, StoreHeader, StoreWriter, STORE_FORMAT_VERSION};
-use soundalike_library::{fingerprint_file, metadata_from_path, SongFile, SongLabels};
+use soundalike_dataset::{fingerprint_file, metadata_from_path, SongFile, SongLabels};
 use soundalike_model::LoadedModel;
+use soundalike_recommend::{ShardInfo, Store, StoreHeader, StoreWriter, STORE_FORMAT_VERSION};
 
-use crate::args::{EmbedArgs, ExportArgs, ExportFormat, MergeArgs};
+use crate::flags::LabelArgs;
 use crate::util::{bar, parse_shard, scan_with_labels};
+
+#[derive(Args, Debug)]
+pub struct EmbedArgs {
+    /// Library folder.
+    pub library: PathBuf,
+    /// Model folder.
+    #[arg(long, default_value = "models/default")]
+    pub model: PathBuf,
+    /// Store folder.
+    #[arg(long)]
+    pub out: PathBuf,
+    #[command(flatten)]
+    pub labels: LabelArgs,
+    /// Embed only shard K of N (`K/N`, K from 0), for N machines; join with `soundalike merge`.
+    #[arg(long)]
+    pub shard: Option<String>,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Compute device.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// Also build the HNSW index afterwards.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub index: bool,
+    /// Songs decoded per batch (memory is bounded by this times the longest song).
+    #[arg(long, default_value_t = 16)]
+    pub batch: usize,
+    /// When another process is writing the store, wait for it to finish instead of stopping.
+    #[arg(long)]
+    pub wait: bool,
+    /// Allow removing songs whose files are gone when the library is empty or more than
+    /// `PRUNE_GUARD` (20%) of the store would go (an unmounted drive or a wrong folder looks like that).
+    #[arg(long)]
+    pub prune: bool,
+}
 
 /// Above this share of the store, removing songs whose files are gone needs `--prune`.
 pub const PRUNE_GUARD: f64 = 0.2;
@@ -96,7 +133,7 @@ pub fn embed_one(model: &LoadedModel, device: &soundalike_model::Device, f: &Son
     })
 }
 
-pub fn embed(a: EmbedArgs) -> Result<ExitCode> {
+pub fn run(a: EmbedArgs) -> Result<ExitCode> {
     let t0 = Instant::now();
     let device = soundalike_model::device_from_name(&a.device)?;
     let model = soundalike_model::load_model(&a.model, &device)?;
@@ -226,7 +263,7 @@ pub fn embed(a: EmbedArgs) -> Result<ExitCode> {
         if has_clusters {
             // New and changed songs get their nearest cluster; the clustering is marked stale.
             // A clustering that cannot be read is reported, not fatal: the songs are embedded.
-            clusters_note = crate::clusters::refresh_after_embed(&full).unwrap_or_else(|e| Some(format!("not updated: {e:#}")));
+            clusters_note = crate::commands::clusters::refresh_after_embed(&full).unwrap_or_else(|e| Some(format!("not updated: {e:#}")));
         }
     }
     failed.sort();
@@ -301,204 +338,4 @@ fn check_shard_marker(out: &Path, shard: Option<(usize, usize)>, header: &StoreH
 
 fn shard_marker(k: usize, n: usize, header: &StoreHeader, complete: bool) -> ShardInfo {
     ShardInfo { format_version: STORE_FORMAT_VERSION, shard: k, of: n, model_fingerprint: header.model_fingerprint.clone(), library_root: header.library_root.clone(), complete }
-}
-
-/// Shard stores must be all N shards of one library, each once; stores without shard markers (made some
-/// other way) are merged as given.
-fn check_shard_set(stores: &[std::path::PathBuf]) -> Result<()> {
-    let infos: Vec<Option<ShardInfo>> = stores.iter().map(|p| ShardInfo::load(p)).collect::<std::result::Result<_, _>>()?;
-    if infos.iter().all(Option::is_none) {
-        return Ok(());
-    }
-    let Some(first) = infos.iter().flatten().next() else { return Ok(()) };
-    let mut have = vec![None::<&Path>; first.of];
-    for (info, p) in infos.iter().zip(stores) {
-        let Some(i) = info else { bail!("{}: not a shard store (no shard.json), but the others are shards of {}", p.display(), first.of) };
-        if i.of != first.of || i.library_root != first.library_root {
-            bail!(
-                "{}: shard {}/{} of {}, but {} is a shard of {} shards of {}; these shards belong to different runs",
-                p.display(),
-                i.shard,
-                i.of,
-                i.library_root.display(),
-                stores[0].display(),
-                first.of,
-                first.library_root.display()
-            );
-        }
-        if !i.complete {
-            bail!("{}: shard {}/{} did not finish (its task was stopped or is still running); run it again (it resumes), then merge", p.display(), i.shard, i.of);
-        }
-        if let Some(prev) = have[i.shard] {
-            bail!("shard {}/{} is given twice: {} and {}", i.shard, i.of, prev.display(), p.display());
-        }
-        have[i.shard] = Some(p);
-    }
-    let missing: Vec<String> = have.iter().enumerate().filter(|(_, h)| h.is_none()).map(|(k, _)| k.to_string()).collect();
-    if !missing.is_empty() {
-        bail!(
-            "shard{} {} of {} missing (have {} of them); run the missing task{} again (e.g. `sbatch --array={} scripts/deploy/slurm/embed.sbatch ...`), then merge",
-            if missing.len() > 1 { "s" } else { "" },
-            missing.join(", "),
-            first.of,
-            first.of - missing.len(),
-            if missing.len() > 1 { "s" } else { "" },
-            missing.join(",")
-        );
-    }
-    Ok(())
-}
-
-pub fn merge(a: MergeArgs) -> Result<ExitCode> {
-    check_shard_set(&a.stores)?;
-    let shards: Vec<Store> = a.stores.iter().map(|p| Store::open(p).with_context(|| format!("cannot open {}", p.display()))).collect::<Result<_>>()?;
-    let first = &shards[0].header;
-    for (s, p) in shards.iter().zip(&a.stores) {
-        if s.header.model_fingerprint != first.model_fingerprint || s.header.frontend != first.frontend || s.header.dim != first.dim {
-            bail!(
-                "{}: made by model {} ({}), but {} was made by {} ({}); stores of different models cannot be merged",
-                p.display(),
-                s.header.model_name,
-                s.header.model_fingerprint,
-                a.stores[0].display(),
-                first.model_name,
-                first.model_fingerprint
-            );
-        }
-    }
-    let mut out = Store::open_or_create_with(&a.out, first.clone(), a.wait.into())?;
-    let mut seen: HashMap<String, usize> = HashMap::new();
-    for (si, s) in shards.iter().enumerate() {
-        for song in s.songs() {
-            if let Some(prev) = seen.insert(song.id.clone(), si) {
-                eprintln!("warning: {} is in {} and {}; keeping the later", song.id, a.stores[prev].display(), a.stores[si].display());
-            }
-            out.put(song.clone())?;
-        }
-    }
-    out.compact()?;
-    soundalike_recommend::sync_index(&out, &soundalike_recommend::AnnParams::default())?;
-    println!("merged {} stores into {} ({} songs)", shards.len(), a.out.display(), out.len());
-    Ok(ExitCode::SUCCESS)
-}
-
-fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_string()
-    }
-}
-
-pub fn export(a: ExportArgs) -> Result<ExitCode> {
-    let store = Store::open(&a.store)?;
-    let labels = &store.header.labels;
-    // The cluster column: empty until `soundalike clusters` has run.
-    let clustering = soundalike_recommend::Clustering::load(&a.store, &store.header).unwrap_or_else(|e| {
-        eprintln!("note: no cluster column: {e}");
-        None
-    });
-    let cluster = |s: &soundalike_recommend::SongRecord| clustering.as_ref().map(|c| c.place(&s.id, &s.fingerprint, &s.vector));
-    let mut out = String::new();
-    match a.format {
-        ExportFormat::Csv => {
-            out.push_str("id,title,artist,album,genre,group,duration_s,predicted,cluster");
-            (0..store.header.dim).for_each(|i| out.push_str(&format!(",v{i}")));
-            out.push('\n');
-            for s in store.songs() {
-                let o = |v: &Option<String>| csv_field(v.as_deref().unwrap_or(""));
-                out.push_str(&format!(
-                    "{},{},{},{},{},{},{:.3},{},{}",
-                    csv_field(&s.id),
-                    csv_field(&s.title),
-                    o(&s.artist),
-                    o(&s.album),
-                    o(&s.genre),
-                    o(&s.group),
-                    s.duration_s,
-                    csv_field(&s.predicted(labels).unwrap_or_default()),
-                    cluster(s).map_or(String::new(), |c| c.to_string())
-                ));
-                s.vector.iter().for_each(|v| out.push_str(&format!(",{v}")));
-                out.push('\n');
-            }
-            write_export(&a.out, &out)?;
-        }
-        ExportFormat::Jsonl => {
-            for s in store.songs() {
-                let mut v = serde_json::to_value(s)?;
-                v["predicted"] = json!(s.predicted(labels));
-                v["cluster"] = json!(cluster(s));
-                out.push_str(&serde_json::to_string(&v)?);
-                out.push('\n');
-            }
-            write_export(&a.out, &out)?;
-        }
-        ExportFormat::Npy => {
-            if is_stdout(&a.out) {
-                bail!("--out -: npy is written to a file (with its ids beside it); standard output takes csv or jsonl");
-            }
-            let (m, rows) = store.matrix();
-            soundalike_library::write_atomic(&a.out, &soundalike_audio::output::npy_bytes(&[rows.len(), store.header.dim], &m))?;
-            let ids: String = rows.iter().map(|s| format!("{}\n", s.id)).collect();
-            let ids_path = a.out.with_extension("ids.txt");
-            soundalike_library::write_atomic(&ids_path, ids.as_bytes())?;
-            println!("ids in {}", ids_path.display());
-            if clustering.is_some() {
-                let cs: String = rows.iter().map(|s| format!("{}\n", cluster(s).unwrap_or_default())).collect();
-                let cs_path = a.out.with_extension("clusters.txt");
-                soundalike_library::write_atomic(&cs_path, cs.as_bytes())?;
-                println!("clusters in {}", cs_path.display());
-            }
-        }
-    }
-    if is_stdout(&a.out) {
-        eprintln!("exported {} songs to standard output", store.len());
-    } else {
-        println!("exported {} songs to {}", store.len(), a.out.display());
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-/// `--out -`: standard output.
-fn is_stdout(p: &Path) -> bool {
-    p.as_os_str() == "-"
-}
-
-/// Writes an export to its file atomically, or to standard output for `-` (a reader that stops early, as
-/// `head` does, ends the export quietly).
-fn write_export(out: &Path, text: &str) -> Result<()> {
-    if !is_stdout(out) {
-        return Ok(soundalike_library::write_atomic(out, text.as_bytes())?);
-    }
-    use std::io::Write;
-    let mut so = std::io::stdout().lock();
-    match so.write_all(text.as_bytes()).and_then(|_| so.flush()) {
-        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e).context("cannot write to standard output"),
-        _ => Ok(()),
-    }
-}
-
-pub fn store(a: crate::args::StoreArgs) -> Result<ExitCode> {
-    let crate::args::StoreCommand::Check { store, repair, wait } = a.cmd;
-    let check = if repair {
-        let lock = soundalike_recommend::StoreLock::acquire(&store, wait.into())?;
-        soundalike_recommend::repair_journal(&store, &lock)?
-    } else {
-        soundalike_recommend::check_journal(&store)?
-    };
-    println!("{}: {} valid records, {} songs, {} damaged lines", store.display(), check.valid_lines, check.songs, check.damaged.len());
-    for (n, at, len) in &check.damaged {
-        println!("  line {n} (byte {at}, {len} bytes) is damaged");
-    }
-    if let Some(t) = check.torn_at {
-        println!("  an unfinished last line at byte {t} (an interrupted write; every writer cuts it off)");
-    }
-    match (&check.moved_to, repair) {
-        (Some(p), _) => println!("repaired: the damaged lines are in {}; run `soundalike embed` again to re-embed their songs", p.display()),
-        (None, true) => println!("nothing to repair"),
-        (None, false) if !check.damaged.is_empty() => println!("run `soundalike store check {} --repair` to keep the valid records", store.display()),
-        _ => {}
-    }
-    Ok(if check.damaged.is_empty() || repair { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }

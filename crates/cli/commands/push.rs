@@ -1,25 +1,33 @@
 //! `push`: a store's vectors in PostgreSQL + pgvector (`query --db` and `serve --db` answer from there).
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
+use clap::Args;
 use serde_json::json;
 use soundalike_db::{Db, Precision};
 use soundalike_recommend::Store;
 
-use crate::args::PushArgs;
-
-/// The URL from the flag, else $SOUNDALIKE_DB, else $DATABASE_URL.
-pub fn url(flag: Option<&str>) -> Result<String> {
-    flag.map(str::to_string)
-        .or_else(|| std::env::var("SOUNDALIKE_DB").ok())
-        .or_else(|| std::env::var("DATABASE_URL").ok())
-        .filter(|u| !u.trim().is_empty())
-        .context("say which database: --db postgres://USER:PASSWORD@HOST:PORT/DATABASE (or set SOUNDALIKE_DB)")
+#[derive(Args, Debug)]
+pub struct PushArgs {
+    /// Store folder.
+    pub store: PathBuf,
+    /// PostgreSQL URL, postgres://USER:PASSWORD@HOST:PORT/DATABASE (default: $SOUNDALIKE_DB, then
+    /// $DATABASE_URL); the password is never printed.
+    #[arg(long)]
+    pub db: Option<String>,
+    /// How the table keeps the vectors: half (halfvec, 2 bytes a value) or full (vector, 4 bytes). Fixed by
+    /// the first push.
+    #[arg(long, default_value = "half", value_parser = ["half", "full"])]
+    pub precision: String,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
-pub fn push(a: PushArgs) -> Result<ExitCode> {
-    let url = url(a.db.as_deref())?;
+pub fn run(a: PushArgs) -> Result<ExitCode> {
+    let url = crate::util::db_url(a.db.as_deref())?;
     let store = Store::open(&a.store)?;
     if store.is_empty() {
         bail!("{}: the store is empty; nothing to push", a.store.display());

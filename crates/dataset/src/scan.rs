@@ -4,7 +4,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use crate::error::io;
-use crate::{LibraryError, Result};
+use crate::{DatasetError, Result};
 
 /// One audio file in a library.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -53,7 +53,7 @@ pub fn component_id(name: &std::ffi::OsStr) -> String {
 pub fn scan_library(root: &Path) -> Result<Vec<SongFile>> {
     let meta = std::fs::metadata(root).map_err(io(root))?;
     if !meta.is_dir() {
-        return Err(LibraryError::Invalid(format!("{}: not a folder", root.display())));
+        return Err(DatasetError::Invalid(format!("{}: not a folder", root.display())));
     }
     let mut out = Vec::new();
     let mut seen_dirs = std::collections::HashSet::new();

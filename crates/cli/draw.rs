@@ -1,4 +1,4 @@
-//! `training.png` (loss and accuracy curves), `confusion.png` (song-level confusion matrix), and a store's
+//! Drawing, apart from the commands: `training.png` (loss and accuracy curves), `confusion.png` (song-level confusion matrix), and a store's
 //! `elbow.png` and `clusters.png` (the map coloured by cluster), with plotters.
 
 use std::path::Path;
@@ -35,7 +35,7 @@ fn save(path: &Path, w: u32, h: u32, draw: impl FnOnce(DrawingArea<BitMapBackend
     let img = image::RgbImage::from_raw(w, h, buf).ok_or_else(|| anyhow!("plot buffer"))?;
     let mut bytes = Vec::new();
     img.write_to(&mut std::io::Cursor::new(&mut bytes), image::ImageFormat::Png)?;
-    soundalike_library::write_atomic(path, &bytes)?;
+    soundalike_dataset::write_atomic(path, &bytes)?;
     Ok(())
 }
 
@@ -264,13 +264,6 @@ pub fn taste_png(path: &Path, m: &soundalike_recommend::TasteModel) -> Result<()
         }
         Ok(())
     })
-}
-
-/// `soundalike plot MODEL`: redraws a model's training.png and confusion.png from its metrics.json.
-pub fn plot(a: crate::args::PlotArgs) -> Result<std::process::ExitCode> {
-    draw_plots(&a.model)?;
-    println!("wrote {} and {}", a.model.join("training.png").display(), a.model.join("confusion.png").display());
-    Ok(std::process::ExitCode::SUCCESS)
 }
 
 /// Draws training.png and confusion.png from the model's metrics.json.

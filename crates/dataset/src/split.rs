@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::{LibraryError, Result, SplitMix64};
+use crate::{DatasetError, Result, SplitMix64};
 
 /// Version of the split file format.
 pub const SPLIT_FORMAT_VERSION: u32 = 1;
@@ -76,7 +76,7 @@ pub fn split_songs(songs: &[(String, String, Option<String>)], opts: &SplitOptio
 /// split as [`split_songs`] describes for songs, and every song takes its unit's part.
 pub fn split_songs_by_unit(songs: &[(String, String, Option<String>, Option<String>)], opts: &SplitOptions) -> Result<Splits> {
     if !(0.0..1.0).contains(&(opts.val_fraction + opts.test_fraction)) || opts.val_fraction < 0.0 || opts.test_fraction < 0.0 {
-        return Err(LibraryError::Invalid("val + test fractions must be in [0, 1)".into()));
+        return Err(DatasetError::Invalid("val + test fractions must be in [0, 1)".into()));
     }
     let holdout: BTreeSet<&str> = opts.holdout_groups.iter().map(String::as_str).collect();
     let mut sorted: Vec<&(String, String, Option<String>, Option<String>)> = songs.iter().collect();
@@ -87,7 +87,7 @@ pub fn split_songs_by_unit(songs: &[(String, String, Option<String>, Option<Stri
     let mut units: BTreeMap<String, (&str, Vec<&str>)> = BTreeMap::new();
     for (k, (id, label, group, unit)) in sorted.iter().enumerate() {
         if k > 0 && sorted[k - 1].0 == *id {
-            return Err(LibraryError::Invalid(format!("duplicate song id {id}")));
+            return Err(DatasetError::Invalid(format!("duplicate song id {id}")));
         }
         if group.as_deref().is_some_and(|g| holdout.contains(g)) {
             assignment.insert(id.clone(), SplitAssignment::Holdout);

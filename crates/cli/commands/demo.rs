@@ -1,22 +1,46 @@
 //! `demo`: the quickstart: embed the bundled tiny set with the shipped model, index it and print
 //! recommendations.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Result;
+use clap::Args;
 use soundalike_recommend::{AnnParams, Catalog, Filters, Method};
 
-use crate::args::{DemoArgs, EmbedArgs, LabelArgs};
+use crate::commands::embed::EmbedArgs;
+use crate::flags::{parse_genre_source, LabelArgs};
 use crate::output::print_table;
 
-pub fn demo(a: DemoArgs) -> Result<ExitCode> {
+#[derive(Args, Debug)]
+pub struct DemoArgs {
+    /// Library to embed (default: the bundled tiny set).
+    #[arg(long, default_value = "datasets/tiny")]
+    pub library: PathBuf,
+    /// Model folder.
+    #[arg(long, default_value = "models/default")]
+    pub model: PathBuf,
+    /// Store folder.
+    #[arg(long, default_value = "target/demo-store")]
+    pub out: PathBuf,
+    /// Recommendations per query.
+    #[arg(short, long, default_value_t = 5)]
+    pub k: usize,
+    /// Where a song's genre comes from for --genre, --same-genre and the tables: `tag` (the genre tag or CSV
+    /// column recorded at embed time), `predicted` (the model's predicted genre) or `either` (the tag where
+    /// there is one, else the prediction).
+    #[arg(long, default_value = "either", value_parser = parse_genre_source)]
+    pub genre_source: soundalike_recommend::GenreSource,
+}
+
+pub fn run(a: DemoArgs) -> Result<ExitCode> {
     let csv = a.library.join("tracks.csv");
     let labels = LabelArgs {
         labels: csv.exists().then_some(csv),
         label_column: "source".into(),
         group_column: Some("source".into()),
     };
-    let code = crate::embed::embed(EmbedArgs {
+    let code = crate::commands::embed::run(EmbedArgs {
         library: a.library.clone(),
         model: a.model.clone(),
         out: a.out.clone(),

@@ -1,44 +1,106 @@
-//! `index` and `query`: cosine recommendations from the store or the database, exact or through HNSW.
+//! `query`: cosine recommendations around songs, a new file or a cluster, from a store or the database.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
+use clap::Args;
 use serde_json::json;
-use soundalike_recommend::{Answer, AnnParams, Catalog, ClusterScope, Library, LibraryError, Method, Request, Scored, Store};
+use soundalike_recommend::{Answer, Catalog, ClusterScope, Library, LibraryError, Method, Request, Scored};
 
-use crate::args::{AnnArgs, IndexArgs, QueryArgs};
-use crate::output::{describe_update, print_scored};
 use crate::embedder::FileEmbedder;
+use crate::flags::{parse_genre_source, AnnArgs};
+use crate::output::print_scored;
 
-fn params(a: &AnnArgs) -> AnnParams {
-    AnnParams { m: a.m, ef_construction: a.ef_construction, ef_search: a.ef_search, builder: a.builder.into(), vectors: a.vectors.into() }
+#[derive(Args, Debug)]
+pub struct QueryArgs {
+    /// Store folder (or, without one, the PostgreSQL database of --db, $SOUNDALIKE_DB or $DATABASE_URL).
+    pub store: Option<PathBuf>,
+    /// Answer from PostgreSQL + pgvector (a database `soundalike push` filled):
+    /// postgres://USER:PASSWORD@HOST:PORT/DATABASE.
+    #[arg(long, conflicts_with_all = ["store", "same_cluster", "cluster", "random_from_cluster", "taste", "exact", "ann_index"])]
+    pub db: Option<String>,
+    /// Query song: id, path, or text matched against title/artist/path. Repeat for a playlist.
+    #[arg(long = "song")]
+    pub songs: Vec<String>,
+    /// Query with an audio file that is not in the library.
+    #[arg(long)]
+    pub file: Option<PathBuf>,
+    /// Model folder (needed with --file; default: the store's model from models/).
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Number of recommendations.
+    #[arg(short, long, default_value_t = 10)]
+    pub k: usize,
+    /// Only recommend songs of this genre.
+    #[arg(long)]
+    pub genre: Option<String>,
+    /// Only recommend songs sharing the query's genre.
+    #[arg(long)]
+    pub same_genre: bool,
+    /// Leave out songs by the query's artist.
+    #[arg(long)]
+    pub exclude_same_artist: bool,
+    /// Leave out songs of the query's group (soundtrack, label...).
+    #[arg(long)]
+    pub exclude_same_group: bool,
+    /// At most this many songs per album (and per group when albums are unknown).
+    #[arg(long)]
+    pub max_per_album: Option<usize>,
+    /// Only recommend songs in the query's cluster (see `soundalike clusters`).
+    #[arg(long, conflicts_with = "cluster")]
+    pub same_cluster: bool,
+    /// Only recommend songs in cluster N (see `soundalike clusters`); works without a query song too.
+    #[arg(long)]
+    pub cluster: Option<usize>,
+    /// Instead of the nearest songs, k songs drawn at random from the query's cluster (or --cluster N).
+    #[arg(long)]
+    pub random_from_cluster: bool,
+    /// Seed of --random-from-cluster (default: a new draw each time).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Re-rank by a listener's taste (a profile folder from `soundalike taste`).
+    #[arg(long)]
+    pub taste: Option<PathBuf>,
+    /// With --taste: the score is (1 - w) * similarity + w * probability of liking.
+    #[arg(long, default_value_t = 0.5)]
+    pub taste_weight: f32,
+    /// With --taste: leave out songs less likely than this to be liked.
+    #[arg(long)]
+    pub min_like: Option<f32>,
+    /// Brute-force search instead of the HNSW index.
+    #[arg(long, conflicts_with = "ann_index")]
+    pub exact: bool,
+    /// Use the HNSW index even for a small library (by default under 2,000 songs are searched exactly).
+    #[arg(long = "ann")]
+    pub ann_index: bool,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub ann: AnnArgs,
+    /// Where a song's genre comes from for --genre, --same-genre and the tables: `tag` (the genre tag or CSV
+    /// column recorded at embed time), `predicted` (the model's predicted genre) or `either` (the tag where
+    /// there is one, else the prediction).
+    #[arg(long, default_value = "either", value_parser = parse_genre_source)]
+    pub genre_source: soundalike_recommend::GenreSource,
 }
 
-pub fn index(a: IndexArgs) -> Result<ExitCode> {
-    let store = Store::open(&a.store)?;
-    if store.is_empty() {
-        bail!("{}: the store is empty; nothing to index", a.store.display());
+/// The filters a query's flags ask for around its songs.
+pub fn around(a: &QueryArgs) -> soundalike_recommend::Around {
+    soundalike_recommend::Around {
+        genre: a.genre.clone(),
+        same_genre: a.same_genre,
+        exclude_same_artist: a.exclude_same_artist,
+        exclude_same_group: a.exclude_same_group,
+        max_per_album: a.max_per_album,
     }
-    let t = std::time::Instant::now();
-    let p = params(&a.ann);
-    let lock = soundalike_recommend::StoreLock::acquire(store.dir(), a.wait.into())?;
-    // A rebuild builds the new graph beside the saved one, which is replaced by rename once it is done.
-    let what = soundalike_recommend::sync_index_with(&store, &p, Some(&lock), a.rebuild)?.1;
-    println!(
-        "indexed {} songs in {:.2} s ({}) -> {}",
-        store.len(),
-        t.elapsed().as_secs_f64(),
-        describe_update(&what),
-        soundalike_recommend::index_dir(&a.store).display()
-    );
-    Ok(ExitCode::SUCCESS)
 }
 
 /// `query` and `query --db`: one path. The arguments become a [`Request`] that either library answers
 /// (the store's catalog, or the database); only what needs a store (a listener's taste, songs drawn at
 /// random from a cluster) takes the store's own plan of the same request.
-pub fn query(a: QueryArgs) -> Result<ExitCode> {
+pub fn run(a: QueryArgs) -> Result<ExitCode> {
     if a.songs.is_empty() && a.file.is_none() && a.cluster.is_none() {
         bail!("say what to match: --song ID|PATH|TEXT (repeatable), --file NEW.mp3, or --cluster N");
     }
@@ -63,7 +125,7 @@ pub fn query(a: QueryArgs) -> Result<ExitCode> {
             (describe, answer)
         }
         None => {
-            let url = crate::db::url(a.db.as_deref())?;
+            let url = crate::util::db_url(a.db.as_deref())?;
             rt.block_on(async {
                 let db = soundalike_db::Db::connect(&url, 2).await?;
                 let mut cat = soundalike_db::DbCatalog::open(db, None).await?;
@@ -102,7 +164,7 @@ pub fn query(a: QueryArgs) -> Result<ExitCode> {
 /// The store opened for `query`, with its clusters when it has them (required by the cluster flags).
 fn open_for_query(a: &QueryArgs, store: &Path) -> Result<Catalog> {
     let method = if a.exact { Method::Exact } else if a.ann_index { Method::Ann } else { Method::Auto };
-    let mut cat = Catalog::open(store, method, &params(&a.ann))?;
+    let mut cat = Catalog::open(store, method, &a.ann.params())?;
     cat.use_genres(a.genre_source);
     let wants_clusters = a.same_cluster || a.cluster.is_some() || a.random_from_cluster;
     let clustering = match cat.use_clusters() {
@@ -152,7 +214,7 @@ async fn request<L: Library>(a: &QueryArgs, lib: &L, model_name: &str, model_fin
     if let (Some(n), true) = (a.cluster, seeds.is_empty() && extra.is_empty()) {
         describe.push(format!("the centre of cluster {n}"));
     }
-    let req = Request { seeds, extra, k: a.k, around: crate::args::around(a), clusters };
+    let req = Request { seeds, extra, k: a.k, around: around(a), clusters };
     Ok((req.validate(usize::MAX).map_err(flag_hint)?, describe))
 }
 
@@ -176,7 +238,7 @@ fn flag_hint(e: LibraryError) -> anyhow::Error {
 fn store_extras(a: &QueryArgs, cat: &Catalog, req: &Request) -> Result<Answer> {
     if !a.random_from_cluster {
         let dir = a.taste.as_ref().context("--taste PROFILE")?;
-        let (marks, m, _) = crate::taste::model_for(dir, cat, 0)?;
+        let (marks, m, _) = crate::commands::taste::model_for(dir, cat, 0)?;
         return Ok(cat.answer_by_taste(req, &m, &marks, a.taste_weight, a.min_like).map_err(flag_hint)?.0);
     }
     let plan = cat.plan(req).map_err(flag_hint)?;

@@ -6,12 +6,133 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
+use clap::Args;
 use serde_json::json;
 use soundalike_recommend::{AnnParams, Catalog, Mark, Method, Profile, Recommendation, TasteModel};
 
-use crate::args::{TasteArgs, TasteCommand, TasteDiscoverArgs, TasteFilterArgs, TasteMarkArgs, TasteTrainArgs};
+use crate::flags::parse_genre_source;
 
-pub fn taste(a: TasteArgs) -> Result<ExitCode> {
+#[derive(Args, Debug)]
+pub struct TasteArgs {
+    #[command(subcommand)]
+    pub cmd: TasteCommand,
+}
+
+#[derive(clap::Subcommand, Debug)]
+pub enum TasteCommand {
+    /// Mark songs as liked or disliked (by id, path, or text in the title), from flags or a file.
+    Mark(TasteMarkArgs),
+    /// Train the taste model: logistic regression and a k-NN vote compared by cross-validation, the
+    /// better kept; accuracy, precision, recall, ROC AUC and the confusion matrix printed and saved
+    /// (PROFILE/taste.json, PROFILE/taste.png).
+    Train(TasteTrainArgs),
+    /// Drop the songs of a playlist (M3U or a plain list of paths) the listener would likely dislike.
+    Filter(TasteFilterArgs),
+    /// Songs the listener has not marked that they are most likely to like.
+    Discover(TasteDiscoverArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct TasteMarkArgs {
+    /// Profile folder (created on first use; one per listener).
+    pub profile: PathBuf,
+    /// Store the songs are in.
+    #[arg(long)]
+    pub store: PathBuf,
+    /// A song they like (repeatable).
+    #[arg(long = "like")]
+    pub likes: Vec<String>,
+    /// A song they dislike (repeatable).
+    #[arg(long = "dislike")]
+    pub dislikes: Vec<String>,
+    /// Forget a song's mark (repeatable).
+    #[arg(long = "unmark")]
+    pub unmarks: Vec<String>,
+    /// A file of marks: CSV with a `song` (or `id`, `path`, `title`) and a `mark` column (like/dislike),
+    /// or an M3U / plain list of paths marked as `--as` says.
+    #[arg(long)]
+    pub from: Option<PathBuf>,
+    /// The mark for every song of a playlist given with --from.
+    #[arg(long = "as", value_parser = parse_mark)]
+    pub as_mark: Option<soundalike_recommend::Mark>,
+    /// When another process is changing the profile, wait for it instead of stopping.
+    #[arg(long)]
+    pub wait: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct TasteTrainArgs {
+    /// Profile folder.
+    pub profile: PathBuf,
+    /// Store the songs are in (supplies background songs when there are no dislikes).
+    #[arg(long)]
+    pub store: PathBuf,
+    /// Seed of the cross-validation folds and background draw.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Do not draw taste.png.
+    #[arg(long)]
+    pub no_plots: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct TasteFilterArgs {
+    /// Profile folder.
+    pub profile: PathBuf,
+    /// Playlist (.m3u, .m3u8 or a text file with one path per line).
+    pub playlist: PathBuf,
+    /// Store the songs are in.
+    #[arg(long)]
+    pub store: PathBuf,
+    /// The cleaned playlist.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Keep songs at least this likely to be liked.
+    #[arg(long, default_value_t = 0.5)]
+    pub min_like: f32,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct TasteDiscoverArgs {
+    /// Profile folder.
+    pub profile: PathBuf,
+    /// Store the songs are in.
+    #[arg(long)]
+    pub store: PathBuf,
+    /// How many.
+    #[arg(short, long, default_value_t = 30)]
+    pub k: usize,
+    /// Only this genre.
+    #[arg(long, conflicts_with = "other_genres")]
+    pub genre: Option<String>,
+    /// Only genres none of their liked songs has (explore).
+    #[arg(long)]
+    pub other_genres: bool,
+    /// At most this many songs per artist, and per album (0: no limit).
+    #[arg(long, default_value_t = 2)]
+    pub max_per_artist: usize,
+    /// Also write the list as an M3U playlist.
+    #[arg(long)]
+    pub m3u: Option<PathBuf>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Where a song's genre comes from (tag, predicted or either).
+    #[arg(long, default_value = "either", value_parser = parse_genre_source)]
+    pub genre_source: soundalike_recommend::GenreSource,
+}
+
+fn parse_mark(s: &str) -> Result<soundalike_recommend::Mark, String> {
+    s.parse()
+}
+
+pub fn run(a: TasteArgs) -> Result<ExitCode> {
     match a.cmd {
         TasteCommand::Mark(a) => mark(a),
         TasteCommand::Train(a) => train(a),
@@ -125,7 +246,7 @@ fn train(a: TasteTrainArgs) -> Result<ExitCode> {
     m.save(profile)?;
     let png = profile.join("taste.png");
     if !no_plots && !m.cv.is_empty() {
-        crate::plots::taste_png(&png, &m)?;
+        crate::draw::taste_png(&png, &m)?;
     }
     if json_out {
         println!("{}", serde_json::to_string_pretty(&json!({"model": m.classifier.name(), "likes": m.likes, "dislikes": m.dislikes, "background": m.background, "notes": m.notes, "cv": m.cv}))?);
@@ -221,7 +342,7 @@ fn filter(a: TasteFilterArgs) -> Result<ExitCode> {
         body.push_str(l);
         body.push('\n');
     });
-    soundalike_library::write_atomic(out, body.as_bytes())?;
+    soundalike_dataset::write_atomic(out, body.as_bytes())?;
     let dropped = report.iter().filter(|r| r["kept"] == false).count();
     if json_out {
         println!("{}", serde_json::to_string_pretty(&json!({"out": out, "songs": entries.len(), "dropped": dropped, "min_like": min_like, "entries": report}))?);
@@ -262,7 +383,7 @@ fn discover(a: TasteDiscoverArgs) -> Result<ExitCode> {
             let s = cat.get(r.id).expect("a picked song is in the catalog");
             body.push_str(&format!("#EXTINF:{},{}{}\n{}\n", s.duration_s.round() as i64, s.artist.as_deref().map(|a| format!("{a} - ")).unwrap_or_default(), s.title, cat.header.library_root.join(&s.id).display()));
         }
-        soundalike_library::write_atomic(path, body.as_bytes())?;
+        soundalike_dataset::write_atomic(path, body.as_bytes())?;
     }
     if json_out {
         println!("{}", serde_json::to_string_pretty(&json!({"model": model.classifier.name(), "trained_now": fresh, "notes": model.notes, "results": picks.iter().map(|(_, r)| r).collect::<Vec<_>>()}))?);

@@ -13,7 +13,7 @@ use rayon::prelude::*;
 use soundalike_audio::{analyze_file, FrontendConfig, LogMel, SourceInfo};
 
 use crate::error::io;
-use crate::{fingerprint_file, write_atomic, LibraryError, Result, SongFile};
+use crate::{fingerprint_file, write_atomic, DatasetError, Result, SongFile};
 
 /// Version of the cache entry format.
 pub const CACHE_FORMAT_VERSION: u32 = 1;
@@ -111,7 +111,7 @@ impl SpectrogramCache {
             hi_db: hi,
             info: a.info.clone(),
         };
-        let h = serde_json::to_vec(&header).map_err(|e| LibraryError::Invalid(format!("cannot encode a cache header: {e}")))?;
+        let h = serde_json::to_vec(&header).map_err(|e| DatasetError::Invalid(format!("cannot encode a cache header: {e}")))?;
         let mut bytes = Vec::with_capacity(16 + h.len() + q.len());
         bytes.extend_from_slice(MAGIC);
         bytes.extend_from_slice(&(h.len() as u32).to_le_bytes());
@@ -125,7 +125,7 @@ impl SpectrogramCache {
     pub fn load(&self, file_fp: &str) -> Result<CachedMel> {
         let p = self.entry_path(file_fp);
         let b = std::fs::read(&p).map_err(io(&p))?;
-        let bad = |r: &str| LibraryError::Incompatible { path: p.clone(), reason: r.to_string() };
+        let bad = |r: &str| DatasetError::Incompatible { path: p.clone(), reason: r.to_string() };
         if b.len() < 12 || &b[..8] != MAGIC {
             return Err(bad("not a soundalike cache entry"));
         }
@@ -148,7 +148,7 @@ impl SpectrogramCache {
     pub fn get_or_compute(&self, path: &Path, file_fp: &str) -> Result<CachedMel> {
         match self.load(file_fp) {
             Ok(c) => Ok(c),
-            Err(LibraryError::Io { cause, .. }) if cause.kind() == std::io::ErrorKind::NotFound => self.compute(path, file_fp),
+            Err(DatasetError::Io { cause, .. }) if cause.kind() == std::io::ErrorKind::NotFound => self.compute(path, file_fp),
             Err(e) => {
                 if !self.warned.swap(true, std::sync::atomic::Ordering::Relaxed) {
                     eprintln!("warning: spectrogram cache: {e}; computing it again (further cache problems are not reported)");

@@ -27,6 +27,8 @@ pub struct Cli {
 pub enum Command {
     /// Compute a file's log-mel spectrogram (librosa defaults) and write it as .npy and/or PNG.
     Spectrogram(commands::spectrogram::SpectrogramArgs),
+    /// A file's tempo (BPM, with the octave candidates), key (Camelot, Open Key) and loudness (LUFS), without a store.
+    Analyze(commands::analyze::AnalyzeArgs),
     /// Precompute the spectrogram cache of a library (parallel, resumable).
     Cache(commands::cache::CacheArgs),
     /// Write a song-level, stratified, seeded train/val/test split of a library.
@@ -70,6 +72,7 @@ impl Command {
         use commands::*;
         match self {
             Command::Spectrogram(a) => spectrogram::run(a),
+            Command::Analyze(a) => analyze::run(a),
             Command::Cache(a) => cache::run(a),
             Command::Split(a) => split::run(a),
             Command::Train(a) => train::run(*a),

@@ -47,3 +47,38 @@ pub fn print_scored(recs: &[Scored]) {
     print_rows(recs.iter().map(|r| (r.rank, r.score, r.song.title.as_str(), r.song.artist.as_deref(), r.song.genre.as_deref(), r.song.cluster, r.song.id.as_str())));
 }
 
+
+/// A song's facts as JSON: tempo (BPM, confidence, candidates, change), key (Camelot, Open Key, name,
+/// strength, change) and loudness, each with words for what could not be told.
+pub fn facts_json(f: &soundalike_audio::facts::Facts) -> serde_json::Value {
+    let k = f.key.key;
+    serde_json::json!({
+        "bpm": f.tempo.bpm,
+        "tempo_confidence": (f.tempo.confidence * 1000.0).round() / 1000.0,
+        "tempo_candidates": f.tempo.candidates,
+        "tempo": f.tempo.describe(),
+        "tempo_changes_at_s": f.tempo.changes_at_s,
+        "key": k.map(|k| k.to_string()),
+        "open_key": k.map(|k| k.open_key()),
+        "key_name": k.map(|k| k.name()),
+        "key_strength": (f.key.strength * 1000.0).round() / 1000.0,
+        "key_text": f.key.describe(),
+        "key_changes_at_s": f.key.changes_at_s,
+        "lufs": f.loudness.as_ref().and_then(|l| l.lufs),
+        "peak_db": f.loudness.as_ref().map(|l| l.peak_db),
+        "facts_version": f.version,
+    })
+}
+
+/// Camelot, Open Key and name of a key, or `-`, `-`, `unclear`.
+pub fn key_cell(k: &soundalike_audio::facts::Key) -> (String, String, String) {
+    match k.key {
+        Some(k) => (k.to_string(), k.open_key(), k.name()),
+        None => ("-".into(), "-".into(), "key unclear".into()),
+    }
+}
+
+/// Integrated loudness for a table.
+pub fn lufs_cell(f: &soundalike_audio::facts::Facts) -> String {
+    f.loudness.as_ref().and_then(|l| l.lufs).map_or("-".into(), |l| format!("{l:.1}"))
+}

@@ -112,6 +112,12 @@ impl MonoDecoder {
         &self.info
     }
 
+    /// The last packet [`MonoDecoder::next_into`] decoded, as the source has it: interleaved samples, the
+    /// channel count and the sample rate (loudness is measured on these, not on the mono mix).
+    pub fn last_packet(&self) -> (&[f32], usize, u32) {
+        (&self.interleaved, self.info.channels.max(1), self.info.sample_rate)
+    }
+
     /// Appends the next packet's samples, downmixed to mono, to `out`. Returns `false` at end of stream.
     ///
     /// A packet that fails to decode is skipped and counted; a file that ends early (truncated) ends the
@@ -308,12 +314,19 @@ pub fn decode_mono(path: &Path, target_rate: u32, max_duration_s: Option<f64>) -
 
 /// Decodes `path` packet by packet, resampled to `target_rate`, handing each mono chunk to `sink`.
 /// Memory stays bounded by a packet plus the resampler's buffer.
+pub fn stream_mono(path: &Path, target_rate: u32, max_duration_s: Option<f64>, sink: impl FnMut(&[f32])) -> Result<SourceInfo> {
+    stream_mono_and_source(path, target_rate, max_duration_s, sink, |_, _, _| {})
+}
+
+/// [`stream_mono`], also handing each packet as the source has it (interleaved samples, channels, rate)
+/// to `source`, cut at `max_duration_s` like the mono stream.
 #[allow(clippy::expect_used, reason = "the resampler is created just above when the rates differ")]
-pub fn stream_mono(
+pub fn stream_mono_and_source(
     path: &Path,
     target_rate: u32,
     max_duration_s: Option<f64>,
     mut sink: impl FnMut(&[f32]),
+    mut source: impl FnMut(&[f32], usize, u32),
 ) -> Result<SourceInfo> {
     let mut dec = MonoDecoder::open(path)?;
     let mut raw = Vec::with_capacity(8192);
@@ -334,6 +347,8 @@ pub fn stream_mono(
             let room = l.saturating_sub(taken) as usize;
             raw.truncate(room);
         }
+        let (packet, channels, rate) = dec.last_packet();
+        source(&packet[..(raw.len() * channels).min(packet.len())], channels, rate);
         taken += raw.len() as u64;
         let r = resampler.as_mut().expect("set above");
         r.push(&raw, &mut res_out);

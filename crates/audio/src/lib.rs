@@ -20,9 +20,10 @@ pub mod mel;
 pub mod output;
 mod tiles;
 
-pub use analyze::{analyze_file, Analysis};
+pub use analyze::{analyze_file, analyze_file_with_facts, Analysis};
+pub use soundalike_facts as facts;
 pub use config::FrontendConfig;
-pub use decode::{decode_mono, read_file_tags, stream_mono, SourceInfo, StreamResampler, Tags};
+pub use decode::{decode_mono, read_file_tags, stream_mono, stream_mono_and_source, SourceInfo, StreamResampler, Tags};
 pub use error::{AudioError, Result};
 pub use mel::{log_mel, LogMel, MelStream};
 pub use tiles::{make_tiles, tile_count, Tiles};

@@ -126,6 +126,8 @@ pub struct MelStream {
     mel_tm: Vec<f32>,
     n_frames: usize,
     samples: u64,
+    /// The musical facts' estimators, fed each frame's power spectrum when asked for.
+    facts: Option<soundalike_facts::FactsStream>,
 }
 
 impl MelStream {
@@ -162,6 +164,20 @@ impl MelStream {
             mel_tm: Vec::new(),
             n_frames: 0,
             samples: 0,
+            facts: None,
+        }
+    }
+
+    /// Also gathers what the tempo, key and loudness estimators need ([`MelStream::finish_with_facts`]).
+    pub fn with_facts(mut self, sample_rate: u32) -> Self {
+        self.facts = Some(soundalike_facts::FactsStream::new(sample_rate, self.n_fft, self.hop));
+        self
+    }
+
+    /// Hands a packet of the source, as decoded, to the loudness meter (when gathering facts).
+    pub fn push_source(&mut self, interleaved: &[f32], channels: usize, rate: u32) {
+        if let Some(f) = self.facts.as_mut() {
+            f.source(interleaved, channels, rate);
         }
     }
 
@@ -198,6 +214,9 @@ impl MelStream {
         for (p, c) in self.power.iter_mut().zip(&self.spectrum) {
             *p = c.re * c.re + c.im * c.im;
         }
+        if let Some(f) = self.facts.as_mut() {
+            f.power_frame(&self.power);
+        }
         for m in 0..self.n_mels {
             let (lo, hi) = self.spans[m];
             let row = &self.filters[m * self.n_bins + lo..m * self.n_bins + hi];
@@ -205,6 +224,15 @@ impl MelStream {
             self.mel_tm.push(acc);
         }
         self.n_frames += 1;
+    }
+
+    /// [`MelStream::finish`], and the musical facts when [`MelStream::with_facts`] asked for them.
+    pub fn finish_with_facts(mut self, sample_rate: u32) -> (LogMel, Option<soundalike_facts::Facts>) {
+        let facts = self.facts.take();
+        let hop = self.hop;
+        let mel = self.finish();
+        let facts = facts.map(|f| f.finish(&mel.data, mel.n_mels, sample_rate as f32 / hop as f32));
+        (mel, facts)
     }
 
     /// Pads the end (`center=True`), converts power to dB with `amin`/`top_db`, and returns

@@ -1,5 +1,6 @@
 //! One module per subcommand: its flags (clap) beside its `run`.
 
+pub mod analyze;
 pub mod cache;
 pub mod clusters;
 pub mod demo;

@@ -282,18 +282,32 @@ fn export_writes_csv_jsonl_and_npy() {
     let text = std::fs::read_to_string(&csv).unwrap();
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 4);
-    assert_eq!(lines[0].split(',').count(), 9 + 128);
-    assert!(lines[0].starts_with("id,title,artist,album,genre,group,duration_s,predicted,cluster,v0,"));
-    let v: Vec<f64> = lines[1].split(',').skip(9).map(|x| x.parse().unwrap()).collect();
+    assert_eq!(lines[0].split(',').count(), 13 + 128);
+    assert!(lines[0].starts_with("id,title,artist,album,genre,group,duration_s,predicted,cluster,bpm,key,open_key,lufs,v0,"));
+    // Every clip is real music: its loudness is measured (a negative LUFS), its key in both notations
+    // or empty when unclear.
+    for l in &lines[1..] {
+        let f: Vec<&str> = l.split(',').collect();
+        assert!(f[12].parse::<f32>().is_ok_and(|v| v < 0.0 && v > -70.0), "{l}");
+        assert_eq!(f[10].is_empty(), f[11].is_empty(), "{l}");
+    }
+    let v: Vec<f64> = lines[1].split(',').skip(13).map(|x| x.parse().unwrap()).collect();
     assert!((v.iter().map(|x| x * x).sum::<f64>() - 1.0).abs() < 1e-3);
     let jl = d.path().join("x.jsonl");
     assert!(run(&["export", s(&store), "--format", "jsonl", "--out", s(&jl)]).status.success());
-    assert_eq!(std::fs::read_to_string(&jl).unwrap().lines().count(), 3);
+    let jl_text = std::fs::read_to_string(&jl).unwrap();
+    assert_eq!(jl_text.lines().count(), 3);
+    for l in jl_text.lines() {
+        let j: serde_json::Value = serde_json::from_str(l).unwrap();
+        assert!(j["lufs"].is_number() && j["facts"]["version"].is_number() && j.get("bpm").is_some(), "{l}");
+    }
     let npy = d.path().join("x.npy");
     assert!(run(&["export", s(&store), "--format", "npy", "--out", s(&npy)]).status.success());
     let b = std::fs::read(&npy).unwrap();
     assert!(String::from_utf8_lossy(&b[..128]).contains("(3, 128)"));
     assert_eq!(std::fs::read_to_string(d.path().join("x.ids.txt")).unwrap().lines().count(), 3);
+    let facts = std::fs::read_to_string(d.path().join("x.facts.csv")).unwrap();
+    assert!(facts.starts_with("id,bpm,key,open_key,lufs\n") && facts.lines().count() == 4, "{facts}");
 }
 
 #[test]

@@ -132,6 +132,7 @@ fn synthetic_store(dir: &Path, n: usize, rare: usize, fingerprint: &str) {
             mtime: 1,
             probs: vec![],
             vector,
+            facts: None,
         })
         .unwrap();
     }

@@ -20,31 +20,59 @@ pub fn describe_update(u: &IndexUpdate) -> String {
 }
 
 pub fn print_table(recs: &[Recommendation]) {
-    print_rows(recs.iter().map(|r| (r.rank, r.score, r.title, r.artist, r.genre, r.cluster, r.id)));
+    print_rows(recs.iter().map(|r| Row { rank: r.rank, score: r.score, title: r.title, artist: r.artist, genre: r.genre, cluster: r.cluster, id: r.id, bpm: r.bpm, key: r.key }));
 }
 
-/// Rows of (rank, score, title, artist, genre, cluster, path) as a table.
-pub fn print_rows<'a>(rows: impl Iterator<Item = (usize, f32, &'a str, Option<&'a str>, Option<&'a str>, Option<u32>, &'a str)> + Clone) {
-    let clusters = rows.clone().any(|r| r.5.is_some());
-    println!("{:>4}  {:>6}  {:<28} {:<16} {:<14} {}path", "rank", "score", "title", "artist", "genre", if clusters { "clu  " } else { "" });
-    for (rank, score, title, artist, genre, cluster, id) in rows {
+/// One line of a recommendation table.
+#[derive(Clone, Copy)]
+pub struct Row<'a> {
+    rank: usize,
+    score: f32,
+    title: &'a str,
+    artist: Option<&'a str>,
+    genre: Option<&'a str>,
+    cluster: Option<u32>,
+    id: &'a str,
+    bpm: Option<f32>,
+    key: Option<soundalike_recommend::CamelotKey>,
+}
+
+/// Rows as a table (rank, score, title, artist, genre, BPM, key, cluster, path; BPM and key columns when
+/// any song has them).
+pub fn print_rows<'a>(rows: impl Iterator<Item = Row<'a>> + Clone) {
+    let clusters = rows.clone().any(|r| r.cluster.is_some());
+    let facts = rows.clone().any(|r| r.bpm.is_some() || r.key.is_some());
+    let fh = if facts { format!("{:>6} {:<4} ", "bpm", "key") } else { String::new() };
+    println!("{:>4}  {:>6}  {:<28} {:<16} {:<14} {fh}{}path", "rank", "score", "title", "artist", "genre", if clusters { "clu  " } else { "" });
+    for r in rows {
         let cut = |s: &str, n: usize| if s.chars().count() > n { format!("{}…", s.chars().take(n - 1).collect::<String>()) } else { s.to_string() };
+        let f = if facts { format!("{:>6} {:<4} ", r.bpm.map_or("-".into(), |b| format!("{b:.1}")), r.key.map_or("-".into(), |k| k.to_string())) } else { String::new() };
         println!(
-            "{:>4}  {:>6.3}  {:<28} {:<16} {:<14} {}{}",
-            rank,
-            score,
-            cut(title, 28),
-            cut(artist.unwrap_or("-"), 16),
-            cut(genre.unwrap_or("-"), 14),
-            if clusters { format!("{:<5}", cluster.map_or("-".into(), |c| c.to_string())) } else { String::new() },
-            id
+            "{:>4}  {:>6.3}  {:<28} {:<16} {:<14} {f}{}{}",
+            r.rank,
+            r.score,
+            cut(r.title, 28),
+            cut(r.artist.unwrap_or("-"), 16),
+            cut(r.genre.unwrap_or("-"), 14),
+            if clusters { format!("{:<5}", r.cluster.map_or("-".into(), |c| c.to_string())) } else { String::new() },
+            r.id
         );
     }
 }
 
 /// Recommendations as a table.
 pub fn print_scored(recs: &[Scored]) {
-    print_rows(recs.iter().map(|r| (r.rank, r.score, r.song.title.as_str(), r.song.artist.as_deref(), r.song.genre.as_deref(), r.song.cluster, r.song.id.as_str())));
+    print_rows(recs.iter().map(|r| Row {
+        rank: r.rank,
+        score: r.score,
+        title: r.song.title.as_str(),
+        artist: r.song.artist.as_deref(),
+        genre: r.song.genre.as_deref(),
+        cluster: r.song.cluster,
+        id: r.song.id.as_str(),
+        bpm: r.song.bpm,
+        key: r.song.key,
+    }));
 }
 
 

@@ -9,7 +9,8 @@ use anyhow::{bail, Result};
 use clap::Args;
 use serde_json::json;
 use rayon::prelude::*;
-use soundalike_audio::analyze_file;
+use soundalike_audio::analyze_file_with_facts;
+use soundalike_audio::facts::FACTS_VERSION;
 use soundalike_dataset::{fingerprint_file, metadata_from_path, SongFile, SongLabels};
 use soundalike_model::LoadedModel;
 use soundalike_recommend::{ShardInfo, Store, StoreHeader, StoreWriter, STORE_FORMAT_VERSION};
@@ -113,7 +114,7 @@ impl Names {
 
 pub fn embed_one(model: &LoadedModel, device: &soundalike_model::Device, f: &SongFile, e: &SongLabels) -> Result<soundalike_recommend::SongRecord, SongFailure> {
     let fp = fingerprint_file(&f.path).map_err(|err| SongFailure { kind: "io".into(), reason: err.to_string() })?;
-    let a = analyze_file(&f.path, &model.config.frontend).map_err(|err| SongFailure { kind: err.kind().to_string(), reason: err.to_string() })?;
+    let a = analyze_file_with_facts(&f.path, &model.config.frontend).map_err(|err| SongFailure { kind: err.kind().to_string(), reason: err.to_string() })?;
     let emb = model.embed_mel(&a.mel, device);
     let m = Names::of(&a.info.tags, e, &f.rel_path);
     Ok(soundalike_recommend::SongRecord {
@@ -130,7 +131,40 @@ pub fn embed_one(model: &LoadedModel, device: &soundalike_model::Device, f: &Son
         mtime: f.mtime,
         probs: emb.probs,
         vector: emb.vector,
+        facts: a.facts,
     })
+}
+
+/// Adds the facts of this version to the songs in `mine` that are not in `todo` (kept as they are) and
+/// lack them; returns how many. A file that cannot be decoded now keeps its record as it was.
+fn analyse_unchanged(store: &mut StoreWriter, files: &[SongFile], mine: &[usize], todo: &[usize], frontend: &soundalike_audio::FrontendConfig) -> Result<usize> {
+    let again: HashSet<usize> = todo.iter().copied().collect();
+    let stale: Vec<usize> = mine.iter().copied().filter(|i| !again.contains(i) && store.get(&files[*i].rel_path).is_some_and(|m| m.facts_version != FACTS_VERSION)).collect();
+    if stale.is_empty() {
+        return Ok(0);
+    }
+    let pb = bar(stale.len() as u64, "analysing");
+    let mut n = 0;
+    for chunk in stale.chunks(64) {
+        let facts: Vec<_> = chunk
+            .par_iter()
+            .map(|&i| {
+                let f = analyze_file_with_facts(&files[i].path, frontend).ok().and_then(|a| a.facts);
+                pb.inc(1);
+                f
+            })
+            .collect();
+        for (&i, f) in chunk.iter().zip(facts) {
+            if let Some(f) = f {
+                let old = store.record(&files[i].rel_path)?;
+                store.put(soundalike_recommend::SongRecord { facts: Some(f), ..old })?;
+                n += 1;
+            }
+        }
+        store.sync()?;
+    }
+    pb.finish_and_clear();
+    Ok(n)
 }
 
 pub fn run(a: EmbedArgs) -> Result<ExitCode> {
@@ -215,6 +249,12 @@ pub fn run(a: EmbedArgs) -> Result<ExitCode> {
             eprintln!("{}: {renamed} songs renamed by the current rules (tags read again; a folder is no longer a genre)", a.out.display());
         }
     }
+    // Songs embedded before their tempo, key and loudness were found (or by older estimators): decoded
+    // again for those alone, their vectors kept.
+    let analysed = analyse_unchanged(&mut store, &files, &mine, &todo, &model.config.frontend)?;
+    if analysed > 0 && !a.json {
+        eprintln!("{}: tempo, key and loudness added to {analysed} songs without re-embedding them", a.out.display());
+    }
     let pb = bar(todo.len() as u64, "embedding");
     let mut failed: Vec<(String, String, String)> = Vec::new();
     let mut embedded = 0usize;
@@ -279,6 +319,7 @@ pub fn run(a: EmbedArgs) -> Result<ExitCode> {
         "removed_ids": vanished,
         "unchanged_content_new_mtime": retimed,
         "renamed": renamed,
+        "analysed": analysed,
         "library_root_updated": root_moved,
         "failed": failed.iter().map(|(p, k, w)| json!({"path": p, "kind": k, "reason": w})).collect::<Vec<_>>(),
         "seconds": secs,

@@ -35,6 +35,22 @@ fn csv_field(s: &str) -> String {
     }
 }
 
+fn lufs(s: &soundalike_recommend::SongRecord) -> Option<f32> {
+    s.facts.as_ref().and_then(|f| f.loudness.as_ref()).and_then(|l| l.lufs)
+}
+
+/// `bpm,key,open_key,lufs` of a song (empty where unknown).
+fn facts_columns(s: &soundalike_recommend::SongRecord) -> String {
+    let k = s.key();
+    format!(
+        "{},{},{},{}",
+        s.bpm().map_or(String::new(), |b| format!("{b:.1}")),
+        k.map_or(String::new(), |k| k.to_string()),
+        k.map_or(String::new(), |k| k.open_key()),
+        lufs(s).map_or(String::new(), |l| format!("{l:.1}"))
+    )
+}
+
 pub fn run(a: ExportArgs) -> Result<ExitCode> {
     let store = Store::open(&a.store)?;
     let labels = &store.header.labels;
@@ -47,13 +63,13 @@ pub fn run(a: ExportArgs) -> Result<ExitCode> {
     let mut out = String::new();
     match a.format {
         ExportFormat::Csv => {
-            out.push_str("id,title,artist,album,genre,group,duration_s,predicted,cluster");
+            out.push_str("id,title,artist,album,genre,group,duration_s,predicted,cluster,bpm,key,open_key,lufs");
             (0..store.header.dim).for_each(|i| out.push_str(&format!(",v{i}")));
             out.push('\n');
             for s in store.songs() {
                 let o = |v: &Option<String>| csv_field(v.as_deref().unwrap_or(""));
                 out.push_str(&format!(
-                    "{},{},{},{},{},{},{:.3},{},{}",
+                    "{},{},{},{},{},{},{:.3},{},{},{}",
                     csv_field(&s.id),
                     csv_field(&s.title),
                     o(&s.artist),
@@ -62,7 +78,8 @@ pub fn run(a: ExportArgs) -> Result<ExitCode> {
                     o(&s.group),
                     s.duration_s,
                     csv_field(&s.predicted(labels).unwrap_or_default()),
-                    cluster(s).map_or(String::new(), |c| c.to_string())
+                    cluster(s).map_or(String::new(), |c| c.to_string()),
+                    facts_columns(s)
                 ));
                 s.vector.iter().for_each(|v| out.push_str(&format!(",{v}")));
                 out.push('\n');
@@ -74,6 +91,10 @@ pub fn run(a: ExportArgs) -> Result<ExitCode> {
                 let mut v = serde_json::to_value(s)?;
                 v["predicted"] = json!(s.predicted(labels));
                 v["cluster"] = json!(cluster(s));
+                v["bpm"] = json!(s.bpm());
+                v["key"] = json!(s.key().map(|k| k.to_string()));
+                v["open_key"] = json!(s.key().map(|k| k.open_key()));
+                v["lufs"] = json!(lufs(s));
                 out.push_str(&serde_json::to_string(&v)?);
                 out.push('\n');
             }
@@ -89,6 +110,12 @@ pub fn run(a: ExportArgs) -> Result<ExitCode> {
             let ids_path = a.out.with_extension("ids.txt");
             soundalike_dataset::write_atomic(&ids_path, ids.as_bytes())?;
             println!("ids in {}", ids_path.display());
+            let facts: String = std::iter::once("id,bpm,key,open_key,lufs\n".to_string())
+                .chain(rows.iter().map(|s| format!("{},{}\n", csv_field(&s.id), facts_columns(s))))
+                .collect();
+            let facts_path = a.out.with_extension("facts.csv");
+            soundalike_dataset::write_atomic(&facts_path, facts.as_bytes())?;
+            println!("tempo, key and loudness in {}", facts_path.display());
             if clustering.is_some() {
                 let cs: String = rows.iter().map(|s| format!("{}\n", cluster(s).unwrap_or_default())).collect();
                 let cs_path = a.out.with_extension("clusters.txt");

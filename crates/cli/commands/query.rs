@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use serde_json::json;
-use soundalike_recommend::{Answer, Catalog, ClusterScope, Library, LibraryError, Method, Request, Scored};
+use soundalike_recommend::{Answer, BpmRange, CamelotKey, KeyRule, Catalog, ClusterScope, Library, LibraryError, Method, Request, Scored};
 
 use crate::embedder::FileEmbedder;
 use crate::flags::{parse_genre_source, AnnArgs};
@@ -84,23 +84,59 @@ pub struct QueryArgs {
     /// there is one, else the prediction).
     #[arg(long, default_value = "either", value_parser = parse_genre_source)]
     pub genre_source: soundalike_recommend::GenreSource,
+    /// Only songs in this tempo range, e.g. `120-128` (songs without a steady beat are left out, and counted).
+    #[arg(long)]
+    pub bpm: Option<BpmRange>,
+    /// Only songs within PCT percent of the query song's tempo (e.g. 6: what a pitch fader covers).
+    #[arg(long, value_name = "PCT")]
+    pub bpm_near: Option<f32>,
+    /// With --bpm or --bpm-near: half and double tempo count as in range (87 BPM mixes into 174).
+    #[arg(long)]
+    pub bpm_fold: bool,
+    /// Only songs in this key: Camelot (8A), Open Key (1m) or text (A minor, F#m, Db).
+    #[arg(long)]
+    pub key: Option<CamelotKey>,
+    /// Only songs in a key that mixes with --key, or else with the query song's (same, one step on the
+    /// Camelot wheel, relative major/minor).
+    #[arg(long)]
+    pub key_compatible: bool,
+    /// Which keys mix: strict, or wide (adds the diagonals: one step and the other mode, as Mixxx does).
+    #[arg(long, default_value = "strict")]
+    pub key_rule: KeyRule,
+    /// Songs that mix with this one: sound like it, within 6% of its tempo (or half/double), in a
+    /// compatible key (same as --song SONG --bpm-near 6 --bpm-fold --key-compatible).
+    #[arg(long, value_name = "SONG", conflicts_with_all = ["songs", "file"])]
+    pub mixes_with: Option<String>,
 }
 
 /// The filters a query's flags ask for around its songs.
 pub fn around(a: &QueryArgs) -> soundalike_recommend::Around {
+    let mixing = a.mixes_with.is_some();
     soundalike_recommend::Around {
         genre: a.genre.clone(),
         same_genre: a.same_genre,
         exclude_same_artist: a.exclude_same_artist,
         exclude_same_group: a.exclude_same_group,
         max_per_album: a.max_per_album,
+        bpm: a.bpm,
+        bpm_near: a.bpm_near.or(mixing.then_some(MIX_BPM_PCT)),
+        bpm_fold: a.bpm_fold || mixing,
+        key: a.key,
+        key_compatible: a.key_compatible || mixing,
+        key_rule: a.key_rule,
     }
 }
+
+/// How far from the song's tempo `--mixes-with` looks, in percent.
+const MIX_BPM_PCT: f32 = 6.0;
 
 /// `query` and `query --db`: one path. The arguments become a [`Request`] that either library answers
 /// (the store's catalog, or the database); only what needs a store (a listener's taste, songs drawn at
 /// random from a cluster) takes the store's own plan of the same request.
-pub fn run(a: QueryArgs) -> Result<ExitCode> {
+pub fn run(mut a: QueryArgs) -> Result<ExitCode> {
+    if let Some(s) = &a.mixes_with {
+        a.songs = vec![s.clone()];
+    }
     if a.songs.is_empty() && a.file.is_none() && a.cluster.is_none() {
         bail!("say what to match: --song ID|PATH|TEXT (repeatable), --file NEW.mp3, or --cluster N");
     }
@@ -143,7 +179,7 @@ pub fn run(a: QueryArgs) -> Result<ExitCode> {
     }
     let recs = &answer.results;
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&json!({"query": describe, "clusters": answer.clusters, "results": recs}))?);
+        println!("{}", serde_json::to_string_pretty(&json!({"query": describe, "clusters": answer.clusters, "results": recs, "notes": answer.notes}))?);
     } else {
         if a.random_from_cluster {
             println!("{} songs at random from {}:", recs.len(), describe.join(" + "));
@@ -156,6 +192,9 @@ pub fn run(a: QueryArgs) -> Result<ExitCode> {
         print_scored(recs);
         if recs.len() < a.k {
             println!("(only {} songs pass the filters)", recs.len());
+        }
+        for n in &answer.notes {
+            println!("({n})");
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -196,7 +235,8 @@ async fn request<L: Library>(a: &QueryArgs, lib: &L, model_name: &str, model_fin
     let mut describe = Vec::new();
     for q in &a.songs {
         let s = lib.resolve(q).await?;
-        describe.push(format!("{} ({})", s.title, s.id));
+        let facts: Vec<String> = s.bpm.map(|b| format!("{b:.1} BPM")).into_iter().chain(s.key.map(|k| format!("{k} {}", k.name()))).collect();
+        describe.push(if facts.is_empty() { format!("{} ({})", s.title, s.id) } else { format!("{} ({}; {})", s.title, s.id, facts.join(", ")) });
         seeds.push(s.id);
     }
     let mut extra = Vec::new();
@@ -246,5 +286,5 @@ fn store_extras(a: &QueryArgs, cat: &Catalog, req: &Request) -> Result<Answer> {
     let cs = plan.filters.clusters.clone().unwrap_or_default();
     let rows = cat.random_in_clusters(&cs, a.k, &plan.filters.exclude, seed);
     let results = rows.iter().enumerate().map(|(i, &r)| Scored { rank: i + 1, score: soundalike_recommend::dot(&cat.vector(r), &plan.query), song: cat.view(r) }).collect();
-    Ok(Answer { query: plan.seeds, clusters: plan.filters.clusters, results })
+    Ok(Answer { notes: cat.facts_notes(&plan.filters), query: plan.seeds, clusters: plan.filters.clusters, results })
 }

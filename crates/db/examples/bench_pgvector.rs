@@ -56,6 +56,7 @@ fn main() {
                 mtime: 1,
                 probs: vec![],
                 vector,
+                facts: None,
             })
             .expect("put");
         }

@@ -499,6 +499,9 @@ impl DbCatalog {
             predicted: some(r.get(5)),
             from_path: Vec::new(),
             cluster: None,
+            bpm: None,
+            key: None,
+            lufs: None,
         }
     }
 
@@ -743,15 +746,14 @@ impl DbCatalog {
         let genres = if req.around.genre.is_some() { self.genres().await? } else { Vec::new() };
         req.check_against(self.meta.dim, |g| genres.iter().any(|(x, _)| x.eq_ignore_ascii_case(g)))?;
         let filters = req.filters(&seeds)?;
+        if filters.asks_for_facts() {
+            return Err(LibraryError::Invalid("tempo and key filters are answered from a store: the database holds no tempo or key yet".into()));
+        }
         let ids: Vec<&str> = seeds.iter().map(|s| s.id.as_str()).collect();
         let extra: Vec<&[f32]> = req.extra.iter().map(Vec::as_slice).collect();
         let q = self.centroid(&ids, &extra).await?;
         let found = self.recommend(&q, req.k, &filters).await?;
-        Ok(Answer {
-            query: seeds,
-            clusters: None,
-            results: found,
-        })
+        Ok(Answer { query: seeds, clusters: None, results: found, notes: Vec::new() })
     }
 }
 

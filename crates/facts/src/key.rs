@@ -206,9 +206,13 @@ pub fn estimate_key(frames: &ChromaFrames) -> Key {
     }
     if let Some((at, k1, s1, k2, s2)) = change {
         let (k, s) = if at * 2 >= segs.len() { (k1, s1) } else { (k2, s2) };
-        return Key { key: Some(k), strength: s, changes_at_s: Some(at as f32 * frames.segment_s) };
+        return Key { key: Some(k), strength: round3(s), changes_at_s: Some(at as f32 * frames.segment_s) };
     }
-    Key { key: (strength >= MIN_STRENGTH).then_some(key), strength, changes_at_s: None }
+    Key { key: (strength >= MIN_STRENGTH).then_some(key), strength: round3(strength), changes_at_s: None }
+}
+
+fn round3(x: f32) -> f32 {
+    (x * 1000.0).round() / 1000.0
 }
 
 #[cfg(test)]

@@ -211,7 +211,7 @@ pub fn estimate_tempo(onsets: &[f32], fps: f32) -> Tempo {
     let Some((lag, strength, found)) = steady(&windows, lo, fps) else {
         return none(0.0);
     };
-    let confidence = strength.clamp(0.0, 1.0);
+    let confidence = round3(strength.clamp(0.0, 1.0));
     if confidence < MIN_CONFIDENCE {
         return none(confidence);
     }
@@ -248,11 +248,15 @@ pub fn estimate_tempo(onsets: &[f32], fps: f32) -> Tempo {
         .iter()
         .map(|&(l, s)| (bpm_of(l), s))
         .filter(|&(b, _)| (b / bpm - 1.0).abs() > 0.04)
-        .map(|(b, s)| TempoCandidate { bpm: (b * 10.0).round() / 10.0, strength: s.clamp(0.0, 1.0), relation: relation(b, bpm).into() })
+        .map(|(b, s)| TempoCandidate { bpm: (b * 10.0).round() / 10.0, strength: round3(s.clamp(0.0, 1.0)), relation: relation(b, bpm).into() })
         .filter(|c| c.relation != "other")
         .take(3)
         .collect();
     Tempo { bpm: Some(bpm), confidence, candidates, changes_at_s }
+}
+
+fn round3(x: f32) -> f32 {
+    (x * 1000.0).round() / 1000.0
 }
 
 /// `bpm` moved by octaves to within a factor √2 of `around`.

@@ -46,6 +46,7 @@ fn main() {
                 mtime: 1_700_000_000,
                 probs: vec![0.1; 10],
                 vector: v,
+                facts: None,
             })
             .expect("put");
         }

@@ -1,6 +1,7 @@
 //! A store opened for searching: songs, their vectors (one matrix, or the index's own copy), and (for
 //! large libraries) the HNSW index kept in step with the store incrementally. What `query`, `demo` and `serve` share.
 
+use soundalike_facts::{CamelotKey, KeyRule};
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -171,6 +172,12 @@ pub struct Recommendation<'a> {
     /// Cluster, when the store has clusters (see [`Catalog::use_clusters`]).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cluster: Option<u32>,
+    /// Tempo, when it has a steady beat.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bpm: Option<f32>,
+    /// Key (Camelot), when clear.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<CamelotKey>,
 }
 
 /// Filters and diversity settings.
@@ -190,6 +197,73 @@ pub struct Filters {
     pub max_per_album: Option<usize>,
     /// Only songs in one of these clusters (needs [`Catalog::use_clusters`]).
     pub clusters: Option<Vec<u32>>,
+    /// Only songs whose tempo is in this range (songs without a steady beat are left out).
+    pub bpm: Option<BpmRange>,
+    /// Only songs whose tempo is in one of these ranges (around the query songs' tempi).
+    pub bpm_near: Option<Vec<BpmRange>>,
+    /// Only songs in one of these keys (songs whose key is unclear are left out).
+    pub keys: Option<Vec<CamelotKey>>,
+}
+
+impl Filters {
+    /// Whether these filters ask for a tempo or a key (and so leave out songs without one).
+    pub fn asks_for_facts(&self) -> bool {
+        self.bpm.is_some() || self.bpm_near.is_some() || self.keys.is_some()
+    }
+
+    /// Whether `s` passes the tempo and key filters.
+    pub fn facts_pass(&self, s: &SongRecord) -> bool {
+        let bpm = s.bpm();
+        self.bpm.is_none_or(|r| bpm.is_some_and(|b| r.contains(b)))
+            && self.bpm_near.as_ref().is_none_or(|rs| bpm.is_some_and(|b| rs.iter().any(|r| r.contains(b))))
+            && self.keys.as_ref().is_none_or(|ks| s.key().is_some_and(|k| ks.contains(&k)))
+    }
+}
+
+/// A tempo range, `lo` to `hi` BPM; with `fold`, half and double tempo count too (a 87 BPM song is in
+/// 170-178).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct BpmRange {
+    /// Lowest BPM.
+    pub lo: f32,
+    /// Highest BPM.
+    pub hi: f32,
+    /// Also accept half and double tempo.
+    pub fold: bool,
+}
+
+impl BpmRange {
+    /// Whether `bpm` is in the range (or, folding, half or double of it is).
+    pub fn contains(&self, bpm: f32) -> bool {
+        let within = |b: f32| b >= self.lo - 0.05 && b <= self.hi + 0.05;
+        within(bpm) || (self.fold && (within(bpm * 2.0) || within(bpm / 2.0)))
+    }
+
+    /// `pct` percent either side of `bpm`.
+    pub fn around(bpm: f32, pct: f32, fold: bool) -> BpmRange {
+        BpmRange { lo: bpm * (1.0 - pct / 100.0), hi: bpm * (1.0 + pct / 100.0), fold }
+    }
+}
+
+impl std::str::FromStr for BpmRange {
+    type Err = String;
+
+    /// `120-128`, `120..128` or `124` (that tempo, ±0.5).
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        let bad = || format!("{s:?}: write a tempo range as LO-HI, e.g. 120-128 (or one BPM)");
+        let num = |x: &str| x.trim().parse::<f32>().ok().filter(|v| v.is_finite() && *v > 0.0 && *v < 1000.0).ok_or_else(bad);
+        let (lo, hi) = match s.split_once("..").or_else(|| s.split_once('-')) {
+            Some((a, b)) => (num(a)?, num(b)?),
+            None => {
+                let v = num(s)?;
+                (v - 0.5, v + 0.5)
+            }
+        };
+        if lo > hi {
+            return Err(format!("{s:?}: the lower tempo comes first"));
+        }
+        Ok(BpmRange { lo, hi, fold: false })
+    }
 }
 
 impl Filters {
@@ -205,6 +279,18 @@ impl Filters {
             exclude_groups: if around.exclude_same_group { of(|s| &s.group) } else { vec![] },
             max_per_album: around.max_per_album,
             clusters: None,
+            bpm: around.bpm.map(|r| BpmRange { fold: around.bpm_fold || r.fold, ..r }),
+            bpm_near: around.bpm_near.map(|pct| seeds.iter().filter_map(|s| s.bpm).map(|b| BpmRange::around(b, pct, around.bpm_fold)).collect()),
+            keys: match (around.key, around.key_compatible) {
+                (Some(k), false) => Some(vec![k]),
+                (Some(k), true) => Some(k.neighbours(around.key_rule)),
+                (None, true) => {
+                    let mut ks: Vec<CamelotKey> = seeds.iter().filter_map(|s| s.key).flat_map(|k| k.neighbours(around.key_rule)).collect();
+                    ks.dedup();
+                    Some(ks)
+                }
+                (None, false) => None,
+            },
         }
     }
 }
@@ -223,6 +309,18 @@ pub struct Around {
     pub exclude_same_group: bool,
     /// At most this many songs per album (or group).
     pub max_per_album: Option<usize>,
+    /// Only songs in this tempo range.
+    pub bpm: Option<BpmRange>,
+    /// Only songs within this many percent of a query song's tempo.
+    pub bpm_near: Option<f32>,
+    /// Half and double tempo count as in range (for `bpm` and `bpm_near`).
+    pub bpm_fold: bool,
+    /// Only songs in this key (or, with `key_compatible`, in a key that mixes with it).
+    pub key: Option<CamelotKey>,
+    /// Only songs in a key that mixes with `key`, or else with the query songs' keys.
+    pub key_compatible: bool,
+    /// Which keys mix.
+    pub key_rule: KeyRule,
 }
 
 fn eq(a: Option<&str>, b: &str) -> bool {
@@ -411,6 +509,8 @@ impl Catalog {
             genre: s.genre.as_deref(),
             group: s.group.as_deref(),
             cluster: self.cluster_of(row),
+            bpm: s.bpm(),
+            key: s.key(),
         }
     }
 
@@ -535,9 +635,10 @@ impl Catalog {
                 && !f.exclude_artists.iter().any(|a| eq(s.artist.as_deref(), a))
                 && !f.exclude_groups.iter().any(|g| eq(s.group.as_deref(), g))
                 && f.clusters.as_ref().is_none_or(|cs| self.cluster_of(i).is_some_and(|c| cs.contains(&c)))
+                && f.facts_pass(s)
         };
         let n = self.songs.len();
-        let only_excludes = f.genre.is_none() && f.same_genres.is_none() && f.exclude_artists.is_empty() && f.exclude_groups.is_empty() && f.clusters.is_none();
+        let only_excludes = f.genre.is_none() && f.same_genres.is_none() && f.exclude_artists.is_empty() && f.exclude_groups.is_empty() && f.clusters.is_none() && !f.asks_for_facts();
         // With a per-album cap, fetch more and cap greedily; grow until k are kept or the library is exhausted.
         let mut want = if f.max_per_album.is_some() { k * 4 } else { k }.min(n);
         loop {

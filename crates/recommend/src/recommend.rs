@@ -37,6 +37,15 @@ pub struct SongView {
     /// Its cluster, when the library has clusters.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cluster: Option<u32>,
+    /// Tempo (BPM), when it has a steady beat and has been analysed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bpm: Option<f32>,
+    /// Key (Camelot, `8A`), when clear and analysed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<soundalike_facts::CamelotKey>,
+    /// Integrated loudness (LUFS), when measured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lufs: Option<f32>,
 }
 
 /// A song in a list of recommendations.
@@ -89,6 +98,14 @@ impl Request {
         if self.k == 0 || self.k > max_k {
             return Err(LibraryError::Invalid(format!("k must be between 1 and {max_k}")));
         }
+        if let Some(r) = self.around.bpm {
+            if !(r.lo > 0.0 && r.lo <= r.hi) {
+                return Err(LibraryError::Invalid("a tempo range needs 0 < low <= high".into()));
+            }
+        }
+        if self.around.bpm_near.is_some_and(|p| !(p > 0.0 && p <= 50.0)) {
+            return Err(LibraryError::Invalid("a tempo tolerance is a percentage above 0 and at most 50".into()));
+        }
         if self.around.max_per_album == Some(0) {
             return Err(LibraryError::Invalid("max_per_album must be at least 1".into()));
         }
@@ -116,6 +133,12 @@ impl Request {
         if f.same_genres.as_ref().is_some_and(|g| g.is_empty()) {
             return Err(LibraryError::NoSeedGenre);
         }
+        if f.bpm_near.as_ref().is_some_and(|r| r.is_empty()) {
+            return Err(LibraryError::Invalid("no query song has a steady beat (or an analysed tempo) to keep the tempo near".into()));
+        }
+        if self.around.key.is_none() && f.keys.as_ref().is_some_and(|k| k.is_empty()) {
+            return Err(LibraryError::Invalid("no query song has a clear (or an analysed) key to find compatible keys for".into()));
+        }
         Ok(f)
     }
 }
@@ -130,6 +153,9 @@ pub struct Answer {
     pub clusters: Option<Vec<u32>>,
     /// Best first.
     pub results: Vec<Scored>,
+    /// What the library wants said about the answer (songs a tempo or key filter had to leave out).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 /// The library as a whole: counts, hours, genres and groups.
@@ -225,6 +251,9 @@ impl Catalog {
             predicted: s.predicted(&self.header.labels),
             from_path: s.from_path.clone(),
             cluster: self.cluster_of(row),
+            bpm: s.bpm(),
+            key: s.key(),
+            lufs: s.facts.as_ref().and_then(|f| f.loudness.as_ref()).and_then(|l| l.lufs),
         }
     }
 
@@ -261,12 +290,31 @@ impl Catalog {
         Ok(Plan { rows, seeds, query, filters })
     }
 
+    /// How many songs a tempo or key filter left out for having no value to compare (no steady beat, an
+    /// unclear key, or not analysed yet).
+    pub fn facts_notes(&self, f: &Filters) -> Vec<String> {
+        let mut notes = Vec::new();
+        if f.bpm.is_some() || f.bpm_near.is_some() {
+            let n = self.songs().iter().filter(|s| s.bpm().is_none()).count();
+            if n > 0 {
+                notes.push(format!("{n} songs without a tempo (no steady beat, or not analysed yet) were left out"));
+            }
+        }
+        if f.keys.is_some() {
+            let n = self.songs().iter().filter(|s| s.key().is_none()).count();
+            if n > 0 {
+                notes.push(format!("{n} songs without a key (unclear, or not analysed yet) were left out"));
+            }
+        }
+        notes
+    }
+
     /// [`Library::recommend`], at once.
     pub fn answer(&self, req: &Request) -> Result<Answer, LibraryError> {
         let plan = self.plan(req)?;
         let hits = self.recommend_rows(&plan.query, req.k, &plan.filters)?;
         let results = hits.into_iter().enumerate().map(|(i, h)| Scored { rank: i + 1, score: h.score, song: self.view(h.row) }).collect();
-        Ok(Answer { query: plan.seeds, clusters: plan.filters.clusters, results })
+        Ok(Answer { notes: self.facts_notes(&plan.filters), query: plan.seeds, clusters: plan.filters.clusters, results })
     }
 
     /// [`Catalog::answer`] re-ranked by a listener's taste: a wider pool of similar songs (ten times k, at
@@ -281,7 +329,7 @@ impl Catalog {
             results.push(Scored { rank: r.rank, score: r.score, song: self.view(self.row_or_not_found(r.id)?) });
             p_like.push(p);
         }
-        Ok((Answer { query: plan.seeds, clusters: plan.filters.clusters, results }, p_like))
+        Ok((Answer { notes: self.facts_notes(&plan.filters), query: plan.seeds, clusters: plan.filters.clusters, results }, p_like))
     }
 
     /// [`Library::stats`], at once.

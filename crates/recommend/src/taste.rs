@@ -662,6 +662,7 @@ mod tests {
             mtime: 1,
             probs: vec![],
             vector: vec![],
+            facts: None,
         }
     }
 

@@ -40,6 +40,7 @@ fn real_store() -> (tempfile::TempDir, Vec<u8>, Vec<u8>) {
             mtime: 1,
             probs: vec![0.5, 0.5],
             vector: v,
+            facts: None,
         })
         .unwrap();
     }

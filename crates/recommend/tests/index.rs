@@ -34,6 +34,7 @@ fn song(id: &str, v: [f32; 4], genre: &str) -> SongRecord {
         mtime: 1,
         probs: vec![0.5, 0.5],
         vector,
+        facts: None,
     }
 }
 

@@ -35,6 +35,7 @@ fn song(id: &str, i: usize) -> SongRecord {
         mtime: 1,
         probs: vec![0.5, 0.5],
         vector,
+        facts: None,
     }
 }
 

@@ -55,6 +55,9 @@ function options() {
   if ($("same-genre").checked) q.set("same_genre", "true");
   if ($("exclude-artist").checked) q.set("exclude_same_artist", "true");
   if ($("exclude-group").checked) q.set("exclude_same_group", "true");
+  if ($("bpm").value.trim()) q.set("bpm", $("bpm").value.trim());
+  if ($("bpm-fold").checked) q.set("bpm_fold", "true");
+  if ($("key-compatible").checked) q.set("key_compatible", "true");
   if (clusters && $("same-cluster").checked) q.set("same_cluster", "true");
   if (taste && $("taste-rank").checked) q.set("taste", "true");
   return q;
@@ -63,12 +66,13 @@ function options() {
 // The address bar follows the song on screen and its filters (`?song=ID&genre=G&k=5&same_genre=1...`), so
 // a link opens the same view and the back button returns to the previous song.
 const FLAGS = [["same-genre", "same_genre"], ["exclude-artist", "exclude_artist"], ["exclude-group", "exclude_group"],
-  ["same-cluster", "same_cluster"], ["taste-rank", "taste"]];
+  ["same-cluster", "same_cluster"], ["taste-rank", "taste"], ["bpm-fold", "bpm_fold"], ["key-compatible", "key_compatible"]];
 function addressOf(id) {
   const q = new URLSearchParams();
   q.set("song", id);
   if ($("genre").value) q.set("genre", $("genre").value);
   if (($("k").value || "10") !== "10") q.set("k", $("k").value);
+  if ($("bpm").value.trim()) q.set("bpm", $("bpm").value.trim());
   for (const [el, key] of FLAGS) if ($(el).checked) q.set(key, "1");
   return "?" + q;
 }
@@ -78,6 +82,7 @@ function applyAddress(search) {
   const g = q.get("genre") || "";
   $("genre").value = [...$("genre").options].some((o) => o.value === g) ? g : "";
   $("k").value = q.get("k") || "10";
+  $("bpm").value = q.get("bpm") || "";
   for (const [el, key] of FLAGS) $(el).checked = q.get(key) === "1";
   return q.get("song");
 }
@@ -99,7 +104,7 @@ async function showSimilar(id, how = "push") {
     const res = await getJson("/api/similar?" + q);
     if (mine !== asked) return;
     render(res);
-    status("");
+    status((res.notes || []).join("; "));
   } catch (e) {
     if (mine === asked) status(e.message, true);
   }
@@ -177,7 +182,8 @@ function songItem(r, opts = {}) {
   a.onclick = (e) => { e.preventDefault(); showSimilar(r.id); };
   const meta = document.createElement("span");
   meta.className = "muted";
-  meta.textContent = " " + [r.artist, r.genre, opts.group ? r.group : null].filter(Boolean).join(" · ");
+  const bpm = r.bpm ? r.bpm.toFixed(1) + " BPM" : null;
+  meta.textContent = " " + [r.artist, r.genre, opts.group ? r.group : null, bpm, r.key].filter(Boolean).join(" · ");
   li.append(...parts, a, meta, ...markButtons(r.id));
   return li;
 }
@@ -415,7 +421,7 @@ $("search").addEventListener("keydown", (e) => {
   else if (e.key === "Escape") { suggestions = []; showSuggestions(); }
 });
 $("search").addEventListener("blur", () => setTimeout(() => { suggestions = []; showSuggestions(); }, 100));
-for (const id of ["genre", "same-genre", "exclude-artist", "exclude-group", "same-cluster", "taste-rank", "k"]) $(id).addEventListener("change", rerun);
+for (const id of ["genre", "same-genre", "exclude-artist", "exclude-group", "same-cluster", "taste-rank", "k", "bpm", "bpm-fold", "key-compatible"]) $(id).addEventListener("change", rerun);
 $("colour-by").addEventListener("change", drawMap);
 $("cluster-random").addEventListener("click", () => { if (shownCluster !== null) showCluster(shownCluster, true); });
 

@@ -165,20 +165,20 @@ impl crate::routes::Backend for AppState {
         let sv = self.served();
         let cat = &sv.cat;
         let guard = self.taste.as_ref().map(|t| t.lock().unwrap_or_else(|e| e.into_inner()));
-        let (query, results) = match (&guard, taste) {
+        let (query, results, notes) = match (&guard, taste) {
             (Some(t), true) => {
                 let Some(model) = &t.model else { return Err(bad("taste: mark a song you like first")) };
                 let (a, p_like) = cat.answer_by_taste(&req, model, &t.profile, TASTE_WEIGHT, None)?;
-                (a.query, a.results.into_iter().zip(p_like.into_iter().map(Some)).collect())
+                (a.query, a.results.into_iter().zip(p_like.into_iter().map(Some)).collect(), a.notes)
             }
             (None, true) => return Err(bad("taste: this server has no profile (start serve with --profile DIR)")),
             _ => {
                 let a = cat.answer(&req)?;
-                (a.query, a.results.into_iter().map(|r| (r, None)).collect())
+                (a.query, a.results.into_iter().map(|r| (r, None)).collect(), a.notes)
             }
         };
         let mark_of = |id: &str| guard.as_ref().and_then(|t| t.profile.mark_of(id));
-        Ok(crate::routes::answer_json(&query, results, taste, &mark_of))
+        Ok(crate::routes::answer_json(&query, results, taste, &notes, &mark_of))
     }
 }
 
@@ -282,6 +282,20 @@ pub(crate) struct SimilarOpts {
     /// Re-rank by the served profile's taste.
     #[serde(default)]
     pub(crate) taste: bool,
+    /// Only songs in this tempo range (`120-128`).
+    pub(crate) bpm: Option<String>,
+    /// Only songs within this many percent of the query's tempo.
+    pub(crate) bpm_near: Option<f32>,
+    /// Half and double tempo count as in range.
+    #[serde(default)]
+    pub(crate) bpm_fold: bool,
+    /// Only songs in this key (`8A`, `1m`, `A minor`).
+    pub(crate) key: Option<String>,
+    /// Only songs in a key that mixes with `key`, or else with the query's.
+    #[serde(default)]
+    pub(crate) key_compatible: bool,
+    /// `strict` (default) or `wide`.
+    pub(crate) key_rule: Option<String>,
 }
 
 #[derive(Deserialize)]

@@ -104,6 +104,6 @@ impl crate::routes::Backend for DbState {
             return Err(ApiError(StatusCode::NOT_FOUND, "cluster and taste filters are served from a store, not from the database".into()));
         }
         let a = self.db.answer(&req).await?;
-        Ok(crate::routes::answer_json(&a.query, a.results.into_iter().map(|r| (r, None)).collect(), false, &|_| None))
+        Ok(crate::routes::answer_json(&a.query, a.results.into_iter().map(|r| (r, None)).collect(), false, &a.notes, &|_| None))
     }
 }

@@ -140,6 +140,12 @@ impl SimilarOpts {
                 exclude_same_artist: self.exclude_same_artist,
                 exclude_same_group: self.exclude_same_group,
                 max_per_album: self.max_per_album,
+                bpm: self.bpm.as_deref().filter(|s| !s.trim().is_empty()).map(str::parse).transpose().map_err(crate::api::bad)?,
+                bpm_near: self.bpm_near,
+                bpm_fold: self.bpm_fold,
+                key: self.key.as_deref().filter(|s| !s.trim().is_empty()).map(str::parse).transpose().map_err(crate::api::bad)?,
+                key_compatible: self.key_compatible,
+                key_rule: self.key_rule.as_deref().map(str::parse).transpose().map_err(crate::api::bad)?.unwrap_or_default(),
             },
             clusters,
         };
@@ -149,10 +155,11 @@ impl SimilarOpts {
 
 /// The API's answer: the query songs, and each result with its audio address, the listener's mark
 /// (`mark_of`) and, re-ranked by taste, its probability of being liked.
-pub(crate) fn answer_json(query: &[SongView], results: Vec<(Scored, Option<f32>)>, taste: bool, mark_of: &dyn Fn(&str) -> Option<soundalike_recommend::Mark>) -> Value {
+pub(crate) fn answer_json(query: &[SongView], results: Vec<(Scored, Option<f32>)>, taste: bool, notes: &[String], mark_of: &dyn Fn(&str) -> Option<soundalike_recommend::Mark>) -> Value {
     json!({
         "query": query,
         "taste": taste,
+        "notes": notes,
         "results": results.into_iter().map(|(r, p)| {
             // The song's fields, then rank and score (serde's flatten is slow on this hot path).
             let mut v = serde_json::to_value(&r.song).unwrap_or(Value::Null);

@@ -84,6 +84,7 @@ fn fixture() -> Fixture {
                 mtime: 1,
                 probs: vec![0.3, 0.7],
                 vector: v,
+                facts: None,
             })
             .unwrap();
     }

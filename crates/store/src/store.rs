@@ -74,9 +74,23 @@ pub struct SongRecord {
     pub probs: Vec<f32>,
     /// L2-normalised embedding.
     pub vector: Vec<f32>,
+    /// Tempo, key and loudness, found in the same decode as the vector. Absent from songs embedded before
+    /// they were (the next `embed` analyses them without re-embedding).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub facts: Option<soundalike_facts::Facts>,
 }
 
 impl SongRecord {
+    /// Its tempo, when it has a steady beat and has been analysed.
+    pub fn bpm(&self) -> Option<f32> {
+        self.facts.as_ref().and_then(|f| f.tempo.bpm)
+    }
+
+    /// Its key, when clear and analysed.
+    pub fn key(&self) -> Option<soundalike_facts::CamelotKey> {
+        self.facts.as_ref().and_then(|f| f.key.key)
+    }
+
     /// The most probable class, if the model has classes.
     pub fn predicted(&self, labels: &[String]) -> Option<String> {
         let i = self.probs.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1))?.0;
@@ -276,13 +290,15 @@ pub struct SongMeta {
     pub size: u64,
     /// File modification time when embedded.
     pub mtime: u64,
+    /// Version of the estimators that found its tempo, key and loudness (0: not analysed).
+    pub facts_version: u32,
     /// Byte offset of the song's latest `put` line in the journal.
     offset: u64,
 }
 
 impl SongMeta {
     fn of(song: &SongRecord, offset: u64) -> SongMeta {
-        SongMeta { size: song.size, mtime: song.mtime, offset }
+        SongMeta { size: song.size, mtime: song.mtime, facts_version: song.facts.as_ref().map_or(0, |f| f.version), offset }
     }
 }
 

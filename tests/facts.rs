@@ -1,0 +1,136 @@
+//! Tempo, key and loudness end to end: `analyze`, the store (and an older store's upgrade without
+//! re-embedding), `query`'s tempo and key filters, `--mixes-with`, and what a filter leaves out.
+
+mod util;
+
+use std::path::Path;
+
+use util::*;
+
+/// A 16-bit mono WAV of `samples` at `rate`.
+fn wav(path: &Path, rate: u32, samples: &[f32]) {
+    let mut b = Vec::new();
+    let data = (samples.len() * 2) as u32;
+    b.extend_from_slice(b"RIFF");
+    b.extend_from_slice(&(36 + data).to_le_bytes());
+    b.extend_from_slice(b"WAVEfmt ");
+    b.extend_from_slice(&16u32.to_le_bytes());
+    b.extend_from_slice(&1u16.to_le_bytes());
+    b.extend_from_slice(&1u16.to_le_bytes());
+    b.extend_from_slice(&rate.to_le_bytes());
+    b.extend_from_slice(&(rate * 2).to_le_bytes());
+    b.extend_from_slice(&2u16.to_le_bytes());
+    b.extend_from_slice(&16u16.to_le_bytes());
+    b.extend_from_slice(b"data");
+    b.extend_from_slice(&data.to_le_bytes());
+    for s in samples {
+        b.extend_from_slice(&((s.clamp(-1.0, 1.0) * 32767.0) as i16).to_le_bytes());
+    }
+    std::fs::write(path, b).unwrap();
+}
+
+/// A drum-machine-like loop: a decaying noise burst on every beat at `bpm`, over an A-minor chord
+/// (A, C, E sines) held throughout, for `seconds`.
+fn beat_in_a_minor(bpm: f32, seconds: f32) -> Vec<f32> {
+    let rate = 22050.0;
+    let period = 60.0 / bpm;
+    let mut x = 1u32;
+    (0..(seconds * rate) as usize)
+        .map(|i| {
+            let t = i as f32 / rate;
+            let since = t % period;
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            let noise = (x as f32 / u32::MAX as f32) * 2.0 - 1.0;
+            let hit = 0.6 * noise * (-since * 40.0).exp();
+            let chord: f32 = [220.0f32, 261.63, 329.63].iter().map(|f| (2.0 * std::f32::consts::PI * f * t).sin()).sum();
+            hit + 0.1 * chord
+        })
+        .collect()
+}
+
+#[test]
+fn analyze_names_tempo_key_and_loudness_and_skips_bad_files() {
+    let d = tempfile::tempdir().unwrap();
+    let (beat, silence, junk) = (d.path().join("beat.wav"), d.path().join("silence.wav"), d.path().join("junk.mp3"));
+    wav(&beat, 22050, &beat_in_a_minor(124.0, 20.0));
+    wav(&silence, 22050, &vec![0.0; 22050 * 5]);
+    std::fs::write(&junk, b"not audio at all").unwrap();
+    let o = run(&["analyze", s(&beat), s(&silence), s(&junk), "--json"]);
+    assert_eq!(o.status.code(), Some(1), "a bad file makes the exit non-zero: {}", stderr(&o));
+    assert!(stderr(&o).contains("junk.mp3"), "the bad file is named: {}", stderr(&o));
+    let lines: Vec<serde_json::Value> = stdout(&o).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let b = lines.iter().find(|j| j["file"].as_str().unwrap().ends_with("beat.wav")).expect("the good file is analysed");
+    let bpm = b["bpm"].as_f64().expect("a steady beat");
+    assert!((bpm / 124.0 - 1.0).abs() < 0.02, "{b}");
+    assert_eq!((b["key"].as_str(), b["open_key"].as_str(), b["key_name"].as_str()), (Some("8A"), Some("1m"), Some("A minor")), "{b}");
+    assert!(b["lufs"].as_f64().is_some_and(|l| l < -5.0 && l > -40.0), "{b}");
+    // Silence is no error here: it says what it cannot tell, with no number invented.
+    let q = lines.iter().find(|j| j["file"].as_str().unwrap().ends_with("silence.wav"));
+    if let Some(q) = q {
+        assert!(q["bpm"].is_null() && q["key"].is_null() && q["lufs"].is_null(), "{q}");
+    } else {
+        assert!(stderr(&o).contains("silence.wav"), "silence is reported: {}", stderr(&o));
+    }
+}
+
+#[test]
+fn the_store_carries_facts_old_stores_get_them_and_queries_filter_by_them() {
+    let d = tempfile::tempdir().unwrap();
+    let (lib, store) = (d.path().join("lib"), d.path().join("store"));
+    let ids = library(&lib, 6);
+    wav(&lib.join("beat124.wav"), 22050, &beat_in_a_minor(124.0, 20.0));
+    wav(&lib.join("beat62.wav"), 22050, &beat_in_a_minor(62.0, 20.0));
+    let r = json(&run(&["embed", s(&lib), "--out", s(&store), "--json"]));
+    assert_eq!(r["embedded"].as_u64(), Some(8), "{r}");
+    // An older store: the same journal without the facts. The next embed analyses, and embeds nothing.
+    let jp = store.join("songs.jsonl");
+    let text = std::fs::read_to_string(&jp).unwrap();
+    let stripped: String = text
+        .lines()
+        .map(|l| {
+            let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
+            if let Some(song) = v.get_mut("song").and_then(|s| s.as_object_mut()) {
+                song.remove("facts");
+            }
+            v.to_string() + "\n"
+        })
+        .collect();
+    std::fs::write(&jp, stripped).unwrap();
+    let o = run(&["query", s(&store), "--song", "beat124", "--bpm", "120-128"]);
+    assert!(!o.status.success() || stdout(&o).contains("without a tempo"), "unanalysed songs are counted: {}", stdout(&o));
+    let r = json(&run(&["embed", s(&lib), "--out", s(&store), "--json"]));
+    assert_eq!((r["embedded"].as_u64(), r["analysed"].as_u64(), r["unchanged"].as_u64()), (Some(0), Some(8), Some(8)), "{r}");
+    let again = json(&run(&["embed", s(&lib), "--out", s(&store), "--json"]));
+    assert_eq!(again["analysed"].as_u64(), Some(0), "once: {again}");
+    // A tempo range: the 124 BPM loop is in 120-128 only with --bpm-fold for the 62 BPM one.
+    let q = json(&run(&["query", s(&store), "--song", &ids[0], "--bpm", "120-128", "--json", "-k", "20"]));
+    let got: Vec<&str> = q["results"].as_array().unwrap().iter().map(|r| r["id"].as_str().unwrap()).collect();
+    assert!(got.contains(&"beat124.wav") && !got.contains(&"beat62.wav"), "{q}");
+    for r in q["results"].as_array().unwrap() {
+        let b = r["bpm"].as_f64().unwrap();
+        assert!((119.9..=128.1).contains(&b), "{r}");
+    }
+    let q = json(&run(&["query", s(&store), "--song", &ids[0], "--bpm", "120-128", "--bpm-fold", "--json", "-k", "20"]));
+    let got: Vec<&str> = q["results"].as_array().unwrap().iter().map(|r| r["id"].as_str().unwrap()).collect();
+    assert!(got.contains(&"beat124.wav") && got.contains(&"beat62.wav"), "{q}");
+    // Mixes with the 124 BPM loop in A minor: the 62 BPM one (half tempo, same key) and nothing out of key.
+    let q = json(&run(&["query", s(&store), "--mixes-with", "beat124", "--json", "-k", "20"]));
+    assert!(q["query"][0].as_str().unwrap().contains("8A"), "{q}");
+    for r in q["results"].as_array().unwrap() {
+        let k: soundalike_recommend::CamelotKey = r["key"].as_str().unwrap().parse().unwrap();
+        assert!(k.mixes_with("8A".parse().unwrap(), soundalike_recommend::KeyRule::Strict), "{r}");
+    }
+    assert!(q["results"].as_array().unwrap().iter().any(|r| r["id"] == "beat62.wav"), "{q}");
+    // A key: only songs in it; a bad key or range is one clear line.
+    let q = json(&run(&["query", s(&store), "--song", &ids[0], "--key", "A minor", "--json", "-k", "20"]));
+    assert!(q["results"].as_array().unwrap().iter().all(|r| r["key"] == "8A"), "{q}");
+    let o = run(&["query", s(&store), "--song", &ids[0], "--key", "13C"]);
+    assert!(!o.status.success() && stderr(&o).contains("Camelot"), "{}", stderr(&o));
+    let o = run(&["query", s(&store), "--song", &ids[0], "--bpm", "130-120"]);
+    assert!(!o.status.success() && stderr(&o).contains("lower tempo comes first"), "{}", stderr(&o));
+    // Tables show the columns; exports carry them.
+    let o = run(&["query", s(&store), "--song", "beat124", "-k", "3"]);
+    assert!(stdout(&o).contains("bpm") && stdout(&o).contains("124"), "{}", stdout(&o));
+}

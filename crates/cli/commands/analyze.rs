@@ -22,11 +22,14 @@ pub struct AnalyzeArgs {
     pub json: bool,
 }
 
+/// A file's facts and its seconds, or why it could not be read.
+type Analysed = Result<(Facts, f64), String>;
+
 /// `soundalike analyze FILE...`: tempo (with the octave candidates), key and loudness of each file;
 /// a file that cannot be read is named with the reason and the others are still analysed.
 pub fn run(a: AnalyzeArgs) -> Result<ExitCode> {
     let cfg = FrontendConfig::default();
-    let results: Vec<(PathBuf, Result<(Facts, f64), String>)> = a
+    let results: Vec<(PathBuf, Analysed)> = a
         .files
         .par_iter()
         .map(|f| {

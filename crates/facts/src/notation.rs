@@ -156,7 +156,7 @@ impl FromStr for CamelotKey {
             _ => return Err(bad()),
         };
         let mut rest: String = chars.collect();
-        let mut tonic = base as i32;
+        let mut tonic: i32 = base;
         if let Some(r) = rest.strip_prefix('#').or_else(|| rest.strip_prefix('♯')) {
             tonic += 1;
             rest = r.to_string();

@@ -47,7 +47,7 @@ fn autocorrelation(x: &[f32], lo: usize, hi: usize) -> Option<Vec<f32>> {
     let mean = x.iter().sum::<f32>() / n as f32;
     let d: Vec<f32> = x.iter().map(|v| v - mean).collect();
     let r0: f32 = d.iter().map(|v| v * v).sum::<f32>() / n as f32;
-    if !(r0 > 1e-12) {
+    if r0.is_nan() || r0 <= 1e-12 {
         return None;
     }
     Some(
@@ -185,8 +185,11 @@ fn windowed(o: &[f32], fps: f32, lo: usize, hi: usize) -> Vec<Vec<f32>> {
     windows
 }
 
+/// `(lag, periodicity, every peak as (lag, periodicity))`.
+type Steady = (f32, f32, Vec<(f32, f32)>);
+
 /// One tempo for the whole of `o` (smoothed onsets): `(lag, periodicity, the peaks)`.
-fn steady(windows: &[Vec<f32>], lo: usize, fps: f32) -> Option<(f32, f32, Vec<(f32, f32)>)> {
+fn steady(windows: &[Vec<f32>], lo: usize, fps: f32) -> Option<Steady> {
     let mut global = vec![0f32; windows.first()?.len()];
     for w in windows {
         global.iter_mut().zip(w).for_each(|(g, v)| *g += v / windows.len() as f32);
@@ -202,7 +205,7 @@ pub fn estimate_tempo(onsets: &[f32], fps: f32) -> Tempo {
     let none = |confidence: f32| Tempo { bpm: None, confidence, candidates: vec![], changes_at_s: None };
     let lo = (60.0 * fps / BPM_RANGE.1).floor().max(1.0) as usize;
     let hi = (60.0 * fps / BPM_RANGE.0).ceil() as usize;
-    if onsets.len() < 2 * hi + 2 || !(fps > 0.0) {
+    if onsets.len() < 2 * hi + 2 || fps.is_nan() || fps <= 0.0 {
         return none(0.0);
     }
     let o = smooth(onsets);

@@ -1,0 +1,211 @@
+#!/usr/bin/env python3
+"""Tempo and key of soundalike against ground truth and against the peers, on the same files, in one table.
+
+The evaluation set is rendered here, so its truth is exact: N pieces written as MIDI with mido (a tempo drawn
+from 70-180 BPM, a key drawn from the 24, a chord progression in that key: I-V-vi-IV in major, i-VI-iv-V in
+minor with the raised leading tone), in two kinds: `band` (drum kit, bass on every beat, piano chords and
+eighth-note arpeggios) and `chords` (piano alone: chords and arpeggios, no drums), rendered with FluidSynth and
+Debian's FluidR3_GM soundfont at 22,050 Hz. The truth is read back from each MIDI file (its set_tempo and its
+key_signature meta messages), not from the generator's variables.
+
+Peers, run offline on the same WAV files: Essentia (PyPI `essentia`, AGPL, used here as a reference only):
+RhythmExtractor2013 (multifeature), PercivalBpmEstimator, KeyExtractor with the edma, bgate, krumhansl and
+temperley profiles; librosa's beat_track (0.11). soundalike: `soundalike analyze --json`.
+
+Reported: tempo Acc1 (within 4%), Acc2 (also x2, x1/2, x3, x1/3), key accuracy and the MIREX key score (same 1,
+fifth 0.5, relative 0.3, parallel 0.2), per kind, and seconds per file of each tool (soundalike with its 2
+threads on all files at once, the peers one file at a time).
+
+    sudo apt-get install fluidsynth fluid-soundfont-gm && pip install mido essentia librosa
+    cargo build --release && python3 scripts/eval/tempo_key_eval.py --n 60 --out target/tempo-key-eval
+"""
+import argparse, json, os, random, subprocess, sys, time
+from pathlib import Path
+
+import mido
+
+ROOT = Path(__file__).resolve().parents[2]
+SF2 = "/usr/share/sounds/sf2/FluidR3_GM.sf2"
+NAMES = ["C", "Db", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B"]
+# mido key_signature names.
+MIDO_MAJOR = ["C", "Db", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B"]
+MIDO_MINOR = ["Cm", "C#m", "Dm", "Ebm", "Em", "Fm", "F#m", "Gm", "G#m", "Am", "Bbm", "Bm"]
+
+
+def piece(path, bpm, tonic, minor, kind, seconds=40, seed=0):
+    r = random.Random(seed)
+    mid = mido.MidiFile(ticks_per_beat=480)
+    meta = mido.MidiTrack()
+    mid.tracks.append(meta)
+    meta.append(mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(bpm), time=0))
+    meta.append(mido.MetaMessage("key_signature", key=(MIDO_MINOR if minor else MIDO_MAJOR)[tonic], time=0))
+    # Degrees (semitones above the tonic) of each chord's root, third, fifth.
+    if minor:
+        prog = [(0, 3, 7), (8, 12, 15), (5, 8, 12), (7, 11, 14)]  # i VI iv V
+    else:
+        prog = [(0, 4, 7), (7, 11, 14), (9, 12, 16), (5, 9, 12)]  # I V vi IV
+    bars = int(seconds * bpm / 60 / 4) + 1
+    events = []  # (tick, channel, note, velocity, duration_ticks, program)
+    base = 48 + tonic
+    for b in range(bars):
+        chord = prog[b % 4]
+        t0 = b * 4 * 480
+        for n in chord:
+            events.append((t0, 0, base + 12 + n, 70, 4 * 480))
+        for e in range(8):
+            n = chord[e % 3] + (12 if e >= 3 else 0)
+            events.append((t0 + e * 240, 0, base + 24 + n, 55 + r.randint(-5, 5), 220))
+        if kind == "band":
+            for beat in range(4):
+                events.append((t0 + beat * 480, 1, base - 12 + chord[0], 90, 440))
+                events.append((t0 + beat * 480, 9, 36 if beat % 2 == 0 else 38, 110, 120))
+                events.append((t0 + beat * 480, 9, 42, 70, 60))
+                events.append((t0 + beat * 480 + 240, 9, 42, 55, 60))
+    track = mido.MidiTrack()
+    mid.tracks.append(track)
+    track.append(mido.Message("program_change", channel=0, program=0, time=0))
+    track.append(mido.Message("program_change", channel=1, program=33, time=0))
+    msgs = []
+    for t, ch, note, vel, dur in events:
+        msgs.append((t, mido.Message("note_on", channel=ch, note=note, velocity=vel)))
+        msgs.append((t + dur, mido.Message("note_off", channel=ch, note=note, velocity=0)))
+    msgs.sort(key=lambda m: (m[0], m[1].type == "note_on"))
+    last = 0
+    for t, m in msgs:
+        track.append(m.copy(time=t - last))
+        last = t
+    mid.save(path)
+
+
+def truth(path):
+    m = mido.MidiFile(path)
+    tempo = key = None
+    for msg in m.tracks[0]:
+        if msg.type == "set_tempo" and tempo is None:
+            tempo = mido.tempo2bpm(msg.tempo)
+        if msg.type == "key_signature" and key is None:
+            key = msg.key
+    minor = key.endswith("m")
+    tonic = (MIDO_MINOR if minor else MIDO_MAJOR).index(key)
+    return tempo, tonic, minor
+
+
+def mirex(est, ref):
+    """MIREX key score of (tonic, minor) against (tonic, minor)."""
+    if est is None:
+        return 0.0
+    (t, m), (rt, rm) = est, ref
+    if (t, m) == (rt, rm):
+        return 1.0
+    if m == rm and (t - rt) % 12 in (5, 7):
+        return 0.5
+    if m != rm and ((not rm and m and t == (rt + 9) % 12) or (rm and not m and t == (rt + 3) % 12)):
+        return 0.3
+    if m != rm and t == rt:
+        return 0.2
+    return 0.0
+
+
+def parse_key(name):
+    """'A minor' / 'Db major' / essentia ('A', 'minor') -> (tonic, minor)."""
+    alias = {"C#": 1, "D#": 3, "Gb": 6, "G#": 8, "A#": 10, "Cb": 11, "Fb": 4, "E#": 5, "B#": 0}
+    tonic_name, scale = name
+    t = NAMES.index(tonic_name) if tonic_name in NAMES else alias[tonic_name]
+    return t, scale == "minor"
+
+
+def acc(est, ref):
+    if est is None or est <= 0:
+        return False, False
+    a1 = abs(est / ref - 1) <= 0.04
+    a2 = any(abs(est / (ref * f) - 1) <= 0.04 for f in (1, 2, 0.5, 3, 1 / 3))
+    return a1, a2
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--n", type=int, default=60)
+    ap.add_argument("--out", default="target/tempo-key-eval")
+    ap.add_argument("--bin", default=str(ROOT / "target/release/soundalike"))
+    a = ap.parse_args()
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    files = []
+    r = random.Random(7)
+    for i in range(a.n):
+        kind = "band" if i % 2 == 0 else "chords"
+        bpm = round(r.uniform(70, 180), 1)
+        tonic, minor = r.randrange(12), r.random() < 0.5
+        mid, wav = out / f"{i:03d}-{kind}.mid", out / f"{i:03d}-{kind}.wav"
+        if not wav.exists():
+            piece(mid, bpm, tonic, minor, kind, seed=i)
+            subprocess.run(["fluidsynth", "-ni", "-g", "0.6", "-r", "22050", "-F", str(wav), SF2, str(mid)], check=True, capture_output=True)
+        files.append((wav, kind, truth(mid)))
+    rows = {}
+    t = time.time()
+    res = subprocess.run([a.bin, "analyze", "--json", *[str(f) for f, _, _ in files]], capture_output=True, text=True)
+    ours_s = (time.time() - t) / len(files)
+    ours = {}
+    for line in res.stdout.splitlines():
+        j = json.loads(line)
+        ours[Path(j["file"]).name] = (j["bpm"], parse_key(tuple(j["key_name"].split())) if j["key_name"] else None)
+    rows["soundalike"] = ours
+
+    import essentia.standard as es
+    import librosa, numpy as np
+    ess = {p: {} for p in ["essentia rhythm2013 + edma", "essentia percival + bgate", "essentia krumhansl", "essentia temperley"]}
+    lib = {}
+    ess_t = lib_t = 0.0
+    for f, _, _ in files:
+        t = time.time()
+        audio = es.MonoLoader(filename=str(f), sampleRate=22050)()
+        bpm13 = es.RhythmExtractor2013(method="multifeature")(audio)[0]
+        perc = es.PercivalBpmEstimator(sampleRate=22050)(audio)
+        keys = {}
+        for prof in ["edma", "bgate", "krumhansl", "temperley"]:
+            k, s, _ = es.KeyExtractor(profileType=prof, sampleRate=22050)(audio)
+            keys[prof] = parse_key((k, s))
+        ess_t += time.time() - t
+        ess["essentia rhythm2013 + edma"][f.name] = (bpm13, keys["edma"])
+        ess["essentia percival + bgate"][f.name] = (perc, keys["bgate"])
+        ess["essentia krumhansl"][f.name] = (None, keys["krumhansl"])
+        ess["essentia temperley"][f.name] = (None, keys["temperley"])
+        t = time.time()
+        y, sr = librosa.load(str(f), sr=22050)
+        tempo, _ = librosa.beat.beat_track(y=y, sr=sr)
+        lib_t += time.time() - t
+        lib[f.name] = (float(np.atleast_1d(tempo)[0]), None)
+    rows.update(ess)
+    rows["librosa beat_track"] = lib
+    secs = {"soundalike": ours_s, "essentia rhythm2013 + edma": ess_t / len(files), "librosa beat_track": lib_t / len(files)}
+
+    table = []
+    for name, est in rows.items():
+        for kind in ["band", "chords", "all"]:
+            sel = [(f, tr) for f, k, tr in files if kind == "all" or k == kind]
+            n = len(sel)
+            a1 = a2 = kacc = msc = 0
+            has_tempo = any(est[f.name][0] is not None for f, _ in sel)
+            has_key = any(est[f.name][1] is not None for f, _ in sel)
+            for f, (tb, tt, tm) in sel:
+                b, k = est[f.name]
+                x1, x2 = acc(b, tb)
+                a1 += x1
+                a2 += x2
+                kacc += k == (tt, tm)
+                msc += mirex(k, (tt, tm))
+            table.append({
+                "tool": name, "kind": kind, "n": n,
+                "acc1": round(a1 / n, 3) if has_tempo else None, "acc2": round(a2 / n, 3) if has_tempo else None,
+                "key_acc": round(kacc / n, 3) if has_key else None, "mirex": round(msc / n, 3) if has_key else None,
+                "s_per_file": round(secs[name], 4) if name in secs else None,
+            })
+    (out / "results.json").write_text(json.dumps(table, indent=1))
+    print(f"{'tool':<28} {'kind':<7} {'n':>3} {'Acc1':>6} {'Acc2':>6} {'key':>6} {'MIREX':>6} {'s/file':>7}")
+    fmt = lambda v: "-" if v is None else f"{v:.3f}"
+    for t in table:
+        print(f"{t['tool']:<28} {t['kind']:<7} {t['n']:>3} {fmt(t['acc1']):>6} {fmt(t['acc2']):>6} {fmt(t['key_acc']):>6} {fmt(t['mirex']):>6} {fmt(t['s_per_file']):>7}")
+
+
+if __name__ == "__main__":
+    main()

@@ -190,6 +190,29 @@ fn push_and_query_from_postgres_match_the_store() {
     let local = ids(&json(&run(&["query", s(&store), "--song", &all[0], "-k", "10", "--genre", genre, "--exact", "--json"])));
     assert!(!local.is_empty());
     assert_eq!(db.iter().map(|x| &x.0).collect::<Vec<_>>(), local.iter().map(|x| &x.0).collect::<Vec<_>>());
+    // Tempo and key filters and --mixes-with give the store's songs, with the same columns and notes.
+    for flags in [
+        &["--bpm", "100-140", "--bpm-fold"][..],
+        &["--key-compatible", "--key-rule", "wide"][..],
+        &["--bpm-near", "8"][..],
+    ] {
+        let song = &all[1];
+        let mut db_args = vec!["query", "--db", &url, "--song", song, "-k", "10", "--json"];
+        db_args.extend_from_slice(flags);
+        let mut store_args = vec!["query", s(&store), "--song", song, "-k", "10", "--exact", "--json"];
+        store_args.extend_from_slice(flags);
+        let (dbj, lj) = (json(&run(&db_args)), json(&run(&store_args)));
+        let pick = |v: &serde_json::Value| v["results"].as_array().unwrap().iter().map(|r| (r["id"].as_str().unwrap().to_string(), r["bpm"].as_f64(), r["key"].as_str().map(String::from))).collect::<Vec<_>>();
+        let (mut a, mut b) = (pick(&dbj), pick(&lj));
+        a.sort_by(|x, y| x.0.cmp(&y.0));
+        b.sort_by(|x, y| x.0.cmp(&y.0));
+        assert_eq!(a.len(), b.len(), "{flags:?}: {dbj} / {lj}");
+        for (x, y) in a.iter().zip(&b) {
+            assert_eq!((&x.0, &x.2), (&y.0, &y.2), "{flags:?}");
+            assert!((x.1.unwrap_or(0.0) - y.1.unwrap_or(0.0)).abs() < 0.01, "{flags:?}: {x:?} {y:?}");
+        }
+        assert_eq!(dbj["notes"], lj["notes"], "{flags:?}");
+    }
 
     // A push killed before it commits leaves the previous state: a store with 5 songs fewer, aborted.
     let smaller = d.path().join("smaller");

@@ -8,6 +8,12 @@ eighth-note arpeggios) and `chords` (piano alone: chords and arpeggios, no drums
 Debian's FluidR3_GM soundfont at 22,050 Hz. The truth is read back from each MIDI file (its set_tempo and its
 key_signature meta messages), not from the generator's variables.
 
+A third kind, `folk`, is real repertoire: Irish dance tunes from O'Neill's *Music of Ireland* (1850 edition,
+in music21's corpus; ABC notation) whose `K:` field names a major or minor key (modal tunes are left out),
+converted by abc2midi and rendered the same way. Their truth is read from the MIDI abc2midi wrote (its
+key_signature and set_tempo); the beat of a compound metre (6/8, 9/8, 12/8) is the dotted quarter, so its
+tempo is two thirds of the MIDI's quarter-note tempo.
+
 Peers, run offline on the same WAV files: Essentia (PyPI `essentia`, AGPL, used here as a reference only):
 RhythmExtractor2013 (multifeature), PercivalBpmEstimator, KeyExtractor with the edma, bgate, krumhansl and
 temperley profiles; librosa's beat_track (0.11). soundalike: `soundalike analyze --json`.
@@ -77,17 +83,45 @@ def piece(path, bpm, tonic, minor, kind, seconds=40, seed=0):
     mid.save(path)
 
 
+def folk_tunes(n, seed=11):
+    """ABC tunes of O'Neill's with a major or minor K: field and an M: field."""
+    import re
+    from music21 import corpus
+    tunes = []
+    for path in sorted(corpus.getComposer("oneills1850")):
+        text = open(path, encoding="latin-1").read()
+        for tune in re.split(r"\n(?=X:)", text):
+            k = re.search(r"^K:\s*([A-G][b#]?)(m|min|maj)?\s*$", tune, re.M)
+            m = re.search(r"^M:\s*(\S+)", tune, re.M)
+            if k and m and re.search(r"^X:", tune, re.M):
+                tunes.append((tune, m.group(1)))
+    random.Random(seed).shuffle(tunes)
+    return tunes[:n]
+
+
+def render_folk(tune, meter, mid, wav):
+    import re, tempfile
+    with tempfile.TemporaryDirectory() as tmp:
+        abc = os.path.join(tmp, "t.abc")
+        open(abc, "w", encoding="latin-1", errors="replace").write(re.sub(r"^X:.*$", "X:1", tune, count=1, flags=re.M))
+        subprocess.run(["abc2midi", abc, "-o", str(mid), "-silent"], check=True, capture_output=True, timeout=60)
+    subprocess.run(["fluidsynth", "-ni", "-g", "0.7", "-r", "22050", "-F", str(wav), SF2, str(mid)], check=True, capture_output=True, timeout=300)
+    (mid.with_suffix(".meter")).write_text(meter)
+
+
 def truth(path):
     m = mido.MidiFile(path)
     tempo = key = None
-    for msg in m.tracks[0]:
+    meter = path.with_suffix(".meter")
+    compound = meter.exists() and meter.read_text().strip() in ("6/8", "9/8", "12/8")
+    for msg in (msg for tr in m.tracks for msg in tr):
         if msg.type == "set_tempo" and tempo is None:
             tempo = mido.tempo2bpm(msg.tempo)
         if msg.type == "key_signature" and key is None:
             key = msg.key
     minor = key.endswith("m")
-    tonic = (MIDO_MINOR if minor else MIDO_MAJOR).index(key)
-    return tempo, tonic, minor
+    tonic = parse_key((key[:-1] if minor else key, "minor" if minor else "major"))[0]
+    return tempo * (2 / 3 if compound else 1), tonic, minor
 
 
 def mirex(est, ref):
@@ -125,6 +159,7 @@ def acc(est, ref):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=60)
+    ap.add_argument("--folk", type=int, default=40)
     ap.add_argument("--out", default="target/tempo-key-eval")
     ap.add_argument("--bin", default=str(ROOT / "target/release/soundalike"))
     a = ap.parse_args()
@@ -141,6 +176,15 @@ def main():
             piece(mid, bpm, tonic, minor, kind, seed=i)
             subprocess.run(["fluidsynth", "-ni", "-g", "0.6", "-r", "22050", "-F", str(wav), SF2, str(mid)], check=True, capture_output=True)
         files.append((wav, kind, truth(mid)))
+    for i, (tune, meter) in enumerate(folk_tunes(a.folk)):
+        mid, wav = out / f"folk-{i:03d}.mid", out / f"folk-{i:03d}.wav"
+        if not wav.exists():
+            try:
+                render_folk(tune, meter, mid, wav)
+            except subprocess.SubprocessError as e:
+                print(f"skipped a tune: {e}", file=sys.stderr)
+                continue
+        files.append((wav, "folk", truth(mid)))
     rows = {}
     t = time.time()
     res = subprocess.run([a.bin, "analyze", "--json", *[str(f) for f, _, _ in files]], capture_output=True, text=True)
@@ -181,9 +225,11 @@ def main():
 
     table = []
     for name, est in rows.items():
-        for kind in ["band", "chords", "all"]:
+        for kind in ["band", "chords", "folk", "all"]:
             sel = [(f, tr) for f, k, tr in files if kind == "all" or k == kind]
             n = len(sel)
+            if n == 0:
+                continue
             a1 = a2 = kacc = msc = 0
             has_tempo = any(est[f.name][0] is not None for f, _ in sel)
             has_key = any(est[f.name][1] is not None for f, _ in sel)

@@ -77,6 +77,28 @@ try {
   checks.graph_links = await page.locator("#graph line").count();
   if (checks.graph_nodes !== 11 || checks.graph_links !== 10) throw new Error(`graph has ${checks.graph_nodes} nodes, ${checks.graph_links} links`);
 
+  // Tempo and key: sorting by BPM orders the list; a BPM range keeps only songs in it (and says how many
+  // songs had no tempo to compare).
+  {
+    await page.selectOption("#sort", "bpm");
+    const bpms = await page.$$eval("#results li.result", (li) => li.map((x) => x.dataset.bpm).filter(Boolean).map(Number));
+    checks.sorted_bpms = bpms.length;
+    if (bpms.length < 3 || bpms.some((b, i) => i > 0 && b < bpms[i - 1])) throw new Error("results not sorted by BPM: " + bpms);
+    await page.selectOption("#sort", "score");
+    const lo = Math.floor(bpms[0]), hi = Math.ceil(bpms[Math.floor(bpms.length / 2)]);
+    await page.fill("#bpm", `${lo}-${hi}`);
+    await page.dispatchEvent("#bpm", "change");
+    await page.waitForFunction(([lo, hi]) => {
+      const li = [...document.querySelectorAll("#results li.result")];
+      return li.length > 0 && li.every((x) => Number(x.dataset.bpm) >= lo && Number(x.dataset.bpm) <= hi);
+    }, [lo, hi], { timeout: 10000 });
+    checks.bpm_range = { lo, hi, results: await page.locator("#results li.result").count() };
+    if (!new URL(page.url()).searchParams.get("bpm")) throw new Error("the address lost the BPM range: " + page.url());
+    await page.fill("#bpm", "");
+    await page.dispatchEvent("#bpm", "change");
+    await page.waitForFunction(() => document.querySelectorAll("#results li.result").length === 10, null, { timeout: 10000 });
+  }
+
   // Clusters: the panel shows the query song's cluster; a random draw stays inside it; "same cluster"
   // keeps every result in it; the map is coloured by cluster with a legend entry per cluster.
   if (stats.clusters) {

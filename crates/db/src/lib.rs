@@ -330,7 +330,7 @@ pub async fn push(db: &Db, store: &Store, precision: Precision) -> Result<PushRe
                 "CREATE TABLE {META} (key text PRIMARY KEY, value text NOT NULL);
                  CREATE TABLE {SONGS} (id text PRIMARY KEY, title text NOT NULL, artist text, album text, genre text,
                    predicted text, grp text, path text NOT NULL, fingerprint text NOT NULL, duration_s double precision NOT NULL,
-                   embedding {} NOT NULL)",
+                   embedding {} NOT NULL, {FACTS_COLUMNS})",
                 precision.column(h.dim)
             ))
             .await
@@ -338,14 +338,27 @@ pub async fn push(db: &Db, store: &Store, precision: Precision) -> Result<PushRe
             precision
         }
     };
-    let have: HashMap<String, String> =
-        t.query(&format!("SELECT id, fingerprint FROM {SONGS}"), &[]).await.map_err(e("reading the songs"))?.iter().map(|r| (r.get(0), r.get(1))).collect();
+    // Tables pushed before songs had tempo, key and loudness get the columns (empty until the songs are
+    // pushed again, which the facts version below makes happen).
+    t.batch_execute(&format!(
+        "ALTER TABLE {SONGS} ADD COLUMN IF NOT EXISTS bpm real, ADD COLUMN IF NOT EXISTS camelot text, ADD COLUMN IF NOT EXISTS lufs real,
+           ADD COLUMN IF NOT EXISTS facts_version integer NOT NULL DEFAULT 0"
+    ))
+    .await
+    .map_err(e("adding the tempo and key columns"))?;
+    let have: HashMap<String, (String, i32)> = t
+        .query(&format!("SELECT id, fingerprint, facts_version FROM {SONGS}"), &[])
+        .await
+        .map_err(e("reading the songs"))?
+        .iter()
+        .map(|r| (r.get(0), (r.get(1), r.get(2))))
+        .collect();
     let mut report = PushReport::default();
     let live: HashSet<&str> = store.songs().map(|s| s.id.as_str()).collect();
     let changed: Vec<&SongRecord> = store
         .songs()
         .filter(|s| match have.get(&s.id) {
-            Some(fp) if *fp == s.fingerprint => {
+            Some((fp, fv)) if *fp == s.fingerprint && *fv == s.facts.as_ref().map_or(0, |f| f.version as i32) => {
                 report.unchanged += 1;
                 false
             }
@@ -364,7 +377,10 @@ pub async fn push(db: &Db, store: &Store, precision: Precision) -> Result<PushRe
     if !changed.is_empty() {
         t.batch_execute(&format!("CREATE TEMP TABLE soundalike_incoming (LIKE {SONGS}) ON COMMIT DROP")).await.map_err(e("creating the load table"))?;
         let sink = t
-            .copy_in("COPY soundalike_incoming (id, title, artist, album, genre, predicted, grp, path, fingerprint, duration_s, embedding) FROM STDIN WITH (FORMAT csv)")
+            .copy_in(
+                "COPY soundalike_incoming (id, title, artist, album, genre, predicted, grp, path, fingerprint, duration_s, embedding, bpm, camelot, lufs, facts_version)
+                 FROM STDIN WITH (FORMAT csv, FORCE_NULL (bpm, camelot, lufs))",
+            )
             .await
             .map_err(e("starting COPY"))?;
         futures_util::pin_mut!(sink);
@@ -384,6 +400,11 @@ pub async fn push(db: &Db, store: &Store, precision: Precision) -> Result<PushRe
                 rec.push(s.fingerprint.clone());
                 rec.push(format!("{}", s.duration_s));
                 rec.push(vec_text(&s.vector));
+                // Unknown tempo, key or loudness: an empty field, read as NULL (FORCE_NULL).
+                rec.push(s.bpm().map_or(String::new(), |b| b.to_string()));
+                rec.push(s.key().map_or(String::new(), |k| k.to_string()));
+                rec.push(s.facts.as_ref().and_then(|f| f.loudness.as_ref()).and_then(|l| l.lufs).map_or(String::new(), |l| l.to_string()));
+                rec.push(s.facts.as_ref().map_or(0, |f| f.version).to_string());
                 w.write_record(&rec).map_err(|err| sql_err(&url, "writing COPY rows", err))?;
                 w.flush().map_err(|err| sql_err(&url, "writing COPY rows", err))?;
             }
@@ -395,7 +416,8 @@ pub async fn push(db: &Db, store: &Store, precision: Precision) -> Result<PushRe
         t.batch_execute(&format!(
             "INSERT INTO {SONGS} SELECT * FROM soundalike_incoming ON CONFLICT (id) DO UPDATE SET title = EXCLUDED.title, artist = EXCLUDED.artist,
                album = EXCLUDED.album, genre = EXCLUDED.genre, predicted = EXCLUDED.predicted, grp = EXCLUDED.grp, path = EXCLUDED.path,
-               fingerprint = EXCLUDED.fingerprint, duration_s = EXCLUDED.duration_s, embedding = EXCLUDED.embedding"
+               fingerprint = EXCLUDED.fingerprint, duration_s = EXCLUDED.duration_s, embedding = EXCLUDED.embedding,
+               bpm = EXCLUDED.bpm, camelot = EXCLUDED.camelot, lufs = EXCLUDED.lufs, facts_version = EXCLUDED.facts_version"
         ))
         .await
         .map_err(e("writing the songs"))?;
@@ -445,7 +467,11 @@ pub struct DbCatalog {
     pub ef_search: usize,
 }
 
-const COLUMNS: &str = "id, title, artist, album, genre, predicted, grp, duration_s";
+const COLUMNS: &str = "id, title, artist, album, genre, predicted, grp, duration_s, bpm, camelot, lufs";
+/// Where the embedding (or the distance) sits after [`COLUMNS`].
+const AFTER_COLUMNS: usize = 11;
+/// Tempo, key (Camelot) and loudness of each song, and the version of the estimators that found them.
+const FACTS_COLUMNS: &str = "bpm real, camelot text, lufs real, facts_version integer NOT NULL DEFAULT 0";
 
 /// Text matched literally inside an ILIKE pattern.
 fn like_escape(s: &str) -> String {
@@ -458,6 +484,14 @@ impl DbCatalog {
         let c = db.client().await?;
         let meta = read_meta(&c, &db.url).await?.ok_or_else(|| DbError::Incompatible { url: db.url.clone(), reason: "it holds no soundalike songs yet (run `soundalike push STORE --db URL`)".into() })?;
         check_meta(&meta, &db.url, model, None)?;
+        let has_facts: bool = c
+            .query_one("SELECT EXISTS (SELECT 1 FROM information_schema.columns WHERE table_name = $1 AND column_name = 'bpm')", &[&SONGS])
+            .await
+            .map_err(|e| sql_err(&db.url, "reading the table's columns", pg_reason(&e)))?
+            .get(0);
+        if !has_facts {
+            return Err(DbError::Incompatible { url: db.url.clone(), reason: "its songs were pushed before they had tempo and key columns: push the store again".into() });
+        }
         Ok(DbCatalog { db, meta, genre_source: GenreSource::default(), ef_search: 64 })
     }
 
@@ -499,9 +533,9 @@ impl DbCatalog {
             predicted: some(r.get(5)),
             from_path: Vec::new(),
             cluster: None,
-            bpm: None,
-            key: None,
-            lufs: None,
+            bpm: r.get(8),
+            key: r.get::<_, Option<String>>(9).and_then(|k| k.parse().ok()),
+            lufs: r.get(10),
         }
     }
 
@@ -603,7 +637,7 @@ impl DbCatalog {
             )
             .await
             .map_err(|e| sql_err(&self.db.url, "sampling songs", pg_reason(&e)))?;
-        Ok(rows.iter().map(|r| (self.song(r), r.get::<_, pgvector::Vector>(8).to_vec())).collect())
+        Ok(rows.iter().map(|r| (self.song(r), r.get::<_, pgvector::Vector>(AFTER_COLUMNS).to_vec())).collect())
     }
 
     /// A song's vector, as stored.
@@ -627,6 +661,20 @@ impl DbCatalog {
         extra.iter().for_each(|v| v.iter().zip(q.iter_mut()).for_each(|(x, a)| *a += x));
         soundalike_recommend::normalise(&mut q);
         Ok(q)
+    }
+
+    /// How many songs a tempo or key filter leaves out for having no value (as the store's catalog says).
+    pub async fn facts_notes(&self, f: &Filters) -> Result<Vec<String>> {
+        if !f.asks_for_facts() {
+            return Ok(Vec::new());
+        }
+        let c = self.db.client().await?;
+        let r = c
+            .query_one(&format!("SELECT count(*) FILTER (WHERE bpm IS NULL), count(*) FILTER (WHERE camelot IS NULL) FROM {SONGS}"), &[])
+            .await
+            .map_err(|e| sql_err(&self.db.url, "counting songs without tempo or key", pg_reason(&e)))?;
+        let (no_bpm, no_key): (i64, i64) = (r.get(0), r.get(1));
+        Ok(f.facts_notes(no_bpm as usize, no_key as usize))
     }
 
     /// The `k` songs most similar to `query` that pass `f` (all of [`Filters`] but clusters): a filtered
@@ -702,14 +750,27 @@ impl DbCatalog {
             "SELECT {COLUMNS}, embedding <=> $1::vector::{cast} AS d FROM {SONGS}
              WHERE NOT (id = ANY($2)) AND ($3::text IS NULL OR lower({g}) = $3) AND ($4::text[] IS NULL OR lower({g}) = ANY($4))
                AND NOT (lower(coalesce(artist, '')) = ANY($5)) AND NOT (lower(coalesce(grp, '')) = ANY($6))
+               AND ($8::real IS NULL OR bpm BETWEEN $8 AND $9 OR ($10 AND (bpm * 2 BETWEEN $8 AND $9 OR bpm / 2 BETWEEN $8 AND $9)))
+               AND ($11::real[] IS NULL OR EXISTS (SELECT 1 FROM unnest($11::real[], $12::real[]) AS r(lo, hi)
+                    WHERE bpm BETWEEN lo AND hi OR ($13 AND (bpm * 2 BETWEEN lo AND hi OR bpm / 2 BETWEEN lo AND hi))))
+               AND ($14::text[] IS NULL OR camelot = ANY($14))
              ORDER BY embedding <=> $1::vector::{cast} LIMIT $7"
         );
         let qv = pgvector::Vector::from(query.to_vec());
         let artists: Vec<String> = artists.into_iter().filter(|a| !a.is_empty()).collect();
         let groups: Vec<String> = groups.into_iter().filter(|a| !a.is_empty()).collect();
-        let rows = t.query(&sql, &[&qv, &f.exclude, &genre, &same, &artists, &groups, &(k as i64)]).await.map_err(err("searching"))?;
+        // Tempo ranges widened by 0.05 BPM, as the store's filter compares (BPMs are kept to one decimal).
+        let (bpm_lo, bpm_hi, bpm_fold) = f.bpm.map_or((None, None, false), |r| (Some(r.lo - 0.05), Some(r.hi + 0.05), r.fold));
+        let near_lo: Option<Vec<f32>> = f.bpm_near.as_ref().map(|rs| rs.iter().map(|r| r.lo - 0.05).collect());
+        let near_hi: Option<Vec<f32>> = f.bpm_near.as_ref().map(|rs| rs.iter().map(|r| r.hi + 0.05).collect());
+        let near_fold = f.bpm_near.as_ref().is_some_and(|rs| rs.iter().any(|r| r.fold));
+        let keys: Option<Vec<String>> = f.keys.as_ref().map(|ks| ks.iter().map(|k| k.to_string()).collect());
+        let rows = t
+            .query(&sql, &[&qv, &f.exclude, &genre, &same, &artists, &groups, &(k as i64), &bpm_lo, &bpm_hi, &bpm_fold, &near_lo, &near_hi, &near_fold, &keys])
+            .await
+            .map_err(err("searching"))?;
         t.commit().await.map_err(err("ending the search"))?;
-        let mut out: Vec<(f32, SongView)> = rows.iter().map(|r| (1.0 - r.get::<_, f64>(8) as f32, self.song(r))).collect();
+        let mut out: Vec<(f32, SongView)> = rows.iter().map(|r| (1.0 - r.get::<_, f64>(AFTER_COLUMNS) as f32, self.song(r))).collect();
         // Iterative scans in relaxed order may return neighbours slightly out of order.
         out.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.id.cmp(&b.1.id)));
         Ok(out)
@@ -746,14 +807,12 @@ impl DbCatalog {
         let genres = if req.around.genre.is_some() { self.genres().await? } else { Vec::new() };
         req.check_against(self.meta.dim, |g| genres.iter().any(|(x, _)| x.eq_ignore_ascii_case(g)))?;
         let filters = req.filters(&seeds)?;
-        if filters.asks_for_facts() {
-            return Err(LibraryError::Invalid("tempo and key filters are answered from a store: the database holds no tempo or key yet".into()));
-        }
         let ids: Vec<&str> = seeds.iter().map(|s| s.id.as_str()).collect();
         let extra: Vec<&[f32]> = req.extra.iter().map(Vec::as_slice).collect();
         let q = self.centroid(&ids, &extra).await?;
         let found = self.recommend(&q, req.k, &filters).await?;
-        Ok(Answer { query: seeds, clusters: None, results: found, notes: Vec::new() })
+        let notes = self.facts_notes(&filters).await?;
+        Ok(Answer { query: seeds, clusters: None, results: found, notes })
     }
 }
 

@@ -211,6 +211,19 @@ impl Filters {
         self.bpm.is_some() || self.bpm_near.is_some() || self.keys.is_some()
     }
 
+    /// What to say of a library with `no_bpm` songs without a tempo and `no_key` without a key, under
+    /// these filters (the songs they had to leave out).
+    pub fn facts_notes(&self, no_bpm: usize, no_key: usize) -> Vec<String> {
+        let mut notes = Vec::new();
+        if (self.bpm.is_some() || self.bpm_near.is_some()) && no_bpm > 0 {
+            notes.push(format!("{no_bpm} songs without a tempo (no steady beat, or not analysed yet) were left out"));
+        }
+        if self.keys.is_some() && no_key > 0 {
+            notes.push(format!("{no_key} songs without a key (unclear, or not analysed yet) were left out"));
+        }
+        notes
+    }
+
     /// Whether `s` passes the tempo and key filters.
     pub fn facts_pass(&self, s: &SongRecord) -> bool {
         let bpm = s.bpm();

@@ -293,20 +293,12 @@ impl Catalog {
     /// How many songs a tempo or key filter left out for having no value to compare (no steady beat, an
     /// unclear key, or not analysed yet).
     pub fn facts_notes(&self, f: &Filters) -> Vec<String> {
-        let mut notes = Vec::new();
-        if f.bpm.is_some() || f.bpm_near.is_some() {
-            let n = self.songs().iter().filter(|s| s.bpm().is_none()).count();
-            if n > 0 {
-                notes.push(format!("{n} songs without a tempo (no steady beat, or not analysed yet) were left out"));
-            }
+        if !f.asks_for_facts() {
+            return Vec::new();
         }
-        if f.keys.is_some() {
-            let n = self.songs().iter().filter(|s| s.key().is_none()).count();
-            if n > 0 {
-                notes.push(format!("{n} songs without a key (unclear, or not analysed yet) were left out"));
-            }
-        }
-        notes
+        let no_bpm = self.songs().iter().filter(|s| s.bpm().is_none()).count();
+        let no_key = self.songs().iter().filter(|s| s.key().is_none()).count();
+        f.facts_notes(no_bpm, no_key)
     }
 
     /// [`Library::recommend`], at once.

@@ -136,14 +136,26 @@ function rerun() {
   else uploadFile(current.file);
 }
 
+// The order of the results list: by similarity (as answered), by tempo, or by key (Camelot: 1A 1B 2A ...);
+// songs without a tempo or key go last. The graph keeps the similarity order.
+let lastAnswer = null;
+function ordered(results) {
+  const by = $("sort").value;
+  if (by === "score") return results;
+  const camelot = (k) => (k ? parseInt(k, 10) * 2 + (k.endsWith("B") ? 1 : 0) : Infinity);
+  const value = by === "bpm" ? (r) => (r.bpm ? r.bpm : Infinity) : (r) => camelot(r.key);
+  return [...results].sort((a, b) => value(a) - value(b) || b.score - a.score);
+}
+
 function render(res) {
+  lastAnswer = res;
   const query = res.query[0] || {};
   const genre = $("genre").value;
   $("query-title").textContent = (genre ? genre + " songs" : "Songs") + " that sound like " + (query.title || "this");
   const ol = $("results");
   ol.innerHTML = "";
   ol.dataset.query = query.id || "";
-  for (const r of res.results) {
+  for (const r of ordered(res.results)) {
     const li = songItem(r, { score: true, group: true });
     li.className = "result";
     ol.append(li);
@@ -162,6 +174,8 @@ function render(res) {
 function songItem(r, opts = {}) {
   const li = document.createElement("li");
   li.dataset.id = r.id;
+  if (r.bpm) li.dataset.bpm = r.bpm;
+  if (r.key) li.dataset.key = r.key;
   const btn = document.createElement("button");
   btn.className = "play";
   btn.title = "play";
@@ -421,6 +435,7 @@ $("search").addEventListener("keydown", (e) => {
   else if (e.key === "Escape") { suggestions = []; showSuggestions(); }
 });
 $("search").addEventListener("blur", () => setTimeout(() => { suggestions = []; showSuggestions(); }, 100));
+$("sort").addEventListener("change", () => { if (lastAnswer) render(lastAnswer); });
 for (const id of ["genre", "same-genre", "exclude-artist", "exclude-group", "same-cluster", "taste-rank", "k", "bpm", "bpm-fold", "key-compatible"]) $(id).addEventListener("change", rerun);
 $("colour-by").addEventListener("change", drawMap);
 $("cluster-random").addEventListener("click", () => { if (shownCluster !== null) showCluster(shownCluster, true); });

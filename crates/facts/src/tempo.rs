@@ -197,6 +197,11 @@ fn steady(windows: &[Vec<f32>], lo: usize, fps: f32) -> Option<Steady> {
     let found = peaks(&global, lo);
     let bpm_of = |lag: f32| 60.0 * fps / lag;
     let &(lag, strength) = found.iter().max_by(|a, b| (a.1 * prior(bpm_of(a.0))).total_cmp(&(b.1 * prior(bpm_of(b.0)))))?;
+    // Compound metre (6/8, 12/8): when the onsets repeat more strongly every three of the chosen pulses'
+    // halves (1.5 periods) than every period, the beat is that dotted pulse, whatever the prior says.
+    if let Some(&(l3, s3)) = found.iter().find(|p| (p.0 - 1.5 * lag).abs() <= 1.0 && p.1 > strength) {
+        return Some((l3, s3, found));
+    }
     Some((lag, strength, found))
 }
 
@@ -319,6 +324,31 @@ mod tests {
             assert!(t.confidence > 0.5, "{t:?}");
             assert!(t.candidates.iter().any(|c| c.relation == "x1/2" || c.relation == "x2"), "the octave is kept: {t:?}");
         }
+    }
+
+    #[test]
+    fn a_jig_is_counted_in_dotted_quarters() {
+        // Eighth notes at 240 a minute, every third one accented (6/8 at a dotted quarter of 80): the beat
+        // is 80, not the 120 a prior around 120 BPM would pick.
+        let fps = 22050.0 / 512.0;
+        let mut o = clicks(240.0, 30.0, fps);
+        let period = 60.0 * fps / 240.0;
+        for (i, v) in o.iter_mut().enumerate() {
+            if *v > 0.0 && ((i as f32 / period).round() as usize) % 3 != 0 {
+                *v = 0.4;
+            }
+        }
+        let t = estimate_tempo(&o, fps);
+        assert!((t.bpm.unwrap() / 80.0 - 1.0).abs() < 0.02, "{t:?}");
+        // Plain 4/4 eighths with accented beats stay at their beat.
+        let mut o = clicks(240.0, 30.0, fps);
+        for (i, v) in o.iter_mut().enumerate() {
+            if *v > 0.0 && ((i as f32 / period).round() as usize) % 2 != 0 {
+                *v = 0.4;
+            }
+        }
+        let t = estimate_tempo(&o, fps);
+        assert!((t.bpm.unwrap() / 120.0 - 1.0).abs() < 0.02, "{t:?}");
     }
 
     #[test]

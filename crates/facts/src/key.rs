@@ -30,7 +30,7 @@ pub struct ChromaFrames {
     in_segment: usize,
     current: [f32; BINS],
     segments: Vec<[f32; BINS]>,
-    mag: Vec<f32>,
+    frames_seen: u64,
     /// Seconds per segment.
     segment_s: f32,
 }
@@ -49,34 +49,35 @@ impl ChromaFrames {
             in_segment: 0,
             current: [0.0; BINS],
             segments: Vec::new(),
-            mag: Vec::new(),
+            frames_seen: 0,
             segment_s: frames_per_segment as f32 / fps,
         }
     }
 
-    /// One frame's power spectrum.
+    /// One frame's power spectrum. Every other frame is read (a key needs no finer time than 46 ms).
     pub fn push(&mut self, power: &[f32]) {
+        self.frames_seen += 1;
         let hi = self.hi.min(power.len().saturating_sub(1));
-        if hi <= self.lo + 1 {
+        if hi <= self.lo + 1 || self.frames_seen % 2 == 0 {
+            self.end_frame();
             return;
         }
-        self.mag.clear();
-        self.mag.extend(power[self.lo - 1..=hi].iter().map(|p| p.max(0.0).sqrt()));
-        let m = &self.mag;
+        // Peaks of the power are the magnitude's; the parabola's offset is the same on log power as on
+        // log magnitude (a factor of two cancels), so only each peak's magnitude takes a square root.
+        let m = &power[self.lo - 1..=hi];
         let top = m.iter().copied().fold(0f32, f32::max);
         let mut c = [0f32; BINS];
-        if top > 1e-4 {
-            let floor = top * 0.01;
+        if top > 1e-8 {
+            let floor = top * 1e-4;
             for i in 1..m.len() - 1 {
                 let (a, b, d) = (m[i - 1], m[i], m[i + 1]);
                 if b > floor && b > a && b >= d {
-                    // Parabola through the log magnitudes for the peak's frequency.
-                    let (la, lb, ld) = ((a + 1e-9).ln(), b.ln(), (d + 1e-9).ln());
+                    let (la, lb, ld) = ((a + 1e-18).ln(), b.ln(), (d + 1e-18).ln());
                     let den = la - 2.0 * lb + ld;
                     let off = if den.abs() > 1e-9 { (0.5 * (la - ld) / den).clamp(-0.5, 0.5) } else { 0.0 };
                     let hz = (self.lo - 1 + i) as f32 * self.bin_hz + off * self.bin_hz;
                     let pitch = 69.0 + 12.0 * (hz / 440.0).log2();
-                    c[((pitch * 10.0).round() as i64).rem_euclid(BINS as i64) as usize] += b;
+                    c[((pitch * 10.0).round() as i64).rem_euclid(BINS as i64) as usize] += b.sqrt();
                 }
             }
             let cmax = c.iter().copied().fold(0f32, f32::max);
@@ -84,6 +85,10 @@ impl ChromaFrames {
                 self.current.iter_mut().zip(&c).for_each(|(s, v)| *s += v / cmax);
             }
         }
+        self.end_frame();
+    }
+
+    fn end_frame(&mut self) {
         self.in_segment += 1;
         if self.in_segment == self.frames_per_segment {
             self.segments.push(std::mem::replace(&mut self.current, [0.0; BINS]));

@@ -108,12 +108,12 @@ fn pulse_fit(o: &[f32], fps: f32, bpm: f32) -> f32 {
     best
 }
 
-/// The BPM within ±3% of `bpm` whose pulse train fits the onsets best, to 0.05 BPM.
+/// The BPM within ±3% of `bpm` whose pulse train fits the onsets best, to 0.1 BPM.
 fn refine(o: &[f32], fps: f32, bpm: f32) -> f32 {
     let (mut best, mut at) = (f32::MIN, bpm);
-    let steps = (bpm * 0.03 / 0.05).ceil() as i32;
+    let steps = (bpm * 0.03 / 0.1).ceil() as i32;
     for s in -steps..=steps {
-        let b = bpm + s as f32 * 0.05;
+        let b = bpm + s as f32 * 0.1;
         let f = pulse_fit(o, fps, b);
         if f > best {
             (best, at) = (f, b);

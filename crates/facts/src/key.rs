@@ -58,7 +58,7 @@ impl ChromaFrames {
     pub fn push(&mut self, power: &[f32]) {
         self.frames_seen += 1;
         let hi = self.hi.min(power.len().saturating_sub(1));
-        if hi <= self.lo + 1 || self.frames_seen % 2 == 0 {
+        if hi <= self.lo + 1 || self.frames_seen.is_multiple_of(2) {
             self.end_frame();
             return;
         }

@@ -334,7 +334,7 @@ mod tests {
         let mut o = clicks(240.0, 30.0, fps);
         let period = 60.0 * fps / 240.0;
         for (i, v) in o.iter_mut().enumerate() {
-            if *v > 0.0 && ((i as f32 / period).round() as usize) % 3 != 0 {
+            if *v > 0.0 && !((i as f32 / period).round() as usize).is_multiple_of(3) {
                 *v = 0.4;
             }
         }
@@ -343,7 +343,7 @@ mod tests {
         // Plain 4/4 eighths with accented beats stay at their beat.
         let mut o = clicks(240.0, 30.0, fps);
         for (i, v) in o.iter_mut().enumerate() {
-            if *v > 0.0 && ((i as f32 / period).round() as usize) % 2 != 0 {
+            if *v > 0.0 && !((i as f32 / period).round() as usize).is_multiple_of(2) {
                 *v = 0.4;
             }
         }

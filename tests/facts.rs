@@ -54,10 +54,12 @@ fn beat_in_a_minor(bpm: f32, seconds: f32) -> Vec<f32> {
 fn analyze_names_tempo_key_and_loudness_and_skips_bad_files() {
     let d = tempfile::tempdir().unwrap();
     let (beat, silence, junk) = (d.path().join("beat.wav"), d.path().join("silence.wav"), d.path().join("junk.mp3"));
+    let short = d.path().join("short.wav");
     wav(&beat, 22050, &beat_in_a_minor(124.0, 20.0));
+    wav(&short, 22050, &beat_in_a_minor(124.0, 2.0));
     wav(&silence, 22050, &vec![0.0; 22050 * 5]);
     std::fs::write(&junk, b"not audio at all").unwrap();
-    let o = run(&["analyze", s(&beat), s(&silence), s(&junk), "--json"]);
+    let o = run(&["analyze", s(&beat), s(&silence), s(&junk), s(&short), "--json"]);
     assert_eq!(o.status.code(), Some(1), "a bad file makes the exit non-zero: {}", stderr(&o));
     assert!(stderr(&o).contains("junk.mp3"), "the bad file is named: {}", stderr(&o));
     let lines: Vec<serde_json::Value> = stdout(&o).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
@@ -66,6 +68,10 @@ fn analyze_names_tempo_key_and_loudness_and_skips_bad_files() {
     assert!((bpm / 124.0 - 1.0).abs() < 0.02, "{b}");
     assert_eq!((b["key"].as_str(), b["open_key"].as_str(), b["key_name"].as_str()), (Some("8A"), Some("1m"), Some("A minor")), "{b}");
     assert!(b["lufs"].as_f64().is_some_and(|l| l < -5.0 && l > -40.0), "{b}");
+    // Two seconds are too few beats and too little harmony to be sure of: no number is invented.
+    let q = lines.iter().find(|j| j["file"].as_str().unwrap().ends_with("short.wav")).expect("a short file is analysed");
+    assert!(q["bpm"].is_null() && q["tempo"] == "no steady beat" && q["key"].is_null() && q["key_text"] == "key unclear", "{q}");
+    assert!(q["lufs"].as_f64().is_some(), "two seconds are enough for loudness: {q}");
     // Silence is no error here: it says what it cannot tell, with no number invented.
     let q = lines.iter().find(|j| j["file"].as_str().unwrap().ends_with("silence.wav"));
     if let Some(q) = q {

@@ -30,7 +30,6 @@ pub struct ChromaFrames {
     in_segment: usize,
     current: [f32; BINS],
     segments: Vec<[f32; BINS]>,
-    frames_seen: u64,
     /// Seconds per segment.
     segment_s: f32,
 }
@@ -49,16 +48,14 @@ impl ChromaFrames {
             in_segment: 0,
             current: [0.0; BINS],
             segments: Vec::new(),
-            frames_seen: 0,
             segment_s: frames_per_segment as f32 / fps,
         }
     }
 
-    /// One frame's power spectrum. Every other frame is read (a key needs no finer time than 46 ms).
+    /// One frame's power spectrum.
     pub fn push(&mut self, power: &[f32]) {
-        self.frames_seen += 1;
         let hi = self.hi.min(power.len().saturating_sub(1));
-        if hi <= self.lo + 1 || self.frames_seen.is_multiple_of(2) {
+        if hi <= self.lo + 1 {
             self.end_frame();
             return;
         }
@@ -68,7 +65,7 @@ impl ChromaFrames {
         let top = m.iter().copied().fold(0f32, f32::max);
         let mut c = [0f32; BINS];
         if top > 1e-8 {
-            let floor = top * 1e-4;
+            let floor = top * 1e-3;
             for i in 1..m.len() - 1 {
                 let (a, b, d) = (m[i - 1], m[i], m[i + 1]);
                 if b > floor && b > a && b >= d {

@@ -214,6 +214,15 @@ fn push_and_query_from_postgres_match_the_store() {
         }
         assert_eq!(dbj["notes"], lj["notes"], "{flags:?}");
     }
+    // A table pushed before songs had tempo and key (no such columns): readers refuse it and say to push
+    // again; the next push adds the columns and fills them (every song re-pushed for its facts).
+    pg.psql("postgres", "ALTER TABLE soundalike_songs DROP COLUMN bpm, DROP COLUMN camelot, DROP COLUMN lufs, DROP COLUMN facts_version");
+    let o = run(&["query", "--db", &url, "--song", &all[0]]);
+    assert!(!o.status.success() && stderr(&o).contains("push the store again"), "{}", stderr(&o));
+    let r = json(&run(&["push", s(&store), "--db", &url, "--json"]));
+    assert_eq!((r["report"]["updated"].as_u64(), r["report"]["unchanged"].as_u64()), (Some(30), Some(0)), "{r}");
+    assert_ne!(pg.psql("postgres", "SELECT count(*) FROM soundalike_songs WHERE bpm IS NOT NULL OR camelot IS NOT NULL").trim(), "0");
+    assert!(run(&["query", "--db", &url, "--song", &all[0], "--key-compatible"]).status.success());
 
     // A push killed before it commits leaves the previous state: a store with 5 songs fewer, aborted.
     let smaller = d.path().join("smaller");

@@ -82,17 +82,17 @@ pub fn facts_json(f: &soundalike_audio::facts::Facts) -> serde_json::Value {
     let k = f.key.key;
     serde_json::json!({
         "bpm": f.tempo.bpm,
-        "tempo_confidence": (f.tempo.confidence * 1000.0).round() / 1000.0,
+        "tempo_confidence": f.tempo.confidence,
         "tempo_candidates": f.tempo.candidates,
         "tempo": f.tempo.describe(),
         "tempo_changes_at_s": f.tempo.changes_at_s,
         "key": k.map(|k| k.to_string()),
         "open_key": k.map(|k| k.open_key()),
         "key_name": k.map(|k| k.name()),
-        "key_strength": (f.key.strength * 1000.0).round() / 1000.0,
+        "key_strength": f.key.strength,
         "key_text": f.key.describe(),
         "key_changes_at_s": f.key.changes_at_s,
-        "lufs": f.loudness.as_ref().and_then(|l| l.lufs),
+        "lufs": f.lufs(),
         "peak_db": f.loudness.as_ref().map(|l| l.peak_db),
         "facts_version": f.version,
     })
@@ -108,5 +108,5 @@ pub fn key_cell(k: &soundalike_audio::facts::Key) -> (String, String, String) {
 
 /// Integrated loudness for a table.
 pub fn lufs_cell(f: &soundalike_audio::facts::Facts) -> String {
-    f.loudness.as_ref().and_then(|l| l.lufs).map_or("-".into(), |l| format!("{l:.1}"))
+    f.lufs().map_or("-".into(), |l| format!("{l:.1}"))
 }

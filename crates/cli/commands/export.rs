@@ -35,10 +35,6 @@ fn csv_field(s: &str) -> String {
     }
 }
 
-fn lufs(s: &soundalike_recommend::SongRecord) -> Option<f32> {
-    s.facts.as_ref().and_then(|f| f.loudness.as_ref()).and_then(|l| l.lufs)
-}
-
 /// `bpm,key,open_key,lufs` of a song (empty where unknown).
 fn facts_columns(s: &soundalike_recommend::SongRecord) -> String {
     let k = s.key();
@@ -47,7 +43,7 @@ fn facts_columns(s: &soundalike_recommend::SongRecord) -> String {
         s.bpm().map_or(String::new(), |b| format!("{b:.1}")),
         k.map_or(String::new(), |k| k.to_string()),
         k.map_or(String::new(), |k| k.open_key()),
-        lufs(s).map_or(String::new(), |l| format!("{l:.1}"))
+        s.lufs().map_or(String::new(), |l| format!("{l:.1}"))
     )
 }
 
@@ -94,7 +90,7 @@ pub fn run(a: ExportArgs) -> Result<ExitCode> {
                 v["bpm"] = json!(s.bpm());
                 v["key"] = json!(s.key().map(|k| k.to_string()));
                 v["open_key"] = json!(s.key().map(|k| k.open_key()));
-                v["lufs"] = json!(lufs(s));
+                v["lufs"] = json!(s.lufs());
                 out.push_str(&serde_json::to_string(&v)?);
                 out.push('\n');
             }

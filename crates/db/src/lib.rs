@@ -403,7 +403,7 @@ pub async fn push(db: &Db, store: &Store, precision: Precision) -> Result<PushRe
                 // Unknown tempo, key or loudness: an empty field, read as NULL (FORCE_NULL).
                 rec.push(s.bpm().map_or(String::new(), |b| b.to_string()));
                 rec.push(s.key().map_or(String::new(), |k| k.to_string()));
-                rec.push(s.facts.as_ref().and_then(|f| f.loudness.as_ref()).and_then(|l| l.lufs).map_or(String::new(), |l| l.to_string()));
+                rec.push(s.lufs().map_or(String::new(), |l| l.to_string()));
                 rec.push(s.facts.as_ref().map_or(0, |f| f.version).to_string());
                 w.write_record(&rec).map_err(|err| sql_err(&url, "writing COPY rows", err))?;
                 w.flush().map_err(|err| sql_err(&url, "writing COPY rows", err))?;

@@ -3,7 +3,7 @@
 //! each frame normalised, summed per few seconds; the sum correlated with 24 rotations of a key profile.
 
 use crate::notation::{CamelotKey, KeyRule, Mode};
-use crate::Key;
+use crate::{round3, Key};
 
 /// Krumhansl and Kessler's probe-tone ratings (1982), major then minor, from the tonic up.
 const KRUMHANSL: ([f32; 12], [f32; 12]) = (
@@ -213,9 +213,6 @@ pub fn estimate_key(frames: &ChromaFrames) -> Key {
     Key { key: (strength >= MIN_STRENGTH).then_some(key), strength: round3(strength), changes_at_s: None }
 }
 
-fn round3(x: f32) -> f32 {
-    (x * 1000.0).round() / 1000.0
-}
 
 #[cfg(test)]
 mod tests {

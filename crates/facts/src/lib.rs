@@ -42,6 +42,13 @@ pub struct Facts {
     pub loudness: Option<Loudness>,
 }
 
+impl Facts {
+    /// Integrated loudness, when measured.
+    pub fn lufs(&self) -> Option<f32> {
+        self.loudness.as_ref().and_then(|l| l.lufs)
+    }
+}
+
 /// A song's tempo: the BPM reported, how sure, and the other tempi that explain the same beat.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Tempo {
@@ -113,6 +120,11 @@ pub struct Loudness {
     pub lufs: Option<f32>,
     /// Sample peak over all channels, dBFS.
     pub peak_db: f32,
+}
+
+/// To three decimals (what the store keeps of a confidence or a strength).
+pub(crate) fn round3(x: f32) -> f32 {
+    (x * 1000.0).round() / 1000.0
 }
 
 /// `m:ss`.

@@ -2,7 +2,7 @@
 //! a broad prior against octave errors, the octave and 2/3 relatives kept as candidates, then the BPM
 //! refined to 0.1 by fitting a pulse train to the whole song.
 
-use crate::{Tempo, TempoCandidate};
+use crate::{round3, Tempo, TempoCandidate};
 
 /// Slowest and fastest tempo considered.
 const BPM_RANGE: (f32, f32) = (40.0, 240.0);
@@ -263,9 +263,6 @@ pub fn estimate_tempo(onsets: &[f32], fps: f32) -> Tempo {
     Tempo { bpm: Some(bpm), confidence, candidates, changes_at_s }
 }
 
-fn round3(x: f32) -> f32 {
-    (x * 1000.0).round() / 1000.0
-}
 
 /// `bpm` moved by octaves to within a factor √2 of `around`.
 fn fold(mut bpm: f32, around: f32) -> f32 {

@@ -253,7 +253,7 @@ impl Catalog {
             cluster: self.cluster_of(row),
             bpm: s.bpm(),
             key: s.key(),
-            lufs: s.facts.as_ref().and_then(|f| f.loudness.as_ref()).and_then(|l| l.lufs),
+            lufs: s.lufs(),
         }
     }
 

@@ -86,6 +86,11 @@ impl SongRecord {
         self.facts.as_ref().and_then(|f| f.tempo.bpm)
     }
 
+    /// Its integrated loudness (LUFS), when measured.
+    pub fn lufs(&self) -> Option<f32> {
+        self.facts.as_ref().and_then(|f| f.lufs())
+    }
+
     /// Its key, when clear and analysed.
     pub fn key(&self) -> Option<soundalike_facts::CamelotKey> {
         self.facts.as_ref().and_then(|f| f.key.key)

@@ -237,7 +237,30 @@ impl MelStream {
 
     /// Pads the end (`center=True`), converts power to dB with `amin`/`top_db`, and returns
     /// `[n_mels, n_frames]`.
-    pub fn finish(mut self) -> LogMel {
+    pub fn finish(self) -> LogMel {
+        let n_mels = self.n_mels;
+        let (amin, top_db) = (self.amin, self.top_db);
+        let (n_frames, mel_tm) = self.finish_power();
+        let mut data = vec![0f32; n_mels * n_frames];
+        let mut max = f32::NEG_INFINITY;
+        for t in 0..n_frames {
+            for m in 0..n_mels {
+                let db = 10.0 * mel_tm[t * n_mels + m].max(amin).log10();
+                max = max.max(db);
+                data[m * n_frames + t] = db;
+            }
+        }
+        if let Some(top) = top_db {
+            let floor = max - top;
+            data.iter_mut().for_each(|v| *v = v.max(floor));
+        }
+        LogMel { n_mels, n_frames, data }
+    }
+
+    /// Pads the end (`center=True`) and returns the frame count and the mel **power** time-major,
+    /// `[n_frames][n_mels]` (librosa's `melspectrogram(...).T`), for front ends with a compression of
+    /// their own (the tagger's `log10(10000 x + 1)`).
+    pub fn finish_power(mut self) -> (usize, Vec<f32>) {
         let expected = 1 + (self.samples / self.hop as u64) as usize;
         self.buf.extend(std::iter::repeat_n(0.0, self.n_fft / 2));
         self.drain_frames();
@@ -250,22 +273,7 @@ impl MelStream {
             self.buf.drain(..self.hop.min(self.buf.len()));
         }
         self.mel_tm.truncate(expected * self.n_mels);
-        let n_frames = expected;
-        let mut data = vec![0f32; self.n_mels * n_frames];
-        let amin = self.amin;
-        let mut max = f32::NEG_INFINITY;
-        for t in 0..n_frames {
-            for m in 0..self.n_mels {
-                let db = 10.0 * self.mel_tm[t * self.n_mels + m].max(amin).log10();
-                max = max.max(db);
-                data[m * n_frames + t] = db;
-            }
-        }
-        if let Some(top) = self.top_db {
-            let floor = max - top;
-            data.iter_mut().for_each(|v| *v = v.max(floor));
-        }
-        LogMel { n_mels: self.n_mels, n_frames, data }
+        (expected, self.mel_tm)
     }
 }
 

@@ -32,6 +32,37 @@ pub fn npy_bytes(shape: &[usize], data: &[f32]) -> Vec<u8> {
     out
 }
 
+/// Decodes a little-endian float32, C-order `.npy` (what [`npy_bytes`] and NumPy write): its shape and
+/// values, or what is wrong with it.
+pub fn npy_parse(bytes: &[u8]) -> std::result::Result<(Vec<usize>, Vec<f32>), String> {
+    if bytes.len() < 10 || &bytes[..6] != b"\x93NUMPY" {
+        return Err("not a .npy file".into());
+    }
+    let (hlen, start) = match bytes[6] {
+        1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
+        2 | 3 if bytes.len() >= 12 => (u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize, 12),
+        v => return Err(format!(".npy format version {v}")),
+    };
+    let header = bytes.get(start..start + hlen).and_then(|h| std::str::from_utf8(h).ok()).ok_or(".npy header cut short")?;
+    if !header.contains("'<f4'") || !header.contains("'fortran_order': False") {
+        return Err(format!("not little-endian float32 in C order: {}", header.trim()));
+    }
+    let shape: Vec<usize> = header
+        .split("'shape': (")
+        .nth(1)
+        .and_then(|s| s.split(')').next())
+        .ok_or("no shape in the .npy header")?
+        .split(',')
+        .filter(|s| !s.trim().is_empty())
+        .map(|s| s.trim().parse().map_err(|_| format!("bad .npy shape {s:?}")))
+        .collect::<std::result::Result<_, _>>()?;
+    let data = &bytes[start + hlen..];
+    if data.len() != shape.iter().product::<usize>() * 4 {
+        return Err(format!(".npy of shape {shape:?} has {} data bytes", data.len()));
+    }
+    Ok((shape, data.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()))
+}
+
 /// Writes the spectrogram as float32 `.npy` of shape `[n_mels, n_frames]`.
 pub fn write_npy(path: &Path, mel: &LogMel) -> Result<()> {
     write_atomic(path, &npy_bytes(&[mel.n_mels, mel.n_frames], &mel.data))

@@ -27,17 +27,17 @@ struct ConvLayer {
     bias: Vec<f32>,
 }
 
-/// A dense layer `y = x W + b` with `W` as `[d_in, d_out]` (burn's layout).
+/// A dense layer `y = x W + b` with `W` as `[d_in, d_out]` (burn's layout, and TF's): also musicnn's.
 #[derive(Clone, Debug)]
-struct Dense {
-    d_in: usize,
-    d_out: usize,
-    weight: Vec<f32>,
-    bias: Vec<f32>,
+pub(crate) struct Dense {
+    pub(crate) d_in: usize,
+    pub(crate) d_out: usize,
+    pub(crate) weight: Vec<f32>,
+    pub(crate) bias: Vec<f32>,
 }
 
 impl Dense {
-    fn forward(&self, x: &[f32], out: &mut [f32]) {
+    pub(crate) fn forward(&self, x: &[f32], out: &mut [f32]) {
         out.copy_from_slice(&self.bias);
         for (xi, row) in x.iter().zip(self.weight.chunks_exact(self.d_out)) {
             out.iter_mut().zip(row).for_each(|(o, w)| *o += xi * w);

@@ -1,0 +1,516 @@
+//! musicnn (Pons & Serra, ISMIR 2019), the tagger: its MSD and MTT models run natively on the CPU.
+//!
+//! The weights are the PyPI wheel's (`musicnn-0.1.0`, ISC licence), converted without TensorFlow by
+//! `scripts/musicnn/convert.py` to `models/musicnn/*.safetensors` in TF's own names and layouts, and built
+//! into the binary (6.3 MB), so tags need no path and no download. The network is the package's
+//! `models.py` as its checkpoints run it (`../shared/notes/musicnn-port.md` has the derivation):
+//!
+//! - input: 187 frames x 96 mel bands of `log10(10000 x + 1)` mel power at 16 kHz ([`log_mel`]);
+//! - a one-channel batch norm, then five branches each pooled over the whole frequency axis: two timbral
+//!   convolutions (7 x 38 and 7 x 67, 204 filters) and three temporal ones (128, 64, 32 frames, 51 filters);
+//! - a mid-end of three 1-D convolutions (width 7, 64 filters) with residual connections;
+//! - max and mean over time of all 753 channels, **interleaved** (`max0, mean0, max1, ...`), batch norm,
+//!   dense 1506 -> 200 + ReLU, batch norm: the 200-d **penultimate** vector; dense 200 -> 50, sigmoid: tags.
+//!
+//! Every convolution is conv -> ReLU -> batch norm (epsilon **1e-3**, TF's default, not burn's 1e-5).
+//!
+//! Why not burn: 81% of the 1.4 G multiply-adds of a patch are the two timbral convolutions, whose output
+//! maps (187 x 59 x 204 floats, 9 MB) are pooled over frequency right away. Here each convolution runs in
+//! strips of a few frames (im2col of the strip, one GEMM with the `gemm` crate burn-flex uses, then a pass
+//! that keeps each channel's max and min over frequency), so no full map is ever stored and the batch norm
+//! is applied to the pooled value (to the max for a positive scale, to the min for a negative one, since
+//! ReLU and BN are monotone). The mid-end's convolutions read their input rows in place (a zero-padded
+//! time-major buffer is already the im2col matrix of a 1-D convolution). Each patch runs on one thread,
+//! patches in parallel. `benches`: `cargo run --release -p soundalike-model --example musicnn_speed`.
+
+use std::sync::OnceLock;
+
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::fast::cpu_infer::Dense;
+use crate::{ModelError, Result};
+
+/// Sample rate of the tagger's front end.
+pub const SAMPLE_RATE: u32 = 16_000;
+/// FFT size of the tagger's front end.
+pub const N_FFT: usize = 512;
+/// Hop of the tagger's front end.
+pub const HOP: usize = 256;
+/// Mel bands (Slaney scale and area normalisation, 0 to 8 kHz).
+pub const N_MELS: usize = 96;
+/// Frames in one patch: 3 s (`librosa.time_to_frames(3, sr=16000, n_fft=512, hop_length=256) + 1`).
+pub const PATCH_FRAMES: usize = 187;
+/// Width of the penultimate layer.
+pub const PENULTIMATE: usize = 200;
+/// Tags per model.
+pub const N_TAGS: usize = 50;
+const EPS: f32 = 1e-3;
+/// Output positions per strip GEMM.
+const STRIP_POSITIONS: usize = 512;
+
+/// The two taggers of the wheel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum TaggerModel {
+    /// Trained on the Million Song Dataset's last.fm tags (genres, eras, moods: "rock", "80s", "chill").
+    #[serde(rename = "msd")]
+    Msd,
+    /// Trained on MagnaTagATune (instruments, voices, tempo: "guitar", "female vocal", "fast").
+    #[serde(rename = "mtt")]
+    Mtt,
+}
+
+impl TaggerModel {
+    /// Both, in the order tags are stored.
+    pub const ALL: [TaggerModel; 2] = [TaggerModel::Msd, TaggerModel::Mtt];
+
+    /// The package's name of the model.
+    pub fn name(self) -> &'static str {
+        match self {
+            TaggerModel::Msd => "MSD_musicnn",
+            TaggerModel::Mtt => "MTT_musicnn",
+        }
+    }
+
+    /// Short name: `msd` or `mtt`.
+    pub fn short(self) -> &'static str {
+        match self {
+            TaggerModel::Msd => "msd",
+            TaggerModel::Mtt => "mtt",
+        }
+    }
+
+    fn weights(self) -> &'static [u8] {
+        match self {
+            TaggerModel::Msd => include_bytes!("../../../models/musicnn/MSD_musicnn.safetensors"),
+            TaggerModel::Mtt => include_bytes!("../../../models/musicnn/MTT_musicnn.safetensors"),
+        }
+    }
+
+    /// The shipped network (converted once, then shared).
+    #[allow(clippy::expect_used, reason = "the weights are built into the binary and checked by the tests")]
+    pub fn net(self) -> &'static Musicnn {
+        static NETS: [OnceLock<Musicnn>; 2] = [OnceLock::new(), OnceLock::new()];
+        NETS[self as usize].get_or_init(|| Musicnn::from_safetensors(self, self.weights()).expect("shipped musicnn weights load"))
+    }
+}
+
+/// A batch norm at inference, folded to `y = x * scale + shift`.
+#[derive(Clone, Debug)]
+struct Affine {
+    scale: Vec<f32>,
+    shift: Vec<f32>,
+}
+
+/// A convolution `[k_time, k_freq, 1, cout]` or (mid-end) `[k_time, cin, 1, cout]`, kept as TF stores it:
+/// a row-major `[K, cout]` matrix whose row is `dt * width + j`.
+#[derive(Clone, Debug)]
+struct Conv {
+    k_time: usize,
+    /// Frequency extent (front end) or input channels (mid-end).
+    width: usize,
+    cout: usize,
+    weight: Vec<f32>,
+    bias: Vec<f32>,
+    bn: Affine,
+}
+
+/// One musicnn network with its tag names.
+#[derive(Clone, Debug)]
+pub struct Musicnn {
+    model: TaggerModel,
+    tags: Vec<String>,
+    bn0: (f32, f32),
+    timbral: [Conv; 2],
+    temporal: [Conv; 3],
+    mid: [Conv; 3],
+    bn9: Affine,
+    dense: Dense,
+    bn10: Affine,
+    head: Dense,
+}
+
+/// What the network says about one patch (or, averaged, a song).
+#[derive(Clone, Debug, PartialEq)]
+pub struct PatchOutput {
+    /// The 200-d penultimate layer (after its batch norm).
+    pub penultimate: Vec<f32>,
+    /// Sigmoid probability of each of the model's 50 tags.
+    pub probs: Vec<f32>,
+}
+
+struct Reader<'a> {
+    st: safetensors::SafeTensors<'a>,
+    what: String,
+}
+
+impl Reader<'_> {
+    fn get(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
+        let t = self.st.tensor(name).map_err(|e| ModelError::Invalid(format!("{}: {name}: {e}", self.what)))?;
+        if t.shape() != shape || t.dtype() != safetensors::Dtype::F32 {
+            return Err(ModelError::Invalid(format!(
+                "{}: {name} is {:?} {:?}, expected F32 {shape:?}",
+                self.what,
+                t.dtype(),
+                t.shape()
+            )));
+        }
+        Ok(t.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect())
+    }
+
+    fn bn(&self, name: &str, n: usize) -> Result<Affine> {
+        let gamma = self.get(&format!("{name}/gamma"), &[n])?;
+        let beta = self.get(&format!("{name}/beta"), &[n])?;
+        let mean = self.get(&format!("{name}/moving_mean"), &[n])?;
+        let var = self.get(&format!("{name}/moving_variance"), &[n])?;
+        let scale: Vec<f32> = gamma.iter().zip(&var).map(|(g, v)| g / (v + EPS).sqrt()).collect();
+        let shift = beta.iter().zip(&mean).zip(&scale).map(|((b, m), s)| b - m * s).collect();
+        Ok(Affine { scale, shift })
+    }
+
+    fn conv(&self, conv: &str, bn: &str, k_time: usize, width: usize, cout: usize) -> Result<Conv> {
+        Ok(Conv {
+            k_time,
+            width,
+            cout,
+            weight: self.get(&format!("{conv}/kernel"), &[k_time, width, 1, cout])?,
+            bias: self.get(&format!("{conv}/bias"), &[cout])?,
+            bn: self.bn(bn, cout)?,
+        })
+    }
+
+    fn dense(&self, name: &str, d_in: usize, d_out: usize) -> Result<Dense> {
+        Ok(Dense {
+            d_in,
+            d_out,
+            weight: self.get(&format!("{name}/kernel"), &[d_in, d_out])?,
+            bias: self.get(&format!("{name}/bias"), &[d_out])?,
+        })
+    }
+}
+
+/// Per-thread working memory.
+#[derive(Default)]
+struct Scratch {
+    /// BN0 output, time-major, 3 zero frames either side (timbral input).
+    xt: Vec<f32>,
+    /// BN0 output, frequency-major, 63 zero frames before and 64 after (temporal input).
+    xf: Vec<f32>,
+    col: Vec<f32>,
+    out: Vec<f32>,
+}
+
+/// `C[m, n] = A[m, k] B[k, n]`, all row-major; `A`'s rows are `lda` apart (overlapping rows are fine).
+#[allow(clippy::too_many_arguments)]
+fn gemm_rm(m: usize, n: usize, k: usize, a: &[f32], lda: usize, b: &[f32], c: &mut [f32]) {
+    assert!(m == 0 || a.len() >= (m - 1) * lda + k, "lhs too short");
+    assert!(b.len() >= k * n && c.len() >= m * n, "rhs or dst too short");
+    // SAFETY: the asserts above keep every index the strides reach inside the slices.
+    unsafe {
+        crate::fast::kernels::matmul(
+            (m, n, k),
+            (c.as_mut_ptr(), n as isize, 1),
+            false,
+            (a.as_ptr(), lda as isize, 1),
+            (b.as_ptr(), n as isize, 1),
+        )
+    }
+}
+
+impl Musicnn {
+    /// Reads a converted checkpoint (`scripts/musicnn/convert.py`): the 64 tensors in TF's names and
+    /// layouts, and the tag names in the metadata.
+    pub fn from_safetensors(model: TaggerModel, bytes: &[u8]) -> Result<Self> {
+        let what = model.name().to_string();
+        let (_, meta) = safetensors::SafeTensors::read_metadata(bytes).map_err(|e| ModelError::Invalid(format!("{what}: {e}")))?;
+        let tags: Vec<String> = meta
+            .metadata()
+            .as_ref()
+            .and_then(|m| m.get("tags"))
+            .and_then(|t| serde_json::from_str(t).ok())
+            .ok_or_else(|| ModelError::Invalid(format!("{what}: no tag list in the metadata")))?;
+        if tags.len() != N_TAGS {
+            return Err(ModelError::Invalid(format!("{what}: {} tags, expected {N_TAGS}", tags.len())));
+        }
+        let st = safetensors::SafeTensors::deserialize(bytes).map_err(|e| ModelError::Invalid(format!("{what}: {e}")))?;
+        let r = Reader { st, what };
+        let bn0 = r.bn("batch_normalization", 1)?;
+        let front_width = 2 * 204 + 3 * 51;
+        Ok(Musicnn {
+            model,
+            tags,
+            bn0: (bn0.scale[0], bn0.shift[0]),
+            timbral: [
+                r.conv("conv2d", "batch_normalization_1", 7, 38, 204)?,
+                r.conv("conv2d_1", "batch_normalization_2", 7, 67, 204)?,
+            ],
+            temporal: [
+                r.conv("conv2d_2", "batch_normalization_3", 128, 1, 51)?,
+                r.conv("conv2d_3", "batch_normalization_4", 64, 1, 51)?,
+                r.conv("conv2d_4", "batch_normalization_5", 32, 1, 51)?,
+            ],
+            mid: [
+                r.conv("conv2d_5", "batch_normalization_6", 7, front_width, 64)?,
+                r.conv("conv2d_6", "batch_normalization_7", 7, 64, 64)?,
+                r.conv("conv2d_7", "batch_normalization_8", 7, 64, 64)?,
+            ],
+            bn9: r.bn("batch_normalization_9", 2 * (front_width + 3 * 64))?,
+            dense: r.dense("dense", 2 * (front_width + 3 * 64), PENULTIMATE)?,
+            bn10: r.bn("batch_normalization_10", PENULTIMATE)?,
+            head: r.dense("dense_1", PENULTIMATE, N_TAGS)?,
+        })
+    }
+
+    /// Which model this is.
+    pub fn model(&self) -> TaggerModel {
+        self.model
+    }
+
+    /// The tag names, in output order.
+    pub fn tags(&self) -> &[String] {
+        &self.tags
+    }
+
+    /// Runs patches (each `frames x 96`, time-major, `log10(10000 x + 1)`), in parallel.
+    pub fn forward_patches(&self, patches: &[Vec<f32>]) -> Vec<PatchOutput> {
+        patches.par_iter().map_init(Scratch::default, |s, p| self.forward(p, s)).collect()
+    }
+
+    /// One patch of any length of at least one frame (the network pools globally over time); musicnn was
+    /// trained on [`PATCH_FRAMES`].
+    pub fn forward_patch(&self, patch: &[f32]) -> PatchOutput {
+        self.forward(patch, &mut Scratch::default())
+    }
+
+    fn forward(&self, x: &[f32], s: &mut Scratch) -> PatchOutput {
+        let t = x.len() / N_MELS;
+        assert!(t > 0 && x.len() == t * N_MELS, "a patch is frames x {N_MELS} values");
+        let (a0, b0) = self.bn0;
+        // BN0 output, zero-padded after the norm, as TF pads it.
+        s.xt.clear();
+        s.xt.resize((t + 6) * N_MELS, 0.0);
+        for (d, v) in s.xt[3 * N_MELS..].iter_mut().zip(x) {
+            *d = v * a0 + b0;
+        }
+        let (before, after) = (63, 64);
+        let tf_len = t + before + after;
+        s.xf.clear();
+        s.xf.resize(N_MELS * tf_len, 0.0);
+        for (ti, row) in x.chunks_exact(N_MELS).enumerate() {
+            for (f, v) in row.iter().enumerate() {
+                s.xf[f * tf_len + before + ti] = v * a0 + b0;
+            }
+        }
+        let front_width = self.mid[0].width;
+        // The front end's output, time-major [t + 6][561] with 3 zero frames either side: the mid-end's input.
+        let mut front = vec![0f32; (t + 6) * front_width];
+        let mut off = 0;
+        for conv in &self.timbral {
+            let nf = N_MELS - conv.width + 1;
+            let xt = &s.xt;
+            let kw = conv.width;
+            front_branch(conv, t, nf, &mut s.col, &mut s.out, &mut front, front_width, off, |ti, fp, dst| {
+                for dt in 0..7 {
+                    let src = (ti + dt) * N_MELS + fp;
+                    dst[dt * kw..(dt + 1) * kw].copy_from_slice(&xt[src..src + kw]);
+                }
+            });
+            off += conv.cout;
+        }
+        for conv in &self.temporal {
+            let k = conv.k_time;
+            let start = before - (k - 1) / 2;
+            let xf = &s.xf;
+            front_branch(conv, t, N_MELS, &mut s.col, &mut s.out, &mut front, front_width, off, |ti, f, dst| {
+                let src = f * tf_len + start + ti;
+                dst.copy_from_slice(&xf[src..src + k]);
+            });
+            off += conv.cout;
+        }
+        // Mid-end: three 1-D convolutions of width 7 over time, reading the padded input in place.
+        let c = self.mid[0].cout;
+        let mut bn6 = vec![0f32; (t + 6) * c];
+        let mut res2 = vec![0f32; (t + 6) * c];
+        let mut res3 = vec![0f32; (t + 6) * c];
+        mid_conv(&self.mid[0], t, &front, &mut s.out, &mut bn6, None);
+        mid_conv(&self.mid[1], t, &bn6, &mut s.out, &mut res2, Some(&bn6));
+        mid_conv(&self.mid[2], t, &res2, &mut s.out, &mut res3, Some(&res2));
+        // Max and mean over time of [front, bn6, res2, res3], interleaved.
+        let mut pooled = Vec::with_capacity(self.bn9.scale.len());
+        for (buf, width) in [(&front, front_width), (&bn6, c), (&res2, c), (&res3, c)] {
+            let rows = &buf[3 * width..(t + 3) * width];
+            for ch in 0..width {
+                let (mut max, mut sum) = (f32::NEG_INFINITY, 0f32);
+                for row in rows.chunks_exact(width) {
+                    max = max.max(row[ch]);
+                    sum += row[ch];
+                }
+                pooled.push(max);
+                pooled.push(sum / t as f32);
+            }
+        }
+        let v: Vec<f32> = pooled.iter().zip(self.bn9.scale.iter().zip(&self.bn9.shift)).map(|(x, (a, b))| x * a + b).collect();
+        debug_assert_eq!(v.len(), self.dense.d_in);
+        let mut hidden = vec![0f32; PENULTIMATE];
+        self.dense.forward(&v, &mut hidden);
+        let penultimate: Vec<f32> = hidden
+            .iter()
+            .zip(self.bn10.scale.iter().zip(&self.bn10.shift))
+            .map(|(h, (a, b))| h.max(0.0) * a + b)
+            .collect();
+        let mut probs = vec![0f32; N_TAGS];
+        self.head.forward(&penultimate, &mut probs);
+        probs.iter_mut().for_each(|p| *p = sigmoid(*p));
+        PatchOutput { penultimate, probs }
+    }
+}
+
+fn sigmoid(x: f32) -> f32 {
+    1.0 / (1.0 + (-x).exp())
+}
+
+/// One front-end branch: conv (built row by row by `fill(t, position, column)`) over `t` frames x `npos`
+/// frequency positions, ReLU, BN and max over the positions, written to `front[3 + t][off..off + cout]`.
+#[allow(clippy::too_many_arguments)]
+fn front_branch(
+    conv: &Conv,
+    t: usize,
+    npos: usize,
+    col: &mut Vec<f32>,
+    out: &mut Vec<f32>,
+    front: &mut [f32],
+    front_width: usize,
+    off: usize,
+    fill: impl Fn(usize, usize, &mut [f32]),
+) {
+    let k = conv.k_time * conv.width;
+    let n = conv.cout;
+    let rows = (STRIP_POSITIONS / npos).clamp(1, t);
+    let mut t0 = 0;
+    while t0 < t {
+        let nr = rows.min(t - t0);
+        let m = nr * npos;
+        col.resize(m * k, 0.0);
+        for (i, dst) in col.chunks_exact_mut(k).enumerate() {
+            fill(t0 + i / npos, i % npos, dst);
+        }
+        out.resize(m * n, 0.0);
+        gemm_rm(m, n, k, col, k, &conv.weight, out);
+        for r in 0..nr {
+            let block = &out[r * npos * n..(r + 1) * npos * n];
+            let dst = &mut front[(t0 + r + 3) * front_width + off..][..n];
+            let (mut hi, mut lo) = (block[..n].to_vec(), block[..n].to_vec());
+            for pos in block.chunks_exact(n).skip(1) {
+                for ((h, l), &v) in hi.iter_mut().zip(lo.iter_mut()).zip(pos) {
+                    *h = h.max(v);
+                    *l = l.min(v);
+                }
+            }
+            for ch in 0..n {
+                let (a, b) = (conv.bn.scale[ch], conv.bn.shift[ch]);
+                let z = if a >= 0.0 { hi[ch] } else { lo[ch] };
+                dst[ch] = (z + conv.bias[ch]).max(0.0) * a + b;
+            }
+        }
+        t0 += nr;
+    }
+}
+
+/// A mid-end convolution: `input` is `[t + 6][cin]` with 3 zero frames either side, so row `i` of its
+/// im2col matrix is the `7 * cin` values starting at frame `i`. Writes `BN(ReLU(conv)) (+ residual)` to
+/// frames `3..t + 3` of `dst`.
+fn mid_conv(conv: &Conv, t: usize, input: &[f32], out: &mut Vec<f32>, dst: &mut [f32], residual: Option<&[f32]>) {
+    let (cin, n) = (conv.width, conv.cout);
+    out.resize(t * n, 0.0);
+    gemm_rm(t, n, conv.k_time * cin, input, cin, &conv.weight, out);
+    for (i, row) in out.chunks_exact(n).enumerate() {
+        let d = &mut dst[(i + 3) * n..(i + 4) * n];
+        for ch in 0..n {
+            d[ch] = (row[ch] + conv.bias[ch]).max(0.0) * conv.bn.scale[ch] + conv.bn.shift[ch];
+        }
+        if let Some(res) = residual {
+            d.iter_mut().zip(&res[(i + 3) * n..(i + 4) * n]).for_each(|(v, r)| *v += r);
+        }
+    }
+}
+
+/// The tagger's input from mel **power** `[frames][96]` (at 16 kHz, n_fft 512, hop 256): the package's
+/// `log10(10000 x + 1)`. (Its float16 rounding before the product is skipped: it moves tags by < 1e-4, and
+/// under NumPy 2 that step overflows to inf.)
+pub fn compress(power: &mut [f32]) {
+    power.iter_mut().for_each(|v| *v = (10000.0 * v.max(0.0) + 1.0).log10());
+}
+
+/// The front end's settings for [`soundalike_audio::MelStream`]: 16 kHz, n_fft 512, hop 256, 96 Slaney
+/// mel bands, periodic Hann, `center=True` with zero padding (librosa's defaults since 0.9).
+pub fn frontend() -> soundalike_audio::FrontendConfig {
+    soundalike_audio::FrontendConfig {
+        sample_rate: SAMPLE_RATE,
+        n_fft: N_FFT,
+        hop_length: HOP,
+        n_mels: N_MELS,
+        fmin: 0.0,
+        fmax: None,
+        tile_frames: PATCH_FRAMES,
+        tile_hop: PATCH_FRAMES,
+        ..Default::default()
+    }
+}
+
+/// The tagger's input of a signal already at 16 kHz: `[frames][96]`, time-major.
+pub fn log_mel(samples: &[f32]) -> Vec<f32> {
+    let mut s = soundalike_audio::MelStream::new(&frontend());
+    s.push(samples);
+    let (_, mut power) = s.finish_power();
+    compress(&mut power);
+    power
+}
+
+/// How a song's patches are chosen.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PatchPlan {
+    /// Every non-overlapping patch from the start (the package's default); a trailing part is dropped.
+    All,
+    /// At most this many non-overlapping patches, spread evenly over the song.
+    Spread(usize),
+}
+
+/// Cuts `[frames][96]` into 187-frame patches under `plan`. A song shorter than one patch is
+/// repeat-padded to one, as musicnn was trained (`"pad_short": "repeat-pad"`). Empty input: no patches.
+pub fn patches(mel: &[f32], plan: PatchPlan) -> Vec<Vec<f32>> {
+    let frames = mel.len() / N_MELS;
+    if frames == 0 {
+        return Vec::new();
+    }
+    if frames < PATCH_FRAMES {
+        let mut p = Vec::with_capacity(PATCH_FRAMES * N_MELS);
+        while p.len() < PATCH_FRAMES * N_MELS {
+            let need = PATCH_FRAMES * N_MELS - p.len();
+            p.extend_from_slice(&mel[..need.min(frames * N_MELS)]);
+        }
+        return vec![p];
+    }
+    let n = frames / PATCH_FRAMES;
+    let starts: Vec<usize> = match plan {
+        PatchPlan::All => (0..n).map(|i| i * PATCH_FRAMES).collect(),
+        PatchPlan::Spread(k) if k >= n => (0..n).map(|i| i * PATCH_FRAMES).collect(),
+        PatchPlan::Spread(k) => {
+            // k patches centred in k equal parts of the song.
+            let span = frames - PATCH_FRAMES;
+            (0..k.max(1)).map(|i| ((2 * i + 1) * span) / (2 * k.max(1))).collect()
+        }
+    };
+    starts.into_iter().map(|s| mel[s * N_MELS..(s + PATCH_FRAMES) * N_MELS].to_vec()).collect()
+}
+
+/// The mean of patch outputs (a song's tags and penultimate, as the package averages its taggram).
+pub fn mean_output(outputs: &[PatchOutput]) -> Option<PatchOutput> {
+    let first = outputs.first()?;
+    let n = outputs.len() as f32;
+    let mut mean = PatchOutput { penultimate: vec![0.0; first.penultimate.len()], probs: vec![0.0; first.probs.len()] };
+    for o in outputs {
+        mean.penultimate.iter_mut().zip(&o.penultimate).for_each(|(m, v)| *m += v / n);
+        mean.probs.iter_mut().zip(&o.probs).for_each(|(m, v)| *m += v / n);
+    }
+    Some(mean)
+}

@@ -133,6 +133,7 @@ fn synthetic_store(dir: &Path, n: usize, rare: usize, fingerprint: &str) {
             probs: vec![],
             vector,
             facts: None,
+            tags: None,
         })
         .unwrap();
     }

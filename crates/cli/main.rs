@@ -29,6 +29,8 @@ pub enum Command {
     Spectrogram(commands::spectrogram::SpectrogramArgs),
     /// A file's tempo (BPM, with the octave candidates), key (Camelot, Open Key) and loudness (LUFS), without a store.
     Analyze(commands::analyze::AnalyzeArgs),
+    /// A file's tags (genre, mood, instrument, era), as the musicnn taggers guess them, without a store.
+    Tags(commands::tags::TagsArgs),
     /// Precompute the spectrogram cache of a library (parallel, resumable).
     Cache(commands::cache::CacheArgs),
     /// Write a song-level, stratified, seeded train/val/test split of a library.
@@ -73,6 +75,7 @@ impl Command {
         match self {
             Command::Spectrogram(a) => spectrogram::run(a),
             Command::Analyze(a) => analyze::run(a),
+            Command::Tags(a) => tags::run(a),
             Command::Cache(a) => cache::run(a),
             Command::Split(a) => split::run(a),
             Command::Train(a) => train::run(*a),

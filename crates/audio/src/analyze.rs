@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use crate::{decode::stream_mono_and_source, AudioError, FrontendConfig, LogMel, MelStream, Result, SourceInfo, Tiles};
+use crate::{decode::stream_mono_and_source, AudioError, FrontendConfig, LogMel, MelStream, Result, SourceInfo, StreamResampler, Tiles};
 
 /// A file's spectrogram and what the decoder learnt about it.
 #[derive(Clone, Debug)]
@@ -13,6 +13,78 @@ pub struct Analysis {
     pub info: SourceInfo,
     /// Tempo, key and loudness ([`analyze_file_with_facts`]; `None` from [`analyze_file`]).
     pub facts: Option<soundalike_facts::Facts>,
+    /// The second spectrogram [`Extras::power_mel`] asked for.
+    pub power_mel: Option<PowerMel>,
+}
+
+/// What the decode pass computes beside the log-mel ([`analyze_file_with`]).
+#[derive(Clone, Debug, Default)]
+pub struct Extras {
+    /// Tempo, key and loudness ([`Analysis::facts`]).
+    pub facts: bool,
+    /// A second mel spectrogram from the same decode, at these settings (rate, FFT, hop, bands; the dB
+    /// settings are not used), as mel power: what the tagger reads. The source's channels are averaged
+    /// and resampled to its rate on their own, not from the first spectrogram's rate.
+    pub power_mel: Option<FrontendConfig>,
+}
+
+/// Mel power, time-major (librosa's `melspectrogram(...).T`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct PowerMel {
+    /// Mel bands.
+    pub n_mels: usize,
+    /// Frames.
+    pub n_frames: usize,
+    /// `[n_frames][n_mels]`.
+    pub data: Vec<f32>,
+}
+
+/// The second spectrogram's stream: source packets -> mono -> its rate -> mel power.
+struct SecondMel {
+    cfg: FrontendConfig,
+    resampler: Option<StreamResampler>,
+    failed: bool,
+    mono: Vec<f32>,
+    out: Vec<f32>,
+    mel: MelStream,
+}
+
+impl SecondMel {
+    fn new(cfg: &FrontendConfig) -> Self {
+        SecondMel { cfg: cfg.clone(), resampler: None, failed: false, mono: Vec::new(), out: Vec::new(), mel: MelStream::new(cfg) }
+    }
+
+    fn push(&mut self, interleaved: &[f32], channels: usize, rate: u32) {
+        if self.failed || channels == 0 {
+            return;
+        }
+        if self.resampler.is_none() {
+            match StreamResampler::new(rate, self.cfg.sample_rate) {
+                Ok(r) => self.resampler = Some(r),
+                Err(_) => {
+                    self.failed = true;
+                    return;
+                }
+            }
+        }
+        self.mono.clear();
+        let scale = 1.0 / channels as f32;
+        self.mono.extend(interleaved.chunks_exact(channels).map(|f| f.iter().sum::<f32>() * scale));
+        if let Some(r) = self.resampler.as_mut() {
+            r.push(&self.mono, &mut self.out);
+        }
+        self.mel.push(&self.out);
+        self.out.clear();
+    }
+
+    fn finish(mut self) -> Option<PowerMel> {
+        let mut r = self.resampler.take()?;
+        r.finish(&mut self.out);
+        self.mel.push(&self.out);
+        let n_mels = self.cfg.n_mels;
+        let (n_frames, data) = self.mel.finish_power();
+        (!self.failed).then_some(PowerMel { n_mels, n_frames, data })
+    }
 }
 
 impl Analysis {
@@ -28,16 +100,22 @@ impl Analysis {
 /// Rules: less than `cfg.min_duration_s` of audio -> [`AudioError::TooShort`]; all-zero samples ->
 /// [`AudioError::Silent`].
 pub fn analyze_file(path: &Path, cfg: &FrontendConfig) -> Result<Analysis> {
-    analyze(path, cfg, false)
+    analyze_file_with(path, cfg, &Extras::default())
 }
 
 /// [`analyze_file`], and in the same pass the song's tempo, key and loudness ([`Analysis::facts`]).
 pub fn analyze_file_with_facts(path: &Path, cfg: &FrontendConfig) -> Result<Analysis> {
-    analyze(path, cfg, true)
+    analyze_file_with(path, cfg, &Extras { facts: true, power_mel: None })
 }
 
-fn analyze(path: &Path, cfg: &FrontendConfig, facts: bool) -> Result<Analysis> {
+/// [`analyze_file`], and in the same pass whatever `extras` asks for.
+pub fn analyze_file_with(path: &Path, cfg: &FrontendConfig, extras: &Extras) -> Result<Analysis> {
     cfg.validate()?;
+    if let Some(c) = &extras.power_mel {
+        c.validate()?;
+    }
+    let facts = extras.facts;
+    let mut second = extras.power_mel.as_ref().map(SecondMel::new);
     let mel = MelStream::new(cfg);
     let mel = std::cell::RefCell::new(if facts { mel.with_facts(cfg.sample_rate) } else { mel });
     let mut peak = 0f32;
@@ -53,6 +131,9 @@ fn analyze(path: &Path, cfg: &FrontendConfig, facts: bool) -> Result<Analysis> {
             if facts {
                 mel.borrow_mut().push_source(packet, channels, rate);
             }
+            if let Some(s) = second.as_mut() {
+                s.push(packet, channels, rate);
+            }
         },
     )?;
     let mel = mel.into_inner();
@@ -67,5 +148,5 @@ fn analyze(path: &Path, cfg: &FrontendConfig, facts: bool) -> Result<Analysis> {
         return Err(AudioError::Corrupt { path: path.to_path_buf(), reason: "non-finite samples".into() });
     }
     let (mel, facts) = mel.finish_with_facts(cfg.sample_rate);
-    Ok(Analysis { mel, info, facts })
+    Ok(Analysis { mel, info, facts, power_mel: second.and_then(SecondMel::finish) })
 }

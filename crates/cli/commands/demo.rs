@@ -52,6 +52,7 @@ pub fn run(a: DemoArgs) -> Result<ExitCode> {
         batch: 16,
         wait: false,
         prune: false,
+        tags: true,
     })?;
     let mut cat = Catalog::open(&a.out, Method::Auto, &AnnParams::default())?;
     cat.use_genres(a.genre_source);

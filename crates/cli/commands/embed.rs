@@ -9,8 +9,10 @@ use anyhow::{bail, Result};
 use clap::Args;
 use serde_json::json;
 use rayon::prelude::*;
-use soundalike_audio::analyze_file_with_facts;
+use soundalike_audio::{analyze_file_with, Extras};
 use soundalike_audio::facts::FACTS_VERSION;
+use soundalike_model::musicnn;
+use soundalike_recommend::SongTags;
 use soundalike_dataset::{fingerprint_file, metadata_from_path, SongFile, SongLabels};
 use soundalike_model::LoadedModel;
 use soundalike_recommend::{ShardInfo, Store, StoreHeader, StoreWriter, STORE_FORMAT_VERSION};
@@ -48,6 +50,11 @@ pub struct EmbedArgs {
     /// When another process is writing the store, wait for it to finish instead of stopping.
     #[arg(long)]
     pub wait: bool,
+    /// Tag every song with the musicnn taggers (MSD and MTT; a 3-s patch per 7.5 s of song, at most 8):
+    /// several times the time of embedding alone. `--tags false` leaves songs untagged (a later run with tags adds them
+    /// without re-embedding).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub tags: bool,
     /// Allow removing songs whose files are gone when the library is empty or more than
     /// `PRUNE_GUARD` (20%) of the store would go (an unmounted drive or a wrong folder looks like that).
     #[arg(long)]
@@ -112,9 +119,22 @@ impl Names {
     }
 }
 
-pub fn embed_one(model: &LoadedModel, device: &soundalike_model::Device, f: &SongFile, e: &SongLabels) -> Result<soundalike_recommend::SongRecord, SongFailure> {
+/// What the decode pass computes beside the log-mel: the facts always, the tagger's spectrogram when
+/// tagging.
+fn extras(tags: bool) -> Extras {
+    Extras { facts: true, power_mel: tags.then(musicnn::frontend) }
+}
+
+/// The song's tags from the tagger's spectrogram (`None` when not tagging, or when the tagger's output
+/// is not usable: the song is embedded all the same).
+fn tags_of(a: &mut soundalike_audio::Analysis) -> Option<SongTags> {
+    a.power_mel.take().and_then(|pm| musicnn::tag_power_mel(pm.data, musicnn::EMBED_PLAN))
+}
+
+pub fn embed_one(model: &LoadedModel, device: &soundalike_model::Device, f: &SongFile, e: &SongLabels, tags: bool) -> Result<soundalike_recommend::SongRecord, SongFailure> {
     let fp = fingerprint_file(&f.path).map_err(|err| SongFailure { kind: "io".into(), reason: err.to_string() })?;
-    let a = analyze_file_with_facts(&f.path, &model.config.frontend).map_err(|err| SongFailure { kind: err.kind().to_string(), reason: err.to_string() })?;
+    let mut a = analyze_file_with(&f.path, &model.config.frontend, &extras(tags)).map_err(|err| SongFailure { kind: err.kind().to_string(), reason: err.to_string() })?;
+    let tags = tags_of(&mut a);
     let emb = model.embed_mel(&a.mel, device);
     let m = Names::of(&a.info.tags, e, &f.rel_path);
     Ok(soundalike_recommend::SongRecord {
@@ -132,32 +152,39 @@ pub fn embed_one(model: &LoadedModel, device: &soundalike_model::Device, f: &Son
         probs: emb.probs,
         vector: emb.vector,
         facts: a.facts,
+        tags,
     })
 }
 
-/// Adds the facts of this version to the songs in `mine` that are not in `todo` (kept as they are) and
-/// lack them; returns how many. A file that cannot be decoded now keeps its record as it was.
-fn analyse_unchanged(store: &mut StoreWriter, files: &[SongFile], mine: &[usize], todo: &[usize], frontend: &soundalike_audio::FrontendConfig) -> Result<usize> {
+/// Adds the facts of this version (and, when tagging, the tags of this version) to the songs in `mine`
+/// that are not in `todo` (kept as they are) and lack them; returns how many. A file that cannot be
+/// decoded now keeps its record as it was.
+fn analyse_unchanged(store: &mut StoreWriter, files: &[SongFile], mine: &[usize], todo: &[usize], frontend: &soundalike_audio::FrontendConfig, tags: bool) -> Result<usize> {
     let again: HashSet<usize> = todo.iter().copied().collect();
-    let stale: Vec<usize> = mine.iter().copied().filter(|i| !again.contains(i) && store.get(&files[*i].rel_path).is_some_and(|m| m.facts_version != FACTS_VERSION)).collect();
+    let stale: Vec<usize> = mine
+        .iter()
+        .copied()
+        .filter(|i| !again.contains(i) && store.get(&files[*i].rel_path).is_some_and(|m| m.facts_version != FACTS_VERSION || (tags && m.tags_version != soundalike_recommend::TAGS_VERSION)))
+        .collect();
     if stale.is_empty() {
         return Ok(0);
     }
     let pb = bar(stale.len() as u64, "analysing");
     let mut n = 0;
     for chunk in stale.chunks(64) {
-        let facts: Vec<_> = chunk
+        let found: Vec<_> = chunk
             .par_iter()
             .map(|&i| {
-                let f = analyze_file_with_facts(&files[i].path, frontend).ok().and_then(|a| a.facts);
+                let found = analyze_file_with(&files[i].path, frontend, &extras(tags)).ok().map(|mut a| (a.facts.take(), tags_of(&mut a)));
                 pb.inc(1);
-                f
+                found
             })
             .collect();
-        for (&i, f) in chunk.iter().zip(facts) {
-            if let Some(f) = f {
+        for (&i, found) in chunk.iter().zip(found) {
+            if let Some((facts, new_tags)) = found {
                 let old = store.record(&files[i].rel_path)?;
-                store.put(soundalike_recommend::SongRecord { facts: Some(f), ..old })?;
+                let rec = soundalike_recommend::SongRecord { facts: facts.or(old.facts.clone()), tags: new_tags.or(old.tags.clone()), ..old };
+                store.put(rec)?;
                 n += 1;
             }
         }
@@ -251,9 +278,10 @@ pub fn run(a: EmbedArgs) -> Result<ExitCode> {
     }
     // Songs embedded before their tempo, key and loudness were found (or by older estimators): decoded
     // again for those alone, their vectors kept.
-    let analysed = analyse_unchanged(&mut store, &files, &mine, &todo, &model.config.frontend)?;
+    let analysed = analyse_unchanged(&mut store, &files, &mine, &todo, &model.config.frontend, a.tags)?;
     if analysed > 0 && !a.json {
-        eprintln!("{}: tempo, key and loudness added to {analysed} songs without re-embedding them", a.out.display());
+        let what = if a.tags { "tempo, key, loudness and tags" } else { "tempo, key and loudness" };
+        eprintln!("{}: {what} added to {analysed} songs without re-embedding them", a.out.display());
     }
     let pb = bar(todo.len() as u64, "embedding");
     let mut failed: Vec<(String, String, String)> = Vec::new();
@@ -263,7 +291,7 @@ pub fn run(a: EmbedArgs) -> Result<ExitCode> {
         let results: Vec<_> = chunk
             .par_iter()
             .map(|&i| {
-                let r = embed_one(&model, &device, &files[i], &entries[i]);
+                let r = embed_one(&model, &device, &files[i], &entries[i], a.tags);
                 pb.inc(1);
                 (i, r)
             })

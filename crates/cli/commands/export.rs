@@ -47,6 +47,31 @@ fn facts_columns(s: &soundalike_recommend::SongRecord) -> String {
     )
 }
 
+/// `top_tags,msd:rock,...,mtt:guitar,...`: the header of the tag columns.
+fn tag_header() -> String {
+    let mut h = String::from("top_tags");
+    for src in soundalike_recommend::TagSource::ALL {
+        for t in src.vocabulary() {
+            h.push(',');
+            h.push_str(&csv_field(&format!("{}:{t}", src.model_name()[..3].to_lowercase())));
+        }
+    }
+    h
+}
+
+/// A song's tag columns: its five most probable tags (`tag p; ...`) and each tagger's probability of every
+/// tag (empty when not tagged).
+fn tag_columns(s: &soundalike_recommend::SongRecord) -> String {
+    match &s.tags {
+        Some(t) => {
+            let top: Vec<String> = t.top(soundalike_recommend::VIEW_TAGS).iter().map(|x| format!("{} {:.2}", x.tag, x.prob)).collect();
+            let probs = t.msd.iter().chain(&t.mtt).map(|p| crate::commands::tags::round4(*p).to_string()).collect::<Vec<_>>().join(",");
+            format!("{},{probs}", csv_field(&top.join("; ")))
+        }
+        None => ",".repeat(2 * soundalike_tags::N_TAGS),
+    }
+}
+
 pub fn run(a: ExportArgs) -> Result<ExitCode> {
     let store = Store::open(&a.store)?;
     let labels = &store.header.labels;
@@ -59,13 +84,14 @@ pub fn run(a: ExportArgs) -> Result<ExitCode> {
     let mut out = String::new();
     match a.format {
         ExportFormat::Csv => {
-            out.push_str("id,title,artist,album,genre,group,duration_s,predicted,cluster,bpm,key,open_key,lufs");
+            out.push_str("id,title,artist,album,genre,group,duration_s,predicted,cluster,bpm,key,open_key,lufs,");
+            out.push_str(&tag_header());
             (0..store.header.dim).for_each(|i| out.push_str(&format!(",v{i}")));
             out.push('\n');
             for s in store.songs() {
                 let o = |v: &Option<String>| csv_field(v.as_deref().unwrap_or(""));
                 out.push_str(&format!(
-                    "{},{},{},{},{},{},{:.3},{},{},{}",
+                    "{},{},{},{},{},{},{:.3},{},{},{},{}",
                     csv_field(&s.id),
                     csv_field(&s.title),
                     o(&s.artist),
@@ -75,7 +101,8 @@ pub fn run(a: ExportArgs) -> Result<ExitCode> {
                     s.duration_s,
                     csv_field(&s.predicted(labels).unwrap_or_default()),
                     cluster(s).map_or(String::new(), |c| c.to_string()),
-                    facts_columns(s)
+                    facts_columns(s),
+                    tag_columns(s)
                 ));
                 s.vector.iter().for_each(|v| out.push_str(&format!(",{v}")));
                 out.push('\n');
@@ -91,6 +118,7 @@ pub fn run(a: ExportArgs) -> Result<ExitCode> {
                 v["key"] = json!(s.key().map(|k| k.to_string()));
                 v["open_key"] = json!(s.key().map(|k| k.open_key()));
                 v["lufs"] = json!(s.lufs());
+                v["top_tags"] = json!(s.tags.as_ref().map(|t| t.top(soundalike_recommend::VIEW_TAGS)));
                 out.push_str(&serde_json::to_string(&v)?);
                 out.push('\n');
             }
@@ -112,6 +140,12 @@ pub fn run(a: ExportArgs) -> Result<ExitCode> {
             let facts_path = a.out.with_extension("facts.csv");
             soundalike_dataset::write_atomic(&facts_path, facts.as_bytes())?;
             println!("tempo, key and loudness in {}", facts_path.display());
+            let tags: String = std::iter::once(format!("id,{}\n", tag_header()))
+                .chain(rows.iter().map(|s| format!("{},{}\n", csv_field(&s.id), tag_columns(s))))
+                .collect();
+            let tags_path = a.out.with_extension("tags.csv");
+            soundalike_dataset::write_atomic(&tags_path, tags.as_bytes())?;
+            println!("tags (the taggers' probabilities) in {}", tags_path.display());
             if clustering.is_some() {
                 let cs: String = rows.iter().map(|s| format!("{}\n", cluster(s).unwrap_or_default())).collect();
                 let cs_path = a.out.with_extension("clusters.txt");

@@ -16,5 +16,6 @@ pub mod serve;
 pub mod spectrogram;
 pub mod split;
 pub mod store;
+pub mod tags;
 pub mod taste;
 pub mod train;

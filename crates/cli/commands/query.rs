@@ -81,7 +81,7 @@ pub struct QueryArgs {
     pub ann: AnnArgs,
     /// Where a song's genre comes from for --genre, --same-genre and the tables: `tag` (the genre tag or CSV
     /// column recorded at embed time), `predicted` (the model's predicted genre) or `either` (the tag where
-    /// there is one, else the prediction).
+    /// there is one, else the prediction) or `tags` (the most probable of the musicnn tagger's genre tags).
     #[arg(long, default_value = "either", value_parser = parse_genre_source)]
     pub genre_source: soundalike_recommend::GenreSource,
     /// Only songs in this tempo range, e.g. `120-128` (songs without a steady beat are left out, and counted).
@@ -107,6 +107,15 @@ pub struct QueryArgs {
     /// compatible key (same as --song SONG --bpm-near 6 --bpm-fold --key-compatible).
     #[arg(long, value_name = "SONG", conflicts_with_all = ["songs", "file"])]
     pub mixes_with: Option<String>,
+    /// Only songs the musicnn taggers give this tag (`piano`, `female vocal`, `chill`, `80s`; `soundalike
+    /// tags --list` has all 100); repeat it for songs with all of them. Songs not tagged yet are left out,
+    /// and counted.
+    #[arg(long = "tag", value_name = "TAG", value_parser = soundalike_tags::resolve)]
+    pub tags: Vec<&'static str>,
+    /// With --tag: the least probability the tagger must give each tag (its guesses run low: a song's top
+    /// tag is often 0.3 to 0.5).
+    #[arg(long, value_name = "P", default_value_t = soundalike_recommend::DEFAULT_TAG_MIN)]
+    pub tag_min: f32,
 }
 
 /// The filters a query's flags ask for around its songs.
@@ -124,6 +133,8 @@ pub fn around(a: &QueryArgs) -> soundalike_recommend::Around {
         key: a.key,
         key_compatible: a.key_compatible || mixing,
         key_rule: a.key_rule,
+        tags: a.tags.clone(),
+        tag_min: Some(a.tag_min),
     }
 }
 

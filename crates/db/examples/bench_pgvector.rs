@@ -57,6 +57,7 @@ fn main() {
                 probs: vec![],
                 vector,
                 facts: None,
+                tags: None,
             })
             .expect("put");
         }

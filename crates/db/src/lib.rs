@@ -510,6 +510,7 @@ impl DbCatalog {
             GenreSource::Tag => "nullif(genre, '')",
             GenreSource::Predicted => "nullif(predicted, '')",
             GenreSource::Either => "coalesce(nullif(genre, ''), nullif(predicted, ''))",
+            GenreSource::Tagger => "NULL::text",
         }
     }
 
@@ -520,6 +521,8 @@ impl DbCatalog {
             GenreSource::Tag => genre.filter(|x| !x.is_empty()),
             GenreSource::Predicted => predicted.filter(|x| !x.is_empty()),
             GenreSource::Either => genre.filter(|x| !x.is_empty()).or(predicted.filter(|x| !x.is_empty())),
+            // Tags are not pushed to the database yet: no song has a tagger's genre there.
+            GenreSource::Tagger => None,
         };
         let some = |v: Option<String>| v.filter(|x| !x.is_empty());
         SongView {
@@ -536,6 +539,7 @@ impl DbCatalog {
             bpm: r.get(8),
             key: r.get::<_, Option<String>>(9).and_then(|k| k.parse().ok()),
             lufs: r.get(10),
+            tags: Vec::new(),
         }
     }
 
@@ -674,7 +678,7 @@ impl DbCatalog {
             .await
             .map_err(|e| sql_err(&self.db.url, "counting songs without tempo or key", pg_reason(&e)))?;
         let (no_bpm, no_key): (i64, i64) = (r.get(0), r.get(1));
-        Ok(f.facts_notes(no_bpm as usize, no_key as usize))
+        Ok(f.facts_notes(no_bpm as usize, no_key as usize, 0))
     }
 
     /// The `k` songs most similar to `query` that pass `f` (all of [`Filters`] but clusters): a filtered
@@ -799,6 +803,9 @@ impl DbCatalog {
     pub async fn answer(&self, req: &Request) -> std::result::Result<Answer, LibraryError> {
         if req.clusters != ClusterScope::Any {
             return Err(LibraryError::Invalid("cluster filters are served from a store, not from the database".into()));
+        }
+        if !req.around.tags.is_empty() {
+            return Err(LibraryError::Invalid("tag filters are served from a store, not from the database (push does not carry tags yet)".into()));
         }
         let mut seeds = Vec::new();
         for id in &req.seeds {

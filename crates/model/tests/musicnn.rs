@@ -145,6 +145,9 @@ fn patch_plans() {
     // Spread: at most k, and all of them when there are fewer.
     assert_eq!(musicnn::patches(&frames(10 * PATCH_FRAMES), PatchPlan::Spread(3)).len(), 3);
     assert_eq!(musicnn::patches(&frames(2 * PATCH_FRAMES), PatchPlan::Spread(3)).len(), 2);
+    // Embed's plan: one per 2.5 patch lengths, at least one, at most 8.
+    let n = |f: usize| musicnn::patches(&frames(f), musicnn::EMBED_PLAN).len();
+    assert_eq!((n(100), n(PATCH_FRAMES), n(5 * PATCH_FRAMES), n(20 * PATCH_FRAMES), n(80 * PATCH_FRAMES)), (1, 1, 2, 8, 8));
 }
 
 #[test]
@@ -154,4 +157,29 @@ fn both_models_name_their_tags() {
     assert_eq!(msd.tags().len(), 50);
     assert!(msd.tags().iter().any(|t| t == "80s") && msd.tags().iter().any(|t| t == "chillout"));
     assert!(mtt.tags().iter().any(|t| t == "female vocal") && mtt.tags().iter().any(|t| t == "harpsichord"));
+    // The weights' own lists are the vocabularies the store and the filters use.
+    assert_eq!(msd.tags(), soundalike_tags::MSD_TAGS.map(String::from));
+    assert_eq!(mtt.tags(), soundalike_tags::MTT_TAGS.map(String::from));
+}
+
+/// The decode pass's second spectrogram (source -> mono -> 16 kHz -> mel power) gives the tags the
+/// package gives, and a file at another rate and with two channels gets tags too.
+#[test]
+fn tags_from_the_decode_pass() {
+    let extras = soundalike_audio::Extras { facts: false, power_mel: Some(musicnn::frontend()) };
+    let main = soundalike_audio::FrontendConfig::default();
+    let a = soundalike_audio::analyze_file_with(&data("warzone_16k.wav"), &main, &extras).unwrap();
+    let pm = a.power_mel.unwrap();
+    assert_eq!((pm.n_mels, pm.n_frames), (N_MELS, 594));
+    let tags = musicnn::tag_power_mel(pm.data, PatchPlan::All).unwrap();
+    assert_eq!(tags.patches, 3);
+    let r = references().into_iter().find(|r| r.clip == "warzone_16k.wav").unwrap();
+    let (_, msd) = &r.outputs[0];
+    let want: Vec<f32> = (0..50).map(|j| msd.iter().map(|(_, t)| t[j]).sum::<f32>() / 3.0).collect();
+    assert!(max_abs(&tags.msd, &want) <= 2e-4, "stored tags (4 decimals) against the package");
+    let stereo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/data/ref_c_44k_stereo.wav");
+    let a = soundalike_audio::analyze_file_with(&stereo, &main, &extras).unwrap();
+    let t = musicnn::tag_power_mel(a.power_mel.unwrap().data, musicnn::EMBED_PLAN).unwrap();
+    assert_eq!(t.patches, 1, "5 s: one whole patch");
+    assert!(t.msd.iter().chain(&t.mtt).all(|p| p.is_finite() && (0.0..=1.0).contains(p)));
 }

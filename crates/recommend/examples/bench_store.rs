@@ -47,6 +47,7 @@ fn main() {
                 probs: vec![0.1; 10],
                 vector: v,
                 facts: None,
+                tags: None,
             })
             .expect("put");
         }

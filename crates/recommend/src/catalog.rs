@@ -136,6 +136,9 @@ pub enum GenreSource {
     /// have no usable genre tags).
     #[default]
     Either,
+    /// The most probable of the tagger's genre tags ([`soundalike_tags::GENRE_TAGS`]); songs not tagged yet
+    /// have no genre.
+    Tagger,
 }
 
 impl std::str::FromStr for GenreSource {
@@ -145,7 +148,8 @@ impl std::str::FromStr for GenreSource {
             "tag" => Ok(GenreSource::Tag),
             "predicted" => Ok(GenreSource::Predicted),
             "either" => Ok(GenreSource::Either),
-            o => Err(format!("unknown genre source {o:?}: tag, predicted or either")),
+            "tags" => Ok(GenreSource::Tagger),
+            o => Err(format!("unknown genre source {o:?}: tag, predicted, either or tags")),
         }
     }
 }
@@ -178,6 +182,9 @@ pub struct Recommendation<'a> {
     /// Key (Camelot), when clear.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub key: Option<CamelotKey>,
+    /// The taggers' most probable tags (guesses, with probabilities), when tagged.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<soundalike_tags::TagScore>,
 }
 
 /// Filters and diversity settings.
@@ -203,18 +210,30 @@ pub struct Filters {
     pub bpm_near: Option<Vec<BpmRange>>,
     /// Only songs in one of these keys (songs whose key is unclear are left out).
     pub keys: Option<Vec<CamelotKey>>,
+    /// Only songs the taggers give each of these tags (as [`soundalike_tags::resolve`] spells them) with at
+    /// least [`Filters::tag_min`] probability (songs not tagged yet are left out).
+    pub tags: Vec<&'static str>,
+    /// The least probability a tag filter accepts.
+    pub tag_min: f32,
 }
 
+/// The least probability `--tag` accepts unless told: musicnn's probabilities are low (a song's top tag
+/// is often 0.3 to 0.5), so 0.5 would find almost nothing.
+pub const DEFAULT_TAG_MIN: f32 = 0.2;
+
 impl Filters {
-    /// Whether these filters ask for a tempo or a key (and so leave out songs without one).
+    /// Whether these filters ask for a tempo, a key or tags (and so leave out songs without one).
     pub fn asks_for_facts(&self) -> bool {
-        self.bpm.is_some() || self.bpm_near.is_some() || self.keys.is_some()
+        self.bpm.is_some() || self.bpm_near.is_some() || self.keys.is_some() || !self.tags.is_empty()
     }
 
     /// What to say of a library with `no_bpm` songs without a tempo and `no_key` without a key, under
     /// these filters (the songs they had to leave out).
-    pub fn facts_notes(&self, no_bpm: usize, no_key: usize) -> Vec<String> {
+    pub fn facts_notes(&self, no_bpm: usize, no_key: usize, no_tags: usize) -> Vec<String> {
         let mut notes = Vec::new();
+        if !self.tags.is_empty() && no_tags > 0 {
+            notes.push(format!("{no_tags} songs not tagged yet (run `embed` on the library again) were left out"));
+        }
         if (self.bpm.is_some() || self.bpm_near.is_some()) && no_bpm > 0 {
             notes.push(format!("{no_bpm} songs without a tempo (no steady beat, or not analysed yet) were left out"));
         }
@@ -230,6 +249,7 @@ impl Filters {
         self.bpm.is_none_or(|r| bpm.is_some_and(|b| r.contains(b)))
             && self.bpm_near.as_ref().is_none_or(|rs| bpm.is_some_and(|b| rs.iter().any(|r| r.contains(b))))
             && self.keys.as_ref().is_none_or(|ks| s.key().is_some_and(|k| ks.contains(&k)))
+            && self.tags.iter().all(|t| s.tag_prob(t).is_some_and(|p| p >= self.tag_min))
     }
 }
 
@@ -292,6 +312,8 @@ impl Filters {
             exclude_groups: if around.exclude_same_group { of(|s| &s.group) } else { vec![] },
             max_per_album: around.max_per_album,
             clusters: None,
+            tags: around.tags.clone(),
+            tag_min: around.tag_min.unwrap_or(DEFAULT_TAG_MIN),
             bpm: around.bpm.map(|r| BpmRange { fold: around.bpm_fold || r.fold, ..r }),
             bpm_near: around.bpm_near.map(|pct| seeds.iter().filter_map(|s| s.bpm).map(|b| BpmRange::around(b, pct, around.bpm_fold)).collect()),
             keys: match (around.key, around.key_compatible) {
@@ -334,6 +356,11 @@ pub struct Around {
     pub key_compatible: bool,
     /// Which keys mix.
     pub key_rule: KeyRule,
+    /// Only songs with all of these tags (spelt as [`soundalike_tags::resolve`] spells them; `Request::validate`
+    /// resolves what was typed).
+    pub tags: Vec<&'static str>,
+    /// The least probability a tag filter accepts ([`DEFAULT_TAG_MIN`] unless set).
+    pub tag_min: Option<f32>,
 }
 
 fn eq(a: Option<&str>, b: &str) -> bool {
@@ -457,6 +484,7 @@ impl Catalog {
             let (g, from_model) = match source {
                 GenreSource::Tag => (s.genre.take(), false),
                 GenreSource::Predicted => (pred, true),
+                GenreSource::Tagger => (s.tags.as_ref().and_then(|t| t.genre()).map(|(g, _)| g.to_string()), false),
                 GenreSource::Either => match s.genre.take().filter(|g| !g.trim().is_empty()) {
                     Some(g) => (Some(g), false),
                     None => (pred, true),
@@ -524,6 +552,7 @@ impl Catalog {
             cluster: self.cluster_of(row),
             bpm: s.bpm(),
             key: s.key(),
+            tags: s.tags.as_ref().map(|t| t.top(crate::VIEW_TAGS)).unwrap_or_default(),
         }
     }
 

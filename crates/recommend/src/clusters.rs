@@ -376,6 +376,7 @@ mod tests {
             probs: if v[0] > v[1] { vec![0.9, 0.1] } else { vec![0.2, 0.8] },
             vector,
             facts: None,
+            tags: None,
         }
     }
 

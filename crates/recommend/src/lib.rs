@@ -20,10 +20,11 @@ mod clusters;
 mod recommend;
 mod taste;
 
-pub use catalog::{sync_index, sync_index_with, Around, BpmRange, Catalog, Filters, GenreSource, IndexUpdate, Method, Recommendation, EXACT_BELOW};
+pub use catalog::{sync_index, sync_index_with, Around, BpmRange, Catalog, Filters, GenreSource, IndexUpdate, Method, Recommendation, DEFAULT_TAG_MIN, EXACT_BELOW};
 pub use clusters::{ClusterSummary, Clustering, Medoid, Member, Neighbour, Share, Staleness, CLUSTERS_FILE, CLUSTERS_FORMAT_VERSION, MEDOIDS};
 pub use soundalike_facts::{CamelotKey, Facts, KeyRule};
-pub use recommend::{Answer, ClusterScope, Library, LibraryError, LibraryStats, Plan, Request, Scored, SongView};
+pub use soundalike_tags::{self as tags, SongTags, TagScore, TagSource, TAGS_VERSION};
+pub use recommend::{Answer, ClusterScope, Library, LibraryError, LibraryStats, Plan, Request, Scored, SongView, VIEW_TAGS};
 pub use taste::{candidates, cross_validate, discover, rerank, roc_auc, train as train_taste, train_on as train_taste_on, Classifier, CvScores, Mark, Marked, Profile, Standardise, TasteModel, BACKGROUND_PER_LIKE, BACKGROUND_POOL, PROFILE_FORMAT_VERSION};
 
 pub use soundalike_store::{check_journal, layout, repair_journal, IndexError, JournalCheck, LockWait, Result, ShardInfo, SongMeta, SongRecord, Store, StoreHeader, StoreLock, StoreWriter, LOCK_FILE, METADATA_VERSION, STORE_FORMAT_VERSION};

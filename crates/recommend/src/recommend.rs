@@ -46,7 +46,13 @@ pub struct SongView {
     /// Integrated loudness (LUFS), when measured.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lufs: Option<f32>,
+    /// The taggers' most probable tags (guesses, with their probabilities), when tagged.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<soundalike_tags::TagScore>,
 }
+
+/// Tags a song view shows.
+pub const VIEW_TAGS: usize = 5;
 
 /// A song in a list of recommendations.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
@@ -105,6 +111,9 @@ impl Request {
         }
         if self.around.bpm_near.is_some_and(|p| !(p > 0.0 && p <= 50.0)) {
             return Err(LibraryError::Invalid("a tempo tolerance is a percentage above 0 and at most 50".into()));
+        }
+        if self.around.tag_min.is_some_and(|p| !(0.0..=1.0).contains(&p)) {
+            return Err(LibraryError::Invalid("a tag's least probability is between 0 and 1".into()));
         }
         if self.around.max_per_album == Some(0) {
             return Err(LibraryError::Invalid("max_per_album must be at least 1".into()));
@@ -254,6 +263,7 @@ impl Catalog {
             bpm: s.bpm(),
             key: s.key(),
             lufs: s.lufs(),
+            tags: s.tags.as_ref().map(|t| t.top(VIEW_TAGS)).unwrap_or_default(),
         }
     }
 
@@ -298,7 +308,8 @@ impl Catalog {
         }
         let no_bpm = self.songs().iter().filter(|s| s.bpm().is_none()).count();
         let no_key = self.songs().iter().filter(|s| s.key().is_none()).count();
-        f.facts_notes(no_bpm, no_key)
+        let no_tags = self.songs().iter().filter(|s| s.tags.is_none()).count();
+        f.facts_notes(no_bpm, no_key, no_tags)
     }
 
     /// [`Library::recommend`], at once.

@@ -663,6 +663,7 @@ mod tests {
             probs: vec![],
             vector: vec![],
             facts: None,
+            tags: None,
         }
     }
 

@@ -41,6 +41,7 @@ fn real_store() -> (tempfile::TempDir, Vec<u8>, Vec<u8>) {
             probs: vec![0.5, 0.5],
             vector: v,
             facts: None,
+            tags: None,
         })
         .unwrap();
     }

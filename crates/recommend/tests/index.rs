@@ -35,6 +35,7 @@ fn song(id: &str, v: [f32; 4], genre: &str) -> SongRecord {
         probs: vec![0.5, 0.5],
         vector,
         facts: None,
+        tags: None,
     }
 }
 

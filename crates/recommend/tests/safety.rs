@@ -36,6 +36,7 @@ fn song(id: &str, i: usize) -> SongRecord {
         probs: vec![0.5, 0.5],
         vector,
         facts: None,
+        tags: None,
     }
 }
 

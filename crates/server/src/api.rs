@@ -296,6 +296,11 @@ pub(crate) struct SimilarOpts {
     pub(crate) key_compatible: bool,
     /// `strict` (default) or `wide`.
     pub(crate) key_rule: Option<String>,
+    /// Only songs the taggers give these tags (comma-separated, e.g. `piano,chill`; all of them).
+    #[serde(default)]
+    pub(crate) tags: Option<String>,
+    /// The least probability a tag filter accepts (default 0.2).
+    pub(crate) tag_min: Option<f32>,
 }
 
 #[derive(Deserialize)]

@@ -146,6 +146,16 @@ impl SimilarOpts {
                 key: self.key.as_deref().filter(|s| !s.trim().is_empty()).map(str::parse).transpose().map_err(crate::api::bad)?,
                 key_compatible: self.key_compatible,
                 key_rule: self.key_rule.as_deref().map(str::parse).transpose().map_err(crate::api::bad)?.unwrap_or_default(),
+                tags: self
+                    .tags
+                    .as_deref()
+                    .unwrap_or("")
+                    .split(',')
+                    .filter(|t| !t.trim().is_empty())
+                    .map(soundalike_recommend::tags::resolve)
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(crate::api::bad)?,
+                tag_min: self.tag_min,
             },
             clusters,
         };

@@ -85,6 +85,7 @@ fn fixture() -> Fixture {
                 probs: vec![0.3, 0.7],
                 vector: v,
                 facts: None,
+                tags: None,
             })
             .unwrap();
     }

@@ -78,6 +78,10 @@ pub struct SongRecord {
     /// they were (the next `embed` analyses them without re-embedding).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub facts: Option<soundalike_facts::Facts>,
+    /// The taggers' guesses (musicnn MSD and MTT probabilities), from the same decode. Absent from songs
+    /// embedded before tags were (the next `embed` tags them without re-embedding).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tags: Option<soundalike_tags::SongTags>,
 }
 
 impl SongRecord {
@@ -94,6 +98,11 @@ impl SongRecord {
     /// Its key, when clear and analysed.
     pub fn key(&self) -> Option<soundalike_facts::CamelotKey> {
         self.facts.as_ref().and_then(|f| f.key.key)
+    }
+
+    /// The taggers' probability of `tag` (spelt as [`soundalike_tags::resolve`] spells it), when tagged.
+    pub fn tag_prob(&self, tag: &str) -> Option<f32> {
+        self.tags.as_ref().and_then(|t| t.prob(tag))
     }
 
     /// The most probable class, if the model has classes.
@@ -297,13 +306,21 @@ pub struct SongMeta {
     pub mtime: u64,
     /// Version of the estimators that found its tempo, key and loudness (0: not analysed).
     pub facts_version: u32,
+    /// Version of the tagger that tagged it (0: not tagged).
+    pub tags_version: u32,
     /// Byte offset of the song's latest `put` line in the journal.
     offset: u64,
 }
 
 impl SongMeta {
     fn of(song: &SongRecord, offset: u64) -> SongMeta {
-        SongMeta { size: song.size, mtime: song.mtime, facts_version: song.facts.as_ref().map_or(0, |f| f.version), offset }
+        SongMeta {
+            size: song.size,
+            mtime: song.mtime,
+            facts_version: song.facts.as_ref().map_or(0, |f| f.version),
+            tags_version: song.tags.as_ref().map_or(0, |t| t.version),
+            offset,
+        }
     }
 }
 

@@ -1,0 +1,117 @@
+//! `tags FILE...`: what the musicnn taggers guess about files, without a store.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Result};
+use clap::Args;
+use rayon::prelude::*;
+use serde_json::json;
+use soundalike_audio::{analyze_file_with, Extras, FrontendConfig};
+use soundalike_model::musicnn::{self, PatchPlan};
+use soundalike_recommend::{SongTags, TagSource};
+
+#[derive(Args, Debug)]
+pub struct TagsArgs {
+    /// Audio files (any format the decoder reads).
+    #[arg(required_unless_present = "list")]
+    pub files: Vec<PathBuf>,
+    /// Tags shown per file.
+    #[arg(long, default_value_t = 10)]
+    pub top: usize,
+    /// 3-s patches read per file: `embed` (what `embed` stores: one per 7.5 s of song, at most 8), `all`
+    /// (every one, as the musicnn package does) or at most N spread over the song.
+    #[arg(long, default_value = "embed", value_parser = parse_patches)]
+    pub patches: PatchPlan,
+    /// Print one JSON object per file (every tag's probability from both taggers).
+    #[arg(long)]
+    pub json: bool,
+    /// List the 100 tags the taggers know, by kind, and stop.
+    #[arg(long)]
+    pub list: bool,
+}
+
+fn parse_patches(s: &str) -> Result<PatchPlan, String> {
+    match s {
+        "all" => Ok(PatchPlan::All),
+        "embed" => Ok(musicnn::EMBED_PLAN),
+        n => match n.parse::<usize>() {
+            Ok(k) if k >= 1 => Ok(PatchPlan::Spread(k)),
+            _ => Err(format!("{s:?}: `embed`, `all` or a number of patches (at least 1)")),
+        },
+    }
+}
+
+/// A file's tags and seconds, or why it could not be read.
+type Tagged = Result<(SongTags, f64), String>;
+
+/// Tags a file as `embed` does (the same decode, the same front end), with `plan`'s patches.
+pub fn tag_file(path: &std::path::Path, plan: PatchPlan) -> Tagged {
+    let extras = Extras { facts: false, power_mel: Some(musicnn::frontend()) };
+    let mut a = analyze_file_with(path, &FrontendConfig::default(), &extras).map_err(|e| e.to_string())?;
+    let pm = a.power_mel.take().ok_or_else(|| format!("{}: the tagger's spectrogram could not be made", path.display()))?;
+    let tags = musicnn::tag_power_mel(pm.data, plan).ok_or_else(|| format!("{}: the tagger gave no usable output", path.display()))?;
+    Ok((tags, a.info.duration_s))
+}
+
+/// A stored probability (4 decimals) as JSON shows it, without float32's tail.
+pub fn round4(p: f32) -> f64 {
+    (p as f64 * 10_000.0).round() / 10_000.0
+}
+
+fn list() {
+    use soundalike_tags::TagKind;
+    for kind in [TagKind::Genre, TagKind::Mood, TagKind::Instrument, TagKind::Era, TagKind::Other] {
+        let tags: Vec<&str> = soundalike_tags::all_tags().into_iter().filter(|t| soundalike_tags::kind(t) == kind).collect();
+        println!("{:<11} {}", format!("{kind:?}").to_lowercase(), tags.join(", "));
+    }
+}
+
+/// `soundalike tags FILE...`: each file's most probable tags (a tagger's guesses, with probabilities);
+/// a file that cannot be read is named with the reason and the others are still tagged.
+pub fn run(a: TagsArgs) -> Result<ExitCode> {
+    if a.list {
+        list();
+        return Ok(ExitCode::SUCCESS);
+    }
+    if a.top == 0 {
+        bail!("--top must be at least 1");
+    }
+    let results: Vec<(PathBuf, Tagged)> = a.files.par_iter().map(|f| (f.clone(), tag_file(f, a.patches))).collect();
+    let mut failed = 0;
+    for (file, r) in &results {
+        match r {
+            Ok((t, seconds)) if a.json => {
+                let per = |s: TagSource| -> serde_json::Map<String, serde_json::Value> {
+                    s.vocabulary().iter().zip(t.probs(s)).map(|(k, p)| (k.to_string(), json!(round4(*p)))).collect()
+                };
+                let top: Vec<_> = t.top(a.top).iter().map(|s| json!({"tag": s.tag, "prob": round4(s.prob), "source": s.source, "kind": soundalike_tags::kind(s.tag)})).collect();
+                let j = json!({
+                    "file": file.display().to_string(),
+                    "duration_s": (seconds * 10.0).round() / 10.0,
+                    "patches": t.patches,
+                    "note": "musicnn's guesses (MSD_musicnn, MTT_musicnn), each with its probability",
+                    "top": top,
+                    "msd": per(TagSource::Msd),
+                    "mtt": per(TagSource::Mtt),
+                });
+                println!("{j}");
+            }
+            Ok((t, _)) => {
+                println!("{}  ({} patch{} of 3 s; the tagger's guesses)", file.display(), t.patches, if t.patches == 1 { "" } else { "es" });
+                for s in t.top(a.top) {
+                    println!("  {:>5.2}  {:<18} {}", s.prob, s.tag, s.source.model_name());
+                }
+            }
+            Err(e) => {
+                failed += 1;
+                eprintln!("skipped: {e}");
+            }
+        }
+    }
+    if failed > 0 {
+        eprintln!("{failed} of {} files could not be tagged (named above)", results.len());
+        return Ok(ExitCode::from(1));
+    }
+    Ok(ExitCode::SUCCESS)
+}

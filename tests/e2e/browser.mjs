@@ -99,6 +99,29 @@ try {
     await page.waitForFunction(() => document.querySelectorAll("#results li.result").length === 10, null, { timeout: 10000 });
   }
 
+  // Tags: each result shows tag chips (a tagger's guess, with its probability); the tag selector lists the
+  // library's tags with counts; a click on a chip keeps the results to songs with that tag, exactly those
+  // the API gives, and the address keeps it.
+  {
+    const chips = await page.$$eval("#results li.result button.tag", (b) => b.map((x) => ({ text: x.textContent, title: x.title, tag: x.dataset.tag })));
+    checks.tag_chips = chips.length;
+    if (chips.length < 10 || !chips.every((c) => /\d+%$/.test(c.text) && c.title.includes("guess")))
+      throw new Error("tag chips: " + JSON.stringify(chips.slice(0, 3)));
+    const options = await page.$$eval("#tag option", (o) => o.map((x) => x.textContent));
+    checks.tag_options = options.length;
+    if (options.length < 2 || !/\(\d+\)$/.test(options[1])) throw new Error("tag selector: " + JSON.stringify(options));
+    const qid = await page.evaluate(() => current.id);
+    const tag = chips[0].tag;
+    await page.locator("#results li.result button.tag").first().click();
+    const want = await (await page.request.get(url + "api/similar?id=" + encodeURIComponent(qid) + "&k=10&tags=" + encodeURIComponent(tag))).json();
+    const wantIds = want.results.map((r) => r.id).join("|");
+    await page.waitForFunction((w) => [...document.querySelectorAll("#results li.result")].map((x) => x.dataset.id).join("|") === w, wantIds, { timeout: 10000 });
+    checks.tag_filter = { tag, results: want.results.length };
+    if (new URL(page.url()).searchParams.get("tag") !== tag) throw new Error("the address lost the tag: " + page.url());
+    await page.selectOption("#tag", "");
+    await page.waitForFunction(() => document.querySelectorAll("#results li.result").length === 10, null, { timeout: 10000 });
+  }
+
   // Clusters: the panel shows the query song's cluster; a random draw stays inside it; "same cluster"
   // keeps every result in it; the map is coloured by cluster with a legend entry per cluster.
   if (stats.clusters) {

@@ -832,7 +832,7 @@ impl Library for DbCatalog {
         let (songs, mut genres, (hours, groups)) = (self.len().await?, self.genres().await?, self.hours_and_groups().await?);
         // By name, as the store lists them (`genres` counts most first, for its other callers).
         genres.sort();
-        Ok(LibraryStats { songs, hours, genres, groups, search: "pgvector".into() })
+        Ok(LibraryStats { songs, hours, genres, groups, tags: Vec::new(), search: "pgvector".into() })
     }
 
     async fn song(&self, id: &str) -> std::result::Result<SongView, LibraryError> {

@@ -579,24 +579,31 @@ impl Catalog {
     }
 
     /// Songs whose title, artist, album or id contain every word of `text` (case-insensitive), titles
-    /// starting with the text first.
+    /// starting with the text first; then, when `text` is a tag, the songs the taggers give it.
     pub fn search_text(&self, text: &str, limit: usize) -> Vec<usize> {
         let words: Vec<String> = text.to_lowercase().split_whitespace().map(str::to_string).collect();
         if words.is_empty() {
             return vec![];
         }
         let needle = text.trim().to_lowercase();
-        let mut hits: Vec<(bool, usize)> = self
+        // A tag the taggers give the song (at the default least probability) is found too, after songs
+        // whose title, artist, album or path match.
+        let tag = soundalike_tags::resolve(&needle).ok();
+        let mut hits: Vec<(bool, bool, usize)> = self
             .songs
             .iter()
             .enumerate()
             .filter_map(|(i, s)| {
                 let hay = format!("{} {} {} {}", s.title, s.artist.as_deref().unwrap_or(""), s.album.as_deref().unwrap_or(""), s.id).to_lowercase();
-                words.iter().all(|w| hay.contains(w.as_str())).then(|| (!s.title.to_lowercase().starts_with(&needle), i))
+                if words.iter().all(|w| hay.contains(w.as_str())) {
+                    Some((false, !s.title.to_lowercase().starts_with(&needle), i))
+                } else {
+                    tag.filter(|t| s.tag_prob(t).is_some_and(|p| p >= DEFAULT_TAG_MIN)).map(|_| (true, true, i))
+                }
             })
             .collect();
         hits.sort();
-        hits.into_iter().take(limit).map(|(_, i)| i).collect()
+        hits.into_iter().take(limit).map(|(_, _, i)| i).collect()
     }
 
     /// Finds the song a user means: exact id, a path inside the library, or text in title/artist/id

@@ -178,6 +178,8 @@ pub struct LibraryStats {
     pub genres: Vec<(String, usize)>,
     /// Songs per group, by name.
     pub groups: Vec<(String, usize)>,
+    /// Songs per tag (the taggers give it at least [`crate::DEFAULT_TAG_MIN`]), most first.
+    pub tags: Vec<(String, usize)>,
     /// How it searches: `exact`, `hnsw` or `pgvector`.
     pub search: String,
 }
@@ -225,7 +227,8 @@ pub trait Library: Send + Sync {
     /// The song a user means: an id, or text in its title, artist or id (ambiguous text is an error
     /// listing the candidates).
     fn resolve(&self, text: &str) -> impl Future<Output = Result<SongView, LibraryError>> + Send;
-    /// Songs whose title, artist, album or id contain every word of `text`.
+    /// Songs whose title, artist, album or id contain every word of `text` (and, from a store, songs
+    /// tagged with it when `text` is a tag).
     fn search(&self, text: &str, limit: usize) -> impl Future<Output = Result<Vec<SongView>, LibraryError>> + Send;
     /// Recommendations for a validated request.
     fn recommend(&self, req: &Request) -> impl Future<Output = Result<Answer, LibraryError>> + Send;
@@ -339,8 +342,14 @@ impl Catalog {
     pub fn stats(&self) -> LibraryStats {
         let mut genres: std::collections::BTreeMap<&str, usize> = Default::default();
         let mut groups: std::collections::BTreeMap<&str, usize> = Default::default();
+        let mut tags: std::collections::BTreeMap<&str, usize> = Default::default();
         let mut seconds = 0.0;
         for s in self.songs() {
+            for t in s.tags.as_ref().map(|t| t.scores()).unwrap_or_default() {
+                if t.prob >= crate::DEFAULT_TAG_MIN {
+                    *tags.entry(t.tag).or_default() += 1;
+                }
+            }
             if let Some(g) = &s.genre {
                 *genres.entry(g).or_default() += 1;
             }
@@ -355,6 +364,11 @@ impl Catalog {
             hours: seconds / 3600.0,
             genres: sorted(genres),
             groups: sorted(groups),
+            tags: {
+                let mut t: Vec<(String, usize)> = sorted(tags);
+                t.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+                t
+            },
             search: if self.uses_index() { "hnsw" } else { "exact" }.into(),
         }
     }

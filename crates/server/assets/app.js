@@ -58,6 +58,7 @@ function options() {
   if ($("bpm").value.trim()) q.set("bpm", $("bpm").value.trim());
   if ($("bpm-fold").checked) q.set("bpm_fold", "true");
   if ($("key-compatible").checked) q.set("key_compatible", "true");
+  if ($("tag").value) q.set("tags", $("tag").value);
   if (clusters && $("same-cluster").checked) q.set("same_cluster", "true");
   if (taste && $("taste-rank").checked) q.set("taste", "true");
   return q;
@@ -73,6 +74,7 @@ function addressOf(id) {
   if ($("genre").value) q.set("genre", $("genre").value);
   if (($("k").value || "10") !== "10") q.set("k", $("k").value);
   if ($("bpm").value.trim()) q.set("bpm", $("bpm").value.trim());
+  if ($("tag").value) q.set("tag", $("tag").value);
   for (const [el, key] of FLAGS) if ($(el).checked) q.set(key, "1");
   return "?" + q;
 }
@@ -83,6 +85,8 @@ function applyAddress(search) {
   $("genre").value = [...$("genre").options].some((o) => o.value === g) ? g : "";
   $("k").value = q.get("k") || "10";
   $("bpm").value = q.get("bpm") || "";
+  const t = q.get("tag") || "";
+  $("tag").value = [...$("tag").options].some((o) => o.value === t) ? t : "";
   for (const [el, key] of FLAGS) $(el).checked = q.get(key) === "1";
   return q.get("song");
 }
@@ -198,8 +202,31 @@ function songItem(r, opts = {}) {
   meta.className = "muted";
   const bpm = r.bpm ? r.bpm.toFixed(1) + " BPM" : null;
   meta.textContent = " " + [r.artist, r.genre, opts.group ? r.group : null, bpm, r.key].filter(Boolean).join(" · ");
-  li.append(...parts, a, meta, ...markButtons(r.id));
+  li.append(...parts, a, meta, ...tagChips(r), ...markButtons(r.id));
   return li;
+}
+
+// A song's three most probable tags as chips: each a tagger's guess with its probability; a click keeps
+// the recommendations to songs with that tag.
+function tagChips(r) {
+  return (r.tags || []).slice(0, 3).map((t) => {
+    const c = document.createElement("button");
+    c.type = "button";
+    c.className = "tag";
+    c.dataset.tag = t.tag;
+    c.textContent = t.tag + " " + Math.round(t.prob * 100) + "%";
+    c.title = "a guess of the " + (t.source === "msd" ? "MSD_musicnn" : "MTT_musicnn") + " tagger, probability " + t.prob.toFixed(2) + "; click: only songs with this tag";
+    c.onclick = () => {
+      if (![...$("tag").options].some((o) => o.value === t.tag)) {
+        const o = document.createElement("option");
+        o.value = t.tag; o.textContent = t.tag;
+        $("tag").append(o);
+      }
+      $("tag").value = t.tag;
+      rerun();
+    };
+    return c;
+  });
 }
 
 // Like / dislike buttons (serving with a profile); clicking the lit one again forgets the mark.
@@ -436,7 +463,7 @@ $("search").addEventListener("keydown", (e) => {
 });
 $("search").addEventListener("blur", () => setTimeout(() => { suggestions = []; showSuggestions(); }, 100));
 $("sort").addEventListener("change", () => { if (lastAnswer) render(lastAnswer); });
-for (const id of ["genre", "same-genre", "exclude-artist", "exclude-group", "same-cluster", "taste-rank", "k", "bpm", "bpm-fold", "key-compatible"]) $(id).addEventListener("change", rerun);
+for (const id of ["genre", "same-genre", "exclude-artist", "exclude-group", "same-cluster", "taste-rank", "k", "bpm", "bpm-fold", "key-compatible", "tag"]) $(id).addEventListener("change", rerun);
 $("colour-by").addEventListener("change", drawMap);
 $("cluster-random").addEventListener("click", () => { if (shownCluster !== null) showCluster(shownCluster, true); });
 
@@ -485,6 +512,13 @@ setInterval(async () => {
       $("genre").append(o);
       colour(g.name);
     }
+    // The library's tags with how many songs have each (the taggers' guesses, at 0.2 or more).
+    for (const t of st.tags || []) {
+      const o = document.createElement("option");
+      o.value = t.name; o.textContent = t.name + " (" + t.songs + ")";
+      $("tag").append(o);
+    }
+    $("tag-ctl").hidden = !(st.tags || []).length;
     previews = st.previews;
     if (!st.upload) { drop.textContent = "Uploads are off (start serve with --model)"; drop.style.cursor = "default"; }
     if (st.taste) {

@@ -96,6 +96,8 @@ async fn stats<B: Backend>(State(st): St<B>) -> ApiResult<Json<Value>> {
         "search": s.search,
         "genres": count(&s.genres),
         "groups": count(&s.groups),
+        "tags": count(&s.tags),
+        "tag_min": soundalike_recommend::DEFAULT_TAG_MIN,
         "upload": st.embedder().is_some(),
         "previews": st.root().is_some(),
         "max_upload_bytes": cfg.max_upload_bytes,

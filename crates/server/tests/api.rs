@@ -85,12 +85,26 @@ fn fixture() -> Fixture {
                 probs: vec![0.3, 0.7],
                 vector: v,
                 facts: None,
-                tags: None,
+                tags: Some(tags_of(i)),
             })
             .unwrap();
     }
     store.compact().unwrap();
     Fixture { _dir: dir, _outside: outside, lib, store: store_dir }
+}
+
+/// Song `i`'s tags: even songs "piano" (0.6; song 0 only 0.1), odd ones "techno" (0.5), all "ambient"
+/// (0.05, under the default least probability).
+fn tags_of(i: usize) -> soundalike_recommend::SongTags {
+    use soundalike_recommend::TagSource;
+    let mut t = soundalike_recommend::SongTags::empty(2);
+    match i {
+        0 => t.set(TagSource::Mtt, "piano", 0.1),
+        i if i % 2 == 0 => t.set(TagSource::Mtt, "piano", 0.6),
+        _ => t.set(TagSource::Mtt, "techno", 0.5),
+    }
+    t.set(TagSource::Msd, "ambient", 0.05);
+    t
 }
 
 fn app(f: &Fixture, embedder: bool, cfg: ServerConfig) -> axum::Router {
@@ -480,4 +494,38 @@ async fn a_failing_model_is_a_500_and_a_bad_file_a_422() {
     let (s, v) = post(&app, "/api/similar/upload?name=song.mp3", "audio/mpeg", b"not audio".to_vec()).await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
     assert!(v["error"].as_str().unwrap().starts_with("song.mp3: "), "{v}");
+}
+
+#[tokio::test]
+async fn tags_are_counted_filtered_searched_and_shown_as_guesses() {
+    let f = fixture();
+    let app = app(&f, false, ServerConfig::default());
+    // The library's tags with counts: only what the taggers give at the default least probability.
+    let (_, v) = get(&app, "/api/stats").await;
+    assert_eq!(v["tags"], json!([{"name": "piano", "songs": 6}, {"name": "techno", "songs": 6}]), "{v}");
+    assert_eq!(v["tag_min"].as_f64(), Some(0.2f32 as f64));
+    // Every song carries its top tags with the tagger and the probability.
+    let (_, v) = get(&app, "/api/song?id=a%20b/s02.mp3").await;
+    assert_eq!(v["tags"][0], json!({"tag": "piano", "source": "mtt", "prob": 0.6}), "{v}");
+    // A tag filter: exactly the songs with it (s00 has piano at 0.1 only; "link" is song 12), AND over
+    // several.
+    let (s, v) = get(&app, "/api/similar?id=a%20b/s01.mp3&k=20&tags=Piano").await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let mut got = ids(&v);
+    got.sort();
+    assert_eq!(got, ["a b/link.mp3", "a b/s02.mp3", "a b/s04.mp3", "a b/s06.mp3", "a b/s08.mp3", "a b/s10.mp3"], "{v}");
+    let (_, v) = get(&app, "/api/similar?id=a%20b/s01.mp3&k=20&tags=piano&tag_min=0.05").await;
+    assert_eq!(ids(&v).len(), 7, "a lower least probability lets s00 in: {v}");
+    let (_, v) = get(&app, "/api/similar?id=a%20b/s01.mp3&k=20&tags=piano,techno").await;
+    assert!(ids(&v).is_empty(), "no song has both: {v}");
+    let (s, v) = get(&app, "/api/similar?id=a%20b/s01.mp3&tags=pianno").await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(v["error"].as_str().unwrap().contains("\"piano\""), "{v}");
+    let (s, _) = get(&app, "/api/similar?id=a%20b/s01.mp3&tags=piano&tag_min=2").await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    // Text search finds songs by tag (after title matches, of which there are none here).
+    let (_, v) = get(&app, "/api/search?q=techno&limit=50").await;
+    let titles: Vec<&str> = v["results"].as_array().unwrap().iter().map(|x| x["title"].as_str().unwrap()).collect();
+    assert_eq!(titles.len(), 6, "{v}");
+    assert!(titles.iter().all(|t| t.trim_start_matches("Song ").parse::<usize>().unwrap() % 2 == 1), "{v}");
 }

@@ -101,8 +101,8 @@ try {
 
   // Tags: each result shows tag chips (a tagger's guess, with its probability); the tag selector lists the
   // library's tags with counts; a click on a chip keeps the results to songs with that tag, exactly those
-  // the API gives, and the address keeps it.
-  {
+  // the API gives, and the address keeps it. (A database library has no tags yet: its stats say so.)
+  if ((stats.tags || []).length) {
     const chips = await page.$$eval("#results li.result button.tag", (b) => b.map((x) => ({ text: x.textContent, title: x.title, tag: x.dataset.tag })));
     checks.tag_chips = chips.length;
     if (chips.length < 10 || !chips.every((c) => /\d+%$/.test(c.text) && c.title.includes("guess")))

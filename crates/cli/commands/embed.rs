@@ -50,7 +50,7 @@ pub struct EmbedArgs {
     /// When another process is writing the store, wait for it to finish instead of stopping.
     #[arg(long)]
     pub wait: bool,
-    /// Tag every song with the musicnn taggers (MSD and MTT; a 3-s patch per 7.5 s of song, at most 8):
+    /// Tag every song with the musicnn taggers (MSD and MTT; a 3-s patch per 7.5 s of song, at most 6):
     /// several times the time of embedding alone. `--tags false` leaves songs untagged (a later run with tags adds them
     /// without re-embedding).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]

@@ -19,7 +19,7 @@ pub struct TagsArgs {
     /// Tags shown per file.
     #[arg(long, default_value_t = 10)]
     pub top: usize,
-    /// 3-s patches read per file: `embed` (what `embed` stores: one per 7.5 s of song, at most 8), `all`
+    /// 3-s patches read per file: `embed` (what `embed` stores: one per 7.5 s of song, at most 6), `all`
     /// (every one, as the musicnn package does) or at most N spread over the song.
     #[arg(long, default_value = "embed", value_parser = parse_patches)]
     pub patches: PatchPlan,

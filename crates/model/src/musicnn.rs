@@ -520,10 +520,11 @@ pub fn patches(mel: &[f32], plan: PatchPlan) -> Vec<Vec<f32>> {
 }
 
 /// How many patches `embed` reads per song and model: one per 7.5 s of song (2.5 patch lengths), at most
-/// 8, spread evenly: 2 for a 15-s clip, 8 for a 60-s preview or a whole song. Against every patch, on 39
-/// 60-s previews (8 patches), mean |d probability| 0.0033, 94% of the top-5 tags the same: see
-/// `docs/results.md#tags`.
-pub const EMBED_PLAN: PatchPlan = PatchPlan::Sparse { every_frames: PATCH_FRAMES * 5 / 2, max: 8 };
+/// 6, spread evenly: 2 for a 15-s clip, 4 for 30 s, 6 for a 60-s preview or a whole song. Against every
+/// patch, on 39 60-s previews (6 of 20 patches): mean |d probability| 0.0041, 89% of the top-5 tags and
+/// 92% of the top tags the same; 8 patches would give 0.0033 / 94% / 95% but take `embed` under 200x
+/// realtime (172x): see `docs/results.md#tags`.
+pub const EMBED_PLAN: PatchPlan = PatchPlan::Sparse { every_frames: PATCH_FRAMES * 5 / 2, max: 6 };
 
 /// A song's tags from its mel power at the tagger's settings (`[frames][96]`, [`frontend`]): both models
 /// over the patches `plan` picks, averaged per model. `None` for an empty spectrogram or a network output

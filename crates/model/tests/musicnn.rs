@@ -145,9 +145,9 @@ fn patch_plans() {
     // Spread: at most k, and all of them when there are fewer.
     assert_eq!(musicnn::patches(&frames(10 * PATCH_FRAMES), PatchPlan::Spread(3)).len(), 3);
     assert_eq!(musicnn::patches(&frames(2 * PATCH_FRAMES), PatchPlan::Spread(3)).len(), 2);
-    // Embed's plan: one per 2.5 patch lengths, at least one, at most 8.
+    // Embed's plan: one per 2.5 patch lengths, at least one, at most 6.
     let n = |f: usize| musicnn::patches(&frames(f), musicnn::EMBED_PLAN).len();
-    assert_eq!((n(100), n(PATCH_FRAMES), n(5 * PATCH_FRAMES), n(20 * PATCH_FRAMES), n(80 * PATCH_FRAMES)), (1, 1, 2, 8, 8));
+    assert_eq!((n(100), n(PATCH_FRAMES), n(5 * PATCH_FRAMES), n(10 * PATCH_FRAMES), n(20 * PATCH_FRAMES), n(80 * PATCH_FRAMES)), (1, 1, 2, 4, 6, 6));
 }
 
 #[test]

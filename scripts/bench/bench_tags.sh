@@ -11,7 +11,7 @@ for r in $(seq "$rounds"); do
   for mode in false true; do
     rm -rf "$tmp/store"
     /usr/bin/time -f "%e %U %S %M" -o "$tmp/time_${mode}_$r.txt" \
-      target/debug/soundalike embed "$dir" --out "$tmp/store" --json --index false --tags "$mode" > "$tmp/report_${mode}_$r.json"
+      target/debug/soundalike embed "$dir" --out "$tmp/store" --json --index false --tags "$mode" > "$tmp/report_${mode}_$r.json" || true  # a file that fails is reported, not fatal
   done
 done
 python3 - "$tmp" "$rounds" "$out" <<'PY'
@@ -21,7 +21,7 @@ rows = {}
 for mode in ("false", "true"):
     runs = []
     for r in range(1, rounds + 1):
-        wall, user, sys_, rss = open(f"{tmp}/time_{mode}_{r}.txt").read().split()
+        wall, user, sys_, rss = open(f"{tmp}/time_{mode}_{r}.txt").read().strip().splitlines()[-1].split()  # after any "exited with" line
         rep = json.load(open(f"{tmp}/report_{mode}_{r}.json"))
         runs.append({"wall_s": float(wall), "cpu_s": float(user) + float(sys_), "peak_rss_mb": int(rss) / 1024,
                      "x_realtime": rep["audio_seconds"] / float(wall), "songs": rep["embedded"]})

@@ -8,7 +8,7 @@ Run in a venv with the package and TensorFlow (TensorFlow never runs in soundali
     pip download musicnn==0.1.0 --no-deps -d /tmp/mnn
     /tmp/tfenv/bin/pip install --no-deps /tmp/mnn/musicnn-0.1.0-py3-none-any.whl
     TF_USE_LEGACY_KERAS=1 /tmp/tfenv/bin/python scripts/musicnn/reference.py fixtures    # tests/data/musicnn/
-    TF_USE_LEGACY_KERAS=1 /tmp/tfenv/bin/python scripts/musicnn/reference.py tags OUT.json FILE...
+    TF_USE_LEGACY_KERAS=1 /tmp/tfenv/bin/python scripts/musicnn/reference.py tags OUT.json FILE...  # mean taggram by tag
     TF_USE_LEGACY_KERAS=1 /tmp/tfenv/bin/python scripts/musicnn/reference.py speed FILE...   # JSON rows
 
 The network is the package's own (`musicnn.models.define_model`, its checkpoint restored by a TF Saver, as
@@ -119,7 +119,8 @@ def tags(out_json, files):
         result[f] = {}
         for m, net in nets.items():
             _, t = net(batch)
-            result[f][m] = t.mean(axis=0).tolist()
+            labels = config.MSD_LABELS if m.startswith("MSD") else config.MTT_LABELS
+            result[f][m] = dict(zip(labels, t.mean(axis=0).tolist()))
     Path(out_json).write_text(json.dumps(result))
 
 

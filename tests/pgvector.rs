@@ -196,6 +196,9 @@ fn push_and_query_from_postgres_match_the_store() {
         &["--bpm", "100-140", "--bpm-fold"][..],
         &["--key-compatible", "--key-rule", "wide"][..],
         &["--bpm-near", "8"][..],
+        &["--tag", "electronic"][..],
+        &["--tag", "ambient", "--tag", "instrumental", "--tag-min", "0.1"][..],
+        &["--genre-source", "tags", "--same-genre"][..],
     ] {
         let song = &all[1];
         let mut db_args = vec!["query", "--db", &url, "--song", song, "-k", "10", "--json"];
@@ -203,12 +206,19 @@ fn push_and_query_from_postgres_match_the_store() {
         let mut store_args = vec!["query", s(&store), "--song", song, "-k", "10", "--exact", "--json"];
         store_args.extend_from_slice(flags);
         let (dbj, lj) = (json(&run(&db_args)), json(&run(&store_args)));
-        let pick = |v: &serde_json::Value| v["results"].as_array().unwrap().iter().map(|r| (r["id"].as_str().unwrap().to_string(), r["bpm"].as_f64(), r["key"].as_str().map(String::from))).collect::<Vec<_>>();
+        let pick = |v: &serde_json::Value| {
+            v["results"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| (r["id"].as_str().unwrap().to_string(), r["bpm"].as_f64(), (r["key"].as_str().map(String::from), r["tags"].to_string(), r["genre"].to_string())))
+                .collect::<Vec<_>>()
+        };
         let (mut a, mut b) = (pick(&dbj), pick(&lj));
         a.sort_by(|x, y| x.0.cmp(&y.0));
         b.sort_by(|x, y| x.0.cmp(&y.0));
         assert_eq!(a.len(), b.len(), "{flags:?}: {dbj} / {lj}");
-        assert!(!a.is_empty() || flags[0] != "--bpm", "a wide tempo range keeps songs: {dbj}");
+        assert!(!a.is_empty() || !["--bpm", "--tag", "--genre-source"].contains(&flags[0]), "{flags:?} keeps songs: {dbj}");
         for (x, y) in a.iter().zip(&b) {
             assert_eq!((&x.0, &x.2), (&y.0, &y.2), "{flags:?}");
             assert!((x.1.unwrap_or(0.0) - y.1.unwrap_or(0.0)).abs() < 0.01, "{flags:?}: {x:?} {y:?}");
@@ -217,12 +227,13 @@ fn push_and_query_from_postgres_match_the_store() {
     }
     // A table pushed before songs had tempo and key (no such columns): readers refuse it and say to push
     // again; the next push adds the columns and fills them (every song re-pushed for its facts).
-    pg.psql("postgres", "ALTER TABLE soundalike_songs DROP COLUMN bpm, DROP COLUMN camelot, DROP COLUMN lufs, DROP COLUMN facts_version");
+    pg.psql("postgres", "ALTER TABLE soundalike_songs DROP COLUMN bpm, DROP COLUMN camelot, DROP COLUMN lufs, DROP COLUMN facts_version, DROP COLUMN tags, DROP COLUMN tags_version");
     let o = run(&["query", "--db", &url, "--song", &all[0]]);
     assert!(!o.status.success() && stderr(&o).contains("push the store again"), "{}", stderr(&o));
     let r = json(&run(&["push", s(&store), "--db", &url, "--json"]));
     assert_eq!((r["report"]["updated"].as_u64(), r["report"]["unchanged"].as_u64()), (Some(30), Some(0)), "{r}");
     assert_ne!(pg.psql("postgres", "SELECT count(*) FROM soundalike_songs WHERE bpm IS NOT NULL OR camelot IS NOT NULL").trim(), "0");
+    assert_eq!(pg.psql("postgres", "SELECT count(*) FROM soundalike_songs WHERE tags IS NOT NULL").trim(), "30");
     assert!(run(&["query", "--db", &url, "--song", &all[0], "--key-compatible"]).status.success());
 
     // A push killed before it commits leaves the previous state: a store with 5 songs fewer, aborted.
@@ -292,6 +303,13 @@ fn push_and_query_from_postgres_match_the_store() {
     let song = body_json(&http(&servers[0].1, "GET", &format!("/api/song?id={q}"), b"").1);
     let want = songs.iter().find(|x| x["id"] == q).unwrap();
     assert_eq!((&song["duration_s"], &song["predicted"]), (&want["duration_s"], &want["predicted"]), "{song}");
+    // Issue 33: the library's tags with counts and each song's top tags, as the store has them.
+    let cat = soundalike_recommend::Catalog::open(&store, soundalike_recommend::Method::Exact, &Default::default()).unwrap();
+    let want_tags: Vec<(String, u64)> = cat.stats().tags.into_iter().map(|(t, n)| (t, n as u64)).collect();
+    let served_tags: Vec<(String, u64)> = st["tags"].as_array().unwrap().iter().map(|g| (g["name"].as_str().unwrap().to_string(), g["songs"].as_u64().unwrap())).collect();
+    assert!(!want_tags.is_empty());
+    assert_eq!(served_tags, want_tags);
+    assert_eq!(song["tags"], want["top_tags"], "{song}");
     // Issue 36: the database is the state: rows pushed while the servers run are counted and served at once.
     assert!(run(&["push", s(&smaller), "--db", &url]).status.success());
     let st = body_json(&http(&servers[1].1, "GET", "/api/stats", b"").1);

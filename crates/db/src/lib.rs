@@ -26,7 +26,7 @@ use std::collections::{HashMap, HashSet};
 
 use deadpool_postgres::{GenericClient, Manager, ManagerConfig, Pool, RecyclingMethod};
 use futures_util::SinkExt;
-use soundalike_recommend::{Answer, ClusterScope, Filters, GenreSource, Library, LibraryError, LibraryStats, Request, Scored, SongRecord, SongView, Store};
+use soundalike_recommend::{Answer, ClusterScope, Filters, GenreSource, Library, LibraryError, LibraryStats, Request, Scored, SongRecord, SongTags, SongView, Store, TagSource};
 use tokio_postgres::NoTls;
 
 /// Version of the table layout.
@@ -342,23 +342,26 @@ pub async fn push(db: &Db, store: &Store, precision: Precision) -> Result<PushRe
     // pushed again, which the facts version below makes happen).
     t.batch_execute(&format!(
         "ALTER TABLE {SONGS} ADD COLUMN IF NOT EXISTS bpm real, ADD COLUMN IF NOT EXISTS camelot text, ADD COLUMN IF NOT EXISTS lufs real,
-           ADD COLUMN IF NOT EXISTS facts_version integer NOT NULL DEFAULT 0"
+           ADD COLUMN IF NOT EXISTS facts_version integer NOT NULL DEFAULT 0, ADD COLUMN IF NOT EXISTS tags jsonb,
+           ADD COLUMN IF NOT EXISTS tags_version integer NOT NULL DEFAULT 0"
     ))
     .await
-    .map_err(e("adding the tempo and key columns"))?;
-    let have: HashMap<String, (String, i32)> = t
-        .query(&format!("SELECT id, fingerprint, facts_version FROM {SONGS}"), &[])
+    .map_err(e("adding the tempo, key and tag columns"))?;
+    let have: HashMap<String, (String, i32, i32)> = t
+        .query(&format!("SELECT id, fingerprint, facts_version, tags_version FROM {SONGS}"), &[])
         .await
         .map_err(e("reading the songs"))?
         .iter()
-        .map(|r| (r.get(0), (r.get(1), r.get(2))))
+        .map(|r| (r.get(0), (r.get(1), r.get(2), r.get(3))))
         .collect();
     let mut report = PushReport::default();
     let live: HashSet<&str> = store.songs().map(|s| s.id.as_str()).collect();
     let changed: Vec<&SongRecord> = store
         .songs()
         .filter(|s| match have.get(&s.id) {
-            Some((fp, fv)) if *fp == s.fingerprint && *fv == s.facts.as_ref().map_or(0, |f| f.version as i32) => {
+            Some((fp, fv, tv))
+                if *fp == s.fingerprint && *fv == s.facts.as_ref().map_or(0, |f| f.version as i32) && *tv == s.tags.as_ref().map_or(0, |t| t.version as i32) =>
+            {
                 report.unchanged += 1;
                 false
             }
@@ -378,8 +381,8 @@ pub async fn push(db: &Db, store: &Store, precision: Precision) -> Result<PushRe
         t.batch_execute(&format!("CREATE TEMP TABLE soundalike_incoming (LIKE {SONGS}) ON COMMIT DROP")).await.map_err(e("creating the load table"))?;
         let sink = t
             .copy_in(
-                "COPY soundalike_incoming (id, title, artist, album, genre, predicted, grp, path, fingerprint, duration_s, embedding, bpm, camelot, lufs, facts_version)
-                 FROM STDIN WITH (FORMAT csv, FORCE_NULL (bpm, camelot, lufs))",
+                "COPY soundalike_incoming (id, title, artist, album, genre, predicted, grp, path, fingerprint, duration_s, embedding, bpm, camelot, lufs, facts_version, tags, tags_version)
+                 FROM STDIN WITH (FORMAT csv, FORCE_NULL (bpm, camelot, lufs, tags))",
             )
             .await
             .map_err(e("starting COPY"))?;
@@ -405,6 +408,9 @@ pub async fn push(db: &Db, store: &Store, precision: Precision) -> Result<PushRe
                 rec.push(s.key().map_or(String::new(), |k| k.to_string()));
                 rec.push(s.lufs().map_or(String::new(), |l| l.to_string()));
                 rec.push(s.facts.as_ref().map_or(0, |f| f.version).to_string());
+                // The tags as the store keeps them (both taggers' probabilities, 4 decimals), or NULL.
+                rec.push(s.tags.as_ref().map_or(String::new(), |t| serde_json::to_string(t).unwrap_or_default()));
+                rec.push(s.tags.as_ref().map_or(0, |t| t.version).to_string());
                 w.write_record(&rec).map_err(|err| sql_err(&url, "writing COPY rows", err))?;
                 w.flush().map_err(|err| sql_err(&url, "writing COPY rows", err))?;
             }
@@ -417,7 +423,8 @@ pub async fn push(db: &Db, store: &Store, precision: Precision) -> Result<PushRe
             "INSERT INTO {SONGS} SELECT * FROM soundalike_incoming ON CONFLICT (id) DO UPDATE SET title = EXCLUDED.title, artist = EXCLUDED.artist,
                album = EXCLUDED.album, genre = EXCLUDED.genre, predicted = EXCLUDED.predicted, grp = EXCLUDED.grp, path = EXCLUDED.path,
                fingerprint = EXCLUDED.fingerprint, duration_s = EXCLUDED.duration_s, embedding = EXCLUDED.embedding,
-               bpm = EXCLUDED.bpm, camelot = EXCLUDED.camelot, lufs = EXCLUDED.lufs, facts_version = EXCLUDED.facts_version"
+               bpm = EXCLUDED.bpm, camelot = EXCLUDED.camelot, lufs = EXCLUDED.lufs, facts_version = EXCLUDED.facts_version,
+               tags = EXCLUDED.tags, tags_version = EXCLUDED.tags_version"
         ))
         .await
         .map_err(e("writing the songs"))?;
@@ -467,11 +474,25 @@ pub struct DbCatalog {
     pub ef_search: usize,
 }
 
-const COLUMNS: &str = "id, title, artist, album, genre, predicted, grp, duration_s, bpm, camelot, lufs";
+const COLUMNS: &str = "id, title, artist, album, genre, predicted, grp, duration_s, bpm, camelot, lufs, tags::text";
+/// A song's genre by the tagger (`GenreSource::Tagger`), as `SongTags::genre` picks it: the genre tag with
+/// the highest probability (the higher of the two taggers' where both know it; the last of equals), NULL
+/// for a song without tags.
+fn tagger_genre_sql() -> String {
+    let list = |v: &[&str]| v.iter().map(|t| format!("'{}'", t.replace('\'', "''"))).collect::<Vec<_>>().join(",");
+    let (msd, mtt) = (list(&soundalike_recommend::tags::MSD_TAGS), list(&soundalike_recommend::tags::MTT_TAGS));
+    format!(
+        "(CASE WHEN tags IS NULL THEN NULL ELSE (SELECT g.name FROM unnest(ARRAY[{}]) WITH ORDINALITY AS g(name, o)
+           ORDER BY greatest(coalesce((tags->'msd'->>(array_position(ARRAY[{msd}], g.name) - 1))::real, -1),
+                             coalesce((tags->'mtt'->>(array_position(ARRAY[{mtt}], g.name) - 1))::real, -1)) DESC, g.o DESC LIMIT 1) END)",
+        list(&soundalike_recommend::tags::GENRE_TAGS)
+    )
+}
+
 /// Where the embedding (or the distance) sits after [`COLUMNS`].
-const AFTER_COLUMNS: usize = 11;
+const AFTER_COLUMNS: usize = 12;
 /// Tempo, key (Camelot) and loudness of each song, and the version of the estimators that found them.
-const FACTS_COLUMNS: &str = "bpm real, camelot text, lufs real, facts_version integer NOT NULL DEFAULT 0";
+const FACTS_COLUMNS: &str = "bpm real, camelot text, lufs real, facts_version integer NOT NULL DEFAULT 0, tags jsonb, tags_version integer NOT NULL DEFAULT 0";
 
 /// Text matched literally inside an ILIKE pattern.
 fn like_escape(s: &str) -> String {
@@ -485,12 +506,12 @@ impl DbCatalog {
         let meta = read_meta(&c, &db.url).await?.ok_or_else(|| DbError::Incompatible { url: db.url.clone(), reason: "it holds no soundalike songs yet (run `soundalike push STORE --db URL`)".into() })?;
         check_meta(&meta, &db.url, model, None)?;
         let has_facts: bool = c
-            .query_one("SELECT EXISTS (SELECT 1 FROM information_schema.columns WHERE table_name = $1 AND column_name = 'bpm')", &[&SONGS])
+            .query_one("SELECT count(*) = 2 FROM information_schema.columns WHERE table_name = $1 AND column_name IN ('bpm', 'tags')", &[&SONGS])
             .await
             .map_err(|e| sql_err(&db.url, "reading the table's columns", pg_reason(&e)))?
             .get(0);
         if !has_facts {
-            return Err(DbError::Incompatible { url: db.url.clone(), reason: "its songs were pushed before they had tempo and key columns: push the store again".into() });
+            return Err(DbError::Incompatible { url: db.url.clone(), reason: "its songs were pushed before they had tempo, key and tag columns: push the store again".into() });
         }
         Ok(DbCatalog { db, meta, genre_source: GenreSource::default(), ef_search: 64 })
     }
@@ -505,24 +526,24 @@ impl DbCatalog {
         self.genre_source = source;
     }
 
-    fn genre_sql(&self) -> &'static str {
+    fn genre_sql(&self) -> String {
         match self.genre_source {
-            GenreSource::Tag => "nullif(genre, '')",
-            GenreSource::Predicted => "nullif(predicted, '')",
-            GenreSource::Either => "coalesce(nullif(genre, ''), nullif(predicted, ''))",
-            GenreSource::Tagger => "NULL::text",
+            GenreSource::Tag => "nullif(genre, '')".into(),
+            GenreSource::Predicted => "nullif(predicted, '')".into(),
+            GenreSource::Either => "coalesce(nullif(genre, ''), nullif(predicted, ''))".into(),
+            GenreSource::Tagger => tagger_genre_sql(),
         }
     }
 
     fn song(&self, r: &tokio_postgres::Row) -> SongView {
+        let tags: Option<SongTags> = r.get::<_, Option<String>>(11).and_then(|t| serde_json::from_str(&t).ok());
         let genre: Option<String> = r.get(4);
         let predicted: Option<String> = r.get(5);
         let g = match self.genre_source {
             GenreSource::Tag => genre.filter(|x| !x.is_empty()),
             GenreSource::Predicted => predicted.filter(|x| !x.is_empty()),
             GenreSource::Either => genre.filter(|x| !x.is_empty()).or(predicted.filter(|x| !x.is_empty())),
-            // Tags are not pushed to the database yet: no song has a tagger's genre there.
-            GenreSource::Tagger => None,
+            GenreSource::Tagger => tags.as_ref().and_then(|t| t.genre()).map(|(g, _)| g.to_string()),
         };
         let some = |v: Option<String>| v.filter(|x| !x.is_empty());
         SongView {
@@ -539,7 +560,7 @@ impl DbCatalog {
             bpm: r.get(8),
             key: r.get::<_, Option<String>>(9).and_then(|k| k.parse().ok()),
             lufs: r.get(10),
-            tags: Vec::new(),
+            tags: tags.as_ref().map(|t| t.top(soundalike_recommend::VIEW_TAGS)).unwrap_or_default(),
         }
     }
 
@@ -667,6 +688,25 @@ impl DbCatalog {
         Ok(q)
     }
 
+    /// Songs per tag at the default least probability, most first (as the store's catalog counts them).
+    pub async fn tag_counts(&self) -> Result<Vec<(String, usize)>> {
+        let c = self.db.client().await?;
+        let names = |s: TagSource| s.vocabulary().iter().map(|t| t.to_string()).collect::<Vec<String>>();
+        let rows = c
+            .query(
+                &format!(
+                    "SELECT name, count(DISTINCT id) FROM {SONGS}, LATERAL (
+                       SELECT ($2::text[])[o] AS name, v::real AS p FROM jsonb_array_elements_text(tags->'msd') WITH ORDINALITY AS e(v, o)
+                       UNION ALL SELECT ($3::text[])[o], v::real FROM jsonb_array_elements_text(tags->'mtt') WITH ORDINALITY AS e(v, o)) x
+                     WHERE tags IS NOT NULL AND x.p >= $1 GROUP BY name ORDER BY count(DISTINCT id) DESC, name"
+                ),
+                &[&soundalike_recommend::DEFAULT_TAG_MIN, &names(TagSource::Msd), &names(TagSource::Mtt)],
+            )
+            .await
+            .map_err(|e| sql_err(&self.db.url, "counting tags", pg_reason(&e)))?;
+        Ok(rows.iter().map(|r| (r.get::<_, String>(0), r.get::<_, i64>(1) as usize)).collect())
+    }
+
     /// How many songs a tempo or key filter leaves out for having no value (as the store's catalog says).
     pub async fn facts_notes(&self, f: &Filters) -> Result<Vec<String>> {
         if !f.asks_for_facts() {
@@ -674,11 +714,14 @@ impl DbCatalog {
         }
         let c = self.db.client().await?;
         let r = c
-            .query_one(&format!("SELECT count(*) FILTER (WHERE bpm IS NULL), count(*) FILTER (WHERE camelot IS NULL) FROM {SONGS}"), &[])
+            .query_one(
+                &format!("SELECT count(*) FILTER (WHERE bpm IS NULL), count(*) FILTER (WHERE camelot IS NULL), count(*) FILTER (WHERE tags IS NULL) FROM {SONGS}"),
+                &[],
+            )
             .await
-            .map_err(|e| sql_err(&self.db.url, "counting songs without tempo or key", pg_reason(&e)))?;
-        let (no_bpm, no_key): (i64, i64) = (r.get(0), r.get(1));
-        Ok(f.facts_notes(no_bpm as usize, no_key as usize, 0))
+            .map_err(|e| sql_err(&self.db.url, "counting songs without tempo, key or tags", pg_reason(&e)))?;
+        let (no_bpm, no_key, no_tags): (i64, i64, i64) = (r.get(0), r.get(1), r.get(2));
+        Ok(f.facts_notes(no_bpm as usize, no_key as usize, no_tags as usize))
     }
 
     /// The `k` songs most similar to `query` that pass `f` (all of [`Filters`] but clusters): a filtered
@@ -758,6 +801,8 @@ impl DbCatalog {
                AND ($11::real[] IS NULL OR EXISTS (SELECT 1 FROM unnest($11::real[], $12::real[]) AS r(lo, hi)
                     WHERE bpm BETWEEN lo AND hi OR ($13 AND (bpm * 2 BETWEEN lo AND hi OR bpm / 2 BETWEEN lo AND hi))))
                AND ($14::text[] IS NULL OR camelot = ANY($14))
+               AND NOT EXISTS (SELECT 1 FROM unnest($15::int[], $16::int[]) AS g(a, b)
+                    WHERE greatest(coalesce((tags->'msd'->>a)::real, -1), coalesce((tags->'mtt'->>b)::real, -1)) < $17)
              ORDER BY embedding <=> $1::vector::{cast} LIMIT $7"
         );
         let qv = pgvector::Vector::from(query.to_vec());
@@ -769,8 +814,16 @@ impl DbCatalog {
         let near_hi: Option<Vec<f32>> = f.bpm_near.as_ref().map(|rs| rs.iter().map(|r| r.hi + 0.05).collect());
         let near_fold = f.bpm_near.as_ref().is_some_and(|rs| rs.iter().any(|r| r.fold));
         let keys: Option<Vec<String>> = f.keys.as_ref().map(|ks| ks.iter().map(|k| k.to_string()).collect());
+        // Each tag by its place in each tagger's output (NULL where a tagger does not know it): the song's
+        // probability is the higher of the two, as the store's `SongTags::prob` takes it.
+        let place = |src: TagSource, tag: &str| src.vocabulary().iter().position(|t| *t == tag).map(|i| i as i32);
+        let msd_at: Vec<Option<i32>> = f.tags.iter().map(|t| place(TagSource::Msd, t)).collect();
+        let mtt_at: Vec<Option<i32>> = f.tags.iter().map(|t| place(TagSource::Mtt, t)).collect();
         let rows = t
-            .query(&sql, &[&qv, &f.exclude, &genre, &same, &artists, &groups, &(k as i64), &bpm_lo, &bpm_hi, &bpm_fold, &near_lo, &near_hi, &near_fold, &keys])
+            .query(
+                &sql,
+                &[&qv, &f.exclude, &genre, &same, &artists, &groups, &(k as i64), &bpm_lo, &bpm_hi, &bpm_fold, &near_lo, &near_hi, &near_fold, &keys, &msd_at, &mtt_at, &f.tag_min],
+            )
             .await
             .map_err(err("searching"))?;
         t.commit().await.map_err(err("ending the search"))?;
@@ -804,9 +857,6 @@ impl DbCatalog {
         if req.clusters != ClusterScope::Any {
             return Err(LibraryError::Invalid("cluster filters are served from a store, not from the database".into()));
         }
-        if !req.around.tags.is_empty() {
-            return Err(LibraryError::Invalid("tag filters are served from a store, not from the database (push does not carry tags yet)".into()));
-        }
         let mut seeds = Vec::new();
         for id in &req.seeds {
             seeds.push(self.get(id).await?.ok_or_else(|| LibraryError::NotFound(format!("no song with id {id:?} in this library")))?);
@@ -832,7 +882,8 @@ impl Library for DbCatalog {
         let (songs, mut genres, (hours, groups)) = (self.len().await?, self.genres().await?, self.hours_and_groups().await?);
         // By name, as the store lists them (`genres` counts most first, for its other callers).
         genres.sort();
-        Ok(LibraryStats { songs, hours, genres, groups, tags: Vec::new(), search: "pgvector".into() })
+        let tags = self.tag_counts().await?;
+        Ok(LibraryStats { songs, hours, genres, groups, tags, search: "pgvector".into() })
     }
 
     async fn song(&self, id: &str) -> std::result::Result<SongView, LibraryError> {

@@ -310,6 +310,15 @@ fn push_and_query_from_postgres_match_the_store() {
     assert!(!want_tags.is_empty());
     assert_eq!(served_tags, want_tags);
     assert_eq!(song["tags"], want["top_tags"], "{song}");
+    // Text search finds songs by tag, the same songs as the store's search.
+    let tag = &want_tags[0].0;
+    let found = body_json(&http(&servers[0].1, "GET", &format!("/api/search?q={tag}&limit=100"), b"").1);
+    let mut got: Vec<&str> = found["results"].as_array().unwrap().iter().map(|r| r["id"].as_str().unwrap()).collect();
+    let mut local: Vec<String> = cat.search_text(tag, 100).into_iter().map(|r| cat.songs()[r].id.clone()).collect();
+    got.sort();
+    local.sort();
+    assert_eq!(got.len(), want_tags[0].1 as usize, "every song tagged {tag}: {found}");
+    assert_eq!(got, local, "{found}");
     // Issue 36: the database is the state: rows pushed while the servers run are counted and served at once.
     assert!(run(&["push", s(&smaller), "--db", &url]).status.success());
     let st = body_json(&http(&servers[1].1, "GET", "/api/stats", b"").1);

@@ -606,7 +606,7 @@ impl DbCatalog {
     }
 
     /// Songs whose title, artist or id contain every word of `text` (case-insensitive), titles starting
-    /// with the text first.
+    /// with the text first; then, when `text` is a tag, the songs the taggers give it.
     pub async fn search_text(&self, text: &str, limit: usize) -> Result<Vec<SongView>> {
         let words: Vec<String> = text.split_whitespace().map(|w| format!("%{}%", like_escape(w))).collect();
         if words.is_empty() {
@@ -614,13 +614,19 @@ impl DbCatalog {
         }
         let c = self.db.client().await?;
         let starts = format!("{}%", like_escape(text.trim()));
+        // A text that is a tag also finds the songs tagged with it, after the songs it names (as the store's
+        // search does).
+        let tag = soundalike_recommend::tags::resolve(text.trim()).ok();
+        let place = |src: TagSource| tag.and_then(|t| src.vocabulary().iter().position(|v| *v == t)).map(|i| i as i32);
         let rows = c
             .query(
                 &format!(
-                    "SELECT {COLUMNS} FROM {SONGS} WHERE (SELECT bool_and(title || ' ' || coalesce(artist, '') || ' ' || coalesce(album, '') || ' ' || id ILIKE w) FROM unnest($1::text[]) AS w)
-                     ORDER BY NOT (title ILIKE $2), id LIMIT $3"
+                    "SELECT {COLUMNS} FROM (SELECT *,
+                       (SELECT bool_and(title || ' ' || coalesce(artist, '') || ' ' || coalesce(album, '') || ' ' || id ILIKE w) FROM unnest($1::text[]) AS w) AS by_text,
+                       greatest(coalesce((tags->'msd'->>$4::int)::real, -1), coalesce((tags->'mtt'->>$5::int)::real, -1)) >= $6 AS by_tag FROM {SONGS}) s
+                     WHERE by_text OR by_tag ORDER BY NOT by_text, NOT (title ILIKE $2), id LIMIT $3"
                 ),
-                &[&words, &starts, &(limit as i64)],
+                &[&words, &starts, &(limit as i64), &place(TagSource::Msd), &place(TagSource::Mtt), &soundalike_recommend::DEFAULT_TAG_MIN],
             )
             .await
             .map_err(|e| sql_err(&self.db.url, "searching titles", pg_reason(&e)))?;

@@ -371,6 +371,8 @@ impl Musicnn {
 const NDFT: usize = N_MELS;
 /// Bins of the real DFT.
 const NBINS: usize = NDFT / 2 + 1;
+/// Frames per strip of a [`FreqConv`].
+const DFT_STRIP: usize = 24;
 
 /// The real DFT as a matrix `[96 samples][96]`: column `k` (0..=48) is `cos(2 pi k n / 96)`, column
 /// `48 + k` (k 1..=47) is `-sin(2 pi k n / 96)`, so `row . F` is `[Re X_0..Re X_48, Im X_1..Im X_47]`.
@@ -468,51 +470,56 @@ impl FreqConv {
     /// writes `BN(max over bands(ReLU(conv)))` to `front[3 + t][off..off + cout]`.
     #[allow(clippy::too_many_arguments)]
     fn forward(&self, conv: &Conv, t: usize, spec_k: &[f32], z: &mut Vec<f32>, out: &mut Vec<f32>, front: &mut [f32], front_width: usize, off: usize) {
-        let (n, rows) = (conv.cout, t + 6);
-        let tn = t * n;
-        // z[spectrum row][(frame, filter)]: the product's spectrum, rows in dft_matrix's layout.
-        z.resize(NDFT * tn, 0.0);
-        for k in 0..NBINS {
-            let lhs = &spec_k[k * rows * 2..(k + 1) * rows * 2];
-            let parts: &[(&Vec<f32>, usize)] =
-                if (1..NBINS - 1).contains(&k) { &[(&self.re[k], k), (&self.im[k], NBINS - 1 + k)] } else { &[(&self.re[k], k)] };
-            for &(rhs, j) in parts {
-                assert!(lhs.len() >= (t - 1) * 2 + 14 && rhs.len() == 14 * n);
-                // SAFETY: lhs rows are 2 apart and 14 wide (bounded by the assert); dst is z's row j, [t][n].
-                unsafe {
-                    crate::fast::kernels::matmul(
-                        (t, n, 14),
-                        (z[j * tn..(j + 1) * tn].as_mut_ptr(), n as isize, 1),
-                        false,
-                        (lhs.as_ptr(), 2, 1),
-                        (rhs.as_ptr(), n as isize, 1),
-                    )
+        let (n, rows, nf) = (conv.cout, t + 6, self.nf);
+        // Strips of frames, so a strip's spectra (96 x 24 x 204 floats, 1.9 MB) stay in the core's cache.
+        let mut t0 = 0;
+        while t0 < t {
+            let tt = DFT_STRIP.min(t - t0);
+            let tn = tt * n;
+            // z[spectrum row][(frame, filter)]: the product's spectrum, rows in dft_matrix's layout.
+            z.resize(NDFT * tn, 0.0);
+            for k in 0..NBINS {
+                let lhs = &spec_k[(k * rows + t0) * 2..(k + 1) * rows * 2];
+                let parts: &[(&Vec<f32>, usize)] =
+                    if (1..NBINS - 1).contains(&k) { &[(&self.re[k], k), (&self.im[k], NBINS - 1 + k)] } else { &[(&self.re[k], k)] };
+                for &(rhs, j) in parts {
+                    assert!(lhs.len() >= (tt - 1) * 2 + 14 && rhs.len() == 14 * n);
+                    // SAFETY: lhs rows are 2 apart and 14 wide (bounded by the assert); dst is z's row j, [tt][n].
+                    unsafe {
+                        crate::fast::kernels::matmul(
+                            (tt, n, 14),
+                            (z[j * tn..(j + 1) * tn].as_mut_ptr(), n as isize, 1),
+                            false,
+                            (lhs.as_ptr(), 2, 1),
+                            (rhs.as_ptr(), n as isize, 1),
+                        )
+                    }
                 }
             }
-        }
-        // out[band][(frame, filter)] = sum over spectrum rows of z * inverse: column-major on both sides.
-        let nf = self.nf;
-        out.resize(nf * tn, 0.0);
-        // SAFETY: lhs is z read as [(frame, filter)][spectrum row] (rows 1 apart, columns tn apart), rhs
-        // the [96][nf] inverse, dst out as [(frame, filter)][band] (rows 1 apart, columns tn apart): all
-        // within the lengths resized just above.
-        unsafe {
-            crate::fast::kernels::matmul((tn, nf, NDFT), (out.as_mut_ptr(), 1, tn as isize), false, (z.as_ptr(), 1, tn as isize), (self.inverse.as_ptr(), nf as isize, 1))
-        }
-        let (mut hi, mut lo) = (out[..tn].to_vec(), out[..tn].to_vec());
-        for band in out.chunks_exact(tn).skip(1) {
-            for ((h, l), &v) in hi.iter_mut().zip(lo.iter_mut()).zip(band) {
-                *h = h.max(v);
-                *l = l.min(v);
+            // out[band][(frame, filter)] = sum over spectrum rows of z * inverse: column-major on both sides.
+            out.resize(nf * tn, 0.0);
+            // SAFETY: lhs is z read as [(frame, filter)][spectrum row] (rows 1 apart, columns tn apart), rhs
+            // the [96][nf] inverse, dst out as [(frame, filter)][band] (rows 1 apart, columns tn apart): all
+            // within the lengths resized just above.
+            unsafe {
+                crate::fast::kernels::matmul((tn, nf, NDFT), (out.as_mut_ptr(), 1, tn as isize), false, (z.as_ptr(), 1, tn as isize), (self.inverse.as_ptr(), nf as isize, 1))
             }
-        }
-        for ti in 0..t {
-            let dst = &mut front[(ti + 3) * front_width + off..][..n];
-            for c in 0..n {
-                let (a, b) = (conv.bn.scale[c], conv.bn.shift[c]);
-                let z = if a >= 0.0 { hi[ti * n + c] } else { lo[ti * n + c] };
-                dst[c] = (z + conv.bias[c]).max(0.0) * a + b;
+            let (mut hi, mut lo) = (out[..tn].to_vec(), out[..tn].to_vec());
+            for band in out.chunks_exact(tn).skip(1) {
+                for ((h, l), &v) in hi.iter_mut().zip(lo.iter_mut()).zip(band) {
+                    *h = h.max(v);
+                    *l = l.min(v);
+                }
             }
+            for ti in 0..tt {
+                let dst = &mut front[(t0 + ti + 3) * front_width + off..][..n];
+                for c in 0..n {
+                    let (a, b) = (conv.bn.scale[c], conv.bn.shift[c]);
+                    let z = if a >= 0.0 { hi[ti * n + c] } else { lo[ti * n + c] };
+                    dst[c] = (z + conv.bias[c]).max(0.0) * a + b;
+                }
+            }
+            t0 += tt;
         }
     }
 }

@@ -683,6 +683,9 @@ pub fn patches(mel: &[f32], plan: PatchPlan) -> Vec<Vec<f32>> {
 /// patch, on 39 60-s previews (6 of 20 patches): mean |d probability| 0.0041, 89% of the top-5 tags and
 /// 92% of the top tags the same; 8 patches would give 0.0033 / 94% / 95% but take `embed` under 200x
 /// realtime (172x): see `docs/results.md#tags`.
+///
+/// The plan is part of what `soundalike_tags::TAGS_VERSION` names: changing it (or the weights) must bump
+/// that version, so stores tag their songs again.
 pub const EMBED_PLAN: PatchPlan = PatchPlan::Sparse { every_frames: PATCH_FRAMES * 5 / 2, max: 6 };
 
 /// A song's tags from its mel power at the tagger's settings (`[frames][96]`, [`frontend`]): both models

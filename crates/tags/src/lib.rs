@@ -21,8 +21,9 @@ use serde::{Deserialize, Serialize};
 /// Tags per model.
 pub const N_TAGS: usize = 50;
 
-/// Version of the tagger's settings (models, front end, patch plan): a store whose songs were tagged by
-/// another version tags them again on its next `embed` (without re-embedding their vectors).
+/// Version of the tagger's settings (models, front end, patch plan: `soundalike_model::musicnn::EMBED_PLAN`):
+/// a store whose songs were tagged by another version tags them again on its next `embed` (without
+/// re-embedding their vectors). Bump it when any of them changes.
 pub const TAGS_VERSION: u32 = 1;
 
 mod vocab;

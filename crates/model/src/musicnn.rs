@@ -105,6 +105,19 @@ struct Affine {
     shift: Vec<f32>,
 }
 
+impl Affine {
+    /// A front-end branch's output from each channel's max and min over frequency of the convolution
+    /// (before its bias): `BN(max over frequency(ReLU(conv + bias)))`. ReLU and BN are monotone, so that is
+    /// BN of the pooled max for a positive scale and of the pooled min for a negative one.
+    fn pooled(&self, bias: &[f32], hi: &[f32], lo: &[f32], dst: &mut [f32]) {
+        for (c, d) in dst.iter_mut().enumerate() {
+            let (a, b) = (self.scale[c], self.shift[c]);
+            let z = if a >= 0.0 { hi[c] } else { lo[c] };
+            *d = (z + bias[c]).max(0.0) * a + b;
+        }
+    }
+}
+
 /// A convolution `[k_time, k_freq, 1, cout]` or (mid-end) `[k_time, cin, 1, cout]`, kept as TF stores it:
 /// a row-major `[K, cout]` matrix whose row is `dt * width + j`.
 #[derive(Clone, Debug)]
@@ -124,9 +137,8 @@ pub struct Musicnn {
     model: TaggerModel,
     tags: Vec<String>,
     bn0: (f32, f32),
-    timbral: [Conv; 2],
-    /// The timbral convolutions along frequency by DFT ([`FreqConv`]).
-    timbral_dft: [FreqConv; 2],
+    /// The timbral convolutions, along frequency by DFT.
+    timbral: [FreqConv; 2],
     temporal: [Conv; 3],
     mid: [Conv; 3],
     bn9: Affine,
@@ -245,13 +257,14 @@ impl Musicnn {
         let r = Reader { st, what };
         let bn0 = r.bn("batch_normalization", 1)?;
         let front_width = 2 * 204 + 3 * 51;
-        let timbral = [r.conv("conv2d", "batch_normalization_1", 7, 38, 204)?, r.conv("conv2d_1", "batch_normalization_2", 7, 67, 204)?];
         Ok(Musicnn {
             model,
             tags,
             bn0: (bn0.scale[0], bn0.shift[0]),
-            timbral_dft: [FreqConv::new(&timbral[0]), FreqConv::new(&timbral[1])],
-            timbral,
+            timbral: [
+                FreqConv::new(r.conv("conv2d", "batch_normalization_1", 7, 38, 204)?),
+                FreqConv::new(r.conv("conv2d_1", "batch_normalization_2", 7, 67, 204)?),
+            ],
             temporal: [
                 r.conv("conv2d_2", "batch_normalization_3", 128, 1, 51)?,
                 r.conv("conv2d_3", "batch_normalization_4", 64, 1, 51)?,
@@ -314,8 +327,8 @@ impl Musicnn {
         let mut front = vec![0f32; (t + 6) * front_width];
         let mut off = 0;
         dft_rows(&s.xt, t + 6, &mut s.spec, &mut s.spec_k);
-        for (conv, dft) in self.timbral.iter().zip(&self.timbral_dft) {
-            dft.forward(conv, t, &s.spec_k, &mut s.col, &mut s.out, &mut front, front_width, off);
+        for conv in &self.timbral {
+            conv.forward(t, &s.spec_k, &mut s.col, &mut s.out, &mut front, front_width, off);
             off += conv.cout;
         }
         for conv in &self.temporal {
@@ -423,10 +436,15 @@ struct FreqConv {
     inverse: Vec<f32>,
     /// Valid output bands.
     nf: usize,
+    /// Filters.
+    cout: usize,
+    bias: Vec<f32>,
+    bn: Affine,
 }
 
 impl FreqConv {
-    fn new(conv: &Conv) -> FreqConv {
+    /// From the convolution as TF stores it (whose weights are needed no more once transformed).
+    fn new(conv: Conv) -> FreqConv {
         let (kt, w, cout) = (conv.k_time, conv.width, conv.cout);
         let nf = NDFT - w + 1;
         let (mut re, mut im) = (Vec::with_capacity(NBINS), Vec::with_capacity(NBINS));
@@ -463,14 +481,14 @@ impl FreqConv {
                 }
             }
         }
-        FreqConv { re, im, inverse, nf }
+        FreqConv { re, im, inverse, nf, cout, bias: conv.bias, bn: conv.bn }
     }
 
     /// The branch over `t` frames: `spec_k` is [`dft_rows`] of the padded BN0 frames (`t + 6` of them);
     /// writes `BN(max over bands(ReLU(conv)))` to `front[3 + t][off..off + cout]`.
     #[allow(clippy::too_many_arguments)]
-    fn forward(&self, conv: &Conv, t: usize, spec_k: &[f32], z: &mut Vec<f32>, out: &mut Vec<f32>, front: &mut [f32], front_width: usize, off: usize) {
-        let (n, rows, nf) = (conv.cout, t + 6, self.nf);
+    fn forward(&self, t: usize, spec_k: &[f32], z: &mut Vec<f32>, out: &mut Vec<f32>, front: &mut [f32], front_width: usize, off: usize) {
+        let (n, rows, nf) = (self.cout, t + 6, self.nf);
         // Strips of frames, so a strip's spectra (96 x 24 x 204 floats, 1.9 MB) stay in the core's cache.
         let mut t0 = 0;
         while t0 < t {
@@ -511,13 +529,8 @@ impl FreqConv {
                     *l = l.min(v);
                 }
             }
-            for ti in 0..tt {
-                let dst = &mut front[(t0 + ti + 3) * front_width + off..][..n];
-                for c in 0..n {
-                    let (a, b) = (conv.bn.scale[c], conv.bn.shift[c]);
-                    let z = if a >= 0.0 { hi[ti * n + c] } else { lo[ti * n + c] };
-                    dst[c] = (z + conv.bias[c]).max(0.0) * a + b;
-                }
+            for (ti, (hi, lo)) in hi.chunks_exact(n).zip(lo.chunks_exact(n)).enumerate() {
+                self.bn.pooled(&self.bias, hi, lo, &mut front[(t0 + ti + 3) * front_width + off..][..n]);
             }
             t0 += tt;
         }
@@ -565,11 +578,7 @@ fn front_branch(
                     *l = l.min(v);
                 }
             }
-            for ch in 0..n {
-                let (a, b) = (conv.bn.scale[ch], conv.bn.shift[ch]);
-                let z = if a >= 0.0 { hi[ch] } else { lo[ch] };
-                dst[ch] = (z + conv.bias[ch]).max(0.0) * a + b;
-            }
+            conv.bn.pooled(&conv.bias, &hi, &lo, dst);
         }
         t0 += nr;
     }
@@ -658,22 +667,20 @@ pub fn patches(mel: &[f32], plan: PatchPlan) -> Vec<Vec<f32>> {
         return vec![p];
     }
     let n = frames / PATCH_FRAMES;
-    let plan = match plan {
+    let k = match plan {
+        PatchPlan::All => n,
+        PatchPlan::Spread(k) => k.max(1),
         PatchPlan::Sparse { every_frames, max } => {
             let every = every_frames.max(1);
-            PatchPlan::Spread(((frames + every / 2) / every).clamp(1, max.max(1)))
+            ((frames + every / 2) / every).clamp(1, max.max(1))
         }
-        p => p,
     };
-    let starts: Vec<usize> = match plan {
-        PatchPlan::All => (0..n).map(|i| i * PATCH_FRAMES).collect(),
-        PatchPlan::Spread(k) if k >= n => (0..n).map(|i| i * PATCH_FRAMES).collect(),
-        PatchPlan::Sparse { .. } => unreachable!("made a Spread above"),
-        PatchPlan::Spread(k) => {
-            // k patches centred in k equal parts of the song.
-            let span = frames - PATCH_FRAMES;
-            (0..k.max(1)).map(|i| ((2 * i + 1) * span) / (2 * k.max(1))).collect()
-        }
+    let starts: Vec<usize> = if k >= n {
+        (0..n).map(|i| i * PATCH_FRAMES).collect()
+    } else {
+        // k patches centred in k equal parts of the song.
+        let span = frames - PATCH_FRAMES;
+        (0..k).map(|i| ((2 * i + 1) * span) / (2 * k)).collect()
     };
     starts.into_iter().map(|s| mel[s * N_MELS..(s + PATCH_FRAMES) * N_MELS].to_vec()).collect()
 }

@@ -68,8 +68,7 @@ impl SecondMel {
             }
         }
         self.mono.clear();
-        let scale = 1.0 / channels as f32;
-        self.mono.extend(interleaved.chunks_exact(channels).map(|f| f.iter().sum::<f32>() * scale));
+        crate::decode::downmix_into(interleaved, channels, &mut self.mono);
         if let Some(r) = self.resampler.as_mut() {
             r.push(&self.mono, &mut self.out);
         }

@@ -169,12 +169,7 @@ impl MonoDecoder {
                     }
                     self.interleaved.resize(frames * ch, 0.0);
                     buf.copy_to_slice_interleaved(&mut self.interleaved[..]);
-                    if ch == 1 {
-                        out.extend_from_slice(&self.interleaved);
-                    } else {
-                        let scale = 1.0 / ch as f32;
-                        out.extend(self.interleaved.chunks_exact(ch).map(|f| f.iter().sum::<f32>() * scale));
-                    }
+                    downmix_into(&self.interleaved, ch, out);
                     self.info.duration_s += frames as f64 / self.info.sample_rate.max(1) as f64;
                     return Ok(true);
                 }
@@ -210,6 +205,17 @@ fn read_tags(format: &mut dyn FormatReader, tags: &mut Tags) {
     }
     if tags.artist.is_none() {
         tags.artist = album_artist;
+    }
+}
+
+/// Appends interleaved `channels`-channel samples to `out` as mono: the mean of the channels (librosa's
+/// `to_mono`).
+pub(crate) fn downmix_into(interleaved: &[f32], channels: usize, out: &mut Vec<f32>) {
+    if channels == 1 {
+        out.extend_from_slice(interleaved);
+    } else {
+        let scale = 1.0 / channels as f32;
+        out.extend(interleaved.chunks_exact(channels).map(|f| f.iter().sum::<f32>() * scale));
     }
 }
 

@@ -616,7 +616,7 @@ impl DbCatalog {
         let starts = format!("{}%", like_escape(text.trim()));
         // A text that is a tag also finds the songs tagged with it, after the songs it names (as the store's
         // search does).
-        let tag = soundalike_recommend::tags::resolve(text.trim()).ok();
+        let tag = soundalike_recommend::tags::lookup(text);
         let place = |src: TagSource| tag.and_then(|t| src.vocabulary().iter().position(|v| *v == t)).map(|i| i as i32);
         let rows = c
             .query(

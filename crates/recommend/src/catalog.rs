@@ -588,7 +588,7 @@ impl Catalog {
         let needle = text.trim().to_lowercase();
         // A tag the taggers give the song (at the default least probability) is found too, after songs
         // whose title, artist, album or path match.
-        let tag = soundalike_tags::resolve(&needle).ok();
+        let tag = soundalike_tags::lookup(&needle);
         let mut hits: Vec<(bool, bool, usize)> = self
             .songs
             .iter()

@@ -104,17 +104,24 @@ pub fn all_tags() -> Vec<&'static str> {
     v
 }
 
-/// The vocabulary's spelling of `name` (case and surrounding spaces ignored), or a message naming the
-/// closest tags.
+/// The vocabulary's spelling of `name` (case and surrounding spaces ignored), if it is a tag: a cheap test
+/// for text that may or may not be one (a search box).
+pub fn lookup(name: &str) -> Option<&'static str> {
+    let want = name.trim();
+    MSD_TAGS.iter().chain(MTT_TAGS.iter()).find(|t| t.eq_ignore_ascii_case(want)).copied()
+}
+
+/// [`lookup`], or a message naming the closest tags (for a tag the user meant to type).
 pub fn resolve(name: &str) -> Result<&'static str, String> {
-    let want = name.trim().to_lowercase();
-    if let Some(t) = all_tags().into_iter().find(|t| t.to_lowercase() == want) {
+    if let Some(t) = lookup(name) {
         return Ok(t);
     }
-    let mut close: Vec<(usize, &str)> = all_tags().into_iter().map(|t| (edit_distance(&want, &t.to_lowercase()), t)).collect();
+    let want = name.trim().to_lowercase();
+    let tags = all_tags();
+    let mut close: Vec<(usize, &str)> = tags.iter().map(|t| (edit_distance(&want, &t.to_lowercase()), *t)).collect();
     close.sort();
     let near: Vec<String> = close.iter().take(3).map(|(_, t)| format!("{t:?}")).collect();
-    Err(format!("unknown tag {name:?}: the taggers know 100 tags (`soundalike tags --list`); closest: {}", near.join(", ")))
+    Err(format!("unknown tag {name:?}: the taggers know {} tags (`soundalike tags --list`); closest: {}", tags.len(), near.join(", ")))
 }
 
 fn edit_distance(a: &str, b: &str) -> usize {
@@ -285,6 +292,9 @@ mod tests {
     #[test]
     fn resolve_is_case_insensitive_and_suggests() {
         assert_eq!(resolve(" hip-hop ").unwrap(), "Hip-Hop");
+        assert_eq!(lookup("FEMALE vocal"), Some("female vocal"));
+        assert_eq!(lookup("female"), Some("female"));
+        assert_eq!(lookup("song 1"), None);
         assert_eq!(resolve("MELLOW").unwrap(), "Mellow");
         let e = resolve("femal vocal").unwrap_err();
         assert!(e.contains("\"female vocal\""), "{e}");

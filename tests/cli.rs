@@ -456,20 +456,11 @@ fn a_tagless_artist_album_library_gets_no_folder_genres_and_a_saved_index() {
     let mut old_header = header.clone();
     old_header.as_object_mut().unwrap().remove("metadata_version");
     std::fs::write(store.join("store.json"), serde_json::to_vec_pretty(&old_header).unwrap()).unwrap();
-    let journal = std::fs::read_to_string(store.join("songs.jsonl")).unwrap();
-    let old_journal: String = journal
-        .lines()
-        .map(|l| {
-            let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
-            if let Some(song) = v.get_mut("song").and_then(|x| x.as_object_mut()) {
-                let folder = song["id"].as_str().unwrap().split('/').next().unwrap().to_string();
-                song.insert("genre".into(), folder.into());
-                song.remove("from_path");
-            }
-            serde_json::to_string(&v).unwrap() + "\n"
-        })
-        .collect();
-    std::fs::write(store.join("songs.jsonl"), old_journal).unwrap();
+    edit_journal(&store, |song| {
+        let folder = song["id"].as_str().unwrap().split('/').next().unwrap().to_string();
+        song.insert("genre".into(), folder.into());
+        song.remove("from_path");
+    });
     let o = run(&["embed", s(&lib), "--out", s(&store), "--json"]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!((json(&o)["renamed"].as_u64(), json(&o)["embedded"].as_u64()), (Some(8), Some(0)));

@@ -3,31 +3,8 @@
 
 mod util;
 
-use std::path::Path;
-
 use util::*;
 
-/// A 16-bit mono WAV of `samples` at `rate`.
-fn wav(path: &Path, rate: u32, samples: &[f32]) {
-    let mut b = Vec::new();
-    let data = (samples.len() * 2) as u32;
-    b.extend_from_slice(b"RIFF");
-    b.extend_from_slice(&(36 + data).to_le_bytes());
-    b.extend_from_slice(b"WAVEfmt ");
-    b.extend_from_slice(&16u32.to_le_bytes());
-    b.extend_from_slice(&1u16.to_le_bytes());
-    b.extend_from_slice(&1u16.to_le_bytes());
-    b.extend_from_slice(&rate.to_le_bytes());
-    b.extend_from_slice(&(rate * 2).to_le_bytes());
-    b.extend_from_slice(&2u16.to_le_bytes());
-    b.extend_from_slice(&16u16.to_le_bytes());
-    b.extend_from_slice(b"data");
-    b.extend_from_slice(&data.to_le_bytes());
-    for s in samples {
-        b.extend_from_slice(&((s.clamp(-1.0, 1.0) * 32767.0) as i16).to_le_bytes());
-    }
-    std::fs::write(path, b).unwrap();
-}
 
 /// A drum-machine-like loop: a decaying noise burst on every beat at `bpm`, over an A-minor chord
 /// (A, C, E sines) held throughout, for `seconds`.
@@ -55,9 +32,9 @@ fn analyze_names_tempo_key_and_loudness_and_skips_bad_files() {
     let d = tempfile::tempdir().unwrap();
     let (beat, silence, junk) = (d.path().join("beat.wav"), d.path().join("silence.wav"), d.path().join("junk.mp3"));
     let short = d.path().join("short.wav");
-    wav(&beat, 22050, &beat_in_a_minor(124.0, 20.0));
-    wav(&short, 22050, &beat_in_a_minor(124.0, 2.0));
-    wav(&silence, 22050, &vec![0.0; 22050 * 5]);
+    wav(&beat, 22050, 1, &beat_in_a_minor(124.0, 20.0));
+    wav(&short, 22050, 1, &beat_in_a_minor(124.0, 2.0));
+    wav(&silence, 22050, 1, &vec![0.0; 22050 * 5]);
     std::fs::write(&junk, b"not audio at all").unwrap();
     let o = run(&["analyze", s(&beat), s(&silence), s(&junk), s(&short), "--json"]);
     assert_eq!(o.status.code(), Some(1), "a bad file makes the exit non-zero: {}", stderr(&o));
@@ -86,24 +63,14 @@ fn the_store_carries_facts_old_stores_get_them_and_queries_filter_by_them() {
     let d = tempfile::tempdir().unwrap();
     let (lib, store) = (d.path().join("lib"), d.path().join("store"));
     let ids = library(&lib, 6);
-    wav(&lib.join("beat124.wav"), 22050, &beat_in_a_minor(124.0, 20.0));
-    wav(&lib.join("beat62.wav"), 22050, &beat_in_a_minor(62.0, 20.0));
+    wav(&lib.join("beat124.wav"), 22050, 1, &beat_in_a_minor(124.0, 20.0));
+    wav(&lib.join("beat62.wav"), 22050, 1, &beat_in_a_minor(62.0, 20.0));
     let r = json(&run(&["embed", s(&lib), "--out", s(&store), "--json"]));
     assert_eq!(r["embedded"].as_u64(), Some(8), "{r}");
     // An older store: the same journal without the facts. The next embed analyses, and embeds nothing.
-    let jp = store.join("songs.jsonl");
-    let text = std::fs::read_to_string(&jp).unwrap();
-    let stripped: String = text
-        .lines()
-        .map(|l| {
-            let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
-            if let Some(song) = v.get_mut("song").and_then(|s| s.as_object_mut()) {
-                song.remove("facts");
-            }
-            v.to_string() + "\n"
-        })
-        .collect();
-    std::fs::write(&jp, stripped).unwrap();
+    edit_journal(&store, |song| {
+        song.remove("facts");
+    });
     let o = run(&["query", s(&store), "--song", "beat124", "--bpm", "120-128"]);
     assert!(!o.status.success() || stdout(&o).contains("without a tempo"), "unanalysed songs are counted: {}", stdout(&o));
     let r = json(&run(&["embed", s(&lib), "--out", s(&store), "--json"]));

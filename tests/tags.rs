@@ -9,27 +9,6 @@ use std::path::Path;
 use soundalike_recommend::SongTags;
 use util::*;
 
-/// A 16-bit WAV of interleaved `samples` at `rate` with `channels`.
-fn wav(path: &Path, rate: u32, channels: u16, samples: &[f32]) {
-    let mut b = Vec::new();
-    let data = (samples.len() * 2) as u32;
-    b.extend_from_slice(b"RIFF");
-    b.extend_from_slice(&(36 + data).to_le_bytes());
-    b.extend_from_slice(b"WAVEfmt ");
-    b.extend_from_slice(&16u32.to_le_bytes());
-    b.extend_from_slice(&1u16.to_le_bytes());
-    b.extend_from_slice(&channels.to_le_bytes());
-    b.extend_from_slice(&rate.to_le_bytes());
-    b.extend_from_slice(&(rate * 2 * channels as u32).to_le_bytes());
-    b.extend_from_slice(&(2 * channels).to_le_bytes());
-    b.extend_from_slice(&16u16.to_le_bytes());
-    b.extend_from_slice(b"data");
-    b.extend_from_slice(&data.to_le_bytes());
-    for s in samples {
-        b.extend_from_slice(&((s.clamp(-1.0, 1.0) * 32767.0) as i16).to_le_bytes());
-    }
-    std::fs::write(path, b).unwrap();
-}
 
 fn tags_json(files: &[&Path], extra: &[&str]) -> (std::process::Output, Vec<serde_json::Value>) {
     let mut args = vec!["tags", "--json"];
@@ -139,19 +118,9 @@ fn the_store_carries_tags_old_stores_get_them_and_queries_filter_by_them() {
 
     // An older store: the same journal without the tags. A tag filter counts what it leaves out; the next
     // embed tags, and embeds nothing.
-    let jp = store.join("songs.jsonl");
-    let stripped: String = std::fs::read_to_string(&jp)
-        .unwrap()
-        .lines()
-        .map(|l| {
-            let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
-            if let Some(song) = v.get_mut("song").and_then(|s| s.as_object_mut()) {
-                song.remove("tags");
-            }
-            v.to_string() + "\n"
-        })
-        .collect();
-    std::fs::write(&jp, stripped).unwrap();
+    edit_journal(&store, |song| {
+        song.remove("tags");
+    });
     let q = json(&run(&["query", s(&store), "--song", &ids[0], "--tag", "electronic", "--json"]));
     assert!(q["results"].as_array().unwrap().is_empty(), "{q}");
     assert!(q["notes"][0].as_str().unwrap().contains("not tagged yet"), "{q}");

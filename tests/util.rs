@@ -78,3 +78,42 @@ pub fn body_json(b: &[u8]) -> serde_json::Value {
     serde_json::from_slice(&b[a..=z]).unwrap()
 }
 
+
+/// Writes a 16-bit PCM WAV of interleaved `samples` (`channels` of them per frame) at `rate`.
+pub fn wav(path: &Path, rate: u32, channels: u16, samples: &[f32]) {
+    let mut b = Vec::new();
+    let data = (samples.len() * 2) as u32;
+    b.extend_from_slice(b"RIFF");
+    b.extend_from_slice(&(36 + data).to_le_bytes());
+    b.extend_from_slice(b"WAVEfmt ");
+    b.extend_from_slice(&16u32.to_le_bytes());
+    b.extend_from_slice(&1u16.to_le_bytes());
+    b.extend_from_slice(&channels.to_le_bytes());
+    b.extend_from_slice(&rate.to_le_bytes());
+    b.extend_from_slice(&(rate * 2 * channels as u32).to_le_bytes());
+    b.extend_from_slice(&(2 * channels).to_le_bytes());
+    b.extend_from_slice(&16u16.to_le_bytes());
+    b.extend_from_slice(b"data");
+    b.extend_from_slice(&data.to_le_bytes());
+    for v in samples {
+        b.extend_from_slice(&((v.clamp(-1.0, 1.0) * 32767.0) as i16).to_le_bytes());
+    }
+    std::fs::write(path, b).unwrap();
+}
+
+/// Rewrites every song record in a store's journal with `edit` (to make what an older version wrote).
+pub fn edit_journal(store: &Path, mut edit: impl FnMut(&mut serde_json::Map<String, serde_json::Value>)) {
+    let jp = store.join("songs.jsonl");
+    let text: String = std::fs::read_to_string(&jp)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
+            if let Some(song) = v.get_mut("song").and_then(|x| x.as_object_mut()) {
+                edit(song);
+            }
+            v.to_string() + "\n"
+        })
+        .collect();
+    std::fs::write(&jp, text).unwrap();
+}

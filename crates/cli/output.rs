@@ -3,6 +3,16 @@
 
 use soundalike_recommend::{IndexUpdate, Recommendation, Scored};
 
+/// The end of a command over files (`analyze`, `tags`): how many could not be `done` (each was named
+/// as it was skipped) and a failing exit code when any could not.
+pub fn files_exit(failed: usize, total: usize, done: &str) -> std::process::ExitCode {
+    if failed > 0 {
+        eprintln!("{failed} of {total} files could not be {done} (named above)");
+        return std::process::ExitCode::from(1);
+    }
+    std::process::ExitCode::SUCCESS
+}
+
 /// One line for what an index sync did.
 pub fn describe_update(u: &IndexUpdate) -> String {
     let what = if u.rebuilt {

@@ -78,9 +78,5 @@ pub fn run(a: AnalyzeArgs) -> Result<ExitCode> {
             }
         }
     }
-    if failed > 0 {
-        eprintln!("{failed} of {} files could not be analysed (named above)", results.len());
-        return Ok(ExitCode::from(1));
-    }
-    Ok(ExitCode::SUCCESS)
+    Ok(crate::output::files_exit(failed, results.len(), "analysed"))
 }

@@ -109,9 +109,5 @@ pub fn run(a: TagsArgs) -> Result<ExitCode> {
             }
         }
     }
-    if failed > 0 {
-        eprintln!("{failed} of {} files could not be tagged (named above)", results.len());
-        return Ok(ExitCode::from(1));
-    }
-    Ok(ExitCode::SUCCESS)
+    Ok(crate::output::files_exit(failed, results.len(), "tagged"))
 }

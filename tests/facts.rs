@@ -5,7 +5,6 @@ mod util;
 
 use util::*;
 
-
 /// A drum-machine-like loop: a decaying noise burst on every beat at `bpm`, over an A-minor chord
 /// (A, C, E sines) held throughout, for `seconds`.
 fn beat_in_a_minor(bpm: f32, seconds: f32) -> Vec<f32> {

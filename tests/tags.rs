@@ -9,7 +9,6 @@ use std::path::Path;
 use soundalike_recommend::SongTags;
 use util::*;
 
-
 fn tags_json(files: &[&Path], extra: &[&str]) -> (std::process::Output, Vec<serde_json::Value>) {
     let mut args = vec!["tags", "--json"];
     args.extend(files.iter().map(|f| s(f)));

@@ -5,7 +5,7 @@
 
 use std::time::Instant;
 
-use soundalike_model::musicnn::{self, PatchPlan, TaggerModel};
+use soundalike_model::musicnn::{self, PatchPlan, TagSource};
 
 fn main() {
     let files: Vec<String> = std::env::args().skip(1).collect();
@@ -17,8 +17,8 @@ fn main() {
     }
     let threads = rayon::current_num_threads();
     let mut rows = Vec::new();
-    for model in TaggerModel::ALL {
-        let net = model.net();
+    for model in TagSource::ALL {
+        let net = musicnn::net(model);
         net.forward_patches(&patches[..patches.len().min(2)]); // warm-up
         for n in [1, threads] {
             let pool = rayon::ThreadPoolBuilder::new().num_threads(n).build().unwrap();
@@ -27,7 +27,7 @@ fn main() {
             let s = t.elapsed().as_secs_f64();
             assert!(out.iter().all(|o| o.probs.iter().all(|p| p.is_finite())));
             rows.push(serde_json::json!({
-                "tool": "soundalike (Rust)", "model": model.name(), "threads": n, "patches": patches.len(),
+                "tool": "soundalike (Rust)", "model": model.model_name(), "threads": n, "patches": patches.len(),
                 "seconds": (s * 1000.0).round() / 1000.0, "ms_per_patch": (s * 1e5 / patches.len() as f64).round() / 100.0,
                 "x_realtime": (patches.len() as f64 * 187.0 * 256.0 / 16000.0 / s * 10.0).round() / 10.0,
             }));

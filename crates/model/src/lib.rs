@@ -30,7 +30,7 @@ pub use fast::{Impl, Layers};
 pub use eval::{evaluate, EvalReport};
 pub use infer::{l2_normalise, SongEmbedding};
 pub use model::{ArchConfig, FoldedNet, Pool, SoundNet};
-pub use musicnn::{Musicnn, PatchOutput, PatchPlan, TaggerModel};
+pub use musicnn::{Musicnn, PatchOutput, PatchPlan};
 pub use train::{head_logits, mix_rows, optimizer, patch_target, train, train_step, train_step_multi, BatchTargets, LabelledSong, Progress, relation_loss, relation_targets, supcon_loss, TeacherPatch, TrainJob, TrainNet, TrainOptions, TrainSummary};
 
 pub use burn::prelude::Device;

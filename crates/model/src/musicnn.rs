@@ -52,50 +52,21 @@ const EPS: f32 = 1e-3;
 /// Output positions per strip GEMM.
 const STRIP_POSITIONS: usize = 512;
 
-/// The two taggers of the wheel.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub enum TaggerModel {
-    /// Trained on the Million Song Dataset's last.fm tags (genres, eras, moods: "rock", "80s", "chill").
-    #[serde(rename = "msd")]
-    Msd,
-    /// Trained on MagnaTagATune (instruments, voices, tempo: "guitar", "female vocal", "fast").
-    #[serde(rename = "mtt")]
-    Mtt,
+/// The wheel's two taggers, as the tags crate names them (`TagSource::Msd`, `TagSource::Mtt`).
+pub use soundalike_tags::TagSource;
+
+fn weights(model: TagSource) -> &'static [u8] {
+    match model {
+        TagSource::Msd => include_bytes!("../../../models/musicnn/MSD_musicnn.safetensors"),
+        TagSource::Mtt => include_bytes!("../../../models/musicnn/MTT_musicnn.safetensors"),
+    }
 }
 
-impl TaggerModel {
-    /// Both, in the order tags are stored.
-    pub const ALL: [TaggerModel; 2] = [TaggerModel::Msd, TaggerModel::Mtt];
-
-    /// The package's name of the model.
-    pub fn name(self) -> &'static str {
-        match self {
-            TaggerModel::Msd => "MSD_musicnn",
-            TaggerModel::Mtt => "MTT_musicnn",
-        }
-    }
-
-    /// Short name: `msd` or `mtt`.
-    pub fn short(self) -> &'static str {
-        match self {
-            TaggerModel::Msd => "msd",
-            TaggerModel::Mtt => "mtt",
-        }
-    }
-
-    fn weights(self) -> &'static [u8] {
-        match self {
-            TaggerModel::Msd => include_bytes!("../../../models/musicnn/MSD_musicnn.safetensors"),
-            TaggerModel::Mtt => include_bytes!("../../../models/musicnn/MTT_musicnn.safetensors"),
-        }
-    }
-
-    /// The shipped network (converted once, then shared).
-    #[allow(clippy::expect_used, reason = "the weights are built into the binary and checked by the tests")]
-    pub fn net(self) -> &'static Musicnn {
-        static NETS: [OnceLock<Musicnn>; 2] = [OnceLock::new(), OnceLock::new()];
-        NETS[self as usize].get_or_init(|| Musicnn::from_safetensors(self, self.weights()).expect("shipped musicnn weights load"))
-    }
+/// The shipped network of `model` (converted once, then shared).
+#[allow(clippy::expect_used, reason = "the weights are built into the binary and checked by the tests")]
+pub fn net(model: TagSource) -> &'static Musicnn {
+    static NETS: [OnceLock<Musicnn>; 2] = [OnceLock::new(), OnceLock::new()];
+    NETS[model as usize].get_or_init(|| Musicnn::from_safetensors(model, weights(model)).expect("shipped musicnn weights load"))
 }
 
 /// A batch norm at inference, folded to `y = x * scale + shift`.
@@ -134,7 +105,7 @@ struct Conv {
 /// One musicnn network with its tag names.
 #[derive(Clone, Debug)]
 pub struct Musicnn {
-    model: TaggerModel,
+    model: TagSource,
     tags: Vec<String>,
     bn0: (f32, f32),
     /// The timbral convolutions, along frequency by DFT.
@@ -241,8 +212,8 @@ fn gemm_rm(m: usize, n: usize, k: usize, a: &[f32], lda: usize, b: &[f32], c: &m
 impl Musicnn {
     /// Reads a converted checkpoint (`scripts/musicnn/convert.py`): the 64 tensors in TF's names and
     /// layouts, and the tag names in the metadata.
-    pub fn from_safetensors(model: TaggerModel, bytes: &[u8]) -> Result<Self> {
-        let what = model.name().to_string();
+    pub fn from_safetensors(model: TagSource, bytes: &[u8]) -> Result<Self> {
+        let what = model.model_name().to_string();
         let (_, meta) = safetensors::SafeTensors::read_metadata(bytes).map_err(|e| ModelError::Invalid(format!("{what}: {e}")))?;
         let tags: Vec<String> = meta
             .metadata()
@@ -283,7 +254,7 @@ impl Musicnn {
     }
 
     /// Which model this is.
-    pub fn model(&self) -> TaggerModel {
+    pub fn model(&self) -> TagSource {
         self.model
     }
 
@@ -704,8 +675,8 @@ pub fn tag_power_mel(mut power: Vec<f32>, plan: PatchPlan) -> Option<soundalike_
     if p.is_empty() {
         return None;
     }
-    let msd = mean_output(&TaggerModel::Msd.net().forward_patches(&p))?;
-    let mtt = mean_output(&TaggerModel::Mtt.net().forward_patches(&p))?;
+    let msd = mean_output(&net(TagSource::Msd).forward_patches(&p))?;
+    let mtt = mean_output(&net(TagSource::Mtt).forward_patches(&p))?;
     soundalike_tags::SongTags::from_probs(p.len() as u32, &msd.probs, &mtt.probs)
 }
 

@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use soundalike_model::musicnn::{self, PatchPlan, TaggerModel, N_MELS, PATCH_FRAMES};
+use soundalike_model::musicnn::{self, PatchPlan, TagSource, N_MELS, PATCH_FRAMES};
 
 fn data(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/data/musicnn").join(name)
@@ -21,17 +21,17 @@ type Patch = (Vec<f32>, Vec<f32>);
 struct Reference {
     clip: String,
     /// Per model: per patch (penultimate, tag probabilities).
-    outputs: Vec<(TaggerModel, Vec<Patch>)>,
+    outputs: Vec<(TagSource, Vec<Patch>)>,
 }
 
 fn references() -> Vec<Reference> {
     let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(data("reference.json")).unwrap()).unwrap();
     let mut out = Vec::new();
     for (clip, entry) in json["clips"].as_object().unwrap() {
-        let outputs = TaggerModel::ALL
+        let outputs = TagSource::ALL
             .iter()
             .map(|&m| {
-                let e = &entry[m.name()];
+                let e = &entry[m.model_name()];
                 let rows = |k: &str| -> Vec<Vec<f32>> {
                     e[k].as_array().unwrap().iter().map(|r| r.as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect()).collect()
                 };
@@ -67,12 +67,12 @@ fn network_matches_tensorflow_patch_by_patch() {
         let patches = musicnn::patches(&mel, PatchPlan::All);
         for (model, want) in &r.outputs {
             assert_eq!(patches.len(), want.len(), "{}: patch count", r.clip);
-            let got = model.net().forward_patches(&patches);
+            let got = musicnn::net(*model).forward_patches(&patches);
             for (i, (g, (pen, tags))) in got.iter().zip(want).enumerate() {
                 let dp = max_abs(&g.penultimate, pen);
                 let dt = max_abs(&g.probs, tags);
-                eprintln!("{} {} patch {i}: max |d penultimate| {dp:.2e}, max |d tag| {dt:.2e}", r.clip, model.name());
-                assert!(dp <= 3e-5 && dt <= 5e-6, "{} {} patch {i}: max |d penultimate| {dp}, max |d tag| {dt}", r.clip, model.name());
+                eprintln!("{} {} patch {i}: max |d penultimate| {dp:.2e}, max |d tag| {dt:.2e}", r.clip, model.model_name());
+                assert!(dp <= 3e-5 && dt <= 5e-6, "{} {} patch {i}: max |d penultimate| {dp}, max |d tag| {dt}", r.clip, model.model_name());
                 assert!(g.probs.iter().all(|p| p.is_finite() && (0.0..=1.0).contains(p)));
             }
         }
@@ -84,7 +84,7 @@ fn network_matches_tensorflow_patch_by_patch() {
 #[test]
 fn global_pooling_takes_any_length() {
     let (_, mel) = read_npy(&data("warzone_16k.logmel.npy"));
-    let net = TaggerModel::Mtt.net();
+    let net = musicnn::net(TagSource::Mtt);
     let patch = &mel[..PATCH_FRAMES * N_MELS];
     let a = net.forward_patch(patch);
     let longer = net.forward_patch(&mel[..2 * PATCH_FRAMES * N_MELS]);
@@ -118,13 +118,13 @@ fn file_tags_match_the_package() {
         let (samples, _) = soundalike_audio::decode_mono(&data(&r.clip), musicnn::SAMPLE_RATE, None).unwrap();
         let patches = musicnn::patches(&musicnn::log_mel(&samples), PatchPlan::All);
         for (model, want) in &r.outputs {
-            let got = musicnn::mean_output(&model.net().forward_patches(&patches)).unwrap();
+            let got = musicnn::mean_output(&musicnn::net(*model).forward_patches(&patches)).unwrap();
             let n = want.len() as f32;
             let mean: Vec<f32> = (0..50).map(|j| want.iter().map(|(_, t)| t[j]).sum::<f32>() / n).collect();
             let mad = got.probs.iter().zip(&mean).map(|(a, b)| (a - b).abs()).sum::<f32>() / 50.0;
-            eprintln!("{} {}: mean |d p| {mad:.2e}, max {:.2e}", r.clip, model.name(), max_abs(&got.probs, &mean));
-            assert!(mad <= 2e-5 && max_abs(&got.probs, &mean) <= 2e-4, "{} {}: mean |d p| {mad}", r.clip, model.name());
-            assert_eq!(top(&got.probs, 5), top(&mean, 5), "{} {}: top 5", r.clip, model.name());
+            eprintln!("{} {}: mean |d p| {mad:.2e}, max {:.2e}", r.clip, model.model_name(), max_abs(&got.probs, &mean));
+            assert!(mad <= 2e-5 && max_abs(&got.probs, &mean) <= 2e-4, "{} {}: mean |d p| {mad}", r.clip, model.model_name());
+            assert_eq!(top(&got.probs, 5), top(&mean, 5), "{} {}: top 5", r.clip, model.model_name());
         }
     }
 }
@@ -152,8 +152,8 @@ fn patch_plans() {
 
 #[test]
 fn both_models_name_their_tags() {
-    let msd = TaggerModel::Msd.net();
-    let mtt = TaggerModel::Mtt.net();
+    let msd = musicnn::net(TagSource::Msd);
+    let mtt = musicnn::net(TagSource::Mtt);
     assert_eq!(msd.tags().len(), 50);
     assert!(msd.tags().iter().any(|t| t == "80s") && msd.tags().iter().any(|t| t == "chillout"));
     assert!(mtt.tags().iter().any(|t| t == "female vocal") && mtt.tags().iter().any(|t| t == "harpsichord"));

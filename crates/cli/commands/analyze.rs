@@ -25,6 +25,14 @@ pub struct AnalyzeArgs {
 /// A file's facts and its seconds, or why it could not be read.
 type Analysed = Result<(Facts, f64), String>;
 
+/// A file's facts as `analyze --json` prints them.
+pub fn file_facts_json(file: &std::path::Path, f: &Facts, seconds: f64) -> serde_json::Value {
+    let mut j = facts_json(f);
+    j["file"] = json!(file.display().to_string());
+    j["duration_s"] = json!((seconds * 10.0).round() / 10.0);
+    j
+}
+
 /// `soundalike analyze FILE...`: tempo (with the octave candidates), key and loudness of each file;
 /// a file that cannot be read is named with the reason and the others are still analysed.
 pub fn run(a: AnalyzeArgs) -> Result<ExitCode> {
@@ -46,12 +54,7 @@ pub fn run(a: AnalyzeArgs) -> Result<ExitCode> {
     }
     for (file, r) in &results {
         match r {
-            Ok((f, seconds)) if a.json => {
-                let mut j = facts_json(f);
-                j["file"] = json!(file.display().to_string());
-                j["duration_s"] = json!((seconds * 10.0).round() / 10.0);
-                println!("{j}");
-            }
+            Ok((f, seconds)) if a.json => println!("{}", file_facts_json(file, f, *seconds)),
             Ok((f, _)) => {
                 let bpm = f.tempo.bpm.map_or("-".to_string(), |b| format!("{b:.1}"));
                 let (camelot, open, name) = key_cell(&f.key);

@@ -159,7 +159,7 @@ pub fn embed_one(model: &LoadedModel, device: &soundalike_model::Device, f: &Son
 /// Adds the facts of this version (and, when tagging, the tags of this version) to the songs in `mine`
 /// that are not in `todo` (kept as they are) and lack them; returns how many. A file that cannot be
 /// decoded now keeps its record as it was.
-fn analyse_unchanged(store: &mut StoreWriter, files: &[SongFile], mine: &[usize], todo: &[usize], frontend: &soundalike_audio::FrontendConfig, tags: bool) -> Result<usize> {
+fn analyse_unchanged(store: &mut StoreWriter, files: &[SongFile], mine: &[usize], todo: &[usize], frontend: &soundalike_audio::FrontendConfig, tags: bool, progress: &dyn Progress) -> Result<usize> {
     let again: HashSet<usize> = todo.iter().copied().collect();
     let stale: Vec<usize> = mine
         .iter()
@@ -169,14 +169,14 @@ fn analyse_unchanged(store: &mut StoreWriter, files: &[SongFile], mine: &[usize]
     if stale.is_empty() {
         return Ok(0);
     }
-    let pb = bar(stale.len() as u64, "analysing");
+    progress.start("analysing", stale.len() as u64);
     let mut n = 0;
     for chunk in stale.chunks(64) {
         let found: Vec<_> = chunk
             .par_iter()
             .map(|&i| {
                 let found = analyze_file_with(&files[i].path, frontend, &extras(tags)).ok().map(|mut a| (a.facts.take(), tags_of(&mut a)));
-                pb.inc(1);
+                progress.inc();
                 found
             })
             .collect();
@@ -189,20 +189,114 @@ fn analyse_unchanged(store: &mut StoreWriter, files: &[SongFile], mine: &[usize]
             }
         }
         store.sync()?;
+        progress.checkpoint()?;
     }
-    pb.finish_and_clear();
+    progress.finish();
     Ok(n)
 }
 
+/// How an embedding run reports its progress, and how its caller stops it.
+pub trait Progress: Sync {
+    /// A stage of `total` songs begins (`analysing`, `embedding`).
+    fn start(&self, stage: &str, total: u64);
+    /// One more song of the stage is done (called from the worker threads).
+    fn inc(&self);
+    /// Called on the calling thread after each batch, once its songs are durable in the store: an error
+    /// stops the run there (what is done is kept; the next run goes on from it).
+    fn checkpoint(&self) -> Result<()> {
+        Ok(())
+    }
+    /// The stage is over.
+    fn finish(&self);
+}
+
+/// The command line's progress: an indicatif bar per stage on stderr.
+#[derive(Default)]
+pub struct Bars(std::sync::RwLock<Option<indicatif::ProgressBar>>);
+
+impl Progress for Bars {
+    fn start(&self, stage: &str, total: u64) {
+        if let Ok(mut b) = self.0.write() {
+            *b = Some(bar(total, stage));
+        }
+    }
+    fn inc(&self) {
+        if let Ok(b) = self.0.read() {
+            b.iter().for_each(|b| b.inc(1));
+        }
+    }
+    fn finish(&self) {
+        if let Ok(mut b) = self.0.write() {
+            b.take().iter().for_each(|b| b.finish_and_clear());
+        }
+    }
+}
+
 pub fn run(a: EmbedArgs) -> Result<ExitCode> {
-    let t0 = Instant::now();
     let device = soundalike_model::device_from_name(&a.device)?;
     let model = soundalike_model::load_model(&a.model, &device)?;
+    let report = embed_library(&a, &model, &device, &Bars::default())?;
+    let failed = report["failed"].as_array().map_or(0, Vec::len);
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print_report(&report);
+    }
+    Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+/// The report of [`embed_library`] as the command prints it.
+fn print_report(r: &serde_json::Value) {
+    let n = |k: &str| r[k].as_u64().unwrap_or(0);
+    let store = r["store"].as_str().unwrap_or_default();
+    if n("renamed") > 0 {
+        eprintln!("{store}: {} songs renamed by the current rules (tags read again; a folder is no longer a genre)", n("renamed"));
+    }
+    if n("analysed") > 0 {
+        let what = if r["tags"].as_bool().unwrap_or(false) { "tempo, key, loudness and tags" } else { "tempo, key and loudness" };
+        eprintln!("{store}: {what} added to {} songs without re-embedding them", n("analysed"));
+    }
+    let failed = r["failed"].as_array().cloned().unwrap_or_default();
+    let removed = r["removed_ids"].as_array().cloned().unwrap_or_default();
+    let speed = r["x_realtime"].as_f64().unwrap_or(0.0);
+    println!(
+        "{store}: {} songs ({} embedded, {} unchanged, {} removed, {} failed) in {:.1} s ({speed:.0}x realtime)",
+        n("songs_in_store"),
+        n("embedded"),
+        n("unchanged"),
+        removed.len(),
+        failed.len(),
+        r["seconds"].as_f64().unwrap_or(0.0),
+    );
+    if let Some(note) = r["index"].as_str() {
+        println!("  index: {note}");
+    }
+    if let Some(note) = r["clusters"].as_str() {
+        println!("  clusters: {note}");
+    }
+    if r["library_root_updated"].as_bool().unwrap_or(false) {
+        println!("  the library moved: the store now points at {}", r["library_root"].as_str().unwrap_or_default());
+    }
+    for id in removed {
+        println!("  removed {} (file gone)", id.as_str().unwrap_or_default());
+    }
+    for f in failed {
+        println!("  failed {}: {}", f["path"].as_str().unwrap_or_default(), f["reason"].as_str().unwrap_or_default());
+    }
+}
+
+/// Embeds the library of `a` into its store with `model` (already loaded: the command loads `a.model`,
+/// the Python bindings their own): new and changed songs embedded, unchanged ones kept, older records
+/// given what this version adds, the index and clusters brought up to date. Returns the report `embed
+/// --json` prints. Songs that fail are listed in its `failed`; an error is returned only when the run
+/// could not go on (the store is then as the last finished batch left it).
+pub fn embed_library(a: &EmbedArgs, model: &LoadedModel, device: &soundalike_model::Device, progress: &dyn Progress) -> Result<serde_json::Value> {
+    let t0 = Instant::now();
     let (files, entries) = scan_with_labels(&a.library, &a.labels, false)?;
     let shard = a.shard.as_deref().map(parse_shard).transpose()?;
     let mine: Vec<usize> = (0..files.len()).filter(|&i| shard.is_none_or(|(k, n)| shard_of(&files[i].rel_path, n) == k)).collect();
     // Only id -> (size, mtime, offset) per song is held while embedding; vectors stay on disk.
-    let header = header_for(&model, &a.library)?;
+    let header = header_for(model, &a.library)?;
     let mut store = StoreWriter::open_or_create_with(&a.out, header.clone(), a.wait.into())?;
     check_shard_marker(&a.out, shard, &header, store.is_empty())?;
 
@@ -272,18 +366,11 @@ pub fn run(a: EmbedArgs) -> Result<ExitCode> {
         }
         store.sync()?;
         store.set_metadata_version(soundalike_recommend::METADATA_VERSION)?;
-        if renamed > 0 && !a.json {
-            eprintln!("{}: {renamed} songs renamed by the current rules (tags read again; a folder is no longer a genre)", a.out.display());
-        }
     }
     // Songs embedded before their tempo, key and loudness were found (or by older estimators): decoded
     // again for those alone, their vectors kept.
-    let analysed = analyse_unchanged(&mut store, &files, &mine, &todo, &model.config.frontend, a.tags)?;
-    if analysed > 0 && !a.json {
-        let what = if a.tags { "tempo, key, loudness and tags" } else { "tempo, key and loudness" };
-        eprintln!("{}: {what} added to {analysed} songs without re-embedding them", a.out.display());
-    }
-    let pb = bar(todo.len() as u64, "embedding");
+    let analysed = analyse_unchanged(&mut store, &files, &mine, &todo, &model.config.frontend, a.tags, progress)?;
+    progress.start("embedding", todo.len() as u64);
     let mut failed: Vec<(String, String, String)> = Vec::new();
     let mut embedded = 0usize;
     let mut audio_seconds = 0f64;
@@ -291,8 +378,8 @@ pub fn run(a: EmbedArgs) -> Result<ExitCode> {
         let results: Vec<_> = chunk
             .par_iter()
             .map(|&i| {
-                let r = embed_one(&model, &device, &files[i], &entries[i], a.tags);
-                pb.inc(1);
+                let r = embed_one(model, device, &files[i], &entries[i], a.tags);
+                progress.inc();
                 (i, r)
             })
             .collect();
@@ -311,8 +398,9 @@ pub fn run(a: EmbedArgs) -> Result<ExitCode> {
             }
         }
         store.sync()?;
+        progress.checkpoint()?;
     }
-    pb.finish_and_clear();
+    progress.finish();
     store.compact()?;
     if let Some((k, n)) = shard {
         shard_marker(k, n, &header, true).save(&a.out)?;
@@ -349,6 +437,8 @@ pub fn run(a: EmbedArgs) -> Result<ExitCode> {
         "renamed": renamed,
         "analysed": analysed,
         "library_root_updated": root_moved,
+        "library_root": header.library_root,
+        "tags": a.tags,
         "failed": failed.iter().map(|(p, k, w)| json!({"path": p, "kind": k, "reason": w})).collect::<Vec<_>>(),
         "seconds": secs,
         "audio_seconds": audio_seconds,
@@ -356,37 +446,7 @@ pub fn run(a: EmbedArgs) -> Result<ExitCode> {
         "index": index_note,
         "clusters": clusters_note,
     });
-    if a.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        println!(
-            "{}: {} songs ({} embedded, {} unchanged, {} removed, {} failed) in {:.1} s ({:.0}x realtime)",
-            a.out.display(),
-            store.len(),
-            embedded,
-            unchanged,
-            vanished.len(),
-            failed.len(),
-            secs,
-            if secs > 0.0 { audio_seconds / secs } else { 0.0 }
-        );
-        if let Some(n) = &index_note {
-            println!("  index: {n}");
-        }
-        if let Some(n) = &clusters_note {
-            println!("  clusters: {n}");
-        }
-        if root_moved {
-            println!("  the library moved: the store now points at {}", header.library_root.display());
-        }
-        for id in &vanished {
-            println!("  removed {id} (file gone)");
-        }
-        for (p, _, why) in &failed {
-            println!("  failed {p}: {why}");
-        }
-    }
-    Ok(if failed.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(report)
 }
 
 /// A shard store carries `shard.json` (K, N, model, library), written on its first run; a store is never

@@ -59,6 +59,24 @@ pub fn round4(p: f32) -> f64 {
     (p as f64 * 10_000.0).round() / 10_000.0
 }
 
+/// A file's tags as `tags --json` prints them: the top `top`, and every tag's probability from both
+/// taggers.
+pub fn tags_json(file: &std::path::Path, t: &SongTags, seconds: f64, top: usize) -> serde_json::Value {
+    let per = |s: TagSource| -> serde_json::Map<String, serde_json::Value> {
+        s.vocabulary().iter().zip(t.probs(s)).map(|(k, p)| (k.to_string(), json!(round4(*p)))).collect()
+    };
+    let top: Vec<_> = t.top(top).iter().map(|s| json!({"tag": s.tag, "prob": round4(s.prob), "source": s.source, "kind": soundalike_tags::kind(s.tag)})).collect();
+    json!({
+        "file": file.display().to_string(),
+        "duration_s": (seconds * 10.0).round() / 10.0,
+        "patches": t.patches,
+        "note": "musicnn's guesses (MSD_musicnn, MTT_musicnn), each with its probability",
+        "top": top,
+        "msd": per(TagSource::Msd),
+        "mtt": per(TagSource::Mtt),
+    })
+}
+
 fn list() {
     use soundalike_tags::TagKind;
     for kind in [TagKind::Genre, TagKind::Mood, TagKind::Instrument, TagKind::Era, TagKind::Other] {
@@ -81,22 +99,7 @@ pub fn run(a: TagsArgs) -> Result<ExitCode> {
     let mut failed = 0;
     for (file, r) in &results {
         match r {
-            Ok((t, seconds)) if a.json => {
-                let per = |s: TagSource| -> serde_json::Map<String, serde_json::Value> {
-                    s.vocabulary().iter().zip(t.probs(s)).map(|(k, p)| (k.to_string(), json!(round4(*p)))).collect()
-                };
-                let top: Vec<_> = t.top(a.top).iter().map(|s| json!({"tag": s.tag, "prob": round4(s.prob), "source": s.source, "kind": soundalike_tags::kind(s.tag)})).collect();
-                let j = json!({
-                    "file": file.display().to_string(),
-                    "duration_s": (seconds * 10.0).round() / 10.0,
-                    "patches": t.patches,
-                    "note": "musicnn's guesses (MSD_musicnn, MTT_musicnn), each with its probability",
-                    "top": top,
-                    "msd": per(TagSource::Msd),
-                    "mtt": per(TagSource::Mtt),
-                });
-                println!("{j}");
-            }
+            Ok((t, seconds)) if a.json => println!("{}", tags_json(file, t, *seconds, a.top)),
             Ok((t, _)) => {
                 println!("{}  ({} patch{} of 3 s; the tagger's guesses)", file.display(), t.patches, if t.patches == 1 { "" } else { "es" });
                 for s in t.top(a.top) {

@@ -93,12 +93,17 @@ pub fn load_config(dir: &Path) -> Result<ModelConfig> {
         std::io::ErrorKind::NotFound => ModelError::NotFound(dir.to_path_buf()),
         _ => ModelError::io(&p, e),
     })?;
-    let cfg: ModelConfig = serde_json::from_slice(&b).map_err(|e| ModelError::format(&p, format!("not a soundalike model config: {e}")))?;
+    parse_config(&b, &p)
+}
+
+/// A `config.json`'s bytes, checked (`path` names it in errors).
+fn parse_config(b: &[u8], p: &Path) -> Result<ModelConfig> {
+    let cfg: ModelConfig = serde_json::from_slice(b).map_err(|e| ModelError::format(p, format!("not a soundalike model config: {e}")))?;
     if cfg.format_version != MODEL_FORMAT_VERSION {
-        return Err(ModelError::format(&p, format!("model format version {} but this soundalike reads version {MODEL_FORMAT_VERSION}", cfg.format_version)));
+        return Err(ModelError::format(p, format!("model format version {} but this soundalike reads version {MODEL_FORMAT_VERSION}", cfg.format_version)));
     }
-    cfg.frontend.validate().map_err(|e| ModelError::format(&p, e))?;
-    cfg.arch.validate(cfg.frontend.n_mels, cfg.frontend.tile_frames).map_err(|e| ModelError::format(&p, e))?;
+    cfg.frontend.validate().map_err(|e| ModelError::format(p, e))?;
+    cfg.arch.validate(cfg.frontend.n_mels, cfg.frontend.tile_frames).map_err(|e| ModelError::format(p, e))?;
     Ok(cfg)
 }
 
@@ -107,6 +112,19 @@ pub fn load_model(dir: &Path, device: &Device) -> Result<LoadedModel> {
     let config = load_config(dir)?;
     let wp = dir.join("model.bpk");
     let bytes = std::fs::read(&wp).map_err(|e| ModelError::io(&wp, e))?;
+    load_parts(config, bytes, dir, device)
+}
+
+/// Loads a model from the bytes of its `config.json` and `model.bpk` (a model built into a program, as
+/// the Python package carries the default one), with the same checks as [`load_model`]; `dir` is where
+/// it is said to come from, in errors and in [`LoadedModel::dir`].
+pub fn load_model_bytes(config: &[u8], weights: Vec<u8>, dir: &Path, device: &Device) -> Result<LoadedModel> {
+    let config = parse_config(config, &dir.join("config.json"))?;
+    load_parts(config, weights, dir, device)
+}
+
+fn load_parts(config: ModelConfig, bytes: Vec<u8>, dir: &Path, device: &Device) -> Result<LoadedModel> {
+    let wp = dir.join("model.bpk");
     let fp = fingerprint_bytes(&bytes);
     if fp != config.fingerprint {
         return Err(ModelError::Mismatch {
@@ -114,7 +132,8 @@ pub fn load_model(dir: &Path, device: &Device) -> Result<LoadedModel> {
             reason: format!("weights fingerprint {fp} does not match config.json ({}); the model directory is mixed up", config.fingerprint),
         });
     }
-    let net = SoundNet::new(&config.arch, config.labels.len(), device).try_load_file(&wp).map_err(|e| ModelError::format(&wp, e))?;
+    let record = burn::store::ModuleRecord::from_bytes(burn::tensor::Bytes::from_bytes_vec(bytes)).map_err(|e| ModelError::format(&wp, e))?;
+    let net = SoundNet::new(&config.arch, config.labels.len(), device).try_load_record(record).map_err(|e| ModelError::format(&wp, e))?;
     let net = net.valid();
     let folded = net.fold_batch_norm();
     let engine = crate::fast::cpu_infer::CpuNet::from_folded(&folded);

@@ -561,6 +561,12 @@ impl Catalog {
         self.songs.iter().any(|s| eq(s.genre.as_deref(), g))
     }
 
+    /// Every vector as one row-major `[len, dim]` matrix, when the catalog holds them so (`None` when they
+    /// live in the HNSW index: read them with [`Catalog::vector`]).
+    pub fn matrix(&self) -> Option<&[f32]> {
+        (self.index.is_none()).then_some(self.matrix.as_slice())
+    }
+
     /// The vector of row `row` (from the index when there is one: decoded if it keeps 16-bit values).
     pub fn vector(&self, row: usize) -> Cow<'_, [f32]> {
         match &self.index {

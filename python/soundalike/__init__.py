@@ -140,20 +140,42 @@ def log_melspectrogram(
     )
 
 
-def analyze(path: PathLike) -> Dict[str, Any]:
-    """A file's tempo (BPM with its octave candidates, or why there is none), key (Camelot, Open Key,
-    name, strength) and loudness (EBU R128 LUFS, peak), as ``soundalike analyze --json`` gives them."""
-    return json.loads(_ext.analyze(_path(path)))
+def _is_path(x: Any) -> bool:
+    return isinstance(x, (str, os.PathLike))
 
 
-def tags(path: PathLike, *, top: int = 10, patches: Optional[int] = None) -> Dict[str, Any]:
-    """What the musicnn taggers (MSD and MagnaTagATune models, 50 tags each) guess about a file: the
-    ``top`` most probable tags, and every tag's probability per tagger. These are a tagger's guesses,
-    each with its probability, not facts. ``patches``: 3-s patches read (``None``: what ``embed``
-    stores, one per 7.5 s, at most 6; ``0``: every patch, as the musicnn package does)."""
+def _signal(x: Any, sr: Optional[int], what: str) -> Tuple[np.ndarray, int]:
+    """An array argument and its rate (``sr`` is required: there is no model rate to assume here)."""
+    if sr is None:
+        raise ValueError(f"{what} of an array needs its sample rate: {what}(y, sr=22050)")
+    return _mono(x), _positive_sr(sr)
+
+
+def analyze(x: Union[PathLike, np.ndarray], sr: Optional[int] = None) -> Dict[str, Any]:
+    """Tempo (BPM with its octave candidates, or why there is none), key (Camelot, Open Key, name,
+    strength) and loudness (EBU R128 LUFS, peak) of a file, as ``soundalike analyze --json`` gives them,
+    or of a mono signal at ``sr`` Hz (its loudness is then that of the one channel)."""
+    if _is_path(x):
+        if sr is not None:
+            raise ValueError("sr is for arrays: a file is decoded at its own rate")
+        return json.loads(_ext.analyze(_path(x)))
+    return json.loads(_ext.analyze_samples(*_signal(x, sr, "analyze")))
+
+
+def tags(x: Union[PathLike, np.ndarray], sr: Optional[int] = None, *, top: int = 10, patches: Optional[int] = None) -> Dict[str, Any]:
+    """What the musicnn taggers (MSD and MagnaTagATune models, 50 tags each) guess about a file or a
+    mono signal at ``sr`` Hz: the ``top`` most probable tags, and every tag's probability per tagger.
+    These are a tagger's guesses, each with its probability, not facts. ``patches``: 3-s patches read
+    (``None``: what ``embed`` stores, one per 7.5 s, at most 6; ``0``: every patch, as the musicnn
+    package does)."""
     if patches is not None and patches < 0:
         raise ValueError("patches must be None, 0 (all) or a positive number")
-    return json.loads(_ext.tags(_path(path), top, patches))
+    if _is_path(x):
+        if sr is not None:
+            raise ValueError("sr is for arrays: a file is decoded at its own rate")
+        return json.loads(_ext.tags(_path(x), top, patches))
+    y, rate = _signal(x, sr, "tags")
+    return json.loads(_ext.tags_samples(y, rate, top, patches))
 
 
 def tag_names() -> List[str]:

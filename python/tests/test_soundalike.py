@@ -316,3 +316,21 @@ def test_store_errors(library, tmp_path, model):
         store.query()
     untagged = store.query(song="a/clip.mp3", tags=["piano"])
     assert untagged == [] and any("tag" in n for n in untagged.notes)
+
+
+def test_arrays_get_the_files_tempo_key_loudness_and_tags():
+    # A mono file at 22050 Hz decodes to exactly the signal load() returns: the same analysis.
+    path = DATA / "ref_a_22k.wav"
+    y = soundalike.load(path)
+    a, b = soundalike.analyze(path), soundalike.analyze(y, sr=22050)
+    for k in ["bpm", "key", "lufs", "peak_db"]:
+        assert a[k] == b[k], k
+    t, u = soundalike.tags(path), soundalike.tags(y, sr=22050)
+    assert [x["tag"] for x in t["top"]] == [x["tag"] for x in u["top"]]
+    assert max(abs(t["msd"][k] - u["msd"][k]) for k in t["msd"]) <= 1e-4
+    with pytest.raises(ValueError, match="sample rate"):
+        soundalike.tags(y)
+    with pytest.raises(ValueError, match="not finite"):
+        soundalike.analyze(np.full(44100, np.nan, dtype=np.float32), sr=22050)
+    with pytest.raises(ValueError, match="silence"):
+        soundalike.tags(np.zeros(44100, dtype=np.float32), sr=22050)

@@ -65,11 +65,14 @@ try {
     await deep.waitForSelector("body[data-ready=true]", { timeout: 15000 });
     const seen = await deep.evaluate(() => ({ query: document.getElementById("results").dataset.query,
       genre: document.getElementById("genre").value, k: document.getElementById("k").value,
+      search: document.getElementById("search").value,
       results: [...document.querySelectorAll("#results li.result")].map((x) => x.textContent) }));
     await deep.close();
-    checks.deep_link = { query: seen.query, genre: seen.genre, results: seen.results.length };
-    if (seen.query !== next || seen.genre !== genre || seen.k !== "3" || seen.results.length !== 3 || !seen.results.every((t) => t.includes(genre)))
-      throw new Error("deep link opened " + JSON.stringify(seen));
+    // The search box names the song the page is about, as it does after picking one.
+    const title = (await (await page.request.get(url + "api/similar?k=1&id=" + encodeURIComponent(next))).json()).query[0].title;
+    checks.deep_link = { query: seen.query, genre: seen.genre, results: seen.results.length, search: seen.search };
+    if (seen.query !== next || seen.genre !== genre || seen.k !== "3" || seen.results.length !== 3 || !seen.results.every((t) => t.includes(genre)) || seen.search !== title)
+      throw new Error("deep link opened " + JSON.stringify(seen) + " (title " + title + ")");
   }
 
   // The force graph: the query plus one node per match, each linked to the centre.

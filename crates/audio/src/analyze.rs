@@ -135,7 +135,12 @@ pub fn analyze_file_with(path: &Path, cfg: &FrontendConfig, extras: &Extras) -> 
             }
         },
     )?;
-    let mel = mel.into_inner();
+    finish(mel.into_inner(), second, peak, info, cfg, path)
+}
+
+/// The rules and the last frames of both analyses: too short, silent or not finite is an error naming
+/// `path`; else the spectrograms, the facts and the source's description.
+fn finish(mel: MelStream, second: Option<SecondMel>, peak: f32, info: SourceInfo, cfg: &FrontendConfig, path: &Path) -> Result<Analysis> {
     let seconds = mel.samples() as f64 / cfg.sample_rate as f64;
     if seconds < cfg.min_duration_s || mel.samples() == 0 {
         return Err(AudioError::TooShort { path: path.to_path_buf(), seconds, min_seconds: cfg.min_duration_s });
@@ -148,4 +153,44 @@ pub fn analyze_file_with(path: &Path, cfg: &FrontendConfig, extras: &Extras) -> 
     }
     let (mel, facts) = mel.finish_with_facts(cfg.sample_rate);
     Ok(Analysis { mel, info, facts, power_mel: second.and_then(SecondMel::finish) })
+}
+
+/// [`analyze_file_with`] for a mono signal in memory at `rate` Hz (as `load` returns it): the same
+/// spectrograms, facts and rules, the signal resampled by the same resampler; `name` stands for the file
+/// in errors. A signal at the front end's rate gives exactly what the file it was decoded from gives.
+pub fn analyze_samples_with(samples: &[f32], rate: u32, name: &Path, cfg: &FrontendConfig, extras: &Extras) -> Result<Analysis> {
+    cfg.validate()?;
+    if let Some(c) = &extras.power_mel {
+        c.validate()?;
+    }
+    if let Some(i) = samples.iter().position(|v| !v.is_finite()) {
+        return Err(AudioError::Corrupt { path: name.to_path_buf(), reason: format!("sample {i} is {}, not a finite number", samples[i]) });
+    }
+    let mut mel = MelStream::new(cfg);
+    if extras.facts {
+        mel = mel.with_facts(cfg.sample_rate);
+    }
+    let mut second = extras.power_mel.as_ref().map(SecondMel::new);
+    let mut resampler = StreamResampler::new(rate, cfg.sample_rate)?;
+    let (mut out, mut peak) = (Vec::new(), 0f32);
+    let mut feed = |mel: &mut MelStream, out: &mut Vec<f32>| {
+        peak = out.iter().fold(peak, |p, s| p.max(s.abs()));
+        mel.push(out);
+        out.clear();
+    };
+    // Packet-sized pieces, as the decoder hands a file's samples on.
+    for chunk in samples.chunks(4096) {
+        if extras.facts {
+            mel.push_source(chunk, 1, rate);
+        }
+        if let Some(s) = second.as_mut() {
+            s.push(chunk, 1, rate);
+        }
+        resampler.push(chunk, &mut out);
+        feed(&mut mel, &mut out);
+    }
+    resampler.finish(&mut out);
+    feed(&mut mel, &mut out);
+    let info = SourceInfo { sample_rate: rate, channels: 1, duration_s: samples.len() as f64 / rate.max(1) as f64, ..SourceInfo::default() };
+    finish(mel, second, peak, info, cfg, name)
 }

@@ -20,7 +20,7 @@ pub mod mel;
 pub mod output;
 mod tiles;
 
-pub use analyze::{analyze_file, analyze_file_with, analyze_file_with_facts, Analysis, Extras, PowerMel};
+pub use analyze::{analyze_file, analyze_file_with, analyze_file_with_facts, analyze_samples_with, Analysis, Extras, PowerMel};
 pub use soundalike_facts as facts;
 pub use config::FrontendConfig;
 pub use decode::{decode_mono, read_file_tags, stream_mono, stream_mono_and_source, SourceInfo, StreamResampler, Tags};

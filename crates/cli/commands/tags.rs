@@ -47,11 +47,19 @@ type Tagged = Result<(SongTags, f64), String>;
 
 /// Tags a file as `embed` does (the same decode, the same front end), with `plan`'s patches.
 pub fn tag_file(path: &std::path::Path, plan: PatchPlan) -> Tagged {
-    let extras = Extras { facts: false, power_mel: Some(musicnn::frontend()) };
-    let mut a = analyze_file_with(path, &FrontendConfig::default(), &extras).map_err(|e| e.to_string())?;
-    let pm = a.power_mel.take().ok_or_else(|| format!("{}: the tagger's spectrogram could not be made", path.display()))?;
-    let tags = musicnn::tag_power_mel(pm.data, plan).ok_or_else(|| format!("{}: the tagger gave no usable output", path.display()))?;
-    Ok((tags, a.info.duration_s))
+    let mut a = analyze_file_with(path, &FrontendConfig::default(), &tag_extras()).map_err(|e| e.to_string())?;
+    Ok((tags_of(&mut a, plan, path)?, a.info.duration_s))
+}
+
+/// What the decode pass computes for tagging: the tagger's spectrogram.
+pub fn tag_extras() -> Extras {
+    Extras { facts: false, power_mel: Some(musicnn::frontend()) }
+}
+
+/// The tags of an analysis made with [`tag_extras`] (`name` names the file in errors).
+pub fn tags_of(a: &mut soundalike_audio::Analysis, plan: PatchPlan, name: &std::path::Path) -> Result<SongTags, String> {
+    let pm = a.power_mel.take().ok_or_else(|| format!("{}: the tagger's spectrogram could not be made", name.display()))?;
+    musicnn::tag_power_mel(pm.data, plan).ok_or_else(|| format!("{}: the tagger gave no usable output", name.display()))
 }
 
 /// A stored probability (4 decimals) as JSON shows it, without float32's tail.

@@ -15,7 +15,7 @@ use pyo3::exceptions::{PyFileNotFoundError, PyIsADirectoryError, PyOSError, PyRu
 use pyo3::prelude::*;
 use soundalike::commands::embed::{embed_library, EmbedArgs, Progress};
 use soundalike::flags::LabelArgs;
-use soundalike_audio::{AudioError, FrontendConfig, LogMel, MelStream, StreamResampler};
+use soundalike_audio::{AudioError, FrontendConfig, LogMel, MelStream};
 use soundalike_model::{Device, LoadedModel};
 use soundalike_recommend::{Around, BpmRange, CamelotKey, Catalog, ClusterScope, GenreSource, KeyRule, Method, Request};
 
@@ -81,15 +81,6 @@ fn finite_samples<'a>(y: &'a PyReadonlyArray1<'_, f32>) -> PyResult<&'a [f32]> {
         return Err(PyValueError::new_err(format!("y is not finite: sample {i} is {}", s[i])));
     }
     Ok(s)
-}
-
-/// `samples` at `from` Hz resampled to `to` Hz with the decoder's resampler (a copy when equal).
-fn resample(samples: &[f32], from: u32, to: u32) -> PyResult<Vec<f32>> {
-    let mut r = StreamResampler::new(from, to).map_err(audio_err)?;
-    let mut out = Vec::with_capacity((samples.len() as u64 * to as u64 / from.max(1) as u64) as usize + 1);
-    r.push(samples, &mut out);
-    r.finish(&mut out);
-    Ok(out)
 }
 
 /// A front end with librosa's `melspectrogram` settings.
@@ -176,6 +167,48 @@ fn analyze(py: Python<'_>, path: PathBuf) -> PyResult<String> {
     })
 }
 
+/// What `analyze`/`tags` read when given an array: its name in messages.
+const ARRAY: &str = "array";
+
+/// `analyze_samples(y, sr)`: [`analyze`] of a mono signal at `sr` Hz.
+#[pyfunction]
+fn analyze_samples(py: Python<'_>, y: PyReadonlyArray1<'_, f32>, sr: u32) -> PyResult<String> {
+    let s = finite_samples(&y)?;
+    let name = Path::new(ARRAY);
+    py.detach(|| {
+        let extras = soundalike_audio::Extras { facts: true, power_mel: None };
+        let a = soundalike_audio::analyze_samples_with(s, sr, name, &FrontendConfig::default(), &extras).map_err(audio_err)?;
+        let f = a.facts.ok_or_else(|| PyValueError::new_err("array: no analysis"))?;
+        Ok(soundalike::commands::analyze::file_facts_json(name, &f, a.info.duration_s).to_string())
+    })
+}
+
+/// The patches `tags` reads: `None` what `embed` stores, 0 every patch, else at most that many.
+fn patch_plan(patches: Option<usize>) -> soundalike_model::musicnn::PatchPlan {
+    match patches {
+        None => soundalike_model::musicnn::EMBED_PLAN,
+        Some(0) => soundalike_model::musicnn::PatchPlan::All,
+        Some(k) => soundalike_model::musicnn::PatchPlan::Spread(k),
+    }
+}
+
+/// `tags_samples(y, sr, top, patches)`: [`tags`] of a mono signal at `sr` Hz.
+#[pyfunction]
+#[pyo3(signature = (y, sr, top=10, patches=None))]
+fn tags_samples(py: Python<'_>, y: PyReadonlyArray1<'_, f32>, sr: u32, top: usize, patches: Option<usize>) -> PyResult<String> {
+    let s = finite_samples(&y)?;
+    if top == 0 {
+        return Err(PyValueError::new_err("top must be at least 1"));
+    }
+    let name = Path::new(ARRAY);
+    py.detach(|| {
+        use soundalike::commands::tags::{tag_extras, tags_json, tags_of};
+        let mut a = soundalike_audio::analyze_samples_with(s, sr, name, &FrontendConfig::default(), &tag_extras()).map_err(audio_err)?;
+        let t = tags_of(&mut a, patch_plan(patches), name).map_err(PyValueError::new_err)?;
+        Ok(tags_json(name, &t, a.info.duration_s, top).to_string())
+    })
+}
+
 /// `tags(path, top, patches)`: the musicnn taggers' guesses, as `soundalike tags --json` prints them.
 #[pyfunction]
 #[pyo3(signature = (path, top=10, patches=None))]
@@ -184,13 +217,8 @@ fn tags(py: Python<'_>, path: PathBuf, top: usize, patches: Option<usize>) -> Py
     if top == 0 {
         return Err(PyValueError::new_err("top must be at least 1"));
     }
-    let plan = match patches {
-        None => soundalike_model::musicnn::EMBED_PLAN,
-        Some(0) => soundalike_model::musicnn::PatchPlan::All,
-        Some(k) => soundalike_model::musicnn::PatchPlan::Spread(k),
-    };
     py.detach(|| {
-        let (t, seconds) = soundalike::commands::tags::tag_file(&path, plan).map_err(|e| {
+        let (t, seconds) = soundalike::commands::tags::tag_file(&path, patch_plan(patches)).map_err(|e| {
             if e.contains("cannot read file") {
                 PyOSError::new_err(e)
             } else {
@@ -298,18 +326,9 @@ impl Model {
     /// `(vector, probabilities)` of mono samples at `sr` Hz (resampled to the model's rate when it differs).
     fn embed_samples<'py>(&self, py: Python<'py>, y: PyReadonlyArray1<'py, f32>, sr: u32) -> PyResult<VectorAndProbs<'py>> {
         let s = finite_samples(&y)?;
-        let cfg = &self.inner.config.frontend;
         let e = py.detach(|| {
-            let samples = if sr == cfg.sample_rate { s.to_vec() } else { resample(s, sr, cfg.sample_rate)? };
-            let seconds = samples.len() as f64 / cfg.sample_rate as f64;
-            if seconds < cfg.min_duration_s {
-                return Err(PyValueError::new_err(format!("array: too short: {seconds:.2} s of audio, at least {:.2} s needed", cfg.min_duration_s)));
-            }
-            if samples.iter().all(|v| *v == 0.0) {
-                return Err(PyValueError::new_err(format!("array: digital silence ({seconds:.2} s of zero samples)")));
-            }
-            let mel = soundalike_audio::log_mel(&samples, cfg);
-            Ok(self.inner.embed_mel(&mel, &self.device))
+            let a = soundalike_audio::analyze_samples_with(s, sr, Path::new(ARRAY), &self.inner.config.frontend, &Default::default()).map_err(audio_err)?;
+            Ok::<_, PyErr>(self.inner.embed_mel(&a.mel, &self.device))
         })?;
         Ok(self.vector_and_probs(py, e))
     }
@@ -600,6 +619,8 @@ fn _soundalike(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(log_melspectrogram, m)?)?;
     m.add_function(wrap_pyfunction!(analyze, m)?)?;
     m.add_function(wrap_pyfunction!(tags, m)?)?;
+    m.add_function(wrap_pyfunction!(analyze_samples, m)?)?;
+    m.add_function(wrap_pyfunction!(tags_samples, m)?)?;
     m.add_function(wrap_pyfunction!(tag_names, m)?)?;
     m.add_class::<Model>()?;
     m.add_class::<Store>()?;

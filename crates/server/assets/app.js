@@ -154,6 +154,9 @@ function ordered(results) {
 function render(res) {
   lastAnswer = res;
   const query = res.query[0] || {};
+  // The search box names the song the page is about (after a deep link, back or a click in the graph
+  // too), unless someone is typing in it.
+  if (current.kind === "song" && query.title && document.activeElement !== $("search")) $("search").value = query.title;
   const genre = $("genre").value;
   $("query-title").textContent = (genre ? genre + " songs" : "Songs") + " that sound like " + (query.title || "this");
   const ol = $("results");

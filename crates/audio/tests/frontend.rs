@@ -289,3 +289,34 @@ fn band_statistics_are_per_band_mean_and_spread_relative_to_the_loudest_value() 
     assert_eq!(quieter.band_statistics(), s);
     assert!(LogMel { n_mels: 2, n_frames: 0, data: vec![] }.band_statistics().is_empty());
 }
+
+#[test]
+fn a_signal_in_memory_is_analysed_as_the_file_it_came_from() {
+    let cfg = FrontendConfig::default();
+    let extras = Extras { facts: true, power_mel: Some(FrontendConfig { sample_rate: 16_000, n_fft: 512, hop_length: 256, n_mels: 96, ..FrontendConfig::default() }) };
+    let path = data("ref_a_22k.wav");
+    let file = analyze_file_with(&path, &cfg, &extras).unwrap();
+    let (samples, info) = decode_mono(&path, info_rate(&path), None).unwrap();
+    assert_eq!(info.sample_rate, 22_050);
+    let mem = analyze_samples_with(&samples, 22_050, Path::new("array"), &cfg, &extras).unwrap();
+    assert_eq!(mem.mel, file.mel);
+    assert_eq!(mem.facts, file.facts);
+    assert_eq!(mem.power_mel, file.power_mel);
+    // At another rate: resampled by the same resampler as the decoder.
+    let (s44, _) = decode_mono(&data("ref_c_44k_stereo.wav"), 44_100, None).unwrap();
+    let a44 = analyze_samples_with(&s44, 44_100, Path::new("array"), &cfg, &Extras::default()).unwrap();
+    assert_eq!(a44.mel, analyze_file(&data("ref_c_44k_stereo.wav"), &cfg).unwrap().mel);
+    // The file rules, naming what it was given.
+    let name = Path::new("array");
+    let err = |s: &[f32]| analyze_samples_with(s, 22_050, name, &cfg, &extras).unwrap_err();
+    assert!(matches!(err(&[0.0; 44_100]), AudioError::Silent { .. }));
+    assert!(matches!(err(&[0.1; 1000]), AudioError::TooShort { .. }));
+    let mut bad = vec![0.1f32; 44_100];
+    bad[7] = f32::NAN;
+    let e = err(&bad);
+    assert!(matches!(e, AudioError::Corrupt { .. }) && e.to_string().starts_with("array: ") && e.to_string().contains("sample 7"), "{e}");
+}
+
+fn info_rate(path: &Path) -> u32 {
+    decode::MonoDecoder::open(path).unwrap().info().sample_rate
+}

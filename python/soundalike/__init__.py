@@ -280,6 +280,8 @@ _FILTERS = (
     "key_rule",
     "tags",
     "tag_min",
+    "same_cluster",
+    "cluster",
 )
 
 
@@ -320,6 +322,16 @@ class Store:
         and a view of the store's own memory (no copy) when it holds them as one matrix."""
         return self._s.vectors()
 
+    @property
+    def n_clusters(self) -> Optional[int]:
+        """How many clusters ``soundalike clusters`` fitted (``None`` before it ran)."""
+        return self._s.n_clusters
+
+    def songs(self) -> List[Dict[str, Any]]:
+        """Every song as a dict (title, artist, album, genre, tempo, key, loudness, top tags...), in the
+        row order of :meth:`vectors`: ``pandas.DataFrame(store.songs())`` is the library as a table."""
+        return json.loads(self._s.songs())
+
     def song(self, query: str) -> Dict[str, Any]:
         """One song (title, artist, genre, tempo, key, tags...) by id, path or text."""
         return json.loads(self._s.song(query))
@@ -350,7 +362,8 @@ class Store:
         ``exclude_same_artist=True``, ``exclude_same_group=True``, ``max_per_album=2``,
         ``bpm=(120, 128)`` or ``"120-128"``, ``bpm_near=6`` (percent around the query's tempo),
         ``bpm_fold=True`` (half/double tempo count), ``key="8A"``, ``key_compatible=True``,
-        ``key_rule="wide"``, ``tags=["piano"]`` (all of them), ``tag_min=0.2``.
+        ``key_rule="wide"``, ``tags=["piano"]`` (all of them), ``tag_min=0.2``, ``same_cluster=True``,
+        ``cluster=3`` (also without a song: the songs nearest that cluster's centre).
         Returns :class:`Recommendations`: dicts with ``rank``, ``score`` and the song.
         """
         unknown = sorted(set(filters) - set(_FILTERS))

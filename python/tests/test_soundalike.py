@@ -334,3 +334,23 @@ def test_arrays_get_the_files_tempo_key_loudness_and_tags():
         soundalike.analyze(np.full(44100, np.nan, dtype=np.float32), sr=22050)
     with pytest.raises(ValueError, match="silence"):
         soundalike.tags(np.zeros(44100, dtype=np.float32), sr=22050)
+
+
+def test_songs_and_clusters(library, tmp_path, model):
+    store = soundalike.Store.embed(library, tmp_path / "c", model=model, tags=False)
+    songs = store.songs()
+    assert [s["id"] for s in songs] == store.ids and all(s["title"] for s in songs)
+    assert store.n_clusters is None
+    with pytest.raises(ValueError, match="no clusters yet"):
+        store.query(song="a/clip.mp3", same_cluster=True)
+    subprocess.run([cli(), "clusters", str(tmp_path / "c"), "--k", "2", "--no-plots"], check=True, capture_output=True)
+    store = soundalike.Store(tmp_path / "c")
+    assert store.n_clusters == 2
+    mine = store.song("a/clip.mp3")["cluster"]
+    same = store.query(song="a/clip.mp3", k=6, same_cluster=True)
+    members = [s["id"] for s in store.songs() if s["cluster"] == mine and s["id"] != "a/clip.mp3"]
+    assert sorted(r["id"] for r in same) == sorted(members)
+    only = store.query(cluster=1 - mine, k=6)
+    assert only and all(r["cluster"] == 1 - mine for r in only)
+    with pytest.raises(ValueError, match="clusters 0 to 1"):
+        store.query(cluster=5)

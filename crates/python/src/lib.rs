@@ -458,6 +458,8 @@ impl Progress for PyProgress {
 #[pyclass(frozen, module = "soundalike._soundalike")]
 struct Store {
     cat: Catalog,
+    /// The store's clusters (`soundalike clusters`), when it has them: `k` and what is stale about them.
+    clusters: Option<(usize, Option<String>)>,
     /// The vectors as one `[n, dim]` matrix when the catalog does not hold them so (it keeps them in its
     /// HNSW index): copied once, on the first `vectors()`.
     copied: OnceLock<Array2<f32>>,
@@ -473,9 +475,14 @@ impl Store {
             return Err(PyFileNotFoundError::new_err(format!("{}: no such store (make one with Store.embed or `soundalike embed`)", path.display())));
         }
         let method = if exact { Method::Exact } else { Method::Auto };
-        let mut cat = py.detach(|| Catalog::open_without_saving(&path, method, &soundalike_recommend::AnnParams::default())).map_err(|e| any_err(e.into()))?;
-        cat.use_genres(source);
-        Ok(Store { cat, copied: OnceLock::new() })
+        let (cat, clusters) = py.detach(|| -> PyResult<_> {
+            let mut cat = Catalog::open_without_saving(&path, method, &soundalike_recommend::AnnParams::default()).map_err(|e| any_err(e.into()))?;
+            cat.use_genres(source);
+            // Clusters of another model, or damaged, are left out here and named when a query asks for them.
+            let clusters = cat.use_clusters().ok().flatten().map(|c| (c.k, c.stale_note()));
+            Ok((cat, clusters))
+        })?;
+        Ok(Store { cat, clusters, copied: OnceLock::new() })
     }
 
     fn __len__(&self) -> usize {
@@ -540,6 +547,18 @@ impl Store {
         Ok(arr)
     }
 
+    /// How many clusters the store has (`None` before `soundalike clusters`).
+    #[getter]
+    fn n_clusters(&self) -> Option<usize> {
+        self.clusters.as_ref().map(|c| c.0)
+    }
+
+    /// Every song as the recommendations show it (JSON list, in row order).
+    fn songs(&self) -> PyResult<String> {
+        let all: Vec<_> = (0..self.cat.len()).map(|r| self.cat.view(r)).collect();
+        serde_json::to_string(&all).map_err(|e| PyRuntimeError::new_err(e.to_string()))
+    }
+
     /// One song as the recommendations show it (JSON), by id, path or text.
     fn song(&self, query: &str) -> PyResult<String> {
         let row = self.cat.resolve(query).map_err(|e| PyValueError::new_err(e.to_string()))?;
@@ -550,7 +569,7 @@ impl Store {
     /// (songs from outside the store), with the command line's filters.
     #[pyo3(signature = (songs, vectors, k=10, *, genre=None, same_genre=false, exclude_same_artist=false, exclude_same_group=false,
         max_per_album=None, bpm=None, bpm_near=None, bpm_fold=false, key=None, key_compatible=false, key_rule="strict",
-        tags=Vec::new(), tag_min=None))]
+        tags=Vec::new(), tag_min=None, same_cluster=false, cluster=None))]
     #[allow(clippy::too_many_arguments, reason = "the command line's filters, one for one")]
     fn query(
         &self,
@@ -571,11 +590,25 @@ impl Store {
         key_rule: &str,
         tags: Vec<String>,
         tag_min: Option<f32>,
+        same_cluster: bool,
+        cluster: Option<usize>,
     ) -> PyResult<String> {
         let bad = |what: &str, e: String| PyValueError::new_err(format!("{what}: {e}"));
-        if songs.is_empty() && vectors.is_empty() {
-            return Err(PyValueError::new_err("say what to match: song=ID|PATH|TEXT (or a list of them) or file=NEW.mp3"));
+        if songs.is_empty() && vectors.is_empty() && cluster.is_none() {
+            return Err(PyValueError::new_err("say what to match: song=ID|PATH|TEXT (or a list of them), file=NEW.mp3, or cluster=N"));
         }
+        let clusters = match (same_cluster || cluster.is_some(), &self.clusters) {
+            (false, _) => ClusterScope::Any,
+            (true, None) => {
+                let dir = self.cat.dir().display();
+                return Err(PyValueError::new_err(format!("{dir}: the store has no clusters yet; run `soundalike clusters {dir}` first")));
+            }
+            (true, Some((k, _))) => match cluster {
+                Some(n) if n >= *k => return Err(PyValueError::new_err(format!("cluster={n}: the store has clusters 0 to {}", k - 1))),
+                Some(n) => ClusterScope::Only(n),
+                None => ClusterScope::Same,
+            },
+        };
         if k == 0 {
             return Err(PyValueError::new_err("k must be at least 1"));
         }
@@ -602,10 +635,15 @@ impl Store {
             let row = self.cat.resolve(q).map_err(|e| PyValueError::new_err(e.to_string()))?;
             seeds.push(self.cat.songs()[row].id.clone());
         }
-        let req = Request { seeds, extra: vectors, k, around, clusters: ClusterScope::Any };
+        let scoped = clusters != ClusterScope::Any;
+        let req = Request { seeds, extra: vectors, k, around, clusters };
         let req = req.validate(usize::MAX).map_err(|e| PyValueError::new_err(e.to_string()))?;
         let answer = py.detach(|| self.cat.answer(&req)).map_err(|e| PyValueError::new_err(e.to_string()))?;
-        let j = serde_json::json!({"results": answer.results, "notes": answer.notes});
+        let mut notes = answer.notes;
+        if let Some(stale) = self.clusters.as_ref().and_then(|c| c.1.clone()).filter(|_| scoped) {
+            notes.push(stale);
+        }
+        let j = serde_json::json!({"results": answer.results, "notes": notes, "clusters": answer.clusters});
         Ok(j.to_string())
     }
 }

@@ -323,15 +323,19 @@ impl Musicnn {
         // Max and mean over time of [front, bn6, res2, res3], interleaved.
         let mut pooled = Vec::with_capacity(self.bn9.scale.len());
         for (buf, width) in [(&front, front_width), (&bn6, c), (&res2, c), (&res3, c)] {
-            let rows = &buf[3 * width..(t + 3) * width];
-            for ch in 0..width {
-                let (mut max, mut sum) = (f32::NEG_INFINITY, 0f32);
-                for row in rows.chunks_exact(width) {
-                    max = max.max(row[ch]);
-                    sum += row[ch];
+            // Row by row (the buffers are time-major), so the channels' running max and sum are vectors.
+            let mut rows = buf[3 * width..(t + 3) * width].chunks_exact(width);
+            let first = rows.next().unwrap_or_default();
+            let (mut max, mut sum) = (first.to_vec(), first.to_vec());
+            for row in rows {
+                for ((m, s), &v) in max.iter_mut().zip(sum.iter_mut()).zip(row) {
+                    *m = if v > *m { v } else { *m };
+                    *s += v;
                 }
-                pooled.push(max);
-                pooled.push(sum / t as f32);
+            }
+            for (m, s) in max.iter().zip(&sum) {
+                pooled.push(*m);
+                pooled.push(s / t as f32);
             }
         }
         let v: Vec<f32> = pooled.iter().zip(self.bn9.scale.iter().zip(&self.bn9.shift)).map(|(x, (a, b))| x * a + b).collect();
@@ -493,17 +497,28 @@ impl FreqConv {
             unsafe {
                 crate::fast::kernels::matmul((tn, nf, NDFT), (out.as_mut_ptr(), 1, tn as isize), false, (z.as_ptr(), 1, tn as isize), (self.inverse.as_ptr(), nf as isize, 1))
             }
-            let (mut hi, mut lo) = (out[..tn].to_vec(), out[..tn].to_vec());
-            for band in out.chunks_exact(tn).skip(1) {
-                for ((h, l), &v) in hi.iter_mut().zip(lo.iter_mut()).zip(band) {
-                    *h = h.max(v);
-                    *l = l.min(v);
-                }
-            }
+            let (mut hi, mut lo) = (vec![0f32; tn], vec![0f32; tn]);
+            max_min_over_rows(out, tn, &mut hi, &mut lo);
             for (ti, (hi, lo)) in hi.chunks_exact(n).zip(lo.chunks_exact(n)).enumerate() {
                 self.bn.pooled(&self.bias, hi, lo, &mut front[(t0 + ti + 3) * front_width + off..][..n]);
             }
             t0 += tt;
+        }
+    }
+}
+
+/// Column-wise max and min of `x`, rows of `width`: `hi[j]`/`lo[j]` over every row's `j`. Written as
+/// comparisons, so that they compile to vector max/min instructions (`f32::max`'s NaN rule kept them
+/// scalar-like and took a tenth of a patch's time; the network's values are finite).
+fn max_min_over_rows(x: &[f32], width: usize, hi: &mut [f32], lo: &mut [f32]) {
+    let mut rows = x.chunks_exact(width);
+    let first = rows.next().unwrap_or_default();
+    hi.copy_from_slice(first);
+    lo.copy_from_slice(first);
+    for row in rows {
+        for ((h, l), &v) in hi.iter_mut().zip(lo.iter_mut()).zip(row) {
+            *h = if v > *h { v } else { *h };
+            *l = if v < *l { v } else { *l };
         }
     }
 }
@@ -542,13 +557,8 @@ fn front_branch(
         for r in 0..nr {
             let block = &out[r * npos * n..(r + 1) * npos * n];
             let dst = &mut front[(t0 + r + 3) * front_width + off..][..n];
-            let (mut hi, mut lo) = (block[..n].to_vec(), block[..n].to_vec());
-            for pos in block.chunks_exact(n).skip(1) {
-                for ((h, l), &v) in hi.iter_mut().zip(lo.iter_mut()).zip(pos) {
-                    *h = h.max(v);
-                    *l = l.min(v);
-                }
-            }
+            let (mut hi, mut lo) = (vec![0f32; n], vec![0f32; n]);
+            max_min_over_rows(block, n, &mut hi, &mut lo);
             conv.bn.pooled(&conv.bias, &hi, &lo, dst);
         }
         t0 += nr;

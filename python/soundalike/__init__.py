@@ -404,7 +404,7 @@ class Store:
         prune: bool = False,
         labels: Optional[PathLike] = None,
         progress: Optional[Callable[[str, int, int], Any]] = None,
-    ) -> "Store":
+    ) -> Store:
         """Embed every song of ``library`` into the store at ``path`` (made if new) and open it:
         ``soundalike embed LIBRARY --out PATH``, with the same rules. Unchanged songs are kept, new
         and changed ones embedded in parallel, songs whose files are gone removed (more than 20% of

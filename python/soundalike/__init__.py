@@ -255,6 +255,20 @@ class Model:
         return self.labels[i], float(p[i])
 
 
+class _ClassOrInstance:
+    """A method that is one function on the class and another on an instance: ``Store.embed(library,
+    path)`` makes or updates the store at ``path``; ``store.embed(library)`` updates ``store`` itself."""
+
+    def __init__(self, on_class: Callable[..., Any], on_instance: Callable[..., Any]) -> None:
+        self.on_class, self.on_instance = on_class, on_instance
+        self.__doc__ = f"{on_class.__doc__}\n\n        On a store: {on_instance.__doc__}"
+
+    def __get__(self, obj: Any, cls: Any = None) -> Callable[..., Any]:
+        if obj is None:
+            return self.on_class.__get__(cls, cls)
+        return self.on_instance.__get__(obj, cls)
+
+
 class Recommendations(list):
     """The songs a query returns (dicts, best first), with ``notes`` saying what the filters left out
     (songs without a tempo, a key or tags yet)."""
@@ -391,8 +405,7 @@ class Store:
         answer = json.loads(self._s.query(songs, [v.tolist() for v in vectors], k, **filters))
         return Recommendations(answer["results"], answer["notes"])
 
-    @classmethod
-    def embed(
+    def _embed_into(
         cls,
         library: PathLike,
         path: PathLike,
@@ -423,3 +436,25 @@ class Store:
         store = cls(path, model=m)
         store.report = report
         return store
+
+    def _embed_here(
+        self,
+        library: Optional[PathLike] = None,
+        *,
+        tags: bool = True,
+        index: bool = True,
+        batch: int = 16,
+        prune: bool = False,
+        labels: Optional[PathLike] = None,
+        progress: Optional[Callable[[str, int, int], Any]] = None,
+    ) -> "Store":
+        """Bring this store up to date with ``library`` (default: the library it was made from), as
+        ``Store.embed(library, store.path)`` does, and reread it; returns the store."""
+        fresh = type(self)._embed_into(
+            type(self), self.library if library is None else library, self.path, model=self._model, tags=tags, index=index,
+            batch=batch, prune=prune, labels=labels, progress=progress,
+        )
+        self._s, self._model, self.report = fresh._s, fresh._model, fresh.report
+        return self
+
+    embed = _ClassOrInstance(_embed_into, _embed_here)

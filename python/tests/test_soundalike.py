@@ -354,3 +354,20 @@ def test_songs_and_clusters(library, tmp_path, model):
     assert only and all(r["cluster"] == 1 - mine for r in only)
     with pytest.raises(ValueError, match="clusters 0 to 1"):
         store.query(cluster=5)
+
+
+def test_a_store_updates_itself_from_its_library(tmp_path, model):
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    shutil.copy(DATA / "clip.mp3", lib / "one.mp3")
+    shutil.copy(DATA / "vbr_44k.mp3", lib / "two.mp3")
+    store = soundalike.Store.embed(lib, tmp_path / "s", model=model, tags=False)
+    assert len(store) == 2 and store.report["embedded"] == 2
+    shutil.copy(DATA / "stereo_48k_320k.mp3", lib / "three.mp3")
+    stages = []
+    same = store.embed(tags=False, progress=lambda *a: stages.append(a))  # the library it was made from
+    assert same is store and len(store) == 3
+    assert store.report["embedded"] == 1 and store.report["unchanged"] == 2
+    assert stages[-1] == ("embedding", 1, 1)
+    assert "three.mp3" in store.ids and store.vectors().shape == (3, 128)
+    assert "On a store" in soundalike.Store.__dict__["embed"].__doc__

@@ -109,88 +109,91 @@ pub fn analyze_file_with_facts(path: &Path, cfg: &FrontendConfig) -> Result<Anal
 
 /// [`analyze_file`], and in the same pass whatever `extras` asks for.
 pub fn analyze_file_with(path: &Path, cfg: &FrontendConfig, extras: &Extras) -> Result<Analysis> {
-    cfg.validate()?;
-    if let Some(c) = &extras.power_mel {
-        c.validate()?;
-    }
-    let facts = extras.facts;
-    let mut second = extras.power_mel.as_ref().map(SecondMel::new);
-    let mel = MelStream::new(cfg);
-    let mel = std::cell::RefCell::new(if facts { mel.with_facts(cfg.sample_rate) } else { mel });
-    let mut peak = 0f32;
+    let pass = std::cell::RefCell::new(Pass::new(cfg, extras)?);
     let info = stream_mono_and_source(
         path,
         cfg.sample_rate,
         cfg.max_duration_s,
-        |chunk| {
-            peak = chunk.iter().fold(peak, |p, s| p.max(s.abs()));
-            mel.borrow_mut().push(chunk);
-        },
-        |packet, channels, rate| {
-            if facts {
-                mel.borrow_mut().push_source(packet, channels, rate);
-            }
-            if let Some(s) = second.as_mut() {
-                s.push(packet, channels, rate);
-            }
-        },
+        |chunk| pass.borrow_mut().mono(chunk),
+        |packet, channels, rate| pass.borrow_mut().source(packet, channels, rate),
     )?;
-    finish(mel.into_inner(), second, peak, info, cfg, path)
+    pass.into_inner().finish(info, cfg, path)
 }
 
-/// The rules and the last frames of both analyses: too short, silent or not finite is an error naming
-/// `path`; else the spectrograms, the facts and the source's description.
-fn finish(mel: MelStream, second: Option<SecondMel>, peak: f32, info: SourceInfo, cfg: &FrontendConfig, path: &Path) -> Result<Analysis> {
-    let seconds = mel.samples() as f64 / cfg.sample_rate as f64;
-    if seconds < cfg.min_duration_s || mel.samples() == 0 {
-        return Err(AudioError::TooShort { path: path.to_path_buf(), seconds, min_seconds: cfg.min_duration_s });
+/// One analysis pass over a signal: the log-mel (and the facts' estimators, when asked) fed the mono
+/// signal at the front end's rate, the loudness meter and the second spectrogram fed the source as it is.
+struct Pass {
+    mel: MelStream,
+    second: Option<SecondMel>,
+    facts: bool,
+    peak: f32,
+}
+
+impl Pass {
+    /// Checks the settings and starts the spectrograms `extras` asks for.
+    fn new(cfg: &FrontendConfig, extras: &Extras) -> Result<Pass> {
+        cfg.validate()?;
+        if let Some(c) = &extras.power_mel {
+            c.validate()?;
+        }
+        let mel = MelStream::new(cfg);
+        let mel = if extras.facts { mel.with_facts(cfg.sample_rate) } else { mel };
+        Ok(Pass { mel, second: extras.power_mel.as_ref().map(SecondMel::new), facts: extras.facts, peak: 0.0 })
     }
-    if peak == 0.0 {
-        return Err(AudioError::Silent { path: path.to_path_buf(), seconds });
+
+    /// Mono samples at the front end's rate.
+    fn mono(&mut self, chunk: &[f32]) {
+        self.peak = chunk.iter().fold(self.peak, |p, s| p.max(s.abs()));
+        self.mel.push(chunk);
     }
-    if !peak.is_finite() {
-        return Err(AudioError::Corrupt { path: path.to_path_buf(), reason: "non-finite samples".into() });
+
+    /// A piece of the source as it is (interleaved `channels` at `rate`).
+    fn source(&mut self, packet: &[f32], channels: usize, rate: u32) {
+        if self.facts {
+            self.mel.push_source(packet, channels, rate);
+        }
+        if let Some(s) = self.second.as_mut() {
+            s.push(packet, channels, rate);
+        }
     }
-    let (mel, facts) = mel.finish_with_facts(cfg.sample_rate);
-    Ok(Analysis { mel, info, facts, power_mel: second.and_then(SecondMel::finish) })
+
+    /// The rules and the last frames of both spectrograms: too short, silent or not finite is an error
+    /// naming `path`; else the spectrograms, the facts and the source's description.
+    fn finish(self, info: SourceInfo, cfg: &FrontendConfig, path: &Path) -> Result<Analysis> {
+        let seconds = self.mel.samples() as f64 / cfg.sample_rate as f64;
+        if seconds < cfg.min_duration_s || self.mel.samples() == 0 {
+            return Err(AudioError::TooShort { path: path.to_path_buf(), seconds, min_seconds: cfg.min_duration_s });
+        }
+        if self.peak == 0.0 {
+            return Err(AudioError::Silent { path: path.to_path_buf(), seconds });
+        }
+        if !self.peak.is_finite() {
+            return Err(AudioError::Corrupt { path: path.to_path_buf(), reason: "non-finite samples".into() });
+        }
+        let (mel, facts) = self.mel.finish_with_facts(cfg.sample_rate);
+        Ok(Analysis { mel, info, facts, power_mel: self.second.and_then(SecondMel::finish) })
+    }
 }
 
 /// [`analyze_file_with`] for a mono signal in memory at `rate` Hz (as `load` returns it): the same
 /// spectrograms, facts and rules, the signal resampled by the same resampler; `name` stands for the file
 /// in errors. A signal at the front end's rate gives exactly what the file it was decoded from gives.
 pub fn analyze_samples_with(samples: &[f32], rate: u32, name: &Path, cfg: &FrontendConfig, extras: &Extras) -> Result<Analysis> {
-    cfg.validate()?;
-    if let Some(c) = &extras.power_mel {
-        c.validate()?;
-    }
+    let mut pass = Pass::new(cfg, extras)?;
     if let Some(i) = samples.iter().position(|v| !v.is_finite()) {
         return Err(AudioError::Corrupt { path: name.to_path_buf(), reason: format!("sample {i} is {}, not a finite number", samples[i]) });
     }
-    let mut mel = MelStream::new(cfg);
-    if extras.facts {
-        mel = mel.with_facts(cfg.sample_rate);
-    }
-    let mut second = extras.power_mel.as_ref().map(SecondMel::new);
     let mut resampler = StreamResampler::new(rate, cfg.sample_rate)?;
-    let (mut out, mut peak) = (Vec::new(), 0f32);
-    let mut feed = |mel: &mut MelStream, out: &mut Vec<f32>| {
-        peak = out.iter().fold(peak, |p, s| p.max(s.abs()));
-        mel.push(out);
-        out.clear();
-    };
+    let mut out = Vec::new();
     // Packet-sized pieces, as the decoder hands a file's samples on.
     for chunk in samples.chunks(4096) {
-        if extras.facts {
-            mel.push_source(chunk, 1, rate);
-        }
-        if let Some(s) = second.as_mut() {
-            s.push(chunk, 1, rate);
-        }
+        pass.source(chunk, 1, rate);
         resampler.push(chunk, &mut out);
-        feed(&mut mel, &mut out);
+        pass.mono(&out);
+        out.clear();
     }
     resampler.finish(&mut out);
-    feed(&mut mel, &mut out);
+    pass.mono(&out);
     let info = SourceInfo { sample_rate: rate, channels: 1, duration_s: samples.len() as f64 / rate.max(1) as f64, ..SourceInfo::default() };
-    finish(mel, second, peak, info, cfg, name)
+    pass.finish(info, cfg, name)
 }

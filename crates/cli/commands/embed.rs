@@ -7,7 +7,6 @@ use std::time::Instant;
 
 use anyhow::{bail, Result};
 use clap::Args;
-use serde_json::json;
 use rayon::prelude::*;
 use soundalike_audio::{analyze_file_with, Extras};
 use soundalike_audio::facts::FACTS_VERSION;
@@ -236,52 +235,86 @@ pub fn run(a: EmbedArgs) -> Result<ExitCode> {
     let device = soundalike_model::device_from_name(&a.device)?;
     let model = soundalike_model::load_model(&a.model, &device)?;
     let report = embed_library(&a, &model, &device, &Bars::default())?;
-    let failed = report["failed"].as_array().map_or(0, Vec::len);
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        // Through a JSON value, whose keys are printed in order, as the report always was.
+        println!("{}", serde_json::to_string_pretty(&serde_json::to_value(&report)?)?);
     } else {
         print_report(&report);
     }
-    Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(if report.failed.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+/// What an embedding run did: what `embed --json` prints, and what the command's summary says.
+#[derive(Debug, serde::Serialize)]
+pub struct EmbedReport {
+    pub store: PathBuf,
+    pub model: String,
+    pub model_fingerprint: String,
+    pub shard: Option<String>,
+    pub songs_in_store: usize,
+    pub embedded: usize,
+    pub unchanged: usize,
+    pub removed: usize,
+    /// The songs removed because their files are gone.
+    pub removed_ids: Vec<String>,
+    pub unchanged_content_new_mtime: usize,
+    pub renamed: usize,
+    pub analysed: usize,
+    pub library_root_updated: bool,
+    pub library_root: PathBuf,
+    /// Whether the run tagged songs.
+    pub tags: bool,
+    /// The songs that could not be embedded, by path.
+    pub failed: Vec<FailedSong>,
+    pub seconds: f64,
+    pub audio_seconds: f64,
+    pub x_realtime: f64,
+    pub index: Option<String>,
+    pub clusters: Option<String>,
+}
+
+/// A song the run could not embed.
+#[derive(Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+pub struct FailedSong {
+    pub path: String,
+    pub kind: String,
+    pub reason: String,
 }
 
 /// The report of [`embed_library`] as the command prints it.
-fn print_report(r: &serde_json::Value) {
-    let n = |k: &str| r[k].as_u64().unwrap_or(0);
-    let store = r["store"].as_str().unwrap_or_default();
-    if n("renamed") > 0 {
-        eprintln!("{store}: {} songs renamed by the current rules (tags read again; a folder is no longer a genre)", n("renamed"));
+fn print_report(r: &EmbedReport) {
+    let store = r.store.display();
+    if r.renamed > 0 {
+        eprintln!("{store}: {} songs renamed by the current rules (tags read again; a folder is no longer a genre)", r.renamed);
     }
-    if n("analysed") > 0 {
-        let what = if r["tags"].as_bool().unwrap_or(false) { "tempo, key, loudness and tags" } else { "tempo, key and loudness" };
-        eprintln!("{store}: {what} added to {} songs without re-embedding them", n("analysed"));
+    if r.analysed > 0 {
+        let what = if r.tags { "tempo, key, loudness and tags" } else { "tempo, key and loudness" };
+        eprintln!("{store}: {what} added to {} songs without re-embedding them", r.analysed);
     }
-    let failed = r["failed"].as_array().cloned().unwrap_or_default();
-    let removed = r["removed_ids"].as_array().cloned().unwrap_or_default();
-    let speed = r["x_realtime"].as_f64().unwrap_or(0.0);
     println!(
-        "{store}: {} songs ({} embedded, {} unchanged, {} removed, {} failed) in {:.1} s ({speed:.0}x realtime)",
-        n("songs_in_store"),
-        n("embedded"),
-        n("unchanged"),
-        removed.len(),
-        failed.len(),
-        r["seconds"].as_f64().unwrap_or(0.0),
+        "{store}: {} songs ({} embedded, {} unchanged, {} removed, {} failed) in {:.1} s ({:.0}x realtime)",
+        r.songs_in_store,
+        r.embedded,
+        r.unchanged,
+        r.removed,
+        r.failed.len(),
+        r.seconds,
+        r.x_realtime,
     );
-    if let Some(note) = r["index"].as_str() {
+    if let Some(note) = &r.index {
         println!("  index: {note}");
     }
-    if let Some(note) = r["clusters"].as_str() {
+    if let Some(note) = &r.clusters {
         println!("  clusters: {note}");
     }
-    if r["library_root_updated"].as_bool().unwrap_or(false) {
-        println!("  the library moved: the store now points at {}", r["library_root"].as_str().unwrap_or_default());
+    if r.library_root_updated {
+        println!("  the library moved: the store now points at {}", r.library_root.display());
     }
-    for id in removed {
-        println!("  removed {} (file gone)", id.as_str().unwrap_or_default());
+    for id in &r.removed_ids {
+        println!("  removed {id} (file gone)");
     }
-    for f in failed {
-        println!("  failed {}: {}", f["path"].as_str().unwrap_or_default(), f["reason"].as_str().unwrap_or_default());
+    for f in &r.failed {
+        println!("  failed {}: {}", f.path, f.reason);
     }
 }
 
@@ -290,7 +323,7 @@ fn print_report(r: &serde_json::Value) {
 /// given what this version adds, the index and clusters brought up to date. Returns the report `embed
 /// --json` prints. Songs that fail are listed in its `failed`; an error is returned only when the run
 /// could not go on (the store is then as the last finished batch left it).
-pub fn embed_library(a: &EmbedArgs, model: &LoadedModel, device: &soundalike_model::Device, progress: &dyn Progress) -> Result<serde_json::Value> {
+pub fn embed_library(a: &EmbedArgs, model: &LoadedModel, device: &soundalike_model::Device, progress: &dyn Progress) -> Result<EmbedReport> {
     let t0 = Instant::now();
     let (files, entries) = scan_with_labels(&a.library, &a.labels, false)?;
     let shard = a.shard.as_deref().map(parse_shard).transpose()?;
@@ -371,7 +404,7 @@ pub fn embed_library(a: &EmbedArgs, model: &LoadedModel, device: &soundalike_mod
     // again for those alone, their vectors kept.
     let analysed = analyse_unchanged(&mut store, &files, &mine, &todo, &model.config.frontend, a.tags, progress)?;
     progress.start("embedding", todo.len() as u64);
-    let mut failed: Vec<(String, String, String)> = Vec::new();
+    let mut failed: Vec<FailedSong> = Vec::new();
     let mut embedded = 0usize;
     let mut audio_seconds = 0f64;
     for chunk in todo.chunks(a.batch.max(1)) {
@@ -393,7 +426,7 @@ pub fn embed_library(a: &EmbedArgs, model: &LoadedModel, device: &soundalike_mod
                 Err(SongFailure { kind, reason: why }) => {
                     // A file that used to embed but is now broken leaves the store.
                     store.remove(&files[i].rel_path)?;
-                    failed.push((files[i].rel_path.clone(), kind, why));
+                    failed.push(FailedSong { path: files[i].rel_path.clone(), kind, reason: why });
                 }
             }
         }
@@ -423,29 +456,29 @@ pub fn embed_library(a: &EmbedArgs, model: &LoadedModel, device: &soundalike_mod
         }
     }
     failed.sort();
-    let report = json!({
-        "store": a.out,
-        "model": model.config.name,
-        "model_fingerprint": model.config.fingerprint,
-        "shard": a.shard,
-        "songs_in_store": store.len(),
-        "embedded": embedded,
-        "unchanged": unchanged,
-        "removed": vanished.len(),
-        "removed_ids": vanished,
-        "unchanged_content_new_mtime": retimed,
-        "renamed": renamed,
-        "analysed": analysed,
-        "library_root_updated": root_moved,
-        "library_root": header.library_root,
-        "tags": a.tags,
-        "failed": failed.iter().map(|(p, k, w)| json!({"path": p, "kind": k, "reason": w})).collect::<Vec<_>>(),
-        "seconds": secs,
-        "audio_seconds": audio_seconds,
-        "x_realtime": if secs > 0.0 { audio_seconds / secs } else { 0.0 },
-        "index": index_note,
-        "clusters": clusters_note,
-    });
+    let report = EmbedReport {
+        store: a.out.clone(),
+        model: model.config.name.clone(),
+        model_fingerprint: model.config.fingerprint.clone(),
+        shard: a.shard.clone(),
+        songs_in_store: store.len(),
+        embedded,
+        unchanged,
+        removed: vanished.len(),
+        removed_ids: vanished,
+        unchanged_content_new_mtime: retimed,
+        renamed,
+        analysed,
+        library_root_updated: root_moved,
+        library_root: header.library_root,
+        tags: a.tags,
+        failed,
+        seconds: secs,
+        audio_seconds,
+        x_realtime: if secs > 0.0 { audio_seconds / secs } else { 0.0 },
+        index: index_note,
+        clusters: clusters_note,
+    };
     Ok(report)
 }
 

@@ -23,15 +23,26 @@ use soundalike_recommend::{Around, BpmRange, CamelotKey, Catalog, ClusterScope, 
 static DEFAULT_CONFIG: &[u8] = include_bytes!("../../../models/default/config.json");
 static DEFAULT_WEIGHTS: &[u8] = include_bytes!("../../../models/default/model.bpk");
 
+/// The message for a path that is a folder where an audio file was asked for.
+fn folder(p: &Path) -> String {
+    format!("{}: is a folder, not an audio file", p.display())
+}
+
 /// A Python exception for a front-end error: a missing file is `FileNotFoundError`, a folder
 /// `IsADirectoryError`, another failed read `OSError`, a file that is not usable audio `ValueError`;
 /// the message is the command line's, naming the file.
 fn audio_err(e: AudioError) -> PyErr {
-    match &e {
-        AudioError::Io { cause, .. } if cause.kind() == std::io::ErrorKind::NotFound => PyFileNotFoundError::new_err(e.to_string()),
-        AudioError::Io { path, .. } if path.is_dir() => PyIsADirectoryError::new_err(format!("{}: is a folder, not an audio file", path.display())),
-        AudioError::Io { .. } | AudioError::Write { .. } => PyOSError::new_err(e.to_string()),
-        _ => PyValueError::new_err(e.to_string()),
+    let msg = e.to_string();
+    audio_class(&e, msg)
+}
+
+/// [`audio_err`]'s class for `e`, carrying `msg` (the error with whatever context was added to it).
+fn audio_class(e: &AudioError, msg: String) -> PyErr {
+    match e {
+        AudioError::Io { cause, .. } if cause.kind() == std::io::ErrorKind::NotFound => PyFileNotFoundError::new_err(msg),
+        AudioError::Io { path, .. } if path.is_dir() => PyIsADirectoryError::new_err(folder(path)),
+        AudioError::Io { .. } | AudioError::Write { .. } => PyOSError::new_err(msg),
+        _ => PyValueError::new_err(msg),
     }
 }
 
@@ -40,13 +51,8 @@ fn audio_err(e: AudioError) -> PyErr {
 /// anything else (a store another process is writing, a damaged file) as `RuntimeError`.
 fn any_err(e: anyhow::Error) -> PyErr {
     let msg = format!("{e:#}");
-    let not_found = |io: &std::io::Error| io.kind() == std::io::ErrorKind::NotFound;
     if let Some(a) = e.downcast_ref::<AudioError>() {
-        return match a {
-            AudioError::Io { cause, .. } if not_found(cause) => PyFileNotFoundError::new_err(msg),
-            AudioError::Io { .. } | AudioError::Write { .. } => PyOSError::new_err(msg),
-            _ => PyValueError::new_err(msg),
-        };
+        return audio_class(a, msg);
     }
     if e.downcast_ref::<soundalike_recommend::LibraryError>().is_some() {
         return PyValueError::new_err(msg);
@@ -54,7 +60,7 @@ fn any_err(e: anyhow::Error) -> PyErr {
     if let Some(soundalike_model::ModelError::NotFound(_)) = e.downcast_ref::<soundalike_model::ModelError>() {
         return PyFileNotFoundError::new_err(msg);
     }
-    if e.chain().any(|c| c.downcast_ref::<std::io::Error>().is_some_and(not_found)) {
+    if e.chain().any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::NotFound)) {
         return PyFileNotFoundError::new_err(msg);
     }
     PyRuntimeError::new_err(msg)
@@ -63,7 +69,7 @@ fn any_err(e: anyhow::Error) -> PyErr {
 /// Refuses a path that is missing or a folder before anything is decoded.
 fn audio_path(p: &Path) -> PyResult<()> {
     if p.is_dir() {
-        return Err(PyIsADirectoryError::new_err(format!("{}: is a folder, not an audio file", p.display())));
+        return Err(PyIsADirectoryError::new_err(folder(p)));
     }
     if !p.exists() {
         return Err(PyFileNotFoundError::new_err(format!("{}: no such file", p.display())));
@@ -156,15 +162,42 @@ fn log_melspectrogram<'py>(py: Python<'py>, y: PyReadonlyArray1<'py, f32>, sr: u
     matrix(py, mel.n_mels, mel.n_frames, mel.data)
 }
 
+/// The facts of an analysis as `soundalike analyze --json` prints them (`name`: the file, or "array").
+fn facts_answer(a: soundalike_audio::Analysis, name: &Path) -> PyResult<String> {
+    let f = a.facts.ok_or_else(|| PyValueError::new_err(format!("{}: no analysis", name.display())))?;
+    Ok(soundalike::commands::analyze::file_facts_json(name, &f, a.info.duration_s).to_string())
+}
+
+/// The tags of an analysis made with the tagger's spectrogram, as `soundalike tags --json` prints them.
+fn tags_answer(mut a: soundalike_audio::Analysis, name: &Path, top: usize, patches: Option<usize>) -> PyResult<String> {
+    use soundalike::commands::tags::{tags_json, tags_of};
+    let plan = match patches {
+        None => soundalike_model::musicnn::EMBED_PLAN,
+        Some(0) => soundalike_model::musicnn::PatchPlan::All,
+        Some(k) => soundalike_model::musicnn::PatchPlan::Spread(k),
+    };
+    let t = tags_of(&mut a, plan, name).map_err(PyValueError::new_err)?;
+    Ok(tags_json(name, &t, a.info.duration_s, top).to_string())
+}
+
+/// What the decode pass computes for `analyze`.
+fn facts_extras() -> soundalike_audio::Extras {
+    soundalike_audio::Extras { facts: true, power_mel: None }
+}
+
+/// `top` as `tags` takes it.
+fn top_tags(top: usize) -> PyResult<usize> {
+    if top == 0 {
+        return Err(PyValueError::new_err("top must be at least 1"));
+    }
+    Ok(top)
+}
+
 /// `analyze(path)`: the file's tempo, key and loudness, as `soundalike analyze --json` prints them.
 #[pyfunction]
 fn analyze(py: Python<'_>, path: PathBuf) -> PyResult<String> {
     audio_path(&path)?;
-    py.detach(|| {
-        let a = soundalike_audio::analyze_file_with_facts(&path, &FrontendConfig::default()).map_err(audio_err)?;
-        let f = a.facts.ok_or_else(|| PyValueError::new_err(format!("{}: no analysis", path.display())))?;
-        Ok(soundalike::commands::analyze::file_facts_json(&path, &f, a.info.duration_s).to_string())
-    })
+    py.detach(|| facts_answer(soundalike_audio::analyze_file_with(&path, &FrontendConfig::default(), &facts_extras()).map_err(audio_err)?, &path))
 }
 
 /// What `analyze`/`tags` read when given an array: its name in messages.
@@ -175,38 +208,7 @@ const ARRAY: &str = "array";
 fn analyze_samples(py: Python<'_>, y: PyReadonlyArray1<'_, f32>, sr: u32) -> PyResult<String> {
     let s = finite_samples(&y)?;
     let name = Path::new(ARRAY);
-    py.detach(|| {
-        let extras = soundalike_audio::Extras { facts: true, power_mel: None };
-        let a = soundalike_audio::analyze_samples_with(s, sr, name, &FrontendConfig::default(), &extras).map_err(audio_err)?;
-        let f = a.facts.ok_or_else(|| PyValueError::new_err("array: no analysis"))?;
-        Ok(soundalike::commands::analyze::file_facts_json(name, &f, a.info.duration_s).to_string())
-    })
-}
-
-/// The patches `tags` reads: `None` what `embed` stores, 0 every patch, else at most that many.
-fn patch_plan(patches: Option<usize>) -> soundalike_model::musicnn::PatchPlan {
-    match patches {
-        None => soundalike_model::musicnn::EMBED_PLAN,
-        Some(0) => soundalike_model::musicnn::PatchPlan::All,
-        Some(k) => soundalike_model::musicnn::PatchPlan::Spread(k),
-    }
-}
-
-/// `tags_samples(y, sr, top, patches)`: [`tags`] of a mono signal at `sr` Hz.
-#[pyfunction]
-#[pyo3(signature = (y, sr, top=10, patches=None))]
-fn tags_samples(py: Python<'_>, y: PyReadonlyArray1<'_, f32>, sr: u32, top: usize, patches: Option<usize>) -> PyResult<String> {
-    let s = finite_samples(&y)?;
-    if top == 0 {
-        return Err(PyValueError::new_err("top must be at least 1"));
-    }
-    let name = Path::new(ARRAY);
-    py.detach(|| {
-        use soundalike::commands::tags::{tag_extras, tags_json, tags_of};
-        let mut a = soundalike_audio::analyze_samples_with(s, sr, name, &FrontendConfig::default(), &tag_extras()).map_err(audio_err)?;
-        let t = tags_of(&mut a, patch_plan(patches), name).map_err(PyValueError::new_err)?;
-        Ok(tags_json(name, &t, a.info.duration_s, top).to_string())
-    })
+    py.detach(|| facts_answer(soundalike_audio::analyze_samples_with(s, sr, name, &FrontendConfig::default(), &facts_extras()).map_err(audio_err)?, name))
 }
 
 /// `tags(path, top, patches)`: the musicnn taggers' guesses, as `soundalike tags --json` prints them.
@@ -214,19 +216,19 @@ fn tags_samples(py: Python<'_>, y: PyReadonlyArray1<'_, f32>, sr: u32, top: usiz
 #[pyo3(signature = (path, top=10, patches=None))]
 fn tags(py: Python<'_>, path: PathBuf, top: usize, patches: Option<usize>) -> PyResult<String> {
     audio_path(&path)?;
-    if top == 0 {
-        return Err(PyValueError::new_err("top must be at least 1"));
-    }
-    py.detach(|| {
-        let (t, seconds) = soundalike::commands::tags::tag_file(&path, patch_plan(patches)).map_err(|e| {
-            if e.contains("cannot read file") {
-                PyOSError::new_err(e)
-            } else {
-                PyValueError::new_err(e)
-            }
-        })?;
-        Ok(soundalike::commands::tags::tags_json(&path, &t, seconds, top).to_string())
-    })
+    let top = top_tags(top)?;
+    let extras = soundalike::commands::tags::tag_extras();
+    py.detach(|| tags_answer(soundalike_audio::analyze_file_with(&path, &FrontendConfig::default(), &extras).map_err(audio_err)?, &path, top, patches))
+}
+
+/// `tags_samples(y, sr, top, patches)`: [`tags`] of a mono signal at `sr` Hz.
+#[pyfunction]
+#[pyo3(signature = (y, sr, top=10, patches=None))]
+fn tags_samples(py: Python<'_>, y: PyReadonlyArray1<'_, f32>, sr: u32, top: usize, patches: Option<usize>) -> PyResult<String> {
+    let s = finite_samples(&y)?;
+    let top = top_tags(top)?;
+    let (name, extras) = (Path::new(ARRAY), soundalike::commands::tags::tag_extras());
+    py.detach(|| tags_answer(soundalike_audio::analyze_samples_with(s, sr, name, &FrontendConfig::default(), &extras).map_err(audio_err)?, name, top, patches))
 }
 
 /// The 100 tags the taggers know.
@@ -350,7 +352,7 @@ impl Model {
                     .par_iter()
                     .map(|p| {
                         if p.is_dir() {
-                            return Err(format!("{}: is a folder, not an audio file", p.display()));
+                            return Err(folder(p));
                         }
                         soundalike_audio::analyze_file(p, &self.inner.config.frontend).map(|a| self.inner.embed_mel(&a.mel, &self.device).vector).map_err(|e| e.to_string())
                     })
@@ -404,7 +406,7 @@ impl Model {
         if let Some(e) = progress.raised.lock().ok().and_then(|mut r| r.take()) {
             return Err(e);
         }
-        Ok(r.map_err(any_err)?.to_string())
+        serde_json::to_string(&r.map_err(any_err)?).map_err(|e| PyRuntimeError::new_err(e.to_string()))
     }
 }
 

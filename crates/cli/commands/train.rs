@@ -69,6 +69,11 @@ pub struct TrainArgs {
     /// high-level features).
     #[arg(long, default_value_t = 1)]
     pub pool_blocks: usize,
+    /// Song context: the dense layer also reads the whole song's log-mel mean and spread (dB, before
+    /// per-tile normalisation) in this many groups of mel bands, standardised by the training songs: the
+    /// spectral balance and level that tiles lose. 0 (the default): none.
+    #[arg(long, default_value_t = 0)]
+    pub context_bands: usize,
     /// Continue an interrupted run from its last checkpoint.
     #[arg(long)]
     pub resume: bool,
@@ -194,6 +199,7 @@ pub fn run(a: TrainArgs) -> Result<ExitCode> {
         PoolKind::TimeStd => Pool::Time { rows, std: true },
     };
     arch.pool_blocks = a.pool_blocks;
+    arch.context = (a.context_bands > 0).then(|| soundalike_model::SongContext { bands: a.context_bands, mean: Vec::new(), std: Vec::new() });
     anyhow::ensure!(
         a.teacher_patches.is_empty() || (a.teacher_vectors.is_empty() && !a.logmel_target),
         "--teacher-patches, --teacher-vectors and --logmel-target train one head: give --teacher-patches alone"

@@ -141,7 +141,7 @@ fn main() {
         t0.elapsed().as_secs_f64() * 1e3 / reps as f64
     };
     let fwd = ms(&mut || {
-        let _ = model.as_ref().expect("model").forward(x.clone()).sum().into_scalar::<f32>();
+        let _ = model.as_ref().expect("model").forward(x.clone(), None).sum().into_scalar::<f32>();
     });
     let step = ms(&mut || {
         let (m, _, _) = train_step(model.take().expect("model"), &mut optim, x.clone(), target.clone(), b as f32, 1e-3);

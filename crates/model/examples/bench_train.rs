@@ -110,11 +110,11 @@ fn main() {
                 sink += e[0] + p[0];
             };
             let plain = time_steps(steps, |i| {
-                let e = net.forward_embedding(batch_tensor(batch_at(i).0, batch, h, w, &dev));
+                let e = net.forward_embedding(batch_tensor(batch_at(i).0, batch, h, w, &dev), None);
                 run(e.clone(), net.head_logits(e));
             });
             let fold = time_steps(steps, |i| {
-                let e = folded.forward_embedding(batch_tensor(batch_at(i).0, batch, h, w, &dev));
+                let e = folded.forward_embedding(batch_tensor(batch_at(i).0, batch, h, w, &dev), None);
                 run(e.clone(), folded.head_logits(e));
             });
             // The fused CPU path that embedding runs on the CPU (fast/cpu_infer.rs): same folded weights, tiles in
@@ -122,7 +122,7 @@ fn main() {
             let fused = on_cpu.then(|| {
                 let engine = soundalike_model::CpuNet::from_folded(&folded);
                 let s = time_steps(steps, |i| {
-                    let (e, p) = engine.forward(&batch_at(i).0, h, w);
+                    let (e, p) = engine.forward(&batch_at(i).0, h, w, None);
                     sink += e[0] + p[0];
                 });
                 format!(", \"tiles_per_s_fused\": {:.1}", (steps * batch) as f64 / s)

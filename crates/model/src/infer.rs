@@ -34,16 +34,25 @@ pub struct TileOutputs {
 
 pub use soundalike_core::normalise as l2_normalise;
 
+/// `context` (one song's) repeated for `n` rows: `[n, context.len()]`.
+pub fn context_rows(context: &[f32], n: usize, device: &Device) -> Tensor<2> {
+    let data: Vec<f32> = (0..n).flat_map(|_| context.iter().copied()).collect();
+    Tensor::from_data(TensorData::new(data, [n, context.len()]), device)
+}
+
 /// The tiles of `mel` starting at `starts` through the folded network: through `engine` (the same weights,
-/// fused CPU path, tiles in parallel) when given, else through burn on `device` in batches.
+/// fused CPU path, tiles in parallel) when given, else through burn on `device` in batches. A network with
+/// a song context reads the whole spectrogram's ([`FoldedNet::song_context`]) beside every tile.
 pub(crate) fn run_tiles(folded: &FoldedNet, engine: Option<&CpuNet>, mel: &LogMel, starts: &[usize], width: usize, device: &Device) -> TileOutputs {
+    let context = folded.song_context(mel);
     if let Some(engine) = engine {
-        let (embeddings, probs) = engine.forward(&tile_data(mel, starts, width), mel.n_mels, width);
+        let (embeddings, probs) = engine.forward(&tile_data(mel, starts, width), mel.n_mels, width, context.as_deref());
         return TileOutputs { embeddings, probs, n_tiles: starts.len() };
     }
     let (mut embeddings, mut probs) = (Vec::new(), Vec::new());
     for chunk in starts.chunks(INFER_BATCH) {
-        let emb = folded.forward_embedding(tile_batch(mel, chunk, width, device));
+        let ctx = context.as_deref().map(|c| context_rows(c, chunk.len(), device));
+        let emb = folded.forward_embedding(tile_batch(mel, chunk, width, device), ctx);
         let logits = folded.head_logits(emb.clone());
         embeddings.extend(emb.into_data().try_into_vec::<f32>().unwrap_or_default());
         probs.extend(softmax(logits, 1).into_data().try_into_vec::<f32>().unwrap_or_default());

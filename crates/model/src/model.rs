@@ -29,6 +29,88 @@ pub struct ArchConfig {
     /// (multi-level aggregation, as in Lee et al. 2017).
     #[serde(default = "one", skip_serializing_if = "is_one")]
     pub pool_blocks: usize,
+    /// Song-level context beside each tile's pooled features at the dense layer (absent in configs written
+    /// before it existed: none). See [`SongContext`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<SongContext>,
+}
+
+/// What every tile of a song tells the dense layer besides its own pooled features: the song's spectral
+/// balance and level, which per-tile normalisation (each tile's own maximum is its 0 dB) and the tile
+/// average wash out. The mean and standard deviation of the log-mel (dB, unnormalised) of each of `bands`
+/// groups of mel bands over all frames of the song, each standardised by the training songs' `mean` and
+/// `std` (filled in by training) and clamped to +-[`CONTEXT_CLIP`]: `2 x bands` inputs. It is one pass of
+/// sums over the spectrogram (no more memory than the tiles need), the same for every tile of a song, so
+/// the embedding stays the dense layer's output averaged over the song's tiles.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SongContext {
+    /// Groups of mel bands (as [`Pool::band`] splits rows).
+    pub bands: usize,
+    /// Training songs' mean of each raw statistic (`2 x bands`: the band means, then the spreads).
+    #[serde(default)]
+    pub mean: Vec<f32>,
+    /// Training songs' standard deviation of each raw statistic.
+    #[serde(default)]
+    pub std: Vec<f32>,
+}
+
+/// Standardised context values are clamped to this many standard deviations (a very quiet or clipped
+/// master must not dominate the embedding).
+pub const CONTEXT_CLIP: f32 = 4.0;
+
+/// Smallest standard deviation a context statistic is divided by (dB), so a statistic that barely varies
+/// over the training songs is not blown up.
+pub const CONTEXT_MIN_STD: f32 = 0.5;
+
+impl SongContext {
+    /// Inputs it hands the dense layer.
+    pub fn features(&self) -> usize {
+        2 * self.bands
+    }
+
+    /// The raw statistics of `mel`: per band group the mean dB over all its bands and frames, then the
+    /// standard deviation; zeros for an empty spectrogram.
+    pub fn raw(&self, mel: &soundalike_audio::LogMel) -> Vec<f32> {
+        let mut out = vec![0f32; self.features()];
+        if mel.n_frames == 0 || mel.n_mels == 0 {
+            return out;
+        }
+        for r in 0..self.bands {
+            let (r0, r1) = Pool::band(r, self.bands, mel.n_mels);
+            let vals = &mel.data[r0 * mel.n_frames..r1 * mel.n_frames];
+            let n = vals.len().max(1) as f64;
+            let (s, s2) = vals.iter().fold((0f64, 0f64), |(s, s2), &v| (s + v as f64, s2 + (v as f64) * (v as f64)));
+            let mean = s / n;
+            out[r] = mean as f32;
+            out[self.bands + r] = (s2 / n - mean * mean).max(0.0).sqrt() as f32;
+        }
+        out
+    }
+
+    /// The standardised context of `mel` (finite, within +-[`CONTEXT_CLIP`]).
+    pub fn of(&self, mel: &soundalike_audio::LogMel) -> Vec<f32> {
+        let mut v = self.raw(mel);
+        for (i, x) in v.iter_mut().enumerate() {
+            let (m, s) = (self.mean.get(i).copied().unwrap_or(0.0), self.std.get(i).copied().unwrap_or(1.0).max(CONTEXT_MIN_STD));
+            let z = (*x - m) / s;
+            *x = if z.is_finite() { z.clamp(-CONTEXT_CLIP, CONTEXT_CLIP) } else { 0.0 };
+        }
+        v
+    }
+
+    /// Sets `mean` and `std` from the raw statistics of the training songs' spectrograms.
+    pub fn fit<'a>(&mut self, mels: impl Iterator<Item = &'a soundalike_audio::LogMel>) {
+        let raws: Vec<Vec<f32>> = mels.map(|m| self.raw(m)).collect();
+        let (d, n) = (self.features(), raws.len().max(1) as f64);
+        self.mean = (0..d).map(|i| (raws.iter().map(|r| r[i] as f64).sum::<f64>() / n) as f32).collect();
+        self.std = (0..d)
+            .map(|i| {
+                let m = self.mean[i] as f64;
+                ((raws.iter().map(|r| (r[i] as f64 - m).powi(2)).sum::<f64>() / n).sqrt() as f32).max(CONTEXT_MIN_STD)
+            })
+            .collect();
+    }
 }
 
 fn one() -> usize {
@@ -100,15 +182,17 @@ impl Pool {
 
 /// Runs `x` through `blocks` (each by `forward`) and returns the dense layer's input: the maps of the blocks
 /// from index `pool_from` on, each pooled by `pool`, joined in block order (`[batch, sum of features]`).
-fn pooled_blocks<B>(blocks: &[B], forward: impl Fn(&B, Tensor<4>) -> Tensor<4>, pool: Pool, pool_from: usize, x: Tensor<4>) -> Tensor<2> {
+/// With `context` (`[batch, context features]`), it joins them last.
+fn pooled_blocks<B>(blocks: &[B], forward: impl Fn(&B, Tensor<4>) -> Tensor<4>, pool: Pool, pool_from: usize, x: Tensor<4>, context: Option<Tensor<2>>) -> Tensor<2> {
     let mut x = x;
-    let mut pooled = Vec::with_capacity(blocks.len().saturating_sub(pool_from));
+    let mut pooled = Vec::with_capacity(blocks.len().saturating_sub(pool_from) + 1);
     for (i, b) in blocks.iter().enumerate() {
         x = forward(b, x); // [batch, c, h/2, w/2]
         if i >= pool_from {
             pooled.push(pool.forward(x.clone())); // [batch, features of this block]
         }
     }
+    pooled.extend(context);
     if pooled.len() == 1 {
         return pooled.remove(0);
     }
@@ -118,14 +202,14 @@ fn pooled_blocks<B>(blocks: &[B], forward: impl Fn(&B, Tensor<4>) -> Tensor<4>, 
 impl Default for ArchConfig {
     /// Compact default: 4 blocks 16/32/64/128, dense 128. About 120 k parameters.
     fn default() -> Self {
-        ArchConfig { channels: vec![16, 32, 64, 128], embedding_dim: 128, dropout: 0.3, pool: Pool::Global, pool_blocks: 1 }
+        ArchConfig { channels: vec![16, 32, 64, 128], embedding_dim: 128, dropout: 0.3, pool: Pool::Global, pool_blocks: 1, context: None }
     }
 }
 
 impl ArchConfig {
     /// The 2017 original: 4 conv layers 64/128/256/512, dense 128 (use with the 256x256 front-end preset).
     pub fn original_2017() -> Self {
-        ArchConfig { channels: vec![64, 128, 256, 512], embedding_dim: 128, dropout: 0.5, pool: Pool::Global, pool_blocks: 1 }
+        ArchConfig { channels: vec![64, 128, 256, 512], embedding_dim: 128, dropout: 0.5, pool: Pool::Global, pool_blocks: 1, context: None }
     }
 
     /// Rejects a network that could not run on tiles of `n_mels x tile_frames`: every 2x2 max-pool halves
@@ -166,6 +250,18 @@ impl ArchConfig {
             let h = n_mels >> self.channels.len();
             if rows == 0 || rows > h {
                 return bad(format!("pool over time in {rows} bands: the last feature map has {h} rows (need 1..={h})"));
+            }
+        }
+        if let Some(c) = &self.context {
+            if c.bands == 0 || c.bands > n_mels {
+                return bad(format!("song context in {} bands: the spectrogram has {n_mels} (need 1..={n_mels})", c.bands));
+            }
+            let d = c.features();
+            if !(c.mean.is_empty() && c.std.is_empty()) && (c.mean.len() != d || c.std.len() != d) {
+                return bad(format!("song context: {} means and {} spreads for {d} statistics", c.mean.len(), c.std.len()));
+            }
+            if c.mean.iter().chain(&c.std).any(|v| !v.is_finite()) || c.std.iter().any(|&v| v <= 0.0) {
+                return bad("song context: its statistics must be finite, the spreads positive".into());
             }
         }
         Ok(())
@@ -315,6 +411,9 @@ pub struct SoundNet {
     /// The first block (index) whose pooled map reaches the dense layer.
     #[module(skip)]
     pool_from: usize,
+    /// The song context the dense layer also reads, if any.
+    #[module(skip)]
+    context: Option<SongContext>,
     dense: Linear,
     relu: Relu,
     dropout: Dropout,
@@ -335,11 +434,12 @@ impl SoundNet {
             })
             .collect();
         let pool_from = arch.channels.len().saturating_sub(arch.pool_blocks.max(1));
-        let features = arch.channels[pool_from..].iter().map(|&c| arch.pool.features(c)).sum();
+        let features = arch.channels[pool_from..].iter().map(|&c| arch.pool.features(c)).sum::<usize>() + arch.context.as_ref().map_or(0, SongContext::features);
         SoundNet {
             blocks,
             pool: arch.pool,
             pool_from,
+            context: arch.context.clone(),
             dense: LinearConfig::new(features, arch.embedding_dim).init(device),
             relu: Relu::new(),
             dropout: DropoutConfig::new(arch.dropout).init(),
@@ -352,15 +452,22 @@ impl SoundNet {
         self.dense.weight.dims()[0]
     }
 
-    /// Input `[batch, 1, n_mels, frames]` (normalised tiles) -> embedding `[batch, embedding_dim]`.
-    pub fn forward_embedding(&self, x: Tensor<4>) -> Tensor<2> {
-        let features = pooled_blocks(&self.blocks, ConvBlock::forward, self.pool, self.pool_from, x);
+    /// Input `[batch, 1, n_mels, frames]` (normalised tiles) and, for a network with a song context, each
+    /// tile's song's context `[batch, 2 x bands]` ([`SongContext::of`]) -> embedding `[batch, embedding_dim]`.
+    pub fn forward_embedding(&self, x: Tensor<4>, context: Option<Tensor<2>>) -> Tensor<2> {
+        debug_assert_eq!(context.is_some(), self.context.is_some(), "a song context exactly when the network has one");
+        let features = pooled_blocks(&self.blocks, ConvBlock::forward, self.pool, self.pool_from, x, context);
         self.relu.forward(self.dense.forward(features))
     }
 
     /// Logits `[batch, n_classes]`: the embedding, dropout, then the linear head (one code path).
-    pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
-        self.head_logits(self.forward_embedding(x))
+    pub fn forward(&self, x: Tensor<4>, context: Option<Tensor<2>>) -> Tensor<2> {
+        self.head_logits(self.forward_embedding(x, context))
+    }
+
+    /// The song context the network reads (standardised statistics of the whole spectrogram), if it has one.
+    pub fn song_context(&self, mel: &soundalike_audio::LogMel) -> Option<Vec<f32>> {
+        self.context.as_ref().map(|c| c.of(mel))
     }
 
     /// The classifier head on top of an embedding `[batch, embedding_dim]` (dropout is a no-op outside
@@ -388,6 +495,8 @@ pub struct FoldedNet {
     pool: Pool,
     #[module(skip)]
     pool_from: usize,
+    #[module(skip)]
+    context: Option<SongContext>,
     dense: Linear,
     relu: Relu,
     head: Linear,
@@ -416,15 +525,16 @@ impl SoundNet {
                 FoldedBlock { conv, pool: b.pool.clone(), relu: Relu::new() }
             })
             .collect();
-        FoldedNet { blocks, pool: self.pool, pool_from: self.pool_from, dense: self.dense.clone(), relu: Relu::new(), head: self.head.clone() }
+        FoldedNet { blocks, pool: self.pool, pool_from: self.pool_from, context: self.context.clone(), dense: self.dense.clone(), relu: Relu::new(), head: self.head.clone() }
     }
 }
 
 impl FoldedNet {
-    /// Input `[batch, 1, n_mels, frames]` -> embedding `[batch, embedding_dim]`, as [`SoundNet::forward_embedding`].
-    pub fn forward_embedding(&self, x: Tensor<4>) -> Tensor<2> {
+    /// Input `[batch, 1, n_mels, frames]` (and the song context) -> embedding `[batch, embedding_dim]`, as
+    /// [`SoundNet::forward_embedding`].
+    pub fn forward_embedding(&self, x: Tensor<4>, context: Option<Tensor<2>>) -> Tensor<2> {
         let block = |b: &FoldedBlock, x| b.pool.forward(b.relu.forward(conv3x3(&b.conv, x)));
-        let features = pooled_blocks(&self.blocks, block, self.pool, self.pool_from, x);
+        let features = pooled_blocks(&self.blocks, block, self.pool, self.pool_from, x, context);
         self.relu.forward(self.dense.forward(features))
     }
 
@@ -436,6 +546,11 @@ impl FoldedNet {
     /// How the feature maps are pooled, and the first block whose pooled map reaches the dense layer.
     pub(crate) fn pool(&self) -> (Pool, usize) {
         (self.pool, self.pool_from)
+    }
+
+    /// The song context the network reads, if it has one (as [`SoundNet::song_context`]).
+    pub fn song_context(&self, mel: &soundalike_audio::LogMel) -> Option<Vec<f32>> {
+        self.context.as_ref().map(|c| c.of(mel))
     }
 
     /// Each block's folded convolution: weight `[cout, cin, 3, 3]` and bias `[cout]`.

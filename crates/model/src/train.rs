@@ -318,8 +318,10 @@ pub fn head_logits(head: &Linear, emb: Tensor<2>, cosine_scale: f32) -> Tensor<2
 /// (mean over tags and tagged rows) + `group_weight` x group cross-entropy + `vec_weight` x teacher-vector
 /// squared error + `song_weight` x song-identity cross-entropy, for the heads `net` has. Returns the updated network, the
 /// total loss and the class logits.
-pub fn train_step_multi(net: TrainNet, optim: &mut ModuleOptimizer, x: Tensor<4>, t: BatchTargets, opts: &TrainOptions, lr: f64) -> (TrainNet, f32, Tensor<2>) {
-    let emb = net.net.forward_embedding(x);
+/// `context`: each row's song context, for a network that reads one.
+#[allow(clippy::too_many_arguments, reason = "the step's inputs, targets and settings")]
+pub fn train_step_multi(net: TrainNet, optim: &mut ModuleOptimizer, x: Tensor<4>, context: Option<Tensor<2>>, t: BatchTargets, opts: &TrainOptions, lr: f64) -> (TrainNet, f32, Tensor<2>) {
+    let emb = net.net.forward_embedding(x, context);
     let logits = net.net.head_logits(emb.clone());
     let mut loss = log_softmax(logits.clone(), 1).mul(t.class).sum().neg().div_scalar(t.class_wsum.max(1e-6));
     if let (Some(head), Some((tags, mask, n))) = (&net.tag_head, t.tags) {
@@ -582,7 +584,7 @@ pub fn optimizer(weight_decay: f32) -> ModuleOptimizer {
 pub fn train_step(model: SoundNet, optim: &mut ModuleOptimizer, x: Tensor<4>, target: Tensor<2>, wsum: f32, lr: f64) -> (SoundNet, f32, Tensor<2>) {
     let net = TrainNet { net: model, tag_head: None, group_head: None, song_head: None, vec_head: None };
     let t = BatchTargets { class: target, class_wsum: wsum, tags: None, groups: None, songs: None, vecs: None, contrast: None, relation: None };
-    let (net, loss, logits) = train_step_multi(net, optim, x, t, &TrainOptions::default(), lr);
+    let (net, loss, logits) = train_step_multi(net, optim, x, None, t, &TrainOptions::default(), lr);
     (net.net, loss, logits)
 }
 
@@ -639,6 +641,14 @@ pub fn train(job: TrainJob<'_>, on: &mut dyn FnMut(Progress), stop: &dyn Fn(usiz
     let (h, w) = (config.frontend.n_mels, config.frontend.tile_frames);
     config.frontend.validate().map_err(|e| crate::ModelError::Invalid(e.to_string()))?;
     config.arch.validate(h, w)?;
+    // A song context standardised by the training songs' statistics (kept when the config has them already).
+    let mut config = config.clone();
+    if let Some(c) = config.arch.context.as_mut().filter(|c| c.mean.is_empty()) {
+        c.fit(train_songs.iter().map(|s| &s.mel));
+    }
+    let config = &config;
+    let contexts: Vec<Vec<f32>> = train_songs.iter().map(|s| config.arch.context.as_ref().map_or_else(Vec::new, |c| c.of(&s.mel))).collect();
+    let n_ctx = config.arch.context.as_ref().map_or(0, |c| c.features());
     let ad = device.clone().autodiff();
     ad.seed(opts.seed);
     let ckpt_root = out_dir.join("checkpoint");
@@ -710,9 +720,11 @@ pub fn train(job: TrainJob<'_>, on: &mut dyn FnMut(Progress), stop: &dyn Fn(usiz
             let (mut groups, mut n_grouped) = (vec![0f32; b * n_groups], 0f32);
             let mut song_ids = vec![0f32; b * n_song_ids];
             let mut vecs = SoftRows::new(b, n_vec);
+            let mut ctx = vec![0f32; b * n_ctx];
             let mut wsum = 0f32;
             for (i, &(si, start)) in batch.iter().enumerate() {
                 let song = &train_songs[si];
+                ctx[i * n_ctx..(i + 1) * n_ctx].copy_from_slice(&contexts[si]);
                 let tile = &mut data[i * h * w..(i + 1) * h * w];
                 if opts.augment {
                     // Tempo: read 0.92-1.08 tiles' worth of frames and resample them to one tile.
@@ -751,6 +763,7 @@ pub fn train(job: TrainJob<'_>, on: &mut dyn FnMut(Progress), stop: &dyn Fn(usiz
                 }
                 let has_group: Vec<f32> = batch.iter().map(|&(si, _)| if train_songs[si].group.is_some() { 1.0 } else { 0.0 }).collect();
                 mix_rows(&mut data, h * w, &mixes, None);
+                mix_rows(&mut ctx, n_ctx, &mixes, None);
                 mix_rows(&mut target, k, &mixes, None);
                 wsum = target.iter().sum();
                 mix_rows(&mut tags.values, tags.width, &mixes, Some(&tags.mask));
@@ -771,7 +784,8 @@ pub fn train(job: TrainJob<'_>, on: &mut dyn FnMut(Progress), stop: &dyn Fn(usiz
                 contrast: contrast.then(|| t2(contrast_positives(train_songs, batch, opts.contrast_groups), b)),
                 relation: relation.map(|(d, m)| (t2(d, b), t2(m, b))),
             };
-            let (next, loss_v, logits) = train_step_multi(model, &mut optim, x, bt, opts, lr);
+            let ctx = (n_ctx > 0).then(|| t2(ctx, n_ctx));
+            let (next, loss_v, logits) = train_step_multi(model, &mut optim, x, ctx, bt, opts, lr);
             model = next;
             if !loss_v.is_finite() {
                 return Err(ModelError::Diverged { epoch, step: step + 1, loss: loss_v });

@@ -10,7 +10,7 @@ fn small_frontend() -> FrontendConfig {
 }
 
 fn small_arch() -> ArchConfig {
-    ArchConfig { channels: vec![4, 8], embedding_dim: 16, dropout: 0.2, pool: Pool::Global, pool_blocks: 1 }
+    ArchConfig { channels: vec![4, 8], embedding_dim: 16, dropout: 0.2, pool: Pool::Global, pool_blocks: 1, context: None }
 }
 
 /// Class 0: energy in the low bands; class 1: in the high bands; plus noise.
@@ -97,8 +97,8 @@ fn forward_is_embedding_then_head() {
     use burn::module::Module;
     let net = net.valid();
     let x = burn::tensor::Tensor::<4>::random([2, 1, 32, 32], burn::tensor::Distribution::Default, &dev);
-    let a = net.forward(x.clone()).into_data().try_to_vec::<f32>().unwrap();
-    let b = net.head_logits(net.forward_embedding(x)).into_data().try_to_vec::<f32>().unwrap();
+    let a = net.forward(x.clone(), None).into_data().try_to_vec::<f32>().unwrap();
+    let b = net.head_logits(net.forward_embedding(x, None)).into_data().try_to_vec::<f32>().unwrap();
     assert_eq!(a.len(), 6);
     assert_eq!(a, b);
 }
@@ -180,8 +180,8 @@ fn inference_does_not_depend_on_the_rest_of_the_batch() {
     let m = load_model(d.path(), &dev).unwrap();
     let a = burn::tensor::Tensor::<4>::random([1, 1, 32, 32], burn::tensor::Distribution::Default, &dev);
     let b = burn::tensor::Tensor::<4>::random([3, 1, 32, 32], burn::tensor::Distribution::Normal(5.0, 3.0), &dev);
-    let alone = m.net.forward(a.clone()).into_data().try_to_vec::<f32>().unwrap();
-    let batch = m.net.forward(burn::tensor::Tensor::cat(vec![a, b], 0)).into_data().try_to_vec::<f32>().unwrap();
+    let alone = m.net.forward(a.clone(), None).into_data().try_to_vec::<f32>().unwrap();
+    let batch = m.net.forward(burn::tensor::Tensor::cat(vec![a, b], 0), None).into_data().try_to_vec::<f32>().unwrap();
     for (x, y) in alone.iter().zip(&batch[..alone.len()]) {
         assert!((x - y).abs() < 1e-4, "batch norm used batch statistics at inference: {alone:?} vs {:?}", &batch[..alone.len()]);
     }
@@ -194,8 +194,8 @@ fn folded_batch_norm_gives_the_same_outputs() {
     let dev = Device::flex();
     let m = load_model(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/default"), &dev).unwrap();
     let x = burn::tensor::Tensor::<4>::random([4, 1, 128, 128], burn::tensor::Distribution::Uniform(0.0, 1.0), &dev);
-    let plain = m.net.forward_embedding(x.clone());
-    let folded = m.folded.forward_embedding(x);
+    let plain = m.net.forward_embedding(x.clone(), None);
+    let folded = m.folded.forward_embedding(x, None);
     let (p, f) = (plain.clone().into_data().try_to_vec::<f32>().unwrap(), folded.clone().into_data().try_to_vec::<f32>().unwrap());
     let scale = p.iter().fold(0f32, |a, b| a.max(b.abs()));
     assert!(scale > 0.1, "embeddings are all near zero: {scale}");
@@ -222,10 +222,10 @@ fn fused_cpu_engine_equals_burns_folded_network() {
     for (n, h, w) in [(5, 128, 128), (3, 37, 50), (2, 128, 130)] {
         let x = burn::tensor::Tensor::<4>::random([n, 1, h, w], burn::tensor::Distribution::Uniform(0.0, 1.0), &dev);
         let data = x.clone().into_data().try_to_vec::<f32>().unwrap();
-        let emb = m.folded.forward_embedding(x);
+        let emb = m.folded.forward_embedding(x, None);
         let probs = burn::tensor::activation::softmax(m.folded.head_logits(emb.clone()), 1).into_data().try_to_vec::<f32>().unwrap();
         let emb = emb.into_data().try_to_vec::<f32>().unwrap();
-        let (e2, p2) = engine.forward(&data, h, w);
+        let (e2, p2) = engine.forward(&data, h, w, None);
         let (worst, scale) = worst_diff(&emb, &e2);
         assert!(scale > 0.1, "embeddings are all near zero at {h}x{w}: {scale}");
         assert!(worst < 1e-4 * scale.max(1.0), "engine embedding differs by {worst} (scale {scale}) at {h}x{w}");
@@ -269,22 +269,122 @@ fn fused_cpu_engine_handles_any_channel_counts_and_every_pool() {
         Pool::Time { rows: 2, std: true },
     ];
     for (pool, pool_blocks) in pools.into_iter().flat_map(|p| [(p, 1), (p, 2), (p, 3)]) {
-        let arch = ArchConfig { channels: vec![3, 5, 6], embedding_dim: 7, dropout: 0.0, pool, pool_blocks };
+        let arch = ArchConfig { channels: vec![3, 5, 6], embedding_dim: 7, dropout: 0.0, pool, pool_blocks, context: None };
         arch.validate(24, 40).unwrap();
         let folded = SoundNet::new(&arch, 3, &dev).fold_batch_norm();
         let engine = CpuNet::from_folded(&folded);
         let (n, h, w) = (4, 24, 40);
         let x = burn::tensor::Tensor::<4>::random([n, 1, h, w], burn::tensor::Distribution::Uniform(0.0, 1.0), &dev);
         let data = x.clone().into_data().try_to_vec::<f32>().unwrap();
-        let emb = folded.forward_embedding(x);
+        let emb = folded.forward_embedding(x, None);
         let probs = burn::tensor::activation::softmax(folded.head_logits(emb.clone()), 1).into_data().try_to_vec::<f32>().unwrap();
         let emb = emb.into_data().try_to_vec::<f32>().unwrap();
-        let (e2, p2) = engine.forward(&data, h, w);
+        let (e2, p2) = engine.forward(&data, h, w, None);
         assert_eq!((e2.len(), p2.len()), (n * 7, n * 3));
         let (worst, scale) = worst_diff(&emb, &e2);
         assert!(scale > 0.0 && worst < 1e-5 * scale.max(1.0), "{pool:?} x {pool_blocks}: embedding differs by {worst} (scale {scale})");
         assert!(worst_diff(&probs, &p2).0 < 1e-5, "{pool:?} x {pool_blocks}");
     }
+}
+
+/// A spectrogram of `n_mels x n_frames` whose every value is `f(m, t)`.
+fn mel_of(n_mels: usize, n_frames: usize, f: impl Fn(usize, usize) -> f32) -> LogMel {
+    LogMel { n_mels, n_frames, data: (0..n_mels * n_frames).map(|i| f(i / n_frames.max(1), i % n_frames.max(1))).collect() }
+}
+
+#[test]
+fn the_song_context_reaches_the_dense_layer_the_same_way_on_every_path() {
+    let _g = serial(); // draws from the device RNG
+    let dev = Device::flex();
+    dev.seed(11);
+    let songs: Vec<LogMel> = (0..6).map(|k| mel_of(24, 90, |m, t| -70.0 + 5.0 * k as f32 + ((m * 31 + t * 17 + k) % 23) as f32 - m as f32)).collect();
+    let mut context = SongContext { bands: 4, mean: Vec::new(), std: Vec::new() };
+    context.fit(songs.iter());
+    assert_eq!((context.mean.len(), context.std.len()), (8, 8));
+    let arch = ArchConfig { channels: vec![3, 5, 6], embedding_dim: 7, dropout: 0.0, pool: Pool::Time { rows: 3, std: true }, pool_blocks: 1, context: Some(context) };
+    arch.validate(24, 40).unwrap();
+    let net = burn::module::Module::valid(&SoundNet::new(&arch, 3, &dev));
+    assert_eq!(net.dense_inputs(), 6 * 3 * 2 + 8); // 6 channels x 3 bands x mean and spread, then the context
+    let folded = net.fold_batch_norm();
+    let engine = CpuNet::from_folded(&folded);
+    let (n, h, w) = (3, 24, 40);
+    let x = burn::tensor::Tensor::<4>::random([n, 1, h, w], burn::tensor::Distribution::Uniform(0.0, 1.0), &dev);
+    let data = x.clone().into_data().try_to_vec::<f32>().unwrap();
+    let mut seen: Vec<Vec<f32>> = Vec::new();
+    for song in &songs[..3] {
+        let ctx = folded.song_context(song).unwrap();
+        assert_eq!(Some(&ctx), net.song_context(song).as_ref());
+        let rows = || Some(soundalike_model::infer::context_rows(&ctx, n, &dev));
+        let plain = net.forward_embedding(x.clone(), rows()).into_data().try_to_vec::<f32>().unwrap();
+        let emb = folded.forward_embedding(x.clone(), rows()).into_data().try_to_vec::<f32>().unwrap();
+        let (e2, _) = engine.forward(&data, h, w, Some(&ctx));
+        for other in [&plain, &e2] {
+            let (worst, scale) = worst_diff(&emb, other);
+            assert!(scale > 0.0 && worst < 1e-5 * scale.max(1.0), "paths differ by {worst} (scale {scale})");
+        }
+        seen.push(e2);
+    }
+    // The same tiles in other songs give other embeddings: the context is read.
+    assert!(worst_diff(&seen[0], &seen[1]).0 > 1e-3 && worst_diff(&seen[1], &seen[2]).0 > 1e-3);
+}
+
+#[test]
+fn the_song_context_of_odd_songs_is_finite_and_bounded() {
+    let mut context = SongContext { bands: 8, mean: Vec::new(), std: Vec::new() };
+    let typical: Vec<LogMel> = (0..5).map(|k| mel_of(32, 200, |m, t| -40.0 - m as f32 + ((t * 7 + m + k) % 13) as f32)).collect();
+    context.fit(typical.iter());
+    let odd = [
+        ("digital silence", mel_of(32, 200, |_, _| -100.0)),
+        ("a very quiet master", mel_of(32, 200, |m, t| -135.0 + ((t + m) % 5) as f32)),
+        ("a clipped master", mel_of(32, 200, |_, t| if t % 2 == 0 { 30.0 } else { 29.0 })),
+        ("shorter than a tile", mel_of(32, 3, |m, _| -50.0 - m as f32)),
+        ("no frames", mel_of(32, 0, |_, _| 0.0)),
+        ("one band", mel_of(32, 200, |m, _| if m == 5 { 0.0 } else { -80.0 })),
+    ];
+    for (what, mel) in &odd {
+        let v = context.of(mel);
+        assert_eq!(v.len(), 16, "{what}");
+        assert!(v.iter().all(|x| x.is_finite() && x.abs() <= CONTEXT_CLIP), "{what}: {v:?}");
+    }
+    // Silence and a clipped master sit at the clamp: they cannot outweigh the tiles by more than it allows.
+    assert!(context.of(&odd[0].1).iter().take(8).all(|&x| x == -CONTEXT_CLIP), "silence reads as the quietest");
+    assert!(context.of(&odd[2].1).iter().take(8).all(|&x| x == CONTEXT_CLIP), "a clipped master as the loudest");
+    // A typical song is not at the clamp.
+    assert!(context.of(&typical[2]).iter().all(|x| x.abs() < CONTEXT_CLIP));
+}
+
+#[test]
+fn a_network_with_a_song_context_trains_saves_and_embeds_odd_songs() {
+    let _g = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let (train_set, val) = sets();
+    let mut cfg = config();
+    cfg.arch.pool = Pool::Time { rows: 2, std: true };
+    cfg.arch.context = Some(SongContext { bands: 4, mean: Vec::new(), std: Vec::new() });
+    let dev = Device::flex();
+    let o = TrainOptions { mixup: 0.5, ..opts(3) };
+    let job = TrainJob { out_dir: dir.path(), config: &cfg, train: &train_set, val: &val, opts: &o, resume: false, device: &dev };
+    let summary = train(job, &mut |_| {}, &|_| false).unwrap();
+    // Training filled in the training songs' statistics, and the saved model carries them.
+    let saved = summary.config.arch.context.clone().unwrap();
+    assert_eq!((saved.mean.len(), saved.std.len()), (8, 8));
+    let m = load_model(dir.path(), &dev).unwrap();
+    assert_eq!(m.config.arch.context.as_ref(), Some(&saved));
+    assert!(summary.best_val.song_accuracy > 0.5, "{:?}", summary.best_val);
+    // The fused path and burn's give the same vector for every song, odd ones included.
+    let odd = [mel_of(32, 96, |_, _| -100.0), mel_of(32, 96, |m, t| -140.0 + ((m + t) % 3) as f32), mel_of(32, 96, |_, _| 20.0), mel_of(32, 5, |m, _| -30.0 - m as f32)];
+    for mel in val.iter().map(|s| &s.mel).chain(&odd) {
+        let (fused, burn) = (m.infer_tiles_fused(mel), m.infer_tiles_burn(mel, &dev));
+        assert!(worst_diff(&burn.embeddings, &fused.embeddings).0 < 1e-4);
+        let v = m.embed_mel(mel, &dev).vector;
+        assert!(v.iter().all(|x| x.is_finite()));
+        let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+        assert!(norm == 0.0 || (norm - 1.0).abs() < 1e-4, "norm {norm}");
+    }
+    // A config whose statistics do not fit its bands is refused.
+    let mut bad = m.config.arch.clone();
+    bad.context.as_mut().unwrap().mean.pop();
+    assert!(bad.validate(32, 32).unwrap_err().to_string().contains("song context"));
 }
 
 #[test]
@@ -298,6 +398,7 @@ fn a_pool_with_more_bands_than_the_last_map_has_rows_is_refused() {
     let old: ArchConfig = serde_json::from_str(r#"{"channels":[16,32,64,128],"embedding_dim":128,"dropout":0.3}"#).unwrap();
     assert_eq!(old, ArchConfig::default());
     assert!(!serde_json::to_string(&old).unwrap().contains("pool"));
+    assert!(!serde_json::to_string(&old).unwrap().contains("context"), "no song context is not written");
     let new = serde_json::to_string(&arch(8)).unwrap();
     assert_eq!(serde_json::from_str::<ArchConfig>(&new).unwrap(), arch(8));
     // Pooling more blocks than the network has, or none, is refused; the count round-trips and is written

@@ -104,8 +104,9 @@ impl CpuNet {
     }
 
     /// `n` tiles of `h x w` (concatenated, normalised) -> embeddings `[n, embedding_dim]` and class
-    /// probabilities `[n, n_classes]`. Tiles run in parallel on the rayon pool.
-    pub fn forward(&self, tiles: &[f32], h: usize, w: usize) -> (Vec<f32>, Vec<f32>) {
+    /// probabilities `[n, n_classes]`. Tiles run in parallel on the rayon pool. `context`: the song context
+    /// every tile's dense layer also reads (for a network that has one; [`crate::FoldedNet::song_context`]).
+    pub fn forward(&self, tiles: &[f32], h: usize, w: usize, context: Option<&[f32]>) -> (Vec<f32>, Vec<f32>) {
         assert!(h >= 2 && w >= 2 && tiles.len().is_multiple_of(h * w), "tiles must be whole h x w images");
         let n = tiles.len() / (h * w);
         let (e, k) = (self.embedding_dim(), self.n_classes());
@@ -114,11 +115,12 @@ impl CpuNet {
         emb.par_chunks_mut(e)
             .zip(probs.par_chunks_mut(k))
             .zip(tiles.par_chunks(h * w))
-            .for_each_init(Scratch::default, |s, ((emb, probs), tile)| self.forward_tile(tile, h, w, s, emb, probs));
+            .for_each_init(Scratch::default, |s, ((emb, probs), tile)| self.forward_tile(tile, h, w, context.unwrap_or(&[]), s, emb, probs));
         (emb, probs)
     }
 
-    fn forward_tile(&self, tile: &[f32], mut h: usize, mut w: usize, s: &mut Scratch, emb: &mut [f32], probs: &mut [f32]) {
+    #[allow(clippy::too_many_arguments, reason = "one tile's inputs, outputs and scratch")]
+    fn forward_tile(&self, tile: &[f32], mut h: usize, mut w: usize, context: &[f32], s: &mut Scratch, emb: &mut [f32], probs: &mut [f32]) {
         s.a.clear();
         s.a.extend_from_slice(tile);
         s.feat.clear();
@@ -130,7 +132,8 @@ impl CpuNet {
                 pool(self.pool, &s.a, h, w, &mut s.feat);
             }
         }
-        debug_assert_eq!(s.feat.len(), self.dense.d_in);
+        s.feat.extend_from_slice(context);
+        assert_eq!(s.feat.len(), self.dense.d_in, "the dense layer's inputs (is the song context missing?)");
         self.dense.forward(&s.feat, emb);
         emb.iter_mut().for_each(|v| *v = v.max(0.0));
         self.head.forward(emb, probs);

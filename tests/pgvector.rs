@@ -126,7 +126,12 @@ fn synthetic_store(dir: &Path, n: usize, rare: usize, fingerprint: &str) {
             genre: Some(if i % (n / rare) == 0 { "rare" } else { "common" }.into()),
             group: None,
             duration_s: 30.0,
-            from_path: Vec::new(),
+            // Some songs' names were read from their paths (the store says which), others' from their tags.
+            from_path: match i % 3 {
+                0 => vec!["artist".into(), "title".into()],
+                1 => vec!["album".into()],
+                _ => Vec::new(),
+            },
             fingerprint: format!("f{i}"),
             size: 1,
             mtime: 1,
@@ -374,6 +379,23 @@ fn push_and_query_from_postgres_match_the_store() {
     assert_eq!(db.len(), 10);
     let (a, b): (std::collections::BTreeSet<_>, std::collections::BTreeSet<_>) = (db.iter().map(|x| x.0.clone()).collect(), exact.iter().map(|x| x.0.clone()).collect());
     assert!(a.intersection(&b).count() >= 9, "db {a:?} vs exact {b:?}");
+    // Which names came from the path travels with each song, as the store has it.
+    let (dbj, exj) = (json(&o), json(&run(&["query", s(&synth), "--song", "s00001.mp3", "--genre", "rare", "-k", "10", "--exact", "--json", "--genre-source", "tag"])));
+    let from_path = |v: &serde_json::Value| -> std::collections::BTreeMap<String, serde_json::Value> {
+        v["results"].as_array().unwrap().iter().map(|r| (r["id"].as_str().unwrap().to_string(), r["from_path"].clone())).collect()
+    };
+    let (fd, fe) = (from_path(&dbj), from_path(&exj));
+    let shared: Vec<&String> = fd.keys().filter(|k| fe.contains_key(*k)).collect();
+    assert!(shared.len() >= 9);
+    assert!(shared.iter().all(|k| fd[*k] == fe[*k]), "from_path: db {fd:?} vs store {fe:?}");
+    assert!(fd.values().any(|v| v.as_array().is_some_and(|a| !a.is_empty())), "some songs have names from their paths: {fd:?}");
+    // A table pushed before the column existed gets it on the next push, which writes again the songs that
+    // have names from their paths (two in three here) and leaves the others.
+    pg.psql("synth", "ALTER TABLE soundalike_songs DROP COLUMN from_path");
+    let r = json(&run(&["push", s(&synth), "--db", &surl, "--json"]));
+    assert_eq!((r["report"]["updated"].as_u64(), r["report"]["unchanged"].as_u64()), (Some(2000), Some(1000)), "{r}");
+    let again = json(&run(&["query", "--db", &surl, "--song", "s00001.mp3", "--genre", "rare", "-k", "10", "--json", "--genre-source", "tag"]));
+    assert_eq!(from_path(&again), fd);
     eprintln!("2% filter: plain HNSW scan {plain} of 10, query --db 10 of 10");
 
     // Issue 31: a per-album cap returns k songs from the database as from the store (it widens its search).

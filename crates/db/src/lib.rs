@@ -330,7 +330,7 @@ pub async fn push(db: &Db, store: &Store, precision: Precision) -> Result<PushRe
                 "CREATE TABLE {META} (key text PRIMARY KEY, value text NOT NULL);
                  CREATE TABLE {SONGS} (id text PRIMARY KEY, title text NOT NULL, artist text, album text, genre text,
                    predicted text, grp text, path text NOT NULL, fingerprint text NOT NULL, duration_s double precision NOT NULL,
-                   embedding {} NOT NULL, {FACTS_COLUMNS})",
+                   embedding {} NOT NULL, {FACTS_COLUMNS}, from_path text NOT NULL DEFAULT '')",
                 precision.column(h.dim)
             ))
             .await
@@ -343,24 +343,28 @@ pub async fn push(db: &Db, store: &Store, precision: Precision) -> Result<PushRe
     t.batch_execute(&format!(
         "ALTER TABLE {SONGS} ADD COLUMN IF NOT EXISTS bpm real, ADD COLUMN IF NOT EXISTS camelot text, ADD COLUMN IF NOT EXISTS lufs real,
            ADD COLUMN IF NOT EXISTS facts_version integer NOT NULL DEFAULT 0, ADD COLUMN IF NOT EXISTS tags jsonb,
-           ADD COLUMN IF NOT EXISTS tags_version integer NOT NULL DEFAULT 0"
+           ADD COLUMN IF NOT EXISTS tags_version integer NOT NULL DEFAULT 0, ADD COLUMN IF NOT EXISTS from_path text NOT NULL DEFAULT ''"
     ))
     .await
-    .map_err(e("adding the tempo, key and tag columns"))?;
-    let have: HashMap<String, (String, i32, i32)> = t
-        .query(&format!("SELECT id, fingerprint, facts_version, tags_version FROM {SONGS}"), &[])
+    .map_err(e("adding the tempo, key, tag and from-path columns"))?;
+    let have: HashMap<String, (String, i32, i32, String)> = t
+        .query(&format!("SELECT id, fingerprint, facts_version, tags_version, from_path FROM {SONGS}"), &[])
         .await
         .map_err(e("reading the songs"))?
         .iter()
-        .map(|r| (r.get(0), (r.get(1), r.get(2), r.get(3))))
+        .map(|r| (r.get(0), (r.get(1), r.get(2), r.get(3), r.get(4))))
         .collect();
     let mut report = PushReport::default();
     let live: HashSet<&str> = store.songs().map(|s| s.id.as_str()).collect();
     let changed: Vec<&SongRecord> = store
         .songs()
         .filter(|s| match have.get(&s.id) {
-            Some((fp, fv, tv))
-                if *fp == s.fingerprint && *fv == s.facts.as_ref().map_or(0, |f| f.version as i32) && *tv == s.tags.as_ref().map_or(0, |t| t.version as i32) =>
+            // A row pushed before the from-path column existed is written again when the song has one.
+            Some((fp, fv, tv, from))
+                if *fp == s.fingerprint
+                    && *fv == s.facts.as_ref().map_or(0, |f| f.version as i32)
+                    && *tv == s.tags.as_ref().map_or(0, |t| t.version as i32)
+                    && *from == from_path_text(&s.from_path) =>
             {
                 report.unchanged += 1;
                 false
@@ -381,7 +385,7 @@ pub async fn push(db: &Db, store: &Store, precision: Precision) -> Result<PushRe
         t.batch_execute(&format!("CREATE TEMP TABLE soundalike_incoming (LIKE {SONGS}) ON COMMIT DROP")).await.map_err(e("creating the load table"))?;
         let sink = t
             .copy_in(
-                "COPY soundalike_incoming (id, title, artist, album, genre, predicted, grp, path, fingerprint, duration_s, embedding, bpm, camelot, lufs, facts_version, tags, tags_version)
+                "COPY soundalike_incoming (id, title, artist, album, genre, predicted, grp, path, fingerprint, duration_s, embedding, bpm, camelot, lufs, facts_version, tags, tags_version, from_path)
                  FROM STDIN WITH (FORMAT csv, FORCE_NULL (bpm, camelot, lufs, tags))",
             )
             .await
@@ -411,6 +415,7 @@ pub async fn push(db: &Db, store: &Store, precision: Precision) -> Result<PushRe
                 // The tags as the store keeps them (both taggers' probabilities, 4 decimals), or NULL.
                 rec.push(s.tags.as_ref().map_or(String::new(), |t| serde_json::to_string(t).unwrap_or_default()));
                 rec.push(s.tags.as_ref().map_or(0, |t| t.version).to_string());
+                rec.push(from_path_text(&s.from_path));
                 w.write_record(&rec).map_err(|err| sql_err(&url, "writing COPY rows", err))?;
                 w.flush().map_err(|err| sql_err(&url, "writing COPY rows", err))?;
             }
@@ -424,7 +429,7 @@ pub async fn push(db: &Db, store: &Store, precision: Precision) -> Result<PushRe
                album = EXCLUDED.album, genre = EXCLUDED.genre, predicted = EXCLUDED.predicted, grp = EXCLUDED.grp, path = EXCLUDED.path,
                fingerprint = EXCLUDED.fingerprint, duration_s = EXCLUDED.duration_s, embedding = EXCLUDED.embedding,
                bpm = EXCLUDED.bpm, camelot = EXCLUDED.camelot, lufs = EXCLUDED.lufs, facts_version = EXCLUDED.facts_version,
-               tags = EXCLUDED.tags, tags_version = EXCLUDED.tags_version"
+               tags = EXCLUDED.tags, tags_version = EXCLUDED.tags_version, from_path = EXCLUDED.from_path"
         ))
         .await
         .map_err(e("writing the songs"))?;
@@ -474,7 +479,13 @@ pub struct DbCatalog {
     pub ef_search: usize,
 }
 
-const COLUMNS: &str = "id, title, artist, album, genre, predicted, grp, duration_s, bpm, camelot, lufs, tags::text";
+const COLUMNS: &str = "id, title, artist, album, genre, predicted, grp, duration_s, bpm, camelot, lufs, tags::text, from_path";
+
+/// Which names were read from the path (`SongRecord::from_path`: "artist", "album", "title"), as the table
+/// keeps them: comma-separated.
+fn from_path_text(from_path: &[String]) -> String {
+    from_path.join(",")
+}
 /// A song's genre by the tagger (`GenreSource::Tagger`), as `SongTags::genre` picks it: the genre tag with
 /// the highest probability (the higher of the two taggers' where both know it; the last of equals), NULL
 /// for a song without tags.
@@ -489,8 +500,17 @@ fn tagger_genre_sql() -> String {
     )
 }
 
-/// Where the embedding (or the distance) sits after [`COLUMNS`].
-const AFTER_COLUMNS: usize = 12;
+/// Where the embedding (or the distance) sits after [`COLUMNS`]: their count.
+const AFTER_COLUMNS: usize = {
+    let (b, mut i, mut n) = (COLUMNS.as_bytes(), 0, 1);
+    while i < b.len() {
+        if b[i] == b',' {
+            n += 1;
+        }
+        i += 1;
+    }
+    n
+};
 /// Tempo, key (Camelot) and loudness of each song, and the version of the estimators that found them.
 const FACTS_COLUMNS: &str = "bpm real, camelot text, lufs real, facts_version integer NOT NULL DEFAULT 0, tags jsonb, tags_version integer NOT NULL DEFAULT 0";
 
@@ -555,7 +575,7 @@ impl DbCatalog {
             group: some(r.get(6)),
             duration_s: r.get(7),
             predicted: some(r.get(5)),
-            from_path: Vec::new(),
+            from_path: r.get::<_, String>(12).split(',').filter(|x| !x.is_empty()).map(str::to_string).collect(),
             cluster: None,
             bpm: r.get(8),
             key: r.get::<_, Option<String>>(9).and_then(|k| k.parse().ok()),

@@ -213,7 +213,8 @@ def main():
                 cmd += ["--holdout-group", p]
             run(cmd + shlex.split(a.train_args.replace("{fold}", str(f))))
             # Exit 1 = some files could not be embedded (e.g. a digitally silent preview): they are listed and left out.
-            run([a.bin, "embed", os.path.join(corpus, "previews"), "--model", model_dir, "--out", store, "--index", "false"], ok=(0, 1))
+            # Without tags: the yardstick reads the vectors only (tags@10 uses the corpus' teacher_tags.csv).
+            run([a.bin, "embed", os.path.join(corpus, "previews"), "--model", model_dir, "--out", store, "--index", "false", "--tags", "false"], ok=(0, 1))
             run([a.bin, "export", store, "--format", "jsonl", "--out", os.path.join(fold_dir, "songs.jsonl")])
         emb = load_jsonl(os.path.join(fold_dir, "songs.jsonl"))
         missing = [x for x in ids if x not in emb]

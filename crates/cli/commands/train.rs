@@ -74,6 +74,10 @@ pub struct TrainArgs {
     /// spectral balance and level that tiles lose. 0 (the default): none.
     #[arg(long, default_value_t = 0)]
     pub context_bands: usize,
+    /// Share of training crops (0-1) whose song context is replaced by the training mean, so the tiles'
+    /// own pathway still learns what the context would give away. Needs --context-bands.
+    #[arg(long, default_value_t = 0.0)]
+    pub context_dropout: f32,
     /// Continue an interrupted run from its last checkpoint.
     #[arg(long)]
     pub resume: bool,
@@ -213,6 +217,8 @@ pub fn run(a: TrainArgs) -> Result<ExitCode> {
     anyhow::ensure!(!a.contrast_groups || a.contrast_weight > 0.0, "--contrast-groups is part of the contrastive term: give --contrast-weight too");
     anyhow::ensure!(a.cosine_heads.is_finite() && a.cosine_heads >= 0.0, "--cosine-heads is a logit scale: give a number >= 0 (0 = plain heads), not {}", a.cosine_heads);
     anyhow::ensure!(a.cosine_heads == 0.0 || a.group_weight > 0.0 || a.song_weight > 0.0, "--cosine-heads changes the group and song-identity heads: give --group-weight or --song-weight too");
+    anyhow::ensure!((0.0..1.0).contains(&a.context_dropout), "--context-dropout is the share of crops without the song context: give a number from 0 to below 1, not {}", a.context_dropout);
+    anyhow::ensure!(a.context_dropout == 0.0 || a.context_bands > 0, "--context-dropout drops the song context: it needs --context-bands");
     anyhow::ensure!((0.0..=1.0).contains(&a.mixup), "--mixup is the share of crops mixed: give a number from 0 to 1, not {}", a.mixup);
     anyhow::ensure!(a.mixup == 0.0 || a.contrast_weight == 0.0, "--mixup and --contrast-weight do not go together (a mixed crop has no clear positive): give one");
     let device = soundalike_model::device_from_name(&a.device)?;
@@ -347,6 +353,7 @@ pub fn run(a: TrainArgs) -> Result<ExitCode> {
         relation_weight: a.relation_weight,
         mixup: a.mixup,
         cosine_scale: a.cosine_heads,
+        context_dropout: a.context_dropout,
         ..Default::default()
     };
     let steps_total = (train_set.len() * opts.crops_per_song).div_ceil(opts.batch_size) as u64;

@@ -90,7 +90,11 @@ impl SongContext {
 
     /// The standardised context of `mel` (finite, within +-[`CONTEXT_CLIP`]).
     pub fn of(&self, mel: &soundalike_audio::LogMel) -> Vec<f32> {
-        let mut v = self.raw(mel);
+        self.standardise(self.raw(mel))
+    }
+
+    /// Raw statistics ([`SongContext::raw`]) standardised by the training songs' and clamped.
+    pub fn standardise(&self, mut v: Vec<f32>) -> Vec<f32> {
         for (i, x) in v.iter_mut().enumerate() {
             let (m, s) = (self.mean.get(i).copied().unwrap_or(0.0), self.std.get(i).copied().unwrap_or(1.0).max(CONTEXT_MIN_STD));
             let z = (*x - m) / s;
@@ -99,9 +103,8 @@ impl SongContext {
         v
     }
 
-    /// Sets `mean` and `std` from the raw statistics of the training songs' spectrograms.
-    pub fn fit<'a>(&mut self, mels: impl Iterator<Item = &'a soundalike_audio::LogMel>) {
-        let raws: Vec<Vec<f32>> = mels.map(|m| self.raw(m)).collect();
+    /// Sets `mean` and `std` from the training songs' raw statistics ([`SongContext::raw`] of each).
+    pub fn fit(&mut self, raws: &[Vec<f32>]) {
         let (d, n) = (self.features(), raws.len().max(1) as f64);
         self.mean = (0..d).map(|i| (raws.iter().map(|r| r[i] as f64).sum::<f64>() / n) as f32).collect();
         self.std = (0..d)

@@ -17,10 +17,11 @@
 //! Why not burn: 81% of the 1.4 G multiply-adds of a patch are the two timbral convolutions (7 frames x 38
 //! or 67 bands, 204 filters), whose output maps (187 x 59 x 204 floats, 9 MB) are pooled over frequency at
 //! once. Here they run along frequency by DFT ([`FreqConv`]: per bin, the filters' spectra times the frames'
-//! spectra, then the inverse DFT's real basis restricted to the valid bands; 2.6x fewer multiply-adds, the
-//! same values to float rounding), as GEMMs with the `gemm` crate burn-flex uses; the temporal convolutions
-//! run in strips of a few frames (im2col of the strip, one GEMM, then a pass keeping each channel's max and
-//! min over frequency). No branch's full map is pooled in a second pass as burn would, and the batch norm
+//! spectra, then the inverse DFT's real basis restricted to the valid bands, after one radix-2 step that
+//! halves its multiply-adds; 4.3x fewer multiply-adds in all, the same values to float rounding), as GEMMs
+//! with the `gemm` crate burn-flex uses; the temporal convolutions run band by band (one GEMM reading the
+//! band's padded row in place as its im2col matrix, then each channel's running max and min over the
+//! bands). No branch's full map is pooled in a second pass as burn would, and the batch norm
 //! is applied to the pooled value (to the max for a positive scale, to the min for a negative one, since
 //! ReLU and BN are monotone). The mid-end's convolutions read their input rows in place (a zero-padded
 //! time-major buffer is already the im2col matrix of a 1-D convolution). Each patch runs on one thread,
@@ -49,8 +50,26 @@ pub const PENULTIMATE: usize = 200;
 /// Tags per model.
 pub const N_TAGS: usize = 50;
 const EPS: f32 = 1e-3;
-/// Output positions per strip GEMM.
-const STRIP_POSITIONS: usize = 512;
+
+/// Runs an `#[inline(always)]` element-wise loop compiled for AVX2 where the CPU has it (the crate is
+/// built for baseline x86-64, whose 4-wide SSE left these loops a fifth of a patch's time; the GEMMs
+/// choose their kernels at run time themselves), else as built.
+macro_rules! wide {
+    ($body:ident($($arg:expr),*)) => {{
+        #[cfg(target_arch = "x86_64")]
+        {
+            #[target_feature(enable = "avx2")]
+            fn avx2<R>(f: impl FnOnce() -> R) -> R {
+                f()
+            }
+            if std::arch::is_x86_feature_detected!("avx2") {
+                // SAFETY: the CPU has AVX2 (checked just above).
+                return unsafe { avx2(|| $body($($arg),*)) };
+            }
+        }
+        $body($($arg),*)
+    }};
+}
 
 /// The wheel's two taggers, as the tags crate names them (`TagSource::Msd`, `TagSource::Mtt`).
 pub use soundalike_tags::TagSource;
@@ -186,6 +205,12 @@ struct Scratch {
     xf: Vec<f32>,
     col: Vec<f32>,
     out: Vec<f32>,
+    /// The front end's output and the mid-end's three (see [`Musicnn::forward`]), kept between patches.
+    front: Vec<f32>,
+    mid: [Vec<f32>; 3],
+    /// Running max and min over bands of a temporal branch, `[t][cout]`.
+    hi: Vec<f32>,
+    lo: Vec<f32>,
     /// The DFT of each padded BN0 frame, `[frame][96]` (see [`dft_rows`]).
     spec: Vec<f32>,
     /// The same, by bin: `[49 bins][frame][re, im]`.
@@ -295,7 +320,9 @@ impl Musicnn {
         }
         let front_width = self.mid[0].width;
         // The front end's output, time-major [t + 6][561] with 3 zero frames either side: the mid-end's input.
-        let mut front = vec![0f32; (t + 6) * front_width];
+        let mut front = std::mem::take(&mut s.front);
+        front.clear();
+        front.resize((t + 6) * front_width, 0.0);
         let mut off = 0;
         dft_rows(&s.xt, t + 6, &mut s.spec, &mut s.spec_k);
         for conv in &self.timbral {
@@ -303,20 +330,16 @@ impl Musicnn {
             off += conv.cout;
         }
         for conv in &self.temporal {
-            let k = conv.k_time;
-            let start = before - (k - 1) / 2;
-            let xf = &s.xf;
-            front_branch(conv, t, N_MELS, &mut s.col, &mut s.out, &mut front, front_width, off, |ti, f, dst| {
-                let src = f * tf_len + start + ti;
-                dst.copy_from_slice(&xf[src..src + k]);
-            });
+            temporal_branch(conv, t, &s.xf, tf_len, before, &mut s.out, &mut s.hi, &mut s.lo, &mut front, front_width, off);
             off += conv.cout;
         }
         // Mid-end: three 1-D convolutions of width 7 over time, reading the padded input in place.
         let c = self.mid[0].cout;
-        let mut bn6 = vec![0f32; (t + 6) * c];
-        let mut res2 = vec![0f32; (t + 6) * c];
-        let mut res3 = vec![0f32; (t + 6) * c];
+        let [mut bn6, mut res2, mut res3] = std::mem::take(&mut s.mid);
+        for b in [&mut bn6, &mut res2, &mut res3] {
+            b.clear();
+            b.resize((t + 6) * c, 0.0);
+        }
         mid_conv(&self.mid[0], t, &front, &mut s.out, &mut bn6, None);
         mid_conv(&self.mid[1], t, &bn6, &mut s.out, &mut res2, Some(&bn6));
         mid_conv(&self.mid[2], t, &res2, &mut s.out, &mut res3, Some(&res2));
@@ -338,6 +361,7 @@ impl Musicnn {
                 pooled.push(s / t as f32);
             }
         }
+        (s.front, s.mid) = (front, [bn6, res2, res3]);
         let v: Vec<f32> = pooled.iter().zip(self.bn9.scale.iter().zip(&self.bn9.shift)).map(|(x, (a, b))| x * a + b).collect();
         debug_assert_eq!(v.len(), self.dense.d_in);
         let mut hidden = vec![0f32; PENULTIMATE];
@@ -400,15 +424,18 @@ fn dft_rows(x: &[f32], rows: usize, spec: &mut Vec<f32>, spec_k: &mut Vec<f32>) 
 /// `k`, the filters' spectra multiply the input frames' spectra summed over the 7 frames (two real GEMMs
 /// of 7 x 2 inputs, for the real and imaginary parts, whose left side is the bin's spectra read in place);
 /// then one GEMM by the inverse DFT's real basis, restricted to the valid output bands, gives every
-/// frame's and filter's correlation, pooled over bands as in [`front_branch`].
+/// frame's and filter's correlation, pooled over bands as in [`temporal_branch`].
 #[derive(Clone, Debug)]
 struct FreqConv {
     /// Per bin: `[7 frames x (re, im)][cout]` giving the real part of the product, then the imaginary part.
     re: Vec<Vec<f32>>,
     im: Vec<Vec<f32>>,
-    /// `[96][nf]`: spectrum row (as [`dft_matrix`] lays it out) -> output band, with the 1/96 and the 2 of
-    /// the bins' conjugate halves.
-    inverse: Vec<f32>,
+    /// `[48][ceil(nf / 2)]` and `[48][nf / 2]`: the even and the odd output bands from the two halves of
+    /// the product spectrum after [`split_halves`] (its rows `0..48` and `48..96`), with the 1/96 and the 2
+    /// of the bins' conjugate halves: the inverse DFT with one radix-2 step, half the multiply-adds of one
+    /// `[96][nf]` matrix.
+    inv_even: Vec<f32>,
+    inv_odd: Vec<f32>,
     /// Valid output bands.
     nf: usize,
     /// Filters.
@@ -445,18 +472,24 @@ impl FreqConv {
             re.push(bre);
             im.push(bim);
         }
-        let mut inverse = vec![0f32; NDFT * nf];
-        for f in 0..nf {
-            for k in 0..NBINS {
-                let a = 2.0 * std::f64::consts::PI * (k * f) as f64 / NDFT as f64;
-                let twice = if k == 0 || k == NBINS - 1 { 1.0 } else { 2.0 };
-                inverse[k * nf + f] = (twice * a.cos() / NDFT as f64) as f32;
-                if (1..NBINS - 1).contains(&k) {
-                    inverse[(NBINS - 1 + k) * nf + f] = (-2.0 * a.sin() / NDFT as f64) as f32;
+        let half = |parity: usize| {
+            let n_out = (nf + 1 - parity) / 2;
+            let mut m = vec![0f32; NDFT / 2 * n_out];
+            for (j, col) in (parity..nf).step_by(2).enumerate() {
+                let mm = (col / 2) as f64;
+                for k in 0..=NDFT / 4 {
+                    let a = 2.0 * std::f64::consts::PI * k as f64 * mm / (NDFT / 2) as f64;
+                    let twice = if k == 0 || k == NDFT / 4 { 1.0 } else { 2.0 };
+                    m[k * n_out + j] = (twice * a.cos() / NDFT as f64) as f32;
+                    if (1..NDFT / 4).contains(&k) {
+                        m[(NDFT / 2 - k) * n_out + j] = (-2.0 * a.sin() / NDFT as f64) as f32;
+                    }
                 }
             }
-        }
-        FreqConv { re, im, inverse, nf, cout, bias: conv.bias, bn: conv.bn }
+            m
+        };
+        let (inv_even, inv_odd) = (half(0), half(1));
+        FreqConv { re, im, inv_even, inv_odd, nf, cout, bias: conv.bias, bn: conv.bn }
     }
 
     /// The branch over `t` frames: `spec_k` is [`dft_rows`] of the padded BN0 frames (`t + 6` of them);
@@ -489,13 +522,29 @@ impl FreqConv {
                     }
                 }
             }
-            // out[band][(frame, filter)] = sum over spectrum rows of z * inverse: column-major on both sides.
+            split_halves(&mut z[..NDFT * tn], tn);
+            // out[band][(frame, filter)] = sum over spectrum rows of z * inverse, even bands from z's first
+            // half and odd ones from its second: column-major on both sides.
             out.resize(nf * tn, 0.0);
-            // SAFETY: lhs is z read as [(frame, filter)][spectrum row] (rows 1 apart, columns tn apart), rhs
-            // the [96][nf] inverse, dst out as [(frame, filter)][band] (rows 1 apart, columns tn apart): all
-            // within the lengths resized just above.
-            unsafe {
-                crate::fast::kernels::matmul((tn, nf, NDFT), (out.as_mut_ptr(), 1, tn as isize), false, (z.as_ptr(), 1, tn as isize), (self.inverse.as_ptr(), nf as isize, 1))
+            let half = NDFT / 2;
+            for (parity, inv) in [(0, &self.inv_even), (1, &self.inv_odd)] {
+                let n_out = inv.len() / half;
+                if n_out == 0 {
+                    continue;
+                }
+                // SAFETY: lhs is z's rows `parity * 48..` read as [(frame, filter)][48 rows] (rows 1 apart,
+                // columns tn apart), rhs the [48][n_out] matrix, dst out's bands parity, parity + 2, ... as
+                // [(frame, filter)][n_out] (rows 1 apart, columns 2 tn apart; the last is band nf - 1 at
+                // most): all within the lengths resized above.
+                unsafe {
+                    crate::fast::kernels::matmul(
+                        (tn, n_out, half),
+                        (out.as_mut_ptr().add(parity * tn), 1, 2 * tn as isize),
+                        false,
+                        (z.as_ptr().add(parity * half * tn), 1, tn as isize),
+                        (inv.as_ptr(), n_out as isize, 1),
+                    )
+                }
             }
             let (mut hi, mut lo) = (vec![0f32; tn], vec![0f32; tn]);
             max_min_over_rows(out, tn, &mut hi, &mut lo);
@@ -503,6 +552,49 @@ impl FreqConv {
                 self.bn.pooled(&self.bias, hi, lo, &mut front[(t0 + ti + 3) * front_width + off..][..n]);
             }
             t0 += tt;
+        }
+    }
+}
+
+/// One radix-2 step of the inverse real DFT of length 96, in place on a product spectrum `z` laid out as
+/// [`dft_matrix`] lays out a spectrum (rows `Re Z_0..Re Z_48, Im Z_1..Im Z_47`, each `width` values). The
+/// even outputs are the length-48 inverse DFT of `A_k = Z_k + Z_(k+48)`, the odd ones that of
+/// `B_k = (Z_k - Z_(k+48)) e^(2 pi i k / 96)`; both are Hermitian, and since `Z_(k+48) = conj Z_(48-k)`, the
+/// four rows of bins `k` and `48 - k` give the four of `A_k` and `B_k`. Afterwards rows `0..48` hold
+/// `Re A_0..Re A_24, Im A_23..Im A_1` (`Im A_k` in row `48 - k`) and rows `48..96` the same of `B`.
+fn split_halves(z: &mut [f32], width: usize) {
+    wide!(split_halves_body(z, width))
+}
+
+#[inline(always)]
+fn split_halves_body(z: &mut [f32], width: usize) {
+    let q = NDFT / 4;
+    let mut rows: Vec<&mut [f32]> = z.chunks_exact_mut(width).collect();
+    for k in 0..=q {
+        let (c, s) = {
+            let a = 2.0 * std::f64::consts::PI * k as f64 / NDFT as f64;
+            (a.cos() as f32, a.sin() as f32)
+        };
+        if k == 0 {
+            // Z_0 and Z_48 are real: A_0 = Z_0 + Z_48, B_0 = Z_0 - Z_48.
+            let (lo, hi) = rows.split_at_mut(2 * q);
+            for (a, b) in lo[0].iter_mut().zip(hi[0].iter_mut()) {
+                (*a, *b) = (*a + *b, *a - *b);
+            }
+        } else if k == q {
+            // A_24 = 2 Re Z_24, B_24 = -2 Im Z_24.
+            rows[q].iter_mut().for_each(|v| *v *= 2.0);
+            rows[3 * q].iter_mut().for_each(|v| *v *= -2.0);
+        } else {
+            // Rows k < 2q - k < 2q + k < 4q - k: Re Z_k, Re Z_(48-k), Im Z_k, Im Z_(48-k).
+            let (r0, rest) = rows.split_at_mut(2 * q - k);
+            let (r1, rest) = rest.split_at_mut(k + k);
+            let (r2, r3) = rest.split_at_mut(2 * q - 2 * k);
+            let (re_k, re_m, im_k, im_m) = (&mut *r0[k], &mut *r1[0], &mut *r2[0], &mut *r3[0]);
+            for (((a, b), cc), d) in re_k.iter_mut().zip(re_m.iter_mut()).zip(im_k.iter_mut()).zip(im_m.iter_mut()) {
+                let (dr, di) = (*a - *b, *cc + *d);
+                (*a, *b, *cc, *d) = (*a + *b, *cc - *d, dr * c - di * s, dr * s + di * c);
+            }
         }
     }
 }
@@ -516,10 +608,48 @@ fn max_min_over_rows(x: &[f32], width: usize, hi: &mut [f32], lo: &mut [f32]) {
     hi.copy_from_slice(first);
     lo.copy_from_slice(first);
     for row in rows {
-        for ((h, l), &v) in hi.iter_mut().zip(lo.iter_mut()).zip(row) {
-            *h = if v > *h { v } else { *h };
-            *l = if v < *l { v } else { *l };
+        max_min_update(hi, lo, row);
+    }
+}
+
+/// `hi = max(hi, row)`, `lo = min(lo, row)`, element-wise (the values are finite).
+fn max_min_update(hi: &mut [f32], lo: &mut [f32], row: &[f32]) {
+    assert!(hi.len() == row.len() && lo.len() == row.len());
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU has AVX2 (checked just above); the lengths are equal (asserted).
+        return unsafe { max_min_update_avx2(hi, lo, row) };
+    }
+    for ((h, l), &v) in hi.iter_mut().zip(lo.iter_mut()).zip(row) {
+        *h = if v > *h { v } else { *h };
+        *l = if v < *l { v } else { *l };
+    }
+}
+
+/// [`max_min_update`] 8 lanes at a time (auto-vectorised, the comparisons became masked stores).
+///
+/// # Safety
+/// The CPU must have AVX2, and the three slices the same length.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn max_min_update_avx2(hi: &mut [f32], lo: &mut [f32], row: &[f32]) {
+    use std::arch::x86_64::{_mm256_loadu_ps, _mm256_max_ps, _mm256_min_ps, _mm256_storeu_ps};
+    let n = row.len();
+    let (h, l, r) = (hi.as_mut_ptr(), lo.as_mut_ptr(), row.as_ptr());
+    let mut i = 0;
+    // SAFETY: i + 8 <= n, the length of all three slices.
+    unsafe {
+        while i + 8 <= n {
+            let v = _mm256_loadu_ps(r.add(i));
+            _mm256_storeu_ps(h.add(i), _mm256_max_ps(_mm256_loadu_ps(h.add(i)), v));
+            _mm256_storeu_ps(l.add(i), _mm256_min_ps(_mm256_loadu_ps(l.add(i)), v));
+            i += 8;
         }
+    }
+    for j in i..n {
+        let v = row[j];
+        hi[j] = if v > hi[j] { v } else { hi[j] };
+        lo[j] = if v < lo[j] { v } else { lo[j] };
     }
 }
 
@@ -527,41 +657,42 @@ fn sigmoid(x: f32) -> f32 {
     1.0 / (1.0 + (-x).exp())
 }
 
-/// One front-end branch: conv (built row by row by `fill(t, position, column)`) over `t` frames x `npos`
-/// frequency positions, ReLU, BN and max over the positions, written to `front[3 + t][off..off + cout]`.
+/// A temporal front-end branch (`k` frames x 1 band): for each mel band, one GEMM whose left side is the
+/// band's zero-padded row of `xf` read in place (row `i` of a 1-D convolution's im2col matrix is the `k`
+/// values from frame `i`: rows 1 apart), then each channel's running max and min over the bands; writes
+/// `BN(max over bands(ReLU(conv)))` to `front[3 + t][off..off + cout]`. `xf` is `[96][tf_len]`, each band's
+/// frames starting `before` values in.
 #[allow(clippy::too_many_arguments)]
-fn front_branch(
+fn temporal_branch(
     conv: &Conv,
     t: usize,
-    npos: usize,
-    col: &mut Vec<f32>,
+    xf: &[f32],
+    tf_len: usize,
+    before: usize,
     out: &mut Vec<f32>,
+    hi: &mut Vec<f32>,
+    lo: &mut Vec<f32>,
     front: &mut [f32],
     front_width: usize,
     off: usize,
-    fill: impl Fn(usize, usize, &mut [f32]),
 ) {
-    let k = conv.k_time * conv.width;
-    let n = conv.cout;
-    let rows = (STRIP_POSITIONS / npos).clamp(1, t);
-    let mut t0 = 0;
-    while t0 < t {
-        let nr = rows.min(t - t0);
-        let m = nr * npos;
-        col.resize(m * k, 0.0);
-        for (i, dst) in col.chunks_exact_mut(k).enumerate() {
-            fill(t0 + i / npos, i % npos, dst);
+    let (k, n) = (conv.k_time, conv.cout);
+    // TF's "same" padding puts (k - 1) / 2 frames before the first output's centre.
+    let start = before - (k - 1) / 2;
+    out.resize(t * n, 0.0);
+    hi.resize(t * n, 0.0);
+    lo.resize(t * n, 0.0);
+    for f in 0..N_MELS {
+        gemm_rm(t, n, k, &xf[f * tf_len + start..], 1, &conv.weight, out);
+        if f == 0 {
+            hi.copy_from_slice(out);
+            lo.copy_from_slice(out);
+        } else {
+            max_min_update(hi, lo, out);
         }
-        out.resize(m * n, 0.0);
-        gemm_rm(m, n, k, col, k, &conv.weight, out);
-        for r in 0..nr {
-            let block = &out[r * npos * n..(r + 1) * npos * n];
-            let dst = &mut front[(t0 + r + 3) * front_width + off..][..n];
-            let (mut hi, mut lo) = (vec![0f32; n], vec![0f32; n]);
-            max_min_over_rows(block, n, &mut hi, &mut lo);
-            conv.bn.pooled(&conv.bias, &hi, &lo, dst);
-        }
-        t0 += nr;
+    }
+    for (ti, (hi, lo)) in hi.chunks_exact(n).zip(lo.chunks_exact(n)).enumerate() {
+        conv.bn.pooled(&conv.bias, hi, lo, &mut front[(ti + 3) * front_width + off..][..n]);
     }
 }
 

@@ -152,6 +152,11 @@ pub struct TrainOptions {
     /// linear heads.
     #[serde(default)]
     pub cosine_scale: f32,
+    /// Share of training crops (0-1) whose song context ([`crate::SongContext`]) is replaced by the
+    /// training songs' mean (zeros after standardising), so the tiles' own pathway must still find what
+    /// the context would give away (the song's statistics identify every training song); 0 = none.
+    #[serde(default)]
+    pub context_dropout: f32,
 }
 
 fn default_contrast_temperature() -> f32 {
@@ -180,6 +185,7 @@ impl Default for TrainOptions {
             relation_weight: 0.0,
             mixup: 0.0,
             cosine_scale: 0.0,
+            context_dropout: 0.0,
         }
     }
 }
@@ -631,6 +637,9 @@ pub fn train(job: TrainJob<'_>, on: &mut dyn FnMut(Progress), stop: &dyn Fn(usiz
     if !(opts.cosine_scale.is_finite() && opts.cosine_scale >= 0.0) {
         return Err(ModelError::Invalid(format!("the cosine head scale must be >= 0, got {}", opts.cosine_scale)));
     }
+    if !(0.0..1.0).contains(&opts.context_dropout) {
+        return Err(ModelError::Invalid(format!("the context dropout share must be in [0, 1), got {}", opts.context_dropout)));
+    }
     if opts.mixup > 0.0 && opts.contrast_weight > 0.0 {
         return Err(ModelError::Invalid("mixup and the contrastive term do not go together (a mixed crop has no clear positive)".into()));
     }
@@ -643,11 +652,15 @@ pub fn train(job: TrainJob<'_>, on: &mut dyn FnMut(Progress), stop: &dyn Fn(usiz
     config.arch.validate(h, w)?;
     // A song context standardised by the training songs' statistics (kept when the config has them already).
     let mut config = config.clone();
+    let raws: Vec<Vec<f32>> = train_songs.iter().map(|s| config.arch.context.as_ref().map_or_else(Vec::new, |c| c.raw(&s.mel))).collect();
     if let Some(c) = config.arch.context.as_mut().filter(|c| c.mean.is_empty()) {
-        c.fit(train_songs.iter().map(|s| &s.mel));
+        c.fit(&raws);
     }
     let config = &config;
-    let contexts: Vec<Vec<f32>> = train_songs.iter().map(|s| config.arch.context.as_ref().map_or_else(Vec::new, |c| c.of(&s.mel))).collect();
+    let contexts: Vec<Vec<f32>> = match &config.arch.context {
+        Some(c) => raws.into_iter().map(|r| c.standardise(r)).collect(),
+        None => raws,
+    };
     let n_ctx = config.arch.context.as_ref().map_or(0, |c| c.features());
     let ad = device.clone().autodiff();
     ad.seed(opts.seed);
@@ -724,7 +737,10 @@ pub fn train(job: TrainJob<'_>, on: &mut dyn FnMut(Progress), stop: &dyn Fn(usiz
             let mut wsum = 0f32;
             for (i, &(si, start)) in batch.iter().enumerate() {
                 let song = &train_songs[si];
-                ctx[i * n_ctx..(i + 1) * n_ctx].copy_from_slice(&contexts[si]);
+                // A dropped context stays zeros: the training songs' mean.
+                if n_ctx > 0 && !(opts.context_dropout > 0.0 && rng.unit() < opts.context_dropout) {
+                    ctx[i * n_ctx..(i + 1) * n_ctx].copy_from_slice(&contexts[si]);
+                }
                 let tile = &mut data[i * h * w..(i + 1) * h * w];
                 if opts.augment {
                     // Tempo: read 0.92-1.08 tiles' worth of frames and resample them to one tile.

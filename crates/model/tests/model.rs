@@ -299,7 +299,7 @@ fn the_song_context_reaches_the_dense_layer_the_same_way_on_every_path() {
     dev.seed(11);
     let songs: Vec<LogMel> = (0..6).map(|k| mel_of(24, 90, |m, t| -70.0 + 5.0 * k as f32 + ((m * 31 + t * 17 + k) % 23) as f32 - m as f32)).collect();
     let mut context = SongContext { bands: 4, mean: Vec::new(), std: Vec::new() };
-    context.fit(songs.iter());
+    context.fit(&songs.iter().map(|m| context.raw(m)).collect::<Vec<_>>());
     assert_eq!((context.mean.len(), context.std.len()), (8, 8));
     let arch = ArchConfig { channels: vec![3, 5, 6], embedding_dim: 7, dropout: 0.0, pool: Pool::Time { rows: 3, std: true }, pool_blocks: 1, context: Some(context) };
     arch.validate(24, 40).unwrap();
@@ -332,7 +332,7 @@ fn the_song_context_reaches_the_dense_layer_the_same_way_on_every_path() {
 fn the_song_context_of_odd_songs_is_finite_and_bounded() {
     let mut context = SongContext { bands: 8, mean: Vec::new(), std: Vec::new() };
     let typical: Vec<LogMel> = (0..5).map(|k| mel_of(32, 200, |m, t| -40.0 - m as f32 + ((t * 7 + m + k) % 13) as f32)).collect();
-    context.fit(typical.iter());
+    context.fit(&typical.iter().map(|m| context.raw(m)).collect::<Vec<_>>());
     let odd = [
         ("digital silence", mel_of(32, 200, |_, _| -100.0)),
         ("a very quiet master", mel_of(32, 200, |m, t| -135.0 + ((t + m) % 5) as f32)),
@@ -362,9 +362,16 @@ fn a_network_with_a_song_context_trains_saves_and_embeds_odd_songs() {
     cfg.arch.pool = Pool::Time { rows: 2, std: true };
     cfg.arch.context = Some(SongContext { bands: 4, mean: Vec::new(), std: Vec::new() });
     let dev = Device::flex();
-    let o = TrainOptions { mixup: 0.5, ..opts(3) };
+    // Half the crops train without their context (the training mean in its place).
+    let o = TrainOptions { mixup: 0.5, context_dropout: 0.5, ..opts(3) };
     let job = TrainJob { out_dir: dir.path(), config: &cfg, train: &train_set, val: &val, opts: &o, resume: false, device: &dev };
     let summary = train(job, &mut |_| {}, &|_| false).unwrap();
+    // Dropping every crop's context is refused: the layer would never see one.
+    let all = TrainOptions { context_dropout: 1.0, ..opts(1) };
+    let never = tempfile::tempdir().unwrap();
+    let job = TrainJob { out_dir: never.path(), config: &cfg, train: &train_set, val: &val, opts: &all, resume: false, device: &dev };
+    let refused = train(job, &mut |_| {}, &|_| false).err().expect("a context dropout of 1 is refused");
+    assert!(refused.to_string().contains("context dropout"), "{refused}");
     // Training filled in the training songs' statistics, and the saved model carries them.
     let saved = summary.config.arch.context.clone().unwrap();
     assert_eq!((saved.mean.len(), saved.std.len()), (8, 8));

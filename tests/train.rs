@@ -170,3 +170,58 @@ fn split_column_keeps_the_songs_of_one_work_in_one_part() {
     let o = run(&["split", "datasets/tiny", "--split-column", "source", "--out", s(&out)]);
     assert!(!o.status.success() && stderr(&o).contains("--split-column needs --labels"), "{}", stderr(&o));
 }
+
+#[test]
+fn a_musicnn_context_reads_the_taggers_own_vectors_and_the_model_embeds() {
+    let dir = tempfile::tempdir().unwrap();
+    let (out, cache, csv) = (dir.path().join("model"), dir.path().join("cache"), dir.path().join("musicnn.csv"));
+    // The tagger's penultimate of each song of one folder, as `tags --json --penultimate` prints it.
+    let files: Vec<String> = std::fs::read_dir(root().join("datasets/tiny/asc-music")).unwrap().map(|e| e.unwrap().path().display().to_string()).filter(|p| p.ends_with(".mp3")).collect();
+    let mut args = vec!["tags", "--json", "--penultimate"];
+    args.extend(files.iter().map(String::as_str));
+    let o = run(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let mut body = Vec::new();
+    for line in String::from_utf8_lossy(&o.stdout).lines() {
+        let j: serde_json::Value = serde_json::from_str(line).unwrap();
+        let v: Vec<f64> = j["msd_penultimate"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect();
+        assert_eq!(v.len(), 200);
+        assert!(v.iter().all(|x| x.is_finite()) && v.iter().any(|x| *x != 0.0));
+        let id = format!("asc-music/{}", std::path::Path::new(j["file"].as_str().unwrap()).file_stem().unwrap().to_string_lossy());
+        body.push(format!("{id},{}", v.iter().map(f64::to_string).collect::<Vec<_>>().join(",")));
+    }
+    assert_eq!(body.len(), files.len());
+    let head = std::iter::once("id".to_string()).chain((0..200).map(|k| format!("p{k}"))).collect::<Vec<_>>().join(",");
+    std::fs::write(&csv, format!("{head}\n{}\n", body.join("\n"))).unwrap();
+    // --penultimate prints with --json only.
+    let o = run(&["tags", "--penultimate", &files[0]]);
+    assert!(!o.status.success() && stderr(&o).contains("--json"), "{}", stderr(&o));
+    let mut args = base(s(&out), s(&cache));
+    args.extend(["--context-musicnn", s(&csv), "--context-dropout", "0.25"]);
+    let o = run(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // Only the asc-music songs have a vector; the others read the training songs' mean.
+    let line = stderr(&o).lines().find(|l| l.starts_with("musicnn context:")).unwrap_or_default().to_string();
+    let have: usize = line.trim_start_matches("musicnn context: vectors for ").split(' ').next().unwrap().parse().unwrap();
+    assert!(have >= 1 && have <= files.len() && line.ends_with("training songs (the others read the training mean)"), "{line}");
+    let cfg: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("config.json")).unwrap()).unwrap();
+    assert_eq!(cfg["arch"]["context"]["source"], "musicnn");
+    assert_eq!(cfg["arch"]["context"]["mean"].as_array().map(Vec::len), Some(200));
+    // The model runs the tagger when it embeds, even with the store's tags off.
+    let store = dir.path().join("store");
+    let o = run(&["embed", "datasets/tiny/asc-music", "--model", s(&out), "--out", s(&store), "--index", "false", "--tags", "false"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let songs = std::fs::read_to_string(store.join("songs.jsonl")).unwrap();
+    assert_eq!(songs.lines().filter(|l| l.contains("\"vector\"")).count(), files.len(), "{songs}");
+    assert!(!songs.contains("\"tags\":{"), "tags stay out of the store when --tags false");
+    // Refused before any work: both contexts at once, and vectors of another width.
+    std::fs::write(&csv, "id,p0,p1\nasc-music/frontiers,1,2\n").unwrap();
+    let gone = dir.path().join("gone");
+    for (extra, why) in [(&["--context-bands", "4", "--context-musicnn", s(&csv)][..], "give one"), (&["--context-musicnn", s(&csv)][..], "musicnn's penultimate has 200")] {
+        let mut args = base(s(&gone), s(&cache));
+        args.extend(extra);
+        let o = run(&args);
+        assert!(!o.status.success() && stderr(&o).contains(why), "{extra:?}: {}", stderr(&o));
+        assert!(!gone.join("config.json").exists());
+    }
+}

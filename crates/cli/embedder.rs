@@ -28,8 +28,9 @@ impl FileEmbedder {
 
     /// The file's song vector (L2-normalised).
     pub fn embed(&self, file: &Path) -> Result<Vec<f32>> {
-        let an = soundalike_audio::analyze_file(file, &self.model.config.frontend)?;
-        Ok(self.model.embed_mel(&an.mel, &self.device).vector)
+        let extras = self.model.analysis_extras(soundalike_audio::Extras::default());
+        let mut an = soundalike_audio::analyze_file_with(file, &self.model.config.frontend, &extras)?;
+        Ok(self.model.embed_analysis(&mut an, &self.device).0.vector)
     }
 }
 

@@ -132,9 +132,9 @@ fn tags_of(a: &mut soundalike_audio::Analysis) -> Option<SongTags> {
 
 pub fn embed_one(model: &LoadedModel, device: &soundalike_model::Device, f: &SongFile, e: &SongLabels, tags: bool) -> Result<soundalike_recommend::SongRecord, SongFailure> {
     let fp = fingerprint_file(&f.path).map_err(|err| SongFailure { kind: "io".into(), reason: err.to_string() })?;
-    let mut a = analyze_file_with(&f.path, &model.config.frontend, &extras(tags)).map_err(|err| SongFailure { kind: err.kind().to_string(), reason: err.to_string() })?;
-    let tags = tags_of(&mut a);
-    let emb = model.embed_mel(&a.mel, device);
+    let mut a = analyze_file_with(&f.path, &model.config.frontend, &model.analysis_extras(extras(tags))).map_err(|err| SongFailure { kind: err.kind().to_string(), reason: err.to_string() })?;
+    let (emb, song_tags) = model.embed_analysis(&mut a, device);
+    let tags = song_tags.filter(|_| tags);
     let m = Names::of(&a.info.tags, e, &f.rel_path);
     Ok(soundalike_recommend::SongRecord {
         id: f.rel_path.clone(),

@@ -26,6 +26,10 @@ pub struct TagsArgs {
     /// Print one JSON object per file (every tag's probability from both taggers).
     #[arg(long)]
     pub json: bool,
+    /// With --json: also MSD_musicnn's penultimate layer (200 values, the mean over the same patches) as
+    /// `msd_penultimate`: the tagger's own song vector, what a model trained with `--context-musicnn` reads.
+    #[arg(long, requires = "json")]
+    pub penultimate: bool,
     /// List the 100 tags the taggers know, by kind, and stop.
     #[arg(long)]
     pub list: bool,
@@ -42,13 +46,15 @@ fn parse_patches(s: &str) -> Result<PatchPlan, String> {
     }
 }
 
-/// A file's tags and seconds, or why it could not be read.
-type Tagged = Result<(SongTags, f64), String>;
+/// A file's tags, MSD_musicnn's penultimate mean and seconds, or why it could not be read.
+type Tagged = Result<(SongTags, Vec<f32>, f64), String>;
 
 /// Tags a file as `embed` does (the same decode, the same front end), with `plan`'s patches.
 pub fn tag_file(path: &std::path::Path, plan: PatchPlan) -> Tagged {
     let mut a = analyze_file_with(path, &FrontendConfig::default(), &tag_extras()).map_err(|e| e.to_string())?;
-    Ok((tags_of(&mut a, plan, path)?, a.info.duration_s))
+    let pm = a.power_mel.take().ok_or_else(|| format!("{}: the tagger's spectrogram could not be made", path.display()))?;
+    let (t, p) = musicnn::tag_power_mel_with_penultimate(pm.data, plan).ok_or_else(|| format!("{}: the tagger gave no usable output", path.display()))?;
+    Ok((t, p, a.info.duration_s))
 }
 
 /// What the decode pass computes for tagging: the tagger's spectrogram.
@@ -107,8 +113,14 @@ pub fn run(a: TagsArgs) -> Result<ExitCode> {
     let mut failed = 0;
     for (file, r) in &results {
         match r {
-            Ok((t, seconds)) if a.json => println!("{}", tags_json(file, t, *seconds, a.top)),
-            Ok((t, _)) => {
+            Ok((t, p, seconds)) if a.json => {
+                let mut j = tags_json(file, t, *seconds, a.top);
+                if a.penultimate {
+                    j["msd_penultimate"] = json!(p);
+                }
+                println!("{j}");
+            }
+            Ok((t, _, _)) => {
                 println!("{}  ({} patch{} of 3 s; the tagger's guesses)", file.display(), t.patches, if t.patches == 1 { "" } else { "es" });
                 for s in t.top(a.top) {
                     println!("  {:>5.2}  {:<18} {}", s.prob, s.tag, s.source.model_name());

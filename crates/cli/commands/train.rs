@@ -6,11 +6,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use clap::Args;
 use serde_json::json;
 use soundalike_dataset::{write_atomic, SpectrogramCache, SplitAssignment};
-use soundalike_model::{eval::confusion_csv, ArchConfig, ModelConfig, Pool, Progress, TrainOptions};
+use soundalike_model::{eval::confusion_csv, ArchConfig, LabelledSong, ModelConfig, Pool, Progress, TrainOptions};
 
 use crate::flags::{LabelArgs, Preset, SplitOpts};
 use crate::training::{build_cache, column_of, counts, make_splits, print_report, songs_for};
@@ -78,6 +78,12 @@ pub struct TrainArgs {
     /// own pathway still learns what the context would give away. Needs --context-bands.
     #[arg(long, default_value_t = 0.0)]
     pub context_dropout: f32,
+    /// Song context from musicnn: the dense layer also reads the song's MSD_musicnn penultimate layer (200-d,
+    /// mean over the patches `embed` tags), standardised by the training songs. CSV: `id`, then the 200
+    /// values, as `scripts/eval/musicnn_vectors.py` writes them with `soundalike tags --json --penultimate`;
+    /// embedding runs the tagger for it. In place of --context-bands.
+    #[arg(long)]
+    pub context_musicnn: Option<PathBuf>,
     /// Continue an interrupted run from its last checkpoint.
     #[arg(long)]
     pub resume: bool,
@@ -203,7 +209,12 @@ pub fn run(a: TrainArgs) -> Result<ExitCode> {
         PoolKind::TimeStd => Pool::Time { rows, std: true },
     };
     arch.pool_blocks = a.pool_blocks;
-    arch.context = (a.context_bands > 0).then(|| soundalike_model::SongContext { bands: a.context_bands, mean: Vec::new(), std: Vec::new() });
+    anyhow::ensure!(a.context_bands == 0 || a.context_musicnn.is_none(), "--context-bands and --context-musicnn make the song context: give one");
+    arch.context = match (&a.context_musicnn, a.context_bands) {
+        (Some(_), _) => Some(soundalike_model::SongContext::musicnn()),
+        (None, 0) => None,
+        (None, b) => Some(soundalike_model::SongContext::log_mel(b)),
+    };
     anyhow::ensure!(
         a.teacher_patches.is_empty() || (a.teacher_vectors.is_empty() && !a.logmel_target),
         "--teacher-patches, --teacher-vectors and --logmel-target train one head: give --teacher-patches alone"
@@ -218,7 +229,18 @@ pub fn run(a: TrainArgs) -> Result<ExitCode> {
     anyhow::ensure!(a.cosine_heads.is_finite() && a.cosine_heads >= 0.0, "--cosine-heads is a logit scale: give a number >= 0 (0 = plain heads), not {}", a.cosine_heads);
     anyhow::ensure!(a.cosine_heads == 0.0 || a.group_weight > 0.0 || a.song_weight > 0.0, "--cosine-heads changes the group and song-identity heads: give --group-weight or --song-weight too");
     anyhow::ensure!((0.0..1.0).contains(&a.context_dropout), "--context-dropout is the share of crops without the song context: give a number from 0 to below 1, not {}", a.context_dropout);
-    anyhow::ensure!(a.context_dropout == 0.0 || a.context_bands > 0, "--context-dropout drops the song context: it needs --context-bands");
+    anyhow::ensure!(a.context_dropout == 0.0 || arch.context.is_some(), "--context-dropout drops the song context: it needs --context-bands or --context-musicnn");
+    let tagger_vecs = match &a.context_musicnn {
+        Some(p) => {
+            let (_, vecs) = read_csv_vectors(p, None)?;
+            let d = soundalike_model::musicnn::PENULTIMATE;
+            if let Some((id, v)) = vecs.iter().find(|(_, v)| v.len() != d) {
+                bail!("{}: {id} has {} values; musicnn's penultimate has {d}", p.display(), v.len());
+            }
+            vecs
+        }
+        None => Default::default(),
+    };
     anyhow::ensure!((0.0..=1.0).contains(&a.mixup), "--mixup is the share of crops mixed: give a number from 0 to 1, not {}", a.mixup);
     anyhow::ensure!(a.mixup == 0.0 || a.contrast_weight == 0.0, "--mixup and --contrast-weight do not go together (a mixed crop has no clear positive): give one");
     let device = soundalike_model::device_from_name(&a.device)?;
@@ -237,8 +259,22 @@ pub fn run(a: TrainArgs) -> Result<ExitCode> {
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect();
-    let load = |p| songs_for(p, &splits, &files, &entries, &fps, &cache, &labels);
+    // Each song's tagger vector, for a musicnn context (a song without one reads the training mean).
+    let load = |p| -> Result<Vec<LabelledSong>> {
+        let mut songs = songs_for(p, &splits, &files, &entries, &fps, &cache, &labels)?;
+        for s in &mut songs {
+            if let Some(v) = tagger_vecs.get(&s.id).or_else(|| tagger_vecs.get(strip_ext(&s.id))) {
+                s.tagger_vec = v.clone();
+            }
+        }
+        Ok(songs)
+    };
     let (mut train_set, val_set) = (load(SplitAssignment::Train)?, load(SplitAssignment::Val)?);
+    if let Some(p) = &a.context_musicnn {
+        let have = train_set.iter().filter(|s| s.tagger().is_some()).count();
+        anyhow::ensure!(have > 0, "{}: no row matches a training song", p.display());
+        eprintln!("musicnn context: vectors for {have} of {} training songs (the others read the training mean)", train_set.len());
+    }
     let tag_names = match &a.teacher_tags {
         Some(p) => {
             let (names, tags) = read_teacher_tags(p)?;

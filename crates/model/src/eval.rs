@@ -44,7 +44,7 @@ pub fn evaluate(net: &SoundNet, songs: &[LabelledSong], labels: &[String], width
     for s in songs {
         let starts = tile_starts(s.mel.n_frames, width, hop);
         let mut mean = vec![0f64; k];
-        for row in run_tiles(&folded, engine.as_ref(), &s.mel, &starts, width, device).probs.chunks_exact(k) {
+        for row in run_tiles(&folded, engine.as_ref(), &s.mel, s.tagger(), &starts, width, device).probs.chunks_exact(k) {
             tiles += 1;
             loss_sum -= (row[s.label].max(1e-7) as f64).ln();
             if argmax(row) == s.label {

@@ -43,8 +43,9 @@ pub fn context_rows(context: &[f32], n: usize, device: &Device) -> Tensor<2> {
 /// The tiles of `mel` starting at `starts` through the folded network: through `engine` (the same weights,
 /// fused CPU path, tiles in parallel) when given, else through burn on `device` in batches. A network with
 /// a song context reads the whole spectrogram's ([`FoldedNet::song_context`]) beside every tile.
-pub(crate) fn run_tiles(folded: &FoldedNet, engine: Option<&CpuNet>, mel: &LogMel, starts: &[usize], width: usize, device: &Device) -> TileOutputs {
-    let context = folded.song_context(mel);
+/// `tagger`: the song's musicnn penultimate, for a network whose context is made of it.
+pub(crate) fn run_tiles(folded: &FoldedNet, engine: Option<&CpuNet>, mel: &LogMel, tagger: Option<&[f32]>, starts: &[usize], width: usize, device: &Device) -> TileOutputs {
+    let context = folded.song_context(mel, tagger);
     if let Some(engine) = engine {
         let (embeddings, probs) = engine.forward(&tile_data(mel, starts, width), mel.n_mels, width, context.as_deref());
         return TileOutputs { embeddings, probs, n_tiles: starts.len() };
@@ -64,28 +65,59 @@ impl LoadedModel {
     /// Runs every tile of `mel` (the config's tiling) through the network: on the CPU through the fused
     /// path ([`CpuNet`](crate::CpuNet), tiles in parallel), on another device through burn in batches.
     pub fn infer_tiles(&self, mel: &LogMel, device: &Device) -> TileOutputs {
-        self.tiles_through(crate::is_cpu(device).then_some(&self.engine), mel, device)
+        self.tiles_through(crate::is_cpu(device).then_some(&self.engine), mel, None, device)
     }
 
     /// [`infer_tiles`](Self::infer_tiles) through the fused CPU path.
     pub fn infer_tiles_fused(&self, mel: &LogMel) -> TileOutputs {
-        self.tiles_through(Some(&self.engine), mel, &Device::flex())
+        self.tiles_through(Some(&self.engine), mel, None, &Device::flex())
     }
 
     /// [`infer_tiles`](Self::infer_tiles) through burn's folded network on `device`, in batches.
     pub fn infer_tiles_burn(&self, mel: &LogMel, device: &Device) -> TileOutputs {
-        self.tiles_through(None, mel, device)
+        self.tiles_through(None, mel, None, device)
     }
 
-    fn tiles_through(&self, engine: Option<&CpuNet>, mel: &LogMel, device: &Device) -> TileOutputs {
+    fn tiles_through(&self, engine: Option<&CpuNet>, mel: &LogMel, tagger: Option<&[f32]>, device: &Device) -> TileOutputs {
         let fe = &self.config.frontend;
         let starts = tile_starts(mel.n_frames, fe.tile_frames, fe.tile_hop);
-        run_tiles(&self.folded, engine, mel, &starts, fe.tile_frames, device)
+        run_tiles(&self.folded, engine, mel, tagger, &starts, fe.tile_frames, device)
+    }
+
+    /// Whether embedding a song needs the tagger's penultimate layer ([`Self::embed_mel_with`]): the
+    /// network's song context is made of it.
+    pub fn needs_tagger(&self) -> bool {
+        self.config.arch.context.as_ref().is_some_and(crate::SongContext::needs_tagger)
+    }
+
+    /// `extras` and, when [`Self::needs_tagger`], the tagger's spectrogram: what the decode pass must
+    /// compute to embed a song with this model ([`Self::embed_analysis`]).
+    pub fn analysis_extras(&self, mut extras: soundalike_audio::Extras) -> soundalike_audio::Extras {
+        if self.needs_tagger() && extras.power_mel.is_none() {
+            extras.power_mel = Some(crate::musicnn::frontend());
+        }
+        extras
+    }
+
+    /// Embeds an analysis made with [`Self::analysis_extras`], and tags it when it carries the tagger's
+    /// spectrogram (taken out of it): the tags (`None` without that spectrogram or when the tagger's output
+    /// is not usable) come from the same patches as the song context's penultimate.
+    pub fn embed_analysis(&self, a: &mut soundalike_audio::Analysis, device: &Device) -> (SongEmbedding, Option<soundalike_tags::SongTags>) {
+        let tagged = a.power_mel.take().and_then(|pm| crate::musicnn::tag_power_mel_with_penultimate(pm.data, crate::musicnn::EMBED_PLAN));
+        let (tags, penultimate) = tagged.map_or((None, None), |(t, p)| (Some(t), Some(p)));
+        (self.embed_mel_with(&a.mel, penultimate.as_deref(), device), tags)
     }
 
     /// Song vector: mean of the tile embeddings, L2-normalised; and mean class probabilities.
     pub fn embed_mel(&self, mel: &LogMel, device: &Device) -> SongEmbedding {
-        let out = self.infer_tiles(mel, device);
+        self.embed_mel_with(mel, None, device)
+    }
+
+    /// [`Self::embed_mel`] for a network whose song context is the tagger's penultimate ([`Self::needs_tagger`]):
+    /// `tagger` is the song's (`musicnn::tag_power_mel_with_penultimate`); without it the context is the
+    /// training songs' mean.
+    pub fn embed_mel_with(&self, mel: &LogMel, tagger: Option<&[f32]>, device: &Device) -> SongEmbedding {
+        let out = self.tiles_through(crate::is_cpu(device).then_some(&self.engine), mel, tagger, device);
         let d = self.config.arch.embedding_dim;
         let k = self.config.labels.len();
         let n = out.n_tiles.max(1) as f32;

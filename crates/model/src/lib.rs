@@ -29,7 +29,7 @@ pub use fast::cpu_infer::CpuNet;
 pub use fast::{Impl, Layers};
 pub use eval::{evaluate, EvalReport};
 pub use infer::{l2_normalise, SongEmbedding};
-pub use model::{ArchConfig, FoldedNet, Pool, SongContext, SoundNet, CONTEXT_CLIP};
+pub use model::{ArchConfig, ContextSource, FoldedNet, Pool, SongContext, SoundNet, CONTEXT_CLIP};
 pub use musicnn::{Musicnn, PatchOutput, PatchPlan};
 pub use train::{head_logits, mix_rows, optimizer, patch_target, train, train_step, train_step_multi, BatchTargets, LabelledSong, Progress, relation_loss, relation_targets, supcon_loss, TeacherPatch, TrainJob, TrainNet, TrainOptions, TrainSummary};
 

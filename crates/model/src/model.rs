@@ -42,17 +42,41 @@ pub struct ArchConfig {
 /// `std` (filled in by training) and clamped to +-[`CONTEXT_CLIP`]: `2 x bands` inputs. It is one pass of
 /// sums over the spectrogram (no more memory than the tiles need), the same for every tile of a song, so
 /// the embedding stays the dense layer's output averaged over the song's tiles.
+///
+/// With `source` [`ContextSource::Musicnn`] the inputs are instead the song's MSD_musicnn penultimate layer
+/// (200-d, the mean over the patches `embed` tags: [`crate::musicnn::EMBED_PLAN`]), standardised the same way:
+/// what a tagger trained on a million songs knows about the song, beside every tile.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SongContext {
-    /// Groups of mel bands (as [`Pool::band`] splits rows).
+    /// Groups of mel bands (as [`Pool::band`] splits rows); 0 for a musicnn context.
     pub bands: usize,
+    /// What the context is made of (absent in configs written before it existed: the log-mel's statistics).
+    #[serde(default, skip_serializing_if = "ContextSource::is_log_mel")]
+    pub source: ContextSource,
     /// Training songs' mean of each raw statistic (`2 x bands`: the band means, then the spreads).
     #[serde(default)]
     pub mean: Vec<f32>,
     /// Training songs' standard deviation of each raw statistic.
     #[serde(default)]
     pub std: Vec<f32>,
+}
+
+/// What a [`SongContext`] is made of.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ContextSource {
+    /// The mean and spread of the log-mel's band groups.
+    #[default]
+    LogMel,
+    /// MSD_musicnn's penultimate layer, averaged over the song's tagged patches.
+    Musicnn,
+}
+
+impl ContextSource {
+    fn is_log_mel(&self) -> bool {
+        *self == ContextSource::LogMel
+    }
 }
 
 /// Standardised context values are clamped to this many standard deviations (a very quiet or clipped
@@ -66,12 +90,50 @@ pub const CONTEXT_MIN_STD: f32 = 0.5;
 impl SongContext {
     /// Inputs it hands the dense layer.
     pub fn features(&self) -> usize {
-        2 * self.bands
+        match self.source {
+            ContextSource::LogMel => 2 * self.bands,
+            ContextSource::Musicnn => crate::musicnn::PENULTIMATE,
+        }
     }
 
-    /// The raw statistics of `mel`: per band group the mean dB over all its bands and frames, then the
-    /// standard deviation; zeros for an empty spectrogram.
-    pub fn raw(&self, mel: &soundalike_audio::LogMel) -> Vec<f32> {
+    /// A log-mel context of `bands` band groups (statistics filled in by training).
+    pub fn log_mel(bands: usize) -> SongContext {
+        SongContext { bands, source: ContextSource::LogMel, mean: Vec::new(), std: Vec::new() }
+    }
+
+    /// A musicnn context (statistics filled in by training).
+    pub fn musicnn() -> SongContext {
+        SongContext { bands: 0, source: ContextSource::Musicnn, mean: Vec::new(), std: Vec::new() }
+    }
+
+    /// The smallest standard deviation a statistic is divided by: [`CONTEXT_MIN_STD`] dB for the log-mel,
+    /// 1e-3 for the tagger's penultimate (batch-normalised units).
+    fn min_std(&self) -> f32 {
+        match self.source {
+            ContextSource::LogMel => CONTEXT_MIN_STD,
+            ContextSource::Musicnn => 1e-3,
+        }
+    }
+
+    /// Whether the context needs the tagger's penultimate layer (the song's audio through
+    /// [`crate::musicnn`]), not only the log-mel.
+    pub fn needs_tagger(&self) -> bool {
+        self.source == ContextSource::Musicnn
+    }
+
+    /// The raw inputs of a song: the statistics of `mel`, or for a musicnn context `tagger` (the song's
+    /// penultimate mean). A musicnn context without a usable `tagger` vector (none, wrong length, not
+    /// finite) is the training songs' mean, which standardises to zeros: the song is embedded from its tiles
+    /// alone, as context dropout trains for.
+    pub fn raw(&self, mel: &soundalike_audio::LogMel, tagger: Option<&[f32]>) -> Vec<f32> {
+        if self.source == ContextSource::Musicnn {
+            let ok = tagger.filter(|v| v.len() == self.features() && v.iter().all(|x| x.is_finite()));
+            return match ok {
+                Some(v) => v.to_vec(),
+                None if self.mean.len() == self.features() => self.mean.clone(),
+                None => vec![0.0; self.features()],
+            };
+        }
         let mut out = vec![0f32; self.features()];
         if mel.n_frames == 0 || mel.n_mels == 0 {
             return out;
@@ -88,15 +150,15 @@ impl SongContext {
         out
     }
 
-    /// The standardised context of `mel` (finite, within +-[`CONTEXT_CLIP`]).
-    pub fn of(&self, mel: &soundalike_audio::LogMel) -> Vec<f32> {
-        self.standardise(self.raw(mel))
+    /// The standardised context of a song (finite, within +-[`CONTEXT_CLIP`]; `tagger` as [`Self::raw`]).
+    pub fn of(&self, mel: &soundalike_audio::LogMel, tagger: Option<&[f32]>) -> Vec<f32> {
+        self.standardise(self.raw(mel, tagger))
     }
 
     /// Raw statistics ([`SongContext::raw`]) standardised by the training songs' and clamped.
     pub fn standardise(&self, mut v: Vec<f32>) -> Vec<f32> {
         for (i, x) in v.iter_mut().enumerate() {
-            let (m, s) = (self.mean.get(i).copied().unwrap_or(0.0), self.std.get(i).copied().unwrap_or(1.0).max(CONTEXT_MIN_STD));
+            let (m, s) = (self.mean.get(i).copied().unwrap_or(0.0), self.std.get(i).copied().unwrap_or(1.0).max(self.min_std()));
             let z = (*x - m) / s;
             *x = if z.is_finite() { z.clamp(-CONTEXT_CLIP, CONTEXT_CLIP) } else { 0.0 };
         }
@@ -110,7 +172,7 @@ impl SongContext {
         self.std = (0..d)
             .map(|i| {
                 let m = self.mean[i] as f64;
-                ((raws.iter().map(|r| (r[i] as f64 - m).powi(2)).sum::<f64>() / n).sqrt() as f32).max(CONTEXT_MIN_STD)
+                ((raws.iter().map(|r| (r[i] as f64 - m).powi(2)).sum::<f64>() / n).sqrt() as f32).max(self.min_std())
             })
             .collect();
     }
@@ -256,7 +318,7 @@ impl ArchConfig {
             }
         }
         if let Some(c) = &self.context {
-            if c.bands == 0 || c.bands > n_mels {
+            if c.source == ContextSource::LogMel && (c.bands == 0 || c.bands > n_mels) {
                 return bad(format!("song context in {} bands: the spectrogram has {n_mels} (need 1..={n_mels})", c.bands));
             }
             let d = c.features();
@@ -469,8 +531,8 @@ impl SoundNet {
     }
 
     /// The song context the network reads (standardised statistics of the whole spectrogram), if it has one.
-    pub fn song_context(&self, mel: &soundalike_audio::LogMel) -> Option<Vec<f32>> {
-        self.context.as_ref().map(|c| c.of(mel))
+    pub fn song_context(&self, mel: &soundalike_audio::LogMel, tagger: Option<&[f32]>) -> Option<Vec<f32>> {
+        self.context.as_ref().map(|c| c.of(mel, tagger))
     }
 
     /// The classifier head on top of an embedding `[batch, embedding_dim]` (dropout is a no-op outside
@@ -552,8 +614,8 @@ impl FoldedNet {
     }
 
     /// The song context the network reads, if it has one (as [`SoundNet::song_context`]).
-    pub fn song_context(&self, mel: &soundalike_audio::LogMel) -> Option<Vec<f32>> {
-        self.context.as_ref().map(|c| c.of(mel))
+    pub fn song_context(&self, mel: &soundalike_audio::LogMel, tagger: Option<&[f32]>) -> Option<Vec<f32>> {
+        self.context.as_ref().map(|c| c.of(mel, tagger))
     }
 
     /// Each block's folded convolution: weight `[cout, cin, 3, 3]` and bias `[cout]`.

@@ -51,26 +51,6 @@ pub const PENULTIMATE: usize = 200;
 pub const N_TAGS: usize = 50;
 const EPS: f32 = 1e-3;
 
-/// Runs an `#[inline(always)]` element-wise loop compiled for AVX2 where the CPU has it (the crate is
-/// built for baseline x86-64, whose 4-wide SSE left these loops a fifth of a patch's time; the GEMMs
-/// choose their kernels at run time themselves), else as built.
-macro_rules! wide {
-    ($body:ident($($arg:expr),*)) => {{
-        #[cfg(target_arch = "x86_64")]
-        {
-            #[target_feature(enable = "avx2")]
-            fn avx2<R>(f: impl FnOnce() -> R) -> R {
-                f()
-            }
-            if std::arch::is_x86_feature_detected!("avx2") {
-                // SAFETY: the CPU has AVX2 (checked just above).
-                return unsafe { avx2(|| $body($($arg),*)) };
-            }
-        }
-        $body($($arg),*)
-    }};
-}
-
 /// The wheel's two taggers, as the tags crate names them (`TagSource::Msd`, `TagSource::Mtt`).
 pub use soundalike_tags::TagSource;
 
@@ -326,7 +306,7 @@ impl Musicnn {
         let mut off = 0;
         dft_rows(&s.xt, t + 6, &mut s.spec, &mut s.spec_k);
         for conv in &self.timbral {
-            conv.forward(t, &s.spec_k, &mut s.col, &mut s.out, &mut front, front_width, off);
+            conv.forward(t, &s.spec_k, &mut s.col, &mut s.out, (&mut s.hi, &mut s.lo), &mut front, front_width, off);
             off += conv.cout;
         }
         for conv in &self.temporal {
@@ -495,7 +475,7 @@ impl FreqConv {
     /// The branch over `t` frames: `spec_k` is [`dft_rows`] of the padded BN0 frames (`t + 6` of them);
     /// writes `BN(max over bands(ReLU(conv)))` to `front[3 + t][off..off + cout]`.
     #[allow(clippy::too_many_arguments)]
-    fn forward(&self, t: usize, spec_k: &[f32], z: &mut Vec<f32>, out: &mut Vec<f32>, front: &mut [f32], front_width: usize, off: usize) {
+    fn forward(&self, t: usize, spec_k: &[f32], z: &mut Vec<f32>, out: &mut Vec<f32>, (hi, lo): (&mut Vec<f32>, &mut Vec<f32>), front: &mut [f32], front_width: usize, off: usize) {
         let (n, rows, nf) = (self.cout, t + 6, self.nf);
         // Strips of frames, so a strip's spectra (96 x 24 x 204 floats, 1.9 MB) stay in the core's cache.
         let mut t0 = 0;
@@ -546,9 +526,10 @@ impl FreqConv {
                     )
                 }
             }
-            let (mut hi, mut lo) = (vec![0f32; tn], vec![0f32; tn]);
-            max_min_over_rows(out, tn, &mut hi, &mut lo);
-            for (ti, (hi, lo)) in hi.chunks_exact(n).zip(lo.chunks_exact(n)).enumerate() {
+            hi.resize(tn, 0.0);
+            lo.resize(tn, 0.0);
+            max_min_over_rows(out, tn, &mut hi[..tn], &mut lo[..tn]);
+            for (ti, (hi, lo)) in hi[..tn].chunks_exact(n).zip(lo[..tn].chunks_exact(n)).enumerate() {
                 self.bn.pooled(&self.bias, hi, lo, &mut front[(t0 + ti + 3) * front_width + off..][..n]);
             }
             t0 += tt;
@@ -563,7 +544,23 @@ impl FreqConv {
 /// four rows of bins `k` and `48 - k` give the four of `A_k` and `B_k`. Afterwards rows `0..48` hold
 /// `Re A_0..Re A_24, Im A_23..Im A_1` (`Im A_k` in row `48 - k`) and rows `48..96` the same of `B`.
 fn split_halves(z: &mut [f32], width: usize) {
-    wide!(split_halves_body(z, width))
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU has AVX2 (checked just above).
+        return unsafe { split_halves_avx2(z, width) };
+    }
+    split_halves_body(z, width)
+}
+
+/// [`split_halves`] compiled for AVX2 (the crate is built for baseline x86-64, whose 4-wide SSE left this
+/// loop a tenth of a patch's time).
+///
+/// # Safety
+/// The CPU must have AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn split_halves_avx2(z: &mut [f32], width: usize) {
+    split_halves_body(z, width)
 }
 
 #[inline(always)]
@@ -810,7 +807,13 @@ pub const EMBED_PLAN: PatchPlan = PatchPlan::Sparse { every_frames: PATCH_FRAMES
 /// A song's tags from its mel power at the tagger's settings (`[frames][96]`, [`frontend`]): both models
 /// over the patches `plan` picks, averaged per model. `None` for an empty spectrogram or a network output
 /// that is not finite (never stored as NaN).
-pub fn tag_power_mel(mut power: Vec<f32>, plan: PatchPlan) -> Option<soundalike_tags::SongTags> {
+pub fn tag_power_mel(power: Vec<f32>, plan: PatchPlan) -> Option<soundalike_tags::SongTags> {
+    tag_power_mel_with_penultimate(power, plan).map(|(t, _)| t)
+}
+
+/// [`tag_power_mel`], and MSD_musicnn's penultimate layer averaged over the same patches (200-d, what a
+/// network with a musicnn song context reads: [`crate::SongContext::musicnn`]).
+pub fn tag_power_mel_with_penultimate(mut power: Vec<f32>, plan: PatchPlan) -> Option<(soundalike_tags::SongTags, Vec<f32>)> {
     compress(&mut power);
     let p = patches(&power, plan);
     if p.is_empty() {
@@ -818,7 +821,10 @@ pub fn tag_power_mel(mut power: Vec<f32>, plan: PatchPlan) -> Option<soundalike_
     }
     let msd = mean_output(&net(TagSource::Msd).forward_patches(&p))?;
     let mtt = mean_output(&net(TagSource::Mtt).forward_patches(&p))?;
-    soundalike_tags::SongTags::from_probs(p.len() as u32, &msd.probs, &mtt.probs)
+    if !msd.penultimate.iter().all(|v| v.is_finite()) {
+        return None;
+    }
+    Some((soundalike_tags::SongTags::from_probs(p.len() as u32, &msd.probs, &mtt.probs)?, msd.penultimate))
 }
 
 /// The mean of patch outputs (a song's tags and penultimate, as the package averages its taggram).

@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use soundalike_audio::LogMel;
 use soundalike_core::SplitMix64;
 
+use crate::SongContext;
 use crate::data::{batch_tensor, eq_tilt, spec_augment, write_tile, write_tile_stretched};
 use crate::eval::{evaluate, EvalReport};
 use crate::{save_model, ModelConfig, ModelError, Result, SoundNet};
@@ -46,12 +47,20 @@ pub struct LabelledSong {
     /// Index of the work the song is a rendering of: songs sharing one are positives of each other in the
     /// contrastive term (e.g. one MIDI file through two soundfonts); `None` = a work of its own.
     pub work: Option<usize>,
+    /// The song's musicnn penultimate (MSD_musicnn, mean over the patches `embed` tags), for a network whose
+    /// song context is made of it; empty when none.
+    pub tagger_vec: Vec<f32>,
 }
 
 impl LabelledSong {
     /// A song with a class label only (no tags, no group).
     pub fn new(id: impl Into<String>, label: usize, mel: LogMel) -> Self {
-        LabelledSong { id: id.into(), label, mel, tags: Vec::new(), group: None, teacher_vec: Vec::new(), teacher_patches: Vec::new(), work: None }
+        LabelledSong { id: id.into(), label, mel, tags: Vec::new(), group: None, teacher_vec: Vec::new(), teacher_patches: Vec::new(), work: None, tagger_vec: Vec::new() }
+    }
+
+    /// The tagger's vector, if the song has one.
+    pub fn tagger(&self) -> Option<&[f32]> {
+        (!self.tagger_vec.is_empty()).then_some(self.tagger_vec.as_slice())
     }
 }
 
@@ -652,13 +661,19 @@ pub fn train(job: TrainJob<'_>, on: &mut dyn FnMut(Progress), stop: &dyn Fn(usiz
     config.arch.validate(h, w)?;
     // A song context standardised by the training songs' statistics (kept when the config has them already).
     let mut config = config.clone();
-    let raws: Vec<Vec<f32>> = train_songs.iter().map(|s| config.arch.context.as_ref().map_or_else(Vec::new, |c| c.raw(&s.mel))).collect();
+    let raws: Vec<Vec<f32>> = train_songs.iter().map(|s| config.arch.context.as_ref().map_or_else(Vec::new, |c| c.raw(&s.mel, s.tagger()))).collect();
+    // A musicnn context is fitted on the songs that have the tagger's vector; the others get the mean (zeros).
+    let known = |c: &SongContext, s: &LabelledSong| !c.needs_tagger() || s.tagger().is_some();
     if let Some(c) = config.arch.context.as_mut().filter(|c| c.mean.is_empty()) {
-        c.fit(&raws);
+        let have: Vec<Vec<f32>> = raws.iter().zip(train_songs).filter(|(_, s)| known(c, s)).map(|(r, _)| r.clone()).collect();
+        if have.is_empty() {
+            return Err(ModelError::Invalid("the song context is made of the tagger's vectors, and no training song has one".into()));
+        }
+        c.fit(&have);
     }
     let config = &config;
     let contexts: Vec<Vec<f32>> = match &config.arch.context {
-        Some(c) => raws.into_iter().map(|r| c.standardise(r)).collect(),
+        Some(c) => raws.into_iter().zip(train_songs).map(|(r, s)| if known(c, s) { c.standardise(r) } else { vec![0.0; c.features()] }).collect(),
         None => raws,
     };
     let n_ctx = config.arch.context.as_ref().map_or(0, |c| c.features());

@@ -298,8 +298,8 @@ fn the_song_context_reaches_the_dense_layer_the_same_way_on_every_path() {
     let dev = Device::flex();
     dev.seed(11);
     let songs: Vec<LogMel> = (0..6).map(|k| mel_of(24, 90, |m, t| -70.0 + 5.0 * k as f32 + ((m * 31 + t * 17 + k) % 23) as f32 - m as f32)).collect();
-    let mut context = SongContext { bands: 4, mean: Vec::new(), std: Vec::new() };
-    context.fit(&songs.iter().map(|m| context.raw(m)).collect::<Vec<_>>());
+    let mut context = SongContext::log_mel(4);
+    context.fit(&songs.iter().map(|m| context.raw(m, None)).collect::<Vec<_>>());
     assert_eq!((context.mean.len(), context.std.len()), (8, 8));
     let arch = ArchConfig { channels: vec![3, 5, 6], embedding_dim: 7, dropout: 0.0, pool: Pool::Time { rows: 3, std: true }, pool_blocks: 1, context: Some(context) };
     arch.validate(24, 40).unwrap();
@@ -312,8 +312,8 @@ fn the_song_context_reaches_the_dense_layer_the_same_way_on_every_path() {
     let data = x.clone().into_data().try_to_vec::<f32>().unwrap();
     let mut seen: Vec<Vec<f32>> = Vec::new();
     for song in &songs[..3] {
-        let ctx = folded.song_context(song).unwrap();
-        assert_eq!(Some(&ctx), net.song_context(song).as_ref());
+        let ctx = folded.song_context(song, None).unwrap();
+        assert_eq!(Some(&ctx), net.song_context(song, None).as_ref());
         let rows = || Some(soundalike_model::infer::context_rows(&ctx, n, &dev));
         let plain = net.forward_embedding(x.clone(), rows()).into_data().try_to_vec::<f32>().unwrap();
         let emb = folded.forward_embedding(x.clone(), rows()).into_data().try_to_vec::<f32>().unwrap();
@@ -330,9 +330,9 @@ fn the_song_context_reaches_the_dense_layer_the_same_way_on_every_path() {
 
 #[test]
 fn the_song_context_of_odd_songs_is_finite_and_bounded() {
-    let mut context = SongContext { bands: 8, mean: Vec::new(), std: Vec::new() };
+    let mut context = SongContext::log_mel(8);
     let typical: Vec<LogMel> = (0..5).map(|k| mel_of(32, 200, |m, t| -40.0 - m as f32 + ((t * 7 + m + k) % 13) as f32)).collect();
-    context.fit(&typical.iter().map(|m| context.raw(m)).collect::<Vec<_>>());
+    context.fit(&typical.iter().map(|m| context.raw(m, None)).collect::<Vec<_>>());
     let odd = [
         ("digital silence", mel_of(32, 200, |_, _| -100.0)),
         ("a very quiet master", mel_of(32, 200, |m, t| -135.0 + ((t + m) % 5) as f32)),
@@ -342,15 +342,15 @@ fn the_song_context_of_odd_songs_is_finite_and_bounded() {
         ("one band", mel_of(32, 200, |m, _| if m == 5 { 0.0 } else { -80.0 })),
     ];
     for (what, mel) in &odd {
-        let v = context.of(mel);
+        let v = context.of(mel, None);
         assert_eq!(v.len(), 16, "{what}");
         assert!(v.iter().all(|x| x.is_finite() && x.abs() <= CONTEXT_CLIP), "{what}: {v:?}");
     }
     // Silence and a clipped master sit at the clamp: they cannot outweigh the tiles by more than it allows.
-    assert!(context.of(&odd[0].1).iter().take(8).all(|&x| x == -CONTEXT_CLIP), "silence reads as the quietest");
-    assert!(context.of(&odd[2].1).iter().take(8).all(|&x| x == CONTEXT_CLIP), "a clipped master as the loudest");
+    assert!(context.of(&odd[0].1, None).iter().take(8).all(|&x| x == -CONTEXT_CLIP), "silence reads as the quietest");
+    assert!(context.of(&odd[2].1, None).iter().take(8).all(|&x| x == CONTEXT_CLIP), "a clipped master as the loudest");
     // A typical song is not at the clamp.
-    assert!(context.of(&typical[2]).iter().all(|x| x.abs() < CONTEXT_CLIP));
+    assert!(context.of(&typical[2], None).iter().all(|x| x.abs() < CONTEXT_CLIP));
 }
 
 #[test]
@@ -360,7 +360,7 @@ fn a_network_with_a_song_context_trains_saves_and_embeds_odd_songs() {
     let (train_set, val) = sets();
     let mut cfg = config();
     cfg.arch.pool = Pool::Time { rows: 2, std: true };
-    cfg.arch.context = Some(SongContext { bands: 4, mean: Vec::new(), std: Vec::new() });
+    cfg.arch.context = Some(SongContext::log_mel(4));
     let dev = Device::flex();
     // Half the crops train without their context (the training mean in its place).
     let o = TrainOptions { mixup: 0.5, context_dropout: 0.5, ..opts(3) };
@@ -391,6 +391,57 @@ fn a_network_with_a_song_context_trains_saves_and_embeds_odd_songs() {
     // A config whose statistics do not fit its bands is refused.
     let mut bad = m.config.arch.clone();
     bad.context.as_mut().unwrap().mean.pop();
+    assert!(bad.validate(32, 32).unwrap_err().to_string().contains("song context"));
+}
+
+#[test]
+fn a_network_with_a_musicnn_context_reads_the_taggers_vector() {
+    let _g = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let (mut train_set, val) = sets();
+    let d = musicnn::PENULTIMATE;
+    // A made-up tagger vector that knows each song's class; a few songs have none (they read the mean).
+    let tagger = |id: usize, label: usize| -> Vec<f32> { (0..d).map(|k| if k % 2 == label { 1.0 } else { 0.0 } + ((id * 31 + k * 7) % 13) as f32 / 13.0).collect() };
+    for (i, s) in train_set.iter_mut().enumerate().skip(3) {
+        s.tagger_vec = tagger(i, s.label);
+    }
+    let mut cfg = config();
+    cfg.arch.pool = Pool::Time { rows: 2, std: true };
+    cfg.arch.context = Some(SongContext::musicnn());
+    let dev = Device::flex();
+    // No training song with a vector: refused, naming why.
+    let bare: Vec<LabelledSong> = train_set.iter().map(|s| LabelledSong { tagger_vec: vec![], ..s.clone() }).collect();
+    let never = tempfile::tempdir().unwrap();
+    let job = TrainJob { out_dir: never.path(), config: &cfg, train: &bare, val: &val, opts: &opts(1), resume: false, device: &dev };
+    let refused = train(job, &mut |_| {}, &|_| false).err().expect("a musicnn context without vectors is refused");
+    assert!(refused.to_string().contains("tagger's vectors"), "{refused}");
+    let o = TrainOptions { context_dropout: 0.25, ..opts(3) };
+    let job = TrainJob { out_dir: dir.path(), config: &cfg, train: &train_set, val: &val, opts: &o, resume: false, device: &dev };
+    let summary = train(job, &mut |_| {}, &|_| false).unwrap();
+    // Fitted on the 21 songs with a vector: the mean of dimension 0 is the share of class-0 songs plus noise.
+    let saved = summary.config.arch.context.clone().unwrap();
+    assert_eq!((saved.source, saved.mean.len(), saved.std.len()), (ContextSource::Musicnn, d, d));
+    let with: Vec<&LabelledSong> = train_set.iter().filter(|s| !s.tagger_vec.is_empty()).collect();
+    let mean0 = with.iter().map(|s| s.tagger_vec[0]).sum::<f32>() / with.len() as f32;
+    assert!((saved.mean[0] - mean0).abs() < 1e-5, "{} vs {mean0}", saved.mean[0]);
+    let m = load_model(dir.path(), &dev).unwrap();
+    assert!(m.needs_tagger(), "a musicnn context needs the tagger at embed time");
+    assert!(m.analysis_extras(Default::default()).power_mel.is_some());
+    let mel = &val[0].mel;
+    let (a, b) = (m.embed_mel_with(mel, Some(&tagger(1, 0)), &dev).vector, m.embed_mel_with(mel, Some(&tagger(1, 1)), &dev).vector);
+    assert!(worst_diff(&a, &b).0 > 1e-3, "the tagger's vector reaches the embedding");
+    // Without a usable vector the context is the training mean: the same embedding as the mean itself.
+    let at_mean = m.embed_mel_with(mel, Some(&saved.mean), &dev).vector;
+    let mut nan = tagger(1, 0);
+    nan[5] = f32::NAN;
+    for missing in [None, Some(&nan[..]), Some(&nan[..10])] {
+        let v = m.embed_mel_with(mel, missing, &dev).vector;
+        assert!(v.iter().all(|x| x.is_finite()));
+        assert!(worst_diff(&v, &at_mean).0 < 1e-6);
+    }
+    // A config with a log-mel context's band count and a musicnn source is checked by its statistics' length.
+    let mut bad = m.config.arch.clone();
+    bad.context.as_mut().unwrap().std.pop();
     assert!(bad.validate(32, 32).unwrap_err().to_string().contains("song context"));
 }
 

@@ -319,8 +319,8 @@ impl Model {
     fn embed_file<'py>(&self, py: Python<'py>, path: PathBuf) -> PyResult<VectorAndProbs<'py>> {
         audio_path(&path)?;
         let e = py.detach(|| {
-            let a = soundalike_audio::analyze_file(&path, &self.inner.config.frontend).map_err(audio_err)?;
-            Ok::<_, PyErr>(self.inner.embed_mel(&a.mel, &self.device))
+            let mut a = soundalike_audio::analyze_file_with(&path, &self.inner.config.frontend, &self.inner.analysis_extras(Default::default())).map_err(audio_err)?;
+            Ok::<_, PyErr>(self.inner.embed_analysis(&mut a, &self.device).0)
         })?;
         Ok(self.vector_and_probs(py, e))
     }
@@ -329,8 +329,8 @@ impl Model {
     fn embed_samples<'py>(&self, py: Python<'py>, y: PyReadonlyArray1<'py, f32>, sr: u32) -> PyResult<VectorAndProbs<'py>> {
         let s = finite_samples(&y)?;
         let e = py.detach(|| {
-            let a = soundalike_audio::analyze_samples_with(s, sr, Path::new(ARRAY), &self.inner.config.frontend, &Default::default()).map_err(audio_err)?;
-            Ok::<_, PyErr>(self.inner.embed_mel(&a.mel, &self.device))
+            let mut a = soundalike_audio::analyze_samples_with(s, sr, Path::new(ARRAY), &self.inner.config.frontend, &self.inner.analysis_extras(Default::default())).map_err(audio_err)?;
+            Ok::<_, PyErr>(self.inner.embed_analysis(&mut a, &self.device).0)
         })?;
         Ok(self.vector_and_probs(py, e))
     }
@@ -354,7 +354,9 @@ impl Model {
                         if p.is_dir() {
                             return Err(folder(p));
                         }
-                        soundalike_audio::analyze_file(p, &self.inner.config.frontend).map(|a| self.inner.embed_mel(&a.mel, &self.device).vector).map_err(|e| e.to_string())
+                        soundalike_audio::analyze_file_with(p, &self.inner.config.frontend, &self.inner.analysis_extras(Default::default()))
+                            .map(|mut a| self.inner.embed_analysis(&mut a, &self.device).0.vector)
+                            .map_err(|e| e.to_string())
                     })
                     .collect::<Vec<_>>()
             };

@@ -26,6 +26,10 @@ pub struct Extras {
     /// settings are not used), as mel power: what the tagger reads. The source's channels are averaged
     /// and resampled to its rate on their own, not from the first spectrogram's rate.
     pub power_mel: Option<FrontendConfig>,
+    /// The log-mel is not wanted: [`Analysis::mel`] comes back empty (no frames), and its FFTs are not
+    /// computed. The rules (too short, silent) still apply. Ignored when `facts` is asked for: they read
+    /// the log-mel's frames.
+    pub no_log_mel: bool,
 }
 
 /// Mel power, time-major (librosa's `melspectrogram(...).T`).
@@ -104,7 +108,7 @@ pub fn analyze_file(path: &Path, cfg: &FrontendConfig) -> Result<Analysis> {
 
 /// [`analyze_file`], and in the same pass the song's tempo, key and loudness ([`Analysis::facts`]).
 pub fn analyze_file_with_facts(path: &Path, cfg: &FrontendConfig) -> Result<Analysis> {
-    analyze_file_with(path, cfg, &Extras { facts: true, power_mel: None })
+    analyze_file_with(path, cfg, &Extras { facts: true, ..Extras::default() })
 }
 
 /// [`analyze_file`], and in the same pass whatever `extras` asks for.
@@ -137,7 +141,11 @@ impl Pass {
             c.validate()?;
         }
         let mel = MelStream::new(cfg);
-        let mel = if extras.facts { mel.with_facts(cfg.sample_rate) } else { mel };
+        let mel = match (extras.facts, extras.no_log_mel) {
+            (true, _) => mel.with_facts(cfg.sample_rate),
+            (false, true) => mel.counting_only(),
+            (false, false) => mel,
+        };
         Ok(Pass { mel, second: extras.power_mel.as_ref().map(SecondMel::new), facts: extras.facts, peak: 0.0 })
     }
 

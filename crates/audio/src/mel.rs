@@ -128,6 +128,8 @@ pub struct MelStream {
     samples: u64,
     /// The musical facts' estimators, fed each frame's power spectrum when asked for.
     facts: Option<soundalike_facts::FactsStream>,
+    /// Only count the samples ([`MelStream::counting_only`]).
+    count_only: bool,
 }
 
 impl MelStream {
@@ -165,7 +167,15 @@ impl MelStream {
             n_frames: 0,
             samples: 0,
             facts: None,
+            count_only: false,
         }
+    }
+
+    /// Counts the samples pushed and computes no frame: [`MelStream::finish`] gives an empty spectrogram
+    /// (for callers that want only the count, and not the FFTs).
+    pub fn counting_only(mut self) -> Self {
+        self.count_only = true;
+        self
     }
 
     /// Also gathers what the tempo, key and loudness estimators need ([`MelStream::finish_with_facts`]).
@@ -189,6 +199,9 @@ impl MelStream {
     /// Appends samples and computes every frame that is complete.
     pub fn push(&mut self, samples: &[f32]) {
         self.samples += samples.len() as u64;
+        if self.count_only {
+            return;
+        }
         self.buf.extend_from_slice(samples);
         self.drain_frames();
     }
@@ -261,6 +274,9 @@ impl MelStream {
     /// `[n_frames][n_mels]` (librosa's `melspectrogram(...).T`), for front ends with a compression of
     /// their own (the tagger's `log10(10000 x + 1)`).
     pub fn finish_power(mut self) -> (usize, Vec<f32>) {
+        if self.count_only {
+            return (0, Vec::new());
+        }
         let expected = 1 + (self.samples / self.hop as u64) as usize;
         self.buf.extend(std::iter::repeat_n(0.0, self.n_fft / 2));
         self.drain_frames();

@@ -293,7 +293,7 @@ fn band_statistics_are_per_band_mean_and_spread_relative_to_the_loudest_value() 
 #[test]
 fn a_signal_in_memory_is_analysed_as_the_file_it_came_from() {
     let cfg = FrontendConfig::default();
-    let extras = Extras { facts: true, power_mel: Some(FrontendConfig { sample_rate: 16_000, n_fft: 512, hop_length: 256, n_mels: 96, ..FrontendConfig::default() }) };
+    let extras = Extras { facts: true, power_mel: Some(FrontendConfig { sample_rate: 16_000, n_fft: 512, hop_length: 256, n_mels: 96, ..FrontendConfig::default() }), no_log_mel: false };
     let path = data("ref_a_22k.wav");
     let file = analyze_file_with(&path, &cfg, &extras).unwrap();
     let (samples, info) = decode_mono(&path, info_rate(&path), None).unwrap();
@@ -315,6 +315,27 @@ fn a_signal_in_memory_is_analysed_as_the_file_it_came_from() {
     bad[7] = f32::NAN;
     let e = err(&bad);
     assert!(matches!(e, AudioError::Corrupt { .. }) && e.to_string().starts_with("array: ") && e.to_string().contains("sample 7"), "{e}");
+}
+
+#[test]
+fn the_log_mel_can_be_left_out_when_only_the_second_spectrogram_is_wanted() {
+    let cfg = FrontendConfig::default();
+    let second = FrontendConfig { sample_rate: 16_000, n_fft: 512, hop_length: 256, n_mels: 96, ..FrontendConfig::default() };
+    let path = data("ref_c_44k_stereo.wav");
+    let both = analyze_file_with(&path, &cfg, &Extras { power_mel: Some(second.clone()), ..Extras::default() }).unwrap();
+    let alone = analyze_file_with(&path, &cfg, &Extras { power_mel: Some(second.clone()), no_log_mel: true, ..Extras::default() }).unwrap();
+    assert!(both.mel.n_frames > 0 && alone.mel.n_frames == 0 && alone.mel.data.is_empty());
+    assert_eq!(alone.power_mel, both.power_mel);
+    assert_eq!(alone.info.duration_s, both.info.duration_s);
+    // The facts read the log-mel's frames: asking for them keeps it.
+    let facts = analyze_file_with(&path, &cfg, &Extras { facts: true, no_log_mel: true, ..Extras::default() }).unwrap();
+    assert_eq!(facts.mel, both.mel);
+    assert!(facts.facts.is_some());
+    // The rules still hold without it.
+    let extras = Extras { power_mel: Some(second), no_log_mel: true, ..Extras::default() };
+    let err = |s: &[f32]| analyze_samples_with(s, 22_050, Path::new("array"), &cfg, &extras).unwrap_err();
+    assert!(matches!(err(&[0.0; 44_100]), AudioError::Silent { .. }));
+    assert!(matches!(err(&[0.1; 1000]), AudioError::TooShort { .. }));
 }
 
 fn info_rate(path: &Path) -> u32 {

@@ -121,7 +121,7 @@ impl Names {
 /// What the decode pass computes beside the log-mel: the facts always, the tagger's spectrogram when
 /// tagging.
 fn extras(tags: bool) -> Extras {
-    Extras { facts: true, power_mel: tags.then(musicnn::frontend) }
+    Extras { facts: true, power_mel: tags.then(musicnn::frontend), no_log_mel: false }
 }
 
 /// The song's tags from the tagger's spectrogram (`None` when not tagging, or when the tagger's output

@@ -57,9 +57,9 @@ pub fn tag_file(path: &std::path::Path, plan: PatchPlan) -> Tagged {
     Ok((t, p, a.info.duration_s))
 }
 
-/// What the decode pass computes for tagging: the tagger's spectrogram.
+/// What the decode pass computes for tagging: the tagger's spectrogram alone (not the log-mel).
 pub fn tag_extras() -> Extras {
-    Extras { facts: false, power_mel: Some(musicnn::frontend()) }
+    Extras { facts: false, power_mel: Some(musicnn::frontend()), no_log_mel: true }
 }
 
 /// The tags of an analysis made with [`tag_extras`] (`name` names the file in errors).

@@ -166,7 +166,7 @@ fn both_models_name_their_tags() {
 /// package gives, and a file at another rate and with two channels gets tags too.
 #[test]
 fn tags_from_the_decode_pass() {
-    let extras = soundalike_audio::Extras { facts: false, power_mel: Some(musicnn::frontend()) };
+    let extras = soundalike_audio::Extras { facts: false, power_mel: Some(musicnn::frontend()), no_log_mel: false };
     let main = soundalike_audio::FrontendConfig::default();
     let a = soundalike_audio::analyze_file_with(&data("warzone_16k.wav"), &main, &extras).unwrap();
     let pm = a.power_mel.unwrap();

@@ -182,7 +182,7 @@ fn tags_answer(mut a: soundalike_audio::Analysis, name: &Path, top: usize, patch
 
 /// What the decode pass computes for `analyze`.
 fn facts_extras() -> soundalike_audio::Extras {
-    soundalike_audio::Extras { facts: true, power_mel: None }
+    soundalike_audio::Extras { facts: true, ..Default::default() }
 }
 
 /// `top` as `tags` takes it.

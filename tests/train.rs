@@ -186,6 +186,7 @@ fn a_musicnn_context_reads_the_taggers_own_vectors_and_the_model_embeds() {
         let j: serde_json::Value = serde_json::from_str(line).unwrap();
         let v: Vec<f64> = j["msd_penultimate"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect();
         assert_eq!(v.len(), 200);
+        assert_eq!(j["mtt_penultimate"].as_array().map(Vec::len), Some(200));
         assert!(v.iter().all(|x| x.is_finite()) && v.iter().any(|x| *x != 0.0));
         let id = format!("asc-music/{}", std::path::Path::new(j["file"].as_str().unwrap()).file_stem().unwrap().to_string_lossy());
         body.push(format!("{id},{}", v.iter().map(f64::to_string).collect::<Vec<_>>().join(",")));

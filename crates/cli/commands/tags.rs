@@ -26,8 +26,9 @@ pub struct TagsArgs {
     /// Print one JSON object per file (every tag's probability from both taggers).
     #[arg(long)]
     pub json: bool,
-    /// With --json: also MSD_musicnn's penultimate layer (200 values, the mean over the same patches) as
-    /// `msd_penultimate`: the tagger's own song vector, what a model trained with `--context-musicnn` reads.
+    /// With --json: also each tagger's penultimate layer (200 values each, the mean over the same patches) as
+    /// `msd_penultimate` and `mtt_penultimate`: the taggers' own song vectors, what a model trained with
+    /// `--context-musicnn` reads.
     #[arg(long, requires = "json")]
     pub penultimate: bool,
     /// List the 100 tags the taggers know, by kind, and stop.
@@ -46,7 +47,7 @@ fn parse_patches(s: &str) -> Result<PatchPlan, String> {
     }
 }
 
-/// A file's tags, MSD_musicnn's penultimate mean and seconds, or why it could not be read.
+/// A file's tags, the penultimate means (MSD's, then MTT's) and seconds, or why it could not be read.
 type Tagged = Result<(SongTags, Vec<f32>, f64), String>;
 
 /// Tags a file as `embed` does (the same decode, the same front end), with `plan`'s patches.
@@ -116,7 +117,9 @@ pub fn run(a: TagsArgs) -> Result<ExitCode> {
             Ok((t, p, seconds)) if a.json => {
                 let mut j = tags_json(file, t, *seconds, a.top);
                 if a.penultimate {
-                    j["msd_penultimate"] = json!(p);
+                    let (msd, mtt) = p.split_at(p.len() / 2);
+                    j["msd_penultimate"] = json!(msd);
+                    j["mtt_penultimate"] = json!(mtt);
                 }
                 println!("{j}");
             }

@@ -79,9 +79,10 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 0.0)]
     pub context_dropout: f32,
     /// Song context from musicnn: the dense layer also reads the song's MSD_musicnn penultimate layer (200-d,
-    /// mean over the patches `embed` tags), standardised by the training songs. CSV: `id`, then the 200
-    /// values, as `scripts/eval/musicnn_vectors.py` writes them with `soundalike tags --json --penultimate`;
-    /// embedding runs the tagger for it. In place of --context-bands.
+    /// mean over the patches `embed` tags), or MSD's and MTT_musicnn's joined (400-d), standardised by the
+    /// training songs. CSV: `id`, then the 200 or 400 values, as `scripts/eval/musicnn_vectors.py` writes
+    /// them with `soundalike tags --json --penultimate`; embedding runs the tagger for it. In place of
+    /// --context-bands.
     #[arg(long)]
     pub context_musicnn: Option<PathBuf>,
     /// Continue an interrupted run from its last checkpoint.
@@ -210,8 +211,20 @@ pub fn run(a: TrainArgs) -> Result<ExitCode> {
     };
     arch.pool_blocks = a.pool_blocks;
     anyhow::ensure!(a.context_bands == 0 || a.context_musicnn.is_none(), "--context-bands and --context-musicnn make the song context: give one");
+    let tagger_vecs = match &a.context_musicnn {
+        Some(p) => {
+            let (_, vecs) = read_csv_vectors(p, None)?;
+            let d = soundalike_model::musicnn::PENULTIMATE;
+            let width = vecs.values().next().map_or(0, Vec::len);
+            if let Some((id, v)) = vecs.iter().find(|(_, v)| v.len() != width || (width != d && width != 2 * d)) {
+                bail!("{}: {id} has {} values; musicnn's penultimate has {d} (MSD) or {} (MSD and MTT), the same for every row", p.display(), v.len(), 2 * d);
+            }
+            vecs
+        }
+        None => Default::default(),
+    };
     arch.context = match (&a.context_musicnn, a.context_bands) {
-        (Some(_), _) => Some(soundalike_model::SongContext::musicnn()),
+        (Some(_), _) => Some(soundalike_model::SongContext::musicnn(tagger_vecs.values().next().is_some_and(|v| v.len() > soundalike_model::musicnn::PENULTIMATE))),
         (None, 0) => None,
         (None, b) => Some(soundalike_model::SongContext::log_mel(b)),
     };
@@ -230,17 +243,6 @@ pub fn run(a: TrainArgs) -> Result<ExitCode> {
     anyhow::ensure!(a.cosine_heads == 0.0 || a.group_weight > 0.0 || a.song_weight > 0.0, "--cosine-heads changes the group and song-identity heads: give --group-weight or --song-weight too");
     anyhow::ensure!((0.0..1.0).contains(&a.context_dropout), "--context-dropout is the share of crops without the song context: give a number from 0 to below 1, not {}", a.context_dropout);
     anyhow::ensure!(a.context_dropout == 0.0 || arch.context.is_some(), "--context-dropout drops the song context: it needs --context-bands or --context-musicnn");
-    let tagger_vecs = match &a.context_musicnn {
-        Some(p) => {
-            let (_, vecs) = read_csv_vectors(p, None)?;
-            let d = soundalike_model::musicnn::PENULTIMATE;
-            if let Some((id, v)) = vecs.iter().find(|(_, v)| v.len() != d) {
-                bail!("{}: {id} has {} values; musicnn's penultimate has {d}", p.display(), v.len());
-            }
-            vecs
-        }
-        None => Default::default(),
-    };
     anyhow::ensure!((0.0..=1.0).contains(&a.mixup), "--mixup is the share of crops mixed: give a number from 0 to 1, not {}", a.mixup);
     anyhow::ensure!(a.mixup == 0.0 || a.contrast_weight == 0.0, "--mixup and --contrast-weight do not go together (a mixed crop has no clear positive): give one");
     let device = soundalike_model::device_from_name(&a.device)?;

@@ -69,8 +69,10 @@ pub enum ContextSource {
     /// The mean and spread of the log-mel's band groups.
     #[default]
     LogMel,
-    /// MSD_musicnn's penultimate layer, averaged over the song's tagged patches.
+    /// MSD_musicnn's penultimate layer, averaged over the song's tagged patches (200 inputs).
     Musicnn,
+    /// MSD_musicnn's, then MTT_musicnn's penultimate layer, averaged over the same patches (400 inputs).
+    MusicnnBoth,
 }
 
 impl ContextSource {
@@ -93,6 +95,7 @@ impl SongContext {
         match self.source {
             ContextSource::LogMel => 2 * self.bands,
             ContextSource::Musicnn => crate::musicnn::PENULTIMATE,
+            ContextSource::MusicnnBoth => 2 * crate::musicnn::PENULTIMATE,
         }
     }
 
@@ -101,9 +104,11 @@ impl SongContext {
         SongContext { bands, source: ContextSource::LogMel, mean: Vec::new(), std: Vec::new() }
     }
 
-    /// A musicnn context (statistics filled in by training).
-    pub fn musicnn() -> SongContext {
-        SongContext { bands: 0, source: ContextSource::Musicnn, mean: Vec::new(), std: Vec::new() }
+    /// A musicnn context, MSD_musicnn's penultimate or (`both`) MSD's and MTT's (statistics filled in by
+    /// training).
+    pub fn musicnn(both: bool) -> SongContext {
+        let source = if both { ContextSource::MusicnnBoth } else { ContextSource::Musicnn };
+        SongContext { bands: 0, source, mean: Vec::new(), std: Vec::new() }
     }
 
     /// The smallest standard deviation a statistic is divided by: [`CONTEXT_MIN_STD`] dB for the log-mel,
@@ -111,25 +116,27 @@ impl SongContext {
     fn min_std(&self) -> f32 {
         match self.source {
             ContextSource::LogMel => CONTEXT_MIN_STD,
-            ContextSource::Musicnn => 1e-3,
+            ContextSource::Musicnn | ContextSource::MusicnnBoth => 1e-3,
         }
     }
 
     /// Whether the context needs the tagger's penultimate layer (the song's audio through
     /// [`crate::musicnn`]), not only the log-mel.
     pub fn needs_tagger(&self) -> bool {
-        self.source == ContextSource::Musicnn
+        self.source != ContextSource::LogMel
     }
 
-    /// The raw inputs of a song: the statistics of `mel`, or for a musicnn context `tagger` (the song's
-    /// penultimate mean). A musicnn context without a usable `tagger` vector (none, wrong length, not
-    /// finite) is the training songs' mean, which standardises to zeros: the song is embedded from its tiles
-    /// alone, as context dropout trains for.
+    /// The raw inputs of a song: the statistics of `mel`, or for a musicnn context the first
+    /// [`Self::features`] values of `tagger` (the song's penultimate means, MSD's then MTT's, as
+    /// [`crate::musicnn::tag_power_mel_with_penultimate`] gives them). A musicnn context without a usable
+    /// `tagger` vector (none, too short, not finite) is the training songs' mean, which standardises to zeros:
+    /// the song is embedded from its tiles alone, as context dropout trains for.
     pub fn raw(&self, mel: &soundalike_audio::LogMel, tagger: Option<&[f32]>) -> Vec<f32> {
-        if self.source == ContextSource::Musicnn {
-            let ok = tagger.filter(|v| v.len() == self.features() && v.iter().all(|x| x.is_finite()));
+        if self.needs_tagger() {
+            let d = self.features();
+            let ok = tagger.filter(|v| v.len() >= d && v[..d].iter().all(|x| x.is_finite()));
             return match ok {
-                Some(v) => v.to_vec(),
+                Some(v) => v[..d].to_vec(),
                 None if self.mean.len() == self.features() => self.mean.clone(),
                 None => vec![0.0; self.features()],
             };

@@ -811,8 +811,8 @@ pub fn tag_power_mel(power: Vec<f32>, plan: PatchPlan) -> Option<soundalike_tags
     tag_power_mel_with_penultimate(power, plan).map(|(t, _)| t)
 }
 
-/// [`tag_power_mel`], and MSD_musicnn's penultimate layer averaged over the same patches (200-d, what a
-/// network with a musicnn song context reads: [`crate::SongContext::musicnn`]).
+/// [`tag_power_mel`], and the penultimate layers averaged over the same patches: MSD_musicnn's 200 values,
+/// then MTT_musicnn's (what a network with a musicnn song context reads: [`crate::SongContext::musicnn`]).
 pub fn tag_power_mel_with_penultimate(mut power: Vec<f32>, plan: PatchPlan) -> Option<(soundalike_tags::SongTags, Vec<f32>)> {
     compress(&mut power);
     let p = patches(&power, plan);
@@ -821,10 +821,11 @@ pub fn tag_power_mel_with_penultimate(mut power: Vec<f32>, plan: PatchPlan) -> O
     }
     let msd = mean_output(&net(TagSource::Msd).forward_patches(&p))?;
     let mtt = mean_output(&net(TagSource::Mtt).forward_patches(&p))?;
-    if !msd.penultimate.iter().all(|v| v.is_finite()) {
+    let penultimates: Vec<f32> = msd.penultimate.iter().chain(&mtt.penultimate).copied().collect();
+    if !penultimates.iter().all(|v| v.is_finite()) {
         return None;
     }
-    Some((soundalike_tags::SongTags::from_probs(p.len() as u32, &msd.probs, &mtt.probs)?, msd.penultimate))
+    Some((soundalike_tags::SongTags::from_probs(p.len() as u32, &msd.probs, &mtt.probs)?, penultimates))
 }
 
 /// The mean of patch outputs (a song's tags and penultimate, as the package averages its taggram).

@@ -407,7 +407,7 @@ fn a_network_with_a_musicnn_context_reads_the_taggers_vector() {
     }
     let mut cfg = config();
     cfg.arch.pool = Pool::Time { rows: 2, std: true };
-    cfg.arch.context = Some(SongContext::musicnn());
+    cfg.arch.context = Some(SongContext::musicnn(false));
     let dev = Device::flex();
     // No training song with a vector: refused, naming why.
     let bare: Vec<LabelledSong> = train_set.iter().map(|s| LabelledSong { tagger_vec: vec![], ..s.clone() }).collect();
@@ -439,6 +439,13 @@ fn a_network_with_a_musicnn_context_reads_the_taggers_vector() {
         assert!(v.iter().all(|x| x.is_finite()));
         assert!(worst_diff(&v, &at_mean).0 < 1e-6);
     }
+    // The tagger gives MSD's penultimate, then MTT's: an MSD context reads the first 200, a joined one all 400.
+    let v400: Vec<f32> = (0..2 * d).map(|i| i as f32).collect();
+    let both = SongContext::musicnn(true);
+    assert_eq!((both.features(), both.needs_tagger()), (2 * d, true));
+    assert_eq!(SongContext::musicnn(false).raw(mel, Some(&v400)), v400[..d].to_vec());
+    assert_eq!(both.raw(mel, Some(&v400)), v400);
+    assert_eq!(both.raw(mel, Some(&v400[..d])), vec![0.0; 2 * d], "too short: the mean (none fitted yet: zeros)");
     // A config with a log-mel context's band count and a musicnn source is checked by its statistics' length.
     let mut bad = m.config.arch.clone();
     bad.context.as_mut().unwrap().std.pop();

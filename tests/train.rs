@@ -175,8 +175,11 @@ fn split_column_keeps_the_songs_of_one_work_in_one_part() {
 fn a_musicnn_context_reads_the_taggers_own_vectors_and_the_model_embeds() {
     let dir = tempfile::tempdir().unwrap();
     let (out, cache, csv) = (dir.path().join("model"), dir.path().join("cache"), dir.path().join("musicnn.csv"));
-    // The tagger's penultimate of each song of one folder, as `tags --json --penultimate` prints it.
-    let files: Vec<String> = std::fs::read_dir(root().join("datasets/tiny/asc-music")).unwrap().map(|e| e.unwrap().path().display().to_string()).filter(|p| p.ends_with(".mp3")).collect();
+    // The tagger's penultimate of every song but one, as `tags --json --penultimate` prints it.
+    let tiny = root().join("datasets/tiny");
+    let mut files: Vec<String> = std::fs::read_dir(&tiny).unwrap().flat_map(|d| std::fs::read_dir(d.unwrap().path()).into_iter().flatten()).map(|e| e.unwrap().path().display().to_string()).filter(|p| p.ends_with(".mp3")).collect();
+    files.sort();
+    let left_out = files.pop().unwrap();
     let mut args = vec!["tags", "--json", "--penultimate"];
     args.extend(files.iter().map(String::as_str));
     let o = run(&args);
@@ -188,7 +191,7 @@ fn a_musicnn_context_reads_the_taggers_own_vectors_and_the_model_embeds() {
         assert_eq!(v.len(), 200);
         assert_eq!(j["mtt_penultimate"].as_array().map(Vec::len), Some(200));
         assert!(v.iter().all(|x| x.is_finite()) && v.iter().any(|x| *x != 0.0));
-        let id = format!("asc-music/{}", std::path::Path::new(j["file"].as_str().unwrap()).file_stem().unwrap().to_string_lossy());
+        let id = std::path::Path::new(j["file"].as_str().unwrap()).strip_prefix(&tiny).unwrap().with_extension("").display().to_string();
         body.push(format!("{id},{}", v.iter().map(f64::to_string).collect::<Vec<_>>().join(",")));
     }
     assert_eq!(body.len(), files.len());
@@ -201,19 +204,33 @@ fn a_musicnn_context_reads_the_taggers_own_vectors_and_the_model_embeds() {
     args.extend(["--context-musicnn", s(&csv), "--context-dropout", "0.25"]);
     let o = run(&args);
     assert!(o.status.success(), "{}", stderr(&o));
-    // Only the asc-music songs have a vector; the others read the training songs' mean.
+    // The song left out of the file has no vector if it trains (it reads the training songs' mean).
     let line = stderr(&o).lines().find(|l| l.starts_with("musicnn context:")).unwrap_or_default().to_string();
-    let have: usize = line.trim_start_matches("musicnn context: vectors for ").split(' ').next().unwrap().parse().unwrap();
-    assert!(have >= 1 && have <= files.len() && line.ends_with("training songs (the others read the training mean)"), "{line}");
+    let split: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("split.json")).unwrap()).unwrap();
+    let rel = |p: &str| std::path::Path::new(p).strip_prefix(&tiny).unwrap().display().to_string();
+    let trains = |p: &str| split["assignment"][rel(p)] == "train";
+    let n_train = files.iter().chain([&left_out]).filter(|p| trains(p)).count();
+    let have = files.iter().filter(|p| trains(p)).count();
+    assert_eq!(line, format!("musicnn context: vectors for {have} of {n_train} training songs (the others read the training mean)"));
     let cfg: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("config.json")).unwrap()).unwrap();
     assert_eq!(cfg["arch"]["context"]["source"], "musicnn");
     assert_eq!(cfg["arch"]["context"]["mean"].as_array().map(Vec::len), Some(200));
+    // `evaluate` runs the tagger on each test song as training read its vector: the same report, when the
+    // song left out of the file is not a test song (it read the mean in training).
+    let o = run(&["evaluate", s(&out), "datasets/tiny", "--labels", "datasets/tiny/tracks.csv", "--label-column", "teacher_genre", "--cache", s(&cache), "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let ev: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let m: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("metrics.json")).unwrap()).unwrap();
+    assert_ne!(split["assignment"][rel(&left_out)], "test", "the split is seeded: pick another song to leave out");
+    assert!(ev["test"]["n_songs"].as_u64().unwrap() > 0);
+    assert_eq!(ev["test"]["confusion"], m["test"]["confusion"]);
+    assert!((ev["test"]["loss"].as_f64().unwrap() - m["test"]["loss"].as_f64().unwrap()).abs() < 1e-6, "{} vs {}", ev["test"], m["test"]);
     // The model runs the tagger when it embeds, even with the store's tags off.
     let store = dir.path().join("store");
     let o = run(&["embed", "datasets/tiny/asc-music", "--model", s(&out), "--out", s(&store), "--index", "false", "--tags", "false"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let songs = std::fs::read_to_string(store.join("songs.jsonl")).unwrap();
-    assert_eq!(songs.lines().filter(|l| l.contains("\"vector\"")).count(), files.len(), "{songs}");
+    assert_eq!(songs.lines().filter(|l| l.contains("\"vector\"")).count(), 3, "{songs}");
     assert!(!songs.contains("\"tags\":{"), "tags stay out of the store when --tags false");
     // Refused before any work: both contexts at once, and vectors of another width.
     std::fs::write(&csv, "id,p0,p1\nasc-music/frontiers,1,2\n").unwrap();

@@ -1,12 +1,17 @@
 //! `evaluate`: a model's song-level metrics on a labelled library's test split and held-out groups.
 
-use std::path::PathBuf;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::Args;
 use soundalike_dataset::{SpectrogramCache, SplitAssignment, Splits};
 
+use rayon::prelude::*;
+use soundalike_model::musicnn;
+
+use crate::commands::tags::tag_file;
 use crate::flags::LabelArgs;
 use crate::training::{build_cache, print_report, songs_for};
 use crate::util::scan_with_labels;
@@ -46,7 +51,16 @@ pub fn run(a: EvaluateArgs) -> Result<ExitCode> {
     let w = model.config.frontend.tile_frames;
     let mut out = serde_json::Map::new();
     for (name, part) in [("test", SplitAssignment::Test), ("holdout", SplitAssignment::Holdout)] {
-        let songs = songs_for(part, &splits, &files, &entries, &fps, &cache, labels)?;
+        let mut songs = songs_for(part, &splits, &files, &entries, &fps, &cache, labels)?;
+        if model.needs_tagger() {
+            // The network's song context is the tagger's penultimate: computed from each file as `embed` does.
+            let paths: HashMap<&str, &Path> = files.iter().map(|f| (f.rel_path.as_str(), f.path.as_path())).collect();
+            songs.par_iter_mut().for_each(|s| {
+                if let Some(Ok((_, v, _))) = paths.get(s.id.as_str()).map(|p| tag_file(p, musicnn::EMBED_PLAN)) {
+                    s.tagger_vec = v;
+                }
+            });
+        }
         let r = soundalike_model::evaluate(&model.net, &songs, labels, w, w, &device);
         if !a.json {
             print_report(name, &r);

@@ -47,8 +47,8 @@ pub struct LabelledSong {
     /// Index of the work the song is a rendering of: songs sharing one are positives of each other in the
     /// contrastive term (e.g. one MIDI file through two soundfonts); `None` = a work of its own.
     pub work: Option<usize>,
-    /// The song's musicnn penultimate (MSD_musicnn, mean over the patches `embed` tags), for a network whose
-    /// song context is made of it; empty when none.
+    /// The song's musicnn penultimates (mean over the patches `embed` tags: MSD_musicnn's 200 values, and
+    /// MTT_musicnn's after them when given), for a network whose song context is made of them; empty when none.
     pub tagger_vec: Vec<f32>,
 }
 

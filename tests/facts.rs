@@ -44,6 +44,8 @@ fn analyze_names_tempo_key_and_loudness_and_skips_bad_files() {
     assert!((bpm / 124.0 - 1.0).abs() < 0.02, "{b}");
     assert_eq!((b["key"].as_str(), b["open_key"].as_str(), b["key_name"].as_str()), (Some("8A"), Some("1m"), Some("A minor")), "{b}");
     assert!(b["lufs"].as_f64().is_some_and(|l| l < -5.0 && l > -40.0), "{b}");
+    let (peak, true_peak) = (b["peak_db"].as_f64().unwrap(), b["true_peak_db"].as_f64().expect("a true peak"));
+    assert!(true_peak >= peak && true_peak < peak + 3.0, "the true peak is the sample peak or a little above: {b}");
     // Two seconds are too few beats and too little harmony to be sure of: no number is invented.
     let q = lines.iter().find(|j| j["file"].as_str().unwrap().ends_with("short.wav")).expect("a short file is analysed");
     assert!(q["bpm"].is_null() && q["tempo"] == "no steady beat" && q["key"].is_null() && q["key_text"] == "key unclear", "{q}");
@@ -76,6 +78,20 @@ fn the_store_carries_facts_old_stores_get_them_and_queries_filter_by_them() {
     assert_eq!((r["embedded"].as_u64(), r["analysed"].as_u64(), r["unchanged"].as_u64()), (Some(0), Some(8), Some(8)), "{r}");
     let again = json(&run(&["embed", s(&lib), "--out", s(&store), "--json"]));
     assert_eq!(again["analysed"].as_u64(), Some(0), "once: {again}");
+    // Songs analysed by version 1 (no true peak) are analysed again, and embedded not again.
+    edit_journal(&store, |song| {
+        let facts = song.get_mut("facts").unwrap().as_object_mut().unwrap();
+        facts.insert("version".into(), 1.into());
+        facts.get_mut("loudness").unwrap().as_object_mut().unwrap().remove("true_peak_db");
+    });
+    let r = json(&run(&["embed", s(&lib), "--out", s(&store), "--json"]));
+    assert_eq!((r["embedded"].as_u64(), r["analysed"].as_u64()), (Some(0), Some(8)), "{r}");
+    let jl = d.path().join("x.jsonl");
+    assert!(run(&["export", s(&store), "--format", "jsonl", "--out", s(&jl)]).status.success());
+    for l in std::fs::read_to_string(&jl).unwrap().lines() {
+        let j: serde_json::Value = serde_json::from_str(l).unwrap();
+        assert!(j["facts"]["loudness"]["true_peak_db"].is_number(), "{l}");
+    }
     // A tempo range: the 124 BPM loop is in 120-128 only with --bpm-fold for the 62 BPM one.
     let q = json(&run(&["query", s(&store), "--song", &ids[0], "--bpm", "120-128", "--json", "-k", "20"]));
     let got: Vec<&str> = q["results"].as_array().unwrap().iter().map(|r| r["id"].as_str().unwrap()).collect();

@@ -117,6 +117,7 @@ pub fn facts_json(f: &soundalike_audio::facts::Facts) -> serde_json::Value {
         "key_changes_at_s": f.key.changes_at_s,
         "lufs": f.lufs(),
         "peak_db": f.loudness.as_ref().map(|l| l.peak_db),
+        "true_peak_db": f.loudness.as_ref().and_then(|l| l.true_peak_db),
         "facts_version": f.version,
     })
 }

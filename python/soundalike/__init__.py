@@ -153,7 +153,7 @@ def _signal(x: Any, sr: Optional[int], what: str) -> Tuple[np.ndarray, int]:
 
 def analyze(x: Union[PathLike, np.ndarray], sr: Optional[int] = None) -> Dict[str, Any]:
     """Tempo (BPM with its octave candidates, or why there is none), key (Camelot, Open Key, name,
-    strength) and loudness (EBU R128 LUFS, peak) of a file, as ``soundalike analyze --json`` gives them,
+    strength) and loudness (EBU R128 LUFS, sample and true peak) of a file, as ``soundalike analyze --json`` gives them,
     or of a mono signal at ``sr`` Hz (its loudness is then that of the one channel)."""
     if _is_path(x):
         if sr is not None:

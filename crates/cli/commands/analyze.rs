@@ -50,7 +50,7 @@ pub fn run(a: AnalyzeArgs) -> Result<ExitCode> {
         .collect();
     let mut failed = 0;
     if !a.json {
-        println!("{:>7}  {:<5} {:<4} {:<14} {:>6} {:>6}  file", "bpm", "key", "open", "", "lufs", "peak");
+        println!("{:>7}  {:<5} {:<4} {:<14} {:>6} {:>6}  file", "bpm", "key", "open", "", "lufs", "dBTP");
     }
     for (file, r) in &results {
         match r {
@@ -58,7 +58,7 @@ pub fn run(a: AnalyzeArgs) -> Result<ExitCode> {
             Ok((f, _)) => {
                 let bpm = f.tempo.bpm.map_or("-".to_string(), |b| format!("{b:.1}"));
                 let (camelot, open, name) = key_cell(&f.key);
-                let peak = f.loudness.as_ref().map_or("-".into(), |l| format!("{:.1}", l.peak_db));
+                let peak = f.loudness.as_ref().map_or("-".into(), |l| format!("{:.1}", l.true_peak_db.unwrap_or(l.peak_db)));
                 println!("{bpm:>7}  {camelot:<5} {open:<4} {name:<14} {:>6} {peak:>6}  {}", lufs_cell(f), file.display());
                 let mut notes = Vec::new();
                 if f.tempo.bpm.is_none() || f.tempo.changes_at_s.is_some() {

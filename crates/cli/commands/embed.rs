@@ -11,7 +11,6 @@ use rayon::prelude::*;
 use soundalike_audio::{analyze_file_with, Extras};
 use soundalike_audio::facts::FACTS_VERSION;
 use soundalike_model::musicnn;
-use soundalike_recommend::SongTags;
 use soundalike_dataset::{fingerprint_file, metadata_from_path, SongFile, SongLabels};
 use soundalike_model::LoadedModel;
 use soundalike_recommend::{ShardInfo, Store, StoreHeader, StoreWriter, STORE_FORMAT_VERSION};
@@ -124,12 +123,6 @@ fn extras(tags: bool) -> Extras {
     Extras { facts: true, power_mel: tags.then(musicnn::frontend), no_log_mel: false }
 }
 
-/// The song's tags from the tagger's spectrogram (`None` when not tagging, or when the tagger's output
-/// is not usable: the song is embedded all the same).
-fn tags_of(a: &mut soundalike_audio::Analysis) -> Option<SongTags> {
-    a.power_mel.take().and_then(|pm| musicnn::tag_power_mel(pm.data, musicnn::EMBED_PLAN))
-}
-
 pub fn embed_one(model: &LoadedModel, device: &soundalike_model::Device, f: &SongFile, e: &SongLabels, tags: bool) -> Result<soundalike_recommend::SongRecord, SongFailure> {
     let fp = fingerprint_file(&f.path).map_err(|err| SongFailure { kind: "io".into(), reason: err.to_string() })?;
     let mut a = analyze_file_with(&f.path, &model.config.frontend, &model.analysis_extras(extras(tags))).map_err(|err| SongFailure { kind: err.kind().to_string(), reason: err.to_string() })?;
@@ -174,7 +167,7 @@ fn analyse_unchanged(store: &mut StoreWriter, files: &[SongFile], mine: &[usize]
         let found: Vec<_> = chunk
             .par_iter()
             .map(|&i| {
-                let found = analyze_file_with(&files[i].path, frontend, &extras(tags)).ok().map(|mut a| (a.facts.take(), tags_of(&mut a)));
+                let found = analyze_file_with(&files[i].path, frontend, &extras(tags)).ok().map(|mut a| (a.facts.take(), super::tags::tags_of(&mut a, musicnn::EMBED_PLAN, &files[i].path).ok()));
                 progress.inc();
                 found
             })

@@ -53,8 +53,7 @@ type Tagged = Result<(SongTags, Vec<f32>, f64), String>;
 /// Tags a file as `embed` does (the same decode, the same front end), with `plan`'s patches.
 pub fn tag_file(path: &std::path::Path, plan: PatchPlan) -> Tagged {
     let mut a = analyze_file_with(path, &FrontendConfig::default(), &tag_extras()).map_err(|e| e.to_string())?;
-    let pm = a.power_mel.take().ok_or_else(|| format!("{}: the tagger's spectrogram could not be made", path.display()))?;
-    let (t, p) = musicnn::tag_power_mel_with_penultimate(pm.data, plan).ok_or_else(|| format!("{}: the tagger gave no usable output", path.display()))?;
+    let (t, p) = tagged_of(&mut a, plan, path)?;
     Ok((t, p, a.info.duration_s))
 }
 
@@ -63,10 +62,16 @@ pub fn tag_extras() -> Extras {
     Extras { facts: false, power_mel: Some(musicnn::frontend()), no_log_mel: true }
 }
 
-/// The tags of an analysis made with [`tag_extras`] (`name` names the file in errors).
-pub fn tags_of(a: &mut soundalike_audio::Analysis, plan: PatchPlan, name: &std::path::Path) -> Result<SongTags, String> {
+/// The tags of an analysis whose extras asked for the tagger's spectrogram ([`tag_extras`], or `embed`'s),
+/// with the taggers' penultimate means (MSD's, then MTT's); `name` names the file in errors.
+pub fn tagged_of(a: &mut soundalike_audio::Analysis, plan: PatchPlan, name: &std::path::Path) -> Result<(SongTags, Vec<f32>), String> {
     let pm = a.power_mel.take().ok_or_else(|| format!("{}: the tagger's spectrogram could not be made", name.display()))?;
-    musicnn::tag_power_mel(pm.data, plan).ok_or_else(|| format!("{}: the tagger gave no usable output", name.display()))
+    musicnn::tag_power_mel_with_penultimate(pm.data, plan).ok_or_else(|| format!("{}: the tagger gave no usable output", name.display()))
+}
+
+/// [`tagged_of`] without the penultimate means.
+pub fn tags_of(a: &mut soundalike_audio::Analysis, plan: PatchPlan, name: &std::path::Path) -> Result<SongTags, String> {
+    tagged_of(a, plan, name).map(|(t, _)| t)
 }
 
 /// A stored probability (4 decimals) as JSON shows it, without float32's tail.

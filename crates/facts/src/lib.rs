@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 
 /// Version of the estimators: a store whose songs were analysed by another version analyses them again on
 /// its next `embed` (without re-embedding their vectors).
-pub const FACTS_VERSION: u32 = 1;
+pub const FACTS_VERSION: u32 = 2;
 
 /// What the estimators found in one song.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -120,6 +120,11 @@ pub struct Loudness {
     pub lufs: Option<f32>,
     /// Sample peak over all channels, dBFS.
     pub peak_db: f32,
+    /// True peak over all channels, dBTP (BS.1770-4 Annex 2, 4x oversampled below 96 kHz): at least the
+    /// sample peak, higher where a loud master's waveform peaks between samples. Absent in songs analysed
+    /// before facts version 2.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub true_peak_db: Option<f32>,
 }
 
 /// To three decimals (what the store keeps of a confidence or a strength).

@@ -185,6 +185,16 @@ fn windowed(o: &[f32], fps: f32, lo: usize, hi: usize) -> Vec<Vec<f32>> {
     windows
 }
 
+/// `r` at a fractional index, linearly interpolated; `None` outside it.
+fn value_at(r: &[f32], x: f32) -> Option<f32> {
+    let i = x.floor();
+    if i < 0.0 || i as usize + 1 >= r.len() {
+        return None;
+    }
+    let (i, f) = (i as usize, x - i);
+    Some(r[i] * (1.0 - f) + r[i + 1] * f)
+}
+
 /// `(lag, periodicity, every peak as (lag, periodicity))`.
 type Steady = (f32, f32, Vec<(f32, f32)>);
 
@@ -198,9 +208,15 @@ fn steady(windows: &[Vec<f32>], lo: usize, fps: f32) -> Option<Steady> {
     let bpm_of = |lag: f32| 60.0 * fps / lag;
     let &(lag, strength) = found.iter().max_by(|a, b| (a.1 * prior(bpm_of(a.0))).total_cmp(&(b.1 * prior(bpm_of(b.0)))))?;
     // Compound metre (6/8, 12/8): when the onsets repeat more strongly every three of the chosen pulses'
-    // halves (1.5 periods) than every period, the beat is that dotted pulse, whatever the prior says.
+    // halves (1.5 periods) than every period, and at least as strongly as every two periods, the beat is
+    // that dotted pulse, whatever the prior says. In simple metre the two-period repetition (half a bar of
+    // 4/4) is the stronger: without that check, reels and hornpipes whose tune happens to recur every 1.5
+    // beats were read at 2/3 of their tempo.
     if let Some(&(l3, s3)) = found.iter().find(|p| (p.0 - 1.5 * lag).abs() <= 1.0 && p.1 > strength) {
-        return Some((l3, s3, found));
+        let doubled = found.iter().find(|p| (p.0 - 2.0 * lag).abs() <= 1.5).map(|p| p.1).or_else(|| value_at(&global, 2.0 * lag - lo as f32));
+        if doubled.is_none_or(|r2| s3 >= r2) {
+            return Some((l3, s3, found));
+        }
     }
     Some((lag, strength, found))
 }
@@ -346,6 +362,26 @@ mod tests {
         }
         let t = estimate_tempo(&o, fps);
         assert!((t.bpm.unwrap() / 120.0 - 1.0).abs() < 0.02, "{t:?}");
+    }
+
+    #[test]
+    fn the_dotted_pulse_wins_only_over_the_doubled_one_too() {
+        // Autocorrelations shaped as the rendered O'Neill tunes measured (eighth notes at 240 a minute, a
+        // bump at each multiple of the eighth): a jig repeats most every three eighths, a reel's tune can
+        // recur every three eighths a little more than every two, but most every four (half its bar).
+        let fps = 22050.0 / 512.0;
+        let eighth = 60.0 * fps / 240.0;
+        let (lo, hi) = ((60.0 * fps / BPM_RANGE.1) as usize, (60.0 * fps / BPM_RANGE.0).ceil() as usize);
+        let profile = |heights: [f32; 5]| {
+            let r: Vec<f32> = (lo..=hi)
+                .map(|l| heights.iter().enumerate().map(|(k, h)| h * (-0.5 * ((l as f32 - (k + 1) as f32 * eighth) / 1.5).powi(2)).exp()).sum())
+                .collect();
+            let bpm = 60.0 * fps / steady(&[r], lo, fps).unwrap().0;
+            (bpm / 10.0).round() * 10.0
+        };
+        assert_eq!(profile([0.747, 0.742, 0.834, 0.734, 0.726]), 80.0, "a jig: the dotted quarter");
+        assert_eq!(profile([0.855, 0.831, 0.835, 0.845, 0.826]), 120.0, "a reel: the quarter");
+        assert_eq!(profile([0.682, 0.832, 0.659, 0.781, 0.696]), 120.0, "a reel with clear beats");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Key from a chroma gathered over the song: spectral peaks of each STFT frame (interpolated, 50 Hz to
 //! 5 kHz, A = 440 Hz) folded onto 12 pitch classes with a cos² window of one semitone (as an HPCP),
-//! each frame normalised, summed per few seconds; the sum correlated with 24 rotations of a key profile.
+//! each frame normalised, summed per few seconds; the sum correlated with 24 rotations of a key profile
+//! (Krumhansl's, with each note's harmonics added as Essentia's polyphonic profiles do).
 
 use crate::notation::{CamelotKey, KeyRule, Mode};
 use crate::{round3, Key};
@@ -11,7 +12,7 @@ const KRUMHANSL: ([f32; 12], [f32; 12]) = (
     [6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17],
 );
 /// The profile the estimator uses.
-pub const KEY_PROFILE: &str = "krumhansl";
+pub const KEY_PROFILE: &str = "krumhansl, polyphonic (harmonics 2-4 at slope 0.6)";
 const FMIN: f32 = 50.0;
 const FMAX: f32 = 5000.0;
 /// Seconds of chroma summed together; key changes are looked for at these boundaries.
@@ -157,8 +158,25 @@ fn pearson(a: &[f32; 12], b: &[f32; 12]) -> f32 {
 }
 
 /// How well `chroma` fits `key`'s profile.
+/// Essentia's `Key` with `usePolyphony`: a note's pitch class also sounds in its harmonics, so the profile
+/// a chroma is matched against has each note's harmonics 2 to 4 added at `slope`^(h-1): the octaves
+/// scale it, the third harmonic adds to the fifth above. Without it a single melodic line (folk tunes) was
+/// read a fifth too high.
+const HARMONIC_SLOPE: f32 = 0.6;
+
+/// The Krumhansl profiles with their notes' harmonics, major then minor.
+fn profiles() -> &'static ([f32; 12], [f32; 12]) {
+    static P: std::sync::OnceLock<([f32; 12], [f32; 12])> = std::sync::OnceLock::new();
+    P.get_or_init(|| {
+        let s = HARMONIC_SLOPE;
+        let poly = |p: &[f32; 12]| -> [f32; 12] { std::array::from_fn(|q| p[q] * (1.0 + s + s.powi(3)) + s.powi(2) * p[(q + 12 - 7) % 12]) };
+        (poly(&KRUMHANSL.0), poly(&KRUMHANSL.1))
+    })
+}
+
 fn fit(chroma: &[f32; 12], key: CamelotKey) -> f32 {
-    let profile = if key.mode() == Mode::Major { &KRUMHANSL.0 } else { &KRUMHANSL.1 };
+    let profiles = profiles();
+    let profile = if key.mode() == Mode::Major { &profiles.0 } else { &profiles.1 };
     let rotated: [f32; 12] = std::array::from_fn(|pc| profile[(pc + 12 - key.tonic()) % 12]);
     pearson(chroma, &rotated)
 }
@@ -166,7 +184,8 @@ fn fit(chroma: &[f32; 12], key: CamelotKey) -> f32 {
 /// The best key for `chroma` and its correlation.
 fn best_key(chroma: &[f32; 12]) -> (CamelotKey, f32) {
     let mut best = (CamelotKey::from_tonic(0, Mode::Major), f32::MIN);
-    for (mode, profile) in [(Mode::Major, &KRUMHANSL.0), (Mode::Minor, &KRUMHANSL.1)] {
+    let profiles = profiles();
+    for (mode, profile) in [(Mode::Major, &profiles.0), (Mode::Minor, &profiles.1)] {
         for tonic in 0..12 {
             let rotated: [f32; 12] = std::array::from_fn(|pc| profile[(pc + 12 - tonic) % 12]);
             let r = pearson(chroma, &rotated);
@@ -268,6 +287,27 @@ mod tests {
         assert_eq!(k.key.map(|k| k.to_string()), Some("8A".into()), "{k:?}");
         let k = estimate_key(&chords_tuned(&a_minor.repeat(3), 2.0, -45.0));
         assert_eq!(k.key.map(|k| k.to_string()), Some("8A".into()), "{k:?}");
+    }
+
+    #[test]
+    fn a_melody_with_harmonics_is_not_read_a_fifth_high() {
+        // One line of notes in G major (the tonic and its triad longest, as in a folk tune), each with
+        // harmonics 1 to 6, the h-th at 1/h of the power: their third harmonics sound the scale a fifth up,
+        // in D (the profile without harmonics reads D major).
+        let (sr, n_fft, hop) = (22050.0, 2048, 512);
+        let mut c = ChromaFrames::new(sr as u32, n_fft, hop);
+        for (note, seconds) in [(67, 4.0), (69, 2.0), (71, 3.0), (72, 1.0), (74, 3.0), (76, 2.0), (78, 1.0), (79, 2.0), (62, 2.0)] {
+            let mut f = vec![0f32; n_fft / 2 + 1];
+            for h in 1..=6 {
+                let p = frame(&[h as f32 * hz(note as f32)], n_fft, sr);
+                f.iter_mut().zip(&p).for_each(|(a, b)| *a += b / h as f32);
+            }
+            for _ in 0..(seconds * sr / hop as f32) as usize {
+                c.push(&f);
+            }
+        }
+        let k = estimate_key(&c);
+        assert_eq!(k.key.map(|k| k.name()), Some("G major".to_string()), "{k:?}");
     }
 
     #[test]

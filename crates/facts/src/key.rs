@@ -157,7 +157,6 @@ fn pearson(a: &[f32; 12], b: &[f32; 12]) -> f32 {
     ab / (aa * bb).sqrt()
 }
 
-/// How well `chroma` fits `key`'s profile.
 /// Essentia's `Key` with `usePolyphony`: a note's pitch class also sounds in its harmonics, so the profile
 /// a chroma is matched against has each note's harmonics 2 to 4 added at `slope`^(h-1): the octaves
 /// scale it, the third harmonic adds to the fifth above. Without it a single melodic line (folk tunes) was
@@ -174,6 +173,7 @@ fn profiles() -> &'static ([f32; 12], [f32; 12]) {
     })
 }
 
+/// How well `chroma` fits `key`'s profile.
 fn fit(chroma: &[f32; 12], key: CamelotKey) -> f32 {
     let profiles = profiles();
     let profile = if key.mode() == Mode::Major { &profiles.0 } else { &profiles.1 };

@@ -122,8 +122,8 @@ impl TruePeak {
         }
     }
 
-    /// One channel's samples (`step` apart in `interleaved`, from `offset`).
-    fn push(&mut self, channel: usize, interleaved: &[f32], offset: usize, step: usize) {
+    /// Channel `channel`'s samples of `interleaved` (`channels` interleaved).
+    fn push(&mut self, channel: usize, interleaved: &[f32], channels: usize) {
         if self.phases.is_empty() {
             return;
         }
@@ -131,7 +131,7 @@ impl TruePeak {
         let keep = history.len();
         self.line.clear();
         self.line.extend_from_slice(history);
-        self.line.extend(interleaved[offset..].iter().step_by(step));
+        self.line.extend(interleaved[channel..].iter().step_by(channels));
         let n = self.line.len() - keep;
         for start in (0..n).step_by(BLOCK) {
             let len = BLOCK.min(n - start);
@@ -222,7 +222,7 @@ impl LoudnessMeter {
             if w == 0.0 {
                 continue;
             }
-            self.true_peak.push(c, interleaved, c, channels);
+            self.true_peak.push(c, interleaved, channels);
             let [mut shelf, mut high_pass] = *f;
             let (mut block, mut left, mut acc) = (0, first, 0f64);
             for &x in interleaved[c..].iter().step_by(channels).take(frames) {

@@ -219,10 +219,11 @@ impl LoudnessMeter {
         let blocks = if frames < first { 1 } else { 2 + (frames - first) / self.sub_len };
         let mut sums = vec![0f64; blocks];
         for (c, (f, &w)) in self.filters.iter_mut().zip(&self.weights).enumerate() {
+            // Every channel's true peak, the LFE's too (it weighs nothing in the loudness only).
+            self.true_peak.push(c, interleaved, channels);
             if w == 0.0 {
                 continue;
             }
-            self.true_peak.push(c, interleaved, channels);
             let [mut shelf, mut high_pass] = *f;
             let (mut block, mut left, mut acc) = (0, first, 0f64);
             for &x in interleaved[c..].iter().step_by(channels).take(frames) {
@@ -408,6 +409,19 @@ mod tests {
             let sample = 20.0 * x.iter().fold(0f32, |p, v| p.max(v.abs())).log10();
             assert!(whole >= sample - 0.05, "the true peak {whole} under the sample peak {sample}");
         }
+    }
+
+    #[test]
+    fn the_lfe_counts_towards_the_true_peak() {
+        // 5.1 at 48 kHz, silent but for the LFE (channel 3): a sine whose samples sit 3 dB under its crest.
+        let rate = 48000u32;
+        let x: Vec<f32> = (0..rate as usize * 6)
+            .map(|i| if i % 6 == 3 { (std::f32::consts::FRAC_PI_2 * (i / 6) as f32 + std::f32::consts::FRAC_PI_4).sin() } else { 0.0 })
+            .collect();
+        let mut m = LoudnessMeter::new(6, rate);
+        m.push(&x, 6, rate);
+        let l = m.finish().unwrap();
+        assert!((l.peak_db + 3.0).abs() < 0.1 && l.true_peak_db.unwrap().abs() < 0.2, "{l:?}");
     }
 
     #[test]

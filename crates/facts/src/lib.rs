@@ -25,8 +25,8 @@ pub use tempo::{estimate_tempo, onset_envelope};
 use serde::{Deserialize, Serialize};
 
 /// Version of the estimators: a store whose songs were analysed by another version analyses them again on
-/// its next `embed` (without re-embedding their vectors).
-pub const FACTS_VERSION: u32 = 2;
+/// its next `embed` (without re-embedding their vectors). 2: the true peak; 3: the tempo judged with its harmonics.
+pub const FACTS_VERSION: u32 = 3;
 
 /// What the estimators found in one song.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -1,5 +1,6 @@
 //! Tempo from an onset envelope: windowed autocorrelation (robust to drift and to a change of tempo),
-//! a broad prior against octave errors, the octave and 2/3 relatives kept as candidates, then the BPM
+//! each period judged with its harmonics (Percival's enhanced autocorrelation) under a broad prior against
+//! octave errors, the octave and 2/3 relatives kept as candidates, then the BPM
 //! refined to 0.1 by fitting a pulse train to the whole song.
 
 use crate::{round3, Tempo, TempoCandidate};
@@ -198,21 +199,34 @@ fn value_at(r: &[f32], x: f32) -> Option<f32> {
 /// `(lag, periodicity, every peak as (lag, periodicity))`.
 type Steady = (f32, f32, Vec<(f32, f32)>);
 
-/// One tempo for the whole of `o` (smoothed onsets): `(lag, periodicity, the peaks)`.
-fn steady(windows: &[Vec<f32>], lo: usize, fps: f32) -> Option<Steady> {
+/// One tempo from the windows' autocorrelations (lags `lo..`) and the whole part's (`long`, lags `lo..` up
+/// to 4x the slowest period): `(lag, periodicity, the peaks)`.
+fn steady(windows: &[Vec<f32>], lo: usize, fps: f32, long: Option<&[f32]>) -> Option<Steady> {
     let mut global = vec![0f32; windows.first()?.len()];
     for w in windows {
         global.iter_mut().zip(w).for_each(|(g, v)| *g += v / windows.len() as f32);
     }
     let found = peaks(&global, lo);
     let bpm_of = |lag: f32| 60.0 * fps / lag;
-    let &(lag, strength) = found.iter().max_by(|a, b| (a.1 * prior(bpm_of(a.0))).total_cmp(&(b.1 * prior(bpm_of(b.0)))))?;
+    // Percival and Tzanetakis's "enhanced harmonics" (2014; Essentia's PercivalEnhanceHarmonics): a
+    // period is judged by the repetition at it, at twice and at four times it (the bar of 4/4), so a
+    // motif that recurs every 1.5 beats does not outweigh a beat whose bars repeat. The harmonics come from
+    // the whole song's autocorrelation (`long`, lags `lo..`), as 4x the slowest period outgrows a window.
+    let score = |l: f32, s: f32| match long {
+        Some(long) => {
+            let at = |x: f32| value_at(long, x - lo as f32).unwrap_or(0.0).max(0.0);
+            (s + at(2.0 * l) + at(4.0 * l)) / 3.0
+        }
+        None => s,
+    };
+    let &(lag, strength) = found.iter().max_by(|a, b| (score(a.0, a.1) * prior(bpm_of(a.0))).total_cmp(&(score(b.0, b.1) * prior(bpm_of(b.0)))))?;
     // Compound metre (6/8, 12/8): when the onsets repeat more strongly every three of the chosen pulses'
     // halves (1.5 periods) than every period, and at least as strongly as every two periods, the beat is
     // that dotted pulse, whatever the prior says. In simple metre the two-period repetition (half a bar of
     // 4/4) is the stronger: without that check, reels and hornpipes whose tune happens to recur every 1.5
-    // beats were read at 2/3 of their tempo.
-    if let Some(&(l3, s3)) = found.iter().find(|p| (p.0 - 1.5 * lag).abs() <= 1.0 && p.1 > strength) {
+    // beats were read at 2/3 of their tempo. The dotted pulse's own harmonics must score as well, or a
+    // tracker's 3+3+2 groove would pass for 6/8.
+    if let Some(&(l3, s3)) = found.iter().find(|p| (p.0 - 1.5 * lag).abs() <= 1.0 && p.1 > strength && score(p.0, p.1) >= score(lag, strength)) {
         let doubled = found.iter().find(|p| (p.0 - 2.0 * lag).abs() <= 1.5).map(|p| p.1).or_else(|| value_at(&global, 2.0 * lag - lo as f32));
         if doubled.is_none_or(|r2| s3 >= r2) {
             return Some((l3, s3, found));
@@ -232,9 +246,12 @@ pub fn estimate_tempo(onsets: &[f32], fps: f32) -> Tempo {
     let o = smooth(onsets);
     let windows = windowed(&o, fps, lo, hi);
     let bpm_of = |lag: f32| 60.0 * fps / lag;
-    let Some((lag, strength, found)) = steady(&windows, lo, fps) else {
+    let long = autocorrelation(&o, lo, 4 * hi);
+    let Some((lag, strength, found)) = steady(&windows, lo, fps, long.as_deref()) else {
         return none(0.0);
     };
+    // How periodic the song is, whichever relative of its strongest period is reported.
+    let strength = found.first().map_or(strength, |p| p.1.max(strength));
     let confidence = round3(strength.clamp(0.0, 1.0));
     if confidence < MIN_CONFIDENCE {
         return none(confidence);
@@ -257,7 +274,7 @@ pub fn estimate_tempo(onsets: &[f32], fps: f32) -> Tempo {
         Some(at) => {
             let cut = at * hop + win / 2;
             let part = if cut * 2 >= o.len() { &o[..cut] } else { &o[cut..] };
-            let l = steady(&windowed(part, fps, lo, hi), lo, fps).map_or(lag, |s| s.0);
+            let l = steady(&windowed(part, fps, lo, hi), lo, fps, autocorrelation(part, lo, 4 * hi).as_deref()).map_or(lag, |s| s.0);
             (part, l, Some(cut as f32 / fps))
         }
         None => (&o[..], lag, None),
@@ -376,7 +393,7 @@ mod tests {
             let r: Vec<f32> = (lo..=hi)
                 .map(|l| heights.iter().enumerate().map(|(k, h)| h * (-0.5 * ((l as f32 - (k + 1) as f32 * eighth) / 1.5).powi(2)).exp()).sum())
                 .collect();
-            let bpm = 60.0 * fps / steady(&[r], lo, fps).unwrap().0;
+            let bpm = 60.0 * fps / steady(&[r], lo, fps, None).unwrap().0;
             (bpm / 10.0).round() * 10.0
         };
         assert_eq!(profile([0.747, 0.742, 0.834, 0.734, 0.726]), 80.0, "a jig: the dotted quarter");
@@ -411,5 +428,23 @@ mod tests {
         let at = t.changes_at_s.expect("a change");
         assert!((at - 40.0).abs() < 5.0, "{t:?}");
         assert!((t.bpm.unwrap() / 125.0 - 1.0).abs() < 0.02, "the longer part: {t:?}");
+    }
+
+    #[test]
+    fn a_motif_every_beat_and_a_half_does_not_set_the_tempo() {
+        // 4/4 at 125 BPM on a sixteenth grid, a motif on sixteenths 0, 6 and 12 of each bar (the 3+3+2 of
+        // tracker grooves, at the bar), quiet sixteenths between: the onsets repeat more every 1.5 beats
+        // (83.3 BPM) than every beat, but the bar (four beats) repeats fully and 1.5 beats does not divide it.
+        let fps = 22050.0 / 512.0;
+        let sixteenth = 60.0 * fps / 125.0 / 4.0;
+        let n = (60.0 * fps) as usize;
+        let mut o = vec![0f32; n];
+        let mut k = 0usize;
+        while ((k as f32 * sixteenth) as usize) < n {
+            o[(k as f32 * sixteenth) as usize] = if [0, 6, 12].contains(&(k % 16)) { 1.0 } else { 0.1 };
+            k += 1;
+        }
+        let t = estimate_tempo(&o, fps);
+        assert!((t.bpm.unwrap() / 125.0 - 1.0).abs() < 0.02, "{t:?}");
     }
 }

@@ -17,6 +17,13 @@ let failed = null;
 let page = null;
 try {
   page = await browser.newPage({ viewport: { width: 1200, height: 1100 } });
+  // After a filter is cleared, wait for the unfiltered list itself (the API's), not for any 10 results:
+  // a filtered list of 10 would pass at once, and the next step would act on a list about to be replaced.
+  const unfiltered = async () => {
+    const qid = await page.evaluate(() => current.id);
+    const want = (await (await page.request.get(url + "api/similar?k=10&id=" + encodeURIComponent(qid))).json()).results.map((r) => r.id).join("|");
+    await page.waitForFunction((w) => [...document.querySelectorAll("#results li.result")].map((x) => x.dataset.id).join("|") === w, want, { timeout: 10000 });
+  };
   const errors = [];
   page.on("pageerror", (e) => errors.push(e.message));
   const outside = [];
@@ -99,7 +106,7 @@ try {
     if (!new URL(page.url()).searchParams.get("bpm")) throw new Error("the address lost the BPM range: " + page.url());
     await page.fill("#bpm", "");
     await page.dispatchEvent("#bpm", "change");
-    await page.waitForFunction(() => document.querySelectorAll("#results li.result").length === 10, null, { timeout: 10000 });
+    await unfiltered();
   }
 
   // Tags: each result shows tag chips (a tagger's guess, with its probability); the tag selector lists the
@@ -122,7 +129,7 @@ try {
     checks.tag_filter = { tag, results: want.results.length };
     if (new URL(page.url()).searchParams.get("tag") !== tag) throw new Error("the address lost the tag: " + page.url());
     await page.selectOption("#tag", "");
-    await page.waitForFunction(() => document.querySelectorAll("#results li.result").length === 10, null, { timeout: 10000 });
+    await unfiltered();
   }
 
   // Clusters: the panel shows the query song's cluster; a random draw stays inside it; "same cluster"
@@ -149,7 +156,7 @@ try {
     }, m.points.filter((p) => p.cluster === clusterOf[qid]).map((p) => p.id), { timeout: 10000 });
     checks.same_cluster_results = await page.locator("#results li.result").count();
     await page.uncheck("#same-cluster");
-    await page.waitForFunction(() => document.querySelectorAll("#results li.result").length === 10, null, { timeout: 10000 });
+    await unfiltered();
   }
 
   // Taste: like two results and dislike two; the profile has them, "for you" fills, and the taste

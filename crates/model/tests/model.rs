@@ -194,8 +194,9 @@ fn folded_batch_norm_gives_the_same_outputs() {
     let dev = Device::flex();
     let m = load_model(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/default"), &dev).unwrap();
     let x = burn::tensor::Tensor::<4>::random([4, 1, 128, 128], burn::tensor::Distribution::Uniform(0.0, 1.0), &dev);
-    let plain = m.net.forward_embedding(x.clone(), None);
-    let folded = m.folded.forward_embedding(x, None);
+    let ctx = song_context(&m.config, 4, &dev);
+    let plain = m.net.forward_embedding(x.clone(), ctx.clone());
+    let folded = m.folded.forward_embedding(x, ctx);
     let (p, f) = (plain.clone().into_data().try_to_vec::<f32>().unwrap(), folded.clone().into_data().try_to_vec::<f32>().unwrap());
     let scale = p.iter().fold(0f32, |a, b| a.max(b.abs()));
     assert!(scale > 0.1, "embeddings are all near zero: {scale}");
@@ -203,6 +204,12 @@ fn folded_batch_norm_gives_the_same_outputs() {
     assert!(worst < 1e-4 * scale.max(1.0), "folded differs by {worst} (scale {scale})");
     let (lp, lf) = (m.net.head_logits(plain).into_data().try_to_vec::<f32>().unwrap(), m.folded.head_logits(folded).into_data().try_to_vec::<f32>().unwrap());
     assert!(lp.iter().zip(&lf).all(|(a, b)| (a - b).abs() < 1e-3), "{lp:?} vs {lf:?}");
+}
+
+/// For a network with a song context, `n` songs' standardised contexts (`[n, features]`, drawn within
+/// the clamp); `None` for one without.
+fn song_context(config: &soundalike_model::ModelConfig, n: usize, dev: &Device) -> Option<burn::tensor::Tensor<2>> {
+    config.arch.context.as_ref().map(|c| burn::tensor::Tensor::<2>::random([n, c.features()], burn::tensor::Distribution::Uniform(-2.0, 2.0), dev))
 }
 
 /// Largest absolute difference, and the largest magnitude in `a`.
@@ -222,10 +229,13 @@ fn fused_cpu_engine_equals_burns_folded_network() {
     for (n, h, w) in [(5, 128, 128), (3, 37, 50), (2, 128, 130)] {
         let x = burn::tensor::Tensor::<4>::random([n, 1, h, w], burn::tensor::Distribution::Uniform(0.0, 1.0), &dev);
         let data = x.clone().into_data().try_to_vec::<f32>().unwrap();
-        let emb = m.folded.forward_embedding(x, None);
+        // One song: the engine reads one context for every tile, burn a row per tile.
+        let row = song_context(&m.config, 1, &dev).map(|c| c.into_data().try_to_vec::<f32>().unwrap());
+        let ctx = row.as_ref().map(|r| burn::tensor::Tensor::<2>::from_data(burn::tensor::TensorData::new(r.repeat(n), [n, r.len()]), &dev));
+        let emb = m.folded.forward_embedding(x, ctx);
         let probs = burn::tensor::activation::softmax(m.folded.head_logits(emb.clone()), 1).into_data().try_to_vec::<f32>().unwrap();
         let emb = emb.into_data().try_to_vec::<f32>().unwrap();
-        let (e2, p2) = engine.forward(&data, h, w, None);
+        let (e2, p2) = engine.forward(&data, h, w, row.as_deref());
         let (worst, scale) = worst_diff(&emb, &e2);
         assert!(scale > 0.1, "embeddings are all near zero at {h}x{w}: {scale}");
         assert!(worst < 1e-4 * scale.max(1.0), "engine embedding differs by {worst} (scale {scale}) at {h}x{w}");

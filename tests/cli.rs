@@ -282,21 +282,25 @@ fn export_writes_csv_jsonl_and_npy() {
     let text = std::fs::read_to_string(&csv).unwrap();
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 4);
-    // 13 columns, the tags (top five, then each tagger's 50 probabilities), the vector.
-    assert_eq!(lines[0].split(',').count(), 13 + 101 + 128);
-    assert!(lines[0].starts_with("id,title,artist,album,genre,group,duration_s,predicted,cluster,bpm,key,open_key,lufs,top_tags,msd:rock,"));
+    // 14 columns, the tags (top five, then each tagger's 50 probabilities), the vector.
+    assert_eq!(lines[0].split(',').count(), 14 + 101 + 128);
+    assert!(lines[0].starts_with("id,title,artist,album,genre,group,duration_s,predicted,cluster,bpm,key,open_key,lufs,true_peak_db,top_tags,msd:rock,"));
     assert!(lines[0].contains(",mtt:female vocal,") && lines[0].contains(",mtt:choral,v0,"), "{}", lines[0]);
     // Every clip is real music: its loudness is measured (a negative LUFS), its key in both notations
     // or empty when unclear.
     for l in &lines[1..] {
         let f: Vec<&str> = l.split(',').collect();
-        assert!(f[12].parse::<f32>().is_ok_and(|v| v < 0.0 && v > -70.0), "{l}");
+        let lufs = f[12].parse::<f32>().unwrap_or(f32::NAN);
+        assert!(lufs < 0.0 && lufs > -70.0, "{l}");
+        // Its true peak: at or below full scale here (mp3 previews of mastered music can pass it by a
+        // little), and above the integrated loudness.
+        assert!(f[13].parse::<f32>().is_ok_and(|p| p > lufs && p < 3.0), "{l}");
         assert_eq!(f[10].is_empty(), f[11].is_empty(), "{l}");
         // Tagged: five `tag p` pairs, 100 probabilities.
-        assert_eq!(f[13].split("; ").count(), 5, "{l}");
-        assert!(f[14..114].iter().all(|p| p.parse::<f32>().is_ok_and(|p| (0.0..=1.0).contains(&p))), "{l}");
+        assert_eq!(f[14].split("; ").count(), 5, "{l}");
+        assert!(f[15..115].iter().all(|p| p.parse::<f32>().is_ok_and(|p| (0.0..=1.0).contains(&p))), "{l}");
     }
-    let v: Vec<f64> = lines[1].split(',').skip(13 + 101).map(|x| x.parse().unwrap()).collect();
+    let v: Vec<f64> = lines[1].split(',').skip(14 + 101).map(|x| x.parse().unwrap()).collect();
     assert!((v.iter().map(|x| x * x).sum::<f64>() - 1.0).abs() < 1e-3);
     let jl = d.path().join("x.jsonl");
     assert!(run(&["export", s(&store), "--format", "jsonl", "--out", s(&jl)]).status.success());
@@ -304,7 +308,7 @@ fn export_writes_csv_jsonl_and_npy() {
     assert_eq!(jl_text.lines().count(), 3);
     for l in jl_text.lines() {
         let j: serde_json::Value = serde_json::from_str(l).unwrap();
-        assert!(j["lufs"].is_number() && j["facts"]["version"].is_number() && j.get("bpm").is_some(), "{l}");
+        assert!(j["lufs"].is_number() && j["true_peak_db"].is_number() && j["facts"]["version"].is_number() && j.get("bpm").is_some(), "{l}");
         assert!(j["tags"]["msd"].as_array().is_some_and(|a| a.len() == 50) && j["top_tags"].as_array().is_some_and(|a| a.len() == 5), "{l}");
     }
     let npy = d.path().join("x.npy");
@@ -313,7 +317,7 @@ fn export_writes_csv_jsonl_and_npy() {
     assert!(String::from_utf8_lossy(&b[..128]).contains("(3, 128)"));
     assert_eq!(std::fs::read_to_string(d.path().join("x.ids.txt")).unwrap().lines().count(), 3);
     let facts = std::fs::read_to_string(d.path().join("x.facts.csv")).unwrap();
-    assert!(facts.starts_with("id,bpm,key,open_key,lufs\n") && facts.lines().count() == 4, "{facts}");
+    assert!(facts.starts_with("id,bpm,key,open_key,lufs,true_peak_db\n") && facts.lines().count() == 4, "{facts}");
     let tags = std::fs::read_to_string(d.path().join("x.tags.csv")).unwrap();
     assert!(tags.starts_with("id,top_tags,msd:rock,") && tags.lines().count() == 4, "{tags}");
 }

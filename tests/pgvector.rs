@@ -216,7 +216,10 @@ fn push_and_query_from_postgres_match_the_store() {
                 .as_array()
                 .unwrap()
                 .iter()
-                .map(|r| (r["id"].as_str().unwrap().to_string(), r["bpm"].as_f64(), (r["key"].as_str().map(String::from), r["tags"].to_string(), r["genre"].to_string())))
+                .map(|r| {
+                    let loud = (r["lufs"].as_f64().map(|x| (x * 10.0).round() as i64), r["true_peak_db"].as_f64().map(|x| (x * 10.0).round() as i64));
+                    (r["id"].as_str().unwrap().to_string(), r["bpm"].as_f64(), (r["key"].as_str().map(String::from), r["tags"].to_string(), r["genre"].to_string(), loud))
+                })
                 .collect::<Vec<_>>()
         };
         let (mut a, mut b) = (pick(&dbj), pick(&lj));
@@ -230,16 +233,23 @@ fn push_and_query_from_postgres_match_the_store() {
         }
         assert_eq!(dbj["notes"], lj["notes"], "{flags:?}");
     }
-    // A table pushed before songs had tempo and key (no such columns): readers refuse it and say to push
-    // again; the next push adds the columns and fills them (every song re-pushed for its facts).
-    pg.psql("postgres", "ALTER TABLE soundalike_songs DROP COLUMN bpm, DROP COLUMN camelot, DROP COLUMN lufs, DROP COLUMN facts_version, DROP COLUMN tags, DROP COLUMN tags_version");
-    let o = run(&["query", "--db", &url, "--song", &all[0]]);
-    assert!(!o.status.success() && stderr(&o).contains("push the store again"), "{}", stderr(&o));
-    let r = json(&run(&["push", s(&store), "--db", &url, "--json"]));
-    assert_eq!((r["report"]["updated"].as_u64(), r["report"]["unchanged"].as_u64()), (Some(30), Some(0)), "{r}");
+    // A table pushed before songs had tempo and key (no such columns), or before the true peak: readers
+    // refuse it and say to push again; the next push adds the columns and fills them (every song re-pushed).
+    let push_again_after = |drop: &str| {
+        pg.psql("postgres", &format!("ALTER TABLE soundalike_songs {drop}"));
+        let o = run(&["query", "--db", &url, "--song", &all[0]]);
+        assert!(!o.status.success() && stderr(&o).contains("push the store again"), "{drop}: {}", stderr(&o));
+        let r = json(&run(&["push", s(&store), "--db", &url, "--json"]));
+        assert_eq!((r["report"]["updated"].as_u64(), r["report"]["unchanged"].as_u64()), (Some(30), Some(0)), "{drop}: {r}");
+    };
+    push_again_after("DROP COLUMN bpm, DROP COLUMN camelot, DROP COLUMN lufs, DROP COLUMN facts_version, DROP COLUMN tags, DROP COLUMN tags_version");
     assert_ne!(pg.psql("postgres", "SELECT count(*) FROM soundalike_songs WHERE bpm IS NOT NULL OR camelot IS NOT NULL").trim(), "0");
     assert_eq!(pg.psql("postgres", "SELECT count(*) FROM soundalike_songs WHERE tags IS NOT NULL").trim(), "30");
     assert!(run(&["query", "--db", &url, "--song", &all[0], "--key-compatible"]).status.success());
+    push_again_after("DROP COLUMN true_peak_db");
+    assert_eq!(pg.psql("postgres", "SELECT count(*) FROM soundalike_songs WHERE true_peak_db > lufs").trim(), "30");
+    let r = json(&run(&["query", "--db", &url, "--song", &all[0], "--json"]));
+    assert!(r["results"].as_array().unwrap().iter().all(|x| x["true_peak_db"].is_number()), "{r}");
 
     // A push killed before it commits leaves the previous state: a store with 5 songs fewer, aborted.
     let smaller = d.path().join("smaller");

@@ -95,6 +95,20 @@ try {
     checks.sorted_bpms = bpms.length;
     if (bpms.length < 3 || bpms.some((b, i) => i > 0 && b < bpms[i - 1])) throw new Error("results not sorted by BPM: " + bpms);
     await page.selectOption("#sort", "score");
+    // Loudness for levelling: each analysed result shows its LUFS, with the true peak in the tooltip, as
+    // the API has them.
+    const loud = await page.$$eval("#results li.result", (li) => li.filter((x) => x.dataset.lufs).map((x) =>
+      ({ id: x.dataset.id, lufs: Number(x.dataset.lufs), peak: Number(x.dataset.truePeak), text: x.querySelector(".muted").textContent, title: x.querySelector(".muted").title })));
+    checks.loudness_shown = loud.length;
+    const api = (await (await page.request.get(url + "api/similar?k=10&id=" + encodeURIComponent(await page.evaluate(() => current.id)))).json()).results;
+    for (const l of loud) {
+      const r = api.find((x) => x.id === l.id);
+      // (Written as "not within" so that a value missing on the page, NaN here, fails too.)
+      if (!r || !(Math.abs(r.lufs - l.lufs) <= 1e-3) || !l.text.includes(r.lufs.toFixed(1) + " LUFS") || r.true_peak_db == null
+          || !(Math.abs(r.true_peak_db - l.peak) <= 1e-3) || !l.title.includes(r.true_peak_db.toFixed(1) + " dBTP") || r.true_peak_db < r.lufs)
+        throw new Error("loudness shown " + JSON.stringify(l) + " against the API's " + JSON.stringify(r));
+    }
+    if (loud.length < 3) throw new Error("only " + loud.length + " results show their loudness");
     const lo = Math.floor(bpms[0]), hi = Math.ceil(bpms[Math.floor(bpms.length / 2)]);
     await page.fill("#bpm", `${lo}-${hi}`);
     await page.dispatchEvent("#bpm", "change");

@@ -35,15 +35,16 @@ fn csv_field(s: &str) -> String {
     }
 }
 
-/// `bpm,key,open_key,lufs` of a song (empty where unknown).
+/// `bpm,key,open_key,lufs,true_peak_db` of a song (empty where unknown).
 fn facts_columns(s: &soundalike_recommend::SongRecord) -> String {
     let k = s.key();
     format!(
-        "{},{},{},{}",
+        "{},{},{},{},{}",
         s.bpm().map_or(String::new(), |b| format!("{b:.1}")),
         k.map_or(String::new(), |k| k.to_string()),
         k.map_or(String::new(), |k| k.open_key()),
-        s.lufs().map_or(String::new(), |l| format!("{l:.1}"))
+        s.lufs().map_or(String::new(), |l| format!("{l:.1}")),
+        s.true_peak_db().map_or(String::new(), |p| format!("{p:.1}"))
     )
 }
 
@@ -84,7 +85,7 @@ pub fn run(a: ExportArgs) -> Result<ExitCode> {
     let mut out = String::new();
     match a.format {
         ExportFormat::Csv => {
-            out.push_str("id,title,artist,album,genre,group,duration_s,predicted,cluster,bpm,key,open_key,lufs,");
+            out.push_str("id,title,artist,album,genre,group,duration_s,predicted,cluster,bpm,key,open_key,lufs,true_peak_db,");
             out.push_str(&tag_header());
             (0..store.header.dim).for_each(|i| out.push_str(&format!(",v{i}")));
             out.push('\n');
@@ -118,6 +119,7 @@ pub fn run(a: ExportArgs) -> Result<ExitCode> {
                 v["key"] = json!(s.key().map(|k| k.to_string()));
                 v["open_key"] = json!(s.key().map(|k| k.open_key()));
                 v["lufs"] = json!(s.lufs());
+                v["true_peak_db"] = json!(s.true_peak_db());
                 v["top_tags"] = json!(s.tags.as_ref().map(|t| t.top(soundalike_recommend::VIEW_TAGS)));
                 out.push_str(&serde_json::to_string(&v)?);
                 out.push('\n');
@@ -134,7 +136,7 @@ pub fn run(a: ExportArgs) -> Result<ExitCode> {
             let ids_path = a.out.with_extension("ids.txt");
             soundalike_dataset::write_atomic(&ids_path, ids.as_bytes())?;
             println!("ids in {}", ids_path.display());
-            let facts: String = std::iter::once("id,bpm,key,open_key,lufs\n".to_string())
+            let facts: String = std::iter::once("id,bpm,key,open_key,lufs,true_peak_db\n".to_string())
                 .chain(rows.iter().map(|s| format!("{},{}\n", csv_field(&s.id), facts_columns(s))))
                 .collect();
             let facts_path = a.out.with_extension("facts.csv");

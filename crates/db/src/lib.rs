@@ -341,30 +341,32 @@ pub async fn push(db: &Db, store: &Store, precision: Precision) -> Result<PushRe
     // Tables pushed before songs had tempo, key and loudness get the columns (empty until the songs are
     // pushed again, which the facts version below makes happen).
     t.batch_execute(&format!(
-        "ALTER TABLE {SONGS} ADD COLUMN IF NOT EXISTS bpm real, ADD COLUMN IF NOT EXISTS camelot text, ADD COLUMN IF NOT EXISTS lufs real,
+        "ALTER TABLE {SONGS} ADD COLUMN IF NOT EXISTS bpm real, ADD COLUMN IF NOT EXISTS camelot text, ADD COLUMN IF NOT EXISTS lufs real, ADD COLUMN IF NOT EXISTS true_peak_db real,
            ADD COLUMN IF NOT EXISTS facts_version integer NOT NULL DEFAULT 0, ADD COLUMN IF NOT EXISTS tags jsonb,
            ADD COLUMN IF NOT EXISTS tags_version integer NOT NULL DEFAULT 0, ADD COLUMN IF NOT EXISTS from_path text NOT NULL DEFAULT ''"
     ))
     .await
-    .map_err(e("adding the tempo, key, tag and from-path columns"))?;
-    let have: HashMap<String, (String, i32, i32, String)> = t
-        .query(&format!("SELECT id, fingerprint, facts_version, tags_version, from_path FROM {SONGS}"), &[])
+    .map_err(e("adding the tempo, key, loudness, tag and from-path columns"))?;
+    let have: HashMap<String, (String, i32, i32, String, bool)> = t
+        .query(&format!("SELECT id, fingerprint, facts_version, tags_version, from_path, true_peak_db IS NOT NULL FROM {SONGS}"), &[])
         .await
         .map_err(e("reading the songs"))?
         .iter()
-        .map(|r| (r.get(0), (r.get(1), r.get(2), r.get(3), r.get(4))))
+        .map(|r| (r.get(0), (r.get(1), r.get(2), r.get(3), r.get(4), r.get(5))))
         .collect();
     let mut report = PushReport::default();
     let live: HashSet<&str> = store.songs().map(|s| s.id.as_str()).collect();
     let changed: Vec<&SongRecord> = store
         .songs()
         .filter(|s| match have.get(&s.id) {
-            // A row pushed before the from-path column existed is written again when the song has one.
-            Some((fp, fv, tv, from))
+            // A row pushed before the from-path or true-peak column existed is written again when the song
+            // has one.
+            Some((fp, fv, tv, from, has_peak))
                 if *fp == s.fingerprint
                     && *fv == s.facts.as_ref().map_or(0, |f| f.version as i32)
                     && *tv == s.tags.as_ref().map_or(0, |t| t.version as i32)
-                    && *from == from_path_text(&s.from_path) =>
+                    && *from == from_path_text(&s.from_path)
+                    && *has_peak == s.true_peak_db().is_some() =>
             {
                 report.unchanged += 1;
                 false
@@ -385,8 +387,8 @@ pub async fn push(db: &Db, store: &Store, precision: Precision) -> Result<PushRe
         t.batch_execute(&format!("CREATE TEMP TABLE soundalike_incoming (LIKE {SONGS}) ON COMMIT DROP")).await.map_err(e("creating the load table"))?;
         let sink = t
             .copy_in(
-                "COPY soundalike_incoming (id, title, artist, album, genre, predicted, grp, path, fingerprint, duration_s, embedding, bpm, camelot, lufs, facts_version, tags, tags_version, from_path)
-                 FROM STDIN WITH (FORMAT csv, FORCE_NULL (bpm, camelot, lufs, tags))",
+                "COPY soundalike_incoming (id, title, artist, album, genre, predicted, grp, path, fingerprint, duration_s, embedding, bpm, camelot, lufs, true_peak_db, facts_version, tags, tags_version, from_path)
+                 FROM STDIN WITH (FORMAT csv, FORCE_NULL (bpm, camelot, lufs, true_peak_db, tags))",
             )
             .await
             .map_err(e("starting COPY"))?;
@@ -411,6 +413,7 @@ pub async fn push(db: &Db, store: &Store, precision: Precision) -> Result<PushRe
                 rec.push(s.bpm().map_or(String::new(), |b| b.to_string()));
                 rec.push(s.key().map_or(String::new(), |k| k.to_string()));
                 rec.push(s.lufs().map_or(String::new(), |l| l.to_string()));
+                rec.push(s.true_peak_db().map_or(String::new(), |p| p.to_string()));
                 rec.push(s.facts.as_ref().map_or(0, |f| f.version).to_string());
                 // The tags as the store keeps them (both taggers' probabilities, 4 decimals), or NULL.
                 rec.push(s.tags.as_ref().map_or(String::new(), |t| serde_json::to_string(t).unwrap_or_default()));
@@ -428,7 +431,7 @@ pub async fn push(db: &Db, store: &Store, precision: Precision) -> Result<PushRe
             "INSERT INTO {SONGS} SELECT * FROM soundalike_incoming ON CONFLICT (id) DO UPDATE SET title = EXCLUDED.title, artist = EXCLUDED.artist,
                album = EXCLUDED.album, genre = EXCLUDED.genre, predicted = EXCLUDED.predicted, grp = EXCLUDED.grp, path = EXCLUDED.path,
                fingerprint = EXCLUDED.fingerprint, duration_s = EXCLUDED.duration_s, embedding = EXCLUDED.embedding,
-               bpm = EXCLUDED.bpm, camelot = EXCLUDED.camelot, lufs = EXCLUDED.lufs, facts_version = EXCLUDED.facts_version,
+               bpm = EXCLUDED.bpm, camelot = EXCLUDED.camelot, lufs = EXCLUDED.lufs, true_peak_db = EXCLUDED.true_peak_db, facts_version = EXCLUDED.facts_version,
                tags = EXCLUDED.tags, tags_version = EXCLUDED.tags_version, from_path = EXCLUDED.from_path"
         ))
         .await
@@ -479,7 +482,7 @@ pub struct DbCatalog {
     pub ef_search: usize,
 }
 
-const COLUMNS: &str = "id, title, artist, album, genre, predicted, grp, duration_s, bpm, camelot, lufs, tags::text, from_path";
+const COLUMNS: &str = "id, title, artist, album, genre, predicted, grp, duration_s, bpm, camelot, lufs, true_peak_db, tags::text, from_path";
 
 /// Which names were read from the path (`SongRecord::from_path`: "artist", "album", "title"), as the table
 /// keeps them: comma-separated.
@@ -512,7 +515,7 @@ const AFTER_COLUMNS: usize = {
     n
 };
 /// Tempo, key (Camelot) and loudness of each song, and the version of the estimators that found them.
-const FACTS_COLUMNS: &str = "bpm real, camelot text, lufs real, facts_version integer NOT NULL DEFAULT 0, tags jsonb, tags_version integer NOT NULL DEFAULT 0";
+const FACTS_COLUMNS: &str = "bpm real, camelot text, lufs real, true_peak_db real, facts_version integer NOT NULL DEFAULT 0, tags jsonb, tags_version integer NOT NULL DEFAULT 0";
 
 /// Text matched literally inside an ILIKE pattern.
 fn like_escape(s: &str) -> String {
@@ -526,12 +529,12 @@ impl DbCatalog {
         let meta = read_meta(&c, &db.url).await?.ok_or_else(|| DbError::Incompatible { url: db.url.clone(), reason: "it holds no soundalike songs yet (run `soundalike push STORE --db URL`)".into() })?;
         check_meta(&meta, &db.url, model, None)?;
         let has_facts: bool = c
-            .query_one("SELECT count(*) = 2 FROM information_schema.columns WHERE table_name = $1 AND column_name IN ('bpm', 'tags')", &[&SONGS])
+            .query_one("SELECT count(*) = 3 FROM information_schema.columns WHERE table_name = $1 AND column_name IN ('bpm', 'tags', 'true_peak_db')", &[&SONGS])
             .await
             .map_err(|e| sql_err(&db.url, "reading the table's columns", pg_reason(&e)))?
             .get(0);
         if !has_facts {
-            return Err(DbError::Incompatible { url: db.url.clone(), reason: "its songs were pushed before they had tempo, key and tag columns: push the store again".into() });
+            return Err(DbError::Incompatible { url: db.url.clone(), reason: "its songs were pushed before they had tempo, key, loudness and tag columns: push the store again".into() });
         }
         Ok(DbCatalog { db, meta, genre_source: GenreSource::default(), ef_search: 64 })
     }
@@ -556,7 +559,7 @@ impl DbCatalog {
     }
 
     fn song(&self, r: &tokio_postgres::Row) -> SongView {
-        let tags: Option<SongTags> = r.get::<_, Option<String>>(11).and_then(|t| serde_json::from_str(&t).ok());
+        let tags: Option<SongTags> = r.get::<_, Option<String>>(12).and_then(|t| serde_json::from_str(&t).ok());
         let genre: Option<String> = r.get(4);
         let predicted: Option<String> = r.get(5);
         let g = match self.genre_source {
@@ -575,11 +578,12 @@ impl DbCatalog {
             group: some(r.get(6)),
             duration_s: r.get(7),
             predicted: some(r.get(5)),
-            from_path: r.get::<_, String>(12).split(',').filter(|x| !x.is_empty()).map(str::to_string).collect(),
+            from_path: r.get::<_, String>(13).split(',').filter(|x| !x.is_empty()).map(str::to_string).collect(),
             cluster: None,
             bpm: r.get(8),
             key: r.get::<_, Option<String>>(9).and_then(|k| k.parse().ok()),
             lufs: r.get(10),
+            true_peak_db: r.get(11),
             tags: tags.as_ref().map(|t| t.top(soundalike_recommend::VIEW_TAGS)).unwrap_or_default(),
         }
     }

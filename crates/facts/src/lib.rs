@@ -47,6 +47,11 @@ impl Facts {
     pub fn lufs(&self) -> Option<f32> {
         self.loudness.as_ref().and_then(|l| l.lufs)
     }
+
+    /// True peak (dBTP), when measured (facts version 2 on).
+    pub fn true_peak_db(&self) -> Option<f32> {
+        self.loudness.as_ref().and_then(|l| l.true_peak_db)
+    }
 }
 
 /// A song's tempo: the BPM reported, how sure, and the other tempi that explain the same beat.

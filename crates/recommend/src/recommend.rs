@@ -46,6 +46,9 @@ pub struct SongView {
     /// Integrated loudness (LUFS), when measured.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lufs: Option<f32>,
+    /// True peak (dBTP), when measured: with `lufs`, what a DJ levels a track by.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub true_peak_db: Option<f32>,
     /// The taggers' most probable tags (guesses, with their probabilities), when tagged.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub tags: Vec<soundalike_tags::TagScore>,
@@ -266,6 +269,7 @@ impl Catalog {
             bpm: s.bpm(),
             key: s.key(),
             lufs: s.lufs(),
+            true_peak_db: s.true_peak_db(),
             tags: s.tags.as_ref().map(|t| t.top(VIEW_TAGS)).unwrap_or_default(),
         }
     }

@@ -204,7 +204,15 @@ function songItem(r, opts = {}) {
   const meta = document.createElement("span");
   meta.className = "muted";
   const bpm = r.bpm ? r.bpm.toFixed(1) + " BPM" : null;
-  meta.textContent = " " + [r.artist, r.genre, opts.group ? r.group : null, bpm, r.key].filter(Boolean).join(" · ");
+  // Loudness, for levelling one track to the next: integrated (EBU R128) and, in the tooltip, the true peak.
+  const loud = r.lufs != null ? r.lufs.toFixed(1) + " LUFS" : null;
+  meta.textContent = " " + [r.artist, r.genre, opts.group ? r.group : null, bpm, r.key, loud].filter(Boolean).join(" · ");
+  if (r.lufs != null) {
+    li.dataset.lufs = r.lufs;
+    meta.title = "integrated loudness " + r.lufs.toFixed(1) + " LUFS (EBU R128)" +
+      (r.true_peak_db != null ? ", true peak " + r.true_peak_db.toFixed(1) + " dBTP" : "");
+  }
+  if (r.true_peak_db != null) li.dataset.truePeak = r.true_peak_db;
   li.append(...parts, a, meta, ...tagChips(r), ...markButtons(r.id));
   return li;
 }

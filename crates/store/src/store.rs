@@ -95,6 +95,11 @@ impl SongRecord {
         self.facts.as_ref().and_then(|f| f.lufs())
     }
 
+    /// Its true peak (dBTP), when measured.
+    pub fn true_peak_db(&self) -> Option<f32> {
+        self.facts.as_ref().and_then(|f| f.true_peak_db())
+    }
+
     /// Its key, when clear and analysed.
     pub fn key(&self) -> Option<soundalike_facts::CamelotKey> {
         self.facts.as_ref().and_then(|f| f.key.key)

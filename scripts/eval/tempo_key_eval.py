@@ -23,8 +23,9 @@ tracker modules of Debian's games as their previews were cut (openmpt123's rende
 track; real productions, played from recorded samples). Their tempo is read from the module itself: libopenmpt
 (through ctypes; the library openmpt123 plays with) seeks to the preview's start and steps through its 60 s,
 reading the speed (ticks a row) and tempo every 0.1 s; a preview where either changes is left out (swing
-grooves that alternate speeds, tempo changes). BPM = 6 x tempo / speed, which assumes 4 rows a beat: the
-header does not say how many rows make a beat, so Acc2 is the measure that counts here. No key truth.
+grooves that alternate speeds, tempo changes). BPM = 24 x tempo / (speed x rows a beat): an Impulse Tracker
+module states its rows a beat (the header's row highlight, `PHiligt`); every other format is taken at 4 rows
+a beat, which its header does not state, so Acc2 is the measure that counts here. No key truth.
 
 Reported: tempo Acc1 (within 4%), Acc2 (also x2, x1/2, x3, x1/3), key accuracy and the MIREX key score (same 1,
 fifth 0.5, relative 0.3, parallel 0.2), per kind, and seconds per file of each tool (soundalike with its 2
@@ -132,8 +133,16 @@ def truth(path):
     return tempo * (2 / 3 if compound else 1), tonic, minor
 
 
+def rows_per_beat(data):
+    """Rows a beat as the module states it: an IT file's minor row highlight (header byte 0x1E; Impulse Tracker
+    and OpenMPT write 4 unless the author set it), else 4 (MOD, XM and S3M headers have no such field)."""
+    if data[:4] == b"IMPM" and len(data) > 0x1F and 1 <= data[0x1E] <= 32:
+        return data[0x1E]
+    return 4
+
+
 def module_tempo(path, start_s, seconds):
-    """(BPM at 4 rows a beat, None) of a tracker module over [start_s, start_s + seconds], or (None, why)."""
+    """(BPM at the module's rows a beat, None) of a tracker module over [start_s, start_s + seconds], or (None, why)."""
     import ctypes
     lib = ctypes.CDLL("libopenmpt.so.0")
     lib.openmpt_module_create_from_memory.restype = ctypes.c_void_p
@@ -163,7 +172,7 @@ def module_tempo(path, start_s, seconds):
         if len(seen) != 1:
             return None, "speed or tempo changes in the preview"
         speed, tempo = seen.pop()
-        return (6.0 * tempo / speed, None) if speed > 0 and tempo > 0 else (None, "no speed or tempo")
+        return (24.0 * tempo / (speed * rows_per_beat(data)), None) if speed > 0 and tempo > 0 else (None, "no speed or tempo")
     finally:
         lib.openmpt_module_destroy(m)
 
@@ -239,7 +248,7 @@ def main():
             piece(mid, bpm, tonic, minor, kind, seed=i)
             subprocess.run(["fluidsynth", "-ni", "-g", "0.6", "-r", "22050", "-F", str(wav), SF2, str(mid)], check=True, capture_output=True)
         files.append((wav, kind, truth(mid)))
-    for i, (tune, meter) in enumerate(folk_tunes(a.folk)):
+    for i, (tune, meter) in enumerate(folk_tunes(a.folk) if a.folk else []):
         mid, wav = out / f"folk-{i:03d}.mid", out / f"folk-{i:03d}.wav"
         if not wav.exists():
             try:

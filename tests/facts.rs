@@ -121,4 +121,15 @@ fn the_store_carries_facts_old_stores_get_them_and_queries_filter_by_them() {
     // Tables show the columns; exports carry them.
     let o = run(&["query", s(&store), "--song", "beat124", "-k", "3"]);
     assert!(stdout(&o).contains("bpm") && stdout(&o).contains("124"), "{}", stdout(&o));
+    // ... and each row's loudness and true peak, as the JSON gives them.
+    let q = json(&run(&["query", s(&store), "--song", "beat124", "-k", "3", "--json"]));
+    let table = stdout(&o);
+    let mut lines = table.lines().skip_while(|l| !l.trim_start().starts_with("rank"));
+    assert!(lines.next().is_some_and(|h| h.contains("LUFS") && h.contains("dBTP")), "{table}");
+    let rows: Vec<&str> = lines.collect();
+    assert_eq!(rows.len(), q["results"].as_array().unwrap().len(), "{table}");
+    for (r, line) in q["results"].as_array().unwrap().iter().zip(rows) {
+        let (l, tp) = (r["lufs"].as_f64().unwrap(), r["true_peak_db"].as_f64().unwrap());
+        assert!(line.contains(&format!(" {l:.1} ")) && line.contains(&format!(" {tp:.1} ")), "{line} / {r}");
+    }
 }

@@ -30,7 +30,7 @@ pub fn describe_update(u: &IndexUpdate) -> String {
 }
 
 pub fn print_table(recs: &[Recommendation]) {
-    print_rows(recs.iter().map(|r| Row { rank: r.rank, score: r.score, title: r.title, artist: r.artist, genre: r.genre, cluster: r.cluster, id: r.id, bpm: r.bpm, key: r.key, tags: &r.tags }));
+    print_rows(recs.iter().map(|r| Row { rank: r.rank, score: r.score, title: r.title, artist: r.artist, genre: r.genre, cluster: r.cluster, id: r.id, bpm: r.bpm, key: r.key, lufs: r.lufs, true_peak_db: r.true_peak_db, tags: &r.tags }));
 }
 
 /// One line of a recommendation table.
@@ -45,6 +45,8 @@ pub struct Row<'a> {
     id: &'a str,
     bpm: Option<f32>,
     key: Option<soundalike_recommend::CamelotKey>,
+    lufs: Option<f32>,
+    true_peak_db: Option<f32>,
     tags: &'a [soundalike_recommend::TagScore],
 }
 
@@ -56,21 +58,26 @@ fn tags_cell(tags: &[soundalike_recommend::TagScore]) -> String {
     tags.iter().take(2).map(|t| format!("{} {:.2}", t.tag, t.prob).replace(" 0.", " .")).collect::<Vec<_>>().join(", ")
 }
 
-/// Rows as a table (rank, score, title, artist, genre, BPM, key, tags, cluster, path; BPM and key
-/// columns when any song has them, tags when any song is tagged).
+/// Rows as a table (rank, score, title, artist, genre, BPM, key, loudness, true peak, tags, cluster,
+/// path; BPM and key columns when any song has them, loudness (LUFS) and true peak (dBTP) when any song
+/// was measured, tags when any song is tagged).
 pub fn print_rows<'a>(rows: impl Iterator<Item = Row<'a>> + Clone) {
     let clusters = rows.clone().any(|r| r.cluster.is_some());
     let facts = rows.clone().any(|r| r.bpm.is_some() || r.key.is_some());
+    let loud = rows.clone().any(|r| r.lufs.is_some());
     let tagged = rows.clone().any(|r| !r.tags.is_empty());
     let fh = if facts { format!("{:>6} {:<4} ", "bpm", "key") } else { String::new() };
+    let lh = if loud { format!("{:>6} {:>5} ", "LUFS", "dBTP") } else { String::new() };
     let th = if tagged { format!("{:<30} ", "tags (tagger's guesses)") } else { String::new() };
-    println!("{:>4}  {:>6}  {:<28} {:<16} {:<14} {fh}{th}{}path", "rank", "score", "title", "artist", "genre", if clusters { "clu  " } else { "" });
+    println!("{:>4}  {:>6}  {:<28} {:<16} {:<14} {fh}{lh}{th}{}path", "rank", "score", "title", "artist", "genre", if clusters { "clu  " } else { "" });
     for r in rows {
         let cut = |s: &str, n: usize| if s.chars().count() > n { format!("{}…", s.chars().take(n - 1).collect::<String>()) } else { s.to_string() };
         let f = if facts { format!("{:>6} {:<4} ", r.bpm.map_or("-".into(), |b| format!("{b:.1}")), r.key.map_or("-".into(), |k| k.to_string())) } else { String::new() };
+        let one = |v: Option<f32>| v.map_or("-".into(), |v| format!("{v:.1}"));
+        let l = if loud { format!("{:>6} {:>5} ", one(r.lufs), one(r.true_peak_db)) } else { String::new() };
         let t = if tagged { format!("{:<30} ", cut(&tags_cell(r.tags), 30)) } else { String::new() };
         println!(
-            "{:>4}  {:>6.3}  {:<28} {:<16} {:<14} {f}{t}{}{}",
+            "{:>4}  {:>6.3}  {:<28} {:<16} {:<14} {f}{l}{t}{}{}",
             r.rank,
             r.score,
             cut(r.title, 28),
@@ -94,6 +101,8 @@ pub fn print_scored(recs: &[Scored]) {
         id: r.song.id.as_str(),
         bpm: r.song.bpm,
         key: r.song.key,
+        lufs: r.song.lufs,
+        true_peak_db: r.song.true_peak_db,
         tags: &r.song.tags,
     }));
 }

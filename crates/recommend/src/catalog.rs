@@ -182,6 +182,12 @@ pub struct Recommendation<'a> {
     /// Key (Camelot), when clear.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub key: Option<CamelotKey>,
+    /// Integrated loudness (LUFS), when measured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lufs: Option<f32>,
+    /// True peak (dBTP), when measured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub true_peak_db: Option<f32>,
     /// The taggers' most probable tags (guesses, with probabilities), when tagged.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub tags: Vec<soundalike_tags::TagScore>,
@@ -552,6 +558,8 @@ impl Catalog {
             cluster: self.cluster_of(row),
             bpm: s.bpm(),
             key: s.key(),
+            lufs: s.lufs(),
+            true_peak_db: s.true_peak_db(),
             tags: s.tags.as_ref().map(|t| t.top(crate::VIEW_TAGS)).unwrap_or_default(),
         }
     }

@@ -527,7 +527,7 @@ impl SoundNet {
     /// Input `[batch, 1, n_mels, frames]` (normalised tiles) and, for a network with a song context, each
     /// tile's song's context `[batch, 2 x bands]` ([`SongContext::of`]) -> embedding `[batch, embedding_dim]`.
     pub fn forward_embedding(&self, x: Tensor<4>, context: Option<Tensor<2>>) -> Tensor<2> {
-        debug_assert_eq!(context.is_some(), self.context.is_some(), "a song context exactly when the network has one");
+        assert_eq!(context.is_some(), self.context.is_some(), "a song context exactly when the network has one");
         let features = pooled_blocks(&self.blocks, ConvBlock::forward, self.pool, self.pool_from, x, context);
         self.relu.forward(self.dense.forward(features))
     }

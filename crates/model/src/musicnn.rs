@@ -359,7 +359,7 @@ impl Musicnn {
         }
         (s.front, s.mid) = (front, [bn6, res2, res3]);
         let v: Vec<f32> = pooled.iter().zip(self.bn9.scale.iter().zip(&self.bn9.shift)).map(|(x, (a, b))| x * a + b).collect();
-        debug_assert_eq!(v.len(), self.dense.d_in);
+        assert_eq!(v.len(), self.dense.d_in);
         let mut hidden = vec![0f32; PENULTIMATE];
         self.dense.forward(&v, &mut hidden);
         let penultimate: Vec<f32> = hidden

@@ -829,9 +829,7 @@ fn split_halves_body(z: &mut [f32], width: usize) {
     }
 }
 
-/// Column-wise max of `x`, rows of `width`: `hi[j]` over every row's `j`. Written as comparisons, so
-/// that they compile to vector max instructions (`f32::max`'s NaN rule kept them scalar-like and took a
-/// tenth of a patch's time; the network's values are finite).
+/// Column-wise max of `x`, rows of `width`: `hi[j]` over every row's `j` (by [`max_update`]).
 fn max_over_rows(x: &[f32], width: usize, hi: &mut [f32]) {
     let mut rows = x.chunks_exact(width);
     hi.copy_from_slice(rows.next().unwrap_or_default());
@@ -840,7 +838,9 @@ fn max_over_rows(x: &[f32], width: usize, hi: &mut [f32]) {
     }
 }
 
-/// `hi = max(hi, row)`, element-wise (the values are finite).
+/// `hi = max(hi, row)`, element-wise (the values are finite). Explicit vector max instructions where the
+/// CPU has them, comparisons elsewhere: `f32::max`'s NaN rule kept the loop scalar-like (a tenth of a
+/// patch's time once), and auto-vectorised for AVX2 the comparisons became masked stores.
 fn max_update(hi: &mut [f32], row: &[f32]) {
     assert_eq!(hi.len(), row.len());
     #[cfg(target_arch = "x86_64")]
@@ -861,7 +861,7 @@ fn max_update_body(hi: &mut [f32], row: &[f32]) {
     }
 }
 
-/// [`max_update`] 16 lanes at a time (auto-vectorised, the comparisons became masked stores).
+/// [`max_update`] 16 lanes at a time.
 ///
 /// # Safety
 /// The CPU must have AVX-512F, and the slices the same length.

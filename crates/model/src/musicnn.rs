@@ -907,13 +907,12 @@ fn sigmoid(x: f32) -> f32 {
     1.0 / (1.0 + (-x).exp())
 }
 
-/// A temporal convolution (`k` frames x 1 band, 51 filters) with its filters also laid out for
-/// [`temporal_gemm`]: `[k][np]`, `np` the filters rounded up to a whole block of [`TEMPORAL_BLOCK`]
-/// (the extra columns zero).
+/// A temporal convolution (`k` frames x 1 band, 51 filters) whose weights are laid out for
+/// [`temporal_gemm`]: `conv.weight` is `[k][np]`, `np` the filters rounded up to a whole block of
+/// [`TEMPORAL_BLOCK`] (the extra columns zero).
 #[derive(Clone, Debug)]
 struct TemporalConv {
     conv: Conv,
-    padded: Vec<f32>,
     np: usize,
 }
 
@@ -921,14 +920,15 @@ struct TemporalConv {
 const TEMPORAL_BLOCK: usize = 6;
 
 impl TemporalConv {
-    fn new(conv: Conv) -> TemporalConv {
+    fn new(mut conv: Conv) -> TemporalConv {
         let (k, n) = (conv.k_time, conv.cout);
         let np = n.next_multiple_of(TEMPORAL_BLOCK);
         let mut padded = vec![0f32; k * np];
         for (dst, src) in padded.chunks_exact_mut(np).zip(conv.weight.chunks_exact(n)) {
             dst[..n].copy_from_slice(src);
         }
-        TemporalConv { conv, padded, np }
+        conv.weight = padded;
+        TemporalConv { conv, np }
     }
 }
 
@@ -965,11 +965,11 @@ fn temporal_branch(conv: &TemporalConv, t: usize, xf: &[f32], tf_len: usize, bef
 /// `[np][tp]`; with AVX-512 the frames `t..tp` are computed too, from `x`'s values past `t + k - 1`).
 fn temporal_gemm(t: usize, k: usize, x: &[f32], conv: &TemporalConv, out: &mut [f32], tp: usize) {
     let np = conv.np;
-    assert!(tp.is_multiple_of(16) && tp >= t && out.len() >= np * tp && conv.padded.len() == k * np && np.is_multiple_of(TEMPORAL_BLOCK));
+    assert!(tp.is_multiple_of(16) && tp >= t && out.len() >= np * tp && conv.conv.weight.len() == k * np && np.is_multiple_of(TEMPORAL_BLOCK));
     #[cfg(target_arch = "x86_64")]
     if x.len() >= tp + k - 1 && std::arch::is_x86_feature_detected!("avx512f") {
         // SAFETY: the CPU has AVX-512F (checked just above); the lengths are asserted above.
-        return unsafe { temporal_gemm_avx512(k, x, &conv.padded, np, out, tp) };
+        return unsafe { temporal_gemm_avx512(k, x, &conv.conv.weight, np, out, tp) };
     }
     temporal_gemm_portable(t, k, x, conv, out, tp)
 }
@@ -977,11 +977,11 @@ fn temporal_gemm(t: usize, k: usize, x: &[f32], conv: &TemporalConv, out: &mut [
 /// [`temporal_gemm`] as a GEMM (any CPU; frames `t..tp` of `out` are left as they were).
 fn temporal_gemm_portable(t: usize, k: usize, x: &[f32], conv: &TemporalConv, out: &mut [f32], tp: usize) {
     let np = conv.np;
-    assert!(x.len() >= t + k - 1 && tp >= t && out.len() >= np * tp && conv.padded.len() == k * np);
+    assert!(x.len() >= t + k - 1 && tp >= t && out.len() >= np * tp && conv.conv.weight.len() == k * np);
     // SAFETY: lhs rows are 1 apart and k wide (t + k - 1 values, asserted); rhs is [k][np]; dst is
     // column-major [t][np] with columns tp apart, inside out (asserted).
     unsafe {
-        crate::fast::kernels::matmul((t, np, k), (out.as_mut_ptr(), 1, tp as isize), false, (x.as_ptr(), 1, 1), (conv.padded.as_ptr(), np as isize, 1))
+        crate::fast::kernels::matmul((t, np, k), (out.as_mut_ptr(), 1, tp as isize), false, (x.as_ptr(), 1, 1), (conv.conv.weight.as_ptr(), np as isize, 1))
     }
 }
 

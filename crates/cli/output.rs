@@ -70,10 +70,10 @@ pub fn print_rows<'a>(rows: impl Iterator<Item = Row<'a>> + Clone) {
     let lh = if loud { format!("{:>6} {:>5} ", "LUFS", "dBTP") } else { String::new() };
     let th = if tagged { format!("{:<30} ", "tags (tagger's guesses)") } else { String::new() };
     println!("{:>4}  {:>6}  {:<28} {:<16} {:<14} {fh}{lh}{th}{}path", "rank", "score", "title", "artist", "genre", if clusters { "clu  " } else { "" });
+    let one = |v: Option<f32>| v.map_or("-".into(), |v| format!("{v:.1}"));
     for r in rows {
         let cut = |s: &str, n: usize| if s.chars().count() > n { format!("{}…", s.chars().take(n - 1).collect::<String>()) } else { s.to_string() };
-        let f = if facts { format!("{:>6} {:<4} ", r.bpm.map_or("-".into(), |b| format!("{b:.1}")), r.key.map_or("-".into(), |k| k.to_string())) } else { String::new() };
-        let one = |v: Option<f32>| v.map_or("-".into(), |v| format!("{v:.1}"));
+        let f = if facts { format!("{:>6} {:<4} ", one(r.bpm), r.key.map_or("-".into(), |k| k.to_string())) } else { String::new() };
         let l = if loud { format!("{:>6} {:>5} ", one(r.lufs), one(r.true_peak_db)) } else { String::new() };
         let t = if tagged { format!("{:<30} ", cut(&tags_cell(r.tags), 30)) } else { String::new() };
         println!(

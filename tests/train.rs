@@ -232,10 +232,21 @@ fn a_musicnn_context_reads_the_taggers_own_vectors_and_the_model_embeds() {
     let songs = std::fs::read_to_string(store.join("songs.jsonl")).unwrap();
     assert_eq!(songs.lines().filter(|l| l.contains("\"vector\"")).count(), 3, "{songs}");
     assert!(!songs.contains("\"tags\":{"), "tags stay out of the store when --tags false");
-    // Refused before any work: both contexts at once, and vectors of another width.
+    // Both contexts: the tagger's 200 values, then the log-mel statistics of 4 band groups (8 more).
+    let both = dir.path().join("both");
+    let mut args = base(s(&both), s(&cache));
+    args.extend(["--context-musicnn", s(&csv), "--context-bands", "4", "--context-dropout", "0.25"]);
+    let o = run(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let cfg: serde_json::Value = serde_json::from_slice(&std::fs::read(both.join("config.json")).unwrap()).unwrap();
+    assert_eq!((&cfg["arch"]["context"]["source"], &cfg["arch"]["context"]["bands"]), (&"musicnn".into(), &4.into()));
+    assert_eq!(cfg["arch"]["context"]["std"].as_array().map(Vec::len), Some(208));
+    let o = run(&["embed", "datasets/tiny/asc-music", "--model", s(&both), "--out", s(&dir.path().join("both-store")), "--index", "false"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // Refused before any work: vectors of another width.
     std::fs::write(&csv, "id,p0,p1\nasc-music/frontiers,1,2\n").unwrap();
     let gone = dir.path().join("gone");
-    for (extra, why) in [(&["--context-bands", "4", "--context-musicnn", s(&csv)][..], "give one"), (&["--context-musicnn", s(&csv)][..], "musicnn's penultimate has 200")] {
+    for (extra, why) in [(&["--context-musicnn", s(&csv)][..], "musicnn's penultimate has 200"), (&["--context-bands", "4", "--context-musicnn", s(&csv)][..], "musicnn's penultimate has 200")] {
         let mut args = base(s(&gone), s(&cache));
         args.extend(extra);
         let o = run(&args);

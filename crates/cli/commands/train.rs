@@ -71,18 +71,19 @@ pub struct TrainArgs {
     pub pool_blocks: usize,
     /// Song context: the dense layer also reads the whole song's log-mel mean and spread (dB, before
     /// per-tile normalisation) in this many groups of mel bands, standardised by the training songs: the
-    /// spectral balance and level that tiles lose. 0 (the default): none.
+    /// spectral balance and level that tiles lose. 0 (the default): none. With --context-musicnn, these
+    /// statistics follow the tagger's values.
     #[arg(long, default_value_t = 0)]
     pub context_bands: usize,
     /// Share of training crops (0-1) whose song context is replaced by the training mean, so the tiles'
-    /// own pathway still learns what the context would give away. Needs --context-bands.
+    /// own pathway still learns what the context would give away. Needs --context-bands or --context-musicnn.
     #[arg(long, default_value_t = 0.0)]
     pub context_dropout: f32,
     /// Song context from musicnn: the dense layer also reads the song's MSD_musicnn penultimate layer (200-d,
     /// mean over the patches `embed` tags), or MSD's and MTT_musicnn's joined (400-d), standardised by the
     /// training songs. CSV: `id`, then the 200 or 400 values, as `scripts/eval/musicnn_vectors.py` writes
-    /// them with `soundalike tags --json --penultimate`; embedding runs the tagger for it. In place of
-    /// --context-bands.
+    /// them with `soundalike tags --json --penultimate`; embedding runs the tagger for it. With
+    /// --context-bands, the log-mel statistics join it.
     #[arg(long)]
     pub context_musicnn: Option<PathBuf>,
     /// Continue an interrupted run from its last checkpoint.
@@ -210,7 +211,6 @@ pub fn run(a: TrainArgs) -> Result<ExitCode> {
         PoolKind::TimeStd => Pool::Time { rows, std: true },
     };
     arch.pool_blocks = a.pool_blocks;
-    anyhow::ensure!(a.context_bands == 0 || a.context_musicnn.is_none(), "--context-bands and --context-musicnn make the song context: give one");
     let tagger_vecs = match &a.context_musicnn {
         Some(p) => {
             let (_, vecs) = read_csv_vectors(p, None)?;
@@ -224,7 +224,7 @@ pub fn run(a: TrainArgs) -> Result<ExitCode> {
         None => Default::default(),
     };
     arch.context = match (&a.context_musicnn, a.context_bands) {
-        (Some(_), _) => Some(soundalike_model::SongContext::musicnn(tagger_vecs.values().next().is_some_and(|v| v.len() > soundalike_model::musicnn::PENULTIMATE))),
+        (Some(_), b) => Some(soundalike_model::SongContext::musicnn_and_log_mel(tagger_vecs.values().next().is_some_and(|v| v.len() > soundalike_model::musicnn::PENULTIMATE), b)),
         (None, 0) => None,
         (None, b) => Some(soundalike_model::SongContext::log_mel(b)),
     };

@@ -45,16 +45,19 @@ pub struct ArchConfig {
 ///
 /// With `source` [`ContextSource::Musicnn`] the inputs are instead the song's MSD_musicnn penultimate layer
 /// (200-d, the mean over the patches `embed` tags: [`crate::musicnn::EMBED_PLAN`]), standardised the same way:
-/// what a tagger trained on a million songs knows about the song, beside every tile.
+/// what a tagger trained on a million songs knows about the song, beside every tile. A musicnn context with
+/// `bands` > 0 reads both: the tagger's values first, then the log-mel statistics of `bands` band groups.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SongContext {
-    /// Groups of mel bands (as [`Pool::band`] splits rows); 0 for a musicnn context.
+    /// Groups of mel bands (as [`Pool::band`] splits rows) whose statistics the context holds; for a musicnn
+    /// context, 0 (the tagger's values alone) or the band groups whose statistics follow them.
     pub bands: usize,
     /// What the context is made of (absent in configs written before it existed: the log-mel's statistics).
     #[serde(default, skip_serializing_if = "ContextSource::is_log_mel")]
     pub source: ContextSource,
-    /// Training songs' mean of each raw statistic (`2 x bands`: the band means, then the spreads).
+    /// Training songs' mean of each raw statistic (the tagger's values, if any; then `2 x bands`: the band
+    /// means, then the spreads).
     #[serde(default)]
     pub mean: Vec<f32>,
     /// Training songs' standard deviation of each raw statistic.
@@ -92,8 +95,13 @@ pub const CONTEXT_MIN_STD: f32 = 0.5;
 impl SongContext {
     /// Inputs it hands the dense layer.
     pub fn features(&self) -> usize {
+        self.tagger_features() + 2 * self.bands
+    }
+
+    /// How many of the inputs are the tagger's (they come first): 0, 200 or 400.
+    pub fn tagger_features(&self) -> usize {
         match self.source {
-            ContextSource::LogMel => 2 * self.bands,
+            ContextSource::LogMel => 0,
             ContextSource::Musicnn => crate::musicnn::PENULTIMATE,
             ContextSource::MusicnnBoth => 2 * crate::musicnn::PENULTIMATE,
         }
@@ -111,12 +119,18 @@ impl SongContext {
         SongContext { bands: 0, source, mean: Vec::new(), std: Vec::new() }
     }
 
-    /// The smallest standard deviation a statistic is divided by: [`CONTEXT_MIN_STD`] dB for the log-mel,
-    /// 1e-3 for the tagger's penultimate (batch-normalised units).
-    fn min_std(&self) -> f32 {
-        match self.source {
-            ContextSource::LogMel => CONTEXT_MIN_STD,
-            ContextSource::Musicnn | ContextSource::MusicnnBoth => 1e-3,
+    /// A musicnn context ([`Self::musicnn`]) followed by the log-mel statistics of `bands` band groups.
+    pub fn musicnn_and_log_mel(both: bool, bands: usize) -> SongContext {
+        SongContext { bands, ..Self::musicnn(both) }
+    }
+
+    /// The smallest standard deviation input `i` is divided by: 1e-3 for the tagger's penultimate
+    /// (batch-normalised units), [`CONTEXT_MIN_STD`] dB for the log-mel's statistics.
+    fn min_std(&self, i: usize) -> f32 {
+        if i < self.tagger_features() {
+            1e-3
+        } else {
+            CONTEXT_MIN_STD
         }
     }
 
@@ -126,33 +140,34 @@ impl SongContext {
         self.source != ContextSource::LogMel
     }
 
-    /// The raw inputs of a song: the statistics of `mel`, or for a musicnn context the first
-    /// [`Self::features`] values of `tagger` (the song's penultimate means, MSD's then MTT's, as
-    /// [`crate::musicnn::tag_power_mel_with_penultimate`] gives them). A musicnn context without a usable
-    /// `tagger` vector (none, too short, not finite) is the training songs' mean, which standardises to zeros:
-    /// the song is embedded from its tiles alone, as context dropout trains for.
+    /// The raw inputs of a song: for a musicnn context the first [`Self::tagger_features`] values of `tagger`
+    /// (the song's penultimate means, MSD's then MTT's, as [`crate::musicnn::tag_power_mel_with_penultimate`]
+    /// gives them); then, for `bands` > 0, the statistics of `mel`. Without a usable `tagger` vector (none,
+    /// too short, not finite) the tagger's part is the training songs' mean, which standardises to zeros: the
+    /// song is embedded from its tiles (and statistics) alone, as context dropout trains for.
     pub fn raw(&self, mel: &soundalike_audio::LogMel, tagger: Option<&[f32]>) -> Vec<f32> {
-        if self.needs_tagger() {
-            let d = self.features();
-            let ok = tagger.filter(|v| v.len() >= d && v[..d].iter().all(|x| x.is_finite()));
-            return match ok {
-                Some(v) => v[..d].to_vec(),
-                None if self.mean.len() == self.features() => self.mean.clone(),
-                None => vec![0.0; self.features()],
-            };
+        let d = self.tagger_features();
+        let mut out = Vec::with_capacity(self.features());
+        if d > 0 {
+            match tagger.filter(|v| v.len() >= d && v[..d].iter().all(|x| x.is_finite())) {
+                Some(v) => out.extend_from_slice(&v[..d]),
+                None if self.mean.len() == self.features() => out.extend_from_slice(&self.mean[..d]),
+                None => out.resize(d, 0.0),
+            }
         }
-        let mut out = vec![0f32; self.features()];
+        out.resize(self.features(), 0.0);
         if mel.n_frames == 0 || mel.n_mels == 0 {
             return out;
         }
+        let stats = &mut out[d..];
         for r in 0..self.bands {
             let (r0, r1) = Pool::band(r, self.bands, mel.n_mels);
             let vals = &mel.data[r0 * mel.n_frames..r1 * mel.n_frames];
             let n = vals.len().max(1) as f64;
             let (s, s2) = vals.iter().fold((0f64, 0f64), |(s, s2), &v| (s + v as f64, s2 + (v as f64) * (v as f64)));
             let mean = s / n;
-            out[r] = mean as f32;
-            out[self.bands + r] = (s2 / n - mean * mean).max(0.0).sqrt() as f32;
+            stats[r] = mean as f32;
+            stats[self.bands + r] = (s2 / n - mean * mean).max(0.0).sqrt() as f32;
         }
         out
     }
@@ -165,7 +180,7 @@ impl SongContext {
     /// Raw statistics ([`SongContext::raw`]) standardised by the training songs' and clamped.
     pub fn standardise(&self, mut v: Vec<f32>) -> Vec<f32> {
         for (i, x) in v.iter_mut().enumerate() {
-            let (m, s) = (self.mean.get(i).copied().unwrap_or(0.0), self.std.get(i).copied().unwrap_or(1.0).max(self.min_std()));
+            let (m, s) = (self.mean.get(i).copied().unwrap_or(0.0), self.std.get(i).copied().unwrap_or(1.0).max(self.min_std(i)));
             let z = (*x - m) / s;
             *x = if z.is_finite() { z.clamp(-CONTEXT_CLIP, CONTEXT_CLIP) } else { 0.0 };
         }
@@ -179,7 +194,7 @@ impl SongContext {
         self.std = (0..d)
             .map(|i| {
                 let m = self.mean[i] as f64;
-                ((raws.iter().map(|r| (r[i] as f64 - m).powi(2)).sum::<f64>() / n).sqrt() as f32).max(self.min_std())
+                ((raws.iter().map(|r| (r[i] as f64 - m).powi(2)).sum::<f64>() / n).sqrt() as f32).max(self.min_std(i))
             })
             .collect();
     }
@@ -325,7 +340,7 @@ impl ArchConfig {
             }
         }
         if let Some(c) = &self.context {
-            if c.source == ContextSource::LogMel && (c.bands == 0 || c.bands > n_mels) {
+            if (c.source == ContextSource::LogMel && c.bands == 0) || c.bands > n_mels {
                 return bad(format!("song context in {} bands: the spectrogram has {n_mels} (need 1..={n_mels})", c.bands));
             }
             let d = c.features();

@@ -456,6 +456,28 @@ fn a_network_with_a_musicnn_context_reads_the_taggers_vector() {
     assert_eq!(SongContext::musicnn(false).raw(mel, Some(&v400)), v400[..d].to_vec());
     assert_eq!(both.raw(mel, Some(&v400)), v400);
     assert_eq!(both.raw(mel, Some(&v400[..d])), vec![0.0; 2 * d], "too short: the mean (none fitted yet: zeros)");
+    // The tagger's values and the log-mel's statistics together: the tagger's first, then the band means and
+    // spreads, each part standardised with its own floor, the statistics there with or without a vector.
+    let mut joint = SongContext::musicnn_and_log_mel(false, 4);
+    assert_eq!((joint.features(), joint.tagger_features(), joint.needs_tagger()), (d + 8, d, true));
+    let stats = SongContext::log_mel(4).raw(mel, None);
+    let raw = joint.raw(mel, Some(&v400));
+    assert_eq!((&raw[..d], &raw[d..]), (&v400[..d], &stats[..]));
+    assert_eq!(&joint.raw(mel, None)[d..], &stats[..], "no vector: the statistics stay");
+    let quiet = mel_of(mel.n_mels, mel.n_frames, |m, t| mel.data[m * mel.n_frames + t] - 30.0);
+    let mut raws = vec![raw.clone(), joint.raw(&quiet, Some(&v400))];
+    raws[1][0] += 1e-4; // the tagger's dimension 0 barely varies: floored at 1e-3, not at 0.5 dB
+    joint.fit(&raws);
+    assert!((joint.std[0] - 1e-3).abs() < 1e-9 && joint.std[d..d + 4].iter().all(|&s| (s - 15.0).abs() < 1e-3), "{:?}", &joint.std[d..]);
+    let z = joint.of(mel, Some(&v400));
+    assert!((z[0] + 0.05).abs() < 1e-3 && z[1..d].iter().all(|&x| x == 0.0), "the tagger's part: {:?}", &z[..4]);
+    assert!(z[d..d + 4].iter().all(|&x| (x - 1.0).abs() < 1e-4) && z[d + 4..].iter().all(|&x| x == 0.0), "the statistics: {:?}", &z[d..]);
+    assert_eq!(joint.of(mel, None)[..d], vec![0.0; d][..], "no vector: the tagger's part at its mean");
+    let mut arch = m.config.arch.clone();
+    arch.context = Some(joint.clone());
+    arch.validate(32, 32).unwrap();
+    arch.context.as_mut().unwrap().bands = 33;
+    assert!(arch.validate(32, 32).unwrap_err().to_string().contains("33 bands"));
     // A config with a log-mel context's band count and a musicnn source is checked by its statistics' length.
     let mut bad = m.config.arch.clone();
     bad.context.as_mut().unwrap().std.pop();

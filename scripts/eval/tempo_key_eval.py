@@ -29,10 +29,11 @@ a beat, which its header does not state, so Acc2 is the measure that counts here
 
 A fifth kind, `recorded` (with `--recorded CSV`): recorded tracks whose tempo or key is established outside
 any estimator, listed in a CSV (`file,bpm,key,truth_from`; `file` relative to the CSV's folder or
-`--recorded-dir`, `bpm` or `key` ("F# minor") empty where unknown, `truth_from` saying where the value comes
-from). `scripts/eval/recorded_truth.csv` lists the one such clip found in librosa's example data: the trumpet
-loop whose pack states 90 BPM in F (blues and Dorian: F minor). An anecdote rather than an evaluation, kept
-apart from `all`. (Brahms's Hungarian Dance no. 5 "in F sharp minor" was left out: the title names the
+`--recorded-dir`, which may be repeated, `bpm` or `key` ("F# minor") empty where unknown, `truth_from` saying
+where the value comes from). `scripts/eval/recorded_truth.csv` lists the two such tracks found in the data at
+hand: librosa's trumpet loop, whose pack states 90 BPM in F (blues and Dorian: F minor), and the one recorded
+track of the Debian corpus whose file states its tempo (vonsh's `play_tune.mp3`, an ID3 `TBPM` frame of 120,
+weak truth: who wrote it is not stated; no key). An anecdote rather than an evaluation, kept apart from `all`. (Brahms's Hungarian Dance no. 5 "in F sharp minor" was left out: the title names the
 piano original's key, and this string-orchestra recording is in G minor by every estimator here, as the
 common orchestration is, so its truth is not established.) A user with tracks of known tempo and key
 (a label's or a DJ's annotations) lists them the same way.
@@ -245,7 +246,8 @@ def main():
     ap.add_argument("--bin", default=str(ROOT / "target/release/soundalike"))
     ap.add_argument("--modules", help="a corpus from datasets/debian-music/build.py: its tracker modules join as kind `module` (tempo only)")
     ap.add_argument("--recorded", help="a CSV of recorded tracks with established truth (file,bpm,key,truth_from): kind `recorded`")
-    ap.add_argument("--recorded-dir", help="where the --recorded CSV's files are (default: the CSV's folder)")
+    ap.add_argument("--recorded-dir", action="append", default=[],
+                    help="where the --recorded CSV's files are (default: the CSV's folder); repeat it for files in several places (the first that has the file)")
     a = ap.parse_args()
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -273,11 +275,11 @@ def main():
         files += [(f, "module", (bpm, None, None)) for f, bpm in module_files(a.modules)]
     if a.recorded:
         import csv
-        base = Path(a.recorded_dir) if a.recorded_dir else Path(a.recorded).parent
+        bases = [Path(d) for d in a.recorded_dir] or [Path(a.recorded).parent]
         for row in csv.DictReader(open(a.recorded)):
-            f = base / row["file"]
-            if not f.exists():
-                print(f"skipped {f}: not found", file=sys.stderr)
+            f = next((b / row["file"] for b in bases if (b / row["file"]).exists()), None)
+            if f is None:
+                print(f"skipped {row['file']}: not found in {', '.join(map(str, bases))}", file=sys.stderr)
                 continue
             bpm = float(row["bpm"]) if row["bpm"].strip() else None
             key = parse_key(tuple(row["key"].split())) if row["key"].strip() else (None, None)

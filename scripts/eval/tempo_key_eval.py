@@ -33,8 +33,8 @@ any estimator, listed in a CSV (`file,bpm,key,truth_from`; `file` relative to th
 where the value comes from). `scripts/eval/recorded_truth.csv` lists the two such tracks found in the data at
 hand: librosa's trumpet loop, whose pack states 90 BPM in F (blues and Dorian: F minor), and the one recorded
 track of the Debian corpus whose file states its tempo (vonsh's `play_tune.mp3`, an ID3 `TBPM` frame of 120,
-weak truth: who wrote it is not stated; no key). An anecdote rather than an evaluation, kept apart from `all`. (Brahms's Hungarian Dance no. 5 "in F sharp minor" was left out: the title names the
-piano original's key, and this string-orchestra recording is in G minor by every estimator here, as the
+weak truth: who wrote it is not stated; no key). An anecdote rather than an evaluation, kept apart from
+`all`. (Brahms's Hungarian Dance no. 5 "in F sharp minor" was left out: the title names the piano original's key, and this string-orchestra recording is in G minor by every estimator here, as the
 common orchestration is, so its truth is not established.) A user with tracks of known tempo and key
 (a label's or a DJ's annotations) lists them the same way.
 

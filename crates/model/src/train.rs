@@ -490,6 +490,25 @@ fn contrast_positives(songs: &[LabelledSong], batch: &[(usize, usize)], by_group
     pos
 }
 
+/// Each training song's standardised song context (empty rows without one), fitting `context`'s statistics
+/// first when it has none. A context that needs the tagger is fitted on the songs that have the tagger's
+/// vector; the others read exactly what embedding gives them ([`SongContext::of`] without a vector: the
+/// tagger's part at the training mean, zeros once standardised, and their own log-mel statistics, if any).
+fn song_contexts(context: Option<&mut SongContext>, songs: &[LabelledSong]) -> Result<Vec<Vec<f32>>> {
+    let Some(c) = context else { return Ok(vec![Vec::new(); songs.len()]) };
+    let known = |s: &LabelledSong| !c.needs_tagger() || s.tagger().is_some();
+    // The raw inputs of the songs that have them all, computed once for fitting and standardising.
+    let raws: Vec<Option<Vec<f32>>> = songs.iter().map(|s| known(s).then(|| c.raw(&s.mel, s.tagger()))).collect();
+    if c.mean.is_empty() {
+        let have: Vec<Vec<f32>> = raws.iter().flatten().cloned().collect();
+        if have.is_empty() {
+            return Err(ModelError::Invalid("the song context is made of the tagger's vectors, and no training song has one".into()));
+        }
+        c.fit(&have);
+    }
+    Ok(raws.into_iter().zip(songs).map(|(r, s)| r.map_or_else(|| c.of(&s.mel, None), |r| c.standardise(r))).collect())
+}
+
 /// Width of a per-song soft target (tags, teacher vectors) when its loss has a weight: the longest song's,
 /// which every song that has one must share (songs without one are masked out of the loss).
 fn soft_width(songs: &[LabelledSong], weight: f32, of: impl Fn(&LabelledSong) -> &Vec<f32>, what: &str) -> Result<usize> {
@@ -661,21 +680,8 @@ pub fn train(job: TrainJob<'_>, on: &mut dyn FnMut(Progress), stop: &dyn Fn(usiz
     config.arch.validate(h, w)?;
     // A song context standardised by the training songs' statistics (kept when the config has them already).
     let mut config = config.clone();
-    let raws: Vec<Vec<f32>> = train_songs.iter().map(|s| config.arch.context.as_ref().map_or_else(Vec::new, |c| c.raw(&s.mel, s.tagger()))).collect();
-    // A musicnn context is fitted on the songs that have the tagger's vector; the others get the mean (zeros).
-    let known = |c: &SongContext, s: &LabelledSong| !c.needs_tagger() || s.tagger().is_some();
-    if let Some(c) = config.arch.context.as_mut().filter(|c| c.mean.is_empty()) {
-        let have: Vec<Vec<f32>> = raws.iter().zip(train_songs).filter(|(_, s)| known(c, s)).map(|(r, _)| r.clone()).collect();
-        if have.is_empty() {
-            return Err(ModelError::Invalid("the song context is made of the tagger's vectors, and no training song has one".into()));
-        }
-        c.fit(&have);
-    }
+    let contexts = song_contexts(config.arch.context.as_mut(), train_songs)?;
     let config = &config;
-    let contexts: Vec<Vec<f32>> = match &config.arch.context {
-        Some(c) => raws.into_iter().zip(train_songs).map(|(r, s)| if known(c, s) { c.standardise(r) } else { vec![0.0; c.features()] }).collect(),
-        None => raws,
-    };
     let n_ctx = config.arch.context.as_ref().map_or(0, |c| c.features());
     let ad = device.clone().autodiff();
     ad.seed(opts.seed);
@@ -882,4 +888,40 @@ pub fn train(job: TrainJob<'_>, on: &mut dyn FnMut(Progress), stop: &dyn Fn(usiz
 /// Path of the checkpoint state file inside a model output folder.
 pub fn checkpoint_state_path(out_dir: &Path) -> PathBuf {
     out_dir.join("checkpoint").join("state.json")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn song(k: usize, tagger: bool) -> LabelledSong {
+        let (n_mels, n_frames) = (8, 20);
+        let mel = LogMel { n_mels, n_frames, data: (0..n_mels * n_frames).map(|i| -60.0 + (10 * k + i % 7) as f32 - (i / n_frames) as f32).collect() };
+        let tagger_vec = if tagger { (0..crate::musicnn::PENULTIMATE).map(|j| (j % 5 + k) as f32).collect() } else { Vec::new() };
+        LabelledSong { tagger_vec, ..LabelledSong::new(format!("s{k}"), 0, mel) }
+    }
+
+    #[test]
+    fn a_training_song_without_the_taggers_vector_reads_what_embedding_gives_it() {
+        let d = crate::musicnn::PENULTIMATE;
+        let songs = [song(0, true), song(3, false), song(2, true)];
+        let mut joint = SongContext::musicnn_and_log_mel(false, 2);
+        let rows = song_contexts(Some(&mut joint), &songs).unwrap();
+        // Fitted on the two songs with a vector.
+        assert!((joint.mean[0] - 1.0).abs() < 1e-6 && (joint.mean[d] - (songs[0].mel.data.iter().take(80).sum::<f32>() / 80.0 + 10.0)).abs() < 1e-3, "{} {}", joint.mean[0], joint.mean[d]);
+        assert_eq!(rows[0], joint.of(&songs[0].mel, songs[0].tagger()));
+        // The song without one: the tagger's part at the mean (zeros), its own statistics after it.
+        assert_eq!(rows[1], joint.of(&songs[1].mel, None));
+        assert!(rows[1][..d].iter().all(|&x| x == 0.0) && rows[1][d..].iter().any(|&x| x != 0.0), "{:?}", &rows[1][d..]);
+        // The tagger's values alone: zeros for that song; a log-mel context needs no vector; none: empty rows.
+        let mut alone = SongContext::musicnn(false);
+        assert_eq!(song_contexts(Some(&mut alone), &songs).unwrap()[1], vec![0.0; d]);
+        let mut stats = SongContext::log_mel(2);
+        assert_eq!(song_contexts(Some(&mut stats), &songs).unwrap()[1], stats.of(&songs[1].mel, None));
+        assert_eq!(song_contexts(None, &songs).unwrap(), vec![Vec::<f32>::new(); 3]);
+        // No training song with a vector: refused.
+        let mut fresh = SongContext::musicnn_and_log_mel(false, 2);
+        let err = song_contexts(Some(&mut fresh), &[song(1, false)]).unwrap_err();
+        assert!(err.to_string().contains("no training song has one"), "{err}");
+    }
 }

@@ -14,9 +14,10 @@ converted by abc2midi and rendered the same way. Their truth is read from the MI
 key_signature and set_tempo); the beat of a compound metre (6/8, 9/8, 12/8) is the dotted quarter, so its
 tempo is two thirds of the MIDI's quarter-note tempo.
 
-Peers, run offline on the same WAV files: Essentia (PyPI `essentia`, AGPL, used here as a reference only):
-RhythmExtractor2013 (multifeature), PercivalBpmEstimator, KeyExtractor with the edma, bgate, krumhansl and
-temperley profiles; librosa's beat_track (0.11). soundalike: `soundalike analyze --json`.
+Peers, run offline on the same WAV files: Essentia (PyPI `essentia`, AGPL, used here as a reference only;
+each file loaded at 44,100 Hz, the rate RhythmExtractor2013 requires): RhythmExtractor2013 (multifeature),
+PercivalBpmEstimator, KeyExtractor with the edma, bgate, krumhansl and temperley profiles; librosa's
+beat_track (0.11, at its default 22,050 Hz). soundalike: `soundalike analyze --json`.
 
 A fourth kind, `module` (with `--modules CORPUS`, the corpus `datasets/debian-music/build.py` makes): the
 tracker modules of Debian's games as their previews were cut (openmpt123's rendering, 60 s from 30% into the
@@ -39,8 +40,10 @@ common orchestration is, so its truth is not established.) A user with tracks of
 (a label's or a DJ's annotations) lists them the same way.
 
 Reported: tempo Acc1 (within 4%), Acc2 (also x2, x1/2, x3, x1/3), key accuracy and the MIREX key score (same 1,
-fifth 0.5, relative 0.3, parallel 0.2), per kind, and seconds per file of each tool (soundalike with its 2
-threads on all files at once, the peers one file at a time).
+fifth 0.5, relative 0.3, parallel 0.2), per kind, and seconds per file of each tool (soundalike's tempo, key and loudness with its 2 threads on all
+files at once; Essentia's decoding, RhythmExtractor2013 and KeyExtractor edma, one file at a time, and all
+six of its estimators as `essentia_all_s_per_file`; librosa's loading and beat tracking), in OUT/results.json; every file's truth and
+every tool's answer in OUT/per_file.csv.
 
     sudo apt-get install fluidsynth fluid-soundfont-gm abcmidi openmpt123 && pip install mido essentia librosa music21
     cargo build --release && python3 scripts/eval/tempo_key_eval.py --n 60 --out target/tempo-key-eval
@@ -298,15 +301,21 @@ def main():
     import librosa, numpy as np
     ess = {p: {} for p in ["essentia rhythm2013 + edma", "essentia percival + bgate", "essentia krumhansl", "essentia temperley"]}
     lib = {}
-    ess_t = lib_t = 0.0
+    ess_t = ess_one_t = lib_t = 0.0
     for f, _, _ in files:
         t = time.time()
-        audio = es.MonoLoader(filename=str(f), sampleRate=22050)()
+        # At 44,100 Hz, Essentia's default rate: RhythmExtractor2013 has no rate parameter and "requires the
+        # sample rate of the input signal to be 44100 Hz in order to work correctly" (its reference page;
+        # its frame sizes and onset bands are set for that rate). The others run at their defaults too.
+        audio = es.MonoLoader(filename=str(f), sampleRate=44100)()
         bpm13 = es.RhythmExtractor2013(method="multifeature")(audio)[0]
-        perc = es.PercivalBpmEstimator(sampleRate=22050)(audio)
-        keys = {}
-        for prof in ["edma", "bgate", "krumhansl", "temperley"]:
-            k, s, _ = es.KeyExtractor(profileType=prof, sampleRate=22050)(audio)
+        # What soundalike's analysis does, the Essentia way: decode, one tempo, one key (edma).
+        k, s, _ = es.KeyExtractor(profileType="edma", sampleRate=44100)(audio)
+        keys = {"edma": parse_key((k, s))}
+        ess_one_t += time.time() - t
+        perc = es.PercivalBpmEstimator(sampleRate=44100)(audio)
+        for prof in ["bgate", "krumhansl", "temperley"]:
+            k, s, _ = es.KeyExtractor(profileType=prof, sampleRate=44100)(audio)
             keys[prof] = parse_key((k, s))
         ess_t += time.time() - t
         ess["essentia rhythm2013 + edma"][str(f)] = (bpm13, keys["edma"])
@@ -320,7 +329,9 @@ def main():
         lib[str(f)] = (float(np.atleast_1d(tempo)[0]), None)
     rows.update(ess)
     rows["librosa beat_track"] = lib
-    secs = {"soundalike": ours_s, "essentia rhythm2013 + edma": ess_t / len(files), "librosa beat_track": lib_t / len(files)}
+    # Essentia's row: decoding and RhythmExtractor2013 + KeyExtractor edma (the one tempo and one key
+    # soundalike's analysis gives); all six of its estimators together in the JSON's essentia_all_s_per_file.
+    secs = {"soundalike": ours_s, "essentia rhythm2013 + edma": ess_one_t / len(files), "librosa beat_track": lib_t / len(files)}
 
     table = []
     for name, est in rows.items():
@@ -352,10 +363,24 @@ def main():
                 "key_acc": round(kacc / nk, 3) if has_key else None, "mirex": round(msc / nk, 3) if has_key else None,
                 "s_per_file": round(secs[name], 4) if name in secs else None,
             })
+    table.append({"essentia_all_s_per_file": round(ess_t / len(files), 4)})
     (out / "results.json").write_text(json.dumps(table, indent=1))
+    # Every file's truth and every tool's answer, to see where each one loses.
+    import csv
+    with open(out / "per_file.csv", "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["file", "kind", "true_bpm", "true_key"] + [c for name in rows for c in (f"{name} bpm", f"{name} key")])
+        name_of = lambda k: "" if k is None or k[0] is None else f"{NAMES[k[0]]} {'minor' if k[1] else 'major'}"
+        for f, kind, (tb, tt, tm) in files:
+            cells = []
+            for name, est in rows.items():
+                b, k = est[str(f)]
+                cells += ["" if b is None else round(float(b), 2), name_of(k)]
+            w.writerow([str(f), kind, "" if tb is None else round(tb, 2), name_of((tt, tm))] + cells)
     print(f"{'tool':<28} {'kind':<7} {'n':>3} {'Acc1':>6} {'Acc2':>6} {'key':>6} {'MIREX':>6} {'s/file':>7}")
     fmt = lambda v: "-" if v is None else f"{v:.3f}"
-    for t in table:
+    print(f"Essentia, all six estimators: {ess_t / len(files):.3f} s/file")
+    for t in table[:-1]:
         print(f"{t['tool']:<28} {t['kind']:<7} {t['n']:>3} {fmt(t['acc1']):>6} {fmt(t['acc2']):>6} {fmt(t['key_acc']):>6} {fmt(t['mirex']):>6} {fmt(t['s_per_file']):>7}")
 
 

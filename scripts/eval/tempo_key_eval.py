@@ -40,10 +40,11 @@ common orchestration is, so its truth is not established.) A user with tracks of
 (a label's or a DJ's annotations) lists them the same way.
 
 Reported: tempo Acc1 (within 4%), Acc2 (also x2, x1/2, x3, x1/3), key accuracy and the MIREX key score (same 1,
-fifth 0.5, relative 0.3, parallel 0.2), per kind, and seconds per file of each tool (soundalike's tempo, key and loudness with its 2 threads on all
-files at once; Essentia's decoding, RhythmExtractor2013 and KeyExtractor edma, one file at a time, and all
-six of its estimators as `essentia_all_s_per_file`; librosa's loading and beat tracking), in OUT/results.json; every file's truth and
-every tool's answer in OUT/per_file.csv.
+fifth 0.5, relative 0.3, parallel 0.2), per kind, and seconds per file of each tool (soundalike's tempo, key
+and loudness with its 2 threads on all files at once; Essentia's decoding, RhythmExtractor2013 and
+KeyExtractor edma, one file at a time, and all six of its estimators as `essentia_all_s_per_file`; librosa's
+loading and beat tracking), in OUT/results.json; every file's truth and every tool's answer in
+OUT/per_file.csv.
 
     sudo apt-get install fluidsynth fluid-soundfont-gm abcmidi openmpt123 && pip install mido essentia librosa music21
     cargo build --release && python3 scripts/eval/tempo_key_eval.py --n 60 --out target/tempo-key-eval

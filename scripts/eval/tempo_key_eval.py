@@ -363,7 +363,8 @@ def main():
                 "s_per_file": round(secs[name], 4) if name in secs else None,
             })
     # The tools' rows, then Essentia's time for all six of its estimators.
-    (out / "results.json").write_text(json.dumps(table + [{"essentia_all_s_per_file": round(ess_t / len(files), 4)}], indent=1))
+    ess_all_s = ess_t / len(files)
+    (out / "results.json").write_text(json.dumps(table + [{"essentia_all_s_per_file": round(ess_all_s, 4)}], indent=1))
     # Every file's truth and every tool's answer, to see where each one loses.
     with open(out / "per_file.csv", "w", newline="") as fh:
         w = csv.writer(fh)
@@ -377,7 +378,7 @@ def main():
             w.writerow([str(f), kind, "" if tb is None else round(tb, 2), name_of((tt, tm))] + cells)
     print(f"{'tool':<28} {'kind':<7} {'n':>3} {'Acc1':>6} {'Acc2':>6} {'key':>6} {'MIREX':>6} {'s/file':>7}")
     fmt = lambda v: "-" if v is None else f"{v:.3f}"
-    print(f"Essentia, all six estimators: {ess_t / len(files):.3f} s/file")
+    print(f"Essentia, all six estimators: {ess_all_s:.3f} s/file")
     for t in table:
         print(f"{t['tool']:<28} {t['kind']:<7} {t['n']:>3} {fmt(t['acc1']):>6} {fmt(t['acc2']):>6} {fmt(t['key_acc']):>6} {fmt(t['mirex']):>6} {fmt(t['s_per_file']):>7}")
 

@@ -76,6 +76,7 @@ fn contradictory_training_options_are_refused_before_any_work() {
         (&["--cosine-heads", "20"][..], "give --group-weight or --song-weight too"),
         (&["--cosine-heads=-1", "--group-weight", "1"][..], "give a number >= 0"),
         (&["--mixup", "0.5", "--contrast-weight", "1"][..], "do not go together"),
+        (&["--weight-decay=-0.1"][..], "give a number of 0 or more"),
     ] {
         let mut args = base(s(&out), s(&cache));
         args.extend(extra);

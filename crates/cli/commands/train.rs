@@ -42,6 +42,9 @@ pub struct TrainArgs {
     /// Peak learning rate.
     #[arg(long, default_value_t = 2e-3)]
     pub lr: f64,
+    /// L2 weight decay of the Adam optimiser (added to each weight's gradient).
+    #[arg(long, default_value_t = 1e-4)]
+    pub weight_decay: f32,
     /// Random crops per song per epoch.
     #[arg(long, default_value_t = 8)]
     pub crops_per_song: usize,
@@ -241,6 +244,7 @@ pub fn run(a: TrainArgs) -> Result<ExitCode> {
     anyhow::ensure!(!a.contrast_groups || a.contrast_weight > 0.0, "--contrast-groups is part of the contrastive term: give --contrast-weight too");
     anyhow::ensure!(a.cosine_heads.is_finite() && a.cosine_heads >= 0.0, "--cosine-heads is a logit scale: give a number >= 0 (0 = plain heads), not {}", a.cosine_heads);
     anyhow::ensure!(a.cosine_heads == 0.0 || a.group_weight > 0.0 || a.song_weight > 0.0, "--cosine-heads changes the group and song-identity heads: give --group-weight or --song-weight too");
+    anyhow::ensure!(a.weight_decay.is_finite() && a.weight_decay >= 0.0, "--weight-decay is the L2 penalty on the weights: give a number of 0 or more, not {}", a.weight_decay);
     anyhow::ensure!((0.0..1.0).contains(&a.context_dropout), "--context-dropout is the share of crops without the song context: give a number from 0 to below 1, not {}", a.context_dropout);
     anyhow::ensure!(a.context_dropout == 0.0 || arch.context.is_some(), "--context-dropout drops the song context: it needs --context-bands or --context-musicnn");
     anyhow::ensure!((0.0..=1.0).contains(&a.mixup), "--mixup is the share of crops mixed: give a number from 0 to 1, not {}", a.mixup);
@@ -377,6 +381,7 @@ pub fn run(a: TrainArgs) -> Result<ExitCode> {
         epochs: a.epochs,
         batch_size: a.batch_size,
         learning_rate: a.lr,
+        weight_decay: a.weight_decay,
         crops_per_song: a.crops_per_song,
         patience: a.patience,
         seed: a.split.seed,

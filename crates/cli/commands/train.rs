@@ -45,6 +45,10 @@ pub struct TrainArgs {
     /// L2 weight decay of the Adam optimiser (added to each weight's gradient).
     #[arg(long, default_value_t = 1e-4)]
     pub weight_decay: f32,
+    /// Stochastic weight averaging: the model written is the mean of the weights at the end of each of the
+    /// schedule's last N epochs (the last epoch's own weights go to OUT/last-epoch/); 0 = none.
+    #[arg(long, default_value_t = 0)]
+    pub average_epochs: usize,
     /// Random crops per song per epoch.
     #[arg(long, default_value_t = 8)]
     pub crops_per_song: usize,
@@ -244,6 +248,7 @@ pub fn run(a: TrainArgs) -> Result<ExitCode> {
     anyhow::ensure!(!a.contrast_groups || a.contrast_weight > 0.0, "--contrast-groups is part of the contrastive term: give --contrast-weight too");
     anyhow::ensure!(a.cosine_heads.is_finite() && a.cosine_heads >= 0.0, "--cosine-heads is a logit scale: give a number >= 0 (0 = plain heads), not {}", a.cosine_heads);
     anyhow::ensure!(a.cosine_heads == 0.0 || a.group_weight > 0.0 || a.song_weight > 0.0, "--cosine-heads changes the group and song-identity heads: give --group-weight or --song-weight too");
+    anyhow::ensure!(a.average_epochs <= a.epochs, "--average-epochs {} is more epochs than the schedule's {} (--epochs)", a.average_epochs, a.epochs);
     anyhow::ensure!(a.weight_decay.is_finite() && a.weight_decay >= 0.0, "--weight-decay is the L2 penalty on the weights: give a number of 0 or more, not {}", a.weight_decay);
     anyhow::ensure!((0.0..1.0).contains(&a.context_dropout), "--context-dropout is the share of crops without the song context: give a number from 0 to below 1, not {}", a.context_dropout);
     anyhow::ensure!(a.context_dropout == 0.0 || arch.context.is_some(), "--context-dropout drops the song context: it needs --context-bands or --context-musicnn");
@@ -382,6 +387,7 @@ pub fn run(a: TrainArgs) -> Result<ExitCode> {
         batch_size: a.batch_size,
         learning_rate: a.lr,
         weight_decay: a.weight_decay,
+        average_epochs: a.average_epochs,
         crops_per_song: a.crops_per_song,
         patience: a.patience,
         seed: a.split.seed,

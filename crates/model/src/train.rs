@@ -166,6 +166,12 @@ pub struct TrainOptions {
     /// the context would give away (the song's statistics identify every training song); 0 = none.
     #[serde(default)]
     pub context_dropout: f32,
+    /// Stochastic weight averaging (Izmailov et al. 2018): the model written is the mean of the network's
+    /// weights and batch-norm running statistics at the end of each of the last `average_epochs` epochs of
+    /// the schedule, and the last epoch's own weights go to `OUT/last-epoch/` beside it; 0 = none (the best
+    /// or last epoch's own weights, as before).
+    #[serde(default)]
+    pub average_epochs: usize,
 }
 
 fn default_contrast_temperature() -> f32 {
@@ -195,6 +201,7 @@ impl Default for TrainOptions {
             mixup: 0.0,
             cosine_scale: 0.0,
             context_dropout: 0.0,
+            average_epochs: 0,
         }
     }
 }
@@ -411,6 +418,57 @@ pub struct TrainState {
     pub options: TrainOptions,
     /// Folder under `checkpoint/` holding this epoch's weights and optimizer.
     pub checkpoint: String,
+    /// Epochs in the weight average so far (`average.bpk` in the checkpoint folder; see
+    /// [`TrainOptions::average_epochs`]).
+    #[serde(default)]
+    pub averaged: usize,
+}
+
+/// Every float tensor of a module (parameters and running statistics), flattened, in visiting order.
+struct Gather(Vec<Tensor<1>>);
+
+impl burn::module::ModuleVisitor for Gather {
+    fn visit_float<const D: usize>(&mut self, param: &burn::module::Param<Tensor<D>>) {
+        let t = param.val();
+        let n = t.shape().num_elements();
+        self.0.push(t.reshape([n]));
+    }
+}
+
+/// Moves each float tensor of a module a share `w` of the way towards the same tensor of another module of
+/// the same architecture (given flattened, in visiting order): `x + w * (other - x)`.
+struct Towards {
+    other: std::vec::IntoIter<Tensor<1>>,
+    w: f32,
+}
+
+impl burn::module::ModuleMapper for Towards {
+    fn map_float<const D: usize>(&mut self, param: burn::module::Param<Tensor<D>>) -> burn::module::Param<Tensor<D>> {
+        // Modules of one architecture visit the same tensors in the same order, so there is always one.
+        let Some(o) = self.other.next() else { return param };
+        let w = self.w;
+        param.map(|t| {
+            let shape = t.shape();
+            t.clone().add(o.reshape(shape).sub(t).mul_scalar(w))
+        })
+    }
+}
+
+/// Adds `net` as the `n`-th member (1-based) of the running mean `avg` of networks of one architecture:
+/// `avg + (net - avg) / n`, over every weight and batch-norm running statistic. The first member is `net`.
+///
+/// burn keeps running statistics behind a handle that a module's clones share, and mapping a module writes
+/// them in place; the result is therefore built on `valid()` copies, which have their own, so neither `avg`'s
+/// clones nor `net` change.
+pub fn average_into(avg: Option<SoundNet>, net: &SoundNet, n: usize) -> SoundNet {
+    match avg {
+        None => net.valid(),
+        Some(avg) => {
+            let mut g = Gather(Vec::new());
+            net.visit(&mut g);
+            avg.valid().map(&mut Towards { other: g.0.into_iter(), w: 1.0 / n.max(1) as f32 })
+        }
+    }
 }
 
 /// Progress events for the caller's progress bar.
@@ -668,6 +726,9 @@ pub fn train(job: TrainJob<'_>, on: &mut dyn FnMut(Progress), stop: &dyn Fn(usiz
     if !(0.0..1.0).contains(&opts.context_dropout) {
         return Err(ModelError::Invalid(format!("the context dropout share must be in [0, 1), got {}", opts.context_dropout)));
     }
+    if opts.average_epochs > opts.epochs {
+        return Err(ModelError::Invalid(format!("cannot average the last {} epochs of a {}-epoch schedule", opts.average_epochs, opts.epochs)));
+    }
     if opts.mixup > 0.0 && opts.contrast_weight > 0.0 {
         return Err(ModelError::Invalid("mixup and the contrastive term do not go together (a mixed crop has no clear positive)".into()));
     }
@@ -704,7 +765,9 @@ pub fn train(job: TrainJob<'_>, on: &mut dyn FnMut(Progress), stop: &dyn Fn(usiz
     let vec_head = if opts.vec_weight > 0.0 { n_vec } else { 0 };
     let mut model = TrainNet::new(&config.arch, k, n_tags, n_groups, n_song_ids, vec_head, &ad);
     let mut optim = optimizer(opts.weight_decay);
-    let mut state = TrainState { epochs_done: 0, best_val_loss: f64::INFINITY, best_epoch: 0, history: vec![], options: opts.clone(), checkpoint: String::new() };
+    let mut state = TrainState { epochs_done: 0, best_val_loss: f64::INFINITY, best_epoch: 0, history: vec![], options: opts.clone(), checkpoint: String::new(), averaged: 0 };
+    // The weight average of the schedule's last epochs (stochastic weight averaging), when asked for.
+    let mut average: Option<SoundNet> = None;
     if resume && state_path.exists() {
         let b = std::fs::read(&state_path).map_err(|e| io_err(&state_path, e))?;
         state = serde_json::from_slice(&b).map_err(|e| file_err(&state_path, e))?;
@@ -717,6 +780,10 @@ pub fn train(job: TrainJob<'_>, on: &mut dyn FnMut(Progress), stop: &dyn Fn(usiz
         let dir = ckpt_root.join(&state.checkpoint);
         model = model.try_load_file(dir.join("model.bpk")).map_err(|e| file_err(&dir, e))?;
         optim = optim.load(dir.join("optim.bpk")).map_err(|e| file_err(&dir, e))?;
+        if state.averaged > 0 {
+            let avg = model.net.valid().try_load_file(dir.join("average.bpk")).map_err(|e| file_err(&dir, e))?;
+            average = Some(avg);
+        }
     }
     let weights = class_weights(train_songs, k);
     let contrast = opts.contrast_weight > 0.0;
@@ -861,12 +928,19 @@ pub fn train(job: TrainJob<'_>, on: &mut dyn FnMut(Progress), stop: &dyn Fn(usiz
         }
         state.history.push(rec);
         state.epochs_done = epoch;
+        if opts.average_epochs > 0 && epoch + opts.average_epochs > opts.epochs {
+            state.averaged += 1;
+            average = Some(average_into(average.take(), &valid, state.averaged));
+        }
         // Checkpoint: a fresh folder, then the state file that points at it (the commit), then cleanup.
         let name = format!("epoch-{epoch:04}");
         let dir = ckpt_root.join(&name);
         std::fs::create_dir_all(&dir).map_err(|e| io_err(&dir, e))?;
         model.clone().save_file(dir.join("model.bpk")).map_err(|e| file_err(&dir, e))?;
         optim.save(dir.join("optim.bpk")).map_err(|e| file_err(&dir, e))?;
+        if let Some(avg) = &average {
+            avg.clone().save_file(dir.join("average.bpk")).map_err(|e| file_err(&dir, e))?;
+        }
         let old = std::mem::replace(&mut state.checkpoint, name);
         soundalike_core::write_atomic(&state_path, &serde_json::to_vec_pretty(&state).map_err(|e| file_err(&state_path, e))?).map_err(|e| io_err(&state_path, e))?;
         if !old.is_empty() && old != state.checkpoint {
@@ -876,9 +950,14 @@ pub fn train(job: TrainJob<'_>, on: &mut dyn FnMut(Progress), stop: &dyn Fn(usiz
             break;
         }
     }
-    let config = match best_cfg {
-        Some(c) => c,
-        None => save_model(out_dir, &model.net.valid(), config)?,
+    let config = match (&average, best_cfg) {
+        // The average is the model; the last epoch's own weights are kept beside it for comparison.
+        (Some(avg), _) => {
+            save_model(&out_dir.join("last-epoch"), &model.net.valid(), config)?;
+            save_model(out_dir, avg, config)?
+        }
+        (None, Some(c)) => c,
+        (None, None) => save_model(out_dir, &model.net.valid(), config)?,
     };
     let best = crate::load_model(out_dir, device)?;
     let best_val = if val_songs.is_empty() { EvalReport::default() } else { evaluate(&best.net, val_songs, &config.labels, w, w, device) };

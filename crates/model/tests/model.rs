@@ -130,6 +130,59 @@ fn interrupted_then_resumed_equals_uninterrupted() {
     assert!(e.to_string().contains("other training options"), "{e}");
 }
 
+/// Every float tensor of a network (weights and batch-norm running statistics), flattened into one list.
+fn all_floats(net: &SoundNet) -> Vec<f32> {
+    struct G(Vec<f32>);
+    impl burn::module::ModuleVisitor for G {
+        fn visit_float<const D: usize>(&mut self, p: &burn::module::Param<burn::tensor::Tensor<D>>) {
+            self.0.extend(p.val().into_data().try_to_vec::<f32>().unwrap());
+        }
+    }
+    let mut g = G(Vec::new());
+    burn::module::Module::visit(net, &mut g);
+    g.0
+}
+
+#[test]
+fn weight_averaging_writes_the_mean_of_the_last_epochs_and_resumes_exactly() {
+    let _g = serial();
+    let (train_set, val) = sets();
+    let dev = Device::flex();
+    let o = TrainOptions { average_epochs: 2, ..opts(4) };
+    let full = tempfile::tempdir().unwrap();
+    train(TrainJob { out_dir: full.path(), config: &config(), train: &train_set, val: &val, opts: &o, resume: false, device: &dev }, &mut |_| {}, &|_| false).unwrap();
+    // Interrupted after epoch 3 (one epoch into the average): the last epoch's own weights are epoch 3's.
+    let cut = tempfile::tempdir().unwrap();
+    train(TrainJob { out_dir: cut.path(), config: &config(), train: &train_set, val: &val, opts: &o, resume: false, device: &dev }, &mut |_| {}, &|e| e == 3).unwrap();
+    let epoch3 = all_floats(&load_model(&cut.path().join("last-epoch"), &dev).unwrap().net);
+    let resumed = train(TrainJob { out_dir: cut.path(), config: &config(), train: &train_set, val: &val, opts: &o, resume: true, device: &dev }, &mut |_| {}, &|_| false).unwrap();
+    assert_eq!((resumed.state.epochs_done, resumed.state.averaged), (4, 2));
+    let (avg, last) = (load_model(full.path(), &dev).unwrap(), load_model(&full.path().join("last-epoch"), &dev).unwrap());
+    let epoch4 = all_floats(&last.net);
+    let (a, b) = (all_floats(&avg.net), all_floats(&load_model(cut.path(), &dev).unwrap().net));
+    assert_eq!(a.len(), epoch4.len());
+    // The written model is the mean of epochs 3 and 4, running statistics included, and epochs 3 and 4 differ.
+    let off = a.iter().zip(epoch3.iter().zip(&epoch4)).map(|(m, (x, y))| (m - (x + y) / 2.0).abs()).fold(0f32, f32::max);
+    assert!(off < 1e-5, "the average is off by {off}");
+    assert!(epoch3.iter().zip(&epoch4).any(|(x, y)| (x - y).abs() > 1e-4));
+    // The resumed run's average (read back from the checkpoint) is the uninterrupted one's.
+    let worst = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
+    assert!(worst < 1e-6, "resumed average differs by {worst}");
+    // The average embeds songs, and differently from the last epoch alone.
+    let (ea, el) = (avg.embed_mel(&val[3].mel, &dev), last.embed_mel(&val[3].mel, &dev));
+    assert!(ea.vector.iter().all(|x| x.is_finite()) && ea.vector != el.vector);
+    // A running mean of three networks is their mean, and averaging changes none of its members (burn's
+    // running statistics sit behind a handle that clones share).
+    let n3 = average_into(Some(average_into(Some(avg.net.clone()), &last.net, 2)), &avg.net, 3);
+    assert!(all_floats(&avg.net) == a && all_floats(&last.net) == epoch4, "averaging changed a member");
+    let (m3, want) = (all_floats(&n3), a.iter().zip(&epoch4).map(|(x, y)| (2.0 * x + y) / 3.0));
+    assert!(m3.iter().zip(want).all(|(x, w)| (x - w).abs() < 1e-5));
+    // More epochs averaged than the schedule has: refused before any work.
+    let never = tempfile::tempdir().unwrap();
+    let r = train(TrainJob { out_dir: never.path(), config: &config(), train: &train_set, val: &val, opts: &TrainOptions { average_epochs: 5, ..opts(4) }, resume: false, device: &dev }, &mut |_| {}, &|_| false);
+    assert!(r.err().unwrap().to_string().contains("average the last 5 epochs"));
+}
+
 #[test]
 fn mixed_up_model_dir_is_refused() {
     let _g = serial();

@@ -30,7 +30,7 @@ fn contrastive_training_runs_records_its_options_and_embeds() {
     std::fs::write(&tb, rows(3, 1)).unwrap();
     let mut args = base(s(&out), s(&cache));
     args.extend(["--teacher-vectors", s(&ta), "--teacher-vectors", s(&tb)]);
-    args.extend(["--contrast-weight", "0.5", "--contrast-temperature", "0.2", "--contrast-groups", "--work-column", "source", "--pool-bands", "4", "--pool-blocks", "2", "--tile-frames", "96", "--weight-decay", "0.003", "--average-epochs", "1"]);
+    args.extend(["--contrast-weight", "0.5", "--contrast-temperature", "0.2", "--contrast-groups", "--work-column", "source", "--pool-bands", "4", "--pool-blocks", "2", "--tile-frames", "96", "--weight-decay", "0.003", "--average-epochs", "1", "--average-lr", "0.0004"]);
     let o = run(&args);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stderr(&o).contains("works (source):"), "{}", stderr(&o));
@@ -49,6 +49,7 @@ fn contrastive_training_runs_records_its_options_and_embeds() {
     assert!((m["options"]["weight_decay"].as_f64().unwrap() - 0.003).abs() < 1e-6, "{}", m["options"]);
     // Weight averaging: the last epoch's own weights are kept beside the averaged model, with its settings.
     assert_eq!(m["options"]["average_epochs"], 1);
+    assert!((m["options"]["average_lr"].as_f64().unwrap() - 4e-4).abs() < 1e-12, "{}", m["options"]);
     let last: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("last-epoch/config.json")).unwrap()).unwrap();
     assert_eq!(last["frontend"]["tile_frames"], 96);
     assert_eq!(m["work_column"], "source");
@@ -83,6 +84,8 @@ fn contradictory_training_options_are_refused_before_any_work() {
         (&["--mixup", "0.5", "--contrast-weight", "1"][..], "do not go together"),
         (&["--weight-decay=-0.1"][..], "give a number of 0 or more"),
         (&["--average-epochs", "2"][..], "more epochs than the schedule's 1"),
+        (&["--average-lr", "1e-4"][..], "give --average-epochs too"),
+        (&["--average-epochs", "1", "--average-lr=-1"][..], "give a number of 0 or more"),
     ] {
         let mut args = base(s(&out), s(&cache));
         args.extend(extra);

@@ -46,9 +46,14 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 1e-4)]
     pub weight_decay: f32,
     /// Stochastic weight averaging: the model written is the mean of the weights at the end of each of the
-    /// schedule's last N epochs (the last epoch's own weights go to OUT/last-epoch/); 0 = none.
+    /// schedule's last N epochs, its batch-norm statistics recomputed for them over an epoch of training
+    /// crops (the last epoch's own weights go to OUT/last-epoch/); 0 = none.
     #[arg(long, default_value_t = 0)]
     pub average_epochs: usize,
+    /// With --average-epochs: the averaged epochs train at this constant learning rate, and the cosine before
+    /// them decays from --lr to it instead of to zero (so the averaged weights differ); 0 = the plain cosine.
+    #[arg(long, default_value_t = 0.0)]
+    pub average_lr: f64,
     /// Random crops per song per epoch.
     #[arg(long, default_value_t = 8)]
     pub crops_per_song: usize,
@@ -249,6 +254,8 @@ pub fn run(a: TrainArgs) -> Result<ExitCode> {
     anyhow::ensure!(a.cosine_heads.is_finite() && a.cosine_heads >= 0.0, "--cosine-heads is a logit scale: give a number >= 0 (0 = plain heads), not {}", a.cosine_heads);
     anyhow::ensure!(a.cosine_heads == 0.0 || a.group_weight > 0.0 || a.song_weight > 0.0, "--cosine-heads changes the group and song-identity heads: give --group-weight or --song-weight too");
     anyhow::ensure!(a.average_epochs <= a.epochs, "--average-epochs {} is more epochs than the schedule's {} (--epochs)", a.average_epochs, a.epochs);
+    anyhow::ensure!(a.average_lr.is_finite() && a.average_lr >= 0.0, "--average-lr is a learning rate: give a number of 0 or more, not {}", a.average_lr);
+    anyhow::ensure!(a.average_lr == 0.0 || a.average_epochs > 0, "--average-lr is the learning rate of the averaged epochs: give --average-epochs too");
     anyhow::ensure!(a.weight_decay.is_finite() && a.weight_decay >= 0.0, "--weight-decay is the L2 penalty on the weights: give a number of 0 or more, not {}", a.weight_decay);
     anyhow::ensure!((0.0..1.0).contains(&a.context_dropout), "--context-dropout is the share of crops without the song context: give a number from 0 to below 1, not {}", a.context_dropout);
     anyhow::ensure!(a.context_dropout == 0.0 || arch.context.is_some(), "--context-dropout drops the song context: it needs --context-bands or --context-musicnn");
@@ -388,6 +395,7 @@ pub fn run(a: TrainArgs) -> Result<ExitCode> {
         learning_rate: a.lr,
         weight_decay: a.weight_decay,
         average_epochs: a.average_epochs,
+        average_lr: a.average_lr,
         crops_per_song: a.crops_per_song,
         patience: a.patience,
         seed: a.split.seed,

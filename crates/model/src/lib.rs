@@ -31,7 +31,7 @@ pub use eval::{evaluate, EvalReport};
 pub use infer::{l2_normalise, SongEmbedding};
 pub use model::{ArchConfig, ContextSource, FoldedNet, Pool, SongContext, SoundNet, CONTEXT_CLIP};
 pub use musicnn::{Musicnn, PatchOutput, PatchPlan};
-pub use train::{average_into, head_logits, mix_rows, optimizer, patch_target, train, train_step, train_step_multi, BatchTargets, LabelledSong, Progress, relation_loss, relation_targets, supcon_loss, TeacherPatch, TrainJob, TrainNet, TrainOptions, TrainSummary};
+pub use train::{average_into, head_logits, learning_rate_at, mix_rows, optimizer, patch_target, train, train_step, train_step_multi, BatchTargets, LabelledSong, Progress, relation_loss, relation_targets, supcon_loss, TeacherPatch, TrainJob, TrainNet, TrainOptions, TrainSummary};
 
 pub use burn::prelude::Device;
 

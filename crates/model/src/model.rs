@@ -590,6 +590,51 @@ pub struct FoldedNet {
 }
 
 impl SoundNet {
+    /// A copy whose batch-norm running statistics are recomputed for its own weights, as stochastic weight
+    /// averaging does after averaging (Izmailov et al. 2018, "bn_update"): `batches` of tiles
+    /// (`[batch, 1, n_mels, frames]`) go through the network in training mode (each block normalised by the
+    /// batch's own statistics), and each block's running mean and (biased) variance become the mean of its
+    /// batch statistics over every tile. An average of weights has activations of its own, which the average
+    /// of its members' running statistics only approximates. `self` is unchanged; no batches leave the
+    /// statistics as they are.
+    pub fn refresh_batch_norm(&self, batches: impl IntoIterator<Item = Tensor<4>>) -> SoundNet {
+        // valid() gives the copy running statistics of its own (clones of a module share them).
+        let net = self.valid();
+        let mut sums: Vec<Option<(Tensor<1>, Tensor<1>)>> = vec![None; net.blocks.len()];
+        let mut tiles = 0usize;
+        for mut x in batches {
+            let b = x.dims()[0];
+            for (block, sum) in net.blocks.iter().zip(sums.iter_mut()) {
+                let y = conv3x3(&block.conv, x);
+                let [_, c, h, w] = y.dims();
+                let planes = y.reshape([b, c, h * w]);
+                let mean = planes.clone().sum_dim(2).sum_dim(0).div_scalar((b * h * w) as f64); // [1, c, 1]
+                let centered = planes.sub(mean.clone());
+                let var = centered.clone().square().sum_dim(2).sum_dim(0).div_scalar((b * h * w) as f64);
+                let bn = &block.bn;
+                let scale = var.clone().add_scalar(bn.epsilon).sqrt().recip().mul(bn.gamma.val().reshape([1, c, 1]));
+                let normed = centered.mul(scale).add(bn.beta.val().reshape([1, c, 1])).reshape([b, c, h, w]);
+                x = block.relu.forward(block.pool.forward(normed));
+                // Weighted by the batch's tiles, so a short last batch counts for what it holds.
+                let (m, v) = (mean.reshape([c]).mul_scalar(b as f64), var.reshape([c]).mul_scalar(b as f64));
+                *sum = Some(match sum.take() {
+                    None => (m, v),
+                    Some((sm, sv)) => (sm.add(m), sv.add(v)),
+                });
+            }
+            tiles += b;
+        }
+        for (block, sum) in net.blocks.iter().zip(sums) {
+            if let Some((m, v)) = sum {
+                block.bn.running_mean.update(m.div_scalar(tiles as f64));
+                block.bn.running_var.update(v.div_scalar(tiles as f64));
+                // An update is this thread's until synced; readers of value() (folding, saving) see it then.
+                let _ = (block.bn.running_mean.value_sync(), block.bn.running_var.value_sync());
+            }
+        }
+        net
+    }
+
     /// The inference network with batch norms folded into the convolutions (uses the running statistics).
     pub fn fold_batch_norm(&self) -> FoldedNet {
         let blocks = self

@@ -167,11 +167,33 @@ pub struct TrainOptions {
     #[serde(default)]
     pub context_dropout: f32,
     /// Stochastic weight averaging (Izmailov et al. 2018): the model written is the mean of the network's
-    /// weights and batch-norm running statistics at the end of each of the last `average_epochs` epochs of
-    /// the schedule, and the last epoch's own weights go to `OUT/last-epoch/` beside it; 0 = none (the best
-    /// or last epoch's own weights, as before).
+    /// weights at the end of each of the last `average_epochs` epochs of the schedule, its batch-norm
+    /// running statistics then recomputed for those weights over an epoch of training crops
+    /// ([`SoundNet::refresh_batch_norm`]), and the last epoch's own weights go to `OUT/last-epoch/` beside
+    /// it; 0 = none (the best or last epoch's own weights, as before).
     #[serde(default)]
     pub average_epochs: usize,
+    /// With `average_epochs`: the averaged epochs train at this constant learning rate, and the cosine of the
+    /// epochs before them decays from the peak to it instead of to zero (the schedule of Izmailov et al.,
+    /// whose averaged members differ); 0 = the plain cosine over the whole schedule. See [`learning_rate_at`].
+    #[serde(default)]
+    pub average_lr: f64,
+}
+
+/// The learning rate of `epoch` (1-based): a cosine from the peak over the schedule's epochs
+/// (`peak * (1 + cos(pi * (epoch - 1) / epochs)) / 2`); with `average_lr > 0` (and `average_epochs > 0`), a
+/// cosine from the peak down to `average_lr` over the epochs before the averaged ones, then `average_lr`
+/// through them.
+pub fn learning_rate_at(opts: &TrainOptions, epoch: usize) -> f64 {
+    let cosine = |span: usize, floor: f64| floor + (opts.learning_rate - floor) * 0.5 * (1.0 + (std::f64::consts::PI * (epoch - 1) as f64 / span as f64).cos());
+    let decay = opts.epochs.saturating_sub(opts.average_epochs);
+    if opts.average_epochs > 0 && opts.average_lr > 0.0 {
+        if epoch > decay {
+            return opts.average_lr;
+        }
+        return cosine(decay, opts.average_lr);
+    }
+    cosine(opts.epochs, 0.0)
 }
 
 fn default_contrast_temperature() -> f32 {
@@ -202,6 +224,7 @@ impl Default for TrainOptions {
             cosine_scale: 0.0,
             context_dropout: 0.0,
             average_epochs: 0,
+            average_lr: 0.0,
         }
     }
 }
@@ -729,6 +752,12 @@ pub fn train(job: TrainJob<'_>, on: &mut dyn FnMut(Progress), stop: &dyn Fn(usiz
     if opts.average_epochs > opts.epochs {
         return Err(ModelError::Invalid(format!("cannot average the last {} epochs of a {}-epoch schedule", opts.average_epochs, opts.epochs)));
     }
+    if !(opts.average_lr.is_finite() && opts.average_lr >= 0.0) {
+        return Err(ModelError::Invalid(format!("the averaging learning rate must be >= 0, got {}", opts.average_lr)));
+    }
+    if opts.average_lr > 0.0 && opts.average_epochs == 0 {
+        return Err(ModelError::Invalid("a learning rate for the averaged epochs needs epochs to average".into()));
+    }
     if opts.mixup > 0.0 && opts.contrast_weight > 0.0 {
         return Err(ModelError::Invalid("mixup and the contrastive term do not go together (a mixed crop has no clear positive)".into()));
     }
@@ -808,7 +837,7 @@ pub fn train(job: TrainJob<'_>, on: &mut dyn FnMut(Progress), stop: &dyn Fn(usiz
         // Dropout masks come from the device RNG: seed it per epoch so a resumed run draws what an
         // uninterrupted one would.
         ad.seed(opts.seed ^ (epoch as u64).wrapping_mul(0xD1B5_4A32_D192_ED03));
-        let lr = opts.learning_rate * 0.5 * (1.0 + (std::f64::consts::PI * (epoch - 1) as f64 / opts.epochs as f64).cos());
+        let lr = learning_rate_at(opts, epoch);
         let mut rng = rng_for(opts.seed, epoch);
         let items = epoch_items(train_songs, &works, opts.crops_per_song, contrast, w, &mut rng);
         let steps = items.len().div_ceil(batch_size);
@@ -954,7 +983,18 @@ pub fn train(job: TrainJob<'_>, on: &mut dyn FnMut(Progress), stop: &dyn Fn(usiz
         // The average is the model; the last epoch's own weights are kept beside it for comparison.
         (Some(avg), _) => {
             save_model(&out_dir.join("last-epoch"), &model.net.valid(), config)?;
-            save_model(out_dir, avg, config)?
+            // The average's batch-norm statistics, recomputed for its own weights over an epoch of plain
+            // crops (seeded past the schedule's epochs, so a resumed run draws the same).
+            let mut rng = rng_for(opts.seed, opts.epochs + 1);
+            let items = epoch_items(train_songs, &works, opts.crops_per_song, false, w, &mut rng);
+            let batches = items.chunks(batch_size).map(|batch| {
+                let mut data = vec![0f32; batch.len() * h * w];
+                for (tile, &(si, start)) in data.chunks_exact_mut(h * w).zip(batch) {
+                    write_tile(&train_songs[si].mel, start, w, tile);
+                }
+                batch_tensor(data, batch.len(), h, w, device)
+            });
+            save_model(out_dir, &avg.refresh_batch_norm(batches), config)?
         }
         (None, Some(c)) => c,
         (None, None) => save_model(out_dir, &model.net.valid(), config)?,

@@ -161,9 +161,17 @@ fn weight_averaging_writes_the_mean_of_the_last_epochs_and_resumes_exactly() {
     let epoch4 = all_floats(&last.net);
     let (a, b) = (all_floats(&avg.net), all_floats(&load_model(cut.path(), &dev).unwrap().net));
     assert_eq!(a.len(), epoch4.len());
-    // The written model is the mean of epochs 3 and 4, running statistics included, and epochs 3 and 4 differ.
-    let off = a.iter().zip(epoch3.iter().zip(&epoch4)).map(|(m, (x, y))| (m - (x + y) / 2.0).abs()).fold(0f32, f32::max);
-    assert!(off < 1e-5, "the average is off by {off}");
+    // The written model's weights are the mean of epochs 3 and 4 (which differ); its batch-norm running
+    // statistics are its own, recomputed after averaging: not the mean of the two epochs' statistics. Which
+    // floats are running statistics: those a refresh changes.
+    let x = burn::tensor::Tensor::<4>::random([8, 1, 32, 32], burn::tensor::Distribution::Default, &dev);
+    let stats: Vec<bool> = epoch4.iter().zip(all_floats(&last.net.refresh_batch_norm([x]))).map(|(p, q)| *p != q).collect();
+    assert!(stats.iter().any(|&s| s) && stats.iter().any(|&s| !s));
+    let mean: Vec<f32> = epoch3.iter().zip(&epoch4).map(|(x, y)| (x + y) / 2.0).collect();
+    let off = a.iter().zip(&mean).zip(&stats).filter(|(_, &s)| !s).map(|((m, w), _)| (m - w).abs()).fold(0f32, f32::max);
+    assert!(off < 1e-5, "the averaged weights are off by {off}");
+    let moved = a.iter().zip(&mean).zip(&stats).filter(|(_, &s)| s).map(|((m, w), _)| (m - w).abs()).fold(0f32, f32::max);
+    assert!(moved > 1e-4, "the running statistics were not recomputed ({moved})");
     assert!(epoch3.iter().zip(&epoch4).any(|(x, y)| (x - y).abs() > 1e-4));
     // The resumed run's average (read back from the checkpoint) is the uninterrupted one's.
     let worst = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
@@ -181,6 +189,79 @@ fn weight_averaging_writes_the_mean_of_the_last_epochs_and_resumes_exactly() {
     let never = tempfile::tempdir().unwrap();
     let r = train(TrainJob { out_dir: never.path(), config: &config(), train: &train_set, val: &val, opts: &TrainOptions { average_epochs: 5, ..opts(4) }, resume: false, device: &dev }, &mut |_| {}, &|_| false);
     assert!(r.err().unwrap().to_string().contains("average the last 5 epochs"));
+}
+
+#[test]
+fn refreshed_batch_norm_statistics_are_the_batches_own() {
+    let _g = serial();
+    let dev = Device::flex();
+    use burn::module::Module;
+    use burn::tensor::{Distribution, Tensor};
+    let ad = dev.clone().autodiff();
+    let net = SoundNet::new(&small_arch(), 2, &ad);
+    let (x, y) = (Tensor::<4>::random([6, 1, 32, 32], Distribution::Default, &dev), Tensor::<4>::random([2, 1, 32, 32], Distribution::Normal(0.5, 2.0), &dev));
+    let valid = net.valid();
+    let before = all_floats(&valid);
+    // One batch: the statistics become that batch's, so inference on it computes what training mode does
+    // (each block normalised by the batch's statistics), which the fresh running statistics do not.
+    let fresh = valid.refresh_batch_norm([x.clone()]);
+    let trained = net.forward_embedding(Tensor::from_data(x.to_data(), &ad), None).into_data().try_to_vec::<f32>().unwrap();
+    let infer = |n: &SoundNet, t: &Tensor<4>| n.forward_embedding(t.clone(), None).into_data().try_to_vec::<f32>().unwrap();
+    let diff = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(p, q)| (p - q).abs()).fold(0f32, f32::max);
+    assert!(diff(&infer(&fresh, &x), &trained) < 1e-3, "off by {}", diff(&infer(&fresh, &x), &trained));
+    assert!(diff(&infer(&valid, &x), &trained) > 1e-2);
+    // The network refreshed is unchanged (its running statistics are its own), and so is one with no batches.
+    assert!(all_floats(&valid) == before && all_floats(&valid.refresh_batch_norm([])) == before);
+    // The statistics depend on the weights and the batches only, not on the statistics before, and two
+    // batches count by their tiles: [x, y] is the tile-weighted mean of x's and y's statistics.
+    let both = all_floats(&valid.refresh_batch_norm([x.clone(), y.clone()]));
+    assert!(diff(&both, &all_floats(&fresh.refresh_batch_norm([x.clone(), y.clone()]))) < 1e-6);
+    let (fx, fy) = (all_floats(&fresh), all_floats(&valid.refresh_batch_norm([y])));
+    let stats: Vec<usize> = (0..before.len()).filter(|&i| fx[i] != before[i]).collect();
+    assert!(!stats.is_empty());
+    for &i in stats.iter().take(4) {
+        // Block 0's statistics (visited first) see the same input either way; later blocks see inputs
+        // normalised by each batch's own statistics, so only the first block's are an exact mean.
+        assert!((both[i] - (6.0 * fx[i] + 2.0 * fy[i]) / 8.0).abs() < 1e-4 * (1.0 + both[i].abs()), "{i}: {} vs {} {}", both[i], fx[i], fy[i]);
+    }
+}
+
+#[test]
+fn the_averaged_epochs_train_at_a_constant_rate_after_a_cosine_down_to_it() {
+    let peak = 2e-3;
+    let plain = TrainOptions { epochs: 24, learning_rate: peak, ..Default::default() };
+    // The plain cosine, unchanged: the peak first, half of it at the middle, nearly zero at the end.
+    assert_eq!(learning_rate_at(&plain, 1), peak);
+    assert!((learning_rate_at(&plain, 13) - peak / 2.0).abs() < 1e-12);
+    assert!(learning_rate_at(&plain, 24) < 1e-5);
+    // Averaging alone keeps that schedule.
+    let avg = TrainOptions { average_epochs: 8, ..plain.clone() };
+    assert!((1..=24).all(|e| learning_rate_at(&avg, e) == learning_rate_at(&plain, e)));
+    // With a rate for the averaged epochs: a cosine from the peak to it over epochs 1-16, then constant.
+    let swa = TrainOptions { average_lr: 3e-4, ..avg };
+    let lr: Vec<f64> = (1..=24).map(|e| learning_rate_at(&swa, e)).collect();
+    assert!((lr[0] - peak).abs() < 1e-12);
+    assert!(lr[..16].windows(2).all(|w| w[1] < w[0]) && lr[15] > 3e-4 && lr[15] < 3.2e-4, "{lr:?}");
+    assert!((3e-4 + (peak - 3e-4) / 2.0 - lr[8]).abs() < 1e-12);
+    assert!(lr[16..].iter().all(|&x| x == 3e-4));
+}
+
+#[test]
+fn training_with_a_rate_for_the_averaged_epochs_uses_it_and_is_checked() {
+    let _g = serial();
+    let (train_set, val) = sets();
+    let dev = Device::flex();
+    let o = TrainOptions { average_epochs: 2, average_lr: 1e-3, ..opts(3) };
+    let d = tempfile::tempdir().unwrap();
+    let s = train(TrainJob { out_dir: d.path(), config: &config(), train: &train_set, val: &val, opts: &o, resume: false, device: &dev }, &mut |_| {}, &|_| false).unwrap();
+    let lr: Vec<f64> = s.state.history.iter().map(|e| e.learning_rate).collect();
+    assert!((lr[0] - 5e-3).abs() < 1e-12 && lr[1..] == [1e-3, 1e-3], "{lr:?}");
+    assert!(load_model(d.path(), &dev).unwrap().embed_mel(&val[0].mel, &dev).vector.iter().all(|x| x.is_finite()));
+    for (bad, says) in [(TrainOptions { average_lr: 1e-3, ..opts(3) }, "needs epochs to average"), (TrainOptions { average_lr: f64::NAN, ..o.clone() }, "must be >= 0")] {
+        let never = tempfile::tempdir().unwrap();
+        let r = train(TrainJob { out_dir: never.path(), config: &config(), train: &train_set, val: &val, opts: &bad, resume: false, device: &dev }, &mut |_| {}, &|_| false);
+        assert!(r.err().unwrap().to_string().contains(says));
+    }
 }
 
 #[test]

@@ -21,6 +21,7 @@ When tag.py also wrote musicnn_mtt_penultimate.csv, the MagnaTagATune model's pe
 penultimates joined are rows too. Productions starting with --train-only-prefix (the folk-styles renderings
 add_folk.py adds) are training material only: never in a fold, a query or a candidate.
 --compare NAME=VARIANT adds a variant already run in OUT as a row (each fold's own model).
+--power A adds a row of the model's vectors raised to the power A element by element (sign kept), unit length again.
 --mean-of NAME=VARIANT,VARIANT adds a row averaging several such variants' scores fold by fold (a recipe's seeds).
 --train-fraction F trains each fold's model on a seeded random share F of the other folds' productions only (the
 rest are held out of training too, but stay candidates): P@10 against the number of training productions, a
@@ -151,6 +152,9 @@ def main():
     ap.add_argument("--train-only-prefix", default=TRAIN_ONLY_PREFIX, metavar="PREFIX,PREFIX",
                     help="productions starting with one of these are training material only (default: the folk-styles "
                          "renderings add_folk.py adds): never dealt into a fold, queried or a candidate")
+    ap.add_argument("--power", action="append", type=float, default=[], metavar="A",
+                    help="also score the model's vectors raised to the power A element by element (sign kept), then unit "
+                         "length: a query-time change, no training (repeatable)")
     ap.add_argument("--zscore-model", action="store_true", help="also score the model's vectors z-scored per dimension (as the baselines are)")
     ap.add_argument("--extra", action="append", default=[], metavar="NAME=SONGS.jsonl",
                     help="another embedding of the whole corpus (`soundalike export --format jsonl`) scored on the same queries")
@@ -231,6 +235,9 @@ def main():
             tr = np.array([p not in set(folds[f]) for p in prods])
             mu, sd = m[tr].mean(0), m[tr].std(0) + 1e-6
             table[f"soundalike ({a.variant}, z-scored with training statistics)"] = unit((m - mu) / sd)
+        for pw in a.power:
+            m = np.stack([emb[x] for x in ids])
+            table[f"soundalike ({a.variant}, each value to the power {pw:g})"] = unit(np.sign(m) * np.abs(m) ** pw)
         loaded = {}
 
         def vectors(variant):

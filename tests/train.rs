@@ -30,7 +30,7 @@ fn contrastive_training_runs_records_its_options_and_embeds() {
     std::fs::write(&tb, rows(3, 1)).unwrap();
     let mut args = base(s(&out), s(&cache));
     args.extend(["--teacher-vectors", s(&ta), "--teacher-vectors", s(&tb)]);
-    args.extend(["--contrast-weight", "0.5", "--contrast-temperature", "0.2", "--contrast-groups", "--work-column", "source", "--pool-bands", "4", "--pool-blocks", "2", "--tile-frames", "96", "--weight-decay", "0.003", "--average-epochs", "1", "--average-lr", "0.0004"]);
+    args.extend(["--contrast-weight", "0.5", "--contrast-temperature", "0.2", "--contrast-groups", "--work-column", "source", "--pool-bands", "4", "--pool-blocks", "2", "--tile-frames", "96", "--weight-decay", "0.003", "--average-epochs", "1", "--average-lr", "0.0004", "--song-power", "0.7"]);
     let o = run(&args);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stderr(&o).contains("works (source):"), "{}", stderr(&o));
@@ -57,6 +57,7 @@ fn contrastive_training_runs_records_its_options_and_embeds() {
     let cfg: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("config.json")).unwrap()).unwrap();
     assert_eq!(cfg["arch"]["pool"]["time"]["rows"], 4);
     assert_eq!(cfg["arch"]["pool_blocks"], 2);
+    assert!((cfg["arch"]["song_power"].as_f64().unwrap() - 0.7).abs() < 1e-6, "{}", cfg["arch"]);
     assert_eq!((cfg["frontend"]["tile_frames"].as_u64(), cfg["frontend"]["tile_hop"].as_u64()), (Some(96), Some(96)));
     // The model it wrote embeds a song.
     let store = dir.path().join("store");
@@ -86,6 +87,8 @@ fn contradictory_training_options_are_refused_before_any_work() {
         (&["--average-epochs", "2"][..], "more epochs than the schedule's 1"),
         (&["--average-lr", "1e-4"][..], "give --average-epochs too"),
         (&["--average-epochs", "1", "--average-lr=-1"][..], "give a number of 0 or more"),
+        (&["--song-power", "0"][..], "above 0 and at most 1"),
+        (&["--song-power", "1.5"][..], "above 0 and at most 1"),
     ] {
         let mut args = base(s(&out), s(&cache));
         args.extend(extra);

@@ -22,6 +22,10 @@ penultimates joined are rows too. Productions starting with --train-only-prefix 
 add_folk.py adds) are training material only: never in a fold, a query or a candidate.
 --compare NAME=VARIANT adds a variant already run in OUT as a row (each fold's own model).
 --power A adds a row of the model's vectors raised to the power A element by element (sign kept), unit length again.
+--dba K adds rows for the model's and musicnn MSD's vectors after database-side augmentation: each candidate's
+vector plus those of its K nearest candidates (weights 1, (K-1)/K, ..., 1/K), unit length again (Gordo et al.
+2017): a query-time change over the whole library, no training. --qe K does the same to the query alone
+(query expansion: one more search per query, the stored vectors unchanged).
 --mean-of NAME=VARIANT,VARIANT adds a row averaging several such variants' scores fold by fold (a recipe's seeds).
 --train-fraction F trains each fold's model on a seeded random share F of the other folds' productions only (the
 rest are held out of training too, but stay candidates): P@10 against the number of training productions, a
@@ -65,9 +69,21 @@ def unit(m):
     return m / (np.linalg.norm(m, axis=1, keepdims=True) + 1e-12)
 
 
+def augment(vecs, k):
+    """Database-side augmentation: each unit row plus its k nearest other rows, weighted (k - i) / k for the
+    i-th (0-based), then unit length again."""
+    s = vecs @ vecs.T
+    np.fill_diagonal(s, -np.inf)
+    nn = np.argsort(-s, axis=1)[:, :k]
+    w = (k - np.arange(k, dtype=np.float32)) / k
+    return unit(vecs + np.einsum("j,ijd->id", w, vecs[nn]))
+
+
 def retrieval(vecs, prods, tags, queries, k=10):
-    """vecs: [n, d] unit rows; prods: [n]; queries: indices. Returns per-query (p1, p10, tags10)."""
-    s = vecs[queries] @ vecs.T
+    """vecs: [n, d] unit rows, or a pair (the queries' rows, the candidates' rows) where the query side differs
+    (query expansion); prods: [n]; queries: indices. Returns per-query (p1, p10, tags10)."""
+    qvecs, vecs = vecs if isinstance(vecs, tuple) else (vecs, vecs)
+    s = qvecs[queries] @ vecs.T
     out = []
     tu = unit(tags)
     for qi, q in enumerate(queries):
@@ -155,6 +171,12 @@ def main():
     ap.add_argument("--power", action="append", type=float, default=[], metavar="A",
                     help="also score the model's vectors raised to the power A element by element (sign kept), then unit "
                          "length: a query-time change, no training (repeatable)")
+    ap.add_argument("--dba", action="append", type=int, default=[], metavar="K",
+                    help="also score the model's and musicnn MSD's vectors after database-side augmentation with the K "
+                         "nearest candidates (repeatable)")
+    ap.add_argument("--qe", action="append", type=int, default=[], metavar="K",
+                    help="also score the model's vectors with query expansion: the query's vector plus its K nearest "
+                         "candidates' (weights as --dba), the candidates unchanged (repeatable)")
     ap.add_argument("--zscore-model", action="store_true", help="also score the model's vectors z-scored per dimension (as the baselines are)")
     ap.add_argument("--extra", action="append", default=[], metavar="NAME=SONGS.jsonl",
                     help="another embedding of the whole corpus (`soundalike export --format jsonl`) scored on the same queries")
@@ -238,6 +260,11 @@ def main():
         for pw in a.power:
             m = np.stack([emb[x] for x in ids])
             table[f"soundalike ({a.variant}, each value to the power {pw:g})"] = unit(np.sign(m) * np.abs(m) ** pw)
+        for k in a.dba:
+            table[f"soundalike ({a.variant}, database-side augmentation, K={k})"] = augment(table[f"soundalike ({a.variant})"], k)
+        for k in a.qe:
+            v = table[f"soundalike ({a.variant})"]
+            table[f"soundalike ({a.variant}, query expansion, K={k})"] = (augment(v, k), v)
         loaded = {}
 
         def vectors(variant):
@@ -255,6 +282,9 @@ def main():
             e = load_jsonl(path)
             table[name] = unit(np.stack([e[x] for x in ids]))
         table.update(baselines)
+        for k in a.dba:
+            msd_name = next(n for n in baselines if n.startswith("musicnn MSD penultimate"))
+            table[f"{msd_name}, database-side augmentation, K={k}"] = augment(baselines[msd_name], k)
         fold_res = {"fold": f, "training_productions": len(others) - len(dropped), "held_out": held, "queries": int(len(queries)), "methods": {},
                     "commands": {name: training_command(os.path.join(a.out, f"fold{f}", variant, "model"))
                                  for name, variant in [(f"soundalike ({a.variant})", a.variant)]

@@ -81,6 +81,11 @@ pub struct TrainArgs {
     /// high-level features).
     #[arg(long, default_value_t = 1)]
     pub pool_blocks: usize,
+    /// Power normalisation of the song vectors this model embeds: each value of the tiles' mean is raised
+    /// to this power (sign kept) before unit length. 1 (the default): the plain mean. Saved in the model's
+    /// config; training itself is unchanged.
+    #[arg(long, default_value_t = 1.0)]
+    pub song_power: f32,
     /// Song context: the dense layer also reads the whole song's log-mel mean and spread (dB, before
     /// per-tile normalisation) in this many groups of mel bands, standardised by the training songs: the
     /// spectral balance and level that tiles lose. 0 (the default): none. With --context-musicnn, these
@@ -223,6 +228,8 @@ pub fn run(a: TrainArgs) -> Result<ExitCode> {
         PoolKind::TimeStd => Pool::Time { rows, std: true },
     };
     arch.pool_blocks = a.pool_blocks;
+    anyhow::ensure!(a.song_power > 0.0 && a.song_power <= 1.0, "--song-power is the power each value of a song vector is raised to: give a number above 0 and at most 1, not {}", a.song_power);
+    arch.song_power = a.song_power;
     let tagger_vecs = match &a.context_musicnn {
         Some(p) => {
             let (_, vecs) = read_csv_vectors(p, None)?;

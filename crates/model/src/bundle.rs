@@ -60,8 +60,17 @@ pub struct LoadedModel {
     pub dir: PathBuf,
 }
 
-fn fingerprint_bytes(b: &[u8]) -> String {
-    blake3::hash(b).to_hex()[..16].to_string()
+/// The model's fingerprint: its weights' hash, and, where the song vectors are power-normalised
+/// (`ArchConfig::song_power` other than 1), that power too, so stores made with the same weights but
+/// other song vectors are told apart (a model with the plain mean keeps its weights-only fingerprint).
+fn fingerprint_bytes(b: &[u8], arch: &ArchConfig) -> String {
+    let mut h = blake3::Hasher::new();
+    h.update(b);
+    if arch.song_power != 1.0 {
+        h.update(b"song_power");
+        h.update(&arch.song_power.to_le_bytes());
+    }
+    h.finalize().to_hex()[..16].to_string()
 }
 
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
@@ -80,7 +89,7 @@ pub fn save_model(dir: &Path, net: &SoundNet, config: &ModelConfig) -> Result<Mo
     let final_path = dir.join("model.bpk");
     std::fs::rename(&written, &final_path).map_err(|e| ModelError::io(&final_path, e))?;
     let mut cfg = config.clone();
-    cfg.fingerprint = fingerprint_bytes(&bytes);
+    cfg.fingerprint = fingerprint_bytes(&bytes, &cfg.arch);
     let config_path = dir.join("config.json");
     write_atomic(&config_path, &serde_json::to_vec_pretty(&cfg).map_err(|e| ModelError::format(&config_path, e))?)?;
     Ok(cfg)
@@ -125,7 +134,7 @@ pub fn load_model_bytes(config: &[u8], weights: Vec<u8>, dir: &Path, device: &De
 
 fn load_parts(config: ModelConfig, bytes: Vec<u8>, dir: &Path, device: &Device) -> Result<LoadedModel> {
     let wp = dir.join("model.bpk");
-    let fp = fingerprint_bytes(&bytes);
+    let fp = fingerprint_bytes(&bytes, &config.arch);
     if fp != config.fingerprint {
         return Err(ModelError::Mismatch {
             path: wp,

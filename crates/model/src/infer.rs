@@ -34,6 +34,13 @@ pub struct TileOutputs {
 
 pub use soundalike_core::normalise as l2_normalise;
 
+/// Raises each value to the power `p`, its sign kept (`ArchConfig::song_power`); 1 leaves `v` as it is.
+pub fn power_normalise(v: &mut [f32], p: f32) {
+    if p != 1.0 {
+        v.iter_mut().for_each(|x| *x = x.signum() * x.abs().powf(p));
+    }
+}
+
 /// `context` (one song's) repeated for `n` rows: `[n, context.len()]`.
 pub fn context_rows(context: &[f32], n: usize, device: &Device) -> Tensor<2> {
     let data: Vec<f32> = (0..n).flat_map(|_| context.iter().copied()).collect();
@@ -108,7 +115,8 @@ impl LoadedModel {
         (self.embed_mel_with(&a.mel, penultimate.as_deref(), device), tags)
     }
 
-    /// Song vector: mean of the tile embeddings, L2-normalised; and mean class probabilities.
+    /// Song vector: mean of the tile embeddings (each value to the power `arch.song_power`, sign kept),
+    /// L2-normalised; and mean class probabilities.
     pub fn embed_mel(&self, mel: &LogMel, device: &Device) -> SongEmbedding {
         self.embed_mel_with(mel, None, device)
     }
@@ -125,6 +133,7 @@ impl LoadedModel {
         for t in out.embeddings.chunks_exact(d) {
             vector.iter_mut().zip(t).for_each(|(a, b)| *a += b / n);
         }
+        power_normalise(&mut vector, self.config.arch.song_power);
         l2_normalise(&mut vector);
         let mut probs = vec![0f32; k];
         for t in out.probs.chunks_exact(k) {

@@ -28,7 +28,7 @@ pub use bundle::{load_config, load_model, load_model_bytes, save_model, LoadedMo
 pub use fast::cpu_infer::CpuNet;
 pub use fast::{Impl, Layers};
 pub use eval::{evaluate, EvalReport};
-pub use infer::{l2_normalise, SongEmbedding};
+pub use infer::{l2_normalise, power_normalise, SongEmbedding};
 pub use model::{ArchConfig, ContextSource, FoldedNet, Pool, SongContext, SoundNet, CONTEXT_CLIP};
 pub use musicnn::{Musicnn, PatchOutput, PatchPlan};
 pub use train::{average_into, head_logits, learning_rate_at, mix_rows, optimizer, patch_target, train, train_step, train_step_multi, BatchTargets, LabelledSong, Progress, relation_loss, relation_targets, supcon_loss, TeacherPatch, TrainJob, TrainNet, TrainOptions, TrainSummary};

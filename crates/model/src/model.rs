@@ -33,6 +33,12 @@ pub struct ArchConfig {
     /// before it existed: none). See [`SongContext`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub context: Option<SongContext>,
+    /// Each value of the song vector (the mean of its tiles' embeddings) is raised to this power, its sign
+    /// kept, before the vector is made unit length: power normalisation, which damps the few dimensions that
+    /// would otherwise dominate a cosine. 1 (the default, and what configs written before it existed mean)
+    /// leaves the mean as it is. Inference only: training never sees it.
+    #[serde(default = "unit_power", skip_serializing_if = "is_unit_power")]
+    pub song_power: f32,
 }
 
 /// What every tile of a song tells the dense layer besides its own pooled features: the song's spectral
@@ -208,6 +214,14 @@ fn is_one(n: &usize) -> bool {
     *n == 1
 }
 
+fn unit_power() -> f32 {
+    1.0
+}
+
+fn is_unit_power(p: &f32) -> bool {
+    *p == 1.0
+}
+
 /// How the last conv block's feature map `[channels, rows, frames]` is pooled into the dense layer's input.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
@@ -289,14 +303,14 @@ fn pooled_blocks<B>(blocks: &[B], forward: impl Fn(&B, Tensor<4>) -> Tensor<4>, 
 impl Default for ArchConfig {
     /// Compact default: 4 blocks 16/32/64/128, dense 128. About 120 k parameters.
     fn default() -> Self {
-        ArchConfig { channels: vec![16, 32, 64, 128], embedding_dim: 128, dropout: 0.3, pool: Pool::Global, pool_blocks: 1, context: None }
+        ArchConfig { channels: vec![16, 32, 64, 128], embedding_dim: 128, dropout: 0.3, pool: Pool::Global, pool_blocks: 1, context: None, song_power: 1.0 }
     }
 }
 
 impl ArchConfig {
     /// The 2017 original: 4 conv layers 64/128/256/512, dense 128 (use with the 256x256 front-end preset).
     pub fn original_2017() -> Self {
-        ArchConfig { channels: vec![64, 128, 256, 512], embedding_dim: 128, dropout: 0.5, pool: Pool::Global, pool_blocks: 1, context: None }
+        ArchConfig { channels: vec![64, 128, 256, 512], embedding_dim: 128, dropout: 0.5, pool: Pool::Global, pool_blocks: 1, context: None, song_power: 1.0 }
     }
 
     /// Rejects a network that could not run on tiles of `n_mels x tile_frames`: every 2x2 max-pool halves
@@ -316,6 +330,9 @@ impl ArchConfig {
         }
         if !(0.0..1.0).contains(&self.dropout) {
             return bad(format!("dropout {} outside [0, 1)", self.dropout));
+        }
+        if self.song_power.is_nan() || self.song_power <= 0.0 || self.song_power > 1.0 {
+            return bad(format!("song_power {} outside (0, 1]", self.song_power));
         }
         let min = 1usize << self.channels.len();
         if n_mels < min || tile_frames < min {

@@ -10,7 +10,7 @@ fn small_frontend() -> FrontendConfig {
 }
 
 fn small_arch() -> ArchConfig {
-    ArchConfig { channels: vec![4, 8], embedding_dim: 16, dropout: 0.2, pool: Pool::Global, pool_blocks: 1, context: None }
+    ArchConfig { channels: vec![4, 8], embedding_dim: 16, dropout: 0.2, pool: Pool::Global, pool_blocks: 1, context: None, song_power: 1.0 }
 }
 
 /// Class 0: energy in the low bands; class 1: in the high bands; plus noise.
@@ -128,6 +128,53 @@ fn interrupted_then_resumed_equals_uninterrupted() {
     // Resuming with other options is refused.
     let e = train(TrainJob { out_dir: cut.path(), config: &config(), train: &train_set, val: &val, opts: &opts(5), resume: true, device: &dev }, &mut |_| {}, &|_| false).err().unwrap();
     assert!(e.to_string().contains("other training options"), "{e}");
+}
+
+#[test]
+fn song_power_normalises_each_value_of_the_song_vector_and_changes_the_fingerprint() {
+    let _g = serial();
+    let (train_set, val) = sets();
+    let dev = Device::flex();
+    let (plain, powered) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let cfg = |p: f32| ModelConfig::new("test", small_frontend(), ArchConfig { song_power: p, ..small_arch() }, vec!["low".into(), "high".into()], "synthetic");
+    // Training never reads the power: the same seed gives the same weights.
+    train(TrainJob { out_dir: plain.path(), config: &cfg(1.0), train: &train_set, val: &val, opts: &opts(1), resume: false, device: &dev }, &mut |_| {}, &|_| false).unwrap();
+    train(TrainJob { out_dir: powered.path(), config: &cfg(0.5), train: &train_set, val: &val, opts: &opts(1), resume: false, device: &dev }, &mut |_| {}, &|_| false).unwrap();
+    let (a, b) = (load_model(plain.path(), &dev).unwrap(), load_model(powered.path(), &dev).unwrap());
+    assert_eq!(b.config.arch.song_power, 0.5);
+    // A config with the plain mean is written as before (no new field), so older models' files are unchanged.
+    assert!(!std::fs::read_to_string(plain.path().join("config.json")).unwrap().contains("song_power"));
+    assert!(std::fs::read_to_string(powered.path().join("config.json")).unwrap().contains("\"song_power\": 0.5"));
+    // The power is part of the fingerprint (the same weights with other song vectors must not share a store):
+    // setting it by hand in a plain model's config no longer matches its weights.
+    let hand = tempfile::tempdir().unwrap();
+    for f in ["config.json", "model.bpk"] {
+        std::fs::copy(plain.path().join(f), hand.path().join(f)).unwrap();
+    }
+    let text = std::fs::read_to_string(hand.path().join("config.json")).unwrap().replacen("\"embedding_dim\"", "\"song_power\": 0.5,\n    \"embedding_dim\"", 1);
+    std::fs::write(hand.path().join("config.json"), &text).unwrap();
+    assert!(load_config(hand.path()).unwrap().arch.song_power == 0.5, "{text}");
+    let e = load_model(hand.path(), &dev).err().unwrap().to_string();
+    assert!(e.contains("does not match config.json"), "{e}");
+    for s in &val[..4] {
+        let (va, vb) = (a.embed_mel(&s.mel, &dev).vector, b.embed_mel(&s.mel, &dev).vector);
+        // unit(mean ^ p) = unit(unit(mean) ^ p): the power is homogeneous.
+        let mut want: Vec<f32> = va.iter().map(|x| x.signum() * x.abs().sqrt()).collect();
+        l2_normalise(&mut want);
+        let diff = want.iter().zip(&vb).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
+        assert!(diff < 1e-5, "{}: {vb:?} against {want:?}", s.id);
+        assert!(va.iter().zip(&vb).any(|(x, y)| (x - y).abs() > 1e-3), "the power changed nothing");
+        assert!((vb.iter().map(|x| x * x).sum::<f32>() - 1.0).abs() < 1e-5);
+    }
+    // Out of (0, 1] is refused, on load too.
+    for p in [0.0, -0.5, 1.5, f32::NAN] {
+        assert!(ArchConfig { song_power: p, ..ArchConfig::default() }.validate(128, 128).is_err(), "{p}");
+    }
+    let path = powered.path().join("config.json");
+    let text = std::fs::read_to_string(&path).unwrap().replace("\"song_power\": 0.5", "\"song_power\": 2.0");
+    std::fs::write(&path, text).unwrap();
+    let e = load_model(powered.path(), &dev).err().unwrap().to_string();
+    assert!(e.contains("song_power 2 outside (0, 1]") && e.contains("config.json"), "{e}");
 }
 
 /// Every float tensor of a network (weights and batch-norm running statistics), flattened into one list.
@@ -413,7 +460,7 @@ fn fused_cpu_engine_handles_any_channel_counts_and_every_pool() {
         Pool::Time { rows: 2, std: true },
     ];
     for (pool, pool_blocks) in pools.into_iter().flat_map(|p| [(p, 1), (p, 2), (p, 3)]) {
-        let arch = ArchConfig { channels: vec![3, 5, 6], embedding_dim: 7, dropout: 0.0, pool, pool_blocks, context: None };
+        let arch = ArchConfig { channels: vec![3, 5, 6], embedding_dim: 7, dropout: 0.0, pool, pool_blocks, context: None, song_power: 1.0 };
         arch.validate(24, 40).unwrap();
         let folded = SoundNet::new(&arch, 3, &dev).fold_batch_norm();
         let engine = CpuNet::from_folded(&folded);
@@ -445,7 +492,7 @@ fn the_song_context_reaches_the_dense_layer_the_same_way_on_every_path() {
     let mut context = SongContext::log_mel(4);
     context.fit(&songs.iter().map(|m| context.raw(m, None)).collect::<Vec<_>>());
     assert_eq!((context.mean.len(), context.std.len()), (8, 8));
-    let arch = ArchConfig { channels: vec![3, 5, 6], embedding_dim: 7, dropout: 0.0, pool: Pool::Time { rows: 3, std: true }, pool_blocks: 1, context: Some(context) };
+    let arch = ArchConfig { channels: vec![3, 5, 6], embedding_dim: 7, dropout: 0.0, pool: Pool::Time { rows: 3, std: true }, pool_blocks: 1, context: Some(context), song_power: 1.0 };
     arch.validate(24, 40).unwrap();
     let net = burn::module::Module::valid(&SoundNet::new(&arch, 3, &dev));
     assert_eq!(net.dense_inputs(), 6 * 3 * 2 + 8); // 6 channels x 3 bands x mean and spread, then the context

@@ -257,14 +257,14 @@ def main():
             tr = np.array([p not in set(folds[f]) for p in prods])
             mu, sd = m[tr].mean(0), m[tr].std(0) + 1e-6
             table[f"soundalike ({a.variant}, z-scored with training statistics)"] = unit((m - mu) / sd)
+        # Query-time variants of the model's unit rows (a power is the same on any positive scale of a row).
+        model = table[f"soundalike ({a.variant})"]
         for pw in a.power:
-            m = np.stack([emb[x] for x in ids])
-            table[f"soundalike ({a.variant}, each value to the power {pw:g})"] = unit(np.sign(m) * np.abs(m) ** pw)
+            table[f"soundalike ({a.variant}, each value to the power {pw:g})"] = unit(np.sign(model) * np.abs(model) ** pw)
         for k in a.dba:
-            table[f"soundalike ({a.variant}, database-side augmentation, K={k})"] = augment(table[f"soundalike ({a.variant})"], k)
+            table[f"soundalike ({a.variant}, database-side augmentation, K={k})"] = augment(model, k)
         for k in a.qe:
-            v = table[f"soundalike ({a.variant})"]
-            table[f"soundalike ({a.variant}, query expansion, K={k})"] = (augment(v, k), v)
+            table[f"soundalike ({a.variant}, query expansion, K={k})"] = (augment(model, k), model)
         loaded = {}
 
         def vectors(variant):

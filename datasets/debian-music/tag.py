@@ -17,22 +17,33 @@ Writes, atomically and resumably (rows already present are kept):
                                    tags (GENRES below; the bucket whose strongest tag is strongest), a GUESS
 These are a pretrained tagger's GUESSES, not ground truth: every report that uses them must say so.
 
+    python3 datasets/debian-music/tag.py CORPUS --soundalike target/release/soundalike [--patches all|embed]
+
+runs soundalike's own port of the same two taggers instead (`soundalike tags --json --penultimate`; no Python
+packages, no TensorFlow): the same files but the per-patch ones, which it leaves empty (`--teacher-patches` needs
+the package). It agrees with the package to 2.5e-5 per tag on 16-kHz audio (docs/results.md, "Tags"), but
+resamples the 22.05-kHz previews with rubato rather than soxr (about 0.99 cosine on the penultimate layer), so
+its files are close to the package's, not equal. With `--patches embed` (the patches `embed` tags, at most 6
+a song) it is several times faster, and its penultimate layers joined are what `--context-musicnn` reads:
+it also writes CORPUS/musicnn_rust_both.csv (as scripts/eval/musicnn_vectors.py --models both does).
+
 Needs a Python environment with musicnn (build time only; nothing here runs at soundalike's run time):
     python3 -m venv venv && venv/bin/pip install tensorflow-cpu tf-keras librosa && venv/bin/pip install --no-deps musicnn
 The graph is built once and every patch of a file goes through in one batch (musicnn's own extractor() rebuilds
 the graph per file and, with its default batch size, repeats the first patch's features).
 A file the tagger fails on is reported in CORPUS/tag_failed.csv and left out; the rest goes on.
 """
-import csv, os, sys
+import csv, json, os, subprocess, sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")  # musicnn uses tf.layers (Keras 2, from tf-keras)
-import numpy as np  # noqa: E402
-import librosa  # noqa: E402
-import tensorflow as tf  # noqa: E402
-from musicnn import configuration as config, models  # noqa: E402
+if "--soundalike" not in sys.argv:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")  # musicnn uses tf.layers (Keras 2, from tf-keras)
+    import numpy as np  # noqa: E402
+    import librosa  # noqa: E402
+    import tensorflow as tf  # noqa: E402
+    from musicnn import configuration as config, models  # noqa: E402
 
-MODELS = (("msd", "MSD_musicnn", config.MSD_LABELS), ("mtt", "MTT_musicnn", config.MTT_LABELS))
+    MODELS = (("msd", "MSD_musicnn", config.MSD_LABELS), ("mtt", "MTT_musicnn", config.MTT_LABELS))
 # Listener genres from tags: a bucket's score is its strongest tag's probability.
 GENRES = {
     "classical": ["mtt:classical", "mtt:classic", "mtt:strings", "mtt:violin", "mtt:cello", "mtt:harpsichord", "mtt:opera",
@@ -61,7 +72,70 @@ def logmel(path):
     return np.log10(10000 * rep.astype(np.float32) + 1)
 
 
+def write_labels(corpus, rows, done, tag_names, failed):
+    """tag_failed.csv, and labels.csv: tracks.csv's rows that were tagged, plus their genre bucket and margin."""
+    with open(os.path.join(corpus, "tag_failed.csv"), "w", newline="") as f:
+        csv.writer(f).writerows([("id", "reason")] + failed)
+    with open(os.path.join(corpus, "labels.csv.tmp"), "w", newline="") as f:
+        w = csv.DictWriter(f, list(rows[0].keys()) + ["genre", "genre_margin"])
+        w.writeheader()
+        for r in rows:
+            if r["id"] in done:
+                g, m = genre_of(dict(zip(tag_names, map(float, done[r["id"]][0]))))
+                w.writerow({**r, "genre": g, "genre_margin": f"{m:.4f}"})
+    os.replace(os.path.join(corpus, "labels.csv.tmp"), os.path.join(corpus, "labels.csv"))
+
+
+def main_soundalike(corpus, binary, patches):
+    """The same files from soundalike's port of the taggers (see the module's docstring)."""
+    rows = list(csv.DictReader(open(os.path.join(corpus, "tracks.csv"))))
+    done, failed, tag_names = {}, [], None
+    for i in range(0, len(rows), 100):
+        part = rows[i:i + 100]
+        by_file = {os.path.abspath(os.path.join(corpus, r["file"])): r["id"] for r in part}
+        # Exit 1 = some files could not be tagged (named on stderr); the others are printed.
+        p = subprocess.run([binary, "tags", "--json", "--penultimate", "--patches", patches, *by_file], stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True)
+        if p.returncode not in (0, 1):
+            sys.exit(f"{binary} tags failed with exit code {p.returncode}: {p.stderr[-500:]}")
+        for line in p.stdout.splitlines():
+            j = json.loads(line)
+            names = [f"msd:{t}" for t in j["msd"]] + [f"mtt:{t}" for t in j["mtt"]]
+            tag_names = tag_names or names
+            if names != tag_names:
+                sys.exit(f"{j['file']}: the tagger's tags changed order")
+            done[by_file.pop(os.path.abspath(j["file"]))] = (
+                [f"{v:.5f}" for v in list(j["msd"].values()) + list(j["mtt"].values())],
+                [f"{v:.5f}" for v in j["msd_penultimate"]], [f"{v:.5f}" for v in j["mtt_penultimate"]])
+        failed += [(x, "soundalike tags could not read it (see its message)") for x in by_file.values()]
+        print(f"{min(i + 100, len(rows))}/{len(rows)}", flush=True)
+    if not done:
+        sys.exit("no preview could be tagged")
+    pen_names = [f"p{i}" for i in range(200)]
+    outputs = [("teacher_tags.csv", tag_names, lambda v: v[0]), ("musicnn_penultimate.csv", pen_names, lambda v: v[1]),
+               ("musicnn_mtt_penultimate.csv", pen_names, lambda v: v[2]),
+               ("musicnn_patches.csv", ["start_s", "end_s"] + pen_names, None),
+               ("musicnn_mtt_patches.csv", ["start_s", "end_s"] + pen_names, None)]
+    if patches == "embed":
+        outputs.append(("musicnn_rust_both.csv", [f"p{i}" for i in range(400)], lambda v: v[1] + v[2]))
+    for name, header, pick in outputs:
+        path = os.path.join(corpus, name)
+        with open(path + ".tmp", "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["id"] + list(header))
+            if pick:
+                w.writerows([k] + pick(v) for k, v in done.items())
+        os.replace(path + ".tmp", path)
+    write_labels(corpus, rows, done, tag_names, failed)
+    print(f"tagged {len(done)} of {len(rows)} previews with {binary} (patches: {patches}); {len(failed)} failed (tag_failed.csv)")
+
+
 def main():
+    if "--soundalike" in sys.argv:
+        a = sys.argv[1:]
+        binary = a[a.index("--soundalike") + 1]
+        patches = a[a.index("--patches") + 1] if "--patches" in a else "all"
+        return main_soundalike(a[0], binary, patches)
     corpus = sys.argv[1]
     rows = list(csv.DictReader(open(os.path.join(corpus, "tracks.csv"))))
     tag_path, pen_path = os.path.join(corpus, "teacher_tags.csv"), os.path.join(corpus, "musicnn_penultimate.csv")
@@ -138,16 +212,7 @@ def main():
             flush()
             print(f"{i + 1}/{len(rows)}", flush=True)
     flush()
-    with open(os.path.join(corpus, "tag_failed.csv"), "w", newline="") as f:
-        csv.writer(f).writerows([("id", "reason")] + failed)
-    with open(os.path.join(corpus, "labels.csv.tmp"), "w", newline="") as f:
-        w = csv.DictWriter(f, list(rows[0].keys()) + ["genre", "genre_margin"])
-        w.writeheader()
-        for r in rows:
-            if r["id"] in done:
-                g, m = genre_of(dict(zip(tag_names, map(float, done[r["id"]][0]))))
-                w.writerow({**r, "genre": g, "genre_margin": f"{m:.4f}"})
-    os.replace(os.path.join(corpus, "labels.csv.tmp"), os.path.join(corpus, "labels.csv"))
+    write_labels(corpus, rows, done, tag_names, failed)
     print(f"tagged {len(done)} of {len(rows)} previews; {len(failed)} failed (tag_failed.csv)")
 
 

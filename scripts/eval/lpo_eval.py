@@ -69,6 +69,17 @@ def unit(m):
     return m / (np.linalg.norm(m, axis=1, keepdims=True) + 1e-12)
 
 
+def whiten(vecs, fit_rows, alpha):
+    """Unit rows centred on the fitted rows' mean, rotated onto their principal axes and each axis scaled by
+    (variance + 1e-6 * the largest) ** (-alpha / 2): alpha 1 is full whitening, 0 only centres. Fitted on
+    fit_rows (a boolean mask: the fold model's training productions), applied to every row, then unit length."""
+    x = vecs[fit_rows]
+    mu = x.mean(0)
+    lam, v = np.linalg.eigh(np.cov((x - mu).T))
+    lam = np.maximum(lam, 0) + 1e-6 * lam.max()
+    return unit(((vecs - mu) @ v) * lam ** (-alpha / 2))
+
+
 def augment(vecs, k):
     """Database-side augmentation: each unit row plus its k nearest other rows, weighted (k - i) / k for the
     i-th (0-based), then unit length again."""
@@ -177,6 +188,10 @@ def main():
     ap.add_argument("--qe", action="append", type=int, default=[], metavar="K",
                     help="also score the model's vectors with query expansion: the query's vector plus its K nearest "
                          "candidates' (weights as --dba), the candidates unchanged (repeatable)")
+    ap.add_argument("--whiten", action="append", type=float, default=[], metavar="A",
+                    help="also score the model's vectors whitened with the training productions' principal axes: "
+                         "centred, rotated, each axis scaled by its variance to the power -A/2 (1 = full whitening), "
+                         "unit length (repeatable)")
     ap.add_argument("--zscore-model", action="store_true", help="also score the model's vectors z-scored per dimension (as the baselines are)")
     ap.add_argument("--extra", action="append", default=[], metavar="NAME=SONGS.jsonl",
                     help="another embedding of the whole corpus (`soundalike export --format jsonl`) scored on the same queries")
@@ -261,6 +276,10 @@ def main():
         model = table[f"soundalike ({a.variant})"]
         for pw in a.power:
             table[f"soundalike ({a.variant}, each value to the power {pw:g})"] = unit(np.sign(model) * np.abs(model) ** pw)
+        if a.whiten:
+            tr = np.array([p not in set(folds[f]) for p in prods])
+            for al in a.whiten:
+                table[f"soundalike ({a.variant}, whitened with training statistics, A={al:g})"] = whiten(model, tr, al)
         for k in a.dba:
             table[f"soundalike ({a.variant}, database-side augmentation, K={k})"] = augment(model, k)
         for k in a.qe:

@@ -301,8 +301,12 @@ def main():
             e = load_jsonl(path)
             table[name] = unit(np.stack([e[x] for x in ids]))
         table.update(baselines)
+        msd_name = next(n for n in baselines if n.startswith("musicnn MSD penultimate"))
+        for al in a.whiten:
+            # The peer whitened the same way (its training-production statistics), so a gain is the model's own.
+            tr = np.array([p not in set(folds[f]) for p in prods])
+            table[f"{msd_name}, whitened with training statistics, A={al:g}"] = whiten(baselines[msd_name], tr, al)
         for k in a.dba:
-            msd_name = next(n for n in baselines if n.startswith("musicnn MSD penultimate"))
             table[f"{msd_name}, database-side augmentation, K={k}"] = augment(baselines[msd_name], k)
         fold_res = {"fold": f, "training_productions": len(others) - len(dropped), "held_out": held, "queries": int(len(queries)), "methods": {},
                     "commands": {name: training_command(os.path.join(a.out, f"fold{f}", variant, "model"))

@@ -72,6 +72,15 @@ def logmel(path):
     return np.log10(10000 * rep.astype(np.float32) + 1)
 
 
+def write_csv(path, header, rows):
+    """id + header, then rows, written atomically (a temporary file renamed over the old one)."""
+    with open(path + ".tmp", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["id"] + list(header))
+        w.writerows(rows)
+    os.replace(path + ".tmp", path)
+
+
 def write_labels(corpus, rows, done, tag_names, failed):
     """tag_failed.csv, and labels.csv: tracks.csv's rows that were tagged, plus their genre bucket and margin."""
     with open(os.path.join(corpus, "tag_failed.csv"), "w", newline="") as f:
@@ -119,13 +128,7 @@ def main_soundalike(corpus, binary, patches):
     if patches == "embed":
         outputs.append(("musicnn_rust_both.csv", [f"p{i}" for i in range(400)], lambda v: v[1] + v[2]))
     for name, header, pick in outputs:
-        path = os.path.join(corpus, name)
-        with open(path + ".tmp", "w", newline="") as f:
-            w = csv.writer(f)
-            w.writerow(["id"] + list(header))
-            if pick:
-                w.writerows([k] + pick(v) for k, v in done.items())
-        os.replace(path + ".tmp", path)
+        write_csv(os.path.join(corpus, name), header, ([k] + pick(v) for k, v in done.items()) if pick else [])
     write_labels(corpus, rows, done, tag_names, failed)
     print(f"tagged {len(done)} of {len(rows)} previews with {binary} (patches: {patches}); {len(failed)} failed (tag_failed.csv)")
 
@@ -178,15 +181,8 @@ def main():
         for path, header, idx in ((tag_path, tag_names, 0), (pen_path, pen_names, 1), (mtt_path, pen_names, 2),
                                   (patch_paths[0], ["start_s", "end_s"] + pen_names, 3),
                                   (patch_paths[1], ["start_s", "end_s"] + pen_names, 4)):
-            with open(path + ".tmp", "w", newline="") as f:
-                w = csv.writer(f)
-                w.writerow(["id"] + list(header))
-                for k, v in done.items():
-                    if idx < 3:
-                        w.writerow([k] + list(v[idx]))
-                    else:
-                        w.writerows([k] + list(row) for row in v[idx])
-            os.replace(path + ".tmp", path)
+            write_csv(path, header, ([k] + list(v[idx]) for k, v in done.items()) if idx < 3
+                      else ([k] + list(row) for k, v in done.items() for row in v[idx]))
 
     for i, r in enumerate(rows):
         if r["id"] in done:

@@ -264,22 +264,21 @@ def main():
             # embed (a digitally silent preview) is left out of all of them with --skip-ids.
             sys.exit(f"{fold_dir}: the store lacks {len(missing)} songs ({', '.join(missing[:5])}); list them in --skip-ids")
         table = {f"soundalike ({a.variant})": unit(np.stack([emb[x] for x in ids]))}
+        # The fold model's training songs: what statistics a shipped model could carry are fitted on.
+        tr = np.array([p not in set(folds[f]) for p in prods])
         if a.zscore_model:
             # The same vectors standardised as the baselines are: each dimension z-scored over the corpus.
             table[f"soundalike ({a.variant}, z-scored over the corpus)"] = unit(zscore(np.stack([emb[x] for x in ids])))
             # ...and with statistics of the training productions only (what a model could ship with).
             m = np.stack([emb[x] for x in ids])
-            tr = np.array([p not in set(folds[f]) for p in prods])
             mu, sd = m[tr].mean(0), m[tr].std(0) + 1e-6
             table[f"soundalike ({a.variant}, z-scored with training statistics)"] = unit((m - mu) / sd)
         # Query-time variants of the model's unit rows (a power is the same on any positive scale of a row).
         model = table[f"soundalike ({a.variant})"]
         for pw in a.power:
             table[f"soundalike ({a.variant}, each value to the power {pw:g})"] = unit(np.sign(model) * np.abs(model) ** pw)
-        if a.whiten:
-            tr = np.array([p not in set(folds[f]) for p in prods])
-            for al in a.whiten:
-                table[f"soundalike ({a.variant}, whitened with training statistics, A={al:g})"] = whiten(model, tr, al)
+        for al in a.whiten:
+            table[f"soundalike ({a.variant}, whitened with training statistics, A={al:g})"] = whiten(model, tr, al)
         for k in a.dba:
             table[f"soundalike ({a.variant}, database-side augmentation, K={k})"] = augment(model, k)
         for k in a.qe:
@@ -304,7 +303,6 @@ def main():
         msd_name = next(n for n in baselines if n.startswith("musicnn MSD penultimate"))
         for al in a.whiten:
             # The peer whitened the same way (its training-production statistics), so a gain is the model's own.
-            tr = np.array([p not in set(folds[f]) for p in prods])
             table[f"{msd_name}, whitened with training statistics, A={al:g}"] = whiten(baselines[msd_name], tr, al)
         for k in a.dba:
             table[f"{msd_name}, database-side augmentation, K={k}"] = augment(baselines[msd_name], k)

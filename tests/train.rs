@@ -30,7 +30,7 @@ fn contrastive_training_runs_records_its_options_and_embeds() {
     std::fs::write(&tb, rows(3, 1)).unwrap();
     let mut args = base(s(&out), s(&cache));
     args.extend(["--teacher-vectors", s(&ta), "--teacher-vectors", s(&tb)]);
-    args.extend(["--contrast-weight", "0.5", "--contrast-temperature", "0.2", "--contrast-groups", "--work-column", "source", "--pool-bands", "4", "--pool-blocks", "2", "--tile-frames", "96", "--weight-decay", "0.003", "--average-epochs", "1", "--average-lr", "0.0004", "--song-power", "0.7"]);
+    args.extend(["--contrast-weight", "0.5", "--contrast-temperature", "0.2", "--contrast-groups", "--work-column", "source", "--pool-bands", "4", "--pool-blocks", "2", "--tile-frames", "96", "--weight-decay", "0.003", "--average-epochs", "1", "--average-lr", "0.0004", "--song-power", "0.7", "--whiten", "0.5"]);
     let o = run(&args);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stderr(&o).contains("works (source):"), "{}", stderr(&o));
@@ -58,6 +58,16 @@ fn contrastive_training_runs_records_its_options_and_embeds() {
     assert_eq!(cfg["arch"]["pool"]["time"]["rows"], 4);
     assert_eq!(cfg["arch"]["pool_blocks"], 2);
     assert!((cfg["arch"]["song_power"].as_f64().unwrap() - 0.7).abs() < 1e-6, "{}", cfg["arch"]);
+    // Whitening: fitted on the training songs (a few, for 128 dimensions: said so), saved in the config,
+    // reported in the metrics, and the metrics carry the final fingerprint.
+    let w = &cfg["arch"]["song_whitening"];
+    assert_eq!(w["fitted_on"].as_u64(), Some(n_train as u64), "{w}");
+    assert_eq!((w["mean"].as_array().map(Vec::len), w["matrix"].as_array().map(Vec::len)), (Some(128), Some(128 * 128)));
+    assert_eq!(m["song_whitening"]["fitted_on"].as_u64(), Some(n_train as u64));
+    assert!((m["song_whitening"]["alpha"].as_f64().unwrap() - 0.5).abs() < 1e-6);
+    assert_eq!(m["fingerprint"], cfg["fingerprint"]);
+    assert!(stderr(&o).contains(&format!("warning: whitening fitted on {n_train} songs for 128 dimensions")), "{}", stderr(&o));
+    assert!(last.get("arch").and_then(|a| a.get("song_whitening")).is_none(), "the last epoch's own model is not whitened");
     assert_eq!((cfg["frontend"]["tile_frames"].as_u64(), cfg["frontend"]["tile_hop"].as_u64()), (Some(96), Some(96)));
     // The model it wrote embeds a song.
     let store = dir.path().join("store");
@@ -89,6 +99,8 @@ fn contradictory_training_options_are_refused_before_any_work() {
         (&["--average-epochs", "1", "--average-lr=-1"][..], "give a number of 0 or more"),
         (&["--song-power", "0"][..], "above 0 and at most 1"),
         (&["--song-power", "1.5"][..], "above 0 and at most 1"),
+        (&["--whiten", "1.5"][..], "from 0 (only centred) to 1"),
+        (&["--whiten=-0.5"][..], "from 0 (only centred) to 1"),
     ] {
         let mut args = base(s(&out), s(&cache));
         args.extend(extra);

@@ -86,6 +86,12 @@ pub struct TrainArgs {
     /// config; training itself is unchanged.
     #[arg(long, default_value_t = 1.0)]
     pub song_power: f32,
+    /// Whitening of the song vectors this model embeds, of strength A: at the end of training the training
+    /// songs are embedded, and the map that centres their vectors on their mean and decorrelates them (A=1:
+    /// every direction the same variance; 0.5: half way, on a log scale; 0: only centred) is saved in the
+    /// model's config and applied to every song vector before unit length. Off by default.
+    #[arg(long, value_name = "A")]
+    pub whiten: Option<f32>,
     /// Song context: the dense layer also reads the whole song's log-mel mean and spread (dB, before
     /// per-tile normalisation) in this many groups of mel bands, standardised by the training songs: the
     /// spectral balance and level that tiles lose. 0 (the default): none. With --context-musicnn, these
@@ -230,6 +236,9 @@ pub fn run(a: TrainArgs) -> Result<ExitCode> {
     arch.pool_blocks = a.pool_blocks;
     anyhow::ensure!(a.song_power > 0.0 && a.song_power <= 1.0, "--song-power is the power each value of a song vector is raised to: give a number above 0 and at most 1, not {}", a.song_power);
     arch.song_power = a.song_power;
+    if let Some(w) = a.whiten {
+        anyhow::ensure!((0.0..=1.0).contains(&w), "--whiten is the strength of the song vectors' whitening: give a number from 0 (only centred) to 1 (fully whitened), not {w}");
+    }
     let tagger_vecs = match &a.context_musicnn {
         Some(p) => {
             let (_, vecs) = read_csv_vectors(p, None)?;
@@ -448,9 +457,26 @@ pub fn run(a: TrainArgs) -> Result<ExitCode> {
     let w = fe.tile_frames;
     let test = soundalike_model::evaluate(&model.net, &load(SplitAssignment::Test)?, &labels, w, w, &device);
     let holdout = soundalike_model::evaluate(&model.net, &load(SplitAssignment::Holdout)?, &labels, w, w, &device);
+    let mut fingerprint = summary.config.fingerprint.clone();
+    let whitening = match a.whiten {
+        Some(alpha) => {
+            let pb = bar(train_set.len() as u64, "whitening: embedding the training songs");
+            let fit = model.fit_song_whitening(train_set.iter().map(|s| (&s.mel, s.tagger())), alpha, &device, &mut || pb.inc(1))?;
+            pb.finish_and_clear();
+            let d = model.config.arch.embedding_dim;
+            if fit.fitted_on <= d {
+                eprintln!("warning: whitening fitted on {} songs for {d} dimensions: the directions beyond the first {} are guesses", fit.fitted_on, fit.fitted_on.saturating_sub(1));
+            }
+            let report = json!({ "alpha": fit.alpha, "fitted_on": fit.fitted_on });
+            fingerprint = soundalike_model::set_song_whitening(&a.out, Some(fit))?.fingerprint;
+            eprintln!("song vectors whitened (strength {alpha}), fitted on {} training songs", report["fitted_on"]);
+            Some(report)
+        }
+        None => None,
+    };
     let metrics = json!({
         "model": name,
-        "fingerprint": summary.config.fingerprint,
+        "fingerprint": fingerprint,
         "labels": labels,
         "label_description": desc,
         "label_column": a.labels.label_column,
@@ -467,6 +493,7 @@ pub fn run(a: TrainArgs) -> Result<ExitCode> {
         "teacher_vectors": a.teacher_vectors.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
         "teacher_patches": a.teacher_patches.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
         "logmel_target": a.logmel_target,
+        "song_whitening": whitening,
         "work_column": a.work_column,
         "groups": groups,
         "validation": summary.best_val,
@@ -480,7 +507,7 @@ pub fn run(a: TrainArgs) -> Result<ExitCode> {
     write_atomic(&a.out.join("metrics.json"), &serde_json::to_vec_pretty(&metrics)?)?;
     write_atomic(&a.out.join("confusion.csv"), confusion_csv(&test, &labels).as_bytes())?;
     crate::draw::draw_plots(&a.out)?;
-    println!("model written to {} (best epoch {}, fingerprint {})", a.out.display(), summary.state.best_epoch, summary.config.fingerprint);
+    println!("model written to {} (best epoch {}, fingerprint {fingerprint})", a.out.display(), summary.state.best_epoch);
     print_report("validation", &summary.best_val);
     print_report("test", &test);
     if holdout.n_songs > 0 {

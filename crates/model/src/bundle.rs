@@ -61,14 +61,22 @@ pub struct LoadedModel {
 }
 
 /// The model's fingerprint: its weights' hash, and, where the song vectors are power-normalised
-/// (`ArchConfig::song_power` other than 1), that power too, so stores made with the same weights but
-/// other song vectors are told apart (a model with the plain mean keeps its weights-only fingerprint).
+/// (`ArchConfig::song_power` other than 1) or whitened (`ArchConfig::song_whitening`), that power and that
+/// map too, so stores made with the same weights but other song vectors are told apart (a model with the
+/// plain mean keeps its weights-only fingerprint).
 fn fingerprint_bytes(b: &[u8], arch: &ArchConfig) -> String {
     let mut h = blake3::Hasher::new();
     h.update(b);
     if arch.song_power != 1.0 {
         h.update(b"song_power");
         h.update(&arch.song_power.to_le_bytes());
+    }
+    if let Some(w) = &arch.song_whitening {
+        h.update(b"song_whitening");
+        h.update(&w.alpha.to_le_bytes());
+        for x in w.mean.iter().chain(&w.matrix) {
+            h.update(&x.to_le_bytes());
+        }
     }
     h.finalize().to_hex()[..16].to_string()
 }
@@ -91,6 +99,21 @@ pub fn save_model(dir: &Path, net: &SoundNet, config: &ModelConfig) -> Result<Mo
     let mut cfg = config.clone();
     cfg.fingerprint = fingerprint_bytes(&bytes, &cfg.arch);
     let config_path = dir.join("config.json");
+    write_atomic(&config_path, &serde_json::to_vec_pretty(&cfg).map_err(|e| ModelError::format(&config_path, e))?)?;
+    Ok(cfg)
+}
+
+/// Sets (or, with `None`, removes) the song-vector whitening of the model saved in `dir`
+/// ([`ArchConfig::song_whitening`]) and rewrites its `config.json` atomically with the fingerprint that
+/// goes with it. Returns the new config.
+pub fn set_song_whitening(dir: &Path, whitening: Option<soundalike_vectors::Whitening>) -> Result<ModelConfig> {
+    let mut cfg = load_config(dir)?;
+    cfg.arch.song_whitening = whitening;
+    let config_path = dir.join("config.json");
+    cfg.arch.validate(cfg.frontend.n_mels, cfg.frontend.tile_frames).map_err(|e| ModelError::format(&config_path, e))?;
+    let wp = dir.join("model.bpk");
+    let bytes = std::fs::read(&wp).map_err(|e| ModelError::io(&wp, e))?;
+    cfg.fingerprint = fingerprint_bytes(&bytes, &cfg.arch);
     write_atomic(&config_path, &serde_json::to_vec_pretty(&cfg).map_err(|e| ModelError::format(&config_path, e))?)?;
     Ok(cfg)
 }

@@ -116,7 +116,8 @@ impl LoadedModel {
     }
 
     /// Song vector: mean of the tile embeddings (each value to the power `arch.song_power`, sign kept),
-    /// L2-normalised; and mean class probabilities.
+    /// L2-normalised, then, for a model with `arch.song_whitening`, whitened and L2-normalised again; and
+    /// mean class probabilities.
     pub fn embed_mel(&self, mel: &LogMel, device: &Device) -> SongEmbedding {
         self.embed_mel_with(mel, None, device)
     }
@@ -125,6 +126,37 @@ impl LoadedModel {
     /// `tagger` is the song's (`musicnn::tag_power_mel_with_penultimate`); without it the context is the
     /// training songs' mean.
     pub fn embed_mel_with(&self, mel: &LogMel, tagger: Option<&[f32]>, device: &Device) -> SongEmbedding {
+        let mut e = self.embed_unwhitened(mel, tagger, device);
+        // A zero vector (every tile embedding zero) says nothing: it stays zero rather than becoming the
+        // whitened mean's opposite.
+        if let Some(w) = self.config.arch.song_whitening.as_ref().filter(|_| e.vector.iter().any(|&x| x != 0.0)) {
+            e.vector = w.apply(&e.vector);
+            l2_normalise(&mut e.vector);
+        }
+        e
+    }
+
+    /// Fits a whitening map ([`ArchConfig::song_whitening`](crate::ArchConfig)) of strength `alpha` on the
+    /// song vectors of `songs` (each a spectrogram and, for a network whose context is the tagger's
+    /// penultimate, the song's), as this model makes them before any whitening of its own. `done` is
+    /// called after each song. Songs whose vector is zero are left out of the fit.
+    pub fn fit_song_whitening<'a>(&self, songs: impl IntoIterator<Item = (&'a LogMel, Option<&'a [f32]>)>, alpha: f32, device: &Device, done: &mut dyn FnMut()) -> crate::Result<soundalike_vectors::Whitening> {
+        if !(0.0..=1.0).contains(&alpha) {
+            return Err(crate::ModelError::Invalid(format!("whitening strength {alpha} outside [0, 1]")));
+        }
+        let mut rows = Vec::new();
+        for (mel, tagger) in songs {
+            let v = self.embed_unwhitened(mel, tagger, device).vector;
+            if v.iter().any(|&x| x != 0.0) {
+                rows.extend(v);
+            }
+            done();
+        }
+        soundalike_vectors::Whitening::fit(&rows, self.config.arch.embedding_dim, alpha).map_err(|e| crate::ModelError::Invalid(e.to_string()))
+    }
+
+    /// [`Self::embed_mel_with`] without the model's whitening.
+    fn embed_unwhitened(&self, mel: &LogMel, tagger: Option<&[f32]>, device: &Device) -> SongEmbedding {
         let out = self.tiles_through(crate::is_cpu(device).then_some(&self.engine), mel, tagger, device);
         let d = self.config.arch.embedding_dim;
         let k = self.config.labels.len();

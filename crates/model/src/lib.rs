@@ -24,7 +24,7 @@ pub mod model;
 pub mod musicnn;
 pub mod train;
 
-pub use bundle::{load_config, load_model, load_model_bytes, save_model, LoadedModel, ModelConfig, MODEL_FORMAT_VERSION};
+pub use bundle::{load_config, load_model, load_model_bytes, save_model, set_song_whitening, LoadedModel, ModelConfig, MODEL_FORMAT_VERSION};
 pub use fast::cpu_infer::CpuNet;
 pub use fast::{Impl, Layers};
 pub use eval::{evaluate, EvalReport};
@@ -34,6 +34,7 @@ pub use musicnn::{Musicnn, PatchOutput, PatchPlan};
 pub use train::{average_into, head_logits, learning_rate_at, mix_rows, optimizer, patch_target, train, train_step, train_step_multi, BatchTargets, LabelledSong, Progress, relation_loss, relation_targets, supcon_loss, TeacherPatch, TrainJob, TrainNet, TrainOptions, TrainSummary};
 
 pub use burn::prelude::Device;
+pub use soundalike_vectors::Whitening;
 
 /// Errors of the model crate: cases a caller can act on, each naming the file it is about.
 #[derive(Debug, thiserror::Error)]

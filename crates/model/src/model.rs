@@ -39,6 +39,13 @@ pub struct ArchConfig {
     /// leaves the mean as it is. Inference only: training never sees it.
     #[serde(default = "unit_power", skip_serializing_if = "is_unit_power")]
     pub song_power: f32,
+    /// A linear map fitted on the training songs' vectors at the end of training (`train --whiten`), applied
+    /// to every song vector after `song_power` and before it is made unit length again: centred on the
+    /// training songs' mean and decorrelated, so that no few directions in which all songs vary together
+    /// dominate the cosine. Absent (what configs written before it existed mean): the vector as it is.
+    /// Inference only: training never sees it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub song_whitening: Option<soundalike_vectors::Whitening>,
 }
 
 /// What every tile of a song tells the dense layer besides its own pooled features: the song's spectral
@@ -303,14 +310,14 @@ fn pooled_blocks<B>(blocks: &[B], forward: impl Fn(&B, Tensor<4>) -> Tensor<4>, 
 impl Default for ArchConfig {
     /// Compact default: 4 blocks 16/32/64/128, dense 128. About 120 k parameters.
     fn default() -> Self {
-        ArchConfig { channels: vec![16, 32, 64, 128], embedding_dim: 128, dropout: 0.3, pool: Pool::Global, pool_blocks: 1, context: None, song_power: 1.0 }
+        ArchConfig { channels: vec![16, 32, 64, 128], embedding_dim: 128, dropout: 0.3, pool: Pool::Global, pool_blocks: 1, context: None, song_power: 1.0, song_whitening: None }
     }
 }
 
 impl ArchConfig {
     /// The 2017 original: 4 conv layers 64/128/256/512, dense 128 (use with the 256x256 front-end preset).
     pub fn original_2017() -> Self {
-        ArchConfig { channels: vec![64, 128, 256, 512], embedding_dim: 128, dropout: 0.5, pool: Pool::Global, pool_blocks: 1, context: None, song_power: 1.0 }
+        ArchConfig { channels: vec![64, 128, 256, 512], embedding_dim: 128, dropout: 0.5, pool: Pool::Global, pool_blocks: 1, context: None, song_power: 1.0, song_whitening: None }
     }
 
     /// Rejects a network that could not run on tiles of `n_mels x tile_frames`: every 2x2 max-pool halves
@@ -333,6 +340,9 @@ impl ArchConfig {
         }
         if self.song_power.is_nan() || self.song_power <= 0.0 || self.song_power > 1.0 {
             return bad(format!("song_power {} outside (0, 1]", self.song_power));
+        }
+        if let Some(w) = &self.song_whitening {
+            w.validate(self.embedding_dim).map_err(|e| crate::ModelError::Invalid(format!("song_whitening: {e}")))?;
         }
         let min = 1usize << self.channels.len();
         if n_mels < min || tile_frames < min {

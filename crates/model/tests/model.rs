@@ -10,7 +10,7 @@ fn small_frontend() -> FrontendConfig {
 }
 
 fn small_arch() -> ArchConfig {
-    ArchConfig { channels: vec![4, 8], embedding_dim: 16, dropout: 0.2, pool: Pool::Global, pool_blocks: 1, context: None, song_power: 1.0 }
+    ArchConfig { channels: vec![4, 8], embedding_dim: 16, dropout: 0.2, pool: Pool::Global, pool_blocks: 1, context: None, song_power: 1.0, song_whitening: None }
 }
 
 /// Class 0: energy in the low bands; class 1: in the high bands; plus noise.
@@ -130,6 +130,15 @@ fn interrupted_then_resumed_equals_uninterrupted() {
     assert!(e.to_string().contains("other training options"), "{e}");
 }
 
+/// A new directory with a copy of the model saved in `dir` (its config and weights).
+fn copy_of(dir: &std::path::Path) -> tempfile::TempDir {
+    let copy = tempfile::tempdir().unwrap();
+    for f in ["config.json", "model.bpk"] {
+        std::fs::copy(dir.join(f), copy.path().join(f)).unwrap();
+    }
+    copy
+}
+
 #[test]
 fn song_power_normalises_each_value_of_the_song_vector_and_changes_the_fingerprint() {
     let _g = serial();
@@ -147,10 +156,7 @@ fn song_power_normalises_each_value_of_the_song_vector_and_changes_the_fingerpri
     assert!(std::fs::read_to_string(powered.path().join("config.json")).unwrap().contains("\"song_power\": 0.5"));
     // The power is part of the fingerprint (the same weights with other song vectors must not share a store):
     // setting it by hand in a plain model's config no longer matches its weights.
-    let hand = tempfile::tempdir().unwrap();
-    for f in ["config.json", "model.bpk"] {
-        std::fs::copy(plain.path().join(f), hand.path().join(f)).unwrap();
-    }
+    let hand = copy_of(plain.path());
     let text = std::fs::read_to_string(hand.path().join("config.json")).unwrap().replacen("\"embedding_dim\"", "\"song_power\": 0.5,\n    \"embedding_dim\"", 1);
     std::fs::write(hand.path().join("config.json"), &text).unwrap();
     assert!(load_config(hand.path()).unwrap().arch.song_power == 0.5, "{text}");
@@ -175,6 +181,73 @@ fn song_power_normalises_each_value_of_the_song_vector_and_changes_the_fingerpri
     std::fs::write(&path, text).unwrap();
     let e = load_model(powered.path(), &dev).err().unwrap().to_string();
     assert!(e.contains("song_power 2 outside (0, 1]") && e.contains("config.json"), "{e}");
+}
+
+#[test]
+fn song_whitening_is_fitted_on_songs_saved_in_the_fingerprint_and_applied_to_every_song_vector() {
+    let _g = serial();
+    let (train_set, val) = sets();
+    let dev = Device::flex();
+    let plain = tempfile::tempdir().unwrap();
+    train(TrainJob { out_dir: plain.path(), config: &config(), train: &train_set, val: &val, opts: &opts(1), resume: false, device: &dev }, &mut |_| {}, &|_| false).unwrap();
+    let a = load_model(plain.path(), &dev).unwrap();
+    let mut calls = 0;
+    let fit = a.fit_song_whitening(train_set.iter().map(|s| (&s.mel, s.tagger())), 1.0, &dev, &mut || calls += 1).unwrap();
+    assert_eq!((calls, fit.fitted_on, fit.dim()), (train_set.len(), train_set.len(), 16));
+    // The fit is on the model's unit song vectors: their mean is what it centres on.
+    let unit: Vec<Vec<f32>> = train_set.iter().map(|s| a.embed_mel(&s.mel, &dev).vector).collect();
+    for j in 0..16 {
+        let m = unit.iter().map(|v| v[j]).sum::<f32>() / unit.len() as f32;
+        assert!((m - fit.mean[j]).abs() < 1e-5, "mean {j}: {m} against {}", fit.mean[j]);
+    }
+    // Another directory with the same weights, whitened: a new fingerprint, the map in its config, and a
+    // plain model's config stays as it was (no new field).
+    let white = copy_of(plain.path());
+    let cfg = set_song_whitening(white.path(), Some(fit.clone())).unwrap();
+    assert_ne!(cfg.fingerprint, a.config.fingerprint);
+    assert!(!std::fs::read_to_string(plain.path().join("config.json")).unwrap().contains("song_whitening"));
+    let b = load_model(white.path(), &dev).unwrap();
+    assert_eq!(b.config.arch.song_whitening.as_ref(), Some(&fit));
+    // Every song vector: the plain unit vector, whitened, unit again; different from the plain one.
+    for s in &val[..4] {
+        let (va, vb) = (a.embed_mel(&s.mel, &dev).vector, b.embed_mel(&s.mel, &dev).vector);
+        let mut want = fit.apply(&va);
+        l2_normalise(&mut want);
+        let diff = want.iter().zip(&vb).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
+        assert!(diff < 1e-5, "{}: {vb:?} against {want:?}", s.id);
+        assert!(va.iter().zip(&vb).any(|(x, y)| (x - y).abs() > 1e-3), "whitening changed nothing");
+        assert!((vb.iter().map(|x| x * x).sum::<f32>() - 1.0).abs() < 1e-5);
+    }
+    // Over the training songs, the whitened vectors (before unit length) are decorrelated: their mean
+    // is zero along every axis.
+    let white_rows: Vec<Vec<f32>> = unit.iter().map(|v| fit.apply(v)).collect();
+    for j in 0..16 {
+        assert!((white_rows.iter().map(|v| v[j]).sum::<f32>() / white_rows.len() as f32).abs() < 1e-3);
+    }
+    // Odd songs (silent, very quiet, clipped, shorter than a tile): finite vectors, unit length or all zero.
+    let odd = [mel_of(32, 96, |_, _| -100.0), mel_of(32, 96, |m, t| -140.0 + ((m + t) % 3) as f32), mel_of(32, 96, |_, _| 20.0), mel_of(32, 5, |m, _| -30.0 - m as f32)];
+    for (i, mel) in odd.iter().enumerate() {
+        let v = b.embed_mel(mel, &dev).vector;
+        let norm = v.iter().map(|x| x * x).sum::<f32>();
+        assert!(v.iter().all(|x| x.is_finite()) && ((norm - 1.0).abs() < 1e-4 || norm == 0.0), "odd song {i}: {v:?}");
+    }
+    // Removing it gives back the plain fingerprint.
+    assert_eq!(set_song_whitening(white.path(), None).unwrap().fingerprint, a.config.fingerprint);
+    set_song_whitening(white.path(), Some(fit.clone())).unwrap();
+    // A map edited by hand no longer matches the fingerprint; one of the wrong width or not finite is refused
+    // on load, naming the file.
+    let path = white.path().join("config.json");
+    let mut v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    v["arch"]["song_whitening"]["mean"][0] = serde_json::json!(fit.mean[0] + 0.5);
+    std::fs::write(&path, serde_json::to_vec(&v).unwrap()).unwrap();
+    let e = load_model(white.path(), &dev).err().unwrap().to_string();
+    assert!(e.contains("does not match config.json"), "{e}");
+    v["arch"]["song_whitening"]["mean"] = serde_json::json!([0.0, 1.0]);
+    std::fs::write(&path, serde_json::to_vec(&v).unwrap()).unwrap();
+    let e = load_model(white.path(), &dev).err().unwrap().to_string();
+    assert!(e.contains("song_whitening") && e.contains("vectors of 16") && e.contains("config.json"), "{e}");
+    // A strength outside [0, 1] is refused before any work.
+    assert!(a.fit_song_whitening(train_set.iter().map(|s| (&s.mel, None)), 1.5, &dev, &mut || {}).is_err());
 }
 
 /// Every float tensor of a network (weights and batch-norm running statistics), flattened into one list.
@@ -460,7 +533,7 @@ fn fused_cpu_engine_handles_any_channel_counts_and_every_pool() {
         Pool::Time { rows: 2, std: true },
     ];
     for (pool, pool_blocks) in pools.into_iter().flat_map(|p| [(p, 1), (p, 2), (p, 3)]) {
-        let arch = ArchConfig { channels: vec![3, 5, 6], embedding_dim: 7, dropout: 0.0, pool, pool_blocks, context: None, song_power: 1.0 };
+        let arch = ArchConfig { channels: vec![3, 5, 6], embedding_dim: 7, dropout: 0.0, pool, pool_blocks, context: None, song_power: 1.0, song_whitening: None };
         arch.validate(24, 40).unwrap();
         let folded = SoundNet::new(&arch, 3, &dev).fold_batch_norm();
         let engine = CpuNet::from_folded(&folded);
@@ -492,7 +565,7 @@ fn the_song_context_reaches_the_dense_layer_the_same_way_on_every_path() {
     let mut context = SongContext::log_mel(4);
     context.fit(&songs.iter().map(|m| context.raw(m, None)).collect::<Vec<_>>());
     assert_eq!((context.mean.len(), context.std.len()), (8, 8));
-    let arch = ArchConfig { channels: vec![3, 5, 6], embedding_dim: 7, dropout: 0.0, pool: Pool::Time { rows: 3, std: true }, pool_blocks: 1, context: Some(context), song_power: 1.0 };
+    let arch = ArchConfig { channels: vec![3, 5, 6], embedding_dim: 7, dropout: 0.0, pool: Pool::Time { rows: 3, std: true }, pool_blocks: 1, context: Some(context), song_power: 1.0, song_whitening: None };
     arch.validate(24, 40).unwrap();
     let net = burn::module::Module::valid(&SoundNet::new(&arch, 3, &dev));
     assert_eq!(net.dense_inputs(), 6 * 3 * 2 + 8); // 6 channels x 3 bands x mean and spread, then the context

@@ -1,6 +1,6 @@
 //! Vector maths and search that know nothing of songs: dot products (AVX2 when the CPU has it), exact
 //! search, an HNSW index on flat arrays (hnsw_rs as an optional builder) with atomic save and load,
-//! spherical k-means with the choice of k, and a 2-D PCA.
+//! spherical k-means with the choice of k, a 2-D PCA, and whitening.
 //!
 //! ```
 //! use soundalike_vectors::{exact_search, kmeans, random_unit_vectors, KMeansOptions};
@@ -19,12 +19,14 @@ mod graph;
 mod kmeans;
 mod pca;
 mod search;
+mod whiten;
 
 pub use ann::{index_dir, AnnIndex, AnnParams, Builder, Precision, INDEX_FORMAT_VERSION};
 pub use error::{Result, VectorError};
 pub use kmeans::{choose_k, elbow, kmeans, nearest_centroid, silhouette, CurvePoint, KChoice, KMeansFit, KMeansOptions, SILHOUETTE_MARGIN};
 pub use pca::pca_2d;
 pub use search::{exact_rows, exact_search, Hit};
+pub use whiten::{Whitening, WHITEN_RIDGE};
 
 /// Rebuild a graph instead of updating it once this share of its slots are tombstones (see
 /// [`AnnIndex::remove`]).

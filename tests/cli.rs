@@ -4,6 +4,7 @@ mod util;
 
 use std::path::Path;
 
+use serde_json::json;
 use util::*;
 
 fn data(name: &str) -> String {
@@ -473,4 +474,78 @@ fn a_tagless_artist_album_library_gets_no_folder_genres_and_a_saved_index() {
         assert!(x["genre"].is_null() && x["from_path"].as_array().is_some_and(|a| a.len() == 3), "{x}");
     }
     assert_eq!(json(&run(&["embed", s(&lib), "--out", s(&store), "--json"]))["renamed"], 0);
+}
+
+/// Unit rows of a store's journal, by song id.
+fn store_vectors(store: &Path) -> std::collections::BTreeMap<String, Vec<f32>> {
+    std::fs::read_to_string(store.join("songs.jsonl"))
+        .unwrap()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| {
+            let song = v.get("song").unwrap_or(&v);
+            let id = song.get("id")?.as_str()?.to_string();
+            let vec: Vec<f32> = song.get("vector")?.as_array()?.iter().map(|x| x.as_f64().unwrap() as f32).collect();
+            Some((id, vec))
+        })
+        .collect()
+}
+
+#[test]
+fn whiten_copies_a_model_with_a_map_fitted_on_a_store_and_embeds_with_it() {
+    let d = tempfile::tempdir().unwrap();
+    let lib = d.path().join("lib");
+    let ids = library(&lib, 5);
+    let (store, out, store2) = (d.path().join("store"), d.path().join("white"), d.path().join("store2"));
+    assert!(run(&["embed", s(&lib), "--out", s(&store), "--index", "false"]).status.success());
+    // Fitted on the training songs of a split.json: three of the five.
+    let split = d.path().join("split.json");
+    let assignment: serde_json::Map<String, serde_json::Value> = ids.iter().enumerate().map(|(i, id)| (id.clone(), json!(if i < 3 { "train" } else { "test" }))).collect();
+    std::fs::write(&split, json!({ "assignment": assignment }).to_string()).unwrap();
+    let o = run(&["whiten", "--model", s(&model()), "--store", s(&store), "--out", s(&out), "--strength", "0.5", "--songs", s(&split)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("warning: whitening fitted on 3 songs for 128 dimensions"), "{}", stderr(&o));
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("whitening.json")).unwrap()).unwrap();
+    assert_eq!((report["fitted_on"].as_u64(), report["strength"].as_f64()), (Some(3), Some(0.5)));
+    let cfg: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("config.json")).unwrap()).unwrap();
+    let base: serde_json::Value = serde_json::from_slice(&std::fs::read(model().join("config.json")).unwrap()).unwrap();
+    assert_ne!(cfg["fingerprint"], base["fingerprint"]);
+    assert_eq!(report["fingerprint"], cfg["fingerprint"]);
+    // Embedding with the copy gives each song's plain vector, whitened by the saved map, unit length again.
+    let o = run(&["embed", s(&lib), "--model", s(&out), "--out", s(&store2), "--index", "false"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let w = &cfg["arch"]["song_whitening"];
+    let f = |k: &str| -> Vec<f32> { w[k].as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect() };
+    let (mean, matrix) = (f("mean"), f("matrix"));
+    let (plain, white) = (store_vectors(&store), store_vectors(&store2));
+    assert_eq!(white.len(), 5);
+    for (id, v) in &plain {
+        let c: Vec<f32> = v.iter().zip(&mean).map(|(x, m)| x - m).collect();
+        let mut want: Vec<f32> = matrix.chunks_exact(128).map(|row| row.iter().zip(&c).map(|(a, b)| a * b).sum()).collect();
+        let n = want.iter().map(|x| x * x).sum::<f32>().sqrt();
+        want.iter_mut().for_each(|x| *x /= n);
+        let diff = want.iter().zip(&white[id]).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+        assert!(diff < 1e-4, "{id}: differs by {diff}");
+        assert!(v.iter().zip(&white[id]).any(|(a, b)| (a - b).abs() > 1e-3), "{id}: whitening changed nothing");
+    }
+    // Refused, each before writing anything: an existing folder, a whitened model, a store of another
+    // model, a strength out of range, a song list that matches nothing.
+    let fresh = d.path().join("fresh");
+    for (args, why) in [
+        (vec!["--model", s(&model()), "--store", s(&store), "--out", s(&out)], "already exists and is not empty"),
+        (vec!["--model", s(&out), "--store", s(&store2), "--out", s(&fresh)], "whitened already"),
+        (vec!["--model", s(&model()), "--store", s(&store2), "--out", s(&fresh)], "embed the songs with the model you whiten"),
+        (vec!["--model", s(&model()), "--store", s(&store), "--out", s(&fresh), "--strength", "2"], "from 0 (only centred) to 1"),
+        (vec!["--model", s(&model()), "--store", s(&store), "--out", s(&fresh), "--songs", s(&lib.join("nothing.txt"))], "cannot read"),
+    ] {
+        let mut all = vec!["whiten"];
+        all.extend(args);
+        let o = run(&all);
+        assert!(!o.status.success() && stderr(&o).contains(why), "{why}: {}", stderr(&o));
+        assert!(!fresh.exists(), "{why}: wrote {}", fresh.display());
+    }
+    let none = d.path().join("none.txt");
+    std::fs::write(&none, "not/a-song.mp3\n").unwrap();
+    let o = run(&["whiten", "--model", s(&model()), "--store", s(&store), "--out", s(&fresh), "--songs", s(&none)]);
+    assert!(!o.status.success() && stderr(&o).contains("none of its 1 songs"), "{}", stderr(&o));
 }

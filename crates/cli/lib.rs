@@ -38,6 +38,8 @@ pub enum Command {
     Split(commands::split::SplitArgs),
     /// Train the CNN classifier on a labelled library and write a model folder.
     Train(Box<commands::train::TrainArgs>),
+    /// A copy of a model whose song vectors are whitened by a map fitted on a store embedded with it.
+    Whiten(commands::whiten::WhitenArgs),
     /// Evaluate a model on a labelled library's test split (and held-out groups).
     Evaluate(commands::evaluate::EvaluateArgs),
     /// Redraw a model's training.png and confusion.png from its metrics.json.
@@ -81,6 +83,7 @@ impl Command {
             Command::Cache(a) => cache::run(a),
             Command::Split(a) => split::run(a),
             Command::Train(a) => train::run(*a),
+            Command::Whiten(a) => whiten::run(a),
             Command::Evaluate(a) => evaluate::run(a),
             Command::Plot(a) => plot::run(a),
             Command::Embed(a) => embed::run(a),

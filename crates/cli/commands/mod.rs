@@ -19,3 +19,4 @@ pub mod store;
 pub mod tags;
 pub mod taste;
 pub mod train;
+pub mod whiten;

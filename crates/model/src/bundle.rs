@@ -107,15 +107,21 @@ pub fn save_model(dir: &Path, net: &SoundNet, config: &ModelConfig) -> Result<Mo
 /// ([`ArchConfig::song_whitening`]) and rewrites its `config.json` atomically with the fingerprint that
 /// goes with it. Returns the new config.
 pub fn set_song_whitening(dir: &Path, whitening: Option<soundalike_vectors::Whitening>) -> Result<ModelConfig> {
-    let mut cfg = load_config(dir)?;
-    cfg.arch.song_whitening = whitening;
     let config_path = dir.join("config.json");
-    cfg.arch.validate(cfg.frontend.n_mels, cfg.frontend.tile_frames).map_err(|e| ModelError::format(&config_path, e))?;
     let wp = dir.join("model.bpk");
     let bytes = std::fs::read(&wp).map_err(|e| ModelError::io(&wp, e))?;
-    cfg.fingerprint = fingerprint_bytes(&bytes, &cfg.arch);
+    let cfg = with_song_whitening(load_config(dir)?, &bytes, whitening).map_err(|e| ModelError::format(&config_path, e))?;
     write_atomic(&config_path, &serde_json::to_vec_pretty(&cfg).map_err(|e| ModelError::format(&config_path, e))?)?;
     Ok(cfg)
+}
+
+/// `config` with its song-vector whitening set to `whitening` (checked against its width) and the
+/// fingerprint that goes with `weights` (the bytes of its `model.bpk`) and that whitening.
+pub fn with_song_whitening(mut config: ModelConfig, weights: &[u8], whitening: Option<soundalike_vectors::Whitening>) -> Result<ModelConfig> {
+    config.arch.song_whitening = whitening;
+    config.arch.validate(config.frontend.n_mels, config.frontend.tile_frames)?;
+    config.fingerprint = fingerprint_bytes(weights, &config.arch);
+    Ok(config)
 }
 
 /// Reads `config.json` only (cheap: for checking stores against a model).

@@ -1,0 +1,108 @@
+//! `whiten`: a copy of a model whose song vectors are whitened by a map fitted on a store's vectors (what
+//! `train --whiten` does at the end of training, for a model that is already trained).
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use serde_json::json;
+use soundalike_dataset::write_atomic;
+use soundalike_recommend::Store;
+
+#[derive(Args, Debug)]
+pub struct WhitenArgs {
+    /// The model to start from (it is not changed).
+    #[arg(long)]
+    pub model: PathBuf,
+    /// A store embedded with that model: the map is fitted on its song vectors.
+    #[arg(long)]
+    pub store: PathBuf,
+    /// The new model folder (must not exist yet, or be empty).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Strength A: 1 gives every direction of the song vectors the same variance, 0.5 goes half way (on a
+    /// log scale), 0 only centres them.
+    #[arg(long, default_value_t = 1.0, value_name = "A")]
+    pub strength: f32,
+    /// Fit on these songs of the store only: a model's `split.json` (its training songs) or a text file of
+    /// song ids, one per line.
+    #[arg(long)]
+    pub songs: Option<PathBuf>,
+}
+
+/// The song ids of `path`: a model's split.json (its training songs) or one id per line.
+fn read_ids(path: &std::path::Path) -> Result<HashSet<String>> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    if path.extension().is_some_and(|e| e == "json") {
+        let v: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("{}: not JSON", path.display()))?;
+        let Some(assignment) = v.get("assignment").and_then(|a| a.as_object()) else {
+            bail!("{}: not a split.json (no \"assignment\" of song ids to parts)", path.display());
+        };
+        return Ok(assignment.iter().filter(|(_, part)| part.as_str() == Some("train")).map(|(id, _)| id.clone()).collect());
+    }
+    Ok(text.lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect())
+}
+
+pub fn run(a: WhitenArgs) -> Result<ExitCode> {
+    anyhow::ensure!((0.0..=1.0).contains(&a.strength), "--strength is how far the song vectors are whitened: give a number from 0 (only centred) to 1 (fully whitened), not {}", a.strength);
+    let cfg = soundalike_model::load_config(&a.model)?;
+    if cfg.arch.song_whitening.is_some() {
+        bail!("{}: this model's song vectors are whitened already; start from the model it was made from", a.model.display());
+    }
+    if a.out.exists() && std::fs::read_dir(&a.out).with_context(|| format!("cannot read {}", a.out.display()))?.next().is_some() {
+        bail!("{}: already exists and is not empty; give a new folder for the whitened model", a.out.display());
+    }
+    let store = Store::open(&a.store)?;
+    if store.header.model_fingerprint != cfg.fingerprint {
+        bail!(
+            "{}: embedded with model {} ({}), not with {} ({}); embed the songs with the model you whiten",
+            a.store.display(),
+            store.header.model_name,
+            store.header.model_fingerprint,
+            cfg.name,
+            cfg.fingerprint
+        );
+    }
+    let wanted = a.songs.as_deref().map(read_ids).transpose()?;
+    let mut rows = Vec::new();
+    let mut used = 0usize;
+    for s in store.songs().filter(|s| wanted.as_ref().is_none_or(|w| w.contains(&s.id))) {
+        if s.vector.iter().any(|&x| x != 0.0) {
+            rows.extend_from_slice(&s.vector);
+            used += 1;
+        }
+    }
+    if let (Some(w), Some(p)) = (&wanted, &a.songs) {
+        anyhow::ensure!(used > 0, "{}: none of its {} songs is in {}", p.display(), w.len(), a.store.display());
+        if used < w.len() {
+            eprintln!("{} of the {} songs of {} are not in the store (or have no vector): fitted on the other {used}", w.len() - used, w.len(), p.display());
+        }
+    }
+    let dim = cfg.arch.embedding_dim;
+    let fit = soundalike_model::Whitening::fit(&rows, dim, a.strength).with_context(|| format!("{}: fitting the whitening", a.store.display()))?;
+    if used <= dim {
+        eprintln!("warning: whitening fitted on {used} songs for {dim} dimensions: the directions beyond the first {} are guesses", used.saturating_sub(1));
+    }
+    let wp = a.model.join("model.bpk");
+    let weights = std::fs::read(&wp).with_context(|| format!("cannot read {}", wp.display()))?;
+    let new_cfg = soundalike_model::with_song_whitening(cfg.clone(), &weights, Some(fit))?;
+    std::fs::create_dir_all(&a.out).with_context(|| format!("cannot create {}", a.out.display()))?;
+    // Weights first, config last: the folder is a model once its config exists.
+    write_atomic(&a.out.join("model.bpk"), &weights)?;
+    let report = json!({
+        "from_model": a.model.display().to_string(),
+        "from_fingerprint": cfg.fingerprint,
+        "store": a.store.display().to_string(),
+        "songs": a.songs.as_ref().map(|p| p.display().to_string()),
+        "fitted_on": used,
+        "strength": a.strength,
+        "fingerprint": new_cfg.fingerprint,
+        "command": std::env::args().collect::<Vec<_>>().join(" "),
+    });
+    write_atomic(&a.out.join("whitening.json"), &serde_json::to_vec_pretty(&report)?)?;
+    write_atomic(&a.out.join("config.json"), &serde_json::to_vec_pretty(&new_cfg)?)?;
+    println!("whitened model written to {} (strength {}, fitted on {used} songs, fingerprint {})", a.out.display(), a.strength, new_cfg.fingerprint);
+    Ok(ExitCode::SUCCESS)
+}

@@ -237,7 +237,7 @@ pub fn run(a: TrainArgs) -> Result<ExitCode> {
     anyhow::ensure!(a.song_power > 0.0 && a.song_power <= 1.0, "--song-power is the power each value of a song vector is raised to: give a number above 0 and at most 1, not {}", a.song_power);
     arch.song_power = a.song_power;
     if let Some(w) = a.whiten {
-        anyhow::ensure!((0.0..=1.0).contains(&w), "--whiten is the strength of the song vectors' whitening: give a number from 0 (only centred) to 1 (fully whitened), not {w}");
+        super::whiten::check_strength("--whiten", w)?;
     }
     let tagger_vecs = match &a.context_musicnn {
         Some(p) => {
@@ -463,10 +463,7 @@ pub fn run(a: TrainArgs) -> Result<ExitCode> {
             let pb = bar(train_set.len() as u64, "whitening: embedding the training songs");
             let fit = model.fit_song_whitening(train_set.iter().map(|s| (&s.mel, s.tagger())), alpha, &device, &mut || pb.inc(1))?;
             pb.finish_and_clear();
-            let d = model.config.arch.embedding_dim;
-            if fit.fitted_on <= d {
-                eprintln!("warning: whitening fitted on {} songs for {d} dimensions: the directions beyond the first {} are guesses", fit.fitted_on, fit.fitted_on.saturating_sub(1));
-            }
+            super::whiten::warn_if_few(fit.fitted_on, model.config.arch.embedding_dim);
             let report = json!({ "alpha": fit.alpha, "fitted_on": fit.fitted_on });
             fingerprint = soundalike_model::set_song_whitening(&a.out, Some(fit))?.fingerprint;
             eprintln!("song vectors whitened (strength {alpha}), fitted on {} training songs", report["fitted_on"]);

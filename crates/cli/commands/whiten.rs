@@ -32,6 +32,19 @@ pub struct WhitenArgs {
     pub songs: Option<PathBuf>,
 }
 
+/// Refuses a whitening strength outside [0, 1] (`flag` names the option in the message).
+pub fn check_strength(flag: &str, a: f32) -> Result<()> {
+    anyhow::ensure!((0.0..=1.0).contains(&a), "{flag} is how far the song vectors are whitened: give a number from 0 (only centred) to 1 (fully whitened), not {a}");
+    Ok(())
+}
+
+/// Says so when a whitening of `dim` dimensions was fitted on too few songs to see them all.
+pub fn warn_if_few(fitted_on: usize, dim: usize) {
+    if fitted_on <= dim {
+        eprintln!("warning: whitening fitted on {fitted_on} songs for {dim} dimensions: the directions beyond the first {} are guesses", fitted_on.saturating_sub(1));
+    }
+}
+
 /// The song ids of `path`: a model's split.json (its training songs) or one id per line.
 fn read_ids(path: &std::path::Path) -> Result<HashSet<String>> {
     let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
@@ -46,7 +59,7 @@ fn read_ids(path: &std::path::Path) -> Result<HashSet<String>> {
 }
 
 pub fn run(a: WhitenArgs) -> Result<ExitCode> {
-    anyhow::ensure!((0.0..=1.0).contains(&a.strength), "--strength is how far the song vectors are whitened: give a number from 0 (only centred) to 1 (fully whitened), not {}", a.strength);
+    check_strength("--strength", a.strength)?;
     let cfg = soundalike_model::load_config(&a.model)?;
     if cfg.arch.song_whitening.is_some() {
         bail!("{}: this model's song vectors are whitened already; start from the model it was made from", a.model.display());
@@ -82,9 +95,7 @@ pub fn run(a: WhitenArgs) -> Result<ExitCode> {
     }
     let dim = cfg.arch.embedding_dim;
     let fit = soundalike_model::Whitening::fit(&rows, dim, a.strength).with_context(|| format!("{}: fitting the whitening", a.store.display()))?;
-    if used <= dim {
-        eprintln!("warning: whitening fitted on {used} songs for {dim} dimensions: the directions beyond the first {} are guesses", used.saturating_sub(1));
-    }
+    warn_if_few(used, dim);
     let wp = a.model.join("model.bpk");
     let weights = std::fs::read(&wp).with_context(|| format!("cannot read {}", wp.display()))?;
     let new_cfg = soundalike_model::with_song_whitening(cfg.clone(), &weights, Some(fit))?;

@@ -35,7 +35,7 @@ impl Whitening {
         if !(0.0..=1.0).contains(&alpha) {
             return Err(VectorError::Invalid(format!("whitening strength {alpha} outside [0, 1]")));
         }
-        if dim == 0 || rows.len() % dim != 0 {
+        if dim == 0 || !rows.len().is_multiple_of(dim) {
             return Err(VectorError::Invalid(format!("{} values are not rows of {dim}", rows.len())));
         }
         let n = rows.len() / dim;

@@ -80,22 +80,23 @@ pub fn run(a: WhitenArgs) -> Result<ExitCode> {
     }
     let wanted = a.songs.as_deref().map(read_ids).transpose()?;
     let mut rows = Vec::new();
-    let mut used = 0usize;
+    let mut found = 0usize;
     for s in store.songs().filter(|s| wanted.as_ref().is_none_or(|w| w.contains(&s.id))) {
-        if s.vector.iter().any(|&x| x != 0.0) {
-            rows.extend_from_slice(&s.vector);
-            used += 1;
-        }
+        rows.extend_from_slice(&s.vector);
+        found += 1;
     }
     if let (Some(w), Some(p)) = (&wanted, &a.songs) {
-        anyhow::ensure!(used > 0, "{}: none of its {} songs is in {}", p.display(), w.len(), a.store.display());
-        if used < w.len() {
-            eprintln!("{} of the {} songs of {} are not in the store (or have no vector): fitted on the other {used}", w.len() - used, w.len(), p.display());
-        }
+        anyhow::ensure!(found > 0, "{}: none of its {} songs is in {}", p.display(), w.len(), a.store.display());
     }
     let dim = cfg.arch.embedding_dim;
     let fit = soundalike_model::Whitening::fit(&rows, dim, a.strength).with_context(|| format!("{}: fitting the whitening", a.store.display()))?;
-    warn_if_few(used, dim);
+    if let (Some(w), Some(p)) = (&wanted, &a.songs) {
+        if fit.fitted_on < w.len() {
+            eprintln!("{} of the {} songs of {} are not in the store (or have no vector): fitted on the other {}", w.len() - fit.fitted_on, w.len(), p.display(), fit.fitted_on);
+        }
+    }
+    let fitted_on = fit.fitted_on;
+    warn_if_few(fitted_on, dim);
     let wp = a.model.join("model.bpk");
     let weights = std::fs::read(&wp).with_context(|| format!("cannot read {}", wp.display()))?;
     let new_cfg = soundalike_model::with_song_whitening(cfg.clone(), &weights, Some(fit))?;
@@ -107,13 +108,13 @@ pub fn run(a: WhitenArgs) -> Result<ExitCode> {
         "from_fingerprint": cfg.fingerprint,
         "store": a.store.display().to_string(),
         "songs": a.songs.as_ref().map(|p| p.display().to_string()),
-        "fitted_on": used,
+        "fitted_on": fitted_on,
         "strength": a.strength,
         "fingerprint": new_cfg.fingerprint,
         "command": std::env::args().collect::<Vec<_>>().join(" "),
     });
     write_atomic(&a.out.join("whitening.json"), &serde_json::to_vec_pretty(&report)?)?;
     write_atomic(&a.out.join("config.json"), &serde_json::to_vec_pretty(&new_cfg)?)?;
-    println!("whitened model written to {} (strength {}, fitted on {used} songs, fingerprint {})", a.out.display(), a.strength, new_cfg.fingerprint);
+    println!("whitened model written to {} (strength {}, fitted on {} songs, fingerprint {})", a.out.display(), a.strength, fitted_on, new_cfg.fingerprint);
     Ok(ExitCode::SUCCESS)
 }

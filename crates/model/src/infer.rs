@@ -127,11 +127,8 @@ impl LoadedModel {
     /// training songs' mean.
     pub fn embed_mel_with(&self, mel: &LogMel, tagger: Option<&[f32]>, device: &Device) -> SongEmbedding {
         let mut e = self.embed_unwhitened(mel, tagger, device);
-        // A zero vector (every tile embedding zero) says nothing: it stays zero rather than becoming the
-        // whitened mean's opposite.
-        if let Some(w) = self.config.arch.song_whitening.as_ref().filter(|_| e.vector.iter().any(|&x| x != 0.0)) {
-            e.vector = w.apply(&e.vector);
-            l2_normalise(&mut e.vector);
+        if let Some(w) = &self.config.arch.song_whitening {
+            w.apply_unit(&mut e.vector);
         }
         e
     }
@@ -141,15 +138,11 @@ impl LoadedModel {
     /// penultimate, the song's), as this model makes them before any whitening of its own. `done` is
     /// called after each song. Songs whose vector is zero are left out of the fit.
     pub fn fit_song_whitening<'a>(&self, songs: impl IntoIterator<Item = (&'a LogMel, Option<&'a [f32]>)>, alpha: f32, device: &Device, done: &mut dyn FnMut()) -> crate::Result<soundalike_vectors::Whitening> {
-        if !(0.0..=1.0).contains(&alpha) {
-            return Err(crate::ModelError::Invalid(format!("whitening strength {alpha} outside [0, 1]")));
-        }
+        // Refused before the songs are embedded, not after.
+        soundalike_vectors::Whitening::check_strength(alpha).map_err(crate::ModelError::Invalid)?;
         let mut rows = Vec::new();
         for (mel, tagger) in songs {
-            let v = self.embed_unwhitened(mel, tagger, device).vector;
-            if v.iter().any(|&x| x != 0.0) {
-                rows.extend(v);
-            }
+            rows.extend(self.embed_unwhitened(mel, tagger, device).vector);
             done();
         }
         soundalike_vectors::Whitening::fit(&rows, self.config.arch.embedding_dim, alpha).map_err(|e| crate::ModelError::Invalid(e.to_string()))

@@ -1,34 +1,21 @@
 //! A 2-D map of the library: the first two principal components of the song vectors.
 
 /// Projects the rows of `m` (row-major, `dim` wide) onto their first two principal components (power
-/// iteration with deflation on the covariance matrix), scaled into [-1, 1]. Deterministic.
+/// iteration with deflation on the covariance matrix of [`crate::whiten`]), scaled into [-1, 1]. Deterministic.
 pub fn pca_2d(m: &[f32], dim: usize) -> Vec<[f32; 2]> {
     let n = m.len().checked_div(dim).unwrap_or(0);
     if n == 0 {
         return vec![];
     }
-    let mut mean = vec![0f64; dim];
-    for r in m.chunks_exact(dim) {
-        mean.iter_mut().zip(r).for_each(|(a, &b)| *a += b as f64);
-    }
-    mean.iter_mut().for_each(|x| *x /= n as f64);
-    let mut cov = vec![0f64; dim * dim];
-    let mut c = vec![0f64; dim];
-    for r in m.chunks_exact(dim) {
-        c.iter_mut().zip(r.iter().zip(&mean)).for_each(|(c, (&x, mu))| *c = x as f64 - mu);
-        for i in 0..dim {
-            let ci = c[i];
-            if ci != 0.0 {
-                cov[i * dim..(i + 1) * dim].iter_mut().zip(&c).for_each(|(a, &b)| *a += ci * b);
-            }
-        }
-    }
+    let rows: Vec<&[f32]> = m.chunks_exact(dim).collect();
+    let (mean, cov) = crate::whiten::mean_and_covariance(&rows, dim);
     let mut comps: Vec<Vec<f64>> = Vec::new();
     for k in 0..2 {
         // A fixed, non-degenerate start vector.
         let mut v: Vec<f64> = (0..dim).map(|i| 1.0 + ((i * 7 + k * 13) % 11) as f64 / 11.0).collect();
         for _ in 0..200 {
-            let mut w: Vec<f64> = (0..dim).map(|i| cov[i * dim..(i + 1) * dim].iter().zip(&v).map(|(a, b)| a * b).sum()).collect();
+            // The covariance is symmetric: column i is row i.
+            let mut w: Vec<f64> = (0..dim).map(|i| cov.column(i).iter().zip(&v).map(|(a, b)| a * b).sum()).collect();
             for p in &comps {
                 let d: f64 = w.iter().zip(p).map(|(a, b)| a * b).sum();
                 w.iter_mut().zip(p).for_each(|(a, b)| *a -= d * b);

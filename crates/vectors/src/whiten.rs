@@ -20,7 +20,7 @@ pub const WHITEN_RIDGE: f64 = 1e-6;
 pub struct Whitening {
     /// 1 whitens fully (every direction the same variance), 0 only centres; between, part of the way.
     pub alpha: f32,
-    /// How many vectors it was fitted on.
+    /// How many vectors it was fitted on (zero vectors left out).
     pub fitted_on: usize,
     /// The fitted vectors' mean (`dim` values).
     pub mean: Vec<f32>,
@@ -29,30 +29,31 @@ pub struct Whitening {
 }
 
 impl Whitening {
-    /// Fits the map on the rows of `rows` (row-major, `dim` wide). Needs at least two rows, finite values
-    /// and `alpha` in [0, 1].
-    pub fn fit(rows: &[f32], dim: usize, alpha: f32) -> Result<Whitening> {
-        if !(0.0..=1.0).contains(&alpha) {
-            return Err(VectorError::Invalid(format!("whitening strength {alpha} outside [0, 1]")));
+    /// Refuses a strength outside [0, 1].
+    pub fn check_strength(alpha: f32) -> std::result::Result<(), String> {
+        if (0.0..=1.0).contains(&alpha) {
+            Ok(())
+        } else {
+            Err(format!("whitening strength {alpha} outside [0, 1]"))
         }
+    }
+
+    /// Fits the map on the rows of `rows` (row-major, `dim` wide). A row of zeros (a song with nothing to
+    /// say) is left out. Needs at least two other rows, finite values and `alpha` in [0, 1].
+    pub fn fit(rows: &[f32], dim: usize, alpha: f32) -> Result<Whitening> {
+        Self::check_strength(alpha).map_err(VectorError::Invalid)?;
         if dim == 0 || !rows.len().is_multiple_of(dim) {
             return Err(VectorError::Invalid(format!("{} values are not rows of {dim}", rows.len())));
-        }
-        let n = rows.len() / dim;
-        if n < 2 {
-            return Err(VectorError::Invalid(format!("whitening needs at least 2 vectors to fit on, got {n}")));
         }
         if rows.iter().any(|x| !x.is_finite()) {
             return Err(VectorError::Invalid("whitening: a vector to fit on has a value that is not a finite number".into()));
         }
-        let mut mean = vec![0f64; dim];
-        for r in rows.chunks_exact(dim) {
-            mean.iter_mut().zip(r).for_each(|(m, &x)| *m += x as f64);
+        let kept: Vec<&[f32]> = rows.chunks_exact(dim).filter(|r| r.iter().any(|&x| x != 0.0)).collect();
+        let n = kept.len();
+        if n < 2 {
+            return Err(VectorError::Invalid(format!("whitening needs at least 2 vectors that are not zero to fit on, got {n}")));
         }
-        mean.iter_mut().for_each(|m| *m /= n as f64);
-        let centred = DMatrix::from_fn(n, dim, |i, j| rows[i * dim + j] as f64 - mean[j]);
-        // Sample covariance (n - 1), as numpy's `cov`.
-        let cov = centred.transpose() * &centred / (n - 1) as f64;
+        let (mean, cov) = mean_and_covariance(&kept, dim);
         let eig = SymmetricEigen::new(cov);
         let top = eig.eigenvalues.iter().copied().fold(0f64, f64::max);
         let scale = eig.eigenvalues.map(|l| {
@@ -81,12 +82,19 @@ impl Whitening {
         self.matrix.chunks_exact(d).map(|row| row.iter().zip(&c).map(|(a, b)| a * b).sum()).collect()
     }
 
+    /// Whitens a song vector in place and makes it unit length. A zero vector says nothing and stays zero,
+    /// rather than becoming the whitened mean's opposite (the rule [`Self::fit`] follows too).
+    pub fn apply_unit(&self, v: &mut Vec<f32>) {
+        if v.iter().any(|&x| x != 0.0) {
+            *v = self.apply(v);
+            soundalike_core::normalise(v);
+        }
+    }
+
     /// Checks that it maps `dim`-wide vectors: `alpha` in [0, 1], a mean of `dim` and a `dim x dim` matrix,
     /// all finite.
     pub fn validate(&self, dim: usize) -> std::result::Result<(), String> {
-        if !(0.0..=1.0).contains(&self.alpha) {
-            return Err(format!("whitening strength {} outside [0, 1]", self.alpha));
-        }
+        Self::check_strength(self.alpha)?;
         if self.mean.len() != dim || self.matrix.len() != dim * dim {
             return Err(format!("whitening of {} values with a matrix of {} for vectors of {dim} (needs {dim} and {})", self.mean.len(), self.matrix.len(), dim * dim));
         }
@@ -95,6 +103,30 @@ impl Whitening {
         }
         Ok(())
     }
+}
+
+/// The mean of `rows` (each `dim` wide, at least two) and their sample covariance (divided by n - 1, as
+/// numpy's `cov`). Shared with [`crate::pca_2d`].
+pub(crate) fn mean_and_covariance(rows: &[&[f32]], dim: usize) -> (Vec<f64>, DMatrix<f64>) {
+    let n = rows.len();
+    let mut mean = vec![0f64; dim];
+    for &r in rows {
+        mean.iter_mut().zip(r).for_each(|(m, &x)| *m += x as f64);
+    }
+    mean.iter_mut().for_each(|m| *m /= n as f64);
+    // Row by row, so memory stays dim x dim however many rows (a library's map can have 100,000).
+    let mut cov = DMatrix::<f64>::zeros(dim, dim);
+    let mut c = vec![0f64; dim];
+    for &r in rows {
+        c.iter_mut().zip(r.iter().zip(&mean)).for_each(|(c, (&x, mu))| *c = x as f64 - mu);
+        for (j, &cj) in c.iter().enumerate() {
+            if cj != 0.0 {
+                cov.column_mut(j).iter_mut().zip(&c).for_each(|(a, &ci)| *a += ci * cj);
+            }
+        }
+    }
+    cov /= (n.max(2) - 1) as f64;
+    (mean, cov)
 }
 
 #[cfg(test)]
@@ -171,6 +203,18 @@ mod tests {
         assert!(Whitening::fit(&x, 3, 1.5).unwrap_err().to_string().contains("outside [0, 1]"));
         assert!(Whitening::fit(&[1.0, f32::NAN, 0.0, 1.0], 2, 1.0).unwrap_err().to_string().contains("finite"));
         assert!(Whitening::fit(&x, 4, 1.0).is_err());
+        // Zero rows are left out of the fit and counted out of `fitted_on`; with them gone too few are left.
+        let with_zeros: Vec<f32> = x.iter().copied().chain([0.0; 6]).collect();
+        let wz = Whitening::fit(&with_zeros, 3, 1.0).unwrap();
+        assert_eq!((wz.fitted_on, &wz.mean, &wz.matrix), (2, &w.mean, &w.matrix));
+        assert!(Whitening::fit(&[0.0, 0.0, 3.0, 4.0], 2, 1.0).unwrap_err().to_string().contains("not zero"));
+        // A zero vector stays zero; any other comes out unit length.
+        let mut z = vec![0.0; 3];
+        w.apply_unit(&mut z);
+        assert_eq!(z, vec![0.0; 3]);
+        let mut v = vec![1.0, 0.0, 5.0];
+        w.apply_unit(&mut v);
+        assert!((v.iter().map(|x| x * x).sum::<f32>() - 1.0).abs() < 1e-5, "{v:?}");
         assert!(w.validate(3).is_ok());
         assert!(w.validate(4).unwrap_err().contains("vectors of 4"));
         let mut bad = w.clone();

@@ -84,9 +84,10 @@ impl Whitening {
 
     /// Whitens a song vector in place and makes it unit length. A zero vector says nothing and stays zero,
     /// rather than becoming the whitened mean's opposite (the rule [`Self::fit`] follows too).
-    pub fn apply_unit(&self, v: &mut Vec<f32>) {
+    pub fn apply_unit(&self, v: &mut [f32]) {
         if v.iter().any(|&x| x != 0.0) {
-            *v = self.apply(v);
+            let w = self.apply(v);
+            v.copy_from_slice(&w);
             soundalike_core::normalise(v);
         }
     }

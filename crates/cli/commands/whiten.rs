@@ -80,13 +80,11 @@ pub fn run(a: WhitenArgs) -> Result<ExitCode> {
     }
     let wanted = a.songs.as_deref().map(read_ids).transpose()?;
     let mut rows = Vec::new();
-    let mut found = 0usize;
     for s in store.songs().filter(|s| wanted.as_ref().is_none_or(|w| w.contains(&s.id))) {
         rows.extend_from_slice(&s.vector);
-        found += 1;
     }
     if let (Some(w), Some(p)) = (&wanted, &a.songs) {
-        anyhow::ensure!(found > 0, "{}: none of its {} songs is in {}", p.display(), w.len(), a.store.display());
+        anyhow::ensure!(!rows.is_empty(), "{}: none of its {} songs is in {}", p.display(), w.len(), a.store.display());
     }
     let dim = cfg.arch.embedding_dim;
     let fit = soundalike_model::Whitening::fit(&rows, dim, a.strength).with_context(|| format!("{}: fitting the whitening", a.store.display()))?;

@@ -106,8 +106,8 @@ impl Whitening {
     }
 }
 
-/// The mean of `rows` (each `dim` wide, at least two) and their sample covariance (divided by n - 1, as
-/// numpy's `cov`). Shared with [`crate::pca_2d`].
+/// The mean of `rows` (each `dim` wide, at least one) and their sample covariance (divided by n - 1, as
+/// numpy's `cov`; by 1 for a single row). Shared with [`crate::pca_2d`].
 pub(crate) fn mean_and_covariance(rows: &[&[f32]], dim: usize) -> (Vec<f64>, DMatrix<f64>) {
     let n = rows.len();
     let mut mean = vec![0f64; dim];

@@ -491,25 +491,27 @@ fn store_vectors(store: &Path) -> std::collections::BTreeMap<String, Vec<f32>> {
         .collect()
 }
 
-/// `models/default`'s weights with no song whitening, as a model folder under `dir`.
-fn plain_copy_of_default(dir: &Path) -> std::path::PathBuf {
-    let base = dir.join("plain-default");
-    std::fs::create_dir_all(&base).unwrap();
-    let weights = std::fs::read(model().join("model.bpk")).unwrap();
-    let cfg = soundalike_model::with_song_whitening(soundalike_model::load_config(&model()).unwrap(), &weights, None).unwrap();
-    std::fs::write(base.join("model.bpk"), &weights).unwrap();
-    std::fs::write(base.join("config.json"), serde_json::to_vec_pretty(&cfg).unwrap()).unwrap();
-    base
-}
-
 #[test]
 fn whiten_copies_a_model_with_a_map_fitted_on_a_store_and_embeds_with_it() {
     let d = tempfile::tempdir().unwrap();
     let lib = d.path().join("lib");
     let ids = library(&lib, 5);
     let (store, out, store2) = (d.path().join("store"), d.path().join("white"), d.path().join("store2"));
-    // The shipped model is whitened itself: start from its weights without the map.
-    let base = plain_copy_of_default(d.path());
+    // The shipped model is whitened itself: start from its weights without the map (`whiten --remove`),
+    // which is the model it was made from: the same weights, no map, the fingerprint of weights alone.
+    let base = d.path().join("plain-default");
+    let o = run(&["whiten", "--model", s(&model()), "--remove", "--out", s(&base)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(std::fs::read(base.join("model.bpk")).unwrap(), std::fs::read(model().join("model.bpk")).unwrap());
+    let plain_cfg = soundalike_model::load_config(&base).unwrap();
+    let default_cfg = soundalike_model::load_config(&model()).unwrap();
+    assert!(default_cfg.arch.song_whitening.is_some() && plain_cfg.arch.song_whitening.is_none());
+    let weights = std::fs::read(model().join("model.bpk")).unwrap();
+    let want = soundalike_model::with_song_whitening(default_cfg.clone(), &weights, None).unwrap();
+    assert_eq!(plain_cfg.fingerprint, want.fingerprint);
+    assert_ne!(plain_cfg.fingerprint, default_cfg.fingerprint);
+    let removed: serde_json::Value = serde_json::from_slice(&std::fs::read(base.join("whitening.json")).unwrap()).unwrap();
+    assert_eq!((removed["removed"].as_bool(), removed["from_fingerprint"].as_str()), (Some(true), Some(default_cfg.fingerprint.as_str())));
     assert!(run(&["embed", s(&lib), "--model", s(&base), "--out", s(&store), "--index", "false"]).status.success());
     // Fitted on the training songs of a split.json: three of the five.
     let split = d.path().join("split.json");
@@ -541,12 +543,17 @@ fn whiten_copies_a_model_with_a_map_fitted_on_a_store_and_embeds_with_it() {
         assert!(diff < 1e-4, "{id}: differs by {diff}");
         assert!(v.iter().zip(&white[id]).any(|(a, b)| (a - b).abs() > 1e-3), "{id}: whitening changed nothing");
     }
-    // Refused, each before writing anything: an existing folder, a whitened model, a store of another
-    // model, a strength out of range, a song list that matches nothing.
+    // Refused, each before writing anything: an existing folder, a whitened model, removing a map that is
+    // not there (or with a store), fitting with no store, a store of another model, a strength out of
+    // range, a song list that matches nothing.
     let fresh = d.path().join("fresh");
     for (args, why) in [
         (vec!["--model", s(&base), "--store", s(&store), "--out", s(&out)], "already exists and is not empty"),
         (vec!["--model", s(&out), "--store", s(&store2), "--out", s(&fresh)], "whitened already"),
+        (vec!["--model", s(&base), "--remove", "--out", s(&fresh)], "no map to remove"),
+        (vec!["--model", s(&out), "--remove", "--store", s(&store2), "--out", s(&fresh)], "cannot be used with"),
+        (vec!["--model", s(&out), "--remove", "--out", s(&base)], "already exists and is not empty"),
+        (vec!["--model", s(&base), "--out", s(&fresh)], "--store"),
         (vec!["--model", s(&base), "--store", s(&store2), "--out", s(&fresh)], "embed the songs with the model you whiten"),
         (vec!["--model", s(&base), "--store", s(&store), "--out", s(&fresh), "--strength", "2"], "from 0 (only centred) to 1"),
         (vec!["--model", s(&base), "--store", s(&store), "--out", s(&fresh), "--songs", s(&lib.join("nothing.txt"))], "cannot read"),

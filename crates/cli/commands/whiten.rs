@@ -1,5 +1,6 @@
 //! `whiten`: a copy of a model whose song vectors are whitened by a map fitted on a store's vectors (what
-//! `train --whiten` does at the end of training, for a model that is already trained).
+//! `train --whiten` does at the end of training, for a model that is already trained), or, with `--remove`,
+//! a copy of a whitened model without its map (the model to embed a library with before refitting one).
 
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -17,8 +18,8 @@ pub struct WhitenArgs {
     #[arg(long)]
     pub model: PathBuf,
     /// A store embedded with that model: the map is fitted on its song vectors.
-    #[arg(long)]
-    pub store: PathBuf,
+    #[arg(long, required_unless_present = "remove")]
+    pub store: Option<PathBuf>,
     /// The new model folder (must not exist yet, or be empty).
     #[arg(long)]
     pub out: PathBuf,
@@ -30,6 +31,10 @@ pub struct WhitenArgs {
     /// song ids, one per line.
     #[arg(long)]
     pub songs: Option<PathBuf>,
+    /// Write a copy of a whitened model without its map instead (same weights, plain song vectors, the
+    /// fingerprint of the model it was made from): embed your library with it, then fit a map of your own.
+    #[arg(long, conflicts_with_all = ["store", "songs", "strength"])]
+    pub remove: bool,
 }
 
 /// Refuses a whitening strength outside [0, 1] (`flag` names the option in the message).
@@ -58,20 +63,54 @@ fn read_ids(path: &std::path::Path) -> Result<HashSet<String>> {
     Ok(text.lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect())
 }
 
+/// Writes the weights, the report (`whitening.json`) and the config into `out`: weights first, config last,
+/// since the folder is a model once its config exists.
+fn write_copy(out: &std::path::Path, weights: &[u8], report: &serde_json::Value, config: &soundalike_model::ModelConfig) -> Result<()> {
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    write_atomic(&out.join("model.bpk"), weights)?;
+    write_atomic(&out.join("whitening.json"), &serde_json::to_vec_pretty(report)?)?;
+    write_atomic(&out.join("config.json"), &serde_json::to_vec_pretty(config)?)?;
+    Ok(())
+}
+
 pub fn run(a: WhitenArgs) -> Result<ExitCode> {
     check_strength("--strength", a.strength)?;
     let cfg = soundalike_model::load_config(&a.model)?;
-    if cfg.arch.song_whitening.is_some() {
-        bail!("{}: this model's song vectors are whitened already; start from the model it was made from", a.model.display());
-    }
     if a.out.exists() && std::fs::read_dir(&a.out).with_context(|| format!("cannot read {}", a.out.display()))?.next().is_some() {
-        bail!("{}: already exists and is not empty; give a new folder for the whitened model", a.out.display());
+        bail!("{}: already exists and is not empty; give a new folder for the {} model", a.out.display(), if a.remove { "unwhitened" } else { "whitened" });
     }
-    let store = Store::open(&a.store)?;
+    let wp = a.model.join("model.bpk");
+    let command = std::env::args().collect::<Vec<_>>().join(" ");
+    if a.remove {
+        if cfg.arch.song_whitening.is_none() {
+            bail!("{}: this model's song vectors are not whitened; there is no map to remove", a.model.display());
+        }
+        let weights = std::fs::read(&wp).with_context(|| format!("cannot read {}", wp.display()))?;
+        let new_cfg = soundalike_model::with_song_whitening(cfg.clone(), &weights, None)?;
+        let report = json!({
+            "from_model": a.model.display().to_string(),
+            "from_fingerprint": cfg.fingerprint,
+            "removed": true,
+            "fingerprint": new_cfg.fingerprint,
+            "command": command,
+        });
+        write_copy(&a.out, &weights, &report, &new_cfg)?;
+        println!("model without song whitening written to {} (fingerprint {}); embed a library with it, then `soundalike whiten --model {} --store STORE --out NEW` fits a map on it", a.out.display(), new_cfg.fingerprint, a.out.display());
+        return Ok(ExitCode::SUCCESS);
+    }
+    if cfg.arch.song_whitening.is_some() {
+        bail!(
+            "{}: this model's song vectors are whitened already; start from the model it was made from, or from a copy without the map (`soundalike whiten --model {} --remove --out PLAIN`), embedded anew",
+            a.model.display(),
+            a.model.display()
+        );
+    }
+    let store_path = a.store.as_deref().context("--store is needed to fit a whitening")?;
+    let store = Store::open(store_path)?;
     if store.header.model_fingerprint != cfg.fingerprint {
         bail!(
             "{}: embedded with model {} ({}), not with {} ({}); embed the songs with the model you whiten",
-            a.store.display(),
+            store_path.display(),
             store.header.model_name,
             store.header.model_fingerprint,
             cfg.name,
@@ -84,10 +123,10 @@ pub fn run(a: WhitenArgs) -> Result<ExitCode> {
         rows.extend_from_slice(&s.vector);
     }
     if let (Some(w), Some(p)) = (&wanted, &a.songs) {
-        anyhow::ensure!(!rows.is_empty(), "{}: none of its {} songs is in {}", p.display(), w.len(), a.store.display());
+        anyhow::ensure!(!rows.is_empty(), "{}: none of its {} songs is in {}", p.display(), w.len(), store_path.display());
     }
     let dim = cfg.arch.embedding_dim;
-    let fit = soundalike_model::Whitening::fit(&rows, dim, a.strength).with_context(|| format!("{}: fitting the whitening", a.store.display()))?;
+    let fit = soundalike_model::Whitening::fit(&rows, dim, a.strength).with_context(|| format!("{}: fitting the whitening", store_path.display()))?;
     if let (Some(w), Some(p)) = (&wanted, &a.songs) {
         if fit.fitted_on < w.len() {
             eprintln!("{} of the {} songs of {} are not in the store (or have no vector): fitted on the other {}", w.len() - fit.fitted_on, w.len(), p.display(), fit.fitted_on);
@@ -95,24 +134,19 @@ pub fn run(a: WhitenArgs) -> Result<ExitCode> {
     }
     let fitted_on = fit.fitted_on;
     warn_if_few(fitted_on, dim);
-    let wp = a.model.join("model.bpk");
     let weights = std::fs::read(&wp).with_context(|| format!("cannot read {}", wp.display()))?;
     let new_cfg = soundalike_model::with_song_whitening(cfg.clone(), &weights, Some(fit))?;
-    std::fs::create_dir_all(&a.out).with_context(|| format!("cannot create {}", a.out.display()))?;
-    // Weights first, config last: the folder is a model once its config exists.
-    write_atomic(&a.out.join("model.bpk"), &weights)?;
     let report = json!({
         "from_model": a.model.display().to_string(),
         "from_fingerprint": cfg.fingerprint,
-        "store": a.store.display().to_string(),
+        "store": store_path.display().to_string(),
         "songs": a.songs.as_ref().map(|p| p.display().to_string()),
         "fitted_on": fitted_on,
         "strength": a.strength,
         "fingerprint": new_cfg.fingerprint,
-        "command": std::env::args().collect::<Vec<_>>().join(" "),
+        "command": command,
     });
-    write_atomic(&a.out.join("whitening.json"), &serde_json::to_vec_pretty(&report)?)?;
-    write_atomic(&a.out.join("config.json"), &serde_json::to_vec_pretty(&new_cfg)?)?;
+    write_copy(&a.out, &weights, &report, &new_cfg)?;
     println!("whitened model written to {} (strength {}, fitted on {} songs, fingerprint {})", a.out.display(), a.strength, fitted_on, new_cfg.fingerprint);
     Ok(ExitCode::SUCCESS)
 }

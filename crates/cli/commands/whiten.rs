@@ -69,7 +69,7 @@ fn write_copy(out: &std::path::Path, weights: &[u8], report: &serde_json::Value,
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
     write_atomic(&out.join("model.bpk"), weights)?;
     write_atomic(&out.join("whitening.json"), &serde_json::to_vec_pretty(report)?)?;
-    write_atomic(&out.join("config.json"), &serde_json::to_vec_pretty(config)?)?;
+    write_atomic(&out.join("config.json"), &soundalike_model::config_json(config)?)?;
     Ok(())
 }
 

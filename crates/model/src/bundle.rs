@@ -81,6 +81,80 @@ fn fingerprint_bytes(b: &[u8], arch: &ArchConfig) -> String {
     h.finalize().to_hex()[..16].to_string()
 }
 
+/// The widest line [`config_json`] fills an array of numbers to.
+const CONFIG_WIDTH: usize = 120;
+
+/// `config` as `config.json` holds it: pretty-printed, but with every array of plain numbers (the labels'
+/// weights, the whitening map's mean and 128 x 128 matrix) filled onto lines of at most 120 columns rather
+/// than one number per line, so the settings stay readable above the numbers. The values are exactly
+/// those of `serde_json::to_vec_pretty`: reading either gives the same config.
+pub fn config_json(config: &ModelConfig) -> serde_json::Result<Vec<u8>> {
+    Ok(fill_number_arrays(&serde_json::to_vec_pretty(config)?, CONFIG_WIDTH))
+}
+
+/// Pretty-printed JSON with each array that holds only scalars (no string, array or object) filled onto
+/// lines of at most `width` columns (one line when it fits; a longer one starts on the next line, indented
+/// two more, and its `]` gets a line of its own). Strings are copied as they are, brackets in them included.
+fn fill_number_arrays(json: &[u8], width: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(json.len());
+    let (mut i, mut in_string) = (0, false);
+    while i < json.len() {
+        let c = json[i];
+        i += 1;
+        if in_string {
+            out.push(c);
+            match c {
+                b'\\' => {
+                    out.extend(json.get(i));
+                    i += 1;
+                }
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        in_string = c == b'"';
+        let flat_end = (c == b'[').then(|| json[i..].iter().position(|b| matches!(b, b']' | b'[' | b'{' | b'"'))).flatten().filter(|&n| json[i + n] == b']');
+        let Some(n) = flat_end else {
+            out.push(c);
+            continue;
+        };
+        let items: Vec<&[u8]> = json[i..i + n].split(|&b| b == b',').map(|t| t.trim_ascii()).filter(|t| !t.is_empty()).collect();
+        i += n + 1;
+        let line_start = out.iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1);
+        let indent = out[line_start..].iter().take_while(|&&b| b == b' ').count();
+        let one_line = items.iter().map(|t| t.len() + 2).sum::<usize>() + 1;
+        if out.len() - line_start + one_line <= width {
+            out.push(b'[');
+            out.extend(items.join(&b", "[..]));
+            out.push(b']');
+            continue;
+        }
+        out.push(b'[');
+        let mut col = width;
+        for (k, t) in items.iter().enumerate() {
+            if col + t.len() + 2 > width {
+                out.push(b'\n');
+                out.extend(std::iter::repeat_n(b' ', indent + 2));
+                col = indent + 2;
+            } else {
+                out.push(b' ');
+                col += 1;
+            }
+            out.extend_from_slice(t);
+            col += t.len();
+            if k + 1 < items.len() {
+                out.push(b',');
+                col += 1;
+            }
+        }
+        out.push(b'\n');
+        out.extend(std::iter::repeat_n(b' ', indent));
+        out.push(b']');
+    }
+    out
+}
+
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     soundalike_core::write_atomic(path, bytes).map_err(|e| ModelError::io(path, e))
 }
@@ -99,7 +173,7 @@ pub fn save_model(dir: &Path, net: &SoundNet, config: &ModelConfig) -> Result<Mo
     let mut cfg = config.clone();
     cfg.fingerprint = fingerprint_bytes(&bytes, &cfg.arch);
     let config_path = dir.join("config.json");
-    write_atomic(&config_path, &serde_json::to_vec_pretty(&cfg).map_err(|e| ModelError::format(&config_path, e))?)?;
+    write_atomic(&config_path, &config_json(&cfg).map_err(|e| ModelError::format(&config_path, e))?)?;
     Ok(cfg)
 }
 
@@ -111,7 +185,7 @@ pub fn set_song_whitening(dir: &Path, whitening: Option<soundalike_vectors::Whit
     let wp = dir.join("model.bpk");
     let bytes = std::fs::read(&wp).map_err(|e| ModelError::io(&wp, e))?;
     let cfg = with_song_whitening(load_config(dir)?, &bytes, whitening).map_err(|e| ModelError::format(&config_path, e))?;
-    write_atomic(&config_path, &serde_json::to_vec_pretty(&cfg).map_err(|e| ModelError::format(&config_path, e))?)?;
+    write_atomic(&config_path, &config_json(&cfg).map_err(|e| ModelError::format(&config_path, e))?)?;
     Ok(cfg)
 }
 
@@ -176,4 +250,50 @@ fn load_parts(config: ModelConfig, bytes: Vec<u8>, dir: &Path, device: &Device) 
     let folded = net.fold_batch_norm();
     let engine = crate::fast::cpu_infer::CpuNet::from_folded(&folded);
     Ok(LoadedModel { config, net, folded, engine, dir: dir.to_path_buf() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fill_number_arrays;
+
+    #[test]
+    fn number_arrays_are_filled_and_nothing_else_changes() {
+        let long: Vec<f64> = (0..300).map(|i| f64::from(i) * -0.25).collect();
+        let doc = serde_json::json!({
+            "empty": [],
+            "long": long,
+            "name": "a \"[1, 2]\" in a string, and \\ too",
+            "nested": [[1, 2], [3, 4]],
+            "objects": [{"a": [true, null]}],
+            "short": [1, 2.5, -3e-7],
+            "words": ["x", "y"],
+        });
+        let pretty = serde_json::to_vec_pretty(&doc).unwrap();
+        let filled = fill_number_arrays(&pretty, 80);
+        let text = String::from_utf8(filled.clone()).unwrap();
+        // The same document, in far fewer lines, none wider than asked.
+        assert_eq!(serde_json::from_slice::<serde_json::Value>(&filled).unwrap(), doc);
+        assert!(text.lines().count() * 4 < String::from_utf8(pretty).unwrap().lines().count(), "{text}");
+        assert!(text.lines().all(|l| l.len() <= 80), "{text}");
+        // Short arrays of scalars on one line; arrays of arrays, objects or strings as serde_json wrote them.
+        assert!(text.contains("\"short\": [1, 2.5, -3e-7],"), "{text}");
+        assert!(text.contains("\"nested\": [\n    [1, 2],\n    [3, 4]\n  ],"), "{text}");
+        assert!(text.contains("\"a\": [true, null]"), "{text}");
+        assert!(text.contains("\"words\": [\n    \"x\",\n    \"y\"\n  ]"), "{text}");
+        assert!(text.contains("\"empty\": [],"), "{text}");
+        assert!(text.contains(r#""name": "a \"[1, 2]\" in a string, and \\ too","#), "{text}");
+        // A long one starts on the next line, indented under its key, and closes on a line of its own.
+        assert!(text.contains("\"long\": [\n    -0.0, -0.25, -0.5,"), "{text}");
+        assert!(text.contains("-74.75\n  ],\n"), "{text}");
+    }
+
+    #[test]
+    fn the_shipped_config_is_as_config_json_writes_it() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/default");
+        let cfg = super::load_config(&dir).unwrap();
+        let (shipped, written) = (std::fs::read(dir.join("config.json")).unwrap(), super::config_json(&cfg).unwrap());
+        assert!(shipped == written, "models/default/config.json is not what config_json writes for the config it holds ({} bytes against {})", shipped.len(), written.len());
+        // Only a long string may make a line wider than the numbers' lines.
+        assert!(String::from_utf8(written).unwrap().lines().all(|l| l.len() <= super::CONFIG_WIDTH || l.trim_end_matches(',').ends_with('"')));
+    }
 }

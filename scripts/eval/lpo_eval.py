@@ -192,6 +192,10 @@ def main():
                     help="also score the model's vectors whitened with the training productions' principal axes: "
                          "centred, rotated, each axis scaled by its variance to the power -A/2 (1 = full whitening), "
                          "unit length (repeatable)")
+    ap.add_argument("--whiten-library", action="append", type=float, default=[], metavar="A",
+                    help="also score the model's (and musicnn MSD's) vectors whitened as --whiten does, but fitted on "
+                         "every candidate song, held-out productions included: a map refitted on the library being "
+                         "searched, as `soundalike whiten --remove` then `whiten` on a user's own store gives (repeatable)")
     ap.add_argument("--zscore-model", action="store_true", help="also score the model's vectors z-scored per dimension (as the baselines are)")
     ap.add_argument("--extra", action="append", default=[], metavar="NAME=SONGS.jsonl",
                     help="another embedding of the whole corpus (`soundalike export --format jsonl`) scored on the same queries")
@@ -279,6 +283,8 @@ def main():
             table[f"soundalike ({a.variant}, each value to the power {pw:g})"] = unit(np.sign(model) * np.abs(model) ** pw)
         for al in a.whiten:
             table[f"soundalike ({a.variant}, whitened with training statistics, A={al:g})"] = whiten(model, tr, al)
+        for al in a.whiten_library:
+            table[f"soundalike ({a.variant}, whitened with the whole library's statistics, A={al:g})"] = whiten(model, np.ones(len(ids), bool), al)
         for k in a.dba:
             table[f"soundalike ({a.variant}, database-side augmentation, K={k})"] = augment(model, k)
         for k in a.qe:
@@ -304,6 +310,8 @@ def main():
         for al in a.whiten:
             # The peer whitened the same way (its training-production statistics), so a gain is the model's own.
             table[f"{msd_name}, whitened with training statistics, A={al:g}"] = whiten(baselines[msd_name], tr, al)
+        for al in a.whiten_library:
+            table[f"{msd_name}, whitened with the whole library's statistics, A={al:g}"] = whiten(baselines[msd_name], np.ones(len(ids), bool), al)
         for k in a.dba:
             table[f"{msd_name}, database-side augmentation, K={k}"] = augment(baselines[msd_name], k)
         fold_res = {"fold": f, "training_productions": len(others) - len(dropped), "held_out": held, "queries": int(len(queries)), "methods": {},

@@ -543,11 +543,19 @@ fn whiten_copies_a_model_with_a_map_fitted_on_a_store_and_embeds_with_it() {
         assert!(diff < 1e-4, "{id}: differs by {diff}");
         assert!(v.iter().zip(&white[id]).any(|(a, b)| (a - b).abs() > 1e-3), "{id}: whitening changed nothing");
     }
-    // Refused, each before writing anything: an existing folder, a whitened model, removing a map that is
-    // not there (or with a store), fitting with no store, a store of another model, a strength out of
+    // Refused, each before writing anything: weights that do not match their config, an existing folder, a
+    // whitened model, removing a map that is not there (or with a store), fitting with no store, a store of another model, a strength out of
     // range, a song list that matches nothing.
     let fresh = d.path().join("fresh");
+    // A folder whose weights are not the ones its config names.
+    let mixed = d.path().join("mixed");
+    std::fs::create_dir_all(&mixed).unwrap();
+    std::fs::copy(model().join("config.json"), mixed.join("config.json")).unwrap();
+    let mut w = weights.clone();
+    *w.last_mut().unwrap() ^= 1;
+    std::fs::write(mixed.join("model.bpk"), &w).unwrap();
     for (args, why) in [
+        (vec!["--model", s(&mixed), "--remove", "--out", s(&fresh)], "the model folder is mixed up"),
         (vec!["--model", s(&base), "--store", s(&store), "--out", s(&out)], "already exists and is not empty"),
         (vec!["--model", s(&out), "--store", s(&store2), "--out", s(&fresh)], "whitened already"),
         (vec!["--model", s(&base), "--remove", "--out", s(&fresh)], "no map to remove"),

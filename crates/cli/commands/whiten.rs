@@ -1,6 +1,6 @@
 //! `whiten`: a copy of a model whose song vectors are whitened by a map fitted on a store's vectors (what
 //! `train --whiten` does at the end of training, for a model that is already trained), or, with `--remove`,
-//! a copy of a whitened model without its map (the model to embed a library with before refitting one).
+//! a copy of a whitened model without its map (plain song vectors, or a start for a map fitted on other songs).
 
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -32,7 +32,8 @@ pub struct WhitenArgs {
     #[arg(long)]
     pub songs: Option<PathBuf>,
     /// Write a copy of a whitened model without its map instead (same weights, plain song vectors, the
-    /// fingerprint of the model it was made from): embed your library with it, then fit a map of your own.
+    /// fingerprint of the model it was made from). To search your own library, keep the shipped map: one
+    /// refitted on the library searched did worse (docs/guide.md).
     #[arg(long, conflicts_with_all = ["store", "songs", "strength"])]
     pub remove: bool,
 }
@@ -106,7 +107,7 @@ pub fn run(a: WhitenArgs) -> Result<ExitCode> {
             "command": command,
         });
         write_copy(&a.out, &weights, &report, &new_cfg)?;
-        println!("model without song whitening written to {} (fingerprint {}); embed a library with it, then `soundalike whiten --model {} --store STORE --out NEW` fits a map on it", a.out.display(), new_cfg.fingerprint, a.out.display());
+        println!("model without song whitening written to {} (fingerprint {}): plain song vectors; `soundalike whiten --model {} --store STORE --out NEW` fits a new map on a store embedded with it", a.out.display(), new_cfg.fingerprint, a.out.display());
         return Ok(ExitCode::SUCCESS);
     }
     if cfg.arch.song_whitening.is_some() {

@@ -502,11 +502,11 @@ fn whiten_copies_a_model_with_a_map_fitted_on_a_store_and_embeds_with_it() {
     let base = d.path().join("plain-default");
     let o = run(&["whiten", "--model", s(&model()), "--remove", "--out", s(&base)]);
     assert!(o.status.success(), "{}", stderr(&o));
-    assert_eq!(std::fs::read(base.join("model.bpk")).unwrap(), std::fs::read(model().join("model.bpk")).unwrap());
+    let weights = std::fs::read(model().join("model.bpk")).unwrap();
+    assert_eq!(std::fs::read(base.join("model.bpk")).unwrap(), weights);
     let plain_cfg = soundalike_model::load_config(&base).unwrap();
     let default_cfg = soundalike_model::load_config(&model()).unwrap();
     assert!(default_cfg.arch.song_whitening.is_some() && plain_cfg.arch.song_whitening.is_none());
-    let weights = std::fs::read(model().join("model.bpk")).unwrap();
     let want = soundalike_model::with_song_whitening(default_cfg.clone(), &weights, None).unwrap();
     assert_eq!(plain_cfg.fingerprint, want.fingerprint);
     assert_ne!(plain_cfg.fingerprint, default_cfg.fingerprint);
@@ -544,8 +544,8 @@ fn whiten_copies_a_model_with_a_map_fitted_on_a_store_and_embeds_with_it() {
         assert!(v.iter().zip(&white[id]).any(|(a, b)| (a - b).abs() > 1e-3), "{id}: whitening changed nothing");
     }
     // Refused, each before writing anything: weights that do not match their config, an existing folder, a
-    // whitened model, removing a map that is not there (or with a store), fitting with no store, a store of another model, a strength out of
-    // range, a song list that matches nothing.
+    // whitened model, removing a map that is not there (or with a store), fitting with no store, a store of
+    // another model, a strength out of range, a song list that matches nothing.
     let fresh = d.path().join("fresh");
     // A folder whose weights are not the ones its config names.
     let mixed = d.path().join("mixed");
@@ -555,7 +555,7 @@ fn whiten_copies_a_model_with_a_map_fitted_on_a_store_and_embeds_with_it() {
     *w.last_mut().unwrap() ^= 1;
     std::fs::write(mixed.join("model.bpk"), &w).unwrap();
     for (args, why) in [
-        (vec!["--model", s(&mixed), "--remove", "--out", s(&fresh)], "the model folder is mixed up"),
+        (vec!["--model", s(&mixed), "--remove", "--out", s(&fresh)], "the model directory is mixed up"),
         (vec!["--model", s(&base), "--store", s(&store), "--out", s(&out)], "already exists and is not empty"),
         (vec!["--model", s(&out), "--store", s(&store2), "--out", s(&fresh)], "whitened already"),
         (vec!["--model", s(&base), "--remove", "--out", s(&fresh)], "no map to remove"),

@@ -74,18 +74,6 @@ fn write_copy(out: &std::path::Path, weights: &[u8], report: &serde_json::Value,
     Ok(())
 }
 
-/// The bytes of `model`'s weights, refused when they are not the ones its config's fingerprint names (a
-/// mixed-up folder must not come out of `whiten` as a model with a fresh, matching fingerprint).
-fn read_weights(model: &std::path::Path, cfg: &soundalike_model::ModelConfig) -> Result<Vec<u8>> {
-    let wp = model.join("model.bpk");
-    let weights = std::fs::read(&wp).with_context(|| format!("cannot read {}", wp.display()))?;
-    let fp = soundalike_model::with_song_whitening(cfg.clone(), &weights, cfg.arch.song_whitening.clone())?.fingerprint;
-    if fp != cfg.fingerprint {
-        bail!("{}: its weights' fingerprint {fp} does not match config.json ({}); the model folder is mixed up", wp.display(), cfg.fingerprint);
-    }
-    Ok(weights)
-}
-
 pub fn run(a: WhitenArgs) -> Result<ExitCode> {
     check_strength("--strength", a.strength)?;
     let cfg = soundalike_model::load_config(&a.model)?;
@@ -97,7 +85,7 @@ pub fn run(a: WhitenArgs) -> Result<ExitCode> {
         if cfg.arch.song_whitening.is_none() {
             bail!("{}: this model's song vectors are not whitened; there is no map to remove", a.model.display());
         }
-        let weights = read_weights(&a.model, &cfg)?;
+        let weights = soundalike_model::read_weights(&a.model, &cfg)?;
         let new_cfg = soundalike_model::with_song_whitening(cfg.clone(), &weights, None)?;
         let report = json!({
             "from_model": a.model.display().to_string(),
@@ -117,7 +105,7 @@ pub fn run(a: WhitenArgs) -> Result<ExitCode> {
             a.model.display()
         );
     }
-    let weights = read_weights(&a.model, &cfg)?;
+    let weights = soundalike_model::read_weights(&a.model, &cfg)?;
     let store_path = a.store.as_deref().context("--store is needed to fit a whitening")?;
     let store = Store::open(store_path)?;
     if store.header.model_fingerprint != cfg.fingerprint {

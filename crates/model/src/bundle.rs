@@ -182,9 +182,9 @@ pub fn save_model(dir: &Path, net: &SoundNet, config: &ModelConfig) -> Result<Mo
 /// goes with it. Returns the new config.
 pub fn set_song_whitening(dir: &Path, whitening: Option<soundalike_vectors::Whitening>) -> Result<ModelConfig> {
     let config_path = dir.join("config.json");
-    let wp = dir.join("model.bpk");
-    let bytes = std::fs::read(&wp).map_err(|e| ModelError::io(&wp, e))?;
-    let cfg = with_song_whitening(load_config(dir)?, &bytes, whitening).map_err(|e| ModelError::format(&config_path, e))?;
+    let config = load_config(dir)?;
+    let bytes = read_weights(dir, &config)?;
+    let cfg = with_song_whitening(config, &bytes, whitening).map_err(|e| ModelError::format(&config_path, e))?;
     write_atomic(&config_path, &config_json(&cfg).map_err(|e| ModelError::format(&config_path, e))?)?;
     Ok(cfg)
 }
@@ -219,6 +219,27 @@ fn parse_config(b: &[u8], p: &Path) -> Result<ModelConfig> {
     Ok(cfg)
 }
 
+/// The bytes of `dir`'s `model.bpk`, refused when their fingerprint is not `config`'s (a mixed-up folder
+/// must not be rewritten under a fresh fingerprint that would match them).
+pub fn read_weights(dir: &Path, config: &ModelConfig) -> Result<Vec<u8>> {
+    let wp = dir.join("model.bpk");
+    let bytes = std::fs::read(&wp).map_err(|e| ModelError::io(&wp, e))?;
+    check_weights(config, &bytes, &wp)?;
+    Ok(bytes)
+}
+
+/// Refuses weights (`wp` names them in the error) whose fingerprint does not match `config`.
+fn check_weights(config: &ModelConfig, bytes: &[u8], wp: &Path) -> Result<()> {
+    let fp = fingerprint_bytes(bytes, &config.arch);
+    if fp != config.fingerprint {
+        return Err(ModelError::Mismatch {
+            path: wp.to_path_buf(),
+            reason: format!("weights fingerprint {fp} does not match config.json ({}); the model directory is mixed up", config.fingerprint),
+        });
+    }
+    Ok(())
+}
+
 /// Loads a model directory onto `device`, refusing weights whose fingerprint does not match the config.
 pub fn load_model(dir: &Path, device: &Device) -> Result<LoadedModel> {
     let config = load_config(dir)?;
@@ -237,13 +258,7 @@ pub fn load_model_bytes(config: &[u8], weights: Vec<u8>, dir: &Path, device: &De
 
 fn load_parts(config: ModelConfig, bytes: Vec<u8>, dir: &Path, device: &Device) -> Result<LoadedModel> {
     let wp = dir.join("model.bpk");
-    let fp = fingerprint_bytes(&bytes, &config.arch);
-    if fp != config.fingerprint {
-        return Err(ModelError::Mismatch {
-            path: wp,
-            reason: format!("weights fingerprint {fp} does not match config.json ({}); the model directory is mixed up", config.fingerprint),
-        });
-    }
+    check_weights(&config, &bytes, &wp)?;
     let record = burn::store::ModuleRecord::from_bytes(burn::tensor::Bytes::from_bytes_vec(bytes)).map_err(|e| ModelError::format(&wp, e))?;
     let net = SoundNet::new(&config.arch, config.labels.len(), device).try_load_record(record).map_err(|e| ModelError::format(&wp, e))?;
     let net = net.valid();

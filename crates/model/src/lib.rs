@@ -24,7 +24,7 @@ pub mod model;
 pub mod musicnn;
 pub mod train;
 
-pub use bundle::{config_json, load_config, load_model, load_model_bytes, save_model, set_song_whitening, with_song_whitening, LoadedModel, ModelConfig, MODEL_FORMAT_VERSION};
+pub use bundle::{config_json, load_config, load_model, load_model_bytes, read_weights, save_model, set_song_whitening, with_song_whitening, LoadedModel, ModelConfig, MODEL_FORMAT_VERSION};
 pub use fast::cpu_infer::CpuNet;
 pub use fast::{Impl, Layers};
 pub use eval::{evaluate, EvalReport};

@@ -242,6 +242,10 @@ fn song_whitening_is_fitted_on_songs_saved_in_the_fingerprint_and_applied_to_eve
     std::fs::write(&path, serde_json::to_vec(&v).unwrap()).unwrap();
     let e = load_model(white.path(), &dev).err().unwrap().to_string();
     assert!(e.contains("does not match config.json"), "{e}");
+    // ...and is not rewritten under a fresh fingerprint that would match its weights.
+    let e = set_song_whitening(white.path(), None).err().unwrap().to_string();
+    assert!(e.contains("the model directory is mixed up"), "{e}");
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&std::fs::read_to_string(&path).unwrap()).unwrap(), v);
     v["arch"]["song_whitening"]["mean"] = serde_json::json!([0.0, 1.0]);
     std::fs::write(&path, serde_json::to_vec(&v).unwrap()).unwrap();
     let e = load_model(white.path(), &dev).err().unwrap().to_string();
